@@ -1,0 +1,44 @@
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "pippy/core/action.hpp"
+
+namespace pippy {
+
+enum class event_source : std::uint8_t { simulated, measured };
+
+// One action as it ran (or was predicted to run) on a rank. Compute actions sit on stream 0 of their
+// rank; a transfer (SEND_F/SEND_B) is recorded on the sending rank's stream 1 with its peer.
+struct trace_event {
+  int rank = 0;
+  action act;
+  double start_us = 0;
+  double end_us = 0;
+  std::uint64_t bytes = 0; // payload of a transfer; 0 for compute
+  int peer = -1;           // receiving rank of a transfer
+  event_source source = event_source::simulated;
+
+  double duration_us() const { return end_us - start_us; }
+  friend bool operator==(const trace_event&, const trace_event&) = default;
+};
+
+// Bytes a rank holds (parameters, optimizer state, activations) from t_us on.
+struct memory_sample {
+  int rank = 0;
+  double t_us = 0;
+  std::uint64_t bytes = 0;
+  friend bool operator==(const memory_sample&, const memory_sample&) = default;
+};
+
+// Everything one run emits, simulated or measured. Not thread-safe: one writer at a time.
+struct trace {
+  std::string run;  // a name for the run ("1f1b R=4 M=8 simulated")
+  int num_ranks = 0;
+  std::vector<trace_event> events;
+  std::vector<memory_sample> memory;
+  friend bool operator==(const trace&, const trace&) = default;
+};
+
+} // namespace pippy

@@ -1,0 +1,193 @@
+#include "pippy/traces/chrome_trace.hpp"
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "pippy/core/error.hpp"
+
+namespace pippy {
+namespace {
+
+using json = nlohmann::json;
+
+std::string_view to_string(event_source s) { return s == event_source::simulated ? "simulated" : "measured"; }
+
+json event_json(const trace_event& e) {
+  json args = {{"stage", e.act.stage}, {"kind", std::string(to_string(e.act.kind))},
+               {"source", std::string(to_string(e.source))}};
+  if (e.act.microbatch != no_microbatch)
+    args["microbatch"] = e.act.microbatch;
+  if (e.bytes)
+    args["bytes"] = e.bytes;
+  if (e.peer >= 0)
+    args["peer"] = e.peer;
+  return json{{"name", to_string(e.act)}, {"cat", std::string(to_string(e.act.kind))}, {"ph", "X"},
+              {"pid", e.rank}, {"tid", is_communication(e.act.kind) ? 1 : 0}, {"ts", e.start_us},
+              {"dur", e.end_us - e.start_us}, {"args", std::move(args)}};
+}
+
+json memory_json(const memory_sample& m) {
+  return json{{"name", "memory"}, {"ph", "C"}, {"pid", m.rank}, {"ts", m.t_us}, {"args", {{"bytes", m.bytes}}}};
+}
+
+// Adds one "traceEvents" element to t. Events that are neither actions nor memory (metadata, other
+// tools' markers) are skipped, so that PyTorch's own traces open.
+void add_event(const json& e, trace& t, const std::string& where) {
+  auto fail = [&](const std::string& why) { throw input_error(where + ": " + why); };
+  if (!e.is_object())
+    fail("expected an object");
+  const std::string ph = e.value("ph", "");
+  auto number = [&](const char* field) {
+    if (!e.contains(field) || !e[field].is_number())
+      fail(std::string("field \"") + field + "\" must be a number");
+    return e[field].get<double>();
+  };
+  auto rank_of = [&]() {
+    if (!e.contains("pid") || !e["pid"].is_number_integer())
+      fail("field \"pid\" (the rank) must be an integer");
+    const int rank = e["pid"].get<int>();
+    if (rank < 0)
+      fail("field \"pid\" (the rank) must not be negative");
+    t.num_ranks = std::max(t.num_ranks, rank + 1);
+    return rank;
+  };
+  if (ph == "C" && e.value("name", "") == "memory") {
+    memory_sample m{.rank = rank_of(), .t_us = number("ts"), .bytes = 0};
+    if (!e.contains("args") || !e["args"].contains("bytes") || !e["args"]["bytes"].is_number())
+      fail("memory counter without numeric args.bytes");
+    m.bytes = e["args"]["bytes"].get<std::uint64_t>();
+    t.memory.push_back(m);
+    return;
+  }
+  if (ph != "X")
+    return;
+  if (!e.contains("name") || !e["name"].is_string())
+    fail("field \"name\" must be an action such as \"2F0\"");
+  trace_event ev;
+  try {
+    ev.act = parse_action(e["name"].get<std::string>());
+  } catch (const input_error& err) {
+    fail(err.what());
+  }
+  ev.rank = rank_of();
+  ev.start_us = number("ts");
+  const double dur = number("dur");
+  if (dur < 0)
+    fail("field \"dur\" must not be negative");
+  ev.end_us = ev.start_us + dur;
+  if (e.contains("args") && e["args"].is_object()) {
+    const auto& a = e["args"];
+    if (a.contains("bytes") && a["bytes"].is_number_unsigned())
+      ev.bytes = a["bytes"].get<std::uint64_t>();
+    if (a.contains("peer") && a["peer"].is_number_integer())
+      ev.peer = a["peer"].get<int>();
+    ev.source = a.value("source", "simulated") == "measured" ? event_source::measured : event_source::simulated;
+  }
+  t.events.push_back(ev);
+}
+
+} // namespace
+
+std::string to_chrome_json(const trace& t) {
+  std::ostringstream out;
+  write_chrome_json(out, t);
+  return out.str();
+}
+
+void write_chrome_json(std::ostream& out, const trace& t) {
+  // One event per line keeps large files diffable and lets a reader stream them.
+  out << "{\"displayTimeUnit\":\"ms\",\"otherData\":" << json{{"run", t.run}, {"ranks", t.num_ranks}}.dump()
+      << ",\n\"traceEvents\":[\n";
+  bool first = true;
+  auto sep = [&] {
+    if (!first)
+      out << ",\n";
+    first = false;
+  };
+  for (int r = 0; r < t.num_ranks; ++r) {
+    sep();
+    out << json{{"name", "process_name"}, {"ph", "M"}, {"pid", r}, {"args", {{"name", "rank " + std::to_string(r)}}}}.dump();
+  }
+  for (const auto& e : t.events) {
+    sep();
+    out << event_json(e).dump();
+  }
+  for (const auto& m : t.memory) {
+    sep();
+    out << memory_json(m).dump();
+  }
+  out << "\n]}\n";
+}
+
+void save_chrome_trace(const trace& t, const std::string& path) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out)
+      throw input_error(path + ": cannot open for writing");
+    write_chrome_json(out, t);
+    out.flush();
+    if (!out)
+      throw input_error(path + ": write failed");
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::filesystem::remove(tmp, ec);
+    throw input_error(path + ": cannot move the finished trace into place");
+  }
+}
+
+trace parse_chrome_json(std::string_view text, const std::string& source) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::parse_error& e) {
+    throw input_error(source + ": not valid JSON (" + e.what() + ")");
+  }
+  trace t;
+  const json* events = nullptr;
+  if (j.is_array()) {
+    events = &j; // the JSON-array form of the format
+  } else if (j.is_object() && j.contains("traceEvents") && j["traceEvents"].is_array()) {
+    events = &j["traceEvents"];
+    if (j.contains("otherData") && j["otherData"].is_object()) {
+      t.run = j["otherData"].value("run", "");
+      t.num_ranks = j["otherData"].value("ranks", 0);
+    }
+  } else {
+    throw input_error(source + ": expected an object with a \"traceEvents\" array");
+  }
+  for (std::size_t i = 0; i < events->size(); ++i)
+    add_event((*events)[i], t, source + ": traceEvents[" + std::to_string(i) + "]");
+  if (t.events.empty())
+    throw input_error(source + ": no pipeline actions in the trace");
+  return t;
+}
+
+trace load_chrome_trace(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    throw input_error(path + ": cannot open trace file");
+  std::stringstream buf;
+  buf << in.rdbuf();
+  return parse_chrome_json(buf.str(), path);
+}
+
+std::string to_json_line(const trace_event& e) { return event_json(e).dump() + "\n"; }
+std::string to_json_line(const memory_sample& m) { return memory_json(m).dump() + "\n"; }
+
+void parse_json_line(std::string_view line, trace& t, const std::string& source) {
+  json j;
+  try {
+    j = json::parse(line);
+  } catch (const json::parse_error& e) {
+    throw input_error(source + ": not valid JSON (" + e.what() + ")");
+  }
+  add_event(j, t, source);
+}
+
+} // namespace pippy
