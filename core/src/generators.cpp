@@ -129,9 +129,10 @@ private:
 schedule interleaved(const schedule_options& o, bool zero_bubble) {
   const int R = o.num_ranks, V = o.stages_per_rank, M = o.num_microbatches;
   const int rounds = std::max(1, M / R);
-  require(M % rounds == 0, "microbatches: " + o.name + " needs a multiple of the number of rounds (" + num(rounds) +
+  // With one stage per rank the rounds do not change the order, so only interleaving constrains M.
+  require(V == 1 || M % rounds == 0, "microbatches: " + o.name + " needs a multiple of the number of rounds (" + num(rounds) +
                                " = max(1, microbatches / ranks)), got " + num(M));
-  const int per_round = M / rounds;
+  const int per_round = V == 1 ? M : M / rounds;
   auto s = empty_schedule(o, placement_style::looped);
   const int total = M * V;
   for (int r = 0; r < R; ++r) {

@@ -1,5 +1,9 @@
 #include "pippy/core/schedule.hpp"
 
+#include <algorithm>
+#include <map>
+#include <tuple>
+
 namespace pippy {
 
 bool schedule::has_communication() const {
@@ -31,21 +35,77 @@ schedule add_communication(const schedule& compute_only) {
   schedule out = strip_communication(compute_only);
   const auto& shape = out.shape;
   const int last = shape.num_stages() - 1;
-  for (int r = 0; r < static_cast<int>(out.ranks.size()); ++r) {
+  const auto R = out.ranks.size();
+  auto remote = [&](int rank, int stage) { return stage >= 0 && stage <= last && shape.rank_of(stage) != rank; };
+  // Where each compute action sits on its rank, to find the consumer of every message.
+  std::map<action, std::size_t> position;
+  for (const auto& list : out.ranks)
+    for (std::size_t i = 0; i < list.size(); ++i)
+      position[list[i]] = i;
+  auto consumer_position = [&](const action& a, std::size_t fallback) {
+    auto it = position.find(a);
+    if (it != position.end())
+      return it->second;
+    const action as_b{a.stage, action_kind::full_backward, a.microbatch};
+    it = position.find(as_b);
+    return it != position.end() ? it->second : fallback;
+  };
+  struct receive {
+    std::size_t before; // index of the compute action it must precede on the receiving rank
+    int src;
+    std::size_t order; // position in the channel's message sequence
+    action act;
+  };
+  std::vector<std::vector<receive>> receives(R);
+  for (std::size_t src = 0; src < R; ++src) {
+    // Messages on each channel src -> dst, in the order src sends them.
+    std::map<int, std::vector<receive>> channels;
+    for (const auto& a : out.ranks[src]) {
+      const int r = static_cast<int>(src);
+      if (a.kind == action_kind::forward && remote(r, a.stage + 1)) {
+        const int dst = shape.rank_of(a.stage + 1);
+        const action consumer{a.stage + 1, action_kind::forward, a.microbatch};
+        channels[dst].push_back({consumer_position(consumer, out.ranks[dst].size()), r, 0,
+                                 {a.stage + 1, action_kind::recv_f, a.microbatch}});
+      }
+      if (is_input_backward(a.kind) && remote(r, a.stage - 1)) {
+        const int dst = shape.rank_of(a.stage - 1);
+        const action consumer{a.stage - 1, action_kind::backward_input, a.microbatch};
+        channels[dst].push_back({consumer_position(consumer, out.ranks[dst].size()), r, 0,
+                                 {a.stage - 1, action_kind::recv_b, a.microbatch}});
+      }
+    }
+    // A receive goes right before its consumer, or earlier where needed so that each pair of ranks
+    // receives in the order it sends (point-to-point messages between two ranks match in order).
+    for (auto& [dst, msgs] : channels) {
+      std::size_t bound = out.ranks[dst].size();
+      for (std::size_t k = msgs.size(); k-- > 0;) {
+        msgs[k].before = std::min(msgs[k].before, bound);
+        msgs[k].order = k;
+        bound = msgs[k].before;
+      }
+      receives[dst].insert(receives[dst].end(), msgs.begin(), msgs.end());
+    }
+  }
+  for (std::size_t r = 0; r < R; ++r) {
+    auto& recvs = receives[r];
+    std::stable_sort(recvs.begin(), recvs.end(), [](const receive& x, const receive& y) {
+      return std::tie(x.before, x.src, x.order) < std::tie(y.before, y.src, y.order);
+    });
     std::vector<action> lowered;
     lowered.reserve(out.ranks[r].size() * 2);
-    auto remote = [&](int stage) { return stage >= 0 && stage <= last && shape.rank_of(stage) != r; };
-    for (const auto& a : out.ranks[r]) {
-      const bool fwd = a.kind == action_kind::forward;
-      const bool bwd = is_input_backward(a.kind);
-      if (fwd && remote(a.stage - 1))
-        lowered.push_back({a.stage, action_kind::recv_f, a.microbatch});
-      if (bwd && remote(a.stage + 1))
-        lowered.push_back({a.stage, action_kind::recv_b, a.microbatch});
+    std::size_t next_recv = 0;
+    const auto& list = out.ranks[r];
+    for (std::size_t i = 0; i <= list.size(); ++i) {
+      while (next_recv < recvs.size() && recvs[next_recv].before == i)
+        lowered.push_back(recvs[next_recv++].act);
+      if (i == list.size())
+        break;
+      const action& a = list[i];
       lowered.push_back(a);
-      if (fwd && remote(a.stage + 1))
+      if (a.kind == action_kind::forward && remote(static_cast<int>(r), a.stage + 1))
         lowered.push_back({a.stage, action_kind::send_f, a.microbatch});
-      if (bwd && remote(a.stage - 1))
+      if (is_input_backward(a.kind) && remote(static_cast<int>(r), a.stage - 1))
         lowered.push_back({a.stage, action_kind::send_b, a.microbatch});
     }
     out.ranks[r] = std::move(lowered);

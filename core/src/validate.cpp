@@ -52,6 +52,24 @@ double evaluation::bubble_fraction() const {
   return 1.0 - total / (makespan * static_cast<double>(ranks.size()));
 }
 
+double evaluation::steady_bubble_fraction() const {
+  double idle = 0, span = 0;
+  for (std::size_t r = 0; r < ranks.size(); ++r) {
+    double first = makespan, last = 0;
+    for (const auto& t : ranks[r]) {
+      if (t.end <= t.start)
+        continue;
+      first = std::min(first, t.start);
+      last = std::max(last, t.end);
+    }
+    if (last <= first)
+      continue;
+    span += last - first;
+    idle += (last - first) - busy(static_cast<int>(r));
+  }
+  return span > 0 ? idle / span : 0.0;
+}
+
 namespace {
 
 constexpr double not_done = std::numeric_limits<double>::quiet_NaN();

@@ -20,7 +20,8 @@ struct schedule {
 
 // Inserts SEND_F/RECV_F/SEND_B/RECV_B between stages on different ranks, the way PyTorch's runtime
 // lowers a compute-only schedule: a send right after the action that produced the tensor, a receive
-// right before the action that consumes it. Stages on one rank hand over in memory (no comm action).
+// right before the action that consumes it, or earlier where a pair of ranks must receive in the order
+// it sends. Stages on one rank hand over in memory (no comm action).
 schedule add_communication(const schedule& compute_only);
 
 // Drops communication actions, leaving the compute order.

@@ -42,6 +42,9 @@ struct evaluation {
   // 1 - busy/makespan, per rank and over all ranks.
   double bubble_fraction(int rank) const;
   double bubble_fraction() const;
+  // Idle time inside each rank's own span (first start to last end) over the spans: the bubble that
+  // remains in steady state when consecutive steps overlap (the zero-bubble paper's measure).
+  double steady_bubble_fraction() const;
 };
 
 using compute_cost = std::function<double(const action&)>;

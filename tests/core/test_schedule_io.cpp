@@ -1,0 +1,78 @@
+#include <catch2/catch.hpp>
+
+#include <cstdio>
+#include <fstream>
+
+#include "pippy/core/error.hpp"
+#include "pippy/core/generators.hpp"
+#include "pippy/core/schedule_io.hpp"
+
+using namespace pippy;
+
+TEST_CASE("CSV and JSON round-trip every generator, compute-only and lowered") {
+  for (auto name : schedule_names()) {
+    const int v = (std::string(name) == "zbv" || std::string(name) == "dualpipev") ? 2 : 2;
+    auto s = make_schedule({.name = std::string(name), .num_ranks = 4, .num_microbatches = 8, .stages_per_rank =
+                                std::string(name).find("1f1b") == 0 || std::string(name).find("zb-h") == 0 ||
+                                        std::string(name) == "gpipe"
+                                    ? 1
+                                    : v});
+    for (const auto& variant : {s, add_communication(s)}) {
+      INFO(name);
+      auto from_csv = schedule_from_csv(to_csv(variant), "x.csv");
+      CHECK(from_csv.ranks == variant.ranks);
+      CHECK(from_csv.shape == variant.shape);
+      auto from_json = schedule_from_json(to_json(variant), "x.json");
+      CHECK(from_json.ranks == variant.ranks);
+      CHECK(from_json.shape == variant.shape);
+      CHECK(from_json.name == variant.name);
+    }
+  }
+}
+
+TEST_CASE("CSV: empty cells are idle slots, quotes and spaces are ignored, V placement is inferred") {
+  auto s = schedule_from_csv(",0F0, \"0B0\"\n1F0,1B0,\n", "idle.csv");
+  CHECK(s.ranks[0] == std::vector<action>{parse_action("0F0"), parse_action("0B0")});
+  CHECK(s.shape.num_ranks == 2);
+  CHECK(s.shape.num_microbatches == 1);
+  auto v = schedule_from_csv("0F0,3F0,3B0,0B0\n1F0,2F0,2B0,1B0\n", "v.csv");
+  CHECK(v.shape.placement == placement_style::v_shape);
+  CHECK(v.shape.stages_per_rank == 2);
+}
+
+TEST_CASE("malformed CSV cells name the file, line and column") {
+  CHECK_THROWS_WITH(schedule_from_csv("0F0,0B0\n1F0,1Q0\n", "mine.csv"),
+                    "mine.csv:2, column 2: action '1Q0': unknown kind; expected one of F, I, W, B, U, SEND_F, RECV_F, "
+                    "SEND_B, RECV_B");
+  CHECK_THROWS_WITH(schedule_from_csv("0F0,0B0\n2F0,2B0\n", "odd.csv"),
+                    "odd.csv: 3 stages do not divide evenly over 2 ranks");
+  CHECK_THROWS_WITH(schedule_from_csv("1F0,1B0\n0F0,0B0\n", "swap.csv"),
+                    "swap.csv: stages sit on ranks neither looped (stage s on rank s mod 2) nor V-shaped");
+  CHECK_THROWS_WITH(schedule_from_csv("\n\n", "empty.csv"), "empty.csv: no actions");
+}
+
+TEST_CASE("malformed JSON schedules name the field") {
+  CHECK_THROWS_WITH(schedule_from_json("{\"actions\": [[\"0F0\", 3]]}", "s.json"),
+                    "s.json: actions[0][1] must be a string such as \"0F1\"");
+  CHECK_THROWS_WITH(schedule_from_json("{\"actions\": 1}", "s.json"),
+                    "s.json: field \"actions\" must be an array of rank lists");
+  CHECK_THROWS_WITH(schedule_from_json("{\"ranks\": 3, \"actions\": [[\"0F0\",\"0B0\"]]}", "s.json"),
+                    "s.json: field \"ranks\" is 3 but \"actions\" has 1 rows");
+  CHECK_THROWS_WITH(schedule_from_json("{\"actions\": [[\"0F0\",\"0B0\"]], \"placement\": \"zigzag\"}", "s.json"),
+                    "s.json: field \"placement\" must be \"looped\" or \"v\"");
+  CHECK_THROWS_WITH(schedule_from_json("{", "s.json"), Catch::Contains("s.json: not valid JSON"));
+}
+
+TEST_CASE("a user's CSV file is loaded, validated and used like a built-in schedule") {
+  const std::string path = "user_schedule.csv";
+  {
+    std::ofstream out(path);
+    out << to_csv(make_schedule({.name = "1f1b", .num_ranks = 3, .num_microbatches = 6}));
+  }
+  auto s = load_schedule_file(path);
+  CHECK_NOTHROW(validate(s));
+  auto e = evaluate(s, unit_costs{});
+  CHECK(e.makespan == (6 + 3 - 1) * 3.0);
+  std::remove(path.c_str());
+  CHECK_THROWS_WITH(load_schedule_file("missing.csv"), "missing.csv: cannot open schedule file");
+}
