@@ -50,6 +50,24 @@ std::string trim(std::string_view s) {
   return std::string(s.substr(b, e - b + 1));
 }
 
+// One CSV cell: an action, or PyTorch's "(0F7;7B3)OVERLAP_F_B", an F and a B run together, which we
+// run one after the other as PyTorch's runtime does unless an overlap function is registered.
+std::vector<action> parse_cell(const std::string& cell) {
+  if (cell.front() != '(')
+    return {parse_action(cell)};
+  const auto close = cell.find(')');
+  if (close == std::string::npos || cell.substr(close + 1) != "OVERLAP_F_B")
+    throw input_error("cell '" + cell + "': expected (F;B)OVERLAP_F_B");
+  std::vector<action> out;
+  std::size_t start = 1;
+  while (start < close) {
+    auto semi = std::min(cell.find(';', start), close);
+    out.push_back(parse_action(cell.substr(start, semi - start)));
+    start = semi + 1;
+  }
+  return out;
+}
+
 } // namespace
 
 std::string to_csv(const schedule& s) {
@@ -91,7 +109,8 @@ schedule schedule_from_csv(std::string_view text, const std::string& source) {
       if (cell.empty() || cell == "None" || cell == "_")
         continue;
       try {
-        list.push_back(parse_action(cell));
+        for (const auto& a : parse_cell(cell))
+          list.push_back(a);
       } catch (const input_error& e) {
         throw input_error(source + ":" + std::to_string(line_no) + ", column " + std::to_string(col) + ": " + e.what());
       }

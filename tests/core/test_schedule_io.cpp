@@ -40,6 +40,14 @@ TEST_CASE("CSV: empty cells are idle slots, quotes and spaces are ignored, V pla
   CHECK(v.shape.stages_per_rank == 2);
 }
 
+TEST_CASE("CSV: PyTorch's OVERLAP_F_B cells run their F and then their B") {
+  auto s = schedule_from_csv("0F0,0F1,(0F2;3B0)OVERLAP_F_B,3F0\n1F0,2F0\n", "overlap.csv");
+  CHECK(s.ranks[0] == std::vector<action>{parse_action("0F0"), parse_action("0F1"), parse_action("0F2"),
+                                          parse_action("3B0"), parse_action("3F0")});
+  CHECK_THROWS_WITH(schedule_from_csv("(0F2;3B0)OVERLAP\n", "o.csv"),
+                    "o.csv:1, column 1: cell '(0F2;3B0)OVERLAP': expected (F;B)OVERLAP_F_B");
+}
+
 TEST_CASE("malformed CSV cells name the file, line and column") {
   CHECK_THROWS_WITH(schedule_from_csv("0F0,0B0\n1F0,1Q0\n", "mine.csv"),
                     "mine.csv:2, column 2: action '1Q0': unknown kind; expected one of F, I, W, B, U, SEND_F, RECV_F, "
