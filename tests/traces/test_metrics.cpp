@@ -1,0 +1,173 @@
+#include <catch2/catch.hpp>
+
+#include "pippy/core/generators.hpp"
+#include "pippy/core/validate.hpp"
+#include "pippy/traces/chrome_trace.hpp"
+#include "pippy/traces/metrics.hpp"
+
+using namespace pippy;
+
+namespace {
+trace_event ev(int rank, const char* a, double s, double e) {
+  return trace_event{.rank = rank, .act = parse_action(a), .start_us = s, .end_us = e};
+}
+
+// Two stages on two ranks, one micro-batch: rank 1 waits for the activation, rank 0 for the gradient.
+trace two_stage() {
+  trace t;
+  t.run = "hand-made";
+  t.num_ranks = 2;
+  t.events = {ev(0, "0F0", 0, 10), ev(1, "1F0", 10, 20), ev(1, "1B0", 20, 30), ev(0, "0B0", 30, 50)};
+  t.memory = {{0, 0, 100}, {0, 10, 300}, {0, 50, 100}, {1, 10, 500}, {1, 5, 200}};
+  return t;
+}
+
+trace gpipe4(double us_per_unit = 1000) {
+  auto s = make_schedule({.name = "gpipe", .num_ranks = 4, .num_microbatches = 4, .optimizer_steps = false});
+  return trace_from_evaluation(evaluate(s, unit_costs{}), "gpipe R=4 M=4", us_per_unit);
+}
+} // namespace
+
+TEST_CASE("metrics of a hand-made two-stage trace are exact", "[traces][metrics]") {
+  const trace t = two_stage();
+  const auto m = compute_metrics(t);
+  CHECK(m.start_us == 0);
+  CHECK(m.end_us == 50);
+  CHECK(m.step_time_us == 50);
+  REQUIRE(m.ranks.size() == 2);
+  CHECK(m.ranks[0].busy_us == 30);
+  CHECK(m.ranks[1].busy_us == 20);
+  CHECK(m.ranks[0].bubble_fraction == Approx(0.4));
+  CHECK(m.ranks[1].bubble_fraction == Approx(0.6));
+  CHECK(m.ranks[0].utilisation == Approx(0.6));
+  CHECK(m.bubble_fraction == Approx(0.5));
+  CHECK(m.utilisation == Approx(0.5));
+  CHECK(m.kind_count[static_cast<int>(action_kind::forward)] == 2);
+  CHECK(m.kind_us[static_cast<int>(action_kind::full_backward)] == 30);
+
+  // Gaps: rank 0 waits 10..30 for stage 1's gradient; rank 1 waits 0..10 for stage 0's activation
+  // and drains 30..50.
+  REQUIRE(m.gaps.size() == 3);
+  const auto& g0 = m.gaps[0];
+  CHECK(g0.rank == 0);
+  CHECK(g0.start_us == 10);
+  CHECK(g0.end_us == 30);
+  CHECK(g0.cause == idle_cause::gradient);
+  CHECK(to_string(*g0.waited_for) == "1B0");
+  CHECK(g0.waited_rank == 1);
+  CHECK(to_string(*g0.next) == "0B0");
+  CHECK(g0.describe().find("gradient of stage 1 micro-batch 0") != std::string::npos);
+  const auto& g1 = m.gaps[1];
+  CHECK(g1.rank == 1);
+  CHECK(g1.start_us == 0);
+  CHECK(g1.end_us == 10);
+  CHECK(g1.cause == idle_cause::activation);
+  CHECK(to_string(*g1.waited_for) == "0F0");
+  CHECK(m.gaps[2].cause == idle_cause::drain);
+  CHECK(m.gaps[2].start_us == 30);
+  CHECK(m.gaps[2].end_us == 50);
+
+  // Critical path: the whole chain, 50 us of compute over a 50 us step.
+  REQUIRE(m.critical_path.size() == 4);
+  std::vector<std::string> names;
+  for (auto i : m.critical_path)
+    names.push_back(to_string(t.events[i].act));
+  CHECK(names == std::vector<std::string>{"0F0", "1F0", "1B0", "0B0"});
+  CHECK(m.critical_path_busy_us == 50);
+
+  // Memory over time: per-rank curves sorted by time, peaks.
+  auto c1 = memory_curve(t, 1);
+  REQUIRE(c1.size() == 2);
+  CHECK(c1[0].t_us == 5);
+  CHECK(c1[1].bytes == 500);
+  CHECK(m.ranks[0].peak_memory == 300);
+  CHECK(m.peak_memory == 500);
+}
+
+TEST_CASE("an idle gap whose inputs were ready is blamed on ordering", "[traces][metrics]") {
+  trace t;
+  t.num_ranks = 1;
+  t.events = {ev(0, "0F0", 0, 10), ev(0, "0F1", 15, 25), ev(0, "0B0", 25, 45)};
+  const auto m = compute_metrics(t);
+  REQUIRE(m.gaps.size() == 1);
+  CHECK(m.gaps[0].cause == idle_cause::ordering);
+  CHECK(m.gaps[0].duration_us() == 5);
+  CHECK(m.ranks[0].bubble_fraction == Approx(5.0 / 45.0));
+}
+
+TEST_CASE("overlapping events on one rank are counted once", "[traces][metrics]") {
+  trace t;
+  t.num_ranks = 1;
+  t.events = {ev(0, "0F0", 0, 10), ev(0, "0F1", 5, 12), ev(0, "0SEND_F0", 10, 14)};
+  const auto m = compute_metrics(t);
+  CHECK(m.ranks[0].busy_us == 12);
+  CHECK(m.ranks[0].comm_us == 4);
+  CHECK(m.step_time_us == 14);
+  CHECK(m.num_comm == 1);
+}
+
+TEST_CASE("GPipe with 4 stages and 4 micro-batches has bubble (R-1)/(M+R-1)", "[traces][metrics]") {
+  const trace t = gpipe4();
+  const auto m = compute_metrics(t);
+  CHECK(m.step_time_us == Approx(21000));
+  CHECK(m.bubble_fraction == Approx(3.0 / 7.0));
+  for (const auto& r : m.ranks) {
+    CHECK(r.busy_us == Approx(12000));
+    CHECK(r.bubble_fraction == Approx(9.0 / 21.0));
+  }
+  // Rank 3 starts after 3 units waiting for stage 2's activation of micro-batch 0.
+  const auto it = std::find_if(m.gaps.begin(), m.gaps.end(), [](const idle_gap& g) { return g.rank == 3; });
+  REQUIRE(it != m.gaps.end());
+  CHECK(it->start_us == 0);
+  CHECK(it->end_us == Approx(3000));
+  CHECK(it->cause == idle_cause::activation);
+  CHECK(to_string(*it->waited_for) == "2F0");
+  // Rank 0 waits for stage 1's gradient between its forwards and its first backward.
+  bool rank0_gradient = false;
+  for (const auto& g : m.gaps)
+    if (g.rank == 0 && g.cause == idle_cause::gradient && g.start_us == Approx(4000) && g.end_us == Approx(13000))
+      rank0_gradient = true;
+  CHECK(rank0_gradient);
+  // The critical path runs through every stage's forward of the first micro-batch and back.
+  CHECK(m.critical_path_busy_us == Approx(21000));
+  // Round trip through the Chrome format keeps the numbers.
+  const auto m2 = compute_metrics(parse_chrome_json(to_chrome_json(t), "mem"));
+  CHECK(m2.bubble_fraction == Approx(m.bubble_fraction));
+  // The summary names the numbers.
+  const auto text = format_summary(t, m);
+  CHECK(text.find("step time: 21000.000 us") != std::string::npos);
+  CHECK(text.find("bubble fraction: 0.4286") != std::string::npos);
+}
+
+TEST_CASE("metrics of an empty trace are zero, not a crash", "[traces][metrics]") {
+  trace t;
+  const auto m = compute_metrics(t);
+  CHECK(m.step_time_us == 0);
+  CHECK(m.critical_path.empty());
+}
+
+TEST_CASE("diff gives per-rank and per-kind error of a prediction", "[traces][diff]") {
+  const trace predicted = gpipe4();
+  trace measured = predicted;
+  for (auto& e : measured.events)
+    if (e.act.kind == action_kind::forward)
+      e.end_us = e.start_us + 1100; // forwards measured 10% slower than predicted
+  measured.events.pop_back();       // one action missing from the measurement
+  const auto d = diff_traces(predicted, measured);
+  CHECK(d.matched == predicted.events.size() - 1);
+  CHECK(d.only_predicted == 1);
+  CHECK(d.only_measured == 0);
+  REQUIRE(d.kinds.size() == 2);
+  CHECK(d.kinds[0].name == "F");
+  CHECK(d.kinds[0].matched == 16);
+  CHECK(d.kinds[0].predicted_us == Approx(16000));
+  CHECK(d.kinds[0].measured_us == Approx(17600));
+  CHECK(d.kinds[0].relative_error() == Approx(1000.0 / 1100.0 - 1));
+  CHECK(d.kinds[0].mean_abs_relative_error == Approx(100.0 / 1100.0));
+  CHECK(d.kinds[1].name == "B");
+  CHECK(d.kinds[1].relative_error() == Approx(0));
+  REQUIRE(d.ranks.size() == 4);
+  CHECK(d.ranks[1].predicted_us == Approx(12000));
+  CHECK(d.ranks[1].measured_us == Approx(12400));
+  CHECK(format_diff(d).find("per kind") != std::string::npos);
+}

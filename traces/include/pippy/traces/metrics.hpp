@@ -1,0 +1,105 @@
+#pragma once
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pippy/core/action.hpp"
+#include "pippy/core/validate.hpp"
+#include "pippy/traces/trace.hpp"
+
+namespace pippy {
+
+// Turns core's evaluation (abstract time units) into a trace: one compute event per timed action,
+// `us_per_unit` microseconds per unit. Communication actions of a lowered schedule become zero-length
+// events on stream 1. The reference trace for tests and `pippy trace make`.
+trace trace_from_evaluation(const evaluation& ev, const std::string& run, double us_per_unit = 1000.0,
+                            event_source source = event_source::simulated);
+
+// Why a rank sat idle: the dependency of its next action that arrived last.
+enum class idle_cause : std::uint8_t {
+  activation, // F waited for stage-1's F output (forward activation)
+  gradient,   // I/B waited for stage+1's I/B output (output gradient)
+  local,      // W waited for its own I, or U for the stage's backward work, finished on another lane
+  ordering,   // every input was there before the gap began: the rank's order (or a transfer) held it
+  drain,      // after the rank's last action until the end of the step
+};
+std::string_view to_string(idle_cause c);
+
+struct idle_gap {
+  int rank = 0;
+  double start_us = 0;
+  double end_us = 0;
+  idle_cause cause = idle_cause::ordering;
+  std::optional<action> next;       // the action that ran after the gap (none for drain)
+  std::optional<action> waited_for; // the dependency whose end closed the gap (activation/gradient/local)
+  int waited_rank = -1;             // the rank that ran waited_for
+  double duration_us() const { return end_us - start_us; }
+  std::string describe() const; // "rank 1 idle 0..1000 us: waiting for activation of stage 0 mb 0 (0F0 on rank 0)"
+};
+
+struct rank_metrics {
+  int rank = 0;
+  std::size_t num_actions = 0; // compute actions
+  double first_start_us = 0;   // of its compute actions
+  double last_end_us = 0;
+  double busy_us = 0;          // union of its compute intervals
+  double bubble_fraction = 0;  // 1 - busy / step time
+  double utilisation = 0;      // busy / step time
+  double comm_us = 0;          // union of its communication intervals
+  std::uint64_t peak_memory = 0;
+};
+
+struct trace_metrics {
+  double start_us = 0, end_us = 0; // first start and last end over all events
+  double step_time_us = 0;         // end - start
+  double bubble_fraction = 0;      // 1 - sum busy / (ranks * step time)
+  double utilisation = 0;          // sum busy / (ranks * step time)
+  std::size_t num_events = 0, num_compute = 0, num_comm = 0;
+  std::vector<rank_metrics> ranks;
+  std::vector<idle_gap> gaps;      // every idle gap of every rank longer than 0, by rank then time
+  // Per action kind (index = action_kind): count and total duration of compute events.
+  std::array<std::size_t, num_action_kinds> kind_count{};
+  std::array<double, num_action_kinds> kind_us{};
+  // The chain of dependencies (data and same-rank order) that ends at the last action: indices into
+  // trace::events, first to last. Its idle time is the waiting along the chain.
+  std::vector<std::size_t> critical_path;
+  double critical_path_busy_us = 0; // compute time on the path
+  std::uint64_t peak_memory = 0;    // max over ranks
+};
+
+// Metrics of a trace. Dependencies follow PyTorch's rules: F(s,m) needs F(s-1,m); I/B(s,m) need F(s,m)
+// and I/B(s+1,m); W(s,m) needs I(s,m); U(s) needs all B/W of s. Events whose producers are missing
+// (partial traces) simply have fewer dependencies. Never throws on a well-formed trace.
+trace_metrics compute_metrics(const trace& t);
+
+// The memory samples of one rank sorted by time (the memory curve).
+std::vector<memory_sample> memory_curve(const trace& t, int rank);
+
+// Indices into t.events of the data dependencies of event i (producers in the trace), see compute_metrics.
+std::vector<std::size_t> data_dependencies(const trace& t, std::size_t i);
+
+// Error of a prediction against a measurement, matched by (rank, action).
+struct diff_row {
+  std::string name;              // "rank 0", "F", ...
+  std::size_t matched = 0;
+  double predicted_us = 0, measured_us = 0; // rank: busy time; kind: total duration
+  double error_us() const { return predicted_us - measured_us; }
+  double relative_error() const { return measured_us != 0 ? (predicted_us - measured_us) / measured_us : 0.0; }
+  double mean_abs_relative_error = 0;       // over matched actions with measured duration > 0
+};
+struct trace_diff {
+  double predicted_step_us = 0, measured_step_us = 0;
+  double predicted_bubble = 0, measured_bubble = 0;
+  std::size_t matched = 0, only_predicted = 0, only_measured = 0;
+  std::vector<diff_row> ranks;
+  std::vector<diff_row> kinds; // only kinds present in either trace
+};
+trace_diff diff_traces(const trace& predicted, const trace& measured);
+
+// Human-readable reports (what `pippy trace summary` and `pippy trace diff` print).
+std::string format_summary(const trace& t, const trace_metrics& m, std::size_t max_gaps = 20);
+std::string format_diff(const trace_diff& d);
+
+} // namespace pippy

@@ -1,0 +1,427 @@
+#include "pippy/traces/metrics.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <numeric>
+#include <sstream>
+#include <unordered_map>
+
+namespace pippy {
+namespace {
+
+std::uint64_t act_key(action_kind k, int stage, int mb) {
+  return (static_cast<std::uint64_t>(k) << 56) | (static_cast<std::uint64_t>(static_cast<std::uint32_t>(stage)) << 24) |
+         static_cast<std::uint64_t>(static_cast<std::uint32_t>(mb + 1) & 0xffffffu);
+}
+
+// Where each compute action of a trace sits, for the dependency rules.
+struct action_index {
+  std::unordered_map<std::uint64_t, std::size_t> by_action;
+  std::unordered_map<int, std::vector<std::size_t>> backward_of_stage; // B and W per stage, for U
+  explicit action_index(const trace& t) {
+    by_action.reserve(t.events.size());
+    for (std::size_t i = 0; i < t.events.size(); ++i) {
+      const auto& a = t.events[i].act;
+      if (!is_compute(a.kind))
+        continue;
+      by_action.emplace(act_key(a.kind, a.stage, a.microbatch), i);
+      if (a.kind == action_kind::full_backward || a.kind == action_kind::backward_weight)
+        backward_of_stage[a.stage].push_back(i);
+    }
+  }
+  std::optional<std::size_t> find(action_kind k, int stage, int mb) const {
+    auto it = by_action.find(act_key(k, stage, mb));
+    if (it == by_action.end())
+      return std::nullopt;
+    return it->second;
+  }
+  std::vector<std::size_t> deps(const trace& t, std::size_t i) const {
+    std::vector<std::size_t> out;
+    const action& a = t.events[i].act;
+    auto add = [&](action_kind k, int st, int mb) {
+      if (auto j = find(k, st, mb))
+        out.push_back(*j);
+    };
+    switch (a.kind) {
+    case action_kind::forward: add(action_kind::forward, a.stage - 1, a.microbatch); break;
+    case action_kind::backward_input:
+    case action_kind::full_backward:
+      add(action_kind::forward, a.stage, a.microbatch);
+      add(action_kind::backward_input, a.stage + 1, a.microbatch);
+      add(action_kind::full_backward, a.stage + 1, a.microbatch);
+      break;
+    case action_kind::backward_weight: add(action_kind::backward_input, a.stage, a.microbatch); break;
+    case action_kind::optimizer_step: {
+      auto it = backward_of_stage.find(a.stage);
+      if (it != backward_of_stage.end())
+        out = it->second;
+      break;
+    }
+    default: break;
+    }
+    return out;
+  }
+};
+
+// Total length of the union of [start, end) intervals, sorted by start.
+double union_length(std::vector<std::pair<double, double>>& iv) {
+  std::sort(iv.begin(), iv.end());
+  double total = 0, cur_s = 0, cur_e = 0;
+  bool open = false;
+  for (auto [s, e] : iv) {
+    if (!open || s > cur_e) {
+      if (open)
+        total += cur_e - cur_s;
+      cur_s = s;
+      cur_e = e;
+      open = true;
+    } else {
+      cur_e = std::max(cur_e, e);
+    }
+  }
+  if (open)
+    total += cur_e - cur_s;
+  return total;
+}
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+} // namespace
+
+trace trace_from_evaluation(const evaluation& ev, const std::string& run, double us_per_unit, event_source source) {
+  trace t;
+  t.run = run;
+  t.num_ranks = static_cast<int>(ev.ranks.size());
+  for (int r = 0; r < t.num_ranks; ++r)
+    for (const auto& ta : ev.ranks[static_cast<std::size_t>(r)])
+      t.events.push_back(trace_event{.rank = r, .act = ta.act, .start_us = ta.start * us_per_unit,
+                                     .end_us = ta.end * us_per_unit, .bytes = 0, .peer = -1, .source = source});
+  return t;
+}
+
+std::string_view to_string(idle_cause c) {
+  switch (c) {
+  case idle_cause::activation: return "activation";
+  case idle_cause::gradient: return "gradient";
+  case idle_cause::local: return "local";
+  case idle_cause::ordering: return "ordering";
+  case idle_cause::drain: return "drain";
+  }
+  return "?";
+}
+
+std::string idle_gap::describe() const {
+  std::string out = "rank " + std::to_string(rank) + " idle " + fmt("%.3f", start_us) + ".." + fmt("%.3f", end_us) +
+                    " us (" + fmt("%.3f", duration_us()) + "): ";
+  switch (cause) {
+  case idle_cause::activation:
+    out += "waiting for the activation of stage " + std::to_string(waited_for->stage) + " micro-batch " +
+           std::to_string(waited_for->microbatch);
+    break;
+  case idle_cause::gradient:
+    out += "waiting for the gradient of stage " + std::to_string(waited_for->stage) + " micro-batch " +
+           std::to_string(waited_for->microbatch);
+    break;
+  case idle_cause::local: out += "waiting for " + to_string(*waited_for); break;
+  case idle_cause::ordering: out += "inputs ready, held by the rank's order"; break;
+  case idle_cause::drain: out += "drain: no more work this step"; break;
+  }
+  if (waited_for && waited_rank >= 0)
+    out += " (" + to_string(*waited_for) + " on rank " + std::to_string(waited_rank) + ")";
+  if (next)
+    out += ", then " + to_string(*next);
+  return out;
+}
+
+std::vector<std::size_t> data_dependencies(const trace& t, std::size_t i) { return action_index(t).deps(t, i); }
+
+std::vector<memory_sample> memory_curve(const trace& t, int rank) {
+  std::vector<memory_sample> out;
+  for (const auto& m : t.memory)
+    if (m.rank == rank)
+      out.push_back(m);
+  std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.t_us < b.t_us; });
+  return out;
+}
+
+trace_metrics compute_metrics(const trace& t) {
+  trace_metrics m;
+  m.num_events = t.events.size();
+  int num_ranks = t.num_ranks;
+  for (const auto& e : t.events)
+    num_ranks = std::max(num_ranks, e.rank + 1);
+  for (const auto& s : t.memory)
+    num_ranks = std::max(num_ranks, s.rank + 1);
+  m.ranks.resize(static_cast<std::size_t>(num_ranks));
+  for (int r = 0; r < num_ranks; ++r)
+    m.ranks[static_cast<std::size_t>(r)].rank = r;
+  if (t.events.empty())
+    return m;
+
+  m.start_us = t.events.front().start_us;
+  m.end_us = t.events.front().end_us;
+  for (const auto& e : t.events) {
+    m.start_us = std::min(m.start_us, e.start_us);
+    m.end_us = std::max(m.end_us, e.end_us);
+  }
+  m.step_time_us = m.end_us - m.start_us;
+
+  // Compute events of each rank in start order.
+  std::vector<std::vector<std::size_t>> order(static_cast<std::size_t>(num_ranks));
+  std::vector<std::vector<std::pair<double, double>>> comm(static_cast<std::size_t>(num_ranks));
+  for (std::size_t i = 0; i < t.events.size(); ++i) {
+    const auto& e = t.events[i];
+    if (is_compute(e.act.kind)) {
+      order[static_cast<std::size_t>(e.rank)].push_back(i);
+      ++m.num_compute;
+      ++m.kind_count[static_cast<std::size_t>(e.act.kind)];
+      m.kind_us[static_cast<std::size_t>(e.act.kind)] += e.duration_us();
+    } else {
+      comm[static_cast<std::size_t>(e.rank)].push_back({e.start_us, e.end_us});
+      ++m.num_comm;
+    }
+  }
+  std::vector<std::size_t> pos_in_rank(t.events.size(), 0);
+  const action_index idx(t);
+  double total_busy = 0;
+  for (int r = 0; r < num_ranks; ++r) {
+    auto& ord = order[static_cast<std::size_t>(r)];
+    std::stable_sort(ord.begin(), ord.end(), [&](std::size_t a, std::size_t b) {
+      return t.events[a].start_us < t.events[b].start_us;
+    });
+    auto& rm = m.ranks[static_cast<std::size_t>(r)];
+    rm.num_actions = ord.size();
+    std::vector<std::pair<double, double>> iv;
+    iv.reserve(ord.size());
+    for (std::size_t k = 0; k < ord.size(); ++k) {
+      const auto& e = t.events[ord[k]];
+      pos_in_rank[ord[k]] = k;
+      iv.push_back({e.start_us, e.end_us});
+    }
+    rm.busy_us = union_length(iv);
+    rm.comm_us = union_length(comm[static_cast<std::size_t>(r)]);
+    total_busy += rm.busy_us;
+    if (m.step_time_us > 0) {
+      rm.utilisation = rm.busy_us / m.step_time_us;
+      rm.bubble_fraction = 1.0 - rm.utilisation;
+    }
+    if (ord.empty()) {
+      if (m.step_time_us > 0)
+        m.gaps.push_back({.rank = r, .start_us = m.start_us, .end_us = m.end_us, .cause = idle_cause::drain});
+      continue;
+    }
+    rm.first_start_us = t.events[ord.front()].start_us;
+    // Gaps: before the first action (warm-up), between actions, after the last (drain).
+    double cursor = m.start_us;
+    for (std::size_t k = 0; k < ord.size(); ++k) {
+      const std::size_t i = ord[k];
+      const auto& e = t.events[i];
+      if (e.start_us > cursor) {
+        idle_gap g{.rank = r, .start_us = cursor, .end_us = e.start_us, .cause = idle_cause::ordering, .next = e.act};
+        // The dependency that arrived last closed the gap if it ended inside it.
+        std::optional<std::size_t> last;
+        for (auto d : idx.deps(t, i))
+          if (!last || t.events[d].end_us > t.events[*last].end_us)
+            last = d;
+        if (last && t.events[*last].end_us > cursor) {
+          const auto& d = t.events[*last];
+          g.waited_for = d.act;
+          g.waited_rank = d.rank;
+          if (e.act.kind == action_kind::forward && d.act.stage == e.act.stage - 1)
+            g.cause = idle_cause::activation;
+          else if (is_input_backward(e.act.kind) && d.act.stage == e.act.stage + 1)
+            g.cause = idle_cause::gradient;
+          else
+            g.cause = idle_cause::local;
+        }
+        m.gaps.push_back(g);
+      }
+      cursor = std::max(cursor, e.end_us);
+    }
+    rm.last_end_us = cursor;
+    if (m.end_us > cursor)
+      m.gaps.push_back({.rank = r, .start_us = cursor, .end_us = m.end_us, .cause = idle_cause::drain});
+  }
+  if (m.step_time_us > 0 && num_ranks > 0) {
+    m.utilisation = total_busy / (m.step_time_us * num_ranks);
+    m.bubble_fraction = 1.0 - m.utilisation;
+  }
+
+  // Critical path: from the compute action that ends last, walk back to the predecessor (data
+  // dependency or the previous action on the same rank) that finished last.
+  std::optional<std::size_t> cur;
+  for (std::size_t i = 0; i < t.events.size(); ++i)
+    if (is_compute(t.events[i].act.kind) && (!cur || t.events[i].end_us > t.events[*cur].end_us))
+      cur = i;
+  std::vector<char> visited(t.events.size(), 0);
+  while (cur && !visited[*cur]) {
+    visited[*cur] = 1;
+    m.critical_path.push_back(*cur);
+    m.critical_path_busy_us += t.events[*cur].duration_us();
+    const auto& e = t.events[*cur];
+    std::optional<std::size_t> best;
+    auto consider = [&](std::size_t j) {
+      if (visited[j] || t.events[j].end_us > e.start_us + 1e-9 * (1 + std::abs(e.start_us)))
+        return;
+      if (!best || t.events[j].end_us > t.events[*best].end_us)
+        best = j;
+    };
+    for (auto d : idx.deps(t, *cur))
+      consider(d);
+    const auto& ord = order[static_cast<std::size_t>(e.rank)];
+    if (const auto p = pos_in_rank[*cur]; p > 0)
+      consider(ord[p - 1]);
+    cur = best;
+  }
+  std::reverse(m.critical_path.begin(), m.critical_path.end());
+
+  for (const auto& s : t.memory) {
+    auto& rm = m.ranks[static_cast<std::size_t>(s.rank)];
+    rm.peak_memory = std::max(rm.peak_memory, s.bytes);
+    m.peak_memory = std::max(m.peak_memory, s.bytes);
+  }
+  return m;
+}
+
+trace_diff diff_traces(const trace& predicted, const trace& measured) {
+  trace_diff d;
+  const auto pm = compute_metrics(predicted), mm = compute_metrics(measured);
+  d.predicted_step_us = pm.step_time_us;
+  d.measured_step_us = mm.step_time_us;
+  d.predicted_bubble = pm.bubble_fraction;
+  d.measured_bubble = mm.bubble_fraction;
+  std::map<std::pair<int, action>, const trace_event*> meas;
+  for (const auto& e : measured.events)
+    meas.emplace(std::pair{e.rank, e.act}, &e);
+  const int R = static_cast<int>(std::max(pm.ranks.size(), mm.ranks.size()));
+  std::vector<diff_row> ranks(static_cast<std::size_t>(R));
+  std::vector<diff_row> kinds(num_action_kinds);
+  std::vector<double> rank_err(static_cast<std::size_t>(R), 0), kind_err(num_action_kinds, 0);
+  std::vector<std::size_t> rank_n(static_cast<std::size_t>(R), 0), kind_n(num_action_kinds, 0);
+  for (int r = 0; r < R; ++r)
+    ranks[static_cast<std::size_t>(r)].name = "rank " + std::to_string(r);
+  for (int k = 0; k < num_action_kinds; ++k)
+    kinds[static_cast<std::size_t>(k)].name = std::string(to_string(static_cast<action_kind>(k)));
+  for (const auto& e : predicted.events) {
+    auto it = meas.find({e.rank, e.act});
+    if (it == meas.end()) {
+      ++d.only_predicted;
+      continue;
+    }
+    const trace_event& me = *it->second;
+    ++d.matched;
+    auto& rr = ranks[static_cast<std::size_t>(e.rank)];
+    auto& kr = kinds[static_cast<std::size_t>(e.act.kind)];
+    ++rr.matched;
+    ++kr.matched;
+    kr.predicted_us += e.duration_us();
+    kr.measured_us += me.duration_us();
+    if (is_compute(e.act.kind)) {
+      rr.predicted_us += e.duration_us();
+      rr.measured_us += me.duration_us();
+    }
+    if (me.duration_us() > 0) {
+      const double rel = std::abs(e.duration_us() - me.duration_us()) / me.duration_us();
+      rank_err[static_cast<std::size_t>(e.rank)] += rel;
+      ++rank_n[static_cast<std::size_t>(e.rank)];
+      kind_err[static_cast<std::size_t>(e.act.kind)] += rel;
+      ++kind_n[static_cast<std::size_t>(e.act.kind)];
+    }
+    meas.erase(it);
+  }
+  d.only_measured = meas.size();
+  for (int r = 0; r < R; ++r) {
+    auto& rr = ranks[static_cast<std::size_t>(r)];
+    if (rank_n[static_cast<std::size_t>(r)])
+      rr.mean_abs_relative_error = rank_err[static_cast<std::size_t>(r)] / static_cast<double>(rank_n[static_cast<std::size_t>(r)]);
+    d.ranks.push_back(rr);
+  }
+  for (int k = 0; k < num_action_kinds; ++k) {
+    auto& kr = kinds[static_cast<std::size_t>(k)];
+    if (kind_n[static_cast<std::size_t>(k)])
+      kr.mean_abs_relative_error = kind_err[static_cast<std::size_t>(k)] / static_cast<double>(kind_n[static_cast<std::size_t>(k)]);
+    if (kr.matched)
+      d.kinds.push_back(kr);
+  }
+  return d;
+}
+
+std::string format_summary(const trace& t, const trace_metrics& m, std::size_t max_gaps) {
+  std::ostringstream o;
+  if (!t.run.empty())
+    o << "run: " << t.run << "\n";
+  o << "ranks: " << m.ranks.size() << "  events: " << m.num_events << " (" << m.num_compute << " compute, "
+    << m.num_comm << " communication)\n";
+  o << "step time: " << fmt("%.3f", m.step_time_us) << " us\n";
+  o << "bubble fraction: " << fmt("%.4f", m.bubble_fraction) << "  utilisation: " << fmt("%.4f", m.utilisation) << "\n";
+  o << "rank  actions      busy_us    bubble  util    comm_us  peak_mem\n";
+  for (const auto& r : m.ranks) {
+    char line[160];
+    std::snprintf(line, sizeof line, "%4d  %7zu  %11.3f  %.4f  %.4f  %9.3f  %llu\n", r.rank, r.num_actions, r.busy_us,
+                  r.bubble_fraction, r.utilisation, r.comm_us, static_cast<unsigned long long>(r.peak_memory));
+    o << line;
+  }
+  o << "per kind:";
+  for (int k = 0; k < num_action_kinds; ++k)
+    if (m.kind_count[static_cast<std::size_t>(k)])
+      o << "  " << to_string(static_cast<action_kind>(k)) << " x" << m.kind_count[static_cast<std::size_t>(k)] << " "
+        << fmt("%.3f", m.kind_us[static_cast<std::size_t>(k)]) << " us";
+  o << "\n";
+  std::array<double, 5> by_cause{};
+  for (const auto& g : m.gaps)
+    by_cause[static_cast<std::size_t>(g.cause)] += g.duration_us();
+  o << "idle by cause:";
+  for (int c = 0; c < 5; ++c)
+    o << "  " << to_string(static_cast<idle_cause>(c)) << " " << fmt("%.3f", by_cause[static_cast<std::size_t>(c)]) << " us";
+  o << "\n";
+  o << "critical path: " << m.critical_path.size() << " actions, " << fmt("%.3f", m.critical_path_busy_us)
+    << " us compute of " << fmt("%.3f", m.step_time_us) << " us:";
+  for (std::size_t i = 0; i < m.critical_path.size() && i < 40; ++i) {
+    const auto& e = t.events[m.critical_path[i]];
+    o << " " << to_string(e.act) << "@" << e.rank;
+  }
+  if (m.critical_path.size() > 40)
+    o << " ...";
+  o << "\n";
+  if (m.peak_memory)
+    o << "peak memory: " << m.peak_memory << " bytes\n";
+  std::vector<const idle_gap*> gaps;
+  for (const auto& g : m.gaps)
+    gaps.push_back(&g);
+  std::stable_sort(gaps.begin(), gaps.end(), [](auto* a, auto* b) { return a->duration_us() > b->duration_us(); });
+  o << "largest idle gaps:\n";
+  for (std::size_t i = 0; i < gaps.size() && i < max_gaps; ++i)
+    o << "  " << gaps[i]->describe() << "\n";
+  return o.str();
+}
+
+std::string format_diff(const trace_diff& d) {
+  std::ostringstream o;
+  auto rel = [](double p, double m) { return m != 0 ? (p - m) / m : 0.0; };
+  o << "step time: predicted " << fmt("%.3f", d.predicted_step_us) << " us, measured " << fmt("%.3f", d.measured_step_us)
+    << " us, error " << fmt("%+.2f%%", 100 * rel(d.predicted_step_us, d.measured_step_us)) << "\n";
+  o << "bubble fraction: predicted " << fmt("%.4f", d.predicted_bubble) << ", measured " << fmt("%.4f", d.measured_bubble)
+    << "\n";
+  o << "matched actions: " << d.matched << "  only predicted: " << d.only_predicted << "  only measured: " << d.only_measured
+    << "\n";
+  auto table = [&](const char* title, const std::vector<diff_row>& rows) {
+    o << title << "         matched  predicted_us   measured_us     error   mean|rel err|\n";
+    for (const auto& r : rows) {
+      char line[200];
+      std::snprintf(line, sizeof line, "%-14s %7zu  %12.3f  %12.3f  %+7.2f%%  %7.2f%%\n", r.name.c_str(), r.matched,
+                    r.predicted_us, r.measured_us, 100 * r.relative_error(), 100 * r.mean_abs_relative_error);
+      o << line;
+    }
+  };
+  table("per rank", d.ranks);
+  table("per kind", d.kinds);
+  return o.str();
+}
+
+} // namespace pippy
