@@ -9,6 +9,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   const std::vector<pippy::cli::command> commands = {
       pippy::cli::add_schedule_command(app),
+      pippy::cli::add_trace_command(app),
   };
   CLI11_PARSE(app, argc, argv);
   try {

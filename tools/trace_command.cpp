@@ -1,0 +1,77 @@
+#include <chrono>
+#include <iostream>
+#include <thread>
+
+#include "commands.hpp"
+#include "pippy/core/error.hpp"
+#include "pippy/core/generators.hpp"
+#include "pippy/core/validate.hpp"
+#include "pippy/traces/chrome_trace.hpp"
+#include "pippy/traces/live.hpp"
+#include "pippy/traces/metrics.hpp"
+
+namespace pippy::cli {
+
+command add_trace_command(CLI::App& app) {
+  struct options {
+    std::string file, predicted, measured, out;
+    std::size_t max_gaps = 20;
+    schedule_options gen{.name = "gpipe", .num_ranks = 4, .num_microbatches = 8};
+    double us_per_unit = 1000;
+    int port = -1;
+    std::string jsonl;
+    double delay_ms = 0;
+  };
+  auto o = std::make_shared<options>();
+  auto* sub = app.add_subcommand("trace", "Summarise, compare, make and publish traces");
+  sub->require_subcommand(1);
+  auto* summary = sub->add_subcommand("summary", "Step time, bubbles, idle gaps and their causes, critical path");
+  summary->add_option("FILE", o->file, "Chrome trace-event JSON file")->required();
+  summary->add_option("--gaps", o->max_gaps, "How many of the largest idle gaps to list")->capture_default_str();
+  auto* diff = sub->add_subcommand("diff", "Per-rank and per-action-kind error of a prediction");
+  diff->add_option("PREDICTED", o->predicted, "Predicted (simulated) trace")->required();
+  diff->add_option("MEASURED", o->measured, "Measured trace of the same schedule")->required();
+  auto* make = sub->add_subcommand("make", "A trace of a generated schedule under unit costs (F=1, I=W=1, B=2)");
+  make->add_option("--schedule", o->gen.name, "Schedule name")->capture_default_str();
+  make->add_option("--ranks", o->gen.num_ranks, "Pipeline ranks R")->capture_default_str();
+  make->add_option("--microbatches", o->gen.num_microbatches, "Micro-batches M")->capture_default_str();
+  make->add_option("--stages-per-rank", o->gen.stages_per_rank, "Stages per rank V");
+  make->add_option("--us-per-unit", o->us_per_unit, "Microseconds per cost unit")->capture_default_str();
+  make->add_option("-o,--output", o->out, "Chrome trace file to write")->required();
+  auto* publish = sub->add_subcommand("publish", "Replay a trace as a live JSON-lines stream (a stand-in for a running job)");
+  publish->add_option("FILE", o->file, "Chrome trace-event JSON file")->required();
+  publish->add_option("--port", o->port, "TCP port to serve on (0 = any)")->capture_default_str();
+  publish->add_option("--jsonl", o->jsonl, "Append the lines to this file as well");
+  publish->add_option("--delay-ms", o->delay_ms, "Pause between events")->capture_default_str();
+  return {sub, [o, summary, diff, make, publish] {
+    if (summary->parsed()) {
+      const trace t = load_chrome_trace(o->file);
+      std::cout << format_summary(t, compute_metrics(t), o->max_gaps);
+    } else if (diff->parsed()) {
+      std::cout << format_diff(diff_traces(load_chrome_trace(o->predicted), load_chrome_trace(o->measured)));
+    } else if (make->parsed()) {
+      o->gen.optimizer_steps = false;
+      const schedule s = make_schedule(o->gen);
+      const auto run = o->gen.name + " R=" + std::to_string(o->gen.num_ranks) + " M=" + std::to_string(o->gen.num_microbatches);
+      save_chrome_trace(trace_from_evaluation(evaluate(s, unit_costs{}), run, o->us_per_unit), o->out);
+    } else if (publish->parsed()) {
+      trace t = load_chrome_trace(o->file);
+      std::stable_sort(t.events.begin(), t.events.end(), [](auto& a, auto& b) { return a.end_us < b.end_us; });
+      if (o->port < 0 && o->jsonl.empty())
+        throw input_error("trace publish: give --port or --jsonl");
+      live_publisher pub({.port = o->port, .path = o->jsonl});
+      if (pub.port() >= 0)
+        std::cout << "serving on 127.0.0.1:" << pub.port() << std::endl;
+      for (const auto& e : t.events) {
+        pub.publish(e);
+        if (o->delay_ms > 0)
+          std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(o->delay_ms));
+      }
+      pub.flush();
+      std::cout << "published " << pub.published() << " events\n";
+    }
+    return 0;
+  }};
+}
+
+} // namespace pippy::cli
