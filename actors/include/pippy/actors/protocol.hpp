@@ -1,0 +1,92 @@
+#pragma once
+// The message protocol of stage and micro-batch actors, in one screen. Messages are values (copyable);
+// the opaque `data` pointers are shared, never copied, and must not be modified after they are sent.
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/atom.hpp>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "pippy/core/action.hpp"
+
+namespace pippy::actors {
+
+// Backend data that travels with a message (a tensor, a list of tensors, an autograd context...).
+// The simulator leaves it empty. Owned jointly by whoever holds the pointer; immutable once sent.
+using opaque = std::shared_ptr<const void>;
+
+// start_atom: the pipeline sends it to the stage actor that owns its rank's first action.
+using start_atom = caf::atom_constant<caf::atom("pp_start")>;
+
+// What travels from one stage to the next: F's output (kind send_f) or I/B's input gradient (send_b).
+// Transport -> receiving stage actor; also stage -> stage on one rank (in-memory hand-over).
+struct payload {
+  int src_stage = -1;
+  int dst_stage = -1;
+  int microbatch = no_microbatch;
+  action_kind kind = action_kind::send_f; // send_f: activation forward; send_b: gradient backward
+  std::uint64_t bytes = 0;
+  opaque data;
+};
+
+// Executor -> stage actor, exactly once per executor::run. Times in microseconds on the executor's
+// clock (virtual in the simulator, wall clock in the real backend).
+struct completion {
+  action act;
+  double start_us = 0;
+  double end_us = 0;
+  opaque output;               // F: activation for the next stage; I/B: gradient for the previous one
+  std::uint64_t output_bytes = 0;
+  std::optional<double> loss;  // F of the last stage, where the backend computes one
+  std::string error;           // non-empty: the action failed (out of memory, backend error)
+};
+
+// Transport -> sending stage actor, only for blocking transports: the transfer is over.
+struct send_done {
+  action act;
+  double end_us = 0;
+  std::string error;
+};
+
+// Stage actor -> stage actor of the same rank: the rank's list continues at `position`, which is yours.
+struct turn {
+  std::size_t position = 0;
+  double last_end_us = 0; // end of the rank's latest compute action so far
+};
+
+// Stage actor -> micro-batch actor: one compute action of this micro-batch finished.
+struct progress {
+  action act;
+  double start_us = 0;
+  double end_us = 0;
+  std::optional<double> loss;
+};
+
+// To the supervisor (whoever spawned the pipeline).
+struct rank_finished { // the rank ran its whole list
+  int rank = 0;
+  double end_us = 0;   // end of its last compute action
+};
+struct stage_failed {  // an action failed; the stage actor quits
+  int rank = 0;
+  action act;
+  std::string error;
+};
+struct microbatch_finished { // every stage ran F and all backward work on it
+  int microbatch = 0;
+  double end_us = 0;
+  std::optional<double> loss;
+};
+
+} // namespace pippy::actors
+
+// Local-only messages (the real backend moves tensors with c10d, not CAF serialization).
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pippy::actors::payload)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pippy::actors::completion)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pippy::actors::send_done)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pippy::actors::turn)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pippy::actors::progress)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pippy::actors::rank_finished)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pippy::actors::stage_failed)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(pippy::actors::microbatch_finished)

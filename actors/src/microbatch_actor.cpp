@@ -1,0 +1,45 @@
+// The micro-batch actor: follows one micro-batch through the pipeline (which stages ran F, I, W or B
+// on it and when), and reports it finished, with its loss where the backend computes one.
+#include <caf/all.hpp>
+
+#include "detail.hpp"
+
+namespace pippy::actors::detail {
+namespace {
+
+struct microbatch_state {
+  int id = 0;
+  int expected = 0;
+  int seen = 0;
+  double end_us = 0;
+  std::optional<double> loss;
+  std::vector<progress> history; // in arrival order
+};
+
+caf::behavior microbatch_actor(caf::stateful_actor<microbatch_state>* self, int id, int expected,
+                               caf::actor supervisor) {
+  self->state.id = id;
+  self->state.expected = expected;
+  return {
+      [self, supervisor](const progress& p) {
+        auto& st = self->state;
+        st.history.push_back(p);
+        st.end_us = std::max(st.end_us, p.end_us);
+        if (p.loss)
+          st.loss = p.loss;
+        if (++st.seen == st.expected) {
+          self->send(supervisor, microbatch_finished{st.id, st.end_us, st.loss});
+          self->quit();
+        }
+      },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_microbatch_actor(caf::actor_system& sys, int microbatch, int expected_actions,
+                                  caf::actor supervisor) {
+  return sys.spawn(microbatch_actor, microbatch, expected_actions, std::move(supervisor));
+}
+
+} // namespace pippy::actors::detail

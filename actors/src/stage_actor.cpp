@@ -1,0 +1,180 @@
+// The stage actor: runs its stage's part of the rank's action list, in order, handing the turn to the
+// rank's other stage actors where the list switches stage. Identical in simulation and on hardware.
+#include <caf/all.hpp>
+
+#include "detail.hpp"
+
+namespace pippy::actors::detail {
+namespace {
+
+class stage_actor : public caf::event_based_actor {
+public:
+  stage_actor(caf::actor_config& cfg, int stage, std::shared_ptr<rank_context> ctx)
+      : caf::event_based_actor(cfg), stage_(stage), ctx_(std::move(ctx)) {
+    const auto m = static_cast<std::size_t>(ctx_->num_microbatches);
+    in_f_.resize(m);
+    in_b_.resize(m);
+    out_f_.resize(m);
+    out_b_.resize(m);
+    has_in_f_.assign(m, 0);
+    has_in_b_.assign(m, 0);
+  }
+
+  caf::behavior make_behavior() override {
+    return {
+        [this](start_atom) {
+          pos_ = 0;
+          advance();
+        },
+        [this](const turn& t) {
+          pos_ = t.position;
+          last_end_ = t.last_end_us;
+          advance();
+        },
+        [this](const completion& c) { on_completion(c); },
+        [this](const payload& p) { on_payload(p); },
+        [this](const send_done& d) {
+          if (!d.error.empty())
+            return fail(d.act, d.error);
+          state_ = state::idle;
+          ++pos_;
+          advance();
+        },
+    };
+  }
+
+private:
+  int last_stage() const { return ctx_->num_stages - 1; }
+  caf::actor me() { return caf::actor_cast<caf::actor>(this); }
+  bool local(int stage) const {
+    return stage >= 0 && stage <= last_stage() && ctx_->stage_actors[static_cast<std::size_t>(stage)];
+  }
+  static std::size_t mb(const action& a) { return static_cast<std::size_t>(a.microbatch); }
+
+  // Runs the list from pos_ until an action must wait or the turn goes to another stage.
+  void advance() {
+    const auto& list = *ctx_->list;
+    while (pos_ < list.size()) {
+      const action& a = list[pos_];
+      if (a.stage != stage_) {
+        send(ctx_->stage_actors[static_cast<std::size_t>(a.stage)], turn{pos_, last_end_});
+        return;
+      }
+      switch (a.kind) {
+      case action_kind::forward:
+        if (a.stage > 0 && !has_in_f_[mb(a)])
+          return wait();
+        state_ = state::busy;
+        ctx_->exec->run(a, std::move(in_f_[mb(a)]), me());
+        return;
+      case action_kind::backward_input:
+      case action_kind::full_backward:
+        if (a.stage < last_stage() && !has_in_b_[mb(a)])
+          return wait();
+        state_ = state::busy;
+        ctx_->exec->run(a, std::move(in_b_[mb(a)]), me());
+        return;
+      case action_kind::backward_weight:
+      case action_kind::optimizer_step:
+        state_ = state::busy;
+        ctx_->exec->run(a, {}, me());
+        return;
+      case action_kind::send_f:
+      case action_kind::send_b: {
+        const bool fwd = a.kind == action_kind::send_f;
+        auto& out = fwd ? out_f_[mb(a)] : out_b_[mb(a)];
+        payload p{.src_stage = stage_, .dst_stage = fwd ? stage_ + 1 : stage_ - 1, .microbatch = a.microbatch,
+                  .kind = a.kind, .bytes = out.bytes, .data = std::move(out.data)};
+        out = {};
+        ctx_->net->send(std::move(p), me());
+        if (ctx_->net->blocking()) {
+          state_ = state::busy;
+          return;
+        }
+        break;
+      }
+      case action_kind::recv_f:
+        if (!has_in_f_[mb(a)])
+          return wait();
+        break;
+      case action_kind::recv_b:
+        if (!has_in_b_[mb(a)])
+          return wait();
+        break;
+      }
+      ++pos_;
+    }
+    send(ctx_->supervisor, rank_finished{ctx_->rank, last_end_});
+  }
+
+  void wait() { state_ = state::blocked; }
+
+  void on_payload(const payload& p) {
+    const auto m = static_cast<std::size_t>(p.microbatch);
+    if (p.kind == action_kind::send_f) {
+      in_f_[m] = p.data;
+      has_in_f_[m] = 1;
+    } else {
+      in_b_[m] = p.data;
+      has_in_b_[m] = 1;
+    }
+    if (state_ == state::blocked) { // the current action may have waited for exactly this input
+      state_ = state::idle;
+      advance();
+    }
+  }
+
+  void on_completion(const completion& c) {
+    if (!c.error.empty())
+      return fail(c.act, c.error);
+    last_end_ = c.end_us;
+    const action& a = c.act;
+    if (a.kind == action_kind::forward && a.stage < last_stage())
+      hand_over(a.stage + 1, action_kind::send_f, a.microbatch, c);
+    if (is_input_backward(a.kind) && a.stage > 0)
+      hand_over(a.stage - 1, action_kind::send_b, a.microbatch, c);
+    if (!ctx_->microbatch_actors.empty() && a.microbatch != no_microbatch)
+      send(ctx_->microbatch_actors[mb(a)], progress{a, c.start_us, c.end_us, c.loss});
+    state_ = state::idle;
+    ++pos_;
+    advance();
+  }
+
+  // An output for a neighbour stage: in memory if it is on this rank, else kept for the SEND action.
+  void hand_over(int to, action_kind kind, int microbatch, const completion& c) {
+    if (local(to)) {
+      send(ctx_->stage_actors[static_cast<std::size_t>(to)],
+           payload{stage_, to, microbatch, kind, c.output_bytes, c.output});
+      return;
+    }
+    auto& out = kind == action_kind::send_f ? out_f_ : out_b_;
+    out[static_cast<std::size_t>(microbatch)] = {c.output_bytes, c.output};
+  }
+
+  void fail(const action& a, const std::string& error) {
+    send(ctx_->supervisor, stage_failed{ctx_->rank, a, error});
+    quit();
+  }
+
+  struct output {
+    std::uint64_t bytes = 0;
+    opaque data;
+  };
+
+  const int stage_;
+  std::shared_ptr<rank_context> ctx_;
+  std::size_t pos_ = 0;
+  enum class state : std::uint8_t { idle, blocked, busy } state_ = state::idle;
+  double last_end_ = 0;
+  std::vector<opaque> in_f_, in_b_;
+  std::vector<char> has_in_f_, has_in_b_; // the payload for this micro-batch arrived
+  std::vector<output> out_f_, out_b_;
+};
+
+} // namespace
+
+caf::actor spawn_stage_actor(caf::actor_system& sys, int stage, std::shared_ptr<rank_context> ctx) {
+  return sys.spawn<stage_actor>(stage, std::move(ctx));
+}
+
+} // namespace pippy::actors::detail

@@ -1,0 +1,88 @@
+#pragma once
+// Runs a schedule's stage and micro-batch actors (pippy::actors, the same code as on hardware) in
+// virtual time on CAF's deterministic test_coordinator. One simulate() call owns its own actor system;
+// calls are independent and may run on different threads at once.
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pippy/core/schedule.hpp"
+#include "pippy/simulator/cost_model.hpp"
+#include "pippy/traces/trace.hpp"
+
+namespace pippy::sim {
+
+// One class of links: a transfer takes latency + bytes / bandwidth; the link is busy (carries nothing
+// else) for the bytes / bandwidth part, so two transfers on one link take turns.
+struct link_class {
+  double latency_us = 0;
+  double bandwidth_gbps = 0; // gigabytes per second; 0 = unlimited
+};
+
+struct link_model {
+  link_class intra_host;      // ranks on the same host
+  link_class inter_host;      // ranks on different hosts
+  int ranks_per_host = 0;     // 0 = every rank on one host; host of rank r = r / ranks_per_host
+  bool blocking_send = false; // false: async (isend, overlaps compute); true: the sender waits for delivery
+  static link_model uniform(double latency_us, double bandwidth_gbps) {
+    return {.intra_host = {latency_us, bandwidth_gbps}, .inter_host = {latency_us, bandwidth_gbps}};
+  }
+  // Start, end of a transfer of `bytes` posted at `t` on a link free from `link_free`.
+  const link_class& between(int rank_a, int rank_b) const;
+};
+
+struct memory_model {
+  // Bytes per parameter byte a stage keeps all the time: weights, gradients and two Adam moments = 4.
+  double state_factor = 4.0;
+  std::uint64_t cap_bytes = 0; // per rank; 0 = unlimited
+};
+
+struct sim_options {
+  cost_table costs;        // one entry per stage
+  link_model links;
+  memory_model memory;
+  bool track_microbatches = true;
+  // Called every `progress_every` delivered events with (events, virtual now); may be empty.
+  std::function<void(std::size_t, double)> on_progress;
+  std::size_t progress_every = 1 << 16;
+};
+
+struct rank_stats {
+  int rank = 0;
+  double busy_us = 0;
+  double idle_us = 0;
+  double bubble_fraction = 0;
+  int peak_activations = 0;            // micro-batches whose activations are held at once (F until B or W)
+  std::uint64_t peak_memory_bytes = 0; // parameters + state + activations
+  double end_us = 0;                   // end of the rank's last compute action
+};
+
+struct out_of_memory {
+  int rank = 0;
+  action at;
+  std::uint64_t needed_bytes = 0;
+  std::uint64_t cap_bytes = 0;
+  double t_us = 0;
+  std::string message() const;
+};
+
+struct sim_result {
+  double makespan_us = 0;
+  double bubble_fraction = 0;
+  std::vector<rank_stats> ranks;
+  std::optional<out_of_memory> oom;
+  bool completed = false;              // every rank ran its whole list
+  std::vector<double> microbatch_end_us; // when each micro-batch finished (tracked runs)
+  std::size_t actions = 0;             // actions of the lowered schedule
+  std::size_t events = 0;              // virtual-time events delivered
+  std::size_t actor_runs = 0;          // actor activations run by the scheduler
+  trace timeline;                      // compute on stream 0, transfers on stream 1, memory counters
+};
+
+// Validates the schedule, lowers it (add_communication) if it has no communication actions, checks the
+// options against it and simulates it. Throws input_error naming the field on bad input.
+sim_result simulate(const schedule& s, const sim_options& options);
+
+} // namespace pippy::sim

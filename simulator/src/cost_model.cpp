@@ -1,0 +1,225 @@
+#include "pippy/simulator/cost_model.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+
+#include "pippy/core/error.hpp"
+
+namespace pippy::sim {
+namespace {
+
+std::uint64_t splitmix(std::uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+std::string num(double v) {
+  std::ostringstream o;
+  o << v;
+  return o.str();
+}
+
+// Fills B from I + W, or I and W from B / 2, and checks signs; `where` prefixes error messages.
+stage_cost complete(std::optional<double> F, std::optional<double> I, std::optional<double> W, std::optional<double> B,
+                    std::optional<double> U, const std::string& where) {
+  auto check = [&](const char* field, std::optional<double> v) {
+    if (v && !(*v >= 0) )
+      throw input_error(where + field + " must be a non-negative number of microseconds (got " + num(*v) + ")");
+    if (v && !std::isfinite(*v))
+      throw input_error(where + field + " must be finite (got " + num(*v) + ")");
+  };
+  check("F", F), check("I", I), check("W", W), check("B", B), check("U", U);
+  stage_cost c;
+  c.F = F.value_or(1.0);
+  c.U = U.value_or(0.0);
+  if (B && !I && !W) {
+    c.B = *B, c.I = *B / 2, c.W = *B / 2;
+  } else if (!B && (I || W)) {
+    c.I = I.value_or(W.value_or(1.0));
+    c.W = W.value_or(c.I);
+    c.B = c.I + c.W;
+  } else if (B) {
+    c.B = *B;
+    c.I = I.value_or(*B - W.value_or(*B / 2));
+    c.W = W.value_or(*B - c.I);
+    if (c.I < 0 || c.W < 0)
+      throw input_error(where + "I and W must not exceed B (B=" + num(c.B) + ")");
+  } else {
+    c.B = 2, c.I = 1, c.W = 1;
+  }
+  return c;
+}
+
+} // namespace
+
+double cost_table::operator()(const action& a) const {
+  if (a.stage < 0 || a.stage >= static_cast<int>(stages.size()))
+    throw input_error("cost model: stage " + std::to_string(a.stage) + " is out of range (" +
+                      std::to_string(stages.size()) + " stages have costs)");
+  const stage_cost& c = stages[static_cast<std::size_t>(a.stage)];
+  double t = 0;
+  switch (a.kind) {
+  case action_kind::forward: t = c.F; break;
+  case action_kind::backward_input: t = c.I; break;
+  case action_kind::backward_weight: t = c.W; break;
+  case action_kind::full_backward: t = c.B; break;
+  case action_kind::optimizer_step: t = c.U; break;
+  default: return 0;
+  }
+  if (jitter > 0) {
+    const std::uint64_t h = splitmix(seed ^ splitmix((static_cast<std::uint64_t>(a.stage) << 40) ^
+                                                     (static_cast<std::uint64_t>(a.kind) << 32) ^
+                                                     static_cast<std::uint32_t>(a.microbatch)));
+    const double u = static_cast<double>(h >> 11) * 0x1.0p-53 * 2.0 - 1.0; // [-1, 1)
+    t *= std::max(0.0, 1.0 + jitter * u);
+  }
+  return t;
+}
+
+void cost_table::validate(int num_stages, const std::string& source) const {
+  if (static_cast<int>(stages.size()) != num_stages)
+    throw input_error(source + ": 'stages' has " + std::to_string(stages.size()) + " entries but the schedule has " +
+                      std::to_string(num_stages) + " stages");
+  for (std::size_t i = 0; i < stages.size(); ++i) {
+    const auto& c = stages[i];
+    const std::pair<const char*, double> fields[] = {{"F", c.F}, {"I", c.I}, {"W", c.W}, {"B", c.B}, {"U", c.U}};
+    for (auto [name, v] : fields)
+      if (!(v >= 0) || !std::isfinite(v))
+        throw input_error(source + ": stages[" + std::to_string(i) + "]." + name +
+                          " must be a non-negative number of microseconds (got " + num(v) + ")");
+  }
+  if (!(jitter >= 0) || jitter > 1)
+    throw input_error(source + ": jitter must be in [0, 1] (got " + num(jitter) + ")");
+}
+
+cost_table uniform_costs(int num_stages, const stage_cost& c) {
+  return cost_table{.stages = std::vector<stage_cost>(static_cast<std::size_t>(std::max(0, num_stages)), c)};
+}
+
+stage_cost parse_cost_spec(std::string_view spec) {
+  std::optional<double> v[5];
+  const char* names[] = {"F", "I", "W", "B", "U"};
+  std::size_t at = 0;
+  while (at <= spec.size()) {
+    const std::size_t comma = std::min(spec.find(',', at), spec.size());
+    const std::string_view item = spec.substr(at, comma - at);
+    at = comma + 1;
+    if (item.empty())
+      continue;
+    const std::size_t eq = item.find('=');
+    if (eq == std::string_view::npos)
+      throw input_error("--cost: '" + std::string(item) + "' is not KIND=MICROSECONDS (KIND one of F, I, W, B, U)");
+    const std::string key(item.substr(0, eq)), value(item.substr(eq + 1));
+    int idx = -1;
+    for (int k = 0; k < 5; ++k)
+      if (key == names[k])
+        idx = k;
+    if (idx < 0)
+      throw input_error("--cost: '" + key + "' is not one of F, I, W, B, U");
+    double d = 0;
+    std::size_t used = 0;
+    try {
+      d = std::stod(value, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != value.size())
+      throw input_error("--cost: " + key + " must be a number (got '" + value + "')");
+    v[idx] = d;
+  }
+  return complete(v[0], v[1], v[2], v[3], v[4], "--cost: ");
+}
+
+cost_table parse_cost_json(std::string_view text, const std::string& source) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text.begin(), text.end());
+  } catch (const nlohmann::json::parse_error& e) {
+    throw input_error(source + ": malformed JSON: " + e.what());
+  }
+  if (!j.is_object() || !j.contains("stages") || !j["stages"].is_array())
+    throw input_error(source + ": missing 'stages' array (expected {\"stages\": [{\"F\": .., \"B\": ..}, ...]})");
+  cost_table t;
+  const auto& arr = j["stages"];
+  for (std::size_t i = 0; i < arr.size(); ++i) {
+    const std::string where = source + ": stages[" + std::to_string(i) + "].";
+    const auto& e = arr[i];
+    if (!e.is_object())
+      throw input_error(source + ": stages[" + std::to_string(i) + "] must be an object");
+    auto time = [&](const char* k) -> std::optional<double> {
+      if (!e.contains(k))
+        return std::nullopt;
+      if (!e[k].is_number())
+        throw input_error(where + k + " must be a number (got " + e[k].dump() + ")");
+      return e[k].get<double>();
+    };
+    auto size = [&](const char* k) -> std::optional<std::uint64_t> {
+      if (!e.contains(k))
+        return std::nullopt;
+      if (!e[k].is_number() || e[k].get<double>() < 0)
+        throw input_error(where + k + " must be a non-negative number of bytes (got " + e[k].dump() + ")");
+      return static_cast<std::uint64_t>(e[k].get<double>());
+    };
+    stage_cost c = complete(time("F"), time("I"), time("W"), time("B"), time("U"), where);
+    c.activation_bytes = size("activation_bytes").value_or(0);
+    c.weight_input_bytes = size("weight_input_bytes").value_or(c.activation_bytes / 2);
+    if (c.weight_input_bytes > c.activation_bytes)
+      throw input_error(where + "weight_input_bytes must not exceed activation_bytes");
+    c.param_bytes = size("param_bytes").value_or(0);
+    t.stages.push_back(c);
+  }
+  if (t.stages.empty())
+    throw input_error(source + ": 'stages' is empty");
+  return t;
+}
+
+cost_table load_cost_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    throw input_error("cost file '" + path + "': cannot open it");
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  return parse_cost_json(buf.str(), "cost file '" + path + "'");
+}
+
+std::string to_cost_json(const cost_table& t) {
+  nlohmann::json arr = nlohmann::json::array();
+  for (const auto& c : t.stages)
+    arr.push_back({{"F", c.F}, {"I", c.I}, {"W", c.W}, {"B", c.B}, {"U", c.U},
+                   {"activation_bytes", c.activation_bytes}, {"weight_input_bytes", c.weight_input_bytes},
+                   {"param_bytes", c.param_bytes}});
+  return nlohmann::json{{"stages", arr}}.dump(2) + "\n";
+}
+
+cost_table roofline_costs(const std::vector<roofline_stage>& stages, const device_spec& device) {
+  if (!(device.peak_flops > 0))
+    throw input_error("device_spec.peak_flops must be positive");
+  if (!(device.memory_bandwidth > 0))
+    throw input_error("device_spec.memory_bandwidth must be positive");
+  cost_table t;
+  for (std::size_t i = 0; i < stages.size(); ++i) {
+    const auto& s = stages[i];
+    if (s.forward_flops < 0 || s.forward_bytes < 0 || s.backward_factor < 0)
+      throw input_error("roofline stage " + std::to_string(i) + ": forward_flops, forward_bytes and backward_factor "
+                        "must be non-negative");
+    const double f = 1e6 * std::max(s.forward_flops / device.peak_flops, s.forward_bytes / device.memory_bandwidth);
+    stage_cost c;
+    c.F = f;
+    c.B = f * s.backward_factor;
+    c.I = c.W = c.B / 2;
+    c.U = 0;
+    c.activation_bytes = s.activation_bytes;
+    c.weight_input_bytes = s.activation_bytes / 2;
+    c.param_bytes = s.param_bytes;
+    t.stages.push_back(c);
+  }
+  return t;
+}
+
+} // namespace pippy::sim

@@ -1,0 +1,296 @@
+#include "pippy/simulator/simulator.hpp"
+
+#include <algorithm>
+#include <caf/all.hpp>
+#include <caf/scheduler/test_coordinator.hpp>
+#include <queue>
+#include <sstream>
+
+#include "pippy/actors/pipeline.hpp"
+#include "pippy/core/error.hpp"
+#include "pippy/core/validate.hpp"
+
+namespace pippy::sim {
+
+const link_class& link_model::between(int rank_a, int rank_b) const {
+  if (ranks_per_host <= 0)
+    return intra_host;
+  return rank_a / ranks_per_host == rank_b / ranks_per_host ? intra_host : inter_host;
+}
+
+std::string out_of_memory::message() const {
+  std::ostringstream o;
+  o << "out of memory on rank " << rank << " at " << to_string(at) << " (t=" << t_us << " us): needs " << needed_bytes
+    << " bytes, cap " << cap_bytes << " bytes";
+  return o.str();
+}
+
+namespace {
+
+// Virtual time: messages to actors, delivered in (time, posting order). Single-threaded.
+class engine {
+public:
+  double now() const { return now_; }
+  void post(double t, const caf::actor& dst, caf::message msg) { queue_.push({t, seq_++, dst, std::move(msg)}); }
+
+  // Delivers every message due at the earliest time; false when nothing is left.
+  bool deliver_next(std::size_t& delivered) {
+    if (queue_.empty())
+      return false;
+    now_ = queue_.top().t;
+    while (!queue_.empty() && queue_.top().t == now_) {
+      const entry& e = queue_.top();
+      e.dst->enqueue(nullptr, caf::make_message_id(), e.msg, nullptr);
+      queue_.pop();
+      ++delivered;
+    }
+    return true;
+  }
+
+private:
+  struct entry {
+    double t;
+    std::uint64_t seq;
+    caf::actor dst;
+    caf::message msg;
+  };
+  struct later {
+    bool operator()(const entry& a, const entry& b) const { return a.t > b.t || (a.t == b.t && a.seq > b.seq); }
+  };
+  double now_ = 0;
+  std::uint64_t seq_ = 0;
+  std::priority_queue<entry, std::vector<entry>, later> queue_;
+};
+
+struct shared_state {
+  engine clock;
+  trace timeline;
+  std::optional<out_of_memory> oom;
+};
+
+// The executor of one rank in virtual time: an action takes its cost; memory is accounted per action.
+class sim_executor final : public actors::executor {
+public:
+  sim_executor(shared_state& st, const sim_options& o, const pipeline_shape& shape, int rank)
+      : st_(st), costs_(o.costs), cap_(o.memory.cap_bytes), rank_(rank) {
+    for (int s : shape.stages_of(rank))
+      static_bytes_ += static_cast<std::uint64_t>(static_cast<double>(costs_.stages[static_cast<std::size_t>(s)].param_bytes) *
+                                                  o.memory.state_factor);
+    peak_bytes_ = static_bytes_;
+    st_.timeline.memory.push_back({rank_, 0.0, static_bytes_});
+  }
+
+  void run(const action& a, actors::opaque, const caf::actor& reply_to) override {
+    const double t0 = st_.clock.now();
+    const stage_cost& c = costs_.stages[static_cast<std::size_t>(a.stage)];
+    actors::completion done{.act = a, .start_us = t0, .end_us = t0};
+    if (a.kind == action_kind::forward) {
+      const std::uint64_t need = static_bytes_ + held_bytes_ + c.activation_bytes;
+      if ((cap_ > 0 && need > cap_) || (cap_ > 0 && static_bytes_ > cap_)) {
+        out_of_memory oom{rank_, a, need, cap_, t0};
+        if (!st_.oom)
+          st_.oom = oom;
+        done.error = oom.message();
+        st_.clock.post(t0, reply_to, caf::make_message(std::move(done)));
+        return;
+      }
+      held_bytes_ += c.activation_bytes;
+      peak_acts_ = std::max(peak_acts_, ++held_);
+      sample(t0);
+    }
+    const double t1 = t0 + costs_(a);
+    done.end_us = t1;
+    busy_ += t1 - t0;
+    end_ = t1;
+    switch (a.kind) {
+    case action_kind::forward:
+      done.output_bytes = c.activation_bytes;
+      break;
+    case action_kind::full_backward:
+      held_bytes_ -= c.activation_bytes;
+      --held_;
+      sample(t1);
+      break;
+    case action_kind::backward_input:
+      held_bytes_ -= c.activation_bytes - c.weight_input_bytes;
+      sample(t1);
+      break;
+    case action_kind::backward_weight:
+      held_bytes_ -= c.weight_input_bytes;
+      --held_;
+      sample(t1);
+      break;
+    default:
+      break;
+    }
+    if (is_input_backward(a.kind) && a.stage > 0)
+      done.output_bytes = costs_.stages[static_cast<std::size_t>(a.stage - 1)].activation_bytes;
+    st_.timeline.events.push_back(trace_event{.rank = rank_, .act = a, .start_us = t0, .end_us = t1});
+    st_.clock.post(t1, reply_to, caf::make_message(std::move(done)));
+  }
+
+  rank_stats stats() const {
+    return rank_stats{.rank = rank_, .busy_us = busy_, .peak_activations = held_peak(), .peak_memory_bytes = peak_bytes_,
+                      .end_us = end_};
+  }
+
+private:
+  int held_peak() const { return peak_acts_; }
+  void sample(double t) {
+    const std::uint64_t b = static_bytes_ + held_bytes_;
+    peak_bytes_ = std::max(peak_bytes_, b);
+    st_.timeline.memory.push_back({rank_, t, b});
+  }
+
+  shared_state& st_;
+  const cost_table& costs_;
+  const std::uint64_t cap_;
+  const int rank_;
+  std::uint64_t static_bytes_ = 0, held_bytes_ = 0, peak_bytes_ = 0;
+  int held_ = 0, peak_acts_ = 0;
+  double busy_ = 0, end_ = 0;
+};
+
+// Links in virtual time: latency + bytes / bandwidth; a directed link carries one transfer at a time.
+class sim_transport final : public actors::transport {
+public:
+  sim_transport(shared_state& st, const link_model& links, const pipeline_shape& shape)
+      : st_(st), links_(links), shape_(shape), stages_(static_cast<std::size_t>(shape.num_stages())),
+        link_free_(static_cast<std::size_t>(shape.num_ranks * shape.num_ranks), 0.0) {}
+
+  void attach(int stage, const caf::actor& a) override { stages_[static_cast<std::size_t>(stage)] = a; }
+  bool blocking() const override { return links_.blocking_send; }
+
+  void send(actors::payload p, const caf::actor& sender) override {
+    const int src = shape_.rank_of(p.src_stage), dst = shape_.rank_of(p.dst_stage);
+    const link_class& lc = links_.between(src, dst);
+    const double busy = lc.bandwidth_gbps > 0 ? static_cast<double>(p.bytes) / (lc.bandwidth_gbps * 1e3) : 0.0;
+    double& free_at = link_free_[static_cast<std::size_t>(src * shape_.num_ranks + dst)];
+    const double start = std::max(st_.clock.now(), free_at);
+    free_at = start + busy;
+    const double arrive = start + busy + lc.latency_us;
+    const action a{p.src_stage, p.kind, p.microbatch};
+    st_.timeline.events.push_back(
+        trace_event{.rank = src, .act = a, .start_us = start, .end_us = arrive, .bytes = p.bytes, .peer = dst});
+    const caf::actor& to = stages_[static_cast<std::size_t>(p.dst_stage)];
+    st_.clock.post(arrive, to, caf::make_message(std::move(p)));
+    if (links_.blocking_send)
+      st_.clock.post(arrive, sender, caf::make_message(actors::send_done{a, arrive, {}}));
+  }
+
+private:
+  shared_state& st_;
+  const link_model& links_;
+  const pipeline_shape& shape_;
+  std::vector<caf::actor> stages_;
+  std::vector<double> link_free_;
+};
+
+struct outcome {
+  std::vector<char> rank_done;
+  std::vector<double> microbatch_end;
+  std::vector<std::string> failures;
+};
+
+caf::behavior collector(caf::event_based_actor*, std::shared_ptr<outcome> out) {
+  return {
+      [out](const actors::rank_finished& f) { out->rank_done[static_cast<std::size_t>(f.rank)] = 1; },
+      [out](const actors::stage_failed& f) { out->failures.push_back(f.error); },
+      [out](const actors::microbatch_finished& f) {
+        out->microbatch_end[static_cast<std::size_t>(f.microbatch)] = f.end_us;
+      },
+  };
+}
+
+void check_options(const schedule& s, const sim_options& o) {
+  o.costs.validate(s.shape.num_stages(), "costs");
+  auto link = [](const link_class& l, const std::string& name) {
+    if (!(l.latency_us >= 0))
+      throw input_error(name + ".latency_us must be non-negative (got " + std::to_string(l.latency_us) + ")");
+    if (!(l.bandwidth_gbps >= 0))
+      throw input_error(name + ".bandwidth_gbps must be non-negative (got " + std::to_string(l.bandwidth_gbps) + ")");
+  };
+  link(o.links.intra_host, "links.intra_host");
+  link(o.links.inter_host, "links.inter_host");
+  if (o.links.ranks_per_host < 0)
+    throw input_error("links.ranks_per_host must be non-negative");
+  if (!(o.memory.state_factor >= 0))
+    throw input_error("memory.state_factor must be non-negative");
+}
+
+} // namespace
+
+sim_result simulate(const schedule& input, const sim_options& options) {
+  validate(input);
+  check_options(input, options);
+  const schedule s = input.has_communication() ? input : add_communication(input);
+  const auto& shape = s.shape;
+  const int R = shape.num_ranks;
+
+  caf::actor_system_config cfg;
+  cfg.set("scheduler.policy", caf::atom("testing"));
+  cfg.set("logger.verbosity", caf::atom("quiet"));
+  sim_result result;
+  {
+    caf::actor_system sys{cfg};
+    auto& sched = dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler());
+    shared_state st;
+    st.timeline.run = s.name + " R=" + std::to_string(R) + " M=" + std::to_string(shape.num_microbatches) + " simulated";
+    st.timeline.num_ranks = R;
+    std::vector<std::unique_ptr<sim_executor>> execs;
+    std::vector<actors::executor*> exec_ptrs;
+    for (int r = 0; r < R; ++r) {
+      execs.push_back(std::make_unique<sim_executor>(st, options, shape, r));
+      exec_ptrs.push_back(execs.back().get());
+    }
+    sim_transport net(st, options.links, shape);
+    auto out = std::make_shared<outcome>();
+    out->rank_done.assign(static_cast<std::size_t>(R), 0);
+    out->microbatch_end.assign(static_cast<std::size_t>(shape.num_microbatches), -1.0);
+    auto sup = sys.spawn(collector, out);
+    auto handles = actors::spawn_pipeline(
+        sys, actors::pipeline_setup{.plan = &s, .executors = exec_ptrs, .net = &net, .supervisor = sup,
+                                    .track_microbatches = options.track_microbatches});
+    handles.start();
+    result.actor_runs += sched.run();
+    std::size_t next_report = options.progress_every;
+    while (st.clock.deliver_next(result.events)) {
+      result.actor_runs += sched.run();
+      if (options.on_progress && result.events >= next_report) {
+        options.on_progress(result.events, st.clock.now());
+        next_report = result.events + options.progress_every;
+      }
+    }
+    handles.stop();
+    caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
+    sched.run();
+
+    result.actions = s.num_actions();
+    result.oom = st.oom;
+    result.completed = std::all_of(out->rank_done.begin(), out->rank_done.end(), [](char c) { return c != 0; });
+    result.microbatch_end_us = out->microbatch_end;
+    double makespan = 0;
+    for (const auto& e : st.timeline.events)
+      makespan = std::max(makespan, e.end_us);
+    result.makespan_us = makespan;
+    double total_busy = 0;
+    for (auto& e : execs) {
+      rank_stats rs = e->stats();
+      rs.idle_us = makespan - rs.busy_us;
+      rs.bubble_fraction = makespan > 0 ? 1.0 - rs.busy_us / makespan : 0.0;
+      total_busy += rs.busy_us;
+      result.ranks.push_back(rs);
+    }
+    result.bubble_fraction = makespan > 0 && R > 0 ? 1.0 - total_busy / (makespan * R) : 0.0;
+    std::stable_sort(st.timeline.events.begin(), st.timeline.events.end(), [](const trace_event& a, const trace_event& b) {
+      return a.rank != b.rank ? a.rank < b.rank : a.start_us < b.start_us;
+    });
+    std::stable_sort(st.timeline.memory.begin(), st.timeline.memory.end(), [](const memory_sample& a, const memory_sample& b) {
+      return a.rank != b.rank ? a.rank < b.rank : a.t_us < b.t_us;
+    });
+    result.timeline = std::move(st.timeline);
+  }
+  return result;
+}
+
+} // namespace pippy::sim
