@@ -1,0 +1,127 @@
+#pragma once
+#include <QImage>
+#include <QString>
+#include <QStringList>
+#include <QTimer>
+#include <QWidget>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pippy/traces/live.hpp"
+#include "pippy/traces/metrics.hpp"
+#include "pippy/traces/trace.hpp"
+
+namespace pippy::gui {
+
+// One horizontal lane: a rank (or one stage of a rank that holds several), or a rank's
+// communication sub-lane. Events are indices into the panel's trace, sorted by start, with the
+// running maximum of their ends so the visible ones are found by binary search.
+struct lane {
+  int rank = 0;
+  int stage = -1; // -1: all the rank's stages in one lane
+  bool comm = false;
+  std::vector<std::uint32_t> events;
+  std::vector<double> max_end;
+  bool sorted = true;
+  double y = 0, height = 0; // set by layout
+};
+
+// One trace drawn as a block of lanes, with its metrics and the error it failed with, if any.
+struct panel {
+  std::string title;
+  trace t;
+  trace_metrics m;
+  std::vector<lane> lanes;
+  std::vector<std::vector<std::uint32_t>> gaps_of_rank; // indices into m.gaps, by start
+  std::vector<double> memory_y;                         // per rank, top of its memory strip (or -1)
+  std::string error;
+  double top = 0, height = 0; // set by layout
+  void rebuild();             // lanes and metrics from t
+  void add_event(std::size_t i);
+  void finish_update(); // sorts lanes touched by add_event and recomputes metrics
+};
+
+// The Gantt timeline of one or two traces on one time axis (the second below the first), with their
+// summaries side by side above. Drawing only touches what is visible. GUI thread only.
+class TimelineView : public QWidget {
+public:
+  explicit TimelineView(QWidget* parent = nullptr);
+  ~TimelineView() override;
+
+  // Opens files (Chrome JSON, or JSON lines when the name ends in .jsonl); a file that fails becomes
+  // a panel showing its error, which is also printed to stderr. Returns false if any failed.
+  bool open_files(const QStringList& paths);
+  void add_trace(trace t, const std::string& title);
+  // Follows a running job: "HOST:PORT" or a growing JSON-lines file. False (and an error panel) if
+  // it cannot be opened.
+  bool start_live(const QString& spec, int poll_ms = 50);
+  void poll_live(); // reads what arrived (the timer calls it)
+
+  // View: time at the left edge and microseconds per pixel.
+  void fit();
+  void zoom(double factor, double anchor_x);
+  void pan_pixels(double dx);
+  bool following() const { return follow_; }
+  double view_start_us() const { return t0_; }
+  double us_per_pixel() const { return us_per_px_; }
+
+  void paint(QPainter& p, const QRect& area);
+  QImage render_image(QSize size); // fits the view to the size and draws into an image
+
+  // For tests and the status bar.
+  const std::vector<std::unique_ptr<panel>>& panels() const { return panels_; }
+  QStringList errors() const;
+  std::size_t drawn_actions() const { return drawn_; } // actions intersecting the view in the last paint
+  std::optional<QRectF> event_rect(std::size_t panel_index, std::size_t event_index) const;
+  // Selects the action under a point (as a click does); returns its micro-batch.
+  std::optional<int> select_at(QPointF pos);
+  std::vector<std::size_t> highlighted_dependencies() const { return deps_; }
+  QString tooltip_at(QPointF pos) const;
+
+  static QColor bubble_color();
+  static QColor action_color(const action& a);
+
+  static constexpr double header_line = 16, axis_height = 20, left_margin = 96, right_margin = 64;
+  static constexpr double lane_height = 22, comm_height = 8, memory_height = 26, panel_gap = 14;
+
+protected:
+  void paintEvent(QPaintEvent*) override;
+  void resizeEvent(QResizeEvent*) override;
+  void wheelEvent(QWheelEvent*) override;
+  void keyPressEvent(QKeyEvent*) override;
+  void mousePressEvent(QMouseEvent*) override;
+  void mouseMoveEvent(QMouseEvent*) override;
+  void mouseReleaseEvent(QMouseEvent*) override;
+  bool event(QEvent*) override;
+
+private:
+  void layout(double width);
+  double header_height() const;
+  double x_of(double t) const { return left_margin + (t - t0_) / us_per_px_; }
+  double t_of(double x) const { return t0_ + (x - left_margin) * us_per_px_; }
+  std::pair<double, double> data_range() const;
+  struct hit {
+    std::size_t panel, event;
+  };
+  std::optional<hit> hit_at(QPointF pos) const;
+  void draw_panel(QPainter& p, panel& pn, const QRect& area);
+
+  std::vector<std::unique_ptr<panel>> panels_;
+  double t0_ = 0, us_per_px_ = 1;
+  bool fitted_ = false, follow_ = false;
+  std::size_t drawn_ = 0;
+  std::unique_ptr<live_reader> live_;
+  panel* live_panel_ = nullptr;
+  QTimer* timer_ = nullptr;
+  std::optional<hit> selected_;
+  int selected_mb_ = no_microbatch;
+  std::vector<std::size_t> deps_;
+  std::optional<QPointF> drag_from_;
+};
+
+// Loads a trace for the viewer: Chrome JSON, or JSON lines when the path ends in .jsonl. Throws input_error.
+trace load_any_trace(const std::string& path);
+
+} // namespace pippy::gui

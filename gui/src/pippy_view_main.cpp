@@ -1,0 +1,80 @@
+// pippy-view: the timeline viewer. Thin: argument parsing around TimelineView.
+#include <QApplication>
+#include <QImage>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <string>
+
+#include "pippy/gui/timeline_view.hpp"
+
+namespace {
+int usage(const char* why) {
+  if (why)
+    std::cerr << "pippy-view: " << why << "\n";
+  std::cerr << "usage: pippy-view [TRACE [TRACE]]                   open one or two traces (predicted above measured)\n"
+               "       pippy-view --live HOST:PORT | FILE.jsonl       follow a running job\n"
+               "       pippy-view --export out.png [--width W --height H] TRACE...   render offscreen\n"
+               "keys: +/- zoom, arrows pan, F fit, End follow live head; wheel zooms, shift+wheel or drag pans\n";
+  return why ? 2 : 0;
+}
+} // namespace
+
+int main(int argc, char** argv) {
+  std::string live, exp;
+  int w = 1600, h = 0;
+  QStringList files;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
+    if (a == "-h" || a == "--help")
+      return usage(nullptr);
+    if (a == "--live" || a == "--export" || a == "--width" || a == "--height") {
+      const char* v = value();
+      if (!v)
+        return usage((a + " needs a value").c_str());
+      if (a == "--live")
+        live = v;
+      else if (a == "--export")
+        exp = v;
+      else {
+        char* end = nullptr;
+        const long n = std::strtol(v, &end, 10);
+        if (!end || *end || n < 100 || n > 20000)
+          return usage((a + " must be a number of pixels between 100 and 20000").c_str());
+        (a == "--width" ? w : h) = static_cast<int>(n);
+      }
+    } else if (!a.empty() && a[0] == '-') {
+      return usage(("unknown option " + a).c_str());
+    } else {
+      files << QString::fromStdString(a);
+    }
+  }
+  if (!exp.empty() && std::getenv("QT_QPA_PLATFORM") == nullptr)
+    qputenv("QT_QPA_PLATFORM", "offscreen");
+  QApplication app(argc, argv);
+  pippy::gui::TimelineView view;
+  bool ok = files.isEmpty() || view.open_files(files);
+  if (!exp.empty()) {
+    if (files.isEmpty())
+      return usage("--export needs at least one TRACE");
+    if (h == 0) {
+      int lanes = 0;
+      for (const auto& pn : view.panels())
+        lanes += static_cast<int>(pn->lanes.size()) + (pn->t.memory.empty() ? 0 : pn->t.num_ranks) + 3;
+      h = std::clamp(120 + lanes * 26, 200, 4000);
+    }
+    const QImage img = view.render_image(QSize(w, h));
+    if (!img.save(QString::fromStdString(exp))) {
+      std::cerr << "pippy-view: cannot write " << exp << "\n";
+      return 1;
+    }
+    return ok ? 0 : 1;
+  }
+  if (!live.empty())
+    view.start_live(QString::fromStdString(live));
+  view.setWindowTitle("pippy-view");
+  view.resize(1400, 700);
+  view.show();
+  return app.exec();
+}

@@ -1,0 +1,693 @@
+#include "pippy/gui/timeline_view.hpp"
+
+#include <QFontMetrics>
+#include <QHelpEvent>
+#include <QKeyEvent>
+#include <QMouseEvent>
+#include <QPainter>
+#include <QPainterPath>
+#include <QToolTip>
+#include <QWheelEvent>
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "pippy/core/error.hpp"
+#include "pippy/traces/chrome_trace.hpp"
+
+namespace pippy::gui {
+
+trace load_any_trace(const std::string& path) {
+  if (path.size() > 6 && path.compare(path.size() - 6, 6, ".jsonl") == 0) {
+    std::ifstream in(path);
+    if (!in)
+      throw input_error(path + ": cannot open trace file");
+    trace t;
+    std::string line;
+    std::size_t n = 0;
+    while (std::getline(in, line)) {
+      ++n;
+      if (line.find_first_not_of(" \t\r") == std::string::npos)
+        continue;
+      parse_json_line(line, t, path + ": line " + std::to_string(n));
+    }
+    if (t.events.empty())
+      throw input_error(path + ": no pipeline actions in the trace");
+    return t;
+  }
+  return load_chrome_trace(path);
+}
+
+// ---- panel -------------------------------------------------------------------------------------
+
+void panel::rebuild() {
+  lanes.clear();
+  int R = t.num_ranks;
+  for (const auto& e : t.events)
+    R = std::max(R, e.rank + 1);
+  for (const auto& s : t.memory)
+    R = std::max(R, s.rank + 1);
+  t.num_ranks = R;
+  std::vector<std::set<int>> stages(static_cast<std::size_t>(R));
+  std::vector<char> has_comm(static_cast<std::size_t>(R), 0);
+  for (const auto& e : t.events) {
+    if (is_compute(e.act.kind))
+      stages[static_cast<std::size_t>(e.rank)].insert(e.act.stage);
+    else
+      has_comm[static_cast<std::size_t>(e.rank)] = 1;
+  }
+  for (int r = 0; r < R; ++r) {
+    const auto& st = stages[static_cast<std::size_t>(r)];
+    if (st.size() > 1)
+      for (int s : st)
+        lanes.push_back(lane{.rank = r, .stage = s});
+    else
+      lanes.push_back(lane{.rank = r, .stage = -1});
+    if (has_comm[static_cast<std::size_t>(r)])
+      lanes.push_back(lane{.rank = r, .stage = -1, .comm = true});
+  }
+  for (std::size_t i = 0; i < t.events.size(); ++i)
+    add_event(i);
+  for (auto& l : lanes)
+    l.sorted = false;
+  finish_update();
+}
+
+void panel::add_event(std::size_t i) {
+  const auto& e = t.events[i];
+  const bool comm = !is_compute(e.act.kind);
+  lane* target = nullptr;
+  for (auto& l : lanes) {
+    if (l.rank != e.rank || l.comm != comm)
+      continue;
+    if (comm || l.stage == -1 || l.stage == e.act.stage) {
+      target = &l;
+      break;
+    }
+  }
+  if (!target) { // a live event on a rank or stage not seen yet: lay the lanes out again
+    rebuild();
+    return;
+  }
+  if (!target->events.empty() && t.events[target->events.back()].start_us > e.start_us)
+    target->sorted = false;
+  target->events.push_back(static_cast<std::uint32_t>(i));
+  target->max_end.push_back(std::max(target->max_end.empty() ? e.end_us : target->max_end.back(), e.end_us));
+}
+
+void panel::finish_update() {
+  for (auto& l : lanes) {
+    if (l.sorted)
+      continue;
+    std::stable_sort(l.events.begin(), l.events.end(),
+                     [&](std::uint32_t a, std::uint32_t b) { return t.events[a].start_us < t.events[b].start_us; });
+    l.max_end.resize(l.events.size());
+    double mx = -1e300;
+    for (std::size_t k = 0; k < l.events.size(); ++k)
+      l.max_end[k] = mx = std::max(mx, t.events[l.events[k]].end_us);
+    l.sorted = true;
+  }
+  m = compute_metrics(t);
+  gaps_of_rank.assign(static_cast<std::size_t>(t.num_ranks), {});
+  for (std::size_t g = 0; g < m.gaps.size(); ++g)
+    if (m.gaps[g].rank < t.num_ranks)
+      gaps_of_rank[static_cast<std::size_t>(m.gaps[g].rank)].push_back(static_cast<std::uint32_t>(g)); // by time per rank
+}
+
+// ---- view --------------------------------------------------------------------------------------
+
+TimelineView::TimelineView(QWidget* parent) : QWidget(parent) {
+  setMouseTracking(true);
+  setFocusPolicy(Qt::StrongFocus);
+  setMinimumSize(400, 200);
+  setAutoFillBackground(false);
+}
+
+TimelineView::~TimelineView() = default;
+
+QColor TimelineView::bubble_color() { return QColor(250, 205, 205); }
+
+QColor TimelineView::action_color(const action& a) {
+  const int hue = a.microbatch < 0 ? 0 : (a.microbatch * 67) % 360;
+  switch (a.kind) {
+  case action_kind::forward: return QColor::fromHsv(hue, 150, 235);
+  case action_kind::full_backward: return QColor::fromHsv(hue, 230, 165);
+  case action_kind::backward_input: return QColor::fromHsv(hue, 230, 140);
+  case action_kind::backward_weight: return QColor::fromHsv(hue, 120, 200);
+  case action_kind::optimizer_step: return QColor(70, 70, 70);
+  default: return QColor(120, 120, 120);
+  }
+}
+
+void TimelineView::add_trace(trace t, const std::string& title) {
+  auto pn = std::make_unique<panel>();
+  pn->title = title.empty() ? t.run : title;
+  pn->t = std::move(t);
+  pn->rebuild();
+  panels_.push_back(std::move(pn));
+  fitted_ = false;
+  update();
+}
+
+bool TimelineView::open_files(const QStringList& paths) {
+  bool ok = true;
+  for (const auto& path : paths) {
+    try {
+      trace t = load_any_trace(path.toStdString());
+      const std::string title = path.toStdString() + (t.run.empty() ? "" : " (" + t.run + ")");
+      add_trace(std::move(t), title);
+    } catch (const std::exception& e) {
+      ok = false;
+      std::cerr << "pippy-view: " << e.what() << "\n";
+      auto pn = std::make_unique<panel>();
+      pn->title = path.toStdString();
+      pn->error = e.what();
+      panels_.push_back(std::move(pn));
+    }
+  }
+  update();
+  return ok;
+}
+
+bool TimelineView::start_live(const QString& spec, int poll_ms) {
+  auto pn = std::make_unique<panel>();
+  pn->title = "live: " + spec.toStdString();
+  try {
+    live_ = std::make_unique<live_reader>(spec.toStdString());
+  } catch (const std::exception& e) {
+    std::cerr << "pippy-view: " << e.what() << "\n";
+    pn->error = e.what();
+    panels_.push_back(std::move(pn));
+    update();
+    return false;
+  }
+  live_panel_ = pn.get();
+  panels_.push_back(std::move(pn));
+  follow_ = true;
+  if (!timer_) {
+    timer_ = new QTimer(this);
+    connect(timer_, &QTimer::timeout, this, [this] { poll_live(); });
+  }
+  timer_->start(poll_ms);
+  poll_live();
+  return true;
+}
+
+void TimelineView::poll_live() {
+  if (!live_ || !live_panel_)
+    return;
+  panel& pn = *live_panel_;
+  const std::size_t before = pn.t.events.size();
+  const std::size_t errors_before = live_->errors().size();
+  const std::size_t added = live_->poll(pn.t);
+  for (std::size_t k = errors_before; k < live_->errors().size(); ++k)
+    std::cerr << "pippy-view: " << live_->errors()[k] << "\n";
+  if (!live_->errors().empty())
+    pn.error = live_->errors().back();
+  if (!added && live_->connected())
+    return;
+  if (pn.lanes.empty() && !pn.t.events.empty()) {
+    pn.rebuild();
+  } else {
+    for (std::size_t i = before; i < pn.t.events.size(); ++i)
+      pn.add_event(i);
+    pn.finish_update();
+  }
+  if (!live_->connected() && live_->is_tcp())
+    pn.title = "live (ended): " + live_->spec();
+  if (follow_ && !pn.t.events.empty()) {
+    if (!fitted_ || us_per_px_ * (width() - left_margin - right_margin) >= pn.m.step_time_us * 0.5) {
+      fit();
+      follow_ = true;
+    } else { // keep the zoom, bring the head into view
+      t0_ = pn.m.end_us - us_per_px_ * (width() - left_margin - right_margin) * 0.95;
+    }
+  }
+  update();
+}
+
+std::pair<double, double> TimelineView::data_range() const {
+  double lo = 0, hi = 0;
+  bool any = false;
+  for (const auto& pn : panels_) {
+    if (pn->t.events.empty())
+      continue;
+    lo = any ? std::min(lo, pn->m.start_us) : pn->m.start_us;
+    hi = any ? std::max(hi, pn->m.end_us) : pn->m.end_us;
+    any = true;
+  }
+  if (!any || hi <= lo)
+    hi = lo + 1;
+  return {lo, hi};
+}
+
+void TimelineView::fit() {
+  const auto [lo, hi] = data_range();
+  const double w = std::max(10.0, width() - left_margin - right_margin);
+  us_per_px_ = (hi - lo) / w;
+  t0_ = lo;
+  fitted_ = true;
+  update();
+}
+
+void TimelineView::zoom(double factor, double anchor_x) {
+  const double t = t_of(anchor_x);
+  us_per_px_ = std::clamp(us_per_px_ / factor, 1e-6, 1e12);
+  t0_ = t - (anchor_x - left_margin) * us_per_px_;
+  follow_ = false;
+  update();
+}
+
+void TimelineView::pan_pixels(double dx) {
+  t0_ -= dx * us_per_px_;
+  follow_ = false;
+  update();
+}
+
+double TimelineView::header_height() const {
+  return panels_.empty() ? header_line : header_line * 3 + 4;
+}
+
+void TimelineView::layout(double) {
+  double y = header_height() + axis_height;
+  for (auto& pnp : panels_) {
+    panel& pn = *pnp;
+    pn.top = y;
+    y += header_line; // the panel's title row
+    pn.memory_y.assign(static_cast<std::size_t>(pn.t.num_ranks), -1);
+    for (std::size_t k = 0; k < pn.lanes.size(); ++k) {
+      auto& l = pn.lanes[k];
+      l.y = y;
+      l.height = l.comm ? comm_height : lane_height;
+      y += l.height + 1;
+      const bool last_of_rank = k + 1 == pn.lanes.size() || pn.lanes[k + 1].rank != l.rank;
+      if (last_of_rank && !pn.t.memory.empty()) {
+        pn.memory_y[static_cast<std::size_t>(l.rank)] = y;
+        y += memory_height + 1;
+      }
+    }
+    if (!pn.error.empty())
+      y += header_line * 2;
+    y += 3;
+    pn.height = y - pn.top;
+    y += panel_gap;
+  }
+}
+
+void TimelineView::paintEvent(QPaintEvent*) {
+  QPainter p(this);
+  paint(p, rect());
+}
+
+void TimelineView::resizeEvent(QResizeEvent*) {
+  if (!fitted_ || follow_)
+    fit();
+}
+
+QImage TimelineView::render_image(QSize size) {
+  resize(size);
+  fit();
+  QImage img(size, QImage::Format_ARGB32);
+  img.fill(Qt::white);
+  QPainter p(&img);
+  paint(p, QRect(QPoint(0, 0), size));
+  return img;
+}
+
+static QString us_text(double us) {
+  const double a = std::abs(us);
+  if (a >= 1e6)
+    return QString::number(us / 1e6, 'g', 4) + " s";
+  if (a >= 1e3)
+    return QString::number(us / 1e3, 'g', 4) + " ms";
+  return QString::number(us, 'g', 4) + " us";
+}
+
+void TimelineView::paint(QPainter& p, const QRect& area) {
+  if (!fitted_)
+    fit();
+  layout(area.width());
+  p.fillRect(area, Qt::white);
+  drawn_ = 0;
+  QFont font = p.font();
+  font.setPixelSize(11);
+  p.setFont(font);
+  const QFontMetrics fm(font);
+  if (panels_.empty()) {
+    p.setPen(Qt::darkGray);
+    p.drawText(QRectF(area), Qt::AlignCenter, "No trace. Usage: pippy-view TRACE [TRACE] | --live HOST:PORT|FILE.jsonl");
+    return;
+  }
+  // Summaries side by side.
+  const double col = area.width() / static_cast<double>(panels_.size());
+  for (std::size_t i = 0; i < panels_.size(); ++i) {
+    const panel& pn = *panels_[i];
+    const QRectF r(i * col + 4, 2, col - 8, header_line * 3);
+    p.setPen(pn.error.empty() ? Qt::black : Qt::red);
+    QString text = QString::fromStdString(pn.title) + "\n";
+    if (!pn.t.events.empty())
+      text += QString("step %1   bubble %2%   utilisation %3%   %4 actions\n")
+                  .arg(us_text(pn.m.step_time_us))
+                  .arg(100 * pn.m.bubble_fraction, 0, 'f', 1)
+                  .arg(100 * pn.m.utilisation, 0, 'f', 1)
+                  .arg(pn.m.num_events) +
+              QString("critical path %1 actions   peak memory %2 B")
+                  .arg(pn.m.critical_path.size())
+                  .arg(pn.m.peak_memory);
+    else if (!pn.error.empty())
+      text += "error";
+    p.drawText(r, Qt::AlignLeft | Qt::AlignTop, text);
+  }
+  // Time axis.
+  const double plot_l = left_margin, plot_r = area.width() - right_margin;
+  const double axis_y = header_height();
+  p.setPen(QColor(90, 90, 90));
+  p.drawLine(QPointF(plot_l, axis_y + axis_height - 2), QPointF(plot_r, axis_y + axis_height - 2));
+  {
+    const double span = (plot_r - plot_l) * us_per_px_;
+    double step = std::pow(10.0, std::floor(std::log10(std::max(span / 8, 1e-9))));
+    for (double mult : {1.0, 2.0, 5.0, 10.0})
+      if (span / (step * mult) <= 10) {
+        step *= mult;
+        break;
+      }
+    for (double t = std::ceil(t0_ / step) * step; x_of(t) <= plot_r; t += step) {
+      const double x = x_of(t);
+      p.drawLine(QPointF(x, axis_y + axis_height - 6), QPointF(x, axis_y + axis_height - 2));
+      p.drawText(QPointF(x + 2, axis_y + axis_height - 7), us_text(t));
+    }
+  }
+  p.setClipRect(QRectF(0, header_height() + axis_height, area.width(), area.height()));
+  for (auto& pn : panels_)
+    draw_panel(p, *pn, area);
+  p.setClipping(false);
+}
+
+void TimelineView::draw_panel(QPainter& p, panel& pn, const QRect& area) {
+  const double plot_l = left_margin, plot_r = area.width() - right_margin;
+  const double t_lo = t_of(plot_l), t_hi = t_of(plot_r);
+  QFont font = p.font();
+  const QFontMetrics fm(font);
+  p.setPen(Qt::black);
+  p.drawText(QPointF(4, pn.top + header_line - 4), QString::fromStdString(pn.title));
+  if (!pn.error.empty()) {
+    p.setPen(Qt::red);
+    p.drawText(QRectF(4, pn.top + pn.height - header_line * 2 - 3, area.width() - 8, header_line * 2),
+               Qt::AlignLeft | Qt::TextWordWrap, "error: " + QString::fromStdString(pn.error));
+  }
+  const auto clamp_x = [&](double x) { return std::clamp(x, plot_l, plot_r); };
+  for (const lane& l : pn.lanes) {
+    if (l.y > area.height() || l.y + l.height < 0)
+      continue;
+    // Label and lane background.
+    p.setPen(Qt::black);
+    QString label = l.comm ? QString("  comm") : QString("rank %1").arg(l.rank);
+    if (l.stage >= 0)
+      label += QString(" s%1").arg(l.stage);
+    if (!l.comm)
+      p.drawText(QRectF(2, l.y, left_margin - 6, l.height), Qt::AlignVCenter | Qt::AlignLeft, label);
+    p.fillRect(QRectF(plot_l, l.y, plot_r - plot_l, l.height), QColor(246, 246, 246));
+    // Bubbles: the rank's idle gaps (from the metrics), visible part only.
+    if (!l.comm && static_cast<std::size_t>(l.rank) < pn.gaps_of_rank.size()) {
+      const auto& gi = pn.gaps_of_rank[static_cast<std::size_t>(l.rank)];
+      auto it = std::lower_bound(gi.begin(), gi.end(), t_lo,
+                                 [&](std::uint32_t g, double t) { return pn.m.gaps[g].end_us < t; });
+      double last_px = -1;
+      for (; it != gi.end() && pn.m.gaps[*it].start_us <= t_hi; ++it) {
+        const auto& g = pn.m.gaps[*it];
+        const double x0 = clamp_x(x_of(g.start_us)), x1 = clamp_x(x_of(g.end_us));
+        if (x1 - x0 < 0.5 && std::floor(x0) == last_px)
+          continue;
+        last_px = std::floor(x0);
+        p.fillRect(QRectF(x0, l.y, std::max(x1 - x0, 0.5), l.height), bubble_color());
+      }
+    }
+    // Actions: binary search the first whose end reaches the view, skip sub-pixel runs.
+    const auto& ev = pn.t.events;
+    std::size_t k = static_cast<std::size_t>(std::lower_bound(l.max_end.begin(), l.max_end.end(), t_lo) - l.max_end.begin());
+    const std::size_t n = l.events.size();
+    const bool outline = true;
+    while (k < n) {
+      const auto& e = ev[l.events[k]];
+      if (e.start_us > t_hi)
+        break;
+      const double x0 = x_of(e.start_us), x1 = x_of(e.end_us);
+      const double cx0 = clamp_x(x0), cx1 = clamp_x(x1);
+      QRectF box(cx0, l.y + 1, std::max(cx1 - cx0, 1.0), l.height - 2);
+      if (x1 - x0 < 1.0) {
+        // Everything that starts within this pixel column is one 1-pixel box.
+        const double col_end_t = t_of(std::floor(x0) + 1.0);
+        auto first = l.events.begin() + static_cast<std::ptrdiff_t>(k);
+        auto next = std::lower_bound(first, l.events.end(), col_end_t,
+                                     [&](std::uint32_t a, double t) { return ev[a].start_us < t; });
+        const std::size_t next_k = std::max<std::size_t>(k + 1, static_cast<std::size_t>(next - l.events.begin()));
+        p.fillRect(box, action_color(e.act));
+        drawn_ += next_k - k;
+        k = next_k;
+        continue;
+      }
+      ++drawn_;
+      if (l.comm) {
+        p.fillRect(box, QColor(110, 110, 110));
+        if (e.peer >= 0 && x1 - x0 >= 1.0) { // a thin arrow to the receiving rank's lanes
+          for (const lane& to : pn.lanes)
+            if (to.rank == e.peer && !to.comm) {
+              p.setPen(QPen(QColor(60, 60, 60, 160), 1));
+              const QPointF a(cx1, l.y + l.height / 2), b(cx1, to.y + (to.y > l.y ? 0 : to.height));
+              p.drawLine(a, b);
+              break;
+            }
+        }
+        ++k;
+        continue;
+      }
+      const QColor c = action_color(e.act);
+      p.fillRect(box, c);
+      if (e.act.kind == action_kind::backward_weight)
+        p.fillRect(box, QBrush(c.darker(160), Qt::BDiagPattern));
+      else if (e.act.kind == action_kind::backward_input)
+        p.fillRect(box, QBrush(c.lighter(150), Qt::Dense6Pattern));
+      const bool highlighted = selected_mb_ != no_microbatch && e.act.microbatch == selected_mb_;
+      if (highlighted) {
+        p.setPen(QPen(Qt::black, 2));
+        p.drawRect(box.adjusted(1, 1, -1, -1));
+      } else if (outline && box.width() >= 4) {
+        p.setPen(QPen(c.darker(140), 1));
+        p.drawRect(box.adjusted(0, 0, -1, -1));
+      }
+      if (box.width() >= 22) {
+        const QString text = QString::fromStdString(to_string(e.act));
+        if (fm.horizontalAdvance(text) + 4 <= box.width()) {
+          p.setPen(e.act.kind == action_kind::forward || e.act.kind == action_kind::backward_weight ? Qt::black : Qt::white);
+          p.drawText(box, Qt::AlignCenter, text);
+        }
+      }
+      ++k;
+    }
+    // Bubble fraction at the lane's end (once per rank, on its first compute lane).
+    const bool first_of_rank = &l == &pn.lanes.front() || (&l - 1)->rank != l.rank;
+    if (!l.comm && first_of_rank && static_cast<std::size_t>(l.rank) < pn.m.ranks.size()) {
+      p.setPen(Qt::black);
+      p.drawText(QRectF(plot_r + 4, l.y, right_margin - 6, l.height), Qt::AlignVCenter | Qt::AlignLeft,
+                 QString("%1%").arg(100 * pn.m.ranks[static_cast<std::size_t>(l.rank)].bubble_fraction, 0, 'f', 1));
+    }
+  }
+  // Memory curve per rank, scaled to the trace's peak.
+  if (!pn.t.memory.empty() && pn.m.peak_memory > 0) {
+    for (int r = 0; r < pn.t.num_ranks; ++r) {
+      const double y0 = pn.memory_y[static_cast<std::size_t>(r)];
+      if (y0 < 0)
+        continue;
+      p.fillRect(QRectF(plot_l, y0, plot_r - plot_l, memory_height), QColor(240, 244, 250));
+      p.setPen(Qt::darkGray);
+      p.drawText(QRectF(2, y0, left_margin - 6, memory_height), Qt::AlignVCenter | Qt::AlignLeft, "  memory");
+      const auto curve = memory_curve(pn.t, r);
+      QPainterPath path;
+      bool started = false;
+      double prev_y = y0 + memory_height;
+      for (const auto& s : curve) {
+        const double x = clamp_x(x_of(s.t_us));
+        const double y = y0 + memory_height - (memory_height - 2) * double(s.bytes) / double(pn.m.peak_memory);
+        if (!started) {
+          path.moveTo(x, y);
+          started = true;
+        } else {
+          path.lineTo(x, prev_y);
+          path.lineTo(x, y);
+        }
+        prev_y = y;
+      }
+      if (started)
+        path.lineTo(plot_r, prev_y);
+      p.setPen(QPen(QColor(30, 90, 200), 1.5));
+      p.drawPath(path);
+      p.setPen(Qt::darkGray);
+      p.drawText(QRectF(plot_r + 4, y0, right_margin - 6, memory_height), Qt::AlignVCenter | Qt::AlignLeft,
+                 QString("%1 MB").arg(double(pn.m.ranks[static_cast<std::size_t>(r)].peak_memory) / 1e6, 0, 'g', 3));
+    }
+  }
+  // Dependencies of the selected action.
+  if (selected_ && panels_[selected_->panel].get() == &pn) {
+    const auto sel = event_rect(selected_->panel, selected_->event);
+    p.setPen(QPen(QColor(200, 0, 0), 2));
+    for (auto d : deps_) {
+      const auto dr = event_rect(selected_->panel, d);
+      if (sel && dr)
+        p.drawLine(QPointF(dr->right(), dr->center().y()), QPointF(sel->left(), sel->center().y()));
+    }
+  }
+}
+
+std::optional<QRectF> TimelineView::event_rect(std::size_t panel_index, std::size_t event_index) const {
+  if (panel_index >= panels_.size())
+    return std::nullopt;
+  const panel& pn = *panels_[panel_index];
+  if (event_index >= pn.t.events.size())
+    return std::nullopt;
+  const auto& e = pn.t.events[event_index];
+  for (const auto& l : pn.lanes) {
+    if (l.rank != e.rank || l.comm == is_compute(e.act.kind) || (l.stage >= 0 && l.stage != e.act.stage))
+      continue;
+    return QRectF(x_of(e.start_us), l.y + 1, std::max(x_of(e.end_us) - x_of(e.start_us), 1.0), l.height - 2);
+  }
+  return std::nullopt;
+}
+
+std::optional<TimelineView::hit> TimelineView::hit_at(QPointF pos) const {
+  if (pos.x() < left_margin || pos.x() > width() - right_margin)
+    return std::nullopt;
+  const double t = t_of(pos.x());
+  const double slack = 2 * us_per_px_;
+  for (std::size_t pi = 0; pi < panels_.size(); ++pi) {
+    const panel& pn = *panels_[pi];
+    for (const auto& l : pn.lanes) {
+      if (pos.y() < l.y || pos.y() >= l.y + l.height)
+        continue;
+      auto k = static_cast<std::size_t>(std::lower_bound(l.max_end.begin(), l.max_end.end(), t - slack) - l.max_end.begin());
+      std::optional<std::size_t> best;
+      for (; k < l.events.size() && pn.t.events[l.events[k]].start_us <= t + slack; ++k) {
+        const auto& e = pn.t.events[l.events[k]];
+        if (e.end_us + slack >= t) {
+          best = l.events[k];
+          if (e.start_us <= t && t <= e.end_us)
+            break;
+        }
+      }
+      if (best)
+        return hit{pi, *best};
+      return std::nullopt;
+    }
+  }
+  return std::nullopt;
+}
+
+QString TimelineView::tooltip_at(QPointF pos) const {
+  const auto h = hit_at(pos);
+  if (!h)
+    return {};
+  const auto& e = panels_[h->panel]->t.events[h->event];
+  QString s = QString("%1 on rank %2\nstage %3").arg(QString::fromStdString(to_string(e.act))).arg(e.rank).arg(e.act.stage);
+  if (e.act.microbatch != no_microbatch)
+    s += QString(", micro-batch %1").arg(e.act.microbatch);
+  s += QString("\nkind %1\nstart %2\nduration %3")
+           .arg(QString::fromStdString(std::string(to_string(e.act.kind))))
+           .arg(us_text(e.start_us))
+           .arg(us_text(e.duration_us()));
+  if (e.bytes)
+    s += QString("\nbytes %1").arg(e.bytes);
+  if (e.peer >= 0)
+    s += QString("\npeer rank %1").arg(e.peer);
+  return s;
+}
+
+std::optional<int> TimelineView::select_at(QPointF pos) {
+  const auto h = hit_at(pos);
+  deps_.clear();
+  selected_ = h;
+  selected_mb_ = no_microbatch;
+  if (h) {
+    const panel& pn = *panels_[h->panel];
+    selected_mb_ = pn.t.events[h->event].act.microbatch;
+    deps_ = data_dependencies(pn.t, h->event);
+  }
+  update();
+  if (!h)
+    return std::nullopt;
+  return selected_mb_;
+}
+
+QStringList TimelineView::errors() const {
+  QStringList out;
+  for (const auto& pn : panels_)
+    if (!pn->error.empty())
+      out << QString::fromStdString(pn->error);
+  return out;
+}
+
+void TimelineView::wheelEvent(QWheelEvent* e) {
+  const double steps = e->angleDelta().y() / 120.0;
+  if (e->modifiers() & Qt::ShiftModifier)
+    pan_pixels(steps * 60);
+  else
+    zoom(std::pow(1.25, steps), e->position().x());
+  e->accept();
+}
+
+void TimelineView::keyPressEvent(QKeyEvent* e) {
+  const double cx = left_margin + (width() - left_margin - right_margin) / 2.0;
+  switch (e->key()) {
+  case Qt::Key_Plus:
+  case Qt::Key_Equal: zoom(1.5, cx); break;
+  case Qt::Key_Minus: zoom(1 / 1.5, cx); break;
+  case Qt::Key_Left: pan_pixels(80); break;
+  case Qt::Key_Right: pan_pixels(-80); break;
+  case Qt::Key_F:
+  case Qt::Key_0:
+  case Qt::Key_Home: fit(); break;
+  case Qt::Key_End:
+    follow_ = true;
+    fit();
+    break;
+  case Qt::Key_Escape: select_at(QPointF(-1, -1)); break;
+  default: QWidget::keyPressEvent(e); return;
+  }
+  e->accept();
+}
+
+void TimelineView::mousePressEvent(QMouseEvent* e) {
+  if (e->button() == Qt::LeftButton) {
+    drag_from_ = e->position();
+    select_at(e->position());
+  }
+}
+
+void TimelineView::mouseMoveEvent(QMouseEvent* e) {
+  if (drag_from_ && (e->buttons() & Qt::LeftButton)) {
+    const double dx = e->position().x() - drag_from_->x();
+    if (std::abs(dx) >= 1) {
+      pan_pixels(dx);
+      drag_from_ = e->position();
+    }
+  }
+}
+
+void TimelineView::mouseReleaseEvent(QMouseEvent*) { drag_from_.reset(); }
+
+bool TimelineView::event(QEvent* e) {
+  if (e->type() == QEvent::ToolTip) {
+    auto* he = static_cast<QHelpEvent*>(e);
+    const QString text = tooltip_at(he->pos());
+    if (text.isEmpty())
+      QToolTip::hideText();
+    else
+      QToolTip::showText(he->globalPos(), text, this);
+    return true;
+  }
+  return QWidget::event(e);
+}
+
+} // namespace pippy::gui
