@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   const std::vector<pippy::cli::command> commands = {
       pippy::cli::add_schedule_command(app),
       pippy::cli::add_trace_command(app),
+      pippy::cli::add_sim_command(app),
   };
   CLI11_PARSE(app, argc, argv);
   try {

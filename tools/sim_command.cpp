@@ -1,0 +1,139 @@
+// pippy sim: simulate a schedule's actors in virtual time and report makespan, bubbles and memory.
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "commands.hpp"
+#include "pippy/core/error.hpp"
+#include "pippy/core/generators.hpp"
+#include "pippy/core/schedule_io.hpp"
+#include "pippy/core/validate.hpp"
+#include "pippy/simulator/simulator.hpp"
+#include "pippy/traces/chrome_trace.hpp"
+
+namespace pippy::cli {
+
+command add_sim_command(CLI::App& app) {
+  struct options {
+    schedule_options gen{.name = "1f1b", .num_ranks = 4, .num_microbatches = 8};
+    std::string from, cost, cost_file, trace_path;
+    double latency_us = 0, bandwidth_gbps = 0;
+    double inter_latency_us = -1, inter_bandwidth_gbps = -1;
+    int ranks_per_host = 0;
+    long long activation_bytes = -1, memory_cap = 0;
+    double jitter = 0;
+    std::uint64_t seed = 0;
+    bool json = false, blocking_send = false, no_optimizer_step = false;
+  };
+  auto o = std::make_shared<options>();
+  auto* sub = app.add_subcommand("sim", "Simulate a schedule in virtual time (times in microseconds)");
+  sub->add_option("--schedule", o->gen.name, "Schedule name (see `pippy schedule --help`)")->capture_default_str();
+  sub->add_option("--from", o->from, "Simulate a schedule from a CSV or JSON file instead");
+  sub->add_option("--ranks", o->gen.num_ranks, "Pipeline ranks R")->capture_default_str();
+  sub->add_option("--microbatches", o->gen.num_microbatches, "Micro-batches M")->capture_default_str();
+  sub->add_option("--stages-per-rank", o->gen.stages_per_rank, "Stages per rank V");
+  auto* cost = sub->add_option("--cost", o->cost, "Uniform costs, e.g. F=1,B=2 or F=1,I=1,W=1,U=0 (default F=1,B=2)");
+  auto* cost_file = sub->add_option("--cost-file", o->cost_file,
+                                    "JSON cost file {\"stages\":[{\"F\",\"I\",\"W\",\"B\",\"U\",\"activation_bytes\","
+                                    "\"param_bytes\"}...]}");
+  cost->excludes(cost_file);
+  sub->add_option("--latency-us", o->latency_us, "Link latency per transfer")->capture_default_str();
+  sub->add_option("--bandwidth-gbps", o->bandwidth_gbps, "Link bandwidth in GB/s (0 = unlimited)")->capture_default_str();
+  sub->add_option("--ranks-per-host", o->ranks_per_host, "Ranks per host (0 = one host)");
+  sub->add_option("--inter-host-latency-us", o->inter_latency_us, "Latency between hosts (default --latency-us)");
+  sub->add_option("--inter-host-bandwidth-gbps", o->inter_bandwidth_gbps, "Bandwidth between hosts (default --bandwidth-gbps)");
+  sub->add_flag("--blocking-send", o->blocking_send, "Sends block the sender until delivered (default: async)");
+  sub->add_option("--activation-bytes", o->activation_bytes, "Activation bytes per stage and micro-batch (overrides the cost file)");
+  sub->add_option("--memory-cap", o->memory_cap, "Memory cap per rank in bytes (0 = none): overflow is reported as OOM");
+  sub->add_option("--jitter", o->jitter, "Scale each compute time by 1 + jitter*u, u in [-1,1], seeded");
+  sub->add_option("--seed", o->seed, "Seed of the jitter");
+  sub->add_option("--trace", o->trace_path, "Write a Chrome trace (Perfetto) to this file");
+  sub->add_flag("--json", o->json, "Print one JSON object");
+  sub->add_flag("--no-optimizer-step", o->no_optimizer_step, "Leave out the U action of each stage");
+  return {sub, [o] {
+    o->gen.optimizer_steps = !o->no_optimizer_step;
+    const schedule s = o->from.empty() ? make_schedule(o->gen) : load_schedule_file(o->from);
+    validate(s);
+    const int S = s.shape.num_stages();
+    sim::sim_options so;
+    if (!o->cost_file.empty()) {
+      so.costs = sim::load_cost_file(o->cost_file);
+      so.costs.validate(S, "cost file '" + o->cost_file + "'");
+    } else {
+      so.costs = sim::uniform_costs(S, o->cost.empty() ? sim::stage_cost{} : sim::parse_cost_spec(o->cost));
+    }
+    if (o->activation_bytes < -1 || o->memory_cap < 0)
+      throw input_error(o->memory_cap < 0 ? "--memory-cap must be non-negative" : "--activation-bytes must be non-negative");
+    if (o->activation_bytes >= 0)
+      for (auto& c : so.costs.stages) {
+        c.activation_bytes = static_cast<std::uint64_t>(o->activation_bytes);
+        c.weight_input_bytes = c.activation_bytes / 2;
+      }
+    if (o->latency_us < 0)
+      throw input_error("--latency-us must be non-negative (got " + std::to_string(o->latency_us) + ")");
+    if (o->bandwidth_gbps < 0)
+      throw input_error("--bandwidth-gbps must be non-negative (got " + std::to_string(o->bandwidth_gbps) + ")");
+    so.costs.jitter = o->jitter;
+    so.costs.seed = o->seed;
+    so.links = sim::link_model::uniform(o->latency_us, o->bandwidth_gbps);
+    so.links.ranks_per_host = o->ranks_per_host;
+    if (o->inter_latency_us >= 0)
+      so.links.inter_host.latency_us = o->inter_latency_us;
+    if (o->inter_bandwidth_gbps >= 0)
+      so.links.inter_host.bandwidth_gbps = o->inter_bandwidth_gbps;
+    so.links.blocking_send = o->blocking_send;
+    so.memory.cap_bytes = static_cast<std::uint64_t>(o->memory_cap);
+    const bool tty = isatty(fileno(stderr)) != 0;
+    if (tty) {
+      const double expected = static_cast<double>(add_communication(s).num_actions()) + 1.0;
+      so.on_progress = [expected](std::size_t events, double now) {
+        const int pct = static_cast<int>(std::min(100.0, 100.0 * static_cast<double>(events) / expected));
+        std::string bar(static_cast<std::size_t>(pct / 4), '#');
+        bar.resize(25, ' ');
+        std::fprintf(stderr, "\r[%s] %3d%%  t=%.1f us", bar.c_str(), pct, now);
+        std::fflush(stderr);
+      };
+    }
+    const sim::sim_result r = sim::simulate(s, so);
+    if (tty && r.events >= so.progress_every)
+      std::fprintf(stderr, "\r%60s\r", "");
+    if (!o->trace_path.empty())
+      save_chrome_trace(r.timeline, o->trace_path);
+    if (o->json) {
+      nlohmann::json ranks = nlohmann::json::array();
+      for (const auto& rs : r.ranks)
+        ranks.push_back({{"rank", rs.rank}, {"busy_us", rs.busy_us}, {"idle_us", rs.idle_us},
+                         {"bubble_fraction", rs.bubble_fraction}, {"peak_activations", rs.peak_activations},
+                         {"peak_memory_bytes", rs.peak_memory_bytes}, {"end_us", rs.end_us}});
+      nlohmann::json j{{"schedule", s.name},
+                       {"ranks", s.shape.num_ranks},
+                       {"stages_per_rank", s.shape.stages_per_rank},
+                       {"microbatches", s.shape.num_microbatches},
+                       {"makespan_us", r.makespan_us},
+                       {"bubble_fraction", r.bubble_fraction},
+                       {"actions", r.actions},
+                       {"completed", r.completed},
+                       {"per_rank", ranks}};
+      j["oom"] = r.oom ? nlohmann::json{{"rank", r.oom->rank}, {"action", to_string(r.oom->at)},
+                                        {"needed_bytes", r.oom->needed_bytes}, {"cap_bytes", r.oom->cap_bytes},
+                                        {"t_us", r.oom->t_us}, {"message", r.oom->message()}}
+                       : nlohmann::json(nullptr);
+      std::cout << j.dump(2) << "\n";
+    } else {
+      std::printf("%s: R=%d V=%d M=%d, %zu actions\n", s.name.c_str(), s.shape.num_ranks, s.shape.stages_per_rank,
+                  s.shape.num_microbatches, r.actions);
+      std::printf("makespan %.3f us, bubble fraction %.4f\n", r.makespan_us, r.bubble_fraction);
+      std::printf("%5s %12s %12s %8s %10s %16s\n", "rank", "busy_us", "idle_us", "bubble", "peak_acts", "peak_mem_bytes");
+      for (const auto& rs : r.ranks)
+        std::printf("%5d %12.3f %12.3f %8.4f %10d %16llu\n", rs.rank, rs.busy_us, rs.idle_us, rs.bubble_fraction,
+                    rs.peak_activations, static_cast<unsigned long long>(rs.peak_memory_bytes));
+      if (r.oom)
+        std::printf("%s\n", r.oom->message().c_str());
+    }
+    return r.oom ? 3 : 0;
+  }};
+}
+
+} // namespace pippy::cli
