@@ -1,2 +1,126 @@
+// Cost models: defaults, the cost file format, roofline, jitter, and errors that name the field.
 #include <catch2/catch.hpp>
+#include <cstdio>
+#include <fstream>
+
+#include "pippy/core/error.hpp"
+#include "pippy/core/validate.hpp"
 #include "pippy/simulator/cost_model.hpp"
+#include "sim_helpers.hpp"
+
+using namespace pippy;
+using namespace pippy::sim;
+
+TEST_CASE("--cost spec: B defaults to I+W, I and W to halves of B", "[simulator][cost]") {
+  auto c = parse_cost_spec("F=1.5,B=4");
+  CHECK(c.F == 1.5);
+  CHECK(c.B == 4);
+  CHECK(c.I == 2);
+  CHECK(c.W == 2);
+  CHECK(c.U == 0);
+  c = parse_cost_spec("F=1,I=3,W=1,U=0.5");
+  CHECK(c.B == 4);
+  CHECK(c.I == 3);
+  CHECK(c.W == 1);
+  CHECK(c.U == 0.5);
+  c = parse_cost_spec("B=6,I=4");
+  CHECK(c.F == 1);
+  CHECK(c.W == 2);
+  c = parse_cost_spec("");
+  CHECK(c.F == 1);
+  CHECK(c.B == 2);
+}
+
+TEST_CASE("--cost spec errors name the field", "[simulator][cost][errors]") {
+  CHECK_THROWS_AS(parse_cost_spec("F=-1"), input_error);
+  CHECK_THROWS_WITH(parse_cost_spec("F=-1"), "--cost: F must be a non-negative number of microseconds (got -1)");
+  CHECK_THROWS_WITH(parse_cost_spec("F=1,X=2"), "--cost: 'X' is not one of F, I, W, B, U");
+  CHECK_THROWS_WITH(parse_cost_spec("F=abc"), "--cost: F must be a number (got 'abc')");
+  CHECK_THROWS_WITH(parse_cost_spec("F"), Catch::Contains("'F' is not KIND=MICROSECONDS"));
+  CHECK_THROWS_WITH(parse_cost_spec("B=2,I=3"), Catch::Contains("I and W must not exceed B"));
+}
+
+TEST_CASE("cost file: values, defaults and sizes", "[simulator][cost]") {
+  const auto t = parse_cost_json(R"({"stages":[{"F":1,"B":4,"activation_bytes":1000,"param_bytes":50},
+                                               {"F":2,"I":1,"W":3,"U":7}]})",
+                                 "x.json");
+  REQUIRE(t.stages.size() == 2);
+  CHECK(t.stages[0].I == 2);
+  CHECK(t.stages[0].W == 2);
+  CHECK(t.stages[0].activation_bytes == 1000);
+  CHECK(t.stages[0].weight_input_bytes == 500);
+  CHECK(t.stages[0].param_bytes == 50);
+  CHECK(t.stages[1].B == 4);
+  CHECK(t.stages[1].U == 7);
+  CHECK(t(action{1, action_kind::backward_weight, 0}) == 3);
+  CHECK(t(action{1, action_kind::send_f, 0}) == 0);
+  // Round trip through the writer.
+  const auto back = parse_cost_json(to_cost_json(t), "round trip");
+  CHECK(back.stages[1].W == 3);
+  CHECK(back.stages[0].param_bytes == 50);
+}
+
+TEST_CASE("cost file errors name the file and field", "[simulator][cost][errors]") {
+  CHECK_THROWS_WITH(load_cost_file("/nonexistent/costs.json"), "cost file '/nonexistent/costs.json': cannot open it");
+  CHECK_THROWS_WITH(parse_cost_json("{\"stages\": [", "c.json"), Catch::StartsWith("c.json: malformed JSON"));
+  CHECK_THROWS_WITH(parse_cost_json("{\"stage\": []}", "c.json"), Catch::StartsWith("c.json: missing 'stages' array"));
+  CHECK_THROWS_WITH(parse_cost_json(R"({"stages":[{"F":1},{"F":-2}]})", "c.json"),
+                    "c.json: stages[1].F must be a non-negative number of microseconds (got -2)");
+  CHECK_THROWS_WITH(parse_cost_json(R"({"stages":[{"B":"x"}]})", "c.json"), "c.json: stages[0].B must be a number (got \"x\")");
+  CHECK_THROWS_WITH(parse_cost_json(R"({"stages":[{"activation_bytes":-5}]})", "c.json"),
+                    Catch::StartsWith("c.json: stages[0].activation_bytes must be a non-negative number of bytes"));
+  CHECK_THROWS_WITH(parse_cost_json(R"({"stages":[]})", "c.json"), "c.json: 'stages' is empty");
+  // Stage count against the schedule.
+  const auto t = parse_cost_json(R"({"stages":[{"F":1},{"F":1},{"F":1}]})", "c.json");
+  CHECK_THROWS_WITH(t.validate(4, "cost file 'c.json'"), "cost file 'c.json': 'stages' has 3 entries but the schedule has 4 stages");
+  const std::string path = "test_cost_file.json";
+  {
+    std::ofstream out(path);
+    out << R"({"stages":[{"F":1,"B":2},{"F":1,"B":2}]})";
+  }
+  const auto s = pippy::test::make("1f1b", 2, 4);
+  const auto ok = load_cost_file(path);
+  CHECK_NOTHROW(ok.validate(2, path));
+  CHECK(simulate(s, sim_options{.costs = ok}).makespan_us == (4 + 2 - 1) * 3.0);
+  std::remove(path.c_str());
+}
+
+TEST_CASE("per-stage table: the slowest stage sets the pace", "[simulator][cost]") {
+  const auto s = pippy::test::make("gpipe", 4, 8);
+  cost_table t = uniform_costs(4, stage_cost{.F = 1, .I = 1, .W = 1, .B = 2});
+  t.stages[2] = stage_cost{.F = 3, .I = 3, .W = 3, .B = 6};
+  const auto r = simulate(s, sim_options{.costs = t});
+  CHECK(r.makespan_us == evaluate(s, t).makespan);
+  // GPipe with one slow stage: the other stages before and after it each run once (fill, drain), the slow one m times.
+  CHECK(r.makespan_us == 3 * (1 + 2) + 8 * (3 + 6));
+}
+
+TEST_CASE("roofline: max(FLOPs / peak, bytes / bandwidth)", "[simulator][cost]") {
+  const device_spec dev{.peak_flops = 1e12, .memory_bandwidth = 1e11};
+  const auto t = roofline_costs({{.forward_flops = 2e6, .forward_bytes = 1e5}, // compute bound: 2 us
+                                 {.forward_flops = 1e6, .forward_bytes = 3e5}}, // memory bound: 3 us
+                                dev);
+  CHECK(t.stages[0].F == Approx(2.0));
+  CHECK(t.stages[0].B == Approx(4.0));
+  CHECK(t.stages[0].I == Approx(2.0));
+  CHECK(t.stages[1].F == Approx(3.0));
+  CHECK_THROWS_WITH(roofline_costs({}, device_spec{.peak_flops = 0}), "device_spec.peak_flops must be positive");
+}
+
+TEST_CASE("jitter is seeded, bounded and independent of evaluation order", "[simulator][cost]") {
+  cost_table t = uniform_costs(2, stage_cost{.F = 10, .I = 10, .W = 10, .B = 20});
+  t.jitter = 0.2;
+  t.seed = 5;
+  bool differs = false;
+  for (int m = 0; m < 50; ++m) {
+    const action a{1, action_kind::forward, m};
+    const double c = t(a);
+    CHECK(c >= 8.0);
+    CHECK(c <= 12.0);
+    CHECK(t(a) == c);
+    differs = differs || c != 10.0;
+  }
+  CHECK(differs);
+  t.jitter = 2;
+  CHECK_THROWS_WITH(t.validate(2, "costs"), "costs: jitter must be in [0, 1] (got 2)");
+}
