@@ -132,6 +132,10 @@ TimelineView::~TimelineView() = default;
 QColor TimelineView::bubble_color() { return QColor(250, 205, 205); }
 
 QColor TimelineView::action_color(const action& a) {
+  return action_color_hsv(a).toRgb();
+}
+
+QColor TimelineView::action_color_hsv(const action& a) {
   const int hue = a.microbatch < 0 ? 0 : (a.microbatch * 67) % 360;
   switch (a.kind) {
   case action_kind::forward: return QColor::fromHsv(hue, 150, 235);
@@ -220,12 +224,7 @@ void TimelineView::poll_live() {
   if (!live_->connected() && live_->is_tcp())
     pn.title = "live (ended): " + live_->spec();
   if (follow_ && !pn.t.events.empty()) {
-    if (!fitted_ || us_per_px_ * (width() - left_margin - right_margin) >= pn.m.step_time_us * 0.5) {
-      fit();
-      follow_ = true;
-    } else { // keep the zoom, bring the head into view
-      t0_ = pn.m.end_us - us_per_px_ * (width() - left_margin - right_margin) * 0.95;
-    }
+    follow_head();
   }
   update();
 }
@@ -245,12 +244,24 @@ std::pair<double, double> TimelineView::data_range() const {
   return {lo, hi};
 }
 
+void TimelineView::follow_head() {
+  follow_ = true;
+  if (fit_mode_ || !fitted_) { // the whole run, growing
+    fit();
+    return;
+  }
+  const auto [lo, hi] = data_range(); // keep the zoom, bring the head into view
+  t0_ = hi - us_per_px_ * (width() - left_margin - right_margin) * 0.95;
+  update();
+}
+
 void TimelineView::fit() {
   const auto [lo, hi] = data_range();
   const double w = std::max(10.0, width() - left_margin - right_margin);
   us_per_px_ = (hi - lo) / w;
   t0_ = lo;
   fitted_ = true;
+  fit_mode_ = true;
   update();
 }
 
@@ -258,7 +269,10 @@ void TimelineView::zoom(double factor, double anchor_x) {
   const double t = t_of(anchor_x);
   us_per_px_ = std::clamp(us_per_px_ / factor, 1e-6, 1e12);
   t0_ = t - (anchor_x - left_margin) * us_per_px_;
-  follow_ = false;
+  fit_mode_ = false;
+  if (!follow_)
+    return update();
+  follow_head(); // zooming while following keeps the head in view
   update();
 }
 
@@ -648,10 +662,7 @@ void TimelineView::keyPressEvent(QKeyEvent* e) {
   case Qt::Key_F:
   case Qt::Key_0:
   case Qt::Key_Home: fit(); break;
-  case Qt::Key_End:
-    follow_ = true;
-    fit();
-    break;
+  case Qt::Key_End: follow_head(); break;
   case Qt::Key_Escape: select_at(QPointF(-1, -1)); break;
   default: QWidget::keyPressEvent(e); return;
   }

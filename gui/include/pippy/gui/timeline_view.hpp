@@ -61,6 +61,8 @@ public:
 
   // View: time at the left edge and microseconds per pixel.
   void fit();
+  // Live: show the newest events (the whole run while fitted, else the head at the current zoom).
+  void follow_head();
   void zoom(double factor, double anchor_x);
   void pan_pixels(double dx);
   bool following() const { return follow_; }
@@ -81,7 +83,12 @@ public:
   QString tooltip_at(QPointF pos) const;
 
   static QColor bubble_color();
-  static QColor action_color(const action& a);
+  static QColor action_color(const action& a); // RGB: hue by micro-batch, shade by kind
+
+private:
+  static QColor action_color_hsv(const action& a);
+
+public:
 
   static constexpr double header_line = 16, axis_height = 20, left_margin = 96, right_margin = 64;
   static constexpr double lane_height = 22, comm_height = 8, memory_height = 26, panel_gap = 14;
@@ -110,7 +117,7 @@ private:
 
   std::vector<std::unique_ptr<panel>> panels_;
   double t0_ = 0, us_per_px_ = 1;
-  bool fitted_ = false, follow_ = false;
+  bool fitted_ = false, follow_ = false, fit_mode_ = true;
   std::size_t drawn_ = 0;
   std::unique_ptr<live_reader> live_;
   panel* live_panel_ = nullptr;

@@ -1,0 +1,53 @@
+#pragma once
+#include <QApplication>
+#include <QElapsedTimer>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <unistd.h>
+
+#include "pippy/core/generators.hpp"
+#include "pippy/core/validate.hpp"
+#include "pippy/traces/chrome_trace.hpp"
+#include "pippy/traces/metrics.hpp"
+
+namespace pippy::test {
+
+// One QApplication for the whole test binary; offscreen unless the environment says otherwise.
+inline QApplication& app() {
+  static int argc = 1;
+  static char name[] = "test_gui";
+  static char* argv[] = {name, nullptr};
+  if (!std::getenv("QT_QPA_PLATFORM"))
+    setenv("QT_QPA_PLATFORM", "offscreen", 1);
+  // Never destroyed: tearing Qt down from a static destructor crashed under xcb.
+  static QApplication* a = new QApplication(argc, argv);
+  return *a;
+}
+
+inline trace schedule_trace(const char* name, int R, int M, int V = 0) {
+  auto s = make_schedule({.name = name, .num_ranks = R, .num_microbatches = M, .stages_per_rank = V, .optimizer_steps = false});
+  return trace_from_evaluation(evaluate(s, unit_costs{}), std::string(name) + " R=" + std::to_string(R) + " M=" + std::to_string(M));
+}
+
+inline std::string temp_file(const std::string& name, const std::string& content) {
+  const auto p = std::filesystem::temp_directory_path() / ("pippy-gui-" + std::to_string(::getpid()) + "-" + name);
+  std::ofstream(p) << content;
+  return p.string();
+}
+
+// Processes events until pred() or timeout_ms.
+template <class Pred> bool wait_for(Pred pred, int timeout_ms = 5000) {
+  QElapsedTimer t;
+  t.start();
+  while (!pred()) {
+    if (t.elapsed() > timeout_ms)
+      return false;
+    QApplication::processEvents(QEventLoop::AllEvents, 10);
+    ::usleep(2000);
+  }
+  return true;
+}
+
+} // namespace pippy::test

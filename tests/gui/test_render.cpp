@@ -1,0 +1,277 @@
+#include <catch2/catch.hpp>
+
+#include <QKeyEvent>
+#include <QPainter>
+#include <chrono>
+#include <thread>
+
+#include "gui_test_util.hpp"
+#include "pippy/gui/timeline_view.hpp"
+#include "pippy/traces/live.hpp"
+
+using namespace pippy;
+using pippy::gui::TimelineView;
+
+namespace {
+std::size_t find_event(const trace& t, const char* name, int rank) {
+  for (std::size_t i = 0; i < t.events.size(); ++i)
+    if (to_string(t.events[i].act) == name && t.events[i].rank == rank)
+      return i;
+  FAIL("no " << name << " on rank " << rank);
+  return 0;
+}
+// Colours compared as 0xAARRGGBB text, so a failure prints them.
+std::string pixel(const QImage& img, QPointF p) { return QString::number(img.pixel(int(p.x()), int(p.y())), 16).toStdString(); }
+std::string rgb(const QColor& c) { return QString::number(c.rgba(), 16).toStdString(); }
+} // namespace
+
+TEST_CASE("offscreen render of 4-stage GPipe: bubbles are bubble-coloured, boxes are not", "[gui][render]") {
+  test::app();
+  TimelineView view;
+  view.add_trace(test::schedule_trace("gpipe", 4, 4), "gpipe");
+  const QImage img = view.render_image(QSize(1200, 400));
+  REQUIRE(img.width() == 1200);
+  const auto& pn = *view.panels()[0];
+  REQUIRE(pn.lanes.size() == 4);
+  const auto& m = pn.m;
+  REQUIRE(m.gaps.size() == 9); // warm-up, wait, drain per rank; rank 0 has no warm-up or drain, rank 3 no wait
+
+  std::size_t bubble_checks = 0;
+  for (const auto& g : m.gaps) {
+    const auto& l = pn.lanes[static_cast<std::size_t>(g.rank)];
+    const double x0 = view.us_per_pixel() > 0 ? TimelineView::left_margin + (g.start_us - view.view_start_us()) / view.us_per_pixel() : 0;
+    const double x1 = TimelineView::left_margin + (g.end_us - view.view_start_us()) / view.us_per_pixel();
+    REQUIRE(x1 - x0 > 10);
+    for (double f : {0.2, 0.5, 0.8}) {
+      const QPointF p(x0 + f * (x1 - x0), l.y + l.height / 2);
+      INFO("gap " << g.describe() << " at " << p.x() << "," << p.y());
+      CHECK(pixel(img, p) == rgb(TimelineView::bubble_color()));
+      ++bubble_checks;
+    }
+  }
+  CHECK(bubble_checks == 27);
+  for (std::size_t i = 0; i < pn.t.events.size(); ++i) {
+    const auto r = view.event_rect(0, i);
+    REQUIRE(r);
+    CHECK(r->width() > 20);
+    // Off the centre label, inside the outline: the action's own colour, never the bubble colour.
+    const QPointF p(r->left() + 3, r->top() + 3);
+    CHECK(pixel(img, p) != rgb(TimelineView::bubble_color()));
+    CHECK(pixel(img, p) == rgb(TimelineView::action_color(pn.t.events[i].act)));
+    CHECK(pixel(img, r->center()) != rgb(TimelineView::bubble_color()));
+  }
+  CHECK(view.drawn_actions() == 32);
+  // Forward and backward of one micro-batch are told apart; micro-batches differ in colour.
+  CHECK(TimelineView::action_color(parse_action("0F0")) != TimelineView::action_color(parse_action("0B0")));
+  CHECK(TimelineView::action_color(parse_action("0F0")) != TimelineView::action_color(parse_action("0F1")));
+  CHECK(TimelineView::action_color(parse_action("0I0")) != TimelineView::action_color(parse_action("0W0")));
+}
+
+TEST_CASE("two traces share one time axis, the second drawn below the first", "[gui][render]") {
+  test::app();
+  TimelineView view;
+  view.add_trace(test::schedule_trace("gpipe", 4, 4), "predicted");
+  view.add_trace(test::schedule_trace("1f1b", 4, 4), "measured");
+  const QImage img = view.render_image(QSize(1200, 500));
+  const auto& a = *view.panels()[0];
+  const auto& b = *view.panels()[1];
+  CHECK(b.top >= a.top + a.height);
+  for (const auto& la : a.lanes)
+    for (const auto& lb : b.lanes)
+      CHECK(lb.y > la.y + la.height);
+  // The same action at the same time lands at the same x in both.
+  const auto ra = view.event_rect(0, find_event(a.t, "1F0", 1));
+  const auto rb = view.event_rect(1, find_event(b.t, "1F0", 1));
+  REQUIRE(ra);
+  REQUIRE(rb);
+  CHECK(ra->left() == Approx(rb->left()));
+  CHECK(rb->top() > ra->bottom());
+  CHECK(view.drawn_actions() == 64);
+  // 1F1B's rank 0 waits for 1B0 at a different time than GPipe's: its box sits elsewhere.
+  const auto ga = view.event_rect(0, find_event(a.t, "0B0", 0));
+  const auto gb = view.event_rect(1, find_event(b.t, "0B0", 0));
+  CHECK(ga->left() > gb->left());
+}
+
+TEST_CASE("a rank holding several stages gets one lane per stage", "[gui][render]") {
+  test::app();
+  TimelineView view;
+  view.add_trace(test::schedule_trace("interleaved-1f1b", 2, 4, 2), "interleaved");
+  view.render_image(QSize(1000, 300));
+  const auto& pn = *view.panels()[0];
+  REQUIRE(pn.lanes.size() == 4);
+  CHECK(pn.lanes[0].rank == 0);
+  CHECK(pn.lanes[0].stage == 0);
+  CHECK(pn.lanes[1].stage == 2);
+  CHECK(pn.lanes[2].rank == 1);
+  for (const auto& l : pn.lanes)
+    for (auto i : l.events)
+      CHECK(pn.t.events[i].act.stage == l.stage);
+}
+
+TEST_CASE("communication sub-lane and memory curve are laid out per rank", "[gui][render]") {
+  test::app();
+  trace t;
+  t.num_ranks = 2;
+  t.events = {{0, parse_action("0F0"), 0, 10}, {0, parse_action("0SEND_F0"), 10, 12, 4096, 1},
+              {1, parse_action("1F0"), 12, 20}, {1, parse_action("1B0"), 20, 30}, {0, parse_action("0B0"), 32, 50}};
+  t.memory = {{0, 0, 1000}, {0, 10, 3000}, {0, 50, 1000}, {1, 12, 2000}, {1, 30, 500}};
+  TimelineView view;
+  view.add_trace(t, "hand-made");
+  const QImage img = view.render_image(QSize(900, 300));
+  const auto& pn = *view.panels()[0];
+  REQUIRE(pn.lanes.size() == 3);
+  CHECK(pn.lanes[1].comm);
+  CHECK(pn.lanes[1].rank == 0);
+  CHECK(pn.memory_y[0] > pn.lanes[1].y);
+  CHECK(pn.memory_y[1] > pn.lanes[2].y);
+  const auto send = view.event_rect(0, 1);
+  REQUIRE(send);
+  CHECK(send->top() == Approx(pn.lanes[1].y + 1));
+  CHECK(pixel(img, QPointF(send->center().x(), send->top() + 1)) == rgb(QColor(110, 110, 110)));
+  // The memory curve of rank 0 at its peak (t in 10..50) is drawn near the strip's top.
+  const double x = TimelineView::left_margin + (30 - view.view_start_us()) / view.us_per_pixel();
+  bool blue = false;
+  for (int y = int(pn.memory_y[0]); y < int(pn.memory_y[0]) + 6; ++y)
+    blue = blue || img.pixelColor(int(x), y).blue() > 150 && img.pixelColor(int(x), y).red() < 120;
+  CHECK(blue);
+  CHECK(view.tooltip_at(send->center()).contains("bytes 4096"));
+}
+
+TEST_CASE("tooltip, click highlight with dependencies, zoom and pan", "[gui][interaction]") {
+  test::app();
+  TimelineView view;
+  view.add_trace(test::schedule_trace("gpipe", 4, 4), "gpipe");
+  view.render_image(QSize(1200, 400));
+  const auto& pn = *view.panels()[0];
+  const auto i = find_event(pn.t, "2B1", 2);
+  const auto r = view.event_rect(0, i);
+  REQUIRE(r);
+  const QString tip = view.tooltip_at(r->center());
+  CHECK(tip.contains("stage 2"));
+  CHECK(tip.contains("micro-batch 1"));
+  CHECK(tip.contains("start 11 ms"));
+  CHECK(tip.contains("duration 2 ms"));
+  CHECK(view.select_at(r->center()) == 1);
+  auto deps = view.highlighted_dependencies();
+  std::vector<std::string> names;
+  for (auto d : deps)
+    names.push_back(to_string(pn.t.events[d].act));
+  std::sort(names.begin(), names.end());
+  CHECK(names == std::vector<std::string>{"2F1", "3B1"}); // its activation and the gradient from stage 3
+  CHECK_FALSE(view.select_at(QPointF(5, 5)).has_value());
+
+  const double upp = view.us_per_pixel();
+  view.zoom(2.0, 600);
+  CHECK(view.us_per_pixel() == Approx(upp / 2));
+  QKeyEvent plus(QEvent::KeyPress, Qt::Key_Plus, Qt::NoModifier, "+");
+  QApplication::sendEvent(&view, &plus);
+  CHECK(view.us_per_pixel() == Approx(upp / 3));
+  const double t0 = view.view_start_us();
+  QKeyEvent right(QEvent::KeyPress, Qt::Key_Right, Qt::NoModifier);
+  QApplication::sendEvent(&view, &right);
+  CHECK(view.view_start_us() == Approx(t0 + 80 * view.us_per_pixel()));
+  QKeyEvent f(QEvent::KeyPress, Qt::Key_F, Qt::NoModifier, "f");
+  QApplication::sendEvent(&view, &f);
+  CHECK(view.us_per_pixel() == Approx(upp));
+  CHECK(view.view_start_us() == 0);
+}
+
+TEST_CASE("only visible actions are drawn", "[gui][render]") {
+  test::app();
+  TimelineView view;
+  view.add_trace(test::schedule_trace("1f1b", 4, 2000), "big");
+  view.render_image(QSize(1000, 300));
+  CHECK(view.drawn_actions() == 16000);
+  view.zoom(100, TimelineView::left_margin);
+  QImage img(1000, 300, QImage::Format_ARGB32);
+  QPainter p(&img);
+  view.paint(p, QRect(0, 0, 1000, 300));
+  CHECK(view.drawn_actions() > 0);
+  CHECK(view.drawn_actions() < 16000 / 50);
+}
+
+TEST_CASE("bad files open with an error message, never a crash", "[gui][errors]") {
+  test::app();
+  struct bad {
+    std::string name, content, expect;
+  };
+  const std::vector<bad> cases = {
+      {"truncated.json", "{\"traceEvents\":[{\"ph\":\"X\",\"name\":\"0F0\",\"pid\":0,\"ts\":0,", "not valid JSON"},
+      {"types.json", "{\"traceEvents\":[{\"ph\":\"X\",\"name\":\"0F0\",\"pid\":\"zero\",\"ts\":0,\"dur\":1}]}", "pid"},
+      {"dur.json", "{\"traceEvents\":[{\"ph\":\"X\",\"name\":\"0F0\",\"pid\":0,\"ts\":\"soon\",\"dur\":1}]}", "\"ts\""},
+      {"kind.json", "{\"traceEvents\":[{\"ph\":\"X\",\"name\":\"0Q0\",\"pid\":0,\"ts\":0,\"dur\":1}]}", "0Q0"},
+      {"empty.json", "", "not valid JSON"},
+      {"noevents.json", "{\"traceEvents\":[]}", "no pipeline actions"},
+      {"notobject.json", "42", "traceEvents"},
+      {"lines.jsonl", "{\"ph\":\"X\",\"name\":\"0F0\",\"pid\":0,\"ts\":0,\"dur\":1}\n{\"ph\":", "line 2"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.name);
+    TimelineView view;
+    const std::string path = test::temp_file(c.name, c.content);
+    CHECK_FALSE(view.open_files({QString::fromStdString(path)}));
+    REQUIRE(view.errors().size() == 1);
+    CHECK(view.errors()[0].contains(QString::fromStdString(path)));
+    CHECK(view.errors()[0].contains(QString::fromStdString(c.expect)));
+    const QImage img = view.render_image(QSize(800, 200)); // draws the error, does not crash
+    bool red = false;
+    for (int y = 0; y < img.height() && !red; ++y)
+      for (int x = 0; x < img.width() && !red; ++x)
+        red = img.pixelColor(x, y).red() > 200 && img.pixelColor(x, y).green() < 60;
+    CHECK(red);
+    std::filesystem::remove(path);
+  }
+  TimelineView view;
+  CHECK_FALSE(view.open_files({"/nonexistent/trace.json"}));
+  CHECK(view.errors()[0].contains("cannot open"));
+  CHECK_FALSE(view.start_live("/nonexistent/live.jsonl"));
+}
+
+TEST_CASE("a live session shows every event a publisher sends and follows the head", "[gui][live]") {
+  test::app();
+  live_publisher pub({.port = 0});
+  TimelineView view;
+  view.resize(1200, 400);
+  REQUIRE(view.start_live(QString("127.0.0.1:%1").arg(pub.port()), 5));
+  const trace src = test::schedule_trace("1f1b", 4, 8);
+  std::vector<trace_event> by_end = src.events;
+  std::stable_sort(by_end.begin(), by_end.end(), [](auto& a, auto& b) { return a.end_us < b.end_us; });
+  std::size_t sent = 0;
+  for (const auto& e : by_end) { // as actions finish
+    pub.publish(e);
+    ++sent;
+    if (sent == by_end.size() / 2) {
+      REQUIRE(test::wait_for([&] { return view.panels()[0]->t.events.size() == sent; }));
+      CHECK(view.following());
+    }
+  }
+  REQUIRE(test::wait_for([&] { return view.panels()[0]->t.events.size() == sent; }));
+  QImage img(1200, 400, QImage::Format_ARGB32);
+  QPainter p(&img);
+  view.paint(p, QRect(0, 0, 1200, 400));
+  CHECK(view.drawn_actions() == sent);
+  CHECK(view.panels()[0]->m.bubble_fraction == Approx(compute_metrics(src).bubble_fraction));
+  view.pan_pixels(200); // scrolled back: stop following
+  CHECK_FALSE(view.following());
+  QKeyEvent end(QEvent::KeyPress, Qt::Key_End, Qt::NoModifier);
+  QApplication::sendEvent(&view, &end);
+  CHECK(view.following());
+  CHECK(view.errors().isEmpty());
+}
+
+TEST_CASE("a live JSON-lines file is followed as it grows", "[gui][live]") {
+  test::app();
+  const std::string path = test::temp_file("grow.jsonl", "");
+  TimelineView view;
+  view.resize(1000, 300);
+  REQUIRE(view.start_live(QString::fromStdString(path), 5));
+  const trace src = test::schedule_trace("gpipe", 2, 3);
+  {
+    live_publisher pub({.path = path});
+    for (const auto& e : src.events)
+      pub.publish(e);
+  }
+  REQUIRE(test::wait_for([&] { return view.panels()[0]->t.events.size() == src.events.size(); }));
+  std::filesystem::remove(path);
+}

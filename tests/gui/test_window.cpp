@@ -1,0 +1,50 @@
+// Runs under a real X server (xvfb-run -a, see CMakeLists.txt): a shown window opens a trace, and a
+// live session started by the test receives and draws what a publisher sends.
+#include <catch2/catch.hpp>
+
+#include <QGuiApplication>
+#include <QWindow>
+
+#include "gui_test_util.hpp"
+#include "pippy/gui/timeline_view.hpp"
+#include "pippy/traces/live.hpp"
+
+using namespace pippy;
+using pippy::gui::TimelineView;
+
+TEST_CASE("a real window opens a trace file and draws it", "[gui][xvfb]") {
+  setenv("QT_QPA_PLATFORM", "xcb", 1);
+  test::app();
+  REQUIRE(QGuiApplication::platformName() == "xcb");
+  const trace t = test::schedule_trace("gpipe", 4, 4);
+  const std::string path = test::temp_file("window.json", to_chrome_json(t));
+  TimelineView view;
+  REQUIRE(view.open_files({QString::fromStdString(path)}));
+  view.resize(1000, 400);
+  view.show();
+  REQUIRE(test::wait_for([&] { return view.windowHandle() && view.windowHandle()->isExposed(); }));
+  view.repaint();
+  REQUIRE(test::wait_for([&] { return view.drawn_actions() == t.events.size(); }));
+  const QImage shot = view.grab().toImage();
+  const auto r = view.event_rect(0, 0);
+  REQUIRE(r);
+  CHECK(QString::number(shot.pixel(int(r->left() + 3), int(r->top() + 3)), 16).toStdString() ==
+        QString::number(TimelineView::action_color(t.events[0].act).rgba(), 16).toStdString());
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("a live window shows the events a publisher sends", "[gui][xvfb][live]") {
+  test::app();
+  live_publisher pub({.port = 0});
+  TimelineView view;
+  view.resize(1000, 400);
+  view.show();
+  REQUIRE(view.start_live(QString("127.0.0.1:%1").arg(pub.port()), 10));
+  const trace src = test::schedule_trace("zb-h1", 4, 8);
+  for (const auto& e : src.events)
+    pub.publish(e);
+  REQUIRE(test::wait_for([&] { return view.panels()[0]->t.events.size() == src.events.size(); }));
+  view.repaint();
+  REQUIRE(test::wait_for([&] { return view.drawn_actions() == src.events.size(); }));
+  CHECK(view.drawn_actions() == src.events.size());
+}
