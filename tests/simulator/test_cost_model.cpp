@@ -11,7 +11,7 @@
 using namespace pippy;
 using namespace pippy::sim;
 
-TEST_CASE("--cost spec: B defaults to I+W, I and W to halves of B", "[simulator][cost]") {
+TEST_CASE("cost spec (--cost): B defaults to I+W, I and W to halves of B", "[simulator][cost]") {
   auto c = parse_cost_spec("F=1.5,B=4");
   CHECK(c.F == 1.5);
   CHECK(c.B == 4);
@@ -31,7 +31,7 @@ TEST_CASE("--cost spec: B defaults to I+W, I and W to halves of B", "[simulator]
   CHECK(c.B == 2);
 }
 
-TEST_CASE("--cost spec errors name the field", "[simulator][cost][errors]") {
+TEST_CASE("cost spec (--cost) errors name the field", "[simulator][cost][errors]") {
   CHECK_THROWS_AS(parse_cost_spec("F=-1"), input_error);
   CHECK_THROWS_WITH(parse_cost_spec("F=-1"), "--cost: F must be a non-negative number of microseconds (got -1)");
   CHECK_THROWS_WITH(parse_cost_spec("F=1,X=2"), "--cost: 'X' is not one of F, I, W, B, U");
