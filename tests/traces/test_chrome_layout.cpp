@@ -1,0 +1,44 @@
+#include <catch2/catch.hpp>
+
+#include "pippy/core/error.hpp"
+#include "pippy/core/generators.hpp"
+#include "pippy/traces/chrome_trace.hpp"
+#include "pippy/traces/metrics.hpp"
+
+using namespace pippy;
+
+namespace {
+trace sample() {
+  auto s = make_schedule({.name = "1f1b", .num_ranks = 3, .num_microbatches = 5, .optimizer_steps = false});
+  trace t = trace_from_evaluation(evaluate(s, unit_costs{}), "1f1b R=3 M=5", 250.0, event_source::measured);
+  t.events[2].bytes = 1234;
+  t.events[2].peer = 1;
+  t.memory = {{0, 0, 10}, {2, 7.5, 99}};
+  return t;
+}
+} // namespace
+
+TEST_CASE("our one-event-per-line layout and the general parser read the same trace", "[traces][chrome]") {
+  const trace t = sample();
+  const std::string text = to_chrome_json(t);
+  CHECK(parse_chrome_json(text, "own") == t);
+  CHECK(parse_chrome_json(" " + text, "general") == t); // leading space: not our exact layout
+  std::string one_line = text;
+  std::erase(one_line, '\n');
+  CHECK(parse_chrome_json(one_line, "one line") == t);
+}
+
+TEST_CASE("errors in our layout are reported as the general parser reports them", "[traces][chrome]") {
+  std::string text = to_chrome_json(sample());
+  const auto at = text.find("\"pid\":1,\"tid\"");
+  REQUIRE(at != std::string::npos);
+  std::string bad = text;
+  bad.replace(at, 7, "\"pid\":\"x\"");
+  CHECK_THROWS_WITH(parse_chrome_json(bad, "f.json"), Catch::Contains("f.json: traceEvents[") &&
+                                                          Catch::Contains("field \"pid\" (the rank) must be an integer"));
+  CHECK_THROWS_WITH(parse_chrome_json(text.substr(0, text.size() / 2), "half.json"),
+                    Catch::StartsWith("half.json: not valid JSON"));
+  std::string unknown = text;
+  unknown.replace(unknown.find("\"name\":\"0F0\""), 12, "\"name\":\"0Z0\"");
+  CHECK_THROWS_AS(parse_chrome_json(unknown, "k.json"), input_error);
+}
