@@ -22,7 +22,7 @@ struct rank_context {
 };
 
 caf::actor spawn_stage_actor(caf::actor_system& sys, int stage, std::shared_ptr<rank_context> ctx);
-caf::actor spawn_microbatch_actor(caf::actor_system& sys, int microbatch, int expected_actions,
+caf::actor spawn_microbatch_actor(caf::actor_system& sys, int microbatch, int expected_stages,
                                   caf::actor supervisor);
 
 } // namespace pippy::actors::detail

@@ -9,11 +9,11 @@ namespace {
 
 struct microbatch_state {
   int id = 0;
-  int expected = 0;
+  int expected = 0; // stages that will report on this micro-batch
   int seen = 0;
   double end_us = 0;
   std::optional<double> loss;
-  std::vector<progress> history; // in arrival order
+  std::vector<progress> stages; // one report per stage, in arrival order
 };
 
 caf::behavior microbatch_actor(caf::stateful_actor<microbatch_state>* self, int id, int expected,
@@ -23,8 +23,8 @@ caf::behavior microbatch_actor(caf::stateful_actor<microbatch_state>* self, int 
   return {
       [self, supervisor](const progress& p) {
         auto& st = self->state;
-        st.history.push_back(p);
-        st.end_us = std::max(st.end_us, p.end_us);
+        st.stages.push_back(p);
+        st.end_us = std::max(st.end_us, std::max(p.input_grad_end_us, p.weight_grad_end_us));
         if (p.loss)
           st.loss = p.loss;
         if (++st.seen == st.expected) {
@@ -37,9 +37,9 @@ caf::behavior microbatch_actor(caf::stateful_actor<microbatch_state>* self, int 
 
 } // namespace
 
-caf::actor spawn_microbatch_actor(caf::actor_system& sys, int microbatch, int expected_actions,
+caf::actor spawn_microbatch_actor(caf::actor_system& sys, int microbatch, int expected_stages,
                                   caf::actor supervisor) {
-  return sys.spawn(microbatch_actor, microbatch, expected_actions, std::move(supervisor));
+  return sys.spawn(microbatch_actor, microbatch, expected_stages, std::move(supervisor));
 }
 
 } // namespace pippy::actors::detail

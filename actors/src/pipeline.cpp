@@ -29,7 +29,7 @@ pipeline_handles spawn_pipeline(caf::actor_system& sys, const pipeline_setup& se
     for (int r = 0; r < R; ++r)
       if (setup.executors[static_cast<std::size_t>(r)])
         for (const auto& a : s.ranks[static_cast<std::size_t>(r)])
-          if (is_compute(a.kind) && a.microbatch != no_microbatch)
+          if (a.kind == action_kind::forward) // each local stage reports once per micro-batch
             ++expected[static_cast<std::size_t>(a.microbatch)];
     for (int m = 0; m < M; ++m)
       h.microbatches.push_back(detail::spawn_microbatch_actor(sys, m, expected[static_cast<std::size_t>(m)],

@@ -18,6 +18,8 @@ public:
     out_b_.resize(m);
     has_in_f_.assign(m, 0);
     has_in_b_.assign(m, 0);
+    if (!ctx_->microbatch_actors.empty())
+      progress_.resize(m);
   }
 
   caf::behavior make_behavior() override {
@@ -134,7 +136,7 @@ private:
     if (is_input_backward(a.kind) && a.stage > 0)
       hand_over(a.stage - 1, action_kind::send_b, a.microbatch, c);
     if (!ctx_->microbatch_actors.empty() && a.microbatch != no_microbatch)
-      send(ctx_->microbatch_actors[mb(a)], progress{a, c.start_us, c.end_us, c.loss});
+      track(c);
     state_ = state::idle;
     ++pos_;
     advance();
@@ -149,6 +151,31 @@ private:
     }
     auto& out = kind == action_kind::send_f ? out_f_ : out_b_;
     out[static_cast<std::size_t>(microbatch)] = {c.output_bytes, c.output};
+  }
+
+  void track(const completion& c) {
+    progress& p = progress_[mb(c.act)];
+    switch (c.act.kind) {
+    case action_kind::forward:
+      p.forward_start_us = c.start_us;
+      p.forward_end_us = c.end_us;
+      p.loss = c.loss;
+      return;
+    case action_kind::backward_input:
+      p.input_grad_end_us = c.end_us;
+      return;
+    case action_kind::full_backward:
+      p.input_grad_end_us = c.end_us;
+      [[fallthrough]];
+    case action_kind::backward_weight:
+      p.weight_grad_end_us = c.end_us;
+      p.stage = stage_;
+      p.microbatch = c.act.microbatch;
+      send(ctx_->microbatch_actors[mb(c.act)], p);
+      return;
+    default:
+      return;
+    }
   }
 
   void fail(const action& a, const std::string& error) {
@@ -169,6 +196,7 @@ private:
   std::vector<opaque> in_f_, in_b_;
   std::vector<char> has_in_f_, has_in_b_; // the payload for this micro-batch arrived
   std::vector<output> out_f_, out_b_;
+  std::vector<progress> progress_; // per micro-batch, until the stage is done with it
 };
 
 } // namespace

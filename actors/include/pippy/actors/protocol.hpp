@@ -55,12 +55,16 @@ struct turn {
   double last_end_us = 0; // end of the rank's latest compute action so far
 };
 
-// Stage actor -> micro-batch actor: one compute action of this micro-batch finished.
+// Stage actor -> micro-batch actor, once per stage and micro-batch: when the stage is done with it
+// (its B, or its W, ended). One message per stage rather than per action keeps tracking cheap.
 struct progress {
-  action act;
-  double start_us = 0;
-  double end_us = 0;
-  std::optional<double> loss;
+  int stage = 0;
+  int microbatch = 0;
+  double forward_start_us = 0;
+  double forward_end_us = 0;
+  double input_grad_end_us = 0;  // end of I, or of B
+  double weight_grad_end_us = 0; // end of W, or of B
+  std::optional<double> loss;    // from F, where the backend computes one (last stage)
 };
 
 // To the supervisor (whoever spawned the pipeline).

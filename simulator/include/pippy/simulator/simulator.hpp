@@ -78,6 +78,8 @@ struct sim_result {
   std::size_t actions = 0;             // actions of the lowered schedule
   std::size_t events = 0;              // virtual-time events delivered
   std::size_t actor_runs = 0;          // actor activations run by the scheduler
+  double validate_wall_s = 0;          // host time spent validating and lowering the schedule
+  double run_wall_s = 0;               // host time spent simulating (actors, events, statistics)
   trace timeline;                      // compute on stream 0, transfers on stream 1, memory counters
 };
 
