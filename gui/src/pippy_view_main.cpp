@@ -50,7 +50,8 @@ int main(int argc, char** argv) {
       files << QString::fromStdString(a);
     }
   }
-  if (!exp.empty() && std::getenv("QT_QPA_PLATFORM") == nullptr)
+  const char* platform = std::getenv("QT_QPA_PLATFORM");
+  if (!exp.empty() && (platform == nullptr || *platform == 0)) // --export never needs a display
     qputenv("QT_QPA_PLATFORM", "offscreen");
   QApplication app(argc, argv);
   pippy::gui::TimelineView view;

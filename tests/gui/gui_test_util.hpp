@@ -19,7 +19,7 @@ inline QApplication& app() {
   static int argc = 1;
   static char name[] = "test_gui";
   static char* argv[] = {name, nullptr};
-  if (!std::getenv("QT_QPA_PLATFORM"))
+  if (const char* p = std::getenv("QT_QPA_PLATFORM"); !p || !*p)
     setenv("QT_QPA_PLATFORM", "offscreen", 1);
   // Never destroyed: tearing Qt down from a static destructor crashed under xcb.
   static QApplication* a = new QApplication(argc, argv);

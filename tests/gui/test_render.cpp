@@ -275,3 +275,31 @@ TEST_CASE("a live JSON-lines file is followed as it grows", "[gui][live]") {
   REQUIRE(test::wait_for([&] { return view.panels()[0]->t.events.size() == src.events.size(); }));
   std::filesystem::remove(path);
 }
+
+TEST_CASE("pippy-view --export writes a PNG of the given size, and fails cleanly on bad input", "[gui][export]") {
+  test::app();
+  const trace t = test::schedule_trace("gpipe", 4, 4);
+  const std::string in = test::temp_file("export-in.json", to_chrome_json(t));
+  const std::string out = (std::filesystem::temp_directory_path() / ("pippy-export-" + std::to_string(::getpid()) + ".png")).string();
+  const std::string cmd = std::string(PIPPY_VIEW_EXE) + " --export " + out + " --width 900 --height 300 " + in + " " + in;
+  REQUIRE(std::system(cmd.c_str()) == 0);
+  QImage img(QString::fromStdString(out));
+  REQUIRE(!img.isNull());
+  CHECK(img.width() == 900);
+  CHECK(img.height() == 300);
+  std::size_t bubble = 0;
+  for (int y = 0; y < img.height(); ++y)
+    for (int x = 0; x < img.width(); ++x)
+      bubble += img.pixel(x, y) == TimelineView::bubble_color().rgba();
+  CHECK(bubble > 1000);
+  const std::string bad = test::temp_file("export-bad.json", "{\"traceEvents\":[{\"ph\":\"X\"");
+  const std::string err = (std::filesystem::temp_directory_path() / ("pippy-export-" + std::to_string(::getpid()) + ".err")).string();
+  const std::string cmd2 = std::string(PIPPY_VIEW_EXE) + " --export " + out + " " + bad + " 2>" + err;
+  CHECK(std::system(cmd2.c_str()) != 0);
+  std::ifstream e(err);
+  const std::string msg((std::istreambuf_iterator<char>(e)), std::istreambuf_iterator<char>());
+  CHECK(msg.find("not valid JSON") != std::string::npos);
+  CHECK(std::system((std::string(PIPPY_VIEW_EXE) + " --width 5 x.json 2>/dev/null").c_str()) != 0);
+  for (const auto& p : {in, out, bad, err})
+    std::filesystem::remove(p);
+}
