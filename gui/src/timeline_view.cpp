@@ -332,6 +332,17 @@ QImage TimelineView::render_image(QSize size) {
   return img;
 }
 
+static QString bytes_text(std::uint64_t b) {
+  const double v = static_cast<double>(b);
+  if (v >= 1e9)
+    return QString::number(v / 1e9, 'g', 3) + " GB";
+  if (v >= 1e6)
+    return QString::number(v / 1e6, 'g', 3) + " MB";
+  if (v >= 1e3)
+    return QString::number(v / 1e3, 'g', 3) + " kB";
+  return QString::number(b) + " B";
+}
+
 static QString us_text(double us) {
   const double a = std::abs(us);
   if (a >= 1e6)
@@ -369,9 +380,9 @@ void TimelineView::paint(QPainter& p, const QRect& area) {
                   .arg(100 * pn.m.bubble_fraction, 0, 'f', 1)
                   .arg(100 * pn.m.utilisation, 0, 'f', 1)
                   .arg(pn.m.num_events) +
-              QString("critical path %1 actions   peak memory %2 B")
+              QString("critical path %1 actions   peak memory %2")
                   .arg(pn.m.critical_path.size())
-                  .arg(pn.m.peak_memory);
+                  .arg(bytes_text(pn.m.peak_memory));
     else if (!pn.error.empty())
       text += "error";
     p.drawText(r, Qt::AlignLeft | Qt::AlignTop, text);
@@ -414,6 +425,7 @@ void TimelineView::draw_panel(QPainter& p, panel& pn, const QRect& area) {
                Qt::AlignLeft | Qt::TextWordWrap, "error: " + QString::fromStdString(pn.error));
   }
   const auto clamp_x = [&](double x) { return std::clamp(x, plot_l, plot_r); };
+  std::vector<std::pair<QPointF, QPointF>> arrows; // drawn last, over the memory strips
   for (const lane& l : pn.lanes) {
     if (l.y > area.height() || l.y + l.height < 0)
       continue;
@@ -467,12 +479,10 @@ void TimelineView::draw_panel(QPainter& p, panel& pn, const QRect& area) {
       ++drawn_;
       if (l.comm) {
         p.fillRect(box, QColor(110, 110, 110));
-        if (e.peer >= 0 && x1 - x0 >= 1.0) { // a thin arrow to the receiving rank's lanes
+        if (e.peer >= 0 && arrows.size() < 5000) { // a thin arrow to the receiving rank's lanes
           for (const lane& to : pn.lanes)
             if (to.rank == e.peer && !to.comm) {
-              p.setPen(QPen(QColor(60, 60, 60, 160), 1));
-              const QPointF a(cx1, l.y + l.height / 2), b(cx1, to.y + (to.y > l.y ? 0 : to.height));
-              p.drawLine(a, b);
+              arrows.push_back({QPointF(cx1, l.y + l.height / 2), QPointF(cx1, to.y + (to.y > l.y ? 0 : to.height))});
               break;
             }
         }
@@ -541,9 +551,18 @@ void TimelineView::draw_panel(QPainter& p, panel& pn, const QRect& area) {
       p.drawPath(path);
       p.setPen(Qt::darkGray);
       p.drawText(QRectF(plot_r + 4, y0, right_margin - 6, memory_height), Qt::AlignVCenter | Qt::AlignLeft,
-                 QString("%1 MB").arg(double(pn.m.ranks[static_cast<std::size_t>(r)].peak_memory) / 1e6, 0, 'g', 3));
+                 bytes_text(pn.m.ranks[static_cast<std::size_t>(r)].peak_memory));
     }
   }
+  p.setPen(QPen(QColor(50, 50, 50, 180), 1));
+  p.setBrush(QColor(50, 50, 50, 180));
+  for (const auto& [a, b] : arrows) {
+    p.drawLine(a, b);
+    const double d = b.y() > a.y() ? -4 : 4;
+    const QPointF head[3] = {b, QPointF(b.x() - 3, b.y() + d), QPointF(b.x() + 3, b.y() + d)};
+    p.drawPolygon(head, 3);
+  }
+  p.setBrush(Qt::NoBrush);
   // Dependencies of the selected action.
   if (selected_ && panels_[selected_->panel].get() == &pn) {
     const auto sel = event_rect(selected_->panel, selected_->event);
@@ -612,7 +631,7 @@ QString TimelineView::tooltip_at(QPointF pos) const {
            .arg(us_text(e.start_us))
            .arg(us_text(e.duration_us()));
   if (e.bytes)
-    s += QString("\nbytes %1").arg(e.bytes);
+    s += QString("\nbytes %1 (%2)").arg(e.bytes).arg(bytes_text(e.bytes));
   if (e.peer >= 0)
     s += QString("\npeer rank %1").arg(e.peer);
   return s;
