@@ -1,6 +1,7 @@
 // Latency, bandwidth, random costs, determinism, memory and OOM of the virtual-time simulator.
 #include <catch2/catch.hpp>
 #include <map>
+#include <cstdio>
 #include <random>
 
 #include "pippy/traces/chrome_trace.hpp"
@@ -302,4 +303,38 @@ TEST_CASE("bad options name the field", "[simulator][errors]") {
   o = uniform_options(s, 1, 1, 1);
   o.links.inter_host.latency_us = -2;
   CHECK_THROWS_WITH(sim::simulate(s, o), Catch::Contains("links.inter_host.latency_us must be non-negative"));
+}
+
+TEST_CASE("the Chrome trace: compute on stream 0, transfers on stream 1, memory counters; reads back", "[simulator][trace]") {
+  const auto s = make("1f1b", 3, 4);
+  auto o = uniform_options(s, 1, 1, 1, 0.5);
+  for (auto& c : o.costs.stages)
+    c.activation_bytes = 2000, c.param_bytes = 100;
+  o.links.intra_host.bandwidth_gbps = o.links.inter_host.bandwidth_gbps = 4; // 0.5 us per transfer
+  const auto r = sim::simulate(s, o);
+  const std::string path = "test_sim_trace.json";
+  save_chrome_trace(r.timeline, path);
+  const trace back = load_chrome_trace(path);
+  std::remove(path.c_str());
+  REQUIRE(back.events.size() == r.timeline.events.size());
+  int transfers = 0;
+  for (std::size_t i = 0; i < back.events.size(); ++i) {
+    const auto& a = r.timeline.events[i];
+    const auto& b = back.events[i];
+    CHECK(b.rank == a.rank);
+    CHECK(b.act == a.act);
+    CHECK(b.start_us == Approx(a.start_us));
+    CHECK(b.end_us == Approx(a.end_us));
+    if (is_communication(a.act.kind)) {
+      ++transfers;
+      CHECK(b.bytes == 2000);
+      CHECK(b.peer == a.peer);
+      CHECK(a.end_us - a.start_us == Approx(1.0)); // 0.5 us on the wire + 0.5 us latency
+    }
+  }
+  CHECK(transfers == 2 * 2 * 4); // two boundaries, both directions, four micro-batches
+  CHECK(back.memory.size() == r.timeline.memory.size());
+  const std::string text = to_chrome_json(r.timeline);
+  CHECK(text.find("\"ph\":\"C\"") != std::string::npos);
+  CHECK(text.find("\"tid\":1") != std::string::npos);
 }
