@@ -9,6 +9,8 @@ namespace pippy {
 // order agreed by the stages on both sides. Not thread-safe: one caller at a time.
 class stage_module : public torch::nn::Module {
 public:
+  stage_module() = default;
+  explicit stage_module(std::string name) : torch::nn::Module(std::move(name)) {}
   virtual std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& inputs) = 0;
   // Human-readable description of what the stage runs, for printing a Pipe.
   virtual std::string describe() const = 0;

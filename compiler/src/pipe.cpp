@@ -1,0 +1,627 @@
+// The splitter: cuts a traced graph into stages and builds one graph_stage per stage.
+#include <pippy/compiler/compiler.hpp>
+#include <pippy/core/error.hpp>
+
+#include <torch/csrc/jit/frontend/tracer.h>
+#include <torch/csrc/jit/runtime/interpreter.h>
+
+#include <algorithm>
+#include <functional>
+#include <limits>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <unordered_map>
+#include <unordered_set>
+
+TORCH_LIBRARY(pippy, m) {
+  // The pipe_split() marker. CONSERVATIVE alias analysis marks it as having side effects, so the
+  // tracer's dead-code elimination keeps it; the splitter removes it and never runs it.
+  m.def(torch::schema("pipe_split() -> ()", c10::AliasAnalysisKind::CONSERVATIVE), [] {});
+}
+
+namespace pippy {
+namespace {
+
+using torch::jit::Graph;
+using torch::jit::Node;
+using torch::jit::Value;
+
+const c10::Symbol& pipe_split_symbol() {
+  static const auto s = c10::Symbol::fromQualString("pippy::pipe_split");
+  return s;
+}
+
+std::mutex annotations_mutex;
+std::unordered_map<const void*, std::vector<std::pair<std::string, split_point>>>& annotations() {
+  static std::unordered_map<const void*, std::vector<std::pair<std::string, split_point>>> a;
+  return a;
+}
+
+void check_names(const std::set<std::string>& known, const std::vector<std::pair<std::string, split_point>>& points) {
+  for (const auto& [name, sp] : points) {
+    if (known.count(name) != 0) continue;
+    std::string list;
+    for (const auto& k : known)
+      if (!k.empty()) list += (list.empty() ? "" : ", ") + k;
+    throw input_error("annotate_split_points: the model has no submodule named '" + name + "' (submodules: " +
+                      list + ")");
+  }
+}
+
+void store(const void* key, const std::vector<std::pair<std::string, split_point>>& points) {
+  std::lock_guard lock(annotations_mutex);
+  auto& v = annotations()[key];
+  v.insert(v.end(), points.begin(), points.end());
+}
+
+std::vector<std::pair<std::string, split_point>> take(const void* key) {
+  std::lock_guard lock(annotations_mutex);
+  auto it = annotations().find(key);
+  if (it == annotations().end()) return {};
+  auto v = it->second;
+  annotations().erase(it);
+  return v;
+}
+
+const char* to_string(split_point sp) { return sp == split_point::beginning ? "beginning" : "end"; }
+
+bool is_tensor(const Value* v) { return v->type()->isSubtypeOf(*c10::TensorType::get()); }
+
+std::string shape_of(const torch::Tensor& t) {
+  std::ostringstream os;
+  os << t.sizes();
+  return os.str();
+}
+
+} // namespace
+
+void annotate_split_points(torch::nn::Module& model, const std::vector<std::pair<std::string, split_point>>& points) {
+  std::set<std::string> known;
+  for (const auto& item : model.named_modules("", false)) known.insert(item.key());
+  check_names(known, points);
+  store(&model, points);
+}
+
+void annotate_split_points(torch::jit::Module& model, const std::vector<std::pair<std::string, split_point>>& points) {
+  std::set<std::string> known;
+  for (const auto& item : model.named_modules()) known.insert(item.name);
+  check_names(known, points);
+  store(model._ivalue().get(), points);
+}
+
+void clear_split_points(const void* model) { take(model); }
+
+void pipe_split() {
+  if (!torch::jit::tracer::isTracing()) return;
+  auto& g = torch::jit::tracer::getTracingState()->graph;
+  g->insertNode(g->create(pipe_split_symbol(), 0));
+}
+
+// ------------------------------------------------------------------------------------------------------
+
+graph_stage::graph_stage(int index, std::shared_ptr<Graph> graph, std::vector<std::string> tensor_names,
+                         std::vector<torch::Tensor> tensors, std::vector<bool> is_param, size_t num_boundary_inputs)
+    : stage_module("pippy::stage" + std::to_string(index)), index_(index), graph_(std::move(graph)),
+      names_(std::move(tensor_names)), is_param_(std::move(is_param)), num_boundary_inputs_(num_boundary_inputs) {
+  // Register every tensor under its qualified name, recreating the module path with plain containers.
+  for (size_t i = 0; i < names_.size(); ++i) {
+    torch::nn::Module* m = this;
+    std::string rest = names_[i];
+    for (auto dot = rest.find('.'); dot != std::string::npos; dot = rest.find('.')) {
+      std::string part = rest.substr(0, dot);
+      rest = rest.substr(dot + 1);
+      auto children = m->named_children();
+      if (auto* found = children.find(part)) {
+        m = found->get();
+      } else {
+        m = m->register_module(part, std::make_shared<torch::nn::Module>(part)).get();
+      }
+    }
+    if (is_param_[i]) {
+      tensors_.push_back(m->register_parameter(rest, tensors[i], tensors[i].requires_grad()));
+    } else {
+      tensors_.push_back(m->register_buffer(rest, tensors[i]));
+    }
+  }
+  code_ = std::make_unique<torch::jit::Code>(graph_, "stage" + std::to_string(index_));
+}
+
+std::vector<torch::Tensor> graph_stage::forward(const std::vector<torch::Tensor>& inputs) {
+  TORCH_CHECK(inputs.size() == num_boundary_inputs_, "stage ", index_, " expects ", num_boundary_inputs_,
+              " inputs, got ", inputs.size());
+  torch::jit::Stack stack;
+  stack.reserve(inputs.size() + tensors_.size());
+  for (const auto& x : inputs) stack.emplace_back(x);
+  for (const auto& t : tensors_) stack.emplace_back(t);
+  torch::jit::InterpreterState(*code_).run(stack);
+  std::vector<torch::Tensor> out;
+  out.reserve(stack.size());
+  for (auto& v : stack) out.push_back(v.toTensor());
+  return out;
+}
+
+std::string graph_stage::describe() const {
+  std::ostringstream os;
+  os << "stage " << index_ << ": " << num_boundary_inputs_ << " input(s), " << graph_->outputs().size()
+     << " output(s)\n";
+  std::set<std::string> modules;
+  for (const auto& n : names_) modules.insert(n.find('.') == std::string::npos ? "" : n.substr(0, n.rfind('.')));
+  os << "  modules:";
+  for (const auto& m : modules) os << " " << (m.empty() ? "<root>" : m);
+  os << "\n";
+  for (size_t i = 0; i < names_.size(); ++i)
+    os << "  " << (is_param_[i] ? "parameter " : "buffer ") << names_[i] << " " << shape_of(tensors_[i]) << "\n";
+  os << "  graph:\n";
+  std::istringstream lines(graph_->toString(false));
+  for (std::string line; std::getline(lines, line);) os << "    " << line << "\n";
+  return os.str();
+}
+
+// ------------------------------------------------------------------------------------------------------
+
+std::vector<torch::Tensor> pipe::forward(const std::vector<torch::Tensor>& inputs) {
+  TORCH_CHECK(inputs.size() == num_inputs_, "pipe expects ", num_inputs_, " inputs, got ", inputs.size());
+  std::vector<std::vector<torch::Tensor>> outs(stages_.size());
+  auto get = [&](const value_source& s) {
+    return s.stage < 0 ? inputs.at(static_cast<size_t>(s.index))
+                       : outs.at(static_cast<size_t>(s.stage)).at(static_cast<size_t>(s.index));
+  };
+  for (size_t s = 0; s < stages_.size(); ++s) {
+    std::vector<torch::Tensor> in;
+    for (const auto& src : inputs_[s]) in.push_back(get(src));
+    outs[s] = stages_[s]->forward(in);
+  }
+  std::vector<torch::Tensor> result;
+  for (const auto& src : outputs_) result.push_back(get(src));
+  return result;
+}
+
+std::string pipe::to_string() const {
+  std::ostringstream os;
+  auto src = [](const value_source& s) {
+    return s.stage < 0 ? "input[" + std::to_string(s.index) + "]"
+                       : "stage" + std::to_string(s.stage) + "[" + std::to_string(s.index) + "]";
+  };
+  os << "pipe: " << stages_.size() << " stages, " << num_inputs_ << " input(s), routing "
+     << (routing_ == skip_routing::pass_through ? "pass_through" : "direct") << "\n";
+  for (const auto& st : stages_) os << st->describe();
+  os << "flow:\n";
+  for (size_t s = 0; s < stages_.size(); ++s) {
+    os << "  stage" << s << "(";
+    for (size_t i = 0; i < inputs_[s].size(); ++i) os << (i ? ", " : "") << src(inputs_[s][i]);
+    os << ")\n";
+  }
+  os << "  outputs = (";
+  for (size_t i = 0; i < outputs_.size(); ++i) os << (i ? ", " : "") << src(outputs_[i]);
+  os << ")\n";
+  for (const auto& t : tied_) {
+    os << "tied: " << t.name;
+    for (const auto& a : t.aliases) os << " = " << a;
+    os << " on stages";
+    for (int s : t.stages) os << " " << s;
+    os << "\n";
+  }
+  return os.str();
+}
+
+std::ostream& operator<<(std::ostream& os, const pipe& p) { return os << p.to_string(); }
+
+// ------------------------------------------------------------------------------------------------------
+
+namespace {
+
+// Cheap nodes recomputed in every stage that needs them instead of crossing a boundary: constants and
+// non-tensor values built only from constants (e.g. int lists for view sizes).
+bool rematerializable(const Node* n) {
+  if (n->kind() == c10::prim::Constant) return true;
+  if (n->kind() == c10::prim::Param || !n->blocks().empty() || n->outputs().empty()) return false;
+  for (const Value* o : n->outputs())
+    if (is_tensor(o)) return false;
+  for (const Value* i : n->inputs())
+    if (!rematerializable(i->node())) return false;
+  return true;
+}
+
+struct split_state {
+  const traced_model& t;
+  const Graph& g;
+  std::vector<Node*> nodes;           // compute nodes (not rematerializable, not markers), in order
+  std::vector<size_t> marker_cuts;    // pipe_split positions (index of the next compute node)
+  std::unordered_map<const Node*, size_t> index;
+  std::unordered_map<const Value*, size_t> tensor_input;  // param/buffer graph input -> slot (0..P+B)
+  size_t num_params;
+
+  explicit split_state(const traced_model& tm) : t(tm), g(*tm.graph), num_params(tm.params.size()) {
+    for (Node* n : tm.graph->nodes()) {
+      if (n->kind() == pipe_split_symbol()) {
+        marker_cuts.push_back(nodes.size());
+      } else if (!rematerializable(n)) {
+        index[n] = nodes.size();
+        nodes.push_back(n);
+      }
+    }
+    for (size_t i = 0; i < tm.params.size() + tm.buffers.size(); ++i)
+      tensor_input[tm.graph->inputs()[tm.num_user_inputs + i]] = i;
+  }
+  const std::string& tensor_name(size_t slot) const {
+    return slot < num_params ? t.param_names[slot] : t.buffer_names[slot - num_params];
+  }
+  // Parameter/buffer slots a compute node reads (directly or through rematerialized nodes: none do).
+  std::vector<size_t> slots_of(const Node* n) const {
+    std::vector<size_t> s;
+    for (const Value* v : n->inputs())
+      if (auto it = tensor_input.find(v); it != tensor_input.end()) s.push_back(it->second);
+    return s;
+  }
+  size_t bytes(size_t slot) const {
+    const auto& x = slot < num_params ? t.params[slot] : t.buffers[slot - num_params];
+    return static_cast<size_t>(x.numel()) * x.element_size();
+  }
+};
+
+struct cut {
+  size_t position;  // index of the first compute node of the new stage
+  std::string why;  // for error messages
+};
+
+std::vector<cut> cuts_from_annotations(const split_state& st,
+                                       const std::vector<std::pair<std::string, split_point>>& points) {
+  std::vector<cut> cuts;
+  for (const auto& [path, sp] : points) {
+    auto mt = st.t.module_tensors.find(path);
+    if (mt == st.t.module_tensors.end())
+      throw input_error("split point '" + path + "': the model has no submodule of that name");
+    std::set<std::string> names(mt->second.begin(), mt->second.end());
+    std::optional<size_t> first, last;
+    for (size_t i = 0; i < st.nodes.size(); ++i)
+      for (size_t slot : st.slots_of(st.nodes[i]))
+        if (names.count(st.tensor_name(slot)) != 0) {
+          if (!first) first = i;
+          last = i;
+        }
+    if (!first)
+      throw input_error("split point '" + path +
+                        "': the module has no parameters or buffers used by the traced forward, so it cannot be "
+                        "located in the graph; call pipe_split() in the forward instead");
+    std::string why = "split point '" + path + "' (" + to_string(sp) + ")";
+    if (sp == split_point::beginning) {
+      cuts.push_back({*first, why});
+      continue;
+    }
+    // END: after the module's last parameter use, extended over parameter-free operations that consume
+    // a value computed in the module (its activation, a residual add, a reshape).
+    std::unordered_set<const Value*> region;
+    auto add_outputs = [&](const Node* n) {
+      for (const Value* o : n->outputs()) region.insert(o);
+    };
+    for (size_t i = *first; i <= *last; ++i) add_outputs(st.nodes[i]);
+    size_t pos = *last + 1;
+    while (pos < st.nodes.size()) {
+      const Node* n = st.nodes[pos];
+      if (!st.slots_of(n).empty()) break;
+      if (std::find(st.marker_cuts.begin(), st.marker_cuts.end(), pos) != st.marker_cuts.end()) break;
+      bool uses_region = false;
+      for (const Value* v : n->inputs()) uses_region = uses_region || region.count(v) != 0;
+      if (!uses_region) break;
+      add_outputs(n);
+      ++pos;
+    }
+    cuts.push_back({pos, why});
+  }
+  return cuts;
+}
+
+// Balanced by parameter bytes: cut only before nodes that read parameters, minimising the largest stage.
+std::vector<cut> cuts_auto(const split_state& st, int num_stages) {
+  // A cut before node i is allowed when every tensor crossing it is an activation (depends on the
+  // model's inputs: weights derived only from parameters, like a transposed weight, stay with their
+  // user) and no crossing tensor is modified in place after the cut (it arrives as a leaf there).
+  const size_t n = st.nodes.size();
+  std::unordered_map<const Value*, bool> from_input;
+  for (size_t i = 0; i < st.t.num_user_inputs; ++i) from_input[st.g.inputs()[i]] = true;
+  std::vector<int> blocked(n + 1, 0);  // difference array over cut positions
+  auto block = [&](size_t from, size_t to) {  // positions from..to inclusive
+    if (from > to) return;
+    ++blocked[from];
+    --blocked[to + 1];
+  };
+  for (size_t j = 0; j < n; ++j) {
+    const Node* node = st.nodes[j];
+    bool dep = false;
+    for (const Value* v : node->inputs())
+      if (auto it = from_input.find(v); it != from_input.end()) dep = dep || it->second;
+    for (const Value* o : node->outputs()) {
+      from_input[o] = dep;
+      if (!is_tensor(o)) continue;
+      size_t last = j;
+      for (const auto& use : o->uses()) {
+        auto it = st.index.find(use.user);
+        const size_t u = it == st.index.end() ? n : it->second;
+        last = std::max(last, std::min(u, n - 1));
+        const std::string kind = use.user->kind().toUnqualString();
+        if (use.offset == 0 && kind.size() > 1 && kind.back() == '_' && kind[kind.size() - 2] != '_')
+          block(j + 1, std::min(u, n - 1));
+      }
+      if (!dep) block(j + 1, last);
+    }
+  }
+  std::vector<size_t> candidates{0};
+  std::unordered_set<size_t> seen;
+  int blocked_here = 0;
+  for (size_t i = 0; i < n; ++i) {
+    blocked_here += blocked[i];
+    bool fresh = false;
+    for (size_t slot : st.slots_of(st.nodes[i])) fresh = seen.insert(slot).second || fresh;
+    if (fresh && i > 0 && blocked_here == 0) candidates.push_back(i);
+  }
+  const size_t k = candidates.size();
+  if (num_stages < 1 || static_cast<size_t>(num_stages) > k)
+    throw input_error("automatic split: cannot split into " + std::to_string(num_stages) + " stages; the model has " +
+                      std::to_string(k) + " places where a stage can begin");
+  candidates.push_back(st.nodes.size());
+  // cost[a][b]: bytes of distinct tensors read by nodes in [candidates[a], candidates[b]).
+  std::vector<std::vector<double>> cost(k + 1, std::vector<double>(k + 1, 0));
+  for (size_t a = 0; a < k; ++a) {
+    std::unordered_set<size_t> used;
+    double c = 0;
+    for (size_t b = a + 1; b <= k; ++b) {
+      for (size_t i = candidates[b - 1]; i < candidates[b]; ++i)
+        for (size_t slot : st.slots_of(st.nodes[i]))
+          if (used.insert(slot).second) c += static_cast<double>(st.bytes(slot));
+      cost[a][b] = c;
+    }
+  }
+  const double inf = std::numeric_limits<double>::infinity();
+  const auto S = static_cast<size_t>(num_stages);
+  // best[s][b]: minimal max-cost splitting [0, candidates[b]) into s stages.
+  std::vector<std::vector<double>> best(S + 1, std::vector<double>(k + 1, inf));
+  std::vector<std::vector<size_t>> from(S + 1, std::vector<size_t>(k + 1, 0));
+  best[0][0] = 0;
+  for (size_t s = 1; s <= S; ++s)
+    for (size_t b = 1; b <= k; ++b)
+      for (size_t a = 0; a < b; ++a) {
+        double v = std::max(best[s - 1][a], cost[a][b]);
+        if (v < best[s][b]) best[s][b] = v, from[s][b] = a;
+      }
+  std::vector<cut> cuts;
+  for (size_t s = S, b = k; s > 1; --s) {
+    b = from[s][b];
+    cuts.push_back({candidates[b], "automatic split"});
+  }
+  std::reverse(cuts.begin(), cuts.end());
+  return cuts;
+}
+
+} // namespace
+
+pipe split_traced(const traced_model& t, const pipeline_options& options,
+                  const std::vector<std::pair<std::string, split_point>>& points) {
+  split_state st(t);
+  const Graph& g = *t.graph;
+  if (st.nodes.empty()) throw input_error("pipeline: the traced forward computes nothing");
+
+  // 1. Stage boundaries.
+  std::vector<cut> cuts;
+  if (!points.empty()) {
+    cuts = cuts_from_annotations(st, points);
+  } else if (!st.marker_cuts.empty()) {
+    for (size_t i = 0; i < st.marker_cuts.size(); ++i)
+      cuts.push_back({st.marker_cuts[i], "pipe_split() call #" + std::to_string(i + 1)});
+  } else if (options.num_stages > 1) {
+    cuts = cuts_auto(st, options.num_stages);
+  }
+  std::stable_sort(cuts.begin(), cuts.end(), [](const cut& a, const cut& b) { return a.position < b.position; });
+  for (size_t i = 0; i < cuts.size(); ++i) {
+    if (cuts[i].position == 0)
+      throw input_error(cuts[i].why + " produces an empty stage 0 (nothing is computed before it)");
+    if (cuts[i].position >= st.nodes.size())
+      throw input_error(cuts[i].why + " produces an empty stage " + std::to_string(i + 1) +
+                        " (nothing is computed after it)");
+    if (i > 0 && cuts[i].position == cuts[i - 1].position)
+      throw input_error(cuts[i - 1].why + " and " + cuts[i].why + " fall at the same place and produce an empty stage " +
+                        std::to_string(i));
+  }
+  const int num_stages = static_cast<int>(cuts.size()) + 1;
+  if (options.num_ranks > 0 && num_stages > options.num_ranks * options.stages_per_rank)
+    throw input_error("pipeline: the split produces " + std::to_string(num_stages) + " stages but only " +
+                      std::to_string(options.num_ranks) + " rank(s) x " + std::to_string(options.stages_per_rank) +
+                      " stage(s) per rank were requested");
+
+  // 2. Stage of every compute node. Non-tensor values cannot cross a boundary: such producers move
+  //    down to the stage of their consumers (they only read earlier values, so that stays valid).
+  std::unordered_map<const Node*, int> stage_of;
+  for (size_t i = 0, c = 0; i < st.nodes.size(); ++i) {
+    while (c < cuts.size() && cuts[c].position <= i) ++c;
+    stage_of[st.nodes[i]] = static_cast<int>(c);
+  }
+  const int sink = num_stages;  // graph outputs
+  auto consumer_stages = [&](const Value* v) {
+    std::set<int> s;
+    for (const auto& use : v->uses()) {
+      const Node* u = use.user;
+      if (u->kind() == c10::prim::Return) {
+        s.insert(sink);
+      } else if (auto it = stage_of.find(u); it != stage_of.end()) {
+        s.insert(it->second);
+      } else if (rematerializable(u)) {
+        throw input_error("pipeline: a tensor feeds a constant-only node; unsupported graph");
+      }
+    }
+    return s;
+  };
+  for (auto it = st.nodes.rbegin(); it != st.nodes.rend(); ++it) {
+    Node* n = *it;
+    bool all_non_tensor = !n->outputs().empty();
+    for (const Value* o : n->outputs()) all_non_tensor = all_non_tensor && !is_tensor(o);
+    if (!all_non_tensor) continue;
+    std::set<int> users;
+    for (const Value* o : n->outputs())
+      for (int s : consumer_stages(o)) users.insert(s);
+    users.erase(stage_of[n]);
+    if (users.empty()) continue;
+    if (users.size() > 1 || *users.begin() == sink || *users.begin() < stage_of[n])
+      throw input_error("pipeline: the non-tensor value %" + n->output(0)->debugName() +
+                        " is used in several stages and cannot cross a stage boundary");
+    stage_of[n] = *users.begin();
+  }
+  for (int s = 0; s < num_stages; ++s) {
+    bool any = false;
+    for (const auto& [n, ns] : stage_of) any = any || ns == s;
+    if (!any) throw input_error("pipeline: stage " + std::to_string(s) + " is empty");
+  }
+
+  // 3. Parameters and buffers: which stages read each, tied ones.
+  pipe p;
+  p.routing_ = options.routing;
+  p.num_inputs_ = t.num_user_inputs;
+  const size_t num_slots = t.params.size() + t.buffers.size();
+  std::vector<std::set<int>> slot_stages(num_slots);
+  for (const Node* n : st.nodes)
+    for (size_t slot : st.slots_of(n)) slot_stages[slot].insert(stage_of[n]);
+  std::unordered_map<const Value*, int> producer;  // boundary values: producing stage (-1: pipe input)
+  std::vector<const Value*> order;                 // boundary values in definition order
+  for (size_t i = 0; i < t.num_user_inputs; ++i) {
+    producer[g.inputs()[i]] = -1;
+    order.push_back(g.inputs()[i]);
+  }
+  std::vector<std::set<int>> slot_holders = slot_stages;  // stages that hold each tensor as their own
+  for (size_t slot = 0; slot < num_slots; ++slot) {
+    if (slot_stages[slot].size() < 2) continue;
+    if (options.tied == tied_weights::transmit) {
+      const Value* v = g.inputs()[t.num_user_inputs + slot];
+      producer[v] = *slot_stages[slot].begin();
+      order.push_back(v);
+      slot_holders[slot] = {*slot_stages[slot].begin()};
+    } else if (slot < t.params.size()) {
+      tied_parameter tp{st.tensor_name(slot), {}, {slot_stages[slot].begin(), slot_stages[slot].end()}};
+      if (auto a = t.aliases.find(tp.name); a != t.aliases.end()) tp.aliases = a->second;
+      p.tied_.push_back(std::move(tp));
+    }
+  }
+  for (const Node* n : st.nodes)
+    for (const Value* o : n->outputs())
+      if (is_tensor(o)) {
+        producer[o] = stage_of[n];
+        order.push_back(o);
+      }
+
+  // 4. Boundary values and routing.
+  std::vector<std::vector<const Value*>> stage_in(static_cast<size_t>(num_stages)),
+      stage_out(static_cast<size_t>(num_stages));
+  std::vector<std::vector<value_source>> sources(static_cast<size_t>(num_stages));
+  std::unordered_map<const Value*, std::map<int, size_t>> out_index;  // value -> stage -> output slot
+  std::vector<std::set<int>> consumers(order.size());
+  for (size_t i = 0; i < order.size(); ++i) consumers[i] = consumer_stages(order[i]);
+  if (options.routing == skip_routing::pass_through) {
+    // Value live at the entry of stage s: produced before s, used at s or later.
+    auto live = [&](int s) {
+      std::vector<const Value*> l;
+      for (size_t i = 0; i < order.size(); ++i)
+        if (producer[order[i]] < s && !consumers[i].empty() && *consumers[i].rbegin() >= s) l.push_back(order[i]);
+      return l;
+    };
+    for (int s = 0; s < num_stages; ++s) {
+      stage_in[static_cast<size_t>(s)] = live(s);
+      for (size_t i = 0; i < stage_in[static_cast<size_t>(s)].size(); ++i) {
+        const Value* v = stage_in[static_cast<size_t>(s)][i];
+        sources[static_cast<size_t>(s)].push_back(
+            s == 0 ? value_source{-1, static_cast<int>(std::find(g.inputs().begin(), g.inputs().end(), v) -
+                                                       g.inputs().begin())}
+                   : value_source{s - 1, static_cast<int>(out_index[v][s - 1])});
+      }
+      if (s + 1 < num_stages) {
+        stage_out[static_cast<size_t>(s)] = live(s + 1);
+      } else {
+        for (const Value* o : g.outputs()) stage_out[static_cast<size_t>(s)].push_back(o);
+      }
+      for (size_t i = 0; i < stage_out[static_cast<size_t>(s)].size(); ++i)
+        out_index[stage_out[static_cast<size_t>(s)][i]].emplace(s, i);
+    }
+    for (size_t i = 0; i < g.outputs().size(); ++i) p.outputs_.push_back({num_stages - 1, static_cast<int>(i)});
+  } else {
+    for (size_t i = 0; i < order.size(); ++i) {
+      const Value* v = order[i];
+      const int ps = producer[v];
+      bool leaves = false;
+      for (int c : consumers[i]) {
+        if (c == ps) continue;
+        leaves = true;
+        if (c < num_stages) stage_in[static_cast<size_t>(c)].push_back(v);
+      }
+      if (leaves && ps >= 0) {
+        out_index[v].emplace(ps, stage_out[static_cast<size_t>(ps)].size());
+        stage_out[static_cast<size_t>(ps)].push_back(v);
+      }
+    }
+    auto source_of = [&](const Value* v) {
+      const int ps = producer.at(v);
+      if (ps < 0)
+        return value_source{-1, static_cast<int>(std::find(g.inputs().begin(), g.inputs().end(), v) - g.inputs().begin())};
+      return value_source{ps, static_cast<int>(out_index[v].at(ps))};
+    };
+    for (int s = 0; s < num_stages; ++s)
+      for (const Value* v : stage_in[static_cast<size_t>(s)]) sources[static_cast<size_t>(s)].push_back(source_of(v));
+    for (const Value* o : g.outputs()) {
+      if (producer.count(o) == 0) throw input_error("pipeline: a model output is a constant or a parameter; unsupported");
+      p.outputs_.push_back(source_of(o));
+    }
+  }
+
+  // 5. One graph per stage.
+  for (int s = 0; s < num_stages; ++s) {
+    auto sg = std::make_shared<Graph>();
+    std::unordered_map<const Value*, Value*> env;
+    for (const Value* v : stage_in[static_cast<size_t>(s)]) env[v] = sg->addInput()->copyMetadata(const_cast<Value*>(v));
+    std::vector<std::string> names;
+    std::vector<torch::Tensor> tensors;
+    std::vector<bool> is_param;
+    for (size_t slot = 0; slot < num_slots; ++slot) {
+      if (slot_holders[slot].count(s) == 0) continue;
+      const Value* v = g.inputs()[t.num_user_inputs + slot];
+      env[v] = sg->addInput()->copyMetadata(const_cast<Value*>(v));
+      names.push_back(st.tensor_name(slot));
+      const bool param = slot < t.params.size();
+      torch::Tensor x = param ? t.params[slot] : t.buffers[slot - t.params.size()];
+      if (options.clone_parameters) x = x.detach().clone().set_requires_grad(x.requires_grad());
+      tensors.push_back(x);
+      is_param.push_back(param);
+    }
+    std::function<Value*(Value*)> ensure = [&](Value* v) -> Value* {
+      if (auto it = env.find(v); it != env.end()) return it->second;
+      Node* n = v->node();
+      if (!rematerializable(n))
+        throw input_error("pipeline: internal error: value %" + v->debugName() + " is not available in stage " +
+                          std::to_string(s));
+      for (Value* in : n->inputs()) ensure(in);
+      Node* c = sg->appendNode(sg->createClone(n, [&](Value* x) { return env.at(x); }));
+      for (size_t i = 0; i < n->outputs().size(); ++i) env[n->outputs()[i]] = c->outputs()[i];
+      return env.at(v);
+    };
+    for (Node* n : st.nodes) {
+      if (stage_of[n] != s) continue;
+      for (Value* in : n->inputs()) ensure(in);
+      Node* c = sg->appendNode(sg->createClone(n, [&](Value* x) { return env.at(x); }));
+      for (size_t i = 0; i < n->outputs().size(); ++i) env[n->outputs()[i]] = c->outputs()[i];
+    }
+    for (const Value* o : stage_out[static_cast<size_t>(s)]) sg->registerOutput(ensure(const_cast<Value*>(o)));
+    p.inputs_.push_back(sources[static_cast<size_t>(s)]);
+    p.stages_.push_back(std::make_shared<graph_stage>(s, sg, std::move(names), std::move(tensors), std::move(is_param),
+                                                      stage_in[static_cast<size_t>(s)].size()));
+  }
+  return p;
+}
+
+pipe pipeline(torch::nn::Module& model, const forward_fn& forward, const std::vector<torch::Tensor>& example_inputs,
+              const pipeline_options& options) {
+  auto points = take(&model);
+  return split_traced(trace_module(model, forward, example_inputs), options, points);
+}
+
+pipe pipeline(torch::jit::Module& model, const std::vector<torch::Tensor>& example_inputs,
+              const pipeline_options& options) {
+  auto points = take(model._ivalue().get());
+  return split_traced(trace_script(model, example_inputs), options, points);
+}
+
+} // namespace pippy

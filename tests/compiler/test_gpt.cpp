@@ -1,0 +1,124 @@
+#include "helpers.hpp"
+
+#include "models/gpt.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace pippy;
+
+namespace {
+
+struct fixture {
+  models::gpt_config cfg;
+  models::GPT net{nullptr};
+  torch::Tensor idx, targets;
+  fixture() {
+    torch::manual_seed(2);
+    net = models::GPT(cfg);
+    idx = torch::randint(cfg.vocab_size, {3, 8}, torch::kLong);
+    targets = torch::randint(cfg.vocab_size, {3, 8}, torch::kLong);
+  }
+  forward_fn call() {
+    return [n = net](const std::vector<torch::Tensor>& xs) mutable { return std::vector<torch::Tensor>{n(xs[0])}; };
+  }
+  torch::Tensor loss(const torch::Tensor& logits) const {
+    return torch::cross_entropy_loss(logits.reshape({-1, cfg.vocab_size}), targets.reshape({-1}));
+  }
+};
+
+} // namespace
+
+TEST_CASE("GPT: automatic split into 4 stages, tied embedding replicated, forward and backward equal",
+          "[compiler]") {
+  fixture f;
+  pippy::pipe p = pipeline(*f.net, f.call(), {f.idx}, {.num_stages = 4, .num_ranks = 4, .clone_parameters = true});
+  REQUIRE(p.num_stages() == 4);
+  // The token embedding is also the LM head: stage 0 and the last stage each hold a copy.
+  REQUIRE(p.tied_parameters().size() == 1);
+  CHECK(p.tied_parameters()[0].name == "tok_emb.weight");
+  CHECK(p.tied_parameters()[0].aliases == std::vector<std::string>{"lm_head.weight"});
+  CHECK(p.tied_parameters()[0].stages == std::vector<int>{0, 3});
+  auto h = test::holders(p);
+  CHECK(h["tok_emb.weight"] == std::vector<int>{0, 3});
+  CHECK(h["pos_emb.weight"] == std::vector<int>{0});
+  CHECK(h["ln_f.weight"] == std::vector<int>{3});
+  CHECK(h.count("lm_head.weight") == 0);  // registered once, under the first name
+  for (int s = 0; s < 4; ++s) CHECK_FALSE(p.stage(s)->named_parameters().is_empty());
+  CHECK(p.to_string().find("tied: tok_emb.weight = lm_head.weight on stages 0 3") != std::string::npos);
+
+  torch::Tensor ref = f.net(f.idx);
+  f.loss(ref).backward();
+  auto run = test::run_stages(p, {f.idx}, [&](const std::vector<torch::Tensor>& o) { return f.loss(o[0]); });
+  CHECK(test::close(run.outputs[0], ref));
+  auto ref_grads = test::grads_of(*f.net);
+  auto grads = test::stage_grads(p);  // sums the two tok_emb.weight copies, as the all-reduce will
+  for (const auto& [name, g] : ref_grads) {
+    if (name == "lm_head.weight") continue;  // the same tensor as tok_emb.weight
+    INFO(name);
+    REQUIRE(grads.count(name) == 1);
+    CHECK(test::close(grads.at(name), g));
+  }
+  // Neither copy alone has the full gradient.
+  auto g0 = p.stage(0)->named_parameters()["tok_emb.weight"].grad();
+  auto g3 = p.stage(3)->named_parameters()["tok_emb.weight"].grad();
+  CHECK_FALSE(test::close(g0, ref_grads.at("tok_emb.weight")));
+  CHECK(test::close(g0 + g3, ref_grads.at("tok_emb.weight")));
+}
+
+TEST_CASE("GPT: training through the stages with summed tied gradients matches unsplit training", "[compiler]") {
+  fixture f;
+  pippy::pipe p = pipeline(*f.net, f.call(), {f.idx}, {.num_stages = 4, .clone_parameters = true});
+  // parameters() lists a tied tensor once per name: deduplicate, or SGD would step it twice.
+  std::vector<torch::Tensor> unique;
+  for (const auto& t : f.net->parameters())
+    if (std::none_of(unique.begin(), unique.end(), [&](const torch::Tensor& u) { return u.is_same(t); }))
+      unique.push_back(t);
+  CHECK(unique.size() + 1 == f.net->parameters().size());
+  torch::optim::SGD ref_opt(unique, torch::optim::SGDOptions(0.1));
+  std::vector<torch::optim::SGD> opts;
+  for (int s = 0; s < 4; ++s) opts.emplace_back(p.stage(s)->parameters(), torch::optim::SGDOptions(0.1));
+  for (int step = 0; step < 3; ++step) {
+    ref_opt.zero_grad();
+    torch::Tensor ref_loss = f.loss(f.net(f.idx));
+    ref_loss.backward();
+    ref_opt.step();
+    for (auto& o : opts) o.zero_grad();
+    auto run = test::run_stages(p, {f.idx}, [&](const std::vector<torch::Tensor>& o) { return f.loss(o[0]); });
+    // What the runtime does on the tied subgroup before the update: all-reduce (sum) the copies' grads.
+    for (const auto& tied : p.tied_parameters()) {
+      torch::Tensor sum;
+      for (int s : tied.stages) {
+        auto g = p.stage(s)->named_parameters()[tied.name].grad();
+        sum = sum.defined() ? sum + g : g.clone();
+      }
+      for (int s : tied.stages) p.stage(s)->named_parameters()[tied.name].mutable_grad().copy_(sum);
+    }
+    for (auto& o : opts) o.step();
+    INFO("step " << step);
+    CHECK(test::close(run.loss, ref_loss));
+  }
+  // The copies stayed identical and equal to the model's weight.
+  CHECK(test::close(p.stage(0)->named_parameters()["tok_emb.weight"], f.net->tok_emb->weight));
+  CHECK(test::close(p.stage(3)->named_parameters()["tok_emb.weight"], f.net->tok_emb->weight));
+}
+
+TEST_CASE("GPT: tied weights can instead be transmitted from their owner stage", "[compiler]") {
+  fixture f;
+  pippy::pipe p = pipeline(*f.net, f.call(), {f.idx},
+                    {.num_stages = 4, .tied = tied_weights::transmit, .clone_parameters = true});
+  REQUIRE(p.num_stages() == 4);
+  CHECK(p.tied_parameters().empty());
+  CHECK(test::holders(p)["tok_emb.weight"] == std::vector<int>{0});
+  // The weight travels with the activations: stages 1..3 take two inputs.
+  for (int s = 1; s < 4; ++s) CHECK(p.stage_inputs(s).size() == 2);
+  torch::Tensor ref = f.net(f.idx);
+  f.loss(ref).backward();
+  auto run = test::run_stages(p, {f.idx}, [&](const std::vector<torch::Tensor>& o) { return f.loss(o[0]); });
+  CHECK(test::close(run.outputs[0], ref));
+  auto grads = test::stage_grads(p);
+  for (const auto& [name, g] : test::grads_of(*f.net)) {
+    if (name == "lm_head.weight") continue;
+    INFO(name);
+    CHECK(test::close(grads.at(name), g));
+  }
+}
