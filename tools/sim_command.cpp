@@ -54,8 +54,7 @@ command add_sim_command(CLI::App& app) {
   sub->add_flag("--no-optimizer-step", o->no_optimizer_step, "Leave out the U action of each stage");
   return {sub, [o] {
     o->gen.optimizer_steps = !o->no_optimizer_step;
-    const schedule s = o->from.empty() ? make_schedule(o->gen) : load_schedule_file(o->from);
-    validate(s);
+    const schedule s = o->from.empty() ? make_schedule(o->gen) : load_schedule_file(o->from); // simulate() validates
     const int S = s.shape.num_stages();
     sim::sim_options so;
     if (!o->cost_file.empty()) {
