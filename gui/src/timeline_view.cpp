@@ -180,15 +180,20 @@ bool TimelineView::open_files(const QStringList& paths) {
 bool TimelineView::start_live(const QString& spec, int poll_ms) {
   auto pn = std::make_unique<panel>();
   pn->title = "live: " + spec.toStdString();
+  const bool tcp = is_host_port(spec.toStdString());
   try {
     live_ = std::make_unique<live_reader>(spec.toStdString());
   } catch (const std::exception& e) {
     std::cerr << "pippy-view: " << e.what() << "\n";
     pn->error = e.what();
-    panels_.push_back(std::move(pn));
-    update();
-    return false;
+    if (!tcp) { // a file that cannot be opened stays an error; a stream may not have started yet
+      panels_.push_back(std::move(pn));
+      update();
+      return false;
+    }
+    pn->error += " (retrying)";
   }
+  live_spec_ = spec.toStdString();
   live_panel_ = pn.get();
   panels_.push_back(std::move(pn));
   follow_ = true;
@@ -198,12 +203,24 @@ bool TimelineView::start_live(const QString& spec, int poll_ms) {
   }
   timer_->start(poll_ms);
   poll_live();
-  return true;
+  return live_ != nullptr;
 }
 
 void TimelineView::poll_live() {
-  if (!live_ || !live_panel_)
+  if (!live_panel_)
     return;
+  if (!live_) { // the job was not listening yet: try again twice a second
+    if (++retry_ticks_ * std::max(1, timer_ ? timer_->interval() : 50) < 500)
+      return;
+    retry_ticks_ = 0;
+    try {
+      live_ = std::make_unique<live_reader>(live_spec_);
+      live_panel_->error.clear();
+      std::cerr << "pippy-view: connected to " << live_spec_ << "\n";
+    } catch (const std::exception&) {
+      return;
+    }
+  }
   panel& pn = *live_panel_;
   const std::size_t before = pn.t.events.size();
   const std::size_t errors_before = live_->errors().size();

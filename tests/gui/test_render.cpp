@@ -260,6 +260,26 @@ TEST_CASE("a live session shows every event a publisher sends and follows the he
   CHECK(view.errors().isEmpty());
 }
 
+TEST_CASE("a live viewer started before the job connects once the job listens", "[gui][live]") {
+  test::app();
+  int port = 0;
+  { // find a free port, then release it
+    live_publisher probe({.port = 0});
+    port = probe.port();
+  }
+  TimelineView view;
+  view.resize(1000, 300);
+  CHECK_FALSE(view.start_live(QString("127.0.0.1:%1").arg(port), 10));
+  CHECK(view.errors().size() == 1);
+  CHECK(view.errors()[0].contains("retrying"));
+  live_publisher pub({.port = port});
+  const trace src = test::schedule_trace("gpipe", 2, 3);
+  for (const auto& e : src.events)
+    pub.publish(e);
+  REQUIRE(test::wait_for([&] { return view.panels()[0]->t.events.size() == src.events.size(); }));
+  CHECK(view.errors().isEmpty());
+}
+
 TEST_CASE("a live JSON-lines file is followed as it grows", "[gui][live]") {
   test::app();
   const std::string path = test::temp_file("grow.jsonl", "");

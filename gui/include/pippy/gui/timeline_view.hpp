@@ -54,8 +54,9 @@ public:
   // a panel showing its error, which is also printed to stderr. Returns false if any failed.
   bool open_files(const QStringList& paths);
   void add_trace(trace t, const std::string& title);
-  // Follows a running job: "HOST:PORT" or a growing JSON-lines file. False (and an error panel) if
-  // it cannot be opened.
+  // Follows a running job: "HOST:PORT" or a growing JSON-lines file. A file that cannot be opened
+  // gives an error panel; a HOST:PORT that refuses is retried twice a second (the job may start
+  // later). Returns whether the source is open now.
   bool start_live(const QString& spec, int poll_ms = 50);
   void poll_live(); // reads what arrived (the timer calls it)
 
@@ -121,6 +122,8 @@ private:
   std::size_t drawn_ = 0;
   std::unique_ptr<live_reader> live_;
   panel* live_panel_ = nullptr;
+  std::string live_spec_;
+  int retry_ticks_ = 0;
   QTimer* timer_ = nullptr;
   std::optional<hit> selected_;
   int selected_mb_ = no_microbatch;
