@@ -192,6 +192,29 @@ TEST_CASE("random per-stage costs: dependencies hold, no overlap, equals core ev
     }
 }
 
+TEST_CASE("jittered costs and cross-host links: dependencies still hold", "[simulator][random]") {
+  for (const auto& s : {make("interleaved-1f1b", 4, 8, 2), make("zbv", 4, 8), make("dualpipev", 4, 8)}) {
+    INFO(s.name);
+    auto o = random_costs(s, 11);
+    o.costs.jitter = 0.5;
+    o.costs.seed = 9;
+    o.links.ranks_per_host = 2;
+    o.links.intra_host = {0.1, 50};
+    o.links.inter_host = {2.0, 1};
+    for (auto& c : o.costs.stages)
+      c.activation_bytes = 1000;
+    const auto r = sim::simulate(s, o);
+    REQUIRE(r.completed);
+    check_trace(s, r);
+    // Transfers between hosts 0 (ranks 0, 1) and 1 (ranks 2, 3) take 2 us + 1 us on the wire at least.
+    for (const auto& e : r.timeline.events)
+      if (is_communication(e.act.kind)) {
+        const bool cross = e.rank / 2 != e.peer / 2;
+        CHECK(e.end_us - e.start_us == Approx(cross ? 3.0 : 0.12));
+      }
+  }
+}
+
 TEST_CASE("same inputs give a byte-identical trace", "[simulator][determinism]") {
   const auto s = make("interleaved-1f1b", 4, 8, 2);
   auto o = random_costs(s, 7);

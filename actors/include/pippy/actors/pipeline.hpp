@@ -32,7 +32,8 @@ struct pipeline_handles {
   caf::actor supervisor_;
 };
 
-// Throws input_error when the setup does not fit the schedule (ranks, missing transport...).
+// One spawn runs the schedule once (one training step): the actors keep per-micro-batch state for it.
+// Spawn again for the next step. Throws input_error when the setup does not fit the schedule (ranks, missing transport...).
 pipeline_handles spawn_pipeline(caf::actor_system& sys, const pipeline_setup& setup);
 
 } // namespace pippy::actors

@@ -13,7 +13,8 @@ namespace pippy::sim {
 struct stage_cost {
   double F = 1, I = 1, W = 1, B = 2, U = 0;
   std::uint64_t activation_bytes = 0;  // held from F until I/B; also the size sent to the next stage
-  std::uint64_t weight_input_bytes = 0; // part of the activations kept from I until W
+  std::uint64_t weight_input_bytes = 0; // part of the activations kept from I until W (the cost file and
+                                        // pippy sim --activation-bytes default it to half the activations)
   std::uint64_t param_bytes = 0;        // parameters of the stage
 };
 
