@@ -71,32 +71,38 @@ void panel::rebuild() {
       lanes.push_back(lane{.rank = r, .stage = -1, .comm = true});
   }
   for (std::size_t i = 0; i < t.events.size(); ++i)
-    add_event(i);
+    add_event(i); // every rank and stage has its lane by now
   for (auto& l : lanes)
     l.sorted = false;
   finish_update();
 }
 
-void panel::add_event(std::size_t i) {
+bool panel::add_event(std::size_t i) {
   const auto& e = t.events[i];
   const bool comm = !is_compute(e.act.kind);
   lane* target = nullptr;
   for (auto& l : lanes) {
     if (l.rank != e.rank || l.comm != comm)
       continue;
-    if (comm || l.stage == -1 || l.stage == e.act.stage) {
+    if (comm || l.stage == e.act.stage) {
+      target = &l;
+      break;
+    }
+    if (l.stage == -1) {
+      if (l.only_stage >= 0 && l.only_stage != e.act.stage)
+        return false; // the rank turns out to hold a second stage: one lane per stage from now on
+      l.only_stage = e.act.stage;
       target = &l;
       break;
     }
   }
-  if (!target) { // a live event on a rank or stage not seen yet: lay the lanes out again
-    rebuild();
-    return;
-  }
+  if (!target) // a live event on a rank or stage not seen yet: the caller lays the lanes out again
+    return false;
   if (!target->events.empty() && t.events[target->events.back()].start_us > e.start_us)
     target->sorted = false;
   target->events.push_back(static_cast<std::uint32_t>(i));
   target->max_end.push_back(std::max(target->max_end.empty() ? e.end_us : target->max_end.back(), e.end_us));
+  return true;
 }
 
 void panel::finish_update() {
@@ -231,13 +237,13 @@ void TimelineView::poll_live() {
     pn.error = live_->errors().back();
   if (!added && live_->connected())
     return;
-  if (pn.lanes.empty() && !pn.t.events.empty()) {
-    pn.rebuild();
-  } else {
-    for (std::size_t i = before; i < pn.t.events.size(); ++i)
-      pn.add_event(i);
+  bool fits = !pn.lanes.empty();
+  for (std::size_t i = before; fits && i < pn.t.events.size(); ++i)
+    fits = pn.add_event(i);
+  if (fits)
     pn.finish_update();
-  }
+  else
+    pn.rebuild(); // new ranks or stages: all lanes again
   if (!live_->connected() && live_->is_tcp())
     pn.title = "live (ended): " + live_->spec();
   if (follow_ && !pn.t.events.empty()) {

@@ -280,6 +280,36 @@ TEST_CASE("a live viewer started before the job connects once the job listens", 
   CHECK(view.errors().isEmpty());
 }
 
+TEST_CASE("live events on ranks and stages not seen before get their lanes, each event once", "[gui][live]") {
+  test::app();
+  live_publisher pub({.port = 0});
+  TimelineView view;
+  view.resize(1000, 300);
+  REQUIRE(view.start_live(QString("127.0.0.1:%1").arg(pub.port()), 5));
+  const trace src = test::schedule_trace("interleaved-1f1b", 2, 4, 2);
+  std::vector<trace_event> by_end = src.events;
+  std::stable_sort(by_end.begin(), by_end.end(), [](auto& a, auto& b) { return a.end_us < b.end_us; });
+  std::size_t sent = 0;
+  for (const auto& e : by_end) { // one at a time: lanes appear as ranks and stages do
+    pub.publish(e);
+    ++sent;
+    REQUIRE(test::wait_for([&] { return view.panels()[0]->t.events.size() == sent; }));
+  }
+  const auto& pn = *view.panels()[0];
+  CHECK(pn.lanes.size() == 4);
+  std::size_t in_lanes = 0;
+  for (const auto& l : pn.lanes) {
+    in_lanes += l.events.size();
+    for (std::size_t k = 1; k < l.events.size(); ++k)
+      CHECK(pn.t.events[l.events[k - 1]].start_us <= pn.t.events[l.events[k]].start_us);
+  }
+  CHECK(in_lanes == sent);
+  QImage img(1000, 300, QImage::Format_ARGB32);
+  QPainter p(&img);
+  view.paint(p, QRect(0, 0, 1000, 300));
+  CHECK(view.drawn_actions() == sent);
+}
+
 TEST_CASE("a live JSON-lines file is followed as it grows", "[gui][live]") {
   test::app();
   const std::string path = test::temp_file("grow.jsonl", "");

@@ -20,7 +20,8 @@ namespace pippy::gui {
 // running maximum of their ends so the visible ones are found by binary search.
 struct lane {
   int rank = 0;
-  int stage = -1; // -1: all the rank's stages in one lane
+  int stage = -1; // -1: the rank's only stage, whichever it is
+  int only_stage = -1; // with stage == -1, the stage seen so far
   bool comm = false;
   std::vector<std::uint32_t> events;
   std::vector<double> max_end;
@@ -39,7 +40,7 @@ struct panel {
   std::string error;
   double top = 0, height = 0; // set by layout
   void rebuild();             // lanes and metrics from t
-  void add_event(std::size_t i);
+  bool add_event(std::size_t i); // false: its rank or stage has no lane yet (call rebuild)
   void finish_update(); // sorts lanes touched by add_event and recomputes metrics
 };
 
