@@ -37,7 +37,8 @@ command add_sim_command(CLI::App& app) {
   auto* cost = sub->add_option("--cost", o->cost, "Uniform costs, e.g. F=1,B=2 or F=1,I=1,W=1,U=0 (default F=1,B=2)");
   auto* cost_file = sub->add_option("--cost-file", o->cost_file,
                                     "JSON cost file {\"stages\":[{\"F\",\"I\",\"W\",\"B\",\"U\",\"activation_bytes\","
-                                    "\"param_bytes\"}...]}");
+                                    "\"param_bytes\"}...]}; with \"device\":{\"peak_flops\",\"memory_bandwidth\"}, stages may give "
+                                    "\"forward_flops\"/\"forward_bytes\" (roofline)");
   cost->excludes(cost_file);
   sub->add_option("--latency-us", o->latency_us, "Link latency per transfer")->capture_default_str();
   sub->add_option("--bandwidth-gbps", o->bandwidth_gbps, "Link bandwidth in GB/s (0 = unlimited)")->capture_default_str();

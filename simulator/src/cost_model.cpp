@@ -145,6 +145,19 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
   }
   if (!j.is_object() || !j.contains("stages") || !j["stages"].is_array())
     throw input_error(source + ": missing 'stages' array (expected {\"stages\": [{\"F\": .., \"B\": ..}, ...]})");
+  // Optional roofline: {"device": {"peak_flops": .., "memory_bandwidth": ..}} plus per stage
+  // "forward_flops"/"forward_bytes" (and "backward_factor", default 2) give F = max(FLOPs/peak,
+  // bytes/bandwidth), B = factor * F, unless the stage gives its times.
+  std::optional<device_spec> device;
+  if (j.contains("device")) {
+    const auto& d = j["device"];
+    auto positive = [&](const char* k) {
+      if (!d.is_object() || !d.contains(k) || !d[k].is_number() || !(d[k].get<double>() > 0))
+        throw input_error(source + ": device." + k + " must be a positive number");
+      return d[k].get<double>();
+    };
+    device = device_spec{.peak_flops = positive("peak_flops"), .memory_bandwidth = positive("memory_bandwidth")};
+  }
   cost_table t;
   const auto& arr = j["stages"];
   for (std::size_t i = 0; i < arr.size(); ++i) {
@@ -166,7 +179,20 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
         throw input_error(where + k + " must be a non-negative number of bytes (got " + e[k].dump() + ")");
       return static_cast<std::uint64_t>(e[k].get<double>());
     };
-    stage_cost c = complete(time("F"), time("I"), time("W"), time("B"), time("U"), where);
+    auto F = time("F"), I = time("I"), W = time("W"), B = time("B");
+    const auto flops = time("forward_flops"), bytes = time("forward_bytes"), factor = time("backward_factor");
+    if (flops || bytes) {
+      if (!device)
+        throw input_error(where + "forward_flops needs a top-level \"device\": {\"peak_flops\", \"memory_bandwidth\"}");
+      const auto rl = roofline_costs({roofline_stage{.forward_flops = flops.value_or(0), .forward_bytes = bytes.value_or(0),
+                                                     .backward_factor = factor.value_or(2.0)}},
+                                     *device);
+      if (!F)
+        F = rl.stages[0].F;
+      if (!B && !I && !W)
+        B = rl.stages[0].B;
+    }
+    stage_cost c = complete(F, I, W, B, time("U"), where);
     c.activation_bytes = size("activation_bytes").value_or(0);
     c.weight_input_bytes = size("weight_input_bytes").value_or(c.activation_bytes / 2);
     if (c.weight_input_bytes > c.activation_bytes)

@@ -124,3 +124,21 @@ TEST_CASE("jitter is seeded, bounded and independent of evaluation order", "[sim
   t.jitter = 2;
   CHECK_THROWS_WITH(t.validate(2, "costs"), "costs: jitter must be in [0, 1] (got 2)");
 }
+
+TEST_CASE("cost file with a device: roofline times per stage", "[simulator][cost]") {
+  const auto t = parse_cost_json(R"({"device": {"peak_flops": 1e12, "memory_bandwidth": 1e11},
+                                     "stages": [{"forward_flops": 2e6, "forward_bytes": 1e5},
+                                                {"forward_flops": 1e6, "forward_bytes": 3e5, "backward_factor": 3},
+                                                {"forward_flops": 1e6, "F": 9}]})",
+                                 "r.json");
+  CHECK(t.stages[0].F == Approx(2.0));
+  CHECK(t.stages[0].B == Approx(4.0));
+  CHECK(t.stages[0].W == Approx(2.0));
+  CHECK(t.stages[1].F == Approx(3.0));
+  CHECK(t.stages[1].B == Approx(9.0));
+  CHECK(t.stages[2].F == 9); // given times win
+  CHECK_THROWS_WITH(parse_cost_json(R"({"stages": [{"forward_flops": 1e6}]})", "r.json"),
+                    Catch::StartsWith("r.json: stages[0].forward_flops needs a top-level \"device\""));
+  CHECK_THROWS_WITH(parse_cost_json(R"({"device": {"peak_flops": 0, "memory_bandwidth": 1}, "stages": [{}]})", "r.json"),
+                    "r.json: device.peak_flops must be a positive number");
+}
