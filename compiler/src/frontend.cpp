@@ -37,6 +37,7 @@ void run_trace(traced_model& t, const std::vector<torch::Tensor>& example_inputs
   for (const auto& p : t.params) stack.emplace_back(p);
   for (const auto& b : t.buffers) stack.emplace_back(b);
   t.num_user_inputs = example_inputs.size();
+  t.example_inputs = example_inputs;
   const size_t n = example_inputs.size();
   auto result = torch::jit::tracer::trace(
       std::move(stack),

@@ -6,6 +6,7 @@
 #include <torch/csrc/jit/runtime/interpreter.h>
 
 #include <algorithm>
+#include <chrono>
 #include <functional>
 #include <limits>
 #include <mutex>
@@ -312,8 +313,48 @@ std::vector<cut> cuts_from_annotations(const split_state& st,
   return cuts;
 }
 
-// Balanced by parameter bytes: cut only before nodes that read parameters, minimising the largest stage.
-std::vector<cut> cuts_auto(const split_state& st, int num_stages) {
+// One profiling pass: runs every compute node on its own (a one-node graph through the interpreter)
+// in graph order on the example inputs and returns its wall time in seconds.
+std::vector<double> profile_nodes(const split_state& st) {
+  torch::NoGradGuard no_grad;
+  const traced_model& t = st.t;
+  std::unordered_map<const Value*, c10::IValue> values;
+  for (size_t i = 0; i < t.num_user_inputs; ++i) values[st.g.inputs()[i]] = t.example_inputs.at(i);
+  for (size_t i = 0; i < t.params.size(); ++i) values[st.g.inputs()[t.num_user_inputs + i]] = t.params[i];
+  for (size_t i = 0; i < t.buffers.size(); ++i)
+    values[st.g.inputs()[t.num_user_inputs + t.params.size() + i]] = t.buffers[i];
+  std::vector<double> seconds;
+  for (Node* n : st.nodes) {
+    auto g1 = std::make_shared<Graph>();
+    std::unordered_map<const Value*, Value*> env;
+    torch::jit::Stack stack;
+    std::function<Value*(Value*)> map = [&](Value* v) -> Value* {
+      if (auto it = env.find(v); it != env.end()) return it->second;
+      if (rematerializable(v->node())) {
+        for (Value* in : v->node()->inputs()) map(in);
+        Node* c = g1->appendNode(g1->createClone(v->node(), [&](Value* x) { return env.at(x); }));
+        for (size_t i = 0; i < c->outputs().size(); ++i) env[v->node()->outputs()[i]] = c->outputs()[i];
+      } else {
+        env[v] = g1->addInput()->copyMetadata(v);
+        stack.push_back(values.at(v));
+      }
+      return env.at(v);
+    };
+    for (Value* in : n->inputs()) map(in);
+    Node* c = g1->appendNode(g1->createClone(n, [&](Value* x) { return env.at(x); }));
+    for (Value* o : c->outputs()) g1->registerOutput(o);
+    torch::jit::Code code(g1, "profile");
+    const auto start = std::chrono::steady_clock::now();
+    torch::jit::InterpreterState(code).run(stack);
+    seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    for (size_t i = 0; i < n->outputs().size(); ++i) values[n->outputs()[i]] = stack.at(i);
+  }
+  return seconds;
+}
+
+// Balanced by parameter bytes (or measured node time): cut only before nodes that read parameters,
+// minimising the largest stage.
+std::vector<cut> cuts_auto(const split_state& st, int num_stages, balance by) {
   // A cut before node i is allowed when every tensor crossing it is an activation (depends on the
   // model's inputs: weights derived only from parameters, like a transposed weight, stay with their
   // user) and no crossing tensor is modified in place after the cut (it arrives as a leaf there).
@@ -360,9 +401,17 @@ std::vector<cut> cuts_auto(const split_state& st, int num_stages) {
     throw input_error("automatic split: cannot split into " + std::to_string(num_stages) + " stages; the model has " +
                       std::to_string(k) + " places where a stage can begin");
   candidates.push_back(st.nodes.size());
-  // cost[a][b]: bytes of distinct tensors read by nodes in [candidates[a], candidates[b]).
+  // cost[a][b]: bytes of distinct tensors read by nodes in [candidates[a], candidates[b]), or their time.
   std::vector<std::vector<double>> cost(k + 1, std::vector<double>(k + 1, 0));
-  for (size_t a = 0; a < k; ++a) {
+  if (by == balance::measured_time) {
+    const std::vector<double> seconds = profile_nodes(st);
+    for (size_t a = 0; a < k; ++a)
+      for (size_t b = a + 1; b <= k; ++b) {
+        cost[a][b] = cost[a][b - 1];
+        for (size_t i = candidates[b - 1]; i < candidates[b]; ++i) cost[a][b] += seconds[i];
+      }
+  }
+  for (size_t a = 0; a < k && by == balance::parameter_bytes; ++a) {
     std::unordered_set<size_t> used;
     double c = 0;
     for (size_t b = a + 1; b <= k; ++b) {
@@ -409,7 +458,7 @@ pipe split_traced(const traced_model& t, const pipeline_options& options,
     for (size_t i = 0; i < st.marker_cuts.size(); ++i)
       cuts.push_back({st.marker_cuts[i], "pipe_split() call #" + std::to_string(i + 1)});
   } else if (options.num_stages > 1) {
-    cuts = cuts_auto(st, options.num_stages);
+    cuts = cuts_auto(st, options.num_stages, options.balance_by);
   }
   std::stable_sort(cuts.begin(), cuts.end(), [](const cut& a, const cut& b) { return a.position < b.position; });
   for (size_t i = 0; i < cuts.size(); ++i) {

@@ -43,6 +43,8 @@ TEST_CASE("GPT: automatic split into 4 stages, tied embedding replicated, forwar
   CHECK(h["pos_emb.weight"] == std::vector<int>{0});
   CHECK(h["ln_f.weight"] == std::vector<int>{3});
   CHECK(h.count("lm_head.weight") == 0);  // registered once, under the first name
+  // Balanced by bytes: one block per stage.
+  for (int b = 0; b < 4; ++b) CHECK(h["blocks." + std::to_string(b) + ".attn.c_attn.weight"] == std::vector<int>{b});
   for (int s = 0; s < 4; ++s) CHECK_FALSE(p.stage(s)->named_parameters().is_empty());
   CHECK(p.to_string().find("tied: tok_emb.weight = lm_head.weight on stages 0 3") != std::string::npos);
 
@@ -111,6 +113,24 @@ TEST_CASE("GPT: tied weights can instead be transmitted from their owner stage",
   CHECK(test::holders(p)["tok_emb.weight"] == std::vector<int>{0});
   // The weight travels with the activations: stages 1..3 take two inputs.
   for (int s = 1; s < 4; ++s) CHECK(p.stage_inputs(s).size() == 2);
+  torch::Tensor ref = f.net(f.idx);
+  f.loss(ref).backward();
+  auto run = test::run_stages(p, {f.idx}, [&](const std::vector<torch::Tensor>& o) { return f.loss(o[0]); });
+  CHECK(test::close(run.outputs[0], ref));
+  auto grads = test::stage_grads(p);
+  for (const auto& [name, g] : test::grads_of(*f.net)) {
+    if (name == "lm_head.weight") continue;
+    INFO(name);
+    CHECK(test::close(grads.at(name), g));
+  }
+}
+
+TEST_CASE("GPT: automatic split balanced by measured node time", "[compiler]") {
+  fixture f;
+  pippy::pipe p = pipeline(*f.net, f.call(), {f.idx},
+                           {.num_stages = 4, .balance_by = balance::measured_time, .clone_parameters = true});
+  REQUIRE(p.num_stages() == 4);
+  for (int s = 0; s < 4; ++s) CHECK_FALSE(p.stage(s)->named_parameters().is_empty());
   torch::Tensor ref = f.net(f.idx);
   f.loss(ref).backward();
   auto run = test::run_stages(p, {f.idx}, [&](const std::vector<torch::Tensor>& o) { return f.loss(o[0]); });

@@ -33,6 +33,8 @@ struct traced_model {
   // Every submodule path ("" is the root) with the qualified names of the parameters and buffers it
   // owns (recursively). Used to locate annotated split points in the graph.
   std::map<std::string, std::vector<std::string>> module_tensors;
+  // The inputs the model was traced with (used by the profiling pass of balance::measured_time).
+  std::vector<torch::Tensor> example_inputs;
 };
 
 // Traces a libtorch C++ module. `forward` calls the module on the inputs (any C++ forward signature)
@@ -80,9 +82,15 @@ enum class tied_weights {
   transmit,   // the first user stage owns it and sends it onward like an activation
 };
 
+enum class balance {
+  parameter_bytes,  // bytes of the parameters and buffers each stage holds (tied ones on every holder)
+  measured_time,    // forward time of each graph node, measured once on the example inputs
+};
+
 struct pipeline_options {
   // Automatic split into this many stages when the model has no annotations and no pipe_split().
   int num_stages = 0;
+  balance balance_by = balance::parameter_bytes;
   // If > 0: error when the split produces more stages than num_ranks * stages_per_rank.
   int num_ranks = 0;
   int stages_per_rank = 1;
