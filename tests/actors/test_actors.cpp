@@ -3,7 +3,12 @@
 #include <caf/all.hpp>
 #include <caf/scheduler/test_coordinator.hpp>
 #include <catch2/catch.hpp>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <map>
+#include <mutex>
+#include <thread>
 
 #include "pippy/actors/pipeline.hpp"
 #include "pippy/core/generators.hpp"
@@ -180,4 +185,102 @@ TEST_CASE("spawn_pipeline checks its setup", "[actors]") {
                     "pipeline_setup.executors: 1 executors for 2 ranks");
   CHECK_THROWS_WITH(spawn_pipeline(sys, pipeline_setup{.plan = &s, .executors = {nullptr, nullptr}}),
                     "pipeline_setup.net: no transport given");
+}
+
+namespace {
+
+// Like a real backend: a device thread per rank runs the actions and sends completions from there.
+struct threaded_executor final : executor {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::pair<action, caf::actor>> work;
+  bool done = false;
+  std::atomic<int> ran{0};
+  std::thread worker{[this] {
+    for (;;) {
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return done || !work.empty(); });
+      if (work.empty())
+        return;
+      auto [a, to] = work.front();
+      work.pop_front();
+      lock.unlock();
+      completion c{.act = a};
+      if (a.kind == action_kind::forward || is_input_backward(a.kind))
+        c.output = std::make_shared<const int>(a.microbatch), c.output_bytes = 4;
+      ++ran;
+      caf::anon_send(to, std::move(c));
+    }
+  }};
+  void run(const action& a, opaque, const caf::actor& reply_to) override {
+    {
+      std::lock_guard lock(mu);
+      work.emplace_back(a, reply_to);
+    }
+    cv.notify_one();
+  }
+  ~threaded_executor() override {
+    {
+      std::lock_guard lock(mu);
+      done = true;
+    }
+    cv.notify_one();
+    worker.join();
+  }
+};
+
+struct locked_transport final : transport {
+  std::mutex mu;
+  std::map<int, caf::actor> stages;
+  void attach(int stage, const caf::actor& a) override {
+    std::lock_guard lock(mu);
+    stages[stage] = a;
+  }
+  bool blocking() const override { return false; }
+  void send(payload p, const caf::actor&) override {
+    caf::actor to;
+    {
+      std::lock_guard lock(mu);
+      to = stages.at(p.dst_stage);
+    }
+    caf::anon_send(to, std::move(p));
+  }
+};
+
+} // namespace
+
+TEST_CASE("the same actors on CAF's threaded scheduler with completions from other threads", "[actors][threads]") {
+  const schedule s = add_communication(make_schedule({.name = "interleaved-1f1b", .num_ranks = 3, .num_microbatches = 6,
+                                                      .stages_per_rank = 2}));
+  caf::actor_system_config cfg;
+  cfg.set("scheduler.max-threads", 2);
+  caf::actor_system sys{cfg};
+  std::vector<std::unique_ptr<threaded_executor>> execs;
+  std::vector<executor*> ptrs;
+  for (int r = 0; r < 3; ++r) {
+    execs.push_back(std::make_unique<threaded_executor>());
+    ptrs.push_back(execs.back().get());
+  }
+  locked_transport net;
+  caf::scoped_actor self{sys};
+  auto h = spawn_pipeline(sys, pipeline_setup{.plan = &s, .executors = ptrs, .net = &net, .supervisor = self});
+  h.start();
+  int ranks = 0, microbatches = 0;
+  bool timed_out = false;
+  while (!timed_out && (ranks < 3 || microbatches < 6))
+    self->receive([&](const rank_finished&) { ++ranks; }, [&](const microbatch_finished&) { ++microbatches; },
+                  [&](const stage_failed& f) { FAIL(f.error); },
+                  caf::after(std::chrono::seconds(10)) >> [&] { timed_out = true; });
+  CHECK_FALSE(timed_out);
+  CHECK(ranks == 3);
+  CHECK(microbatches == 6);
+  int compute = 0;
+  for (const auto& list : s.ranks)
+    for (const auto& a : list)
+      compute += is_compute(a.kind);
+  int ran = 0;
+  for (auto& e : execs)
+    ran += e->ran;
+  CHECK(ran == compute);
+  h.stop();
 }
