@@ -100,6 +100,24 @@ int main(int argc, char** argv) {
     pub.publish(tr.events[static_cast<std::size_t>(i) % tr.events.size()]);
   const double pub_us = ms_since(t_pub) * 1000 / npub;
 
+  // Live: the same events streamed over TCP into a second view, which keeps following the head.
+  pippy::gui::TimelineView live_view;
+  live_view.resize(1600, 400);
+  pippy::live_publisher live_pub({.port = 0, .queue_capacity = 1u << 21, .replay_capacity = 1u << 21});
+  live_view.start_live(QString("127.0.0.1:%1").arg(live_pub.port()), 20);
+  auto t_live = clk::now();
+  std::size_t next = 0;
+  const auto& lt = live_view.panels()[0]->t;
+  while (lt.events.size() < tr.events.size() && ms_since(t_live) < 120000) {
+    for (std::size_t k = 0; k < 20000 && next < tr.events.size(); ++k)
+      live_pub.publish(tr.events[next++]);
+    QApplication::processEvents(QEventLoop::AllEvents, 5);
+    if (next == tr.events.size())
+      live_view.poll_live();
+  }
+  const double live_ms = ms_since(t_live);
+  const std::size_t live_got = lt.events.size();
+
   std::printf("actions: %zu (%d ranks x %d micro-batches, F+B), file %.1f MB, generated+written in %.0f ms\n",
               tr.events.size(), R, M, bytes / 1e6, gen_ms);
   std::printf("open: %.0f ms total = parse %.0f ms + index/metrics %.0f ms + first frame %.0f ms (%zu actions in view)\n",
@@ -108,6 +126,8 @@ int main(int argc, char** argv) {
   std::printf("pan frame at ~%zu visible actions: mean %.2f ms, median %.2f ms, p95 %.2f ms, max %.2f ms (200 frames)\n",
               drawn_zoom, mean, frames[frames.size() / 2], frames[frames.size() * 95 / 100], frames.back());
   std::printf("live_publisher.publish with no viewer: %.2f us per event (JSON formatting included)\n", pub_us);
+  std::printf("live: %zu of %zu events streamed over TCP, received and indexed by a following view in %.0f ms (%.0f k events/s), %llu dropped\n",
+              live_got, tr.events.size(), live_ms, live_got / live_ms, static_cast<unsigned long long>(live_pub.dropped()));
   if (keep.empty())
     std::filesystem::remove(path);
   return 0;

@@ -105,7 +105,7 @@ bool panel::add_event(std::size_t i) {
   return true;
 }
 
-void panel::finish_update() {
+void panel::finish_update(bool with_metrics) {
   for (auto& l : lanes) {
     if (l.sorted)
       continue;
@@ -117,6 +117,8 @@ void panel::finish_update() {
       l.max_end[k] = mx = std::max(mx, t.events[l.events[k]].end_us);
     l.sorted = true;
   }
+  if (!with_metrics)
+    return;
   m = compute_metrics(t);
   gaps_of_rank.assign(static_cast<std::size_t>(t.num_ranks), {});
   for (std::size_t g = 0; g < m.gaps.size(); ++g)
@@ -235,13 +237,25 @@ void TimelineView::poll_live() {
     std::cerr << "pippy-view: " << live_->errors()[k] << "\n";
   if (!live_->errors().empty())
     pn.error = live_->errors().back();
-  if (!added && live_->connected())
+  if (!added && live_->connected()) {
+    if (metrics_stale_ && metrics_clock_.elapsed() > 250) { // the last batch's metrics were deferred
+      pn.finish_update(true);
+      metrics_stale_ = false;
+      update();
+    }
     return;
+  }
   bool fits = !pn.lanes.empty();
   for (std::size_t i = before; fits && i < pn.t.events.size(); ++i)
     fits = pn.add_event(i);
+  // Metrics (bubbles, summary) cost O(n): on big live runs refresh them at most 4 times a second.
+  const bool refresh = pn.t.events.size() < 100000 || !metrics_clock_.isValid() || metrics_clock_.elapsed() > 250 ||
+                       !live_->connected();
+  if (refresh)
+    metrics_clock_.restart();
+  metrics_stale_ = !refresh;
   if (fits)
-    pn.finish_update();
+    pn.finish_update(refresh);
   else
     pn.rebuild(); // new ranks or stages: all lanes again
   if (!live_->connected() && live_->is_tcp())

@@ -1,4 +1,5 @@
 #pragma once
+#include <QElapsedTimer>
 #include <QImage>
 #include <QString>
 #include <QStringList>
@@ -41,7 +42,7 @@ struct panel {
   double top = 0, height = 0; // set by layout
   void rebuild();             // lanes and metrics from t
   bool add_event(std::size_t i); // false: its rank or stage has no lane yet (call rebuild)
-  void finish_update(); // sorts lanes touched by add_event and recomputes metrics
+  void finish_update(bool with_metrics = true); // sorts lanes touched by add_event, recomputes metrics
 };
 
 // The Gantt timeline of one or two traces on one time axis (the second below the first), with their
@@ -125,6 +126,8 @@ private:
   panel* live_panel_ = nullptr;
   std::string live_spec_;
   int retry_ticks_ = 0;
+  QElapsedTimer metrics_clock_;
+  bool metrics_stale_ = false;
   QTimer* timer_ = nullptr;
   std::optional<hit> selected_;
   int selected_mb_ = no_microbatch;
