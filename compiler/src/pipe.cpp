@@ -178,6 +178,32 @@ std::vector<torch::Tensor> pipe::forward(const std::vector<torch::Tensor>& input
   return result;
 }
 
+namespace {
+tensor_meta meta_of(const Value* v) {
+  tensor_meta m;
+  auto tt = v->type()->cast<c10::TensorType>();
+  TORCH_CHECK(tt, "boundary value %", v->debugName(), " is not a tensor");
+  if (auto sizes = tt->sizes().concrete_sizes()) m.sizes = *sizes;
+  if (auto st = tt->scalarType()) m.dtype = *st;
+  m.requires_grad = tt->requiresGrad().value_or(false) || at::isFloatingType(m.dtype);
+  return m;
+}
+} // namespace
+
+std::vector<tensor_meta> pipe::stage_input_meta(int s) const {
+  const auto& g = dynamic_cast<const graph_stage&>(*stage(s)).graph();
+  std::vector<tensor_meta> m;
+  for (size_t i = 0; i < inputs_.at(static_cast<size_t>(s)).size(); ++i) m.push_back(meta_of(g.inputs()[i]));
+  return m;
+}
+
+std::vector<tensor_meta> pipe::stage_output_meta(int s) const {
+  const auto& g = dynamic_cast<const graph_stage&>(*stage(s)).graph();
+  std::vector<tensor_meta> m;
+  for (const Value* v : g.outputs()) m.push_back(meta_of(v));
+  return m;
+}
+
 std::string pipe::to_string() const {
   std::ostringstream os;
   auto src = [](const value_source& s) {

@@ -61,6 +61,17 @@ TEST_CASE("Residual MLP: skip over two stages passed through, two inputs, two ou
   for (const auto& src : p.stage_inputs(1)) CHECK(src.stage == 0);
   for (const auto& src : p.stage_inputs(2)) CHECK(src.stage == 1);
   CHECK(p.outputs() == std::vector<value_source>{{2, 0}, {2, 1}});
+  // Receivers can allocate from the traced metadata: [6, 16] float activations.
+  auto in1 = p.stage_input_meta(1);
+  REQUIRE(in1.size() == 2);
+  for (const auto& m : in1) {
+    CHECK(m.sizes == std::vector<int64_t>{6, 16});
+    CHECK(m.dtype == torch::kFloat);
+    CHECK(m.requires_grad);
+  }
+  auto out2 = p.stage_output_meta(2);
+  REQUIRE(out2.size() == 2);
+  CHECK(out2[0].sizes == std::vector<int64_t>{6, 3});
   auto h = test::holders(p);
   CHECK(h["blocks.0.fc1.weight"] == std::vector<int>{0});
   CHECK(h["blocks.1.fc2.bias"] == std::vector<int>{1});

@@ -111,6 +111,13 @@ inline std::ostream& operator<<(std::ostream& os, const value_source& s) {
   return s.stage < 0 ? os << "input[" << s.index << "]" : os << "stage" << s.stage << "[" << s.index << "]";
 }
 
+// Shape and dtype of a boundary tensor as traced (what a receiver allocates for a microbatch).
+struct tensor_meta {
+  std::vector<int64_t> sizes;
+  torch::Dtype dtype = torch::kFloat;
+  bool requires_grad = false;  // floating point and computed from parameters or float inputs
+};
+
 // Parameters that several stages hold (tied weights under tied_weights::replicate).
 struct tied_parameter {
   std::string name;                  // qualified name in the original model (first registration)
@@ -124,6 +131,9 @@ public:
   std::shared_ptr<stage_module> stage(int i) const { return stages_.at(static_cast<size_t>(i)); }
   const std::vector<value_source>& stage_inputs(int i) const { return inputs_.at(static_cast<size_t>(i)); }
   const std::vector<value_source>& outputs() const { return outputs_; }
+  // Traced shapes and dtypes of stage s's boundary inputs and outputs, in order.
+  std::vector<tensor_meta> stage_input_meta(int s) const;
+  std::vector<tensor_meta> stage_output_meta(int s) const;
   size_t num_inputs() const { return num_inputs_; }
   const std::vector<tied_parameter>& tied_parameters() const { return tied_; }
   skip_routing routing() const { return routing_; }
