@@ -42,3 +42,15 @@ TEST_CASE("errors in our layout are reported as the general parser reports them"
   unknown.replace(unknown.find("\"name\":\"0F0\""), 12, "\"name\":\"0Z0\"");
   CHECK_THROWS_AS(parse_chrome_json(unknown, "k.json"), input_error);
 }
+
+TEST_CASE("fields of unexpected types are input errors, not other exceptions", "[traces][chrome]") {
+  const std::string ev = "{\"ph\":\"X\",\"name\":\"0F0\",\"pid\":0,\"ts\":0,\"dur\":1";
+  CHECK_THROWS_AS(parse_chrome_json("{\"traceEvents\":[" + ev + ",\"args\":{\"source\":7}}]}", "a"), input_error);
+  CHECK(parse_chrome_json("{\"traceEvents\":[" + ev + ",\"args\":{\"bytes\":\"many\"}}]}", "b").events[0].bytes == 0); // optional field: ignored
+  const trace t = parse_chrome_json("{\"otherData\":{\"ranks\":\"four\",\"run\":5},\"traceEvents\":[" + ev + "}]}", "c");
+  CHECK(t.num_ranks == 1);
+  CHECK(t.run.empty());
+  CHECK_THROWS_AS(parse_chrome_json("{\"traceEvents\":[{\"ph\":\"C\",\"name\":\"memory\",\"pid\":0,\"ts\":0,\"args\":{\"bytes\":-5}}," + ev + "}]}", "d"), input_error);
+  trace lines;
+  CHECK_THROWS_AS(parse_json_line(ev + ",\"args\":{\"source\":[1]}}", lines, "e"), input_error);
+}

@@ -58,8 +58,10 @@ template <class Where> void add_event(const json& e, trace& t, const Where& wher
   };
   if (ph == "C" && e.value("name", "") == "memory") {
     memory_sample m{.rank = rank_of(), .t_us = number("ts"), .bytes = 0};
-    if (!e.contains("args") || !e["args"].contains("bytes") || !e["args"]["bytes"].is_number())
+    if (!e.contains("args") || !e["args"].is_object() || !e["args"].contains("bytes") || !e["args"]["bytes"].is_number())
       fail("memory counter without numeric args.bytes");
+    if (e["args"]["bytes"].get<double>() < 0)
+      fail("memory counter with negative args.bytes");
     m.bytes = e["args"]["bytes"].get<std::uint64_t>();
     t.memory.push_back(m);
     return;
@@ -161,8 +163,11 @@ std::optional<trace> parse_own_layout(std::string_view text, const std::string& 
     const json other = json::parse(text.substr(head.size(), list_at - head.size()));
     if (!other.is_object())
       return std::nullopt;
-    t.run = other.value("run", "");
-    t.num_ranks = other.value("ranks", 0);
+    if (!other.contains("run") || !other["run"].is_string() || !other.contains("ranks") ||
+        !other["ranks"].is_number_integer() || other["ranks"].get<int>() < 0)
+      return std::nullopt;
+    t.run = other["run"].get<std::string>();
+    t.num_ranks = other["ranks"].get<int>();
     std::size_t pos = list_at + list.size(), i = 0;
     bool closed = false;
     while (pos < text.size()) {
@@ -206,15 +211,23 @@ trace parse_chrome_json(std::string_view text, const std::string& source) {
   } else if (j.is_object() && j.contains("traceEvents") && j["traceEvents"].is_array()) {
     events = &j["traceEvents"];
     if (j.contains("otherData") && j["otherData"].is_object()) {
-      t.run = j["otherData"].value("run", "");
-      t.num_ranks = j["otherData"].value("ranks", 0);
+      const json& o = j["otherData"];
+      if (o.contains("run") && o["run"].is_string())
+        t.run = o["run"].get<std::string>();
+      if (o.contains("ranks") && o["ranks"].is_number_integer())
+        t.num_ranks = std::max(0, o["ranks"].get<int>());
     }
   } else {
     throw input_error(source + ": expected an object with a \"traceEvents\" array");
   }
   t.events.reserve(events->size());
-  for (std::size_t i = 0; i < events->size(); ++i)
-    add_event((*events)[i], t, [&] { return source + ": traceEvents[" + std::to_string(i) + "]"; });
+  std::size_t i = 0;
+  try {
+    for (; i < events->size(); ++i)
+      add_event((*events)[i], t, [&] { return source + ": traceEvents[" + std::to_string(i) + "]"; });
+  } catch (const json::exception& e) { // a field of an unexpected type that add_event reads leniently
+    throw input_error(source + ": traceEvents[" + std::to_string(i) + "]: " + e.what());
+  }
   if (t.events.empty())
     throw input_error(source + ": no pipeline actions in the trace");
   return t;
@@ -246,7 +259,11 @@ void parse_json_line(std::string_view line, trace& t, const std::string& source)
   } catch (const json::parse_error& e) {
     throw input_error(source + ": not valid JSON (" + e.what() + ")");
   }
-  add_event(j, t, [&] { return source; });
+  try {
+    add_event(j, t, [&] { return source; });
+  } catch (const json::exception& e) {
+    throw input_error(source + ": " + e.what());
+  }
 }
 
 } // namespace pippy
