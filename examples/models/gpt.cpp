@@ -15,7 +15,7 @@ torch::Tensor CausalSelfAttentionImpl::forward(torch::Tensor x) {
   auto heads = [&](const torch::Tensor& t) { return t.view({B, T, n_head, hs}).transpose(1, 2); };
   torch::Tensor q = heads(qkv[0]), k = heads(qkv[1]), v = heads(qkv[2]);
   torch::Tensor att = torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(hs)));
-  torch::Tensor mask = torch::ones({T, T}, torch::kBool).tril().logical_not();
+  torch::Tensor mask = torch::ones({T, T}, torch::TensorOptions().dtype(torch::kBool).device(x.device())).tril().logical_not();
   att = torch::softmax(att.masked_fill(mask, -std::numeric_limits<float>::infinity()), -1);
   torch::Tensor y = torch::matmul(att, v).transpose(1, 2).contiguous().view({B, T, C});
   return c_proj(y);

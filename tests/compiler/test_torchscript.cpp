@@ -85,15 +85,16 @@ namespace {
 struct SplitInForwardImpl : torch::nn::Module {
   SplitInForwardImpl()
       : a(register_module("a", torch::nn::Linear(4, 6))), b(register_module("b", torch::nn::Linear(6, 6))),
-        c(register_module("c", torch::nn::Linear(6, 2))) {}
+        c(register_module("c", torch::nn::Linear(6, 2))), act(register_module("act", torch::nn::ReLU())) {}
   torch::Tensor forward(torch::Tensor x) {
     torch::Tensor h = torch::relu(a(x));
     pipe_split();
-    h = torch::relu(b(h.view({-1, 2, 3}).flatten(1)));  // int-list constants, rebuilt in stage 1
+    h = act(b(h.view({-1, 2, 3}).flatten(1)));  // int-list constants, rebuilt in stage 1
     pipe_split();
     return c(h) * 0.5 + x.sum(1, true) + offset;  // x skips to the last stage; offset is a tensor constant
   }
   torch::nn::Linear a, b, c;
+  torch::nn::ReLU act;
   torch::Tensor offset = torch::tensor({0.25f, -1.0f});  // not registered: the tracer bakes it in
 };
 TORCH_MODULE(SplitInForward);
@@ -134,4 +135,18 @@ TEST_CASE("pipe_split() inside a forward marks stage boundaries", "[compiler]") 
   CHECK(pipeline(*net, [&](const std::vector<torch::Tensor>& xs) { return std::vector<torch::Tensor>{net(xs[0])}; },
                  {x})
             .num_stages() == 2);
+}
+
+TEST_CASE("A split point on a module without parameters is rejected with advice", "[compiler]") {
+  SplitInForward net;
+  torch::Tensor x = torch::randn({3, 4});
+  annotate_split_points(*net, {{"act", split_point::end}});
+  try {
+    pipeline(*net, [&](const std::vector<torch::Tensor>& xs) { return std::vector<torch::Tensor>{net(xs[0])}; }, {x});
+    FAIL("no error");
+  } catch (const input_error& e) {
+    CHECK(std::string(e.what()) ==
+          "split point 'act': the module has no parameters or buffers used by the traced forward, so it cannot be "
+          "located in the graph; call pipe_split() in the forward instead");
+  }
 }
