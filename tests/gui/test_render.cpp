@@ -1,6 +1,8 @@
 #include <catch2/catch.hpp>
 
 #include <QKeyEvent>
+#include <QMouseEvent>
+#include <QWheelEvent>
 #include <QPainter>
 #include <chrono>
 #include <thread>
@@ -175,6 +177,33 @@ TEST_CASE("tooltip, click highlight with dependencies, zoom and pan", "[gui][int
   QApplication::sendEvent(&view, &f);
   CHECK(view.us_per_pixel() == Approx(upp));
   CHECK(view.view_start_us() == 0);
+}
+
+TEST_CASE("wheel zooms around the cursor, shift+wheel and drag pan", "[gui][interaction]") {
+  test::app();
+  TimelineView view;
+  view.add_trace(test::schedule_trace("gpipe", 4, 4), "gpipe");
+  view.render_image(QSize(1200, 400));
+  const double upp = view.us_per_pixel();
+  const QPointF at(500, 100);
+  const double t_at = view.view_start_us() + (at.x() - TimelineView::left_margin) * upp;
+  QWheelEvent wheel(at, at, QPoint(), QPoint(0, 120), Qt::NoButton, Qt::NoModifier, Qt::NoScrollPhase, false);
+  QApplication::sendEvent(&view, &wheel);
+  CHECK(view.us_per_pixel() == Approx(upp / 1.25));
+  // The time under the cursor stays under the cursor.
+  CHECK(view.view_start_us() + (at.x() - TimelineView::left_margin) * view.us_per_pixel() == Approx(t_at));
+  const double t0 = view.view_start_us();
+  QWheelEvent shift(at, at, QPoint(), QPoint(0, -120), Qt::NoButton, Qt::ShiftModifier, Qt::NoScrollPhase, false);
+  QApplication::sendEvent(&view, &shift);
+  CHECK(view.view_start_us() == Approx(t0 + 60 * view.us_per_pixel()));
+  const double t1 = view.view_start_us();
+  QMouseEvent press(QEvent::MouseButtonPress, QPointF(600, 5), QPointF(600, 5), Qt::LeftButton, Qt::LeftButton, Qt::NoModifier);
+  QMouseEvent move(QEvent::MouseMove, QPointF(500, 5), QPointF(500, 5), Qt::NoButton, Qt::LeftButton, Qt::NoModifier);
+  QMouseEvent release(QEvent::MouseButtonRelease, QPointF(500, 5), QPointF(500, 5), Qt::LeftButton, Qt::NoButton, Qt::NoModifier);
+  QApplication::sendEvent(&view, &press);
+  QApplication::sendEvent(&view, &move);
+  QApplication::sendEvent(&view, &release);
+  CHECK(view.view_start_us() == Approx(t1 + 100 * view.us_per_pixel())); // dragged left: later times
 }
 
 TEST_CASE("only visible actions are drawn", "[gui][render]") {
