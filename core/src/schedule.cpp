@@ -37,18 +37,29 @@ schedule add_communication(const schedule& compute_only) {
   const int last = shape.num_stages() - 1;
   const auto R = out.ranks.size();
   auto remote = [&](int rank, int stage) { return stage >= 0 && stage <= last && shape.rank_of(stage) != rank; };
-  // Where each compute action sits on its rank, to find the consumer of every message.
-  std::map<action, std::size_t> position;
+  // Where each F and each I/B sits on its rank, to find the consumer of every message.
+  const std::size_t S = static_cast<std::size_t>(shape.num_stages()), M = static_cast<std::size_t>(shape.num_microbatches);
+  constexpr std::size_t absent = static_cast<std::size_t>(-1);
+  std::vector<std::size_t> forward_at(S * M, absent), backward_at(S * M, absent);
+  auto slot = [&](const action& a) -> std::size_t {
+    const bool in_range = a.stage >= 0 && static_cast<std::size_t>(a.stage) < S && a.microbatch >= 0 &&
+                          static_cast<std::size_t>(a.microbatch) < M;
+    return in_range ? static_cast<std::size_t>(a.stage) * M + static_cast<std::size_t>(a.microbatch) : absent;
+  };
   for (const auto& list : out.ranks)
-    for (std::size_t i = 0; i < list.size(); ++i)
-      position[list[i]] = i;
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      const auto k = slot(list[i]);
+      if (k == absent)
+        continue; // the validator reports it
+      if (list[i].kind == action_kind::forward)
+        forward_at[k] = i;
+      else if (is_input_backward(list[i].kind))
+        backward_at[k] = i;
+    }
   auto consumer_position = [&](const action& a, std::size_t fallback) {
-    auto it = position.find(a);
-    if (it != position.end())
-      return it->second;
-    const action as_b{a.stage, action_kind::full_backward, a.microbatch};
-    it = position.find(as_b);
-    return it != position.end() ? it->second : fallback;
+    const auto k = slot(a);
+    const auto pos = k == absent ? absent : (a.kind == action_kind::forward ? forward_at : backward_at)[k];
+    return pos == absent ? fallback : pos;
   };
   struct receive {
     std::size_t before; // index of the compute action it must precede on the receiving rank

@@ -166,7 +166,8 @@ private:
     if (static_cast<int>(s_.ranks.size()) != shape_.num_ranks)
       return violation{.why = "the schedule lists " + std::to_string(s_.ranks.size()) + " ranks but its shape has " +
                               std::to_string(shape_.num_ranks)};
-    std::map<action, std::pair<int, int>> seen;
+    // First (rank, position) of every action, indexed like done_; rank -1 where it never appears.
+    std::vector<std::pair<int, int>> seen(static_cast<std::size_t>(num_action_kinds) * S_ * M_, {-1, -1});
     for (int r = 0; r < static_cast<int>(s_.ranks.size()); ++r) {
       const auto& list = s_.ranks[static_cast<std::size_t>(r)];
       for (int i = 0; i < static_cast<int>(list.size()); ++i) {
@@ -197,13 +198,14 @@ private:
         if (a.kind == action_kind::send_b && (a.stage == 0 || same_rank(r, a.stage - 1)))
           return at(a.stage == 0 ? "stage 0 has no previous stage to send a gradient to"
                                  : "needs no send: stage " + std::to_string(a.stage - 1) + " is on the same rank");
-        auto [it, fresh] = seen.emplace(a, std::pair{r, i});
-        if (!fresh)
-          return at("appears twice (first at rank " + std::to_string(it->second.first) + ", position " +
-                    std::to_string(it->second.second) + ")");
+        auto& first = seen[key(a.kind, a.stage, a.microbatch)];
+        if (first.first >= 0)
+          return at("appears twice (first at rank " + std::to_string(first.first) + ", position " +
+                    std::to_string(first.second) + ")");
+        first = {r, i};
       }
     }
-    auto has = [&](action_kind k, int st, int mb) { return seen.count(action{st, k, mb}) > 0; };
+    auto has = [&](action_kind k, int st, int mb) { return seen[key(k, st, mb)].first >= 0; };
     for (int st = 0; st < S_; ++st) {
       for (int mb = 0; mb < M_; ++mb) {
         const std::string which = "stage " + std::to_string(st) + " micro-batch " + std::to_string(mb);
