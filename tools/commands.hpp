@@ -13,5 +13,6 @@ struct command {
 command add_schedule_command(CLI::App& app);
 command add_trace_command(CLI::App& app);
 command add_sim_command(CLI::App& app);
+command add_run_command(CLI::App& app);
 
 } // namespace pippy::cli

@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
       pippy::cli::add_schedule_command(app),
       pippy::cli::add_trace_command(app),
       pippy::cli::add_sim_command(app),
+      pippy::cli::add_run_command(app),
   };
   CLI11_PARSE(app, argc, argv);
   try {

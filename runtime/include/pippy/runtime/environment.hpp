@@ -1,0 +1,22 @@
+#pragma once
+#include <string>
+
+namespace pippy {
+
+// Where this process sits in a job, read from the launcher's environment: torchrun / `pippy run`
+// (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) or Slurm's srun (SLURM_PROCID,
+// SLURM_NTASKS, SLURM_LOCALID; MASTER_ADDR/MASTER_PORT still name the rendezvous, defaulting to
+// SLURM_LAUNCH_NODE_IPADDR and 29500). Without either: a single process, world size 1.
+struct dist_env {
+  int rank = 0;
+  int world_size = 1;
+  int local_rank = 0;
+  std::string master_addr = "127.0.0.1";
+  int master_port = 29500;
+  std::string launcher = "none"; // torchrun | slurm | none
+};
+
+// Throws input_error naming the variable when one is set but malformed or out of range.
+dist_env read_dist_env();
+
+} // namespace pippy

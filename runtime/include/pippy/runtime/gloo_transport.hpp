@@ -1,0 +1,90 @@
+#pragma once
+#include <torch/torch.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "pippy/runtime/environment.hpp"
+
+namespace c10d {
+class Store;
+class ProcessGroupGloo;
+class Work;
+} // namespace c10d
+
+namespace pippy {
+
+// Thrown when a peer cannot be reached (died, timed out); the message names both ranks.
+class peer_error : public std::runtime_error {
+public:
+  peer_error(int peer, const std::string& what) : std::runtime_error(what), peer_(peer) {}
+  int peer() const { return peer_; }
+
+private:
+  int peer_;
+};
+
+// Tensors between processes with c10d: a TCPStore rendezvous (rank 0 serves it at MASTER_ADDR:
+// MASTER_PORT) and one ProcessGroupGloo. send and recv only post (Gloo's own I/O thread moves the
+// bytes); every blocking Work::wait runs on one of this object's two waiter threads (one for sends,
+// one for receives, so that a send waiting for its peer never delays a receive that already arrived),
+// which fulfil the futures recv returns. The caller never blocks inside c10d, and a dead peer turns
+// into a peer_error after at most `timeout`. Thread-safe for one posting thread plus the waiters.
+class gloo_transport {
+public:
+  gloo_transport(const dist_env& env, std::chrono::milliseconds timeout);
+  ~gloo_transport();
+  gloo_transport(const gloo_transport&) = delete;
+  gloo_transport& operator=(const gloo_transport&) = delete;
+
+  int rank() const { return env_.rank; }
+  int world_size() const { return env_.world_size; }
+  std::chrono::milliseconds timeout() const { return timeout_; }
+
+  // Posts one send per tensor to rank dst with tags tag, tag+1, ...; the tensors stay alive until sent.
+  void send(const std::vector<torch::Tensor>& tensors, int dst, int tag);
+  // Posts receives into `into` (contiguous, preallocated with the agreed shapes); the future is ready
+  // once all arrived, or holds a peer_error.
+  std::shared_future<void> recv(std::vector<torch::Tensor> into, int src, int tag);
+  // Waits for every posted send; throws the first peer_error.
+  void flush();
+  // All ranks meet (through the process group).
+  void barrier();
+  // Shared key-value store of the rendezvous, for small control data (traces, profiles).
+  void store_set(const std::string& key, const std::string& value);
+  std::string store_get(const std::string& key);
+
+private:
+  struct pending {
+    std::vector<c10::intrusive_ptr<c10d::Work>> works;
+    std::vector<torch::Tensor> keep_alive;
+    std::shared_ptr<std::promise<void>> done;
+    int peer;
+    std::string what;
+  };
+  struct waiter {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<pending> queue;
+    bool stop = false;
+    std::thread thread;
+  };
+  void wait_loop(waiter& w);
+  void enqueue(waiter& w, pending p);
+
+  dist_env env_;
+  std::chrono::milliseconds timeout_;
+  c10::intrusive_ptr<c10d::Store> store_;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg_;
+  std::vector<std::shared_future<void>> sends_;
+  waiter send_waiter_, recv_waiter_;
+};
+
+} // namespace pippy

@@ -1,0 +1,83 @@
+#pragma once
+#include <torch/torch.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "pippy/compiler/stage_module.hpp"
+
+namespace pippy {
+
+// Loss of one micro-batch: mean over its rows (as torch's default reduction does).
+using loss_function = std::function<torch::Tensor(const torch::Tensor& output, const torch::Tensor& target)>;
+
+// Runs the compute actions of one pipeline stage on libtorch autograd:
+//   F  forward one micro-batch, keeping its graph (inputs are detached copies that require grad);
+//   I  gradients w.r.t. the stage inputs only (autograd::grad on the inputs, graph retained);
+//   W  gradients w.r.t. the weights, accumulated into .grad, reusing the graph that I kept;
+//   B  both at once (one backward pass, graph freed);
+//   U  optimizer step, then zero grads.
+// On the last stage F also computes the loss, scaled by rows(micro-batch)/rows(batch), so the gradients
+// of one pipelined step equal those of one step on the whole batch. Not thread-safe: one caller at a
+// time, and every call sets the grad mode it needs (thread-local state does not follow actors).
+class stage_executor {
+public:
+  stage_executor(int stage, int num_stages, std::shared_ptr<stage_module> module,
+                 std::shared_ptr<torch::optim::Optimizer> optimizer, loss_function loss = {});
+
+  int stage() const { return stage_; }
+  bool is_first() const { return stage_ == 0; }
+  bool is_last() const { return stage_ == num_stages_ - 1; }
+  stage_module& module() { return *module_; }
+
+  // F. target and loss_scale matter on the last stage only. Returns the tensors to hand to the next
+  // stage (on the last stage: the model output, which nobody receives).
+  std::vector<torch::Tensor> forward(int mb, const std::vector<torch::Tensor>& inputs,
+                                     const torch::Tensor& target = {}, double loss_scale = 1.0);
+  // I. grad_outputs: gradients of this stage's outputs from the next stage (ignored on the last
+  // stage). Returns gradients for the stage inputs (empty on the first stage).
+  std::vector<torch::Tensor> backward_input(int mb, const std::vector<torch::Tensor>& grad_outputs);
+  // W, after I of the same micro-batch.
+  void backward_weight(int mb);
+  // B = I + W in one pass.
+  std::vector<torch::Tensor> full_backward(int mb, const std::vector<torch::Tensor>& grad_outputs);
+  // U.
+  void step();
+  // Forgets the previous step's losses (call before the first F of a step).
+  void begin_step();
+
+  // Unscaled loss of a forwarded micro-batch (last stage), and its rows.
+  torch::Tensor loss(int mb) const;
+  // Sum over micro-batches of loss * scale: the whole batch's loss. Cleared by begin_step().
+  double step_loss() const { return step_loss_; }
+  // Micro-batches forwarded whose backward has not finished (held activations).
+  std::size_t in_flight() const { return state_.size(); }
+  std::uint64_t parameter_bytes() const;
+
+private:
+  struct mb_state {
+    std::vector<torch::Tensor> inputs;       // detached, requires grad where differentiable
+    std::vector<torch::Tensor> roots;        // tensors backward starts from (outputs, or the scaled loss)
+    std::vector<torch::Tensor> root_grads;   // their gradients (empty for the loss)
+    torch::Tensor loss;                      // unscaled, last stage only
+    bool input_grads_done = false;
+  };
+  mb_state& at(int mb, const char* what);
+  void set_root_grads(mb_state& st, const std::vector<torch::Tensor>& grad_outputs);
+  std::vector<torch::Tensor> input_grads(mb_state& st, const std::vector<torch::Tensor>& all,
+                                         std::size_t count) const;
+
+  int stage_;
+  int num_stages_;
+  std::shared_ptr<stage_module> module_;
+  std::shared_ptr<torch::optim::Optimizer> optimizer_;
+  loss_function loss_;
+  std::vector<torch::Tensor> params_; // those that require grad
+  std::map<int, mb_state> state_;
+  std::map<int, torch::Tensor> losses_;
+  double step_loss_ = 0;
+};
+
+} // namespace pippy

@@ -1,0 +1,62 @@
+#include "pippy/runtime/environment.hpp"
+
+#include <cstdlib>
+#include <optional>
+
+#include "pippy/core/error.hpp"
+
+namespace pippy {
+
+namespace {
+std::optional<std::string> get(const char* name) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0')
+    return std::nullopt;
+  return std::string(v);
+}
+
+int get_int(const char* name, int fallback) {
+  auto v = get(name);
+  if (!v)
+    return fallback;
+  try {
+    std::size_t used = 0;
+    const int x = std::stoi(*v, &used);
+    if (used != v->size())
+      throw std::invalid_argument("trailing characters");
+    return x;
+  } catch (const std::exception&) {
+    throw input_error(std::string("environment variable ") + name + "='" + *v + "' is not an integer");
+  }
+}
+} // namespace
+
+dist_env read_dist_env() {
+  dist_env e;
+  if (get("RANK") || get("WORLD_SIZE")) {
+    e.launcher = "torchrun";
+    e.rank = get_int("RANK", 0);
+    e.world_size = get_int("WORLD_SIZE", 1);
+    e.local_rank = get_int("LOCAL_RANK", e.rank);
+  } else if (get("SLURM_PROCID")) {
+    e.launcher = "slurm";
+    e.rank = get_int("SLURM_PROCID", 0);
+    e.world_size = get_int("SLURM_NTASKS", 1);
+    e.local_rank = get_int("SLURM_LOCALID", 0);
+    if (auto a = get("SLURM_LAUNCH_NODE_IPADDR"))
+      e.master_addr = *a;
+  }
+  if (auto a = get("MASTER_ADDR"))
+    e.master_addr = *a;
+  e.master_port = get_int("MASTER_PORT", e.master_port);
+  if (e.world_size < 1)
+    throw input_error("WORLD_SIZE must be at least 1, got " + std::to_string(e.world_size));
+  if (e.rank < 0 || e.rank >= e.world_size)
+    throw input_error("RANK " + std::to_string(e.rank) + " is outside [0, " +
+                      std::to_string(e.world_size) + ")");
+  if (e.master_port <= 0 || e.master_port > 65535)
+    throw input_error("MASTER_PORT " + std::to_string(e.master_port) + " is not a TCP port");
+  return e;
+}
+
+} // namespace pippy

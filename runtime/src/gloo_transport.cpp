@@ -1,0 +1,159 @@
+#include "pippy/runtime/gloo_transport.hpp"
+
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <cstdlib>
+
+namespace pippy {
+
+namespace {
+bool is_loopback(const std::string& addr) {
+  return addr == "127.0.0.1" || addr == "localhost" || addr == "::1";
+}
+} // namespace
+
+gloo_transport::gloo_transport(const dist_env& env, std::chrono::milliseconds timeout)
+    : env_(env), timeout_(timeout) {
+  c10d::TCPStoreOptions so;
+  so.port = static_cast<std::uint16_t>(env.master_port);
+  so.isServer = env.rank == 0;
+  so.numWorkers = static_cast<std::size_t>(env.world_size);
+  so.waitWorkers = true;
+  so.timeout = timeout;
+  try {
+    store_ = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
+  } catch (const std::exception& e) {
+    throw peer_error(0, "rank " + std::to_string(env.rank) + ": rendezvous at " + env.master_addr + ":" +
+                            std::to_string(env.master_port) + " failed: " + e.what());
+  }
+  auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
+  if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"))
+    opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+  else if (is_loopback(env.master_addr))
+    opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+  else
+    opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+  try {
+    pg_ = c10::make_intrusive<c10d::ProcessGroupGloo>(store_, env.rank, env.world_size, opts);
+  } catch (const std::exception& e) {
+    throw peer_error(-1, "rank " + std::to_string(env.rank) + ": connecting the process group failed: " +
+                             e.what());
+  }
+  send_waiter_.thread = std::thread([this] { wait_loop(send_waiter_); });
+  recv_waiter_.thread = std::thread([this] { wait_loop(recv_waiter_); });
+}
+
+gloo_transport::~gloo_transport() {
+  for (auto* w : {&send_waiter_, &recv_waiter_}) {
+    {
+      std::lock_guard lock(w->mu);
+      w->stop = true;
+    }
+    w->cv.notify_all();
+    if (w->thread.joinable())
+      w->thread.join();
+  }
+}
+
+void gloo_transport::enqueue(waiter& w, pending p) {
+  {
+    std::lock_guard lock(w.mu);
+    w.queue.push_back(std::move(p));
+  }
+  w.cv.notify_one();
+}
+
+void gloo_transport::wait_loop(waiter& w) {
+  for (;;) {
+    pending p;
+    {
+      std::unique_lock lock(w.mu);
+      w.cv.wait(lock, [&] { return w.stop || !w.queue.empty(); });
+      if (w.queue.empty())
+        return;
+      p = std::move(w.queue.front());
+      w.queue.pop_front();
+    }
+    try {
+      for (auto& work : p.works)
+        work->wait(timeout_);
+      p.done->set_value();
+    } catch (const std::exception& e) {
+      const std::string me = "rank " + std::to_string(env_.rank) + ": ";
+      const std::string peer = "rank " + std::to_string(p.peer);
+      p.done->set_exception(std::make_exception_ptr(peer_error(
+          p.peer, p.peer < 0 ? me + p.what + " failed (a rank died or timed out): " + e.what()
+                             : me + p.what + " " + peer + " failed (" + peer + " died or timed out): " + e.what())));
+    }
+  }
+}
+
+void gloo_transport::send(const std::vector<torch::Tensor>& tensors, int dst, int tag) {
+  pending p;
+  p.peer = dst;
+  p.what = "sending to";
+  p.done = std::make_shared<std::promise<void>>();
+  try {
+    for (std::size_t i = 0; i < tensors.size(); ++i) {
+      std::vector<torch::Tensor> one{tensors[i].contiguous()};
+      p.keep_alive.push_back(one[0]);
+      p.works.push_back(pg_->send(one, dst, tag + static_cast<int>(i)));
+    }
+  } catch (const std::exception& e) {
+    throw peer_error(dst, "rank " + std::to_string(env_.rank) + ": sending to rank " + std::to_string(dst) +
+                              " failed: " + e.what());
+  }
+  sends_.push_back(p.done->get_future().share());
+  enqueue(send_waiter_, std::move(p));
+}
+
+std::shared_future<void> gloo_transport::recv(std::vector<torch::Tensor> into, int src, int tag) {
+  pending p;
+  p.peer = src;
+  p.what = "receiving from";
+  p.done = std::make_shared<std::promise<void>>();
+  auto fut = p.done->get_future().share();
+  try {
+    for (std::size_t i = 0; i < into.size(); ++i) {
+      std::vector<torch::Tensor> one{into[i]};
+      p.works.push_back(pg_->recv(one, src, tag + static_cast<int>(i)));
+    }
+  } catch (const std::exception& e) {
+    throw peer_error(src, "rank " + std::to_string(env_.rank) + ": receiving from rank " +
+                              std::to_string(src) + " failed: " + e.what());
+  }
+  p.keep_alive = std::move(into);
+  enqueue(recv_waiter_, std::move(p));
+  return fut;
+}
+
+void gloo_transport::flush() {
+  auto sends = std::move(sends_);
+  sends_.clear();
+  for (auto& f : sends)
+    f.get();
+}
+
+void gloo_transport::barrier() {
+  auto work = pg_->barrier();
+  pending p;
+  p.peer = -1;
+  p.what = "barrier";
+  p.works.push_back(work);
+  p.done = std::make_shared<std::promise<void>>();
+  auto fut = p.done->get_future();
+  enqueue(recv_waiter_, std::move(p));
+  fut.get();
+}
+
+void gloo_transport::store_set(const std::string& key, const std::string& value) {
+  store_->set(key, std::vector<uint8_t>(value.begin(), value.end()));
+}
+
+std::string gloo_transport::store_get(const std::string& key) {
+  auto v = store_->get(key);
+  return std::string(v.begin(), v.end());
+}
+
+} // namespace pippy

@@ -1,0 +1,290 @@
+#include "pippy/runtime/pipeline_engine.hpp"
+
+#include <sstream>
+
+#include "pippy/core/error.hpp"
+#include "pippy/core/validate.hpp"
+
+namespace pippy {
+
+double now_us() {
+  using namespace std::chrono;
+  return static_cast<double>(duration_cast<nanoseconds>(system_clock::now().time_since_epoch()).count()) /
+         1000.0;
+}
+
+namespace {
+enum class channel { fwd = 0, bwd = 1, meta = 2 };
+constexpr int max_tensors = 16;
+
+int tag_of(channel c, int stage, int mb) {
+  return ((static_cast<int>(c) * 1024 + stage) * 4096 + mb) * max_tensors;
+}
+
+std::uint64_t bytes_of(const std::vector<torch::Tensor>& ts) {
+  std::uint64_t n = 0;
+  for (const auto& t : ts)
+    if (t.defined())
+      n += static_cast<std::uint64_t>(t.numel()) * t.element_size();
+  return n;
+}
+
+constexpr int meta_len = 64;
+} // namespace
+
+pipeline_engine::pipeline_engine(const schedule& compute_only,
+                                 std::vector<std::shared_ptr<stage_executor>> stages,
+                                 gloo_transport* transport)
+    : stages_(std::move(stages)), transport_(transport) {
+  if (compute_only.has_communication())
+    throw input_error("pipeline_engine takes a compute-only schedule (it lowers communication itself)");
+  compute_only.shape.validate();
+  num_stages_ = compute_only.shape.num_stages();
+  microbatches_ = compute_only.shape.num_microbatches;
+  if (static_cast<int>(stages_.size()) != num_stages_)
+    throw input_error("schedule '" + compute_only.name + "' has " + std::to_string(num_stages_) +
+                      " stages, " + std::to_string(stages_.size()) + " stage executors given");
+  if (transport_) {
+    if (transport_->world_size() != compute_only.shape.num_ranks)
+      throw input_error("schedule '" + compute_only.name + "' needs " +
+                        std::to_string(compute_only.shape.num_ranks) + " ranks, WORLD_SIZE is " +
+                        std::to_string(transport_->world_size()));
+    sched_ = add_communication(compute_only);
+    local_ranks_ = {transport_->rank()};
+  } else {
+    sched_ = compute_only;
+    for (int r = 0; r < compute_only.shape.num_ranks; ++r)
+      local_ranks_.push_back(r);
+  }
+  validate(sched_);
+  for (int r : local_ranks_)
+    for (int s : sched_.shape.stages_of(r))
+      if (!stages_[static_cast<std::size_t>(s)])
+        throw input_error("rank " + std::to_string(r) + " runs stage " + std::to_string(s) +
+                          " but no executor was given for it");
+  trace_.num_ranks = sched_.shape.num_ranks;
+  trace_.run = sched_.name + " R=" + std::to_string(sched_.shape.num_ranks) +
+               " M=" + std::to_string(microbatches_) + " measured";
+}
+
+void pipeline_engine::record(int rank, const action& a, double start, double end, std::uint64_t bytes,
+                             int peer) {
+  trace_.events.push_back(trace_event{.rank = rank, .act = a, .start_us = start, .end_us = end,
+                                      .bytes = bytes, .peer = peer, .source = event_source::measured});
+}
+
+bool pipeline_engine::ready(const action& a) const {
+  switch (a.kind) {
+  case action_kind::forward:
+    return a.stage == 0 || fwd_in_.count({a.stage, a.microbatch}) > 0;
+  case action_kind::backward_input:
+  case action_kind::full_backward:
+    return a.stage == num_stages_ - 1 || bwd_in_.count({a.stage, a.microbatch}) > 0;
+  default:
+    return true; // W, U follow their own rank's earlier actions; receives block
+  }
+}
+
+std::vector<torch::Tensor> pipeline_engine::receive(const action& a, int src, std::uint64_t& bytes) {
+  const bool fwd = a.kind == action_kind::recv_f;
+  const key producer = fwd ? key{a.stage - 1, a.microbatch} : key{a.stage, a.microbatch};
+  if (fwd && !out_meta_.count(producer)) { // first time: agree on shapes and dtypes
+    auto meta = torch::zeros({meta_len}, torch::kLong);
+    transport_->recv({meta}, src, tag_of(channel::meta, a.stage - 1, a.microbatch)).get();
+    auto m = meta.accessor<int64_t, 1>();
+    std::vector<tensor_meta> metas;
+    int64_t pos = 1;
+    for (int64_t i = 0; i < m[0]; ++i) {
+      tensor_meta tm;
+      tm.dtype = static_cast<torch::ScalarType>(m[pos++]);
+      const int64_t nd = m[pos++];
+      for (int64_t d = 0; d < nd; ++d)
+        tm.sizes.push_back(m[pos++]);
+      metas.push_back(tm);
+    }
+    out_meta_[producer] = metas;
+  }
+  std::vector<torch::Tensor> into;
+  for (const auto& tm : out_meta_.at(producer))
+    into.push_back(torch::empty(tm.sizes, torch::TensorOptions().dtype(tm.dtype)));
+  const int tag = fwd ? tag_of(channel::fwd, a.stage - 1, a.microbatch)
+                      : tag_of(channel::bwd, a.stage + 1, a.microbatch);
+  transport_->recv(into, src, tag).get();
+  bytes = bytes_of(into);
+  return into;
+}
+
+void pipeline_engine::run(int rank, const action& a) {
+  const double t0 = now_us();
+  const key k{a.stage, a.microbatch};
+  const auto stage_idx = static_cast<std::size_t>(a.stage);
+  std::uint64_t bytes = 0;
+  int peer = -1;
+  switch (a.kind) {
+  case action_kind::forward: {
+    auto& ex = *stages_[stage_idx];
+    std::vector<torch::Tensor> in;
+    if (a.stage == 0) {
+      in = mb_inputs_[static_cast<std::size_t>(a.microbatch)];
+    } else {
+      in = std::move(fwd_in_.at(k));
+      fwd_in_.erase(k);
+    }
+    const auto mb = static_cast<std::size_t>(a.microbatch);
+    auto out = ex.forward(a.microbatch, in, ex.is_last() ? mb_targets_[mb] : torch::Tensor(), mb_scale_[mb]);
+    if (ex.is_last()) {
+      last_out_[a.microbatch] = out;
+    } else {
+      std::vector<tensor_meta> metas;
+      for (const auto& o : out)
+        metas.push_back({o.sizes().vec(), o.scalar_type()});
+      out_meta_[k] = metas;
+      activation_bytes_[a.stage] = bytes_of(out);
+      if (!transport_ || sched_.shape.rank_of(a.stage + 1) == rank)
+        fwd_in_[{a.stage + 1, a.microbatch}] = std::move(out); // same process: in memory
+      else
+        fwd_out_[k] = std::move(out);
+    }
+    break;
+  }
+  case action_kind::backward_input:
+  case action_kind::full_backward: {
+    auto& ex = *stages_[stage_idx];
+    std::vector<torch::Tensor> grads;
+    if (!ex.is_last()) {
+      grads = std::move(bwd_in_.at(k));
+      bwd_in_.erase(k);
+    }
+    auto g = a.kind == action_kind::full_backward ? ex.full_backward(a.microbatch, grads)
+                                                  : ex.backward_input(a.microbatch, grads);
+    if (a.stage > 0) {
+      if (!transport_ || sched_.shape.rank_of(a.stage - 1) == rank)
+        bwd_in_[{a.stage - 1, a.microbatch}] = std::move(g);
+      else
+        bwd_out_[k] = std::move(g);
+    }
+    break;
+  }
+  case action_kind::backward_weight:
+    stages_[stage_idx]->backward_weight(a.microbatch);
+    break;
+  case action_kind::optimizer_step:
+    stages_[stage_idx]->step();
+    break;
+  case action_kind::send_f: {
+    auto out = std::move(fwd_out_.at(k));
+    fwd_out_.erase(k);
+    peer = sched_.shape.rank_of(a.stage + 1);
+    if (!meta_sent_[k]) {
+      auto meta = torch::zeros({meta_len}, torch::kLong);
+      auto m = meta.accessor<int64_t, 1>();
+      int64_t pos = 1;
+      m[0] = static_cast<int64_t>(out.size());
+      for (const auto& o : out) {
+        if (pos + 2 + o.dim() > meta_len || out.size() > max_tensors)
+          throw input_error("stage " + std::to_string(a.stage) + ": outputs too many or too high-dimensional");
+        m[pos++] = static_cast<int64_t>(o.scalar_type());
+        m[pos++] = o.dim();
+        for (auto s : o.sizes())
+          m[pos++] = s;
+      }
+      transport_->send({meta}, peer, tag_of(channel::meta, a.stage, a.microbatch));
+      meta_sent_[k] = true;
+    }
+    bytes = bytes_of(out);
+    transport_->send(out, peer, tag_of(channel::fwd, a.stage, a.microbatch));
+    break;
+  }
+  case action_kind::send_b: {
+    auto g = std::move(bwd_out_.at(k));
+    bwd_out_.erase(k);
+    peer = sched_.shape.rank_of(a.stage - 1);
+    bytes = bytes_of(g);
+    transport_->send(g, peer, tag_of(channel::bwd, a.stage, a.microbatch));
+    break;
+  }
+  case action_kind::recv_f: {
+    const int src = sched_.shape.rank_of(a.stage - 1);
+    fwd_in_[k] = receive(a, src, bytes);
+    peer = src;
+    break;
+  }
+  case action_kind::recv_b: {
+    const int src = sched_.shape.rank_of(a.stage + 1);
+    bwd_in_[k] = receive(a, src, bytes);
+    peer = src;
+    break;
+  }
+  }
+  record(rank, a, t0, now_us(), bytes, peer);
+}
+
+std::optional<double> pipeline_engine::step(const std::vector<torch::Tensor>& inputs,
+                                            const torch::Tensor& target,
+                                            const std::vector<chunk_spec>& specs) {
+  const auto& shape = sched_.shape;
+  const int last = num_stages_ - 1;
+  bool has_first = false, has_last = false;
+  for (int r : local_ranks_) {
+    has_first |= shape.rank_of(0) == r;
+    has_last |= shape.rank_of(last) == r;
+  }
+  mb_inputs_.clear();
+  mb_targets_.clear();
+  mb_scale_.assign(static_cast<std::size_t>(microbatches_), 1.0 / microbatches_);
+  if (has_first)
+    mb_inputs_ = split_tensors(inputs, microbatches_, specs);
+  if (has_last) {
+    for (auto& t : split_tensors({target}, microbatches_))
+      mb_targets_.push_back(t[0]);
+    const auto rows = target.size(0);
+    for (int m = 0; m < microbatches_; ++m)
+      mb_scale_[static_cast<std::size_t>(m)] =
+          static_cast<double>(mb_targets_[static_cast<std::size_t>(m)].size(0)) / static_cast<double>(rows);
+  }
+  for (int r : local_ranks_)
+    for (int s : shape.stages_of(r))
+      stages_[static_cast<std::size_t>(s)]->begin_step();
+  last_out_.clear();
+
+  std::vector<std::size_t> pos(local_ranks_.size(), 0);
+  for (;;) {
+    bool progress = false, all_done = true;
+    for (std::size_t i = 0; i < local_ranks_.size(); ++i) {
+      const int r = local_ranks_[i];
+      const auto& acts = sched_.ranks[static_cast<std::size_t>(r)];
+      // Run this rank as far as it can go before giving the others a turn.
+      while (pos[i] < acts.size() && ready(acts[pos[i]])) {
+        run(r, acts[pos[i]]);
+        ++pos[i];
+        progress = true;
+      }
+      all_done &= pos[i] == acts.size();
+    }
+    if (all_done)
+      break;
+    if (!progress) {
+      std::ostringstream msg;
+      msg << "schedule '" << sched_.name << "' is stuck:";
+      for (std::size_t i = 0; i < local_ranks_.size(); ++i) {
+        const auto& acts = sched_.ranks[static_cast<std::size_t>(local_ranks_[i])];
+        if (pos[i] < acts.size())
+          msg << " rank " << local_ranks_[i] << " waits at " << to_string(acts[pos[i]]) << ";";
+      }
+      throw std::logic_error(msg.str());
+    }
+  }
+  if (transport_)
+    transport_->flush();
+
+  merged_outputs_.clear();
+  if (!has_last)
+    return std::nullopt;
+  std::vector<std::vector<torch::Tensor>> outs;
+  for (auto& [m, o] : last_out_)
+    outs.push_back(o);
+  merged_outputs_ = merge_outputs(outs);
+  return stages_[static_cast<std::size_t>(last)]->step_loss();
+}
+
+} // namespace pippy

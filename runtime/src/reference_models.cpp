@@ -1,0 +1,36 @@
+#include "pippy/runtime/reference_models.hpp"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include "pippy/runtime/sequential_stage.hpp"
+
+namespace pippy {
+
+torch::nn::Sequential make_mynetwork(std::uint64_t seed, const mynetwork_options& o) {
+  torch::manual_seed(seed);
+  torch::nn::Sequential seq;
+  int64_t prev = o.in_dim;
+  for (std::size_t i = 0; i < o.dims.size(); ++i) {
+    seq->push_back("layer" + std::to_string(i) + "_lin", torch::nn::Linear(prev, o.dims[i]));
+    seq->push_back("layer" + std::to_string(i) + "_relu", torch::nn::ReLU());
+    prev = o.dims[i];
+  }
+  seq->push_back("output_proj", torch::nn::Linear(prev, o.classes));
+  return seq;
+}
+
+std::vector<std::size_t> mynetwork_boundaries(const mynetwork_options& o, int num_stages) {
+  if (num_stages == 3 && o.dims.size() >= 2)
+    return {2, 4}; // after layer0 and after layer1, as PiPPy's README splits it
+  return even_boundaries(2 * o.dims.size() + 1, num_stages);
+}
+
+batch_data synthetic_batch(std::uint64_t seed, int step, int64_t batch, int64_t in_dim, int64_t classes) {
+  auto gen = at::detail::createCPUGenerator(seed * 1000003ULL + static_cast<std::uint64_t>(step));
+  batch_data b;
+  b.x = at::randn({batch, in_dim}, gen, torch::kFloat32);
+  b.y = at::randint(0, classes, {batch}, gen, torch::kLong);
+  return b;
+}
+
+} // namespace pippy

@@ -1,0 +1,168 @@
+// Every schedule, run for real in one process, gives the unsplit model's loss and gradients.
+#include <catch2/catch.hpp>
+
+#include <set>
+
+#include "pippy/core/error.hpp"
+#include "pippy/core/generators.hpp"
+#include "pippy/runtime/pipeline_engine.hpp"
+#include "pippy/runtime/reference_models.hpp"
+#include "pippy/runtime/sequential_stage.hpp"
+
+using namespace pippy;
+
+namespace {
+const mynetwork_options small{.in_dim = 32, .dims = {32, 64, 16}, .classes = 10};
+constexpr std::uint64_t seed = 42;
+constexpr int64_t batch = 12;
+constexpr double lr = 0.05;
+
+torch::Tensor ce(const torch::Tensor& out, const torch::Tensor& y) {
+  return torch::nn::functional::cross_entropy(out, y);
+}
+std::shared_ptr<torch::optim::Optimizer> sgd(std::vector<torch::Tensor> params) {
+  return std::make_shared<torch::optim::SGD>(params, torch::optim::SGDOptions(lr).momentum(0.9));
+}
+double rel(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a - b).norm().item<double>() / std::max(b.norm().item<double>(), 1e-30);
+}
+
+struct pipelined {
+  torch::nn::Sequential model;
+  std::vector<std::shared_ptr<stage_executor>> stages;
+  std::unique_ptr<pipeline_engine> engine;
+};
+
+pipelined make_pipelined(const schedule& s) {
+  pipelined p;
+  p.model = make_mynetwork(seed, small);
+  const int S = s.shape.num_stages();
+  auto mods = split_sequential(p.model, mynetwork_boundaries(small, S));
+  for (int i = 0; i < S; ++i)
+    p.stages.push_back(std::make_shared<stage_executor>(i, S, mods[static_cast<std::size_t>(i)],
+                                                        sgd(mods[static_cast<std::size_t>(i)]->parameters()),
+                                                        ce));
+  p.engine = std::make_unique<pipeline_engine>(s, p.stages);
+  return p;
+}
+
+// The schedules to check and their sizes: 3 ranks, 6 micro-batches (3 or 6 stages).
+std::vector<schedule_options> all_schedules(bool optimizer_steps) {
+  std::vector<schedule_options> out;
+  for (auto name : schedule_names()) {
+    for (int v : {0, 2}) {
+      schedule_options o{.name = std::string(name), .num_ranks = 3, .num_microbatches = 6,
+                         .stages_per_rank = v, .optimizer_steps = optimizer_steps};
+      try {
+        auto s = make_schedule(o);
+        if (v == 2 && s.shape.stages_per_rank != 2)
+          continue;
+        if (v == 0 || s.shape.stages_per_rank == 2) {
+          bool dup = false;
+          for (auto& x : out)
+            dup |= x.name == o.name && make_schedule(x).shape == s.shape;
+          if (!dup)
+            out.push_back(o);
+        }
+      } catch (const input_error&) {
+      }
+    }
+  }
+  return out;
+}
+} // namespace
+
+TEST_CASE("every schedule is exercised at 3 ranks", "[runtime][pipeline]") {
+  const auto opts = all_schedules(false);
+  std::set<std::string> names;
+  for (auto& o : opts)
+    names.insert(o.name);
+  CHECK(names.size() == schedule_names().size());
+}
+
+TEST_CASE("one pipelined step equals one unsplit step: loss and every gradient", "[runtime][pipeline]") {
+  auto data = synthetic_batch(seed, 0, batch, small.in_dim, small.classes);
+  auto ref = make_mynetwork(seed, small);
+  auto ref_loss = ce(ref->forward(data.x), data.y);
+  ref_loss.backward();
+  const auto ref_params = ref->named_parameters();
+
+  for (const auto& o : all_schedules(false)) {
+    auto s = make_schedule(o);
+    DYNAMIC_SECTION(o.name << " V=" << s.shape.stages_per_rank) {
+      auto p = make_pipelined(s);
+      auto loss = p.engine->step({data.x}, data.y);
+      REQUIRE(loss);
+      CHECK(std::abs(*loss - ref_loss.item<double>()) <= 1e-5 * std::abs(ref_loss.item<double>()));
+      CHECK(rel(p.engine->outputs()[0], ref->forward(data.x)) < 1e-5);
+      const auto params = p.model->named_parameters();
+      REQUIRE(params.size() == ref_params.size());
+      for (const auto& item : ref_params) {
+        INFO(o.name << " parameter " << item.key());
+        const auto& g = params[item.key()].grad();
+        REQUIRE(g.defined());
+        CHECK(rel(g, item.value().grad()) < 1e-5);
+      }
+      // Each compute action was measured once.
+      int computes = 0;
+      for (const auto& e : p.engine->events().events) {
+        CHECK(e.source == event_source::measured);
+        CHECK(e.end_us >= e.start_us);
+        computes += is_compute(e.act.kind);
+      }
+      CHECK(computes == static_cast<int>(s.num_actions()));
+    }
+  }
+}
+
+TEST_CASE("K pipelined optimizer steps equal K unsplit steps: losses and parameters", "[runtime][pipeline]") {
+  constexpr int K = 3;
+  auto ref = make_mynetwork(seed, small);
+  auto opt = sgd(ref->parameters());
+  std::vector<double> ref_losses;
+  for (int k = 0; k < K; ++k) {
+    auto data = synthetic_batch(seed, k, batch, small.in_dim, small.classes);
+    opt->zero_grad();
+    auto loss = ce(ref->forward(data.x), data.y);
+    loss.backward();
+    opt->step();
+    ref_losses.push_back(loss.item<double>());
+  }
+  CHECK(ref_losses.back() < ref_losses.front()); // it learns
+
+  for (const auto& o : all_schedules(true)) {
+    auto s = make_schedule(o);
+    DYNAMIC_SECTION(o.name << " V=" << s.shape.stages_per_rank) {
+      auto p = make_pipelined(s);
+      for (int k = 0; k < K; ++k) {
+        auto data = synthetic_batch(seed, k, batch, small.in_dim, small.classes);
+        auto loss = p.engine->step({data.x}, data.y);
+        REQUIRE(loss);
+        CHECK(std::abs(*loss - ref_losses[static_cast<std::size_t>(k)]) <=
+              1e-5 * ref_losses[static_cast<std::size_t>(k)]);
+      }
+      const auto params = p.model->named_parameters();
+      for (const auto& item : ref->named_parameters()) {
+        INFO(o.name << " parameter " << item.key());
+        CHECK(rel(params[item.key()], item.value()) < 1e-5);
+      }
+    }
+  }
+}
+
+TEST_CASE("uneven micro-batches are weighted by their rows", "[runtime][pipeline]") {
+  auto s = make_schedule({.name = "gpipe", .num_ranks = 2, .num_microbatches = 5, .optimizer_steps = false});
+  auto p = make_pipelined(s);
+  auto data = synthetic_batch(seed, 1, 12, small.in_dim, small.classes); // 3,3,2,2,2 rows
+  auto ref = make_mynetwork(seed, small);
+  auto ref_loss = ce(ref->forward(data.x), data.y).item<double>();
+  auto loss = p.engine->step({data.x}, data.y);
+  REQUIRE(loss);
+  CHECK(std::abs(*loss - ref_loss) <= 1e-5 * ref_loss);
+}
+
+TEST_CASE("a schedule that does not fit the stages is rejected, naming it", "[runtime][pipeline]") {
+  auto s = make_schedule({.name = "1f1b", .num_ranks = 3, .num_microbatches = 3});
+  std::vector<std::shared_ptr<stage_executor>> two(2);
+  CHECK_THROWS_WITH(pipeline_engine(s, two), Catch::Contains("1f1b") && Catch::Contains("3 stages"));
+}

@@ -1,0 +1,184 @@
+// pippy run --nproc N -- PROGRAM ARGS...: a local launcher in torchrun's manner. Starts N processes with
+// RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT (a free port unless
+// given); their output goes straight to ours. When one fails, it says which rank and how, gives the
+// others --grace seconds to notice and exit by themselves (the backend names the lost peer within its
+// c10d timeout), then stops them; the exit status is the first failing rank's.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "commands.hpp"
+#include "pippy/core/error.hpp"
+
+namespace pippy::cli {
+
+namespace {
+
+struct run_options {
+  int nproc = 1;
+  std::string master_addr = "127.0.0.1";
+  int master_port = 0;
+  double grace_s = 10;
+  std::vector<std::string> program;
+};
+
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0)
+    throw input_error(std::string("run: cannot open a socket: ") + std::strerror(errno));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof addr;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    ::close(fd);
+    throw input_error(std::string("run: cannot find a free port: ") + std::strerror(errno));
+  }
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+std::string describe(int status) {
+  if (WIFEXITED(status))
+    return "exited with code " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    const int sig = WTERMSIG(status);
+    const char* name = ::strsignal(sig);
+    return "was killed by signal " + std::to_string(sig) + " (" + (name ? name : "?") + ")";
+  }
+  return "stopped (status " + std::to_string(status) + ")";
+}
+
+int exit_code(int status) {
+  if (WIFEXITED(status))
+    return WEXITSTATUS(status);
+  if (WIFSIGNALED(status))
+    return 128 + WTERMSIG(status);
+  return 1;
+}
+
+volatile std::sig_atomic_t interrupted = 0;
+void on_signal(int) { interrupted = 1; }
+
+int run(const run_options& o) {
+  if (o.nproc < 1)
+    throw input_error("run: --nproc must be at least 1");
+  if (o.program.empty())
+    throw input_error("run: no program given (pippy run --nproc N -- PROGRAM ARGS...)");
+  const int port = o.master_port > 0 ? o.master_port : free_port();
+  std::vector<pid_t> pids(static_cast<std::size_t>(o.nproc), -1);
+  std::cout.flush();
+  std::cerr.flush();
+  for (int r = 0; r < o.nproc; ++r) {
+    const pid_t pid = ::fork();
+    if (pid < 0)
+      throw input_error(std::string("run: fork failed: ") + std::strerror(errno));
+    if (pid == 0) {
+      ::setenv("RANK", std::to_string(r).c_str(), 1);
+      ::setenv("LOCAL_RANK", std::to_string(r).c_str(), 1);
+      ::setenv("WORLD_SIZE", std::to_string(o.nproc).c_str(), 1);
+      ::setenv("LOCAL_WORLD_SIZE", std::to_string(o.nproc).c_str(), 1);
+      ::setenv("GROUP_RANK", "0", 1);
+      ::setenv("MASTER_ADDR", o.master_addr.c_str(), 1);
+      ::setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
+      std::vector<char*> argv;
+      for (const auto& a : o.program)
+        argv.push_back(const_cast<char*>(a.c_str()));
+      argv.push_back(nullptr);
+      ::execvp(argv[0], argv.data());
+      std::cerr << "pippy run: rank " << r << ": cannot start '" << o.program[0] << "': " << std::strerror(errno)
+                << std::endl;
+      ::_exit(127);
+    }
+    pids[static_cast<std::size_t>(r)] = pid;
+  }
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+
+  using clock = std::chrono::steady_clock;
+  int running = o.nproc;
+  int first_failed = -1, result = 0;
+  clock::time_point deadline{};
+  bool terminated = false, killed = false;
+  while (running > 0) {
+    int status = 0;
+    const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+    if (pid > 0) {
+      int rank = -1;
+      for (int r = 0; r < o.nproc; ++r)
+        if (pids[static_cast<std::size_t>(r)] == pid)
+          rank = r;
+      if (rank < 0)
+        continue;
+      pids[static_cast<std::size_t>(rank)] = -1;
+      --running;
+      const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+      if (!ok) {
+        std::cerr << "pippy run: rank " << rank << " (pid " << pid << ") " << describe(status) << std::endl;
+        if (first_failed < 0) {
+          first_failed = rank;
+          result = exit_code(status);
+          deadline = clock::now() + std::chrono::milliseconds(static_cast<int64_t>(o.grace_s * 1000));
+          if (running > 0)
+            std::cerr << "pippy run: waiting up to " << o.grace_s << " s for the other ranks to stop" << std::endl;
+        }
+      }
+      continue;
+    }
+    if (pid < 0 && errno != EINTR)
+      break;
+    const bool failing = first_failed >= 0 || interrupted;
+    if (interrupted && first_failed < 0) {
+      first_failed = o.nproc; // no rank: the launcher was interrupted
+      result = 130;
+      deadline = clock::now();
+    }
+    if (failing && !terminated && clock::now() >= deadline) {
+      std::cerr << "pippy run: stopping " << running << " remaining rank(s)" << std::endl;
+      for (auto p : pids)
+        if (p > 0)
+          ::kill(p, SIGTERM);
+      terminated = true;
+      deadline = clock::now() + std::chrono::seconds(3);
+    } else if (terminated && !killed && clock::now() >= deadline) {
+      for (auto p : pids)
+        if (p > 0)
+          ::kill(p, SIGKILL);
+      killed = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (first_failed >= 0 && first_failed < o.nproc)
+    std::cerr << "pippy run: failed: rank " << first_failed << " was the first to fail" << std::endl;
+  return first_failed >= 0 ? std::max(result, 1) : 0;
+}
+
+} // namespace
+
+command add_run_command(CLI::App& app) {
+  auto o = std::make_shared<run_options>();
+  auto* sub = app.add_subcommand("run", "launch N local processes of a program with torchrun's environment");
+  sub->add_option("--nproc", o->nproc, "number of processes (ranks)")->check(CLI::PositiveNumber);
+  sub->add_option("--master-addr", o->master_addr, "rendezvous address");
+  sub->add_option("--master-port", o->master_port, "rendezvous port (0: a free one)");
+  sub->add_option("--grace", o->grace_s, "seconds the others get to exit by themselves after one fails");
+  sub->add_option("program", o->program, "PROGRAM ARGS... (after --)")->required();
+  return {sub, [o] { return run(*o); }};
+}
+
+} // namespace pippy::cli
