@@ -1,5 +1,7 @@
 #include "models/gpt.hpp"
 
+#include <pippy/core/error.hpp>
+
 #include <cmath>
 #include <limits>
 
@@ -51,6 +53,16 @@ torch::Tensor GPTImpl::forward(torch::Tensor idx) {
   torch::Tensor x = tok_emb(idx) + pos_emb(pos);
   for (const auto& block : *blocks) x = block->as<Block>()->forward(x);
   return torch::nn::functional::linear(ln_f(x), lm_head->named_parameters(false)["weight"]);
+}
+
+std::vector<std::pair<std::string, split_point>> gpt_manual_split(const gpt_config& c, int num_stages) {
+  if (num_stages < 1 || num_stages > c.n_layer)
+    throw input_error("gpt: cannot split " + std::to_string(c.n_layer) + " blocks into " + std::to_string(num_stages) +
+                      " stages (1.." + std::to_string(c.n_layer) + ")");
+  std::vector<std::pair<std::string, split_point>> points;
+  for (int i = 1; i < num_stages; ++i)
+    points.emplace_back("blocks." + std::to_string(i * c.n_layer / num_stages), split_point::beginning);
+  return points;
 }
 
 } // namespace pippy::models

@@ -2,7 +2,12 @@
 // A small GPT-style decoder: token + position embeddings, pre-norm blocks with causal self-attention
 // and an MLP, final LayerNorm, and an LM head whose weight is the token embedding (tied: the same
 // tensor is registered as tok_emb.weight and lm_head.weight).
+#include <pippy/compiler/compiler.hpp>
 #include <torch/torch.h>
+
+#include <string>
+#include <utility>
+#include <vector>
 
 namespace pippy::models {
 
@@ -43,5 +48,10 @@ struct GPTImpl : torch::nn::Module {
   std::shared_ptr<torch::nn::Module> lm_head;
 };
 TORCH_MODULE(GPT);
+
+// The manual split (`gpt --split manual`): stage i > 0 begins at block i * n_layer / num_stages, so the
+// embeddings go with the first blocks and ln_f + the tied head with the last. Throws input_error when
+// num_stages is not in 1..n_layer.
+std::vector<std::pair<std::string, split_point>> gpt_manual_split(const gpt_config& c, int num_stages);
 
 } // namespace pippy::models

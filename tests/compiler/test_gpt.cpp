@@ -142,3 +142,28 @@ TEST_CASE("GPT: automatic split balanced by measured node time", "[compiler]") {
     CHECK(test::close(grads.at(name), g));
   }
 }
+
+TEST_CASE("GPT: manual split at block beginnings", "[compiler]") {
+  fixture f;
+  auto points = models::gpt_manual_split(f.cfg, 2);
+  REQUIRE(points.size() == 1);
+  CHECK(points[0].first == "blocks.2");
+  annotate_split_points(*f.net, points);
+  pippy::pipe p = pipeline(*f.net, f.call(), {f.idx}, {.num_ranks = 2, .clone_parameters = true});
+  REQUIRE(p.num_stages() == 2);
+  auto h = test::holders(p);
+  CHECK(h["blocks.1.proj.bias"] == std::vector<int>{0});
+  CHECK(h["blocks.2.ln_1.weight"] == std::vector<int>{1});
+  CHECK(h["tok_emb.weight"] == std::vector<int>{0, 1});
+  torch::Tensor ref = f.net(f.idx);
+  f.loss(ref).backward();
+  auto run = test::run_stages(p, {f.idx}, [&](const std::vector<torch::Tensor>& o) { return f.loss(o[0]); });
+  CHECK(test::close(run.outputs[0], ref));
+  auto grads = test::stage_grads(p);
+  for (const auto& [name, g] : test::grads_of(*f.net)) {
+    if (name == "lm_head.weight") continue;
+    INFO(name);
+    CHECK(test::close(grads.at(name), g));
+  }
+  CHECK_THROWS_WITH(models::gpt_manual_split(f.cfg, 5), "gpt: cannot split 4 blocks into 5 stages (1..4)");
+}
