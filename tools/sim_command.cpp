@@ -1,8 +1,11 @@
 // pippy sim: simulate a schedule's actors in virtual time and report makespan, bubbles and memory.
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <memory>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
@@ -12,13 +15,15 @@
 #include "pippy/core/validate.hpp"
 #include "pippy/simulator/simulator.hpp"
 #include "pippy/traces/chrome_trace.hpp"
+#include "pippy/traces/live.hpp"
 
 namespace pippy::cli {
 
 command add_sim_command(CLI::App& app) {
   struct options {
     schedule_options gen{.name = "1f1b", .num_ranks = 4, .num_microbatches = 8};
-    std::string from, cost, cost_file, trace_path;
+    std::string from, cost, cost_file, trace_path, live;
+    double live_wait_s = 0, pace = 0;
     double latency_us = 0, bandwidth_gbps = 0;
     double inter_latency_us = -1, inter_bandwidth_gbps = -1;
     int ranks_per_host = 0;
@@ -51,6 +56,12 @@ command add_sim_command(CLI::App& app) {
   sub->add_option("--jitter", o->jitter, "Scale each compute time by 1 + jitter*u, u in [-1,1], seeded");
   sub->add_option("--seed", o->seed, "Seed of the jitter");
   sub->add_option("--trace", o->trace_path, "Write a Chrome trace (Perfetto) to this file");
+  sub->add_option("--live", o->live,
+                  "Publish every event and memory sample as it happens (JSON lines) for `pippy-view --live`: a TCP "
+                  "port on 127.0.0.1 (0 = any free port), or a file when the argument ends in .jsonl or contains '/'");
+  sub->add_option("--live-wait-s", o->live_wait_s, "With --live PORT: wait up to this many seconds for a viewer before starting");
+  sub->add_option("--pace", o->pace,
+                  "Play the simulation at this many virtual microseconds per wall-clock microsecond (0 = as fast as possible)");
   sub->add_flag("--json", o->json, "Print one JSON object");
   sub->add_flag("--no-optimizer-step", o->no_optimizer_step, "Leave out the U action of each stage");
   return {sub, [o] {
@@ -85,6 +96,46 @@ command add_sim_command(CLI::App& app) {
       so.links.inter_host.bandwidth_gbps = o->inter_bandwidth_gbps;
     so.links.blocking_send = o->blocking_send;
     so.memory.cap_bytes = static_cast<std::uint64_t>(o->memory_cap);
+    if (!(o->pace >= 0))
+      throw input_error("--pace must be non-negative (got " + std::to_string(o->pace) + ")");
+    if (!(o->live_wait_s >= 0))
+      throw input_error("--live-wait-s must be non-negative (got " + std::to_string(o->live_wait_s) + ")");
+    so.pace = o->pace;
+    std::unique_ptr<live_publisher> pub;
+    if (!o->live.empty()) {
+      live_publisher_options lo;
+      const bool file = o->live.find('/') != std::string::npos ||
+                        (o->live.size() > 6 && o->live.compare(o->live.size() - 6, 6, ".jsonl") == 0);
+      if (file) {
+        lo.path = o->live;
+      } else {
+        std::size_t used = 0;
+        int port = -1;
+        try {
+          port = std::stoi(o->live, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used != o->live.size() || port < 0 || port > 65535)
+          throw input_error("--live: expected a TCP port (0-65535) or a FILE.jsonl path (got '" + o->live + "')");
+        lo.port = port;
+      }
+      pub = std::make_unique<live_publisher>(lo); // throws input_error naming the port or file
+      if (file)
+        std::fprintf(stderr, "live: writing to %s\n", o->live.c_str());
+      else
+        std::fprintf(stderr, "live: publishing on %s:%d\n", lo.host.c_str(), pub->port());
+      std::fflush(stderr);
+      if (!file && o->live_wait_s > 0) {
+        const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(o->live_wait_s);
+        while (pub->clients() == 0 && std::chrono::steady_clock::now() < until)
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        std::fprintf(stderr, pub->clients() > 0 ? "live: viewer connected\n" : "live: no viewer yet, starting anyway\n");
+      }
+      live_publisher* p = pub.get();
+      so.on_event = [p](const trace_event& e) { p->publish(e); };
+      so.on_memory = [p](const memory_sample& m) { p->publish(m); };
+    }
     const bool tty = isatty(fileno(stderr)) != 0;
     if (tty) {
       const double expected = static_cast<double>(add_communication(s).num_actions()) + 1.0;
@@ -99,6 +150,12 @@ command add_sim_command(CLI::App& app) {
     const sim::sim_result r = sim::simulate(s, so);
     if (tty && r.events >= so.progress_every)
       std::fprintf(stderr, "\r%60s\r", "");
+    if (pub) {
+      pub->flush();
+      if (pub->dropped() > 0)
+        std::fprintf(stderr, "live: %llu lines published, %llu dropped (the queue was full)\n",
+                     static_cast<unsigned long long>(pub->published()), static_cast<unsigned long long>(pub->dropped()));
+    }
     if (!o->trace_path.empty())
       save_chrome_trace(r.timeline, o->trace_path);
     if (o->json) {

@@ -4,7 +4,10 @@
 #include <chrono>
 #include <caf/all.hpp>
 #include <caf/scheduler/test_coordinator.hpp>
+#include <limits>
 #include <queue>
+#include <thread>
+#include <type_traits>
 #include <sstream>
 
 #include "pippy/actors/pipeline.hpp"
@@ -32,6 +35,8 @@ namespace {
 class engine {
 public:
   double now() const { return now_; }
+  // The time of the next delivery, +infinity when nothing is queued.
+  double next_time() const { return queue_.empty() ? std::numeric_limits<double>::infinity() : queue_.top().t; }
   void post(double t, const caf::actor& dst, caf::message msg) { queue_.push({t, seq_++, dst, std::move(msg)}); }
 
   // Delivers every message due at the earliest time; false when nothing is left.
@@ -63,10 +68,66 @@ private:
   std::priority_queue<entry, std::vector<entry>, later> queue_;
 };
 
+// Hands recorded events and memory samples to the live hooks once the clock has reached their time
+// (end_us of an event, t_us of a sample), in that time's order. Entries index the timeline's vectors,
+// which only grow while the simulation runs.
+class live_feed {
+public:
+  explicit live_feed(const sim_options& o) : o_(o), wall_start_(std::chrono::steady_clock::now()) {}
+  void event_recorded(double end_us, std::size_t index) { pending_.push({end_us, seq_++, index, false}); }
+  void sample_recorded(double t_us, std::size_t index) { pending_.push({t_us, seq_++, index, true}); }
+  // Calls the hooks for everything due at or before `t`.
+  void release(double t, const trace& timeline) {
+    while (!pending_.empty() && pending_.top().t <= t) {
+      const entry e = pending_.top();
+      pending_.pop();
+      if (o_.pace > 0) {
+        const auto due = wall_start_ + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                           std::chrono::duration<double, std::micro>(e.t / o_.pace));
+        if (due > std::chrono::steady_clock::now())
+          std::this_thread::sleep_until(due);
+      }
+      if (e.memory) {
+        if (o_.on_memory)
+          o_.on_memory(timeline.memory[e.index]);
+      } else if (o_.on_event) {
+        o_.on_event(timeline.events[e.index]);
+      }
+    }
+  }
+
+private:
+  struct entry {
+    double t;
+    std::uint64_t seq;
+    std::size_t index;
+    bool memory;
+  };
+  struct later {
+    bool operator()(const entry& a, const entry& b) const { return a.t > b.t || (a.t == b.t && a.seq > b.seq); }
+  };
+  const sim_options& o_;
+  std::chrono::steady_clock::time_point wall_start_;
+  std::uint64_t seq_ = 0;
+  std::priority_queue<entry, std::vector<entry>, later> pending_;
+};
+
 struct shared_state {
   engine clock;
   trace timeline;
   std::optional<out_of_memory> oom;
+  live_feed* live = nullptr; // set when the options have live hooks or pacing
+
+  void record(const trace_event& e) {
+    timeline.events.push_back(e);
+    if (live)
+      live->event_recorded(e.end_us, timeline.events.size() - 1);
+  }
+  void record(const memory_sample& m) {
+    timeline.memory.push_back(m);
+    if (live)
+      live->sample_recorded(m.t_us, timeline.memory.size() - 1);
+  }
 };
 
 // The executor of one rank in virtual time: an action takes its cost; memory is accounted per action.
@@ -78,7 +139,7 @@ public:
       static_bytes_ += static_cast<std::uint64_t>(static_cast<double>(costs_.stages[static_cast<std::size_t>(s)].param_bytes) *
                                                   o.memory.state_factor);
     peak_bytes_ = static_bytes_;
-    st_.timeline.memory.push_back({rank_, 0.0, static_bytes_});
+    st_.record(memory_sample{rank_, 0.0, static_bytes_});
   }
 
   void run(const action& a, actors::opaque, const caf::actor& reply_to) override {
@@ -126,7 +187,7 @@ public:
     }
     if (is_input_backward(a.kind) && a.stage > 0)
       done.output_bytes = costs_.stages[static_cast<std::size_t>(a.stage - 1)].activation_bytes;
-    st_.timeline.events.push_back(trace_event{.rank = rank_, .act = a, .start_us = t0, .end_us = t1});
+    st_.record(trace_event{.rank = rank_, .act = a, .start_us = t0, .end_us = t1});
     st_.clock.post(t1, reply_to, caf::make_message(std::move(done)));
   }
 
@@ -140,7 +201,7 @@ private:
   void sample(double t) {
     const std::uint64_t b = static_bytes_ + held_bytes_;
     peak_bytes_ = std::max(peak_bytes_, b);
-    st_.timeline.memory.push_back({rank_, t, b});
+    st_.record(memory_sample{rank_, t, b});
   }
 
   shared_state& st_;
@@ -171,7 +232,7 @@ public:
     free_at = start + busy;
     const double arrive = start + busy + lc.latency_us;
     const action a{p.src_stage, p.kind, p.microbatch};
-    st_.timeline.events.push_back(
+    st_.record(
         trace_event{.rank = src, .act = a, .start_us = start, .end_us = arrive, .bytes = p.bytes, .peer = dst});
     const caf::actor& to = stages_[static_cast<std::size_t>(p.dst_stage)];
     st_.clock.post(arrive, to, caf::make_message(std::move(p)));
@@ -234,10 +295,14 @@ sim_result simulate(const schedule& input, const sim_options& options) {
   cfg.set("scheduler.policy", caf::atom("testing"));
   cfg.set("logger.verbosity", caf::atom("quiet"));
   sim_result result;
+  std::exception_ptr hook_error;
   {
     caf::actor_system sys{cfg};
     auto& sched = dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler());
     shared_state st;
+    live_feed feed(options);
+    if (options.on_event || options.on_memory || options.pace > 0)
+      st.live = &feed;
     st.timeline.run = s.name + " R=" + std::to_string(R) + " M=" + std::to_string(shape.num_microbatches) + " simulated";
     st.timeline.num_ranks = R;
     std::vector<std::unique_ptr<sim_executor>> execs;
@@ -257,16 +322,32 @@ sim_result simulate(const schedule& input, const sim_options& options) {
     handles.start();
     result.actor_runs += sched.run();
     std::size_t next_report = options.progress_every;
-    while (st.clock.deliver_next(result.events)) {
-      result.actor_runs += sched.run();
-      if (options.on_progress && result.events >= next_report) {
-        options.on_progress(result.events, st.clock.now());
-        next_report = result.events + options.progress_every;
+    auto run_events = [&]<bool live>(std::bool_constant<live>) {
+      while (true) {
+        if constexpr (live) // what ends before the clock moves on has finished
+          feed.release(st.clock.next_time(), st.timeline);
+        if (!st.clock.deliver_next(result.events))
+          break;
+        result.actor_runs += sched.run();
+        if (options.on_progress && result.events >= next_report) {
+          options.on_progress(result.events, st.clock.now());
+          next_report = result.events + options.progress_every;
+        }
       }
+    };
+    try {
+      if (st.live)
+        run_events(std::true_type{});
+      else
+        run_events(std::false_type{});
+    } catch (...) {
+      hook_error = std::current_exception(); // shut the actors down first, then rethrow
     }
     handles.stop();
     caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
     sched.run();
+    if (hook_error)
+      std::rethrow_exception(hook_error);
 
     result.actions = s.num_actions();
     result.oom = st.oom;

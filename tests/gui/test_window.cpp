@@ -6,6 +6,9 @@
 #include <QWindow>
 
 #include "gui_test_util.hpp"
+#ifdef PIPPY_EXE
+#include "live_job.hpp"
+#endif
 #include "pippy/gui/timeline_view.hpp"
 #include "pippy/traces/live.hpp"
 
@@ -48,3 +51,25 @@ TEST_CASE("a live window shows the events a publisher sends", "[gui][xvfb][live]
   REQUIRE(test::wait_for([&] { return view.drawn_actions() == src.events.size(); }));
   CHECK(view.drawn_actions() == src.events.size());
 }
+
+#ifdef PIPPY_EXE
+TEST_CASE("a live window follows a running `pippy sim --live` and draws every event it sent", "[gui][xvfb][live][sim]") {
+  test::app();
+  const std::string trace_path = test::temp_file("window-live-sim.json", "");
+  QProcess job;
+  const int port = test::start_sim_job(job, {"--schedule", "zb-h1", "--ranks", "4", "--microbatches", "8", "--latency-us", "0.5",
+                                             "--pace", "0.002"},
+                                       trace_path);
+  TimelineView view;
+  view.resize(1200, 800);
+  view.show();
+  REQUIRE(view.start_live(QString("127.0.0.1:%1").arg(port), 10));
+  REQUIRE(test::sim_job_succeeded(job));
+  const trace sent = load_chrome_trace(trace_path);
+  REQUIRE(test::wait_for([&] { return view.panels()[0]->t.events.size() == sent.events.size(); }));
+  view.repaint();
+  REQUIRE(test::wait_for([&] { return view.drawn_actions() == sent.events.size(); }));
+  CHECK(view.drawn_actions() == sent.events.size());
+  std::filesystem::remove(trace_path);
+}
+#endif

@@ -47,6 +47,17 @@ struct sim_options {
   // Called every `progress_every` delivered events with (events, virtual now); may be empty.
   std::function<void(std::size_t, double)> on_progress;
   std::size_t progress_every = 1 << 16;
+  // Live hooks (may be empty), called on the simulating thread while the simulation runs, not at the end:
+  // each compute or transfer event once the virtual clock reaches its end_us (the action has finished),
+  // each memory sample once the clock reaches its t_us. Calls come in one stream ordered by that time
+  // (end_us of events, t_us of samples; ties in the order they were recorded), and the events and samples
+  // they pass are exactly those of sim_result.timeline. A hook that throws stops the simulation and the
+  // exception leaves simulate(). Without hooks and pace, nothing of this costs anything.
+  std::function<void(const trace_event&)> on_event;
+  std::function<void(const memory_sample&)> on_memory;
+  // Pacing for a human watching: virtual microseconds per wall-clock microsecond (e.g. 1e-3 plays one
+  // virtual microsecond per wall millisecond); each hook call waits until its time is due. 0 = no waiting.
+  double pace = 0;
 };
 
 struct rank_stats {
