@@ -14,6 +14,11 @@
 
 #include "pippy/core/error.hpp"
 #include "pippy/core/generators.hpp"
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/atom.hpp>
+
+#include "pippy/runtime/actor_backend.hpp"
 #include "pippy/runtime/environment.hpp"
 #include "pippy/runtime/gloo_transport.hpp"
 #include "pippy/runtime/pipeline_engine.hpp"
@@ -28,12 +33,13 @@ namespace {
 
 struct options {
   std::string schedule = "1f1b";
+  std::string runtime = "actors";
   int microbatches = 6;
   int steps = 5;
   std::uint64_t seed = 0;
   int64_t batch = 64;
   int stages_per_rank = 0;
-  double lr = 0.01;
+  double lr = 0.05;
   int threads = 1;
   int in_process = 0;
   double timeout_s = 60;
@@ -147,27 +153,42 @@ int run_pipelined(const options& o, const dist_env& env) {
     stages[static_cast<std::size_t>(s)] = std::make_shared<stage_executor>(s, S, m, opt, ce);
     param_bytes[s] = stages[static_cast<std::size_t>(s)]->parameter_bytes();
   }
-  pipeline_engine engine(sched, stages, transport.get());
+  // The same stage actors as the simulator (runtime "actors"), or the plain engine (runtime "engine").
+  caf::actor_system_config cfg;
+  cfg.set("scheduler.max-threads", 2);
+  cfg.set("logger.verbosity", caf::atom("quiet"));
+  caf::actor_system sys{cfg};
+  std::unique_ptr<tensor_channel> channel;
+  if (transport)
+    channel = std::make_unique<tensor_channel>(*transport);
+  std::unique_ptr<pipeline_engine> engine;
+  std::unique_ptr<actor_pipeline> actors;
+  if (o.runtime == "engine")
+    engine = std::make_unique<pipeline_engine>(sched, stages, transport.get());
+  else
+    actors = std::make_unique<actor_pipeline>(sys, sched, stages, channel.get(),
+                                              std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000)));
+  auto events = [&] { return engine ? engine->events() : actors->events(); };
+  auto activations = [&] { return engine ? engine->activation_bytes() : actors->activation_bytes(); };
   for (int k = 0; k < o.steps; ++k) {
     if (k == o.fail_step && my_rank == o.fail_rank) {
       std::cerr << "rank " << my_rank << ": killing myself at step " << k << " (--fail-rank)\n";
       std::raise(SIGKILL);
     }
     auto data = synthetic_batch(o.seed, k, o.batch, net.in_dim, net.classes);
-    if (auto loss = engine.step({data.x}, data.y))
+    if (auto loss = engine ? engine->step({data.x}, data.y) : actors->step({data.x}, data.y))
       print_loss(k, *loss);
   }
-  const bool want_report = !o.trace_file.empty() || !o.profile_file.empty() || true;
   if (!transport) {
-    if (want_report)
-      report(o, engine.events(), o.steps, S, engine.activation_bytes(), param_bytes);
+    report(o, events(), o.steps, S, activations(), param_bytes);
     return 0;
   }
   // Gather every rank's events and sizes on rank 0 through the rendezvous store.
   std::ostringstream lines;
-  for (const auto& e : engine.events().events)
+  const auto my_events = events();
+  for (const auto& e : my_events.events)
     lines << to_json_line(e) << "\n";
-  for (auto& [s, b] : engine.activation_bytes())
+  for (auto& [s, b] : activations())
     lines << "A " << s << " " << b << "\n";
   for (auto& [s, b] : param_bytes)
     lines << "P " << s << " " << b << "\n";
@@ -175,7 +196,7 @@ int run_pipelined(const options& o, const dist_env& env) {
   if (my_rank == 0) {
     trace all;
     all.num_ranks = ranks;
-    all.run = engine.events().run;
+    all.run = my_events.run;
     std::map<int, std::uint64_t> act, params;
     for (int r = 0; r < ranks; ++r) {
       std::istringstream in(transport->store_get("pippy/events/" + std::to_string(r)));
@@ -204,6 +225,8 @@ int main(int argc, char** argv) {
   options o;
   CLI::App app{"MyNetwork (PiPPy README) trained with a pipeline schedule on the real backend"};
   app.add_option("--schedule", o.schedule, "schedule name (pippy schedule --list)");
+  app.add_option("--runtime", o.runtime, "actors: the stage actors shared with the simulator; engine: a plain loop")
+      ->check(CLI::IsMember({"actors", "engine"}));
   app.add_option("--microbatches", o.microbatches, "micro-batches per step")->check(CLI::PositiveNumber);
   app.add_option("--steps", o.steps, "training steps")->check(CLI::PositiveNumber);
   app.add_option("--seed", o.seed, "seed of the model and the synthetic data");

@@ -94,6 +94,7 @@ void gloo_transport::send(const std::vector<torch::Tensor>& tensors, int dst, in
   p.peer = dst;
   p.what = "sending to";
   p.done = std::make_shared<std::promise<void>>();
+  std::lock_guard lock(post_mu_);
   try {
     for (std::size_t i = 0; i < tensors.size(); ++i) {
       std::vector<torch::Tensor> one{tensors[i].contiguous()};
@@ -114,6 +115,7 @@ std::shared_future<void> gloo_transport::recv(std::vector<torch::Tensor> into, i
   p.what = "receiving from";
   p.done = std::make_shared<std::promise<void>>();
   auto fut = p.done->get_future().share();
+  std::lock_guard lock(post_mu_);
   try {
     for (std::size_t i = 0; i < into.size(); ++i) {
       std::vector<torch::Tensor> one{into[i]};
@@ -129,14 +131,22 @@ std::shared_future<void> gloo_transport::recv(std::vector<torch::Tensor> into, i
 }
 
 void gloo_transport::flush() {
-  auto sends = std::move(sends_);
-  sends_.clear();
+  std::vector<std::shared_future<void>> sends;
+  {
+    std::lock_guard lock(post_mu_);
+    sends = std::move(sends_);
+    sends_.clear();
+  }
   for (auto& f : sends)
     f.get();
 }
 
 void gloo_transport::barrier() {
-  auto work = pg_->barrier();
+  c10::intrusive_ptr<c10d::Work> work;
+  {
+    std::lock_guard lock(post_mu_);
+    work = pg_->barrier();
+  }
   pending p;
   p.peer = -1;
   p.what = "barrier";

@@ -13,24 +13,6 @@ double now_us() {
          1000.0;
 }
 
-namespace {
-enum class channel { fwd = 0, bwd = 1, meta = 2 };
-constexpr int max_tensors = 16;
-
-int tag_of(channel c, int stage, int mb) {
-  return ((static_cast<int>(c) * 1024 + stage) * 4096 + mb) * max_tensors;
-}
-
-std::uint64_t bytes_of(const std::vector<torch::Tensor>& ts) {
-  std::uint64_t n = 0;
-  for (const auto& t : ts)
-    if (t.defined())
-      n += static_cast<std::uint64_t>(t.numel()) * t.element_size();
-  return n;
-}
-
-constexpr int meta_len = 64;
-} // namespace
 
 pipeline_engine::pipeline_engine(const schedule& compute_only,
                                  std::vector<std::shared_ptr<stage_executor>> stages,
@@ -51,6 +33,7 @@ pipeline_engine::pipeline_engine(const schedule& compute_only,
                         std::to_string(transport_->world_size()));
     sched_ = add_communication(compute_only);
     local_ranks_ = {transport_->rank()};
+    channel_ = std::make_unique<tensor_channel>(*transport_);
   } else {
     sched_ = compute_only;
     for (int r = 0; r < compute_only.shape.num_ranks; ++r)
@@ -85,35 +68,6 @@ bool pipeline_engine::ready(const action& a) const {
   }
 }
 
-std::vector<torch::Tensor> pipeline_engine::receive(const action& a, int src, std::uint64_t& bytes) {
-  const bool fwd = a.kind == action_kind::recv_f;
-  const key producer = fwd ? key{a.stage - 1, a.microbatch} : key{a.stage, a.microbatch};
-  if (fwd && !out_meta_.count(producer)) { // first time: agree on shapes and dtypes
-    auto meta = torch::zeros({meta_len}, torch::kLong);
-    transport_->recv({meta}, src, tag_of(channel::meta, a.stage - 1, a.microbatch)).get();
-    auto m = meta.accessor<int64_t, 1>();
-    std::vector<tensor_meta> metas;
-    int64_t pos = 1;
-    for (int64_t i = 0; i < m[0]; ++i) {
-      tensor_meta tm;
-      tm.dtype = static_cast<torch::ScalarType>(m[pos++]);
-      const int64_t nd = m[pos++];
-      for (int64_t d = 0; d < nd; ++d)
-        tm.sizes.push_back(m[pos++]);
-      metas.push_back(tm);
-    }
-    out_meta_[producer] = metas;
-  }
-  std::vector<torch::Tensor> into;
-  for (const auto& tm : out_meta_.at(producer))
-    into.push_back(torch::empty(tm.sizes, torch::TensorOptions().dtype(tm.dtype)));
-  const int tag = fwd ? tag_of(channel::fwd, a.stage - 1, a.microbatch)
-                      : tag_of(channel::bwd, a.stage + 1, a.microbatch);
-  transport_->recv(into, src, tag).get();
-  bytes = bytes_of(into);
-  return into;
-}
-
 void pipeline_engine::run(int rank, const action& a) {
   const double t0 = now_us();
   const key k{a.stage, a.microbatch};
@@ -135,10 +89,6 @@ void pipeline_engine::run(int rank, const action& a) {
     if (ex.is_last()) {
       last_out_[a.microbatch] = out;
     } else {
-      std::vector<tensor_meta> metas;
-      for (const auto& o : out)
-        metas.push_back({o.sizes().vec(), o.scalar_type()});
-      out_meta_[k] = metas;
       activation_bytes_[a.stage] = bytes_of(out);
       if (!transport_ || sched_.shape.rank_of(a.stage + 1) == rank)
         fwd_in_[{a.stage + 1, a.microbatch}] = std::move(out); // same process: in memory
@@ -175,24 +125,8 @@ void pipeline_engine::run(int rank, const action& a) {
     auto out = std::move(fwd_out_.at(k));
     fwd_out_.erase(k);
     peer = sched_.shape.rank_of(a.stage + 1);
-    if (!meta_sent_[k]) {
-      auto meta = torch::zeros({meta_len}, torch::kLong);
-      auto m = meta.accessor<int64_t, 1>();
-      int64_t pos = 1;
-      m[0] = static_cast<int64_t>(out.size());
-      for (const auto& o : out) {
-        if (pos + 2 + o.dim() > meta_len || out.size() > max_tensors)
-          throw input_error("stage " + std::to_string(a.stage) + ": outputs too many or too high-dimensional");
-        m[pos++] = static_cast<int64_t>(o.scalar_type());
-        m[pos++] = o.dim();
-        for (auto s : o.sizes())
-          m[pos++] = s;
-      }
-      transport_->send({meta}, peer, tag_of(channel::meta, a.stage, a.microbatch));
-      meta_sent_[k] = true;
-    }
     bytes = bytes_of(out);
-    transport_->send(out, peer, tag_of(channel::fwd, a.stage, a.microbatch));
+    channel_->send(tensor_channel::direction::forward, a.stage, a.microbatch, out, peer);
     break;
   }
   case action_kind::send_b: {
@@ -200,18 +134,20 @@ void pipeline_engine::run(int rank, const action& a) {
     bwd_out_.erase(k);
     peer = sched_.shape.rank_of(a.stage - 1);
     bytes = bytes_of(g);
-    transport_->send(g, peer, tag_of(channel::bwd, a.stage, a.microbatch));
+    channel_->send(tensor_channel::direction::backward, a.stage, a.microbatch, g, peer);
     break;
   }
   case action_kind::recv_f: {
     const int src = sched_.shape.rank_of(a.stage - 1);
-    fwd_in_[k] = receive(a, src, bytes);
+    fwd_in_[k] = channel_->recv(tensor_channel::direction::forward, a.stage - 1, a.microbatch, src);
+    bytes = bytes_of(fwd_in_[k]);
     peer = src;
     break;
   }
   case action_kind::recv_b: {
     const int src = sched_.shape.rank_of(a.stage + 1);
-    bwd_in_[k] = receive(a, src, bytes);
+    bwd_in_[k] = channel_->recv(tensor_channel::direction::backward, a.stage + 1, a.microbatch, src);
+    bytes = bytes_of(bwd_in_[k]);
     peer = src;
     break;
   }

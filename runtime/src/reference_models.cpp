@@ -29,7 +29,10 @@ batch_data synthetic_batch(std::uint64_t seed, int step, int64_t batch, int64_t 
   auto gen = at::detail::createCPUGenerator(seed * 1000003ULL + static_cast<std::uint64_t>(step));
   batch_data b;
   b.x = at::randn({batch, in_dim}, gen, torch::kFloat32);
-  b.y = at::randint(0, classes, {batch}, gen, torch::kLong);
+  // Labels from a fixed random linear teacher (same for every step), so the loss has something to learn.
+  auto teacher_gen = at::detail::createCPUGenerator(seed * 7919ULL + 1);
+  auto teacher = at::randn({in_dim, classes}, teacher_gen, torch::kFloat32);
+  b.y = b.x.matmul(teacher).argmax(1);
   return b;
 }
 

@@ -5,6 +5,11 @@
 
 #include "pippy/core/error.hpp"
 #include "pippy/core/generators.hpp"
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/atom.hpp>
+
+#include "pippy/runtime/actor_backend.hpp"
 #include "pippy/runtime/pipeline_engine.hpp"
 #include "pippy/runtime/reference_models.hpp"
 #include "pippy/runtime/sequential_stage.hpp"
@@ -27,13 +32,24 @@ double rel(const torch::Tensor& a, const torch::Tensor& b) {
   return (a - b).norm().item<double>() / std::max(b.norm().item<double>(), 1e-30);
 }
 
+// The schedule runs on the plain engine or on the stage actors (threaded CAF scheduler, one torch
+// worker thread per rank, in-memory transport).
+enum class runtime { engine, actors };
+
 struct pipelined {
   torch::nn::Sequential model;
   std::vector<std::shared_ptr<stage_executor>> stages;
+  std::unique_ptr<caf::actor_system_config> cfg;
+  std::unique_ptr<caf::actor_system> sys;
   std::unique_ptr<pipeline_engine> engine;
+  std::unique_ptr<actor_pipeline> actors;
+  std::optional<double> step(const torch::Tensor& x, const torch::Tensor& y) {
+    return engine ? engine->step({x}, y) : actors->step({x}, y);
+  }
+  trace events() const { return engine ? engine->events() : actors->events(); }
 };
 
-pipelined make_pipelined(const schedule& s) {
+pipelined make_pipelined(const schedule& s, runtime rt = runtime::engine) {
   pipelined p;
   p.model = make_mynetwork(seed, small);
   const int S = s.shape.num_stages();
@@ -42,7 +58,15 @@ pipelined make_pipelined(const schedule& s) {
     p.stages.push_back(std::make_shared<stage_executor>(i, S, mods[static_cast<std::size_t>(i)],
                                                         sgd(mods[static_cast<std::size_t>(i)]->parameters()),
                                                         ce));
-  p.engine = std::make_unique<pipeline_engine>(s, p.stages);
+  if (rt == runtime::engine) {
+    p.engine = std::make_unique<pipeline_engine>(s, p.stages);
+  } else {
+    p.cfg = std::make_unique<caf::actor_system_config>();
+    p.cfg->set("scheduler.max-threads", 2);
+    p.cfg->set("logger.verbosity", caf::atom("quiet"));
+    p.sys = std::make_unique<caf::actor_system>(*p.cfg);
+    p.actors = std::make_unique<actor_pipeline>(*p.sys, s, p.stages, nullptr, std::chrono::seconds(60));
+  }
   return p;
 }
 
@@ -87,14 +111,16 @@ TEST_CASE("one pipelined step equals one unsplit step: loss and every gradient",
   ref_loss.backward();
   const auto ref_params = ref->named_parameters();
 
+  for (auto rt : {runtime::engine, runtime::actors})
   for (const auto& o : all_schedules(false)) {
     auto s = make_schedule(o);
-    DYNAMIC_SECTION(o.name << " V=" << s.shape.stages_per_rank) {
-      auto p = make_pipelined(s);
-      auto loss = p.engine->step({data.x}, data.y);
+    DYNAMIC_SECTION(o.name << " V=" << s.shape.stages_per_rank << (rt == runtime::actors ? " actors" : " engine")) {
+      auto p = make_pipelined(s, rt);
+      auto loss = p.step(data.x, data.y);
       REQUIRE(loss);
       CHECK(std::abs(*loss - ref_loss.item<double>()) <= 1e-5 * std::abs(ref_loss.item<double>()));
-      CHECK(rel(p.engine->outputs()[0], ref->forward(data.x)) < 1e-5);
+      if (p.engine)
+        CHECK(rel(p.engine->outputs()[0], ref->forward(data.x)) < 1e-5);
       const auto params = p.model->named_parameters();
       REQUIRE(params.size() == ref_params.size());
       for (const auto& item : ref_params) {
@@ -105,7 +131,7 @@ TEST_CASE("one pipelined step equals one unsplit step: loss and every gradient",
       }
       // Each compute action was measured once.
       int computes = 0;
-      for (const auto& e : p.engine->events().events) {
+      for (const auto& e : p.events().events) {
         CHECK(e.source == event_source::measured);
         CHECK(e.end_us >= e.start_us);
         computes += is_compute(e.act.kind);
@@ -130,13 +156,14 @@ TEST_CASE("K pipelined optimizer steps equal K unsplit steps: losses and paramet
   }
   CHECK(ref_losses.back() < ref_losses.front()); // it learns
 
+  for (auto rt : {runtime::engine, runtime::actors})
   for (const auto& o : all_schedules(true)) {
     auto s = make_schedule(o);
-    DYNAMIC_SECTION(o.name << " V=" << s.shape.stages_per_rank) {
-      auto p = make_pipelined(s);
+    DYNAMIC_SECTION(o.name << " V=" << s.shape.stages_per_rank << (rt == runtime::actors ? " actors" : " engine")) {
+      auto p = make_pipelined(s, rt);
       for (int k = 0; k < K; ++k) {
         auto data = synthetic_batch(seed, k, batch, small.in_dim, small.classes);
-        auto loss = p.engine->step({data.x}, data.y);
+        auto loss = p.step(data.x, data.y);
         REQUIRE(loss);
         CHECK(std::abs(*loss - ref_losses[static_cast<std::size_t>(k)]) <=
               1e-5 * ref_losses[static_cast<std::size_t>(k)]);
@@ -156,9 +183,13 @@ TEST_CASE("uneven micro-batches are weighted by their rows", "[runtime][pipeline
   auto data = synthetic_batch(seed, 1, 12, small.in_dim, small.classes); // 3,3,2,2,2 rows
   auto ref = make_mynetwork(seed, small);
   auto ref_loss = ce(ref->forward(data.x), data.y).item<double>();
-  auto loss = p.engine->step({data.x}, data.y);
+  auto loss = p.step(data.x, data.y);
   REQUIRE(loss);
   CHECK(std::abs(*loss - ref_loss) <= 1e-5 * ref_loss);
+  auto q = make_pipelined(s, runtime::actors);
+  auto loss2 = q.step(data.x, data.y);
+  REQUIRE(loss2);
+  CHECK(std::abs(*loss2 - ref_loss) <= 1e-5 * ref_loss);
 }
 
 TEST_CASE("a schedule that does not fit the stages is rejected, naming it", "[runtime][pipeline]") {

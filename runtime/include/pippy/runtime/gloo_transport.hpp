@@ -36,7 +36,7 @@ private:
 // bytes); every blocking Work::wait runs on one of this object's two waiter threads (one for sends,
 // one for receives, so that a send waiting for its peer never delays a receive that already arrived),
 // which fulfil the futures recv returns. The caller never blocks inside c10d, and a dead peer turns
-// into a peer_error after at most `timeout`. Thread-safe for one posting thread plus the waiters.
+// into a peer_error after at most `timeout`. Thread-safe.
 class gloo_transport {
 public:
   gloo_transport(const dist_env& env, std::chrono::milliseconds timeout);
@@ -83,6 +83,7 @@ private:
   std::chrono::milliseconds timeout_;
   c10::intrusive_ptr<c10d::Store> store_;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> pg_;
+  std::mutex post_mu_; // posting (several threads may send/recv) and sends_
   std::vector<std::shared_future<void>> sends_;
   waiter send_waiter_, recv_waiter_;
 };

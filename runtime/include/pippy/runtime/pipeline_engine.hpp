@@ -12,6 +12,7 @@
 #include "pippy/runtime/gloo_transport.hpp"
 #include "pippy/runtime/microbatch.hpp"
 #include "pippy/runtime/stage_executor.hpp"
+#include "pippy/runtime/tensor_channel.hpp"
 #include "pippy/traces/trace.hpp"
 
 namespace pippy {
@@ -22,9 +23,8 @@ namespace pippy {
 //   handed over in memory). The result is that of the same schedule run on R processes.
 // - On R processes (transport != nullptr): this process runs rank transport->rank() of the schedule
 //   lowered with add_communication: SEND_x post a Gloo send, RECV_x post a receive and wait for it.
-//   Shapes and dtypes of the tensors crossing a boundary are agreed once per (stage, micro-batch), by a
-//   metadata message before the first activation; gradients take the shapes of the outputs they belong
-//   to. Stages of one rank hand over in memory.
+//   Shapes and dtypes are agreed once per boundary and micro-batch (tensor_channel). Stages of one rank
+//   hand over in memory.
 // Every action is timed (wall clock, microseconds since the epoch) and recorded as a measured trace
 // event. Not thread-safe.
 class pipeline_engine {
@@ -52,7 +52,6 @@ private:
   bool ready(const action& a) const;
   void run(int rank, const action& a);
   void record(int rank, const action& a, double start, double end, std::uint64_t bytes = 0, int peer = -1);
-  std::vector<torch::Tensor> receive(const action& a, int src, std::uint64_t& bytes);
 
   schedule sched_;
   std::vector<std::shared_ptr<stage_executor>> stages_;
@@ -69,13 +68,7 @@ private:
   std::map<int, std::vector<torch::Tensor>> last_out_;
   std::vector<torch::Tensor> merged_outputs_;
 
-  // Agreed once per (stage, micro-batch): shapes and dtypes of stage outputs.
-  struct tensor_meta {
-    std::vector<int64_t> sizes;
-    torch::ScalarType dtype;
-  };
-  std::map<key, std::vector<tensor_meta>> out_meta_;  // outputs of a stage (known here or received)
-  std::map<key, bool> meta_sent_;
+  std::unique_ptr<tensor_channel> channel_; // with a transport
   std::map<int, std::uint64_t> activation_bytes_;
   trace trace_;
 };

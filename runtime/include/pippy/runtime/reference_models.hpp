@@ -18,7 +18,8 @@ torch::nn::Sequential make_mynetwork(std::uint64_t seed, const mynetwork_options
 // Stage boundaries for num_stages: 3 -> PiPPy's split after layer0 and layer1; otherwise spread evenly.
 std::vector<std::size_t> mynetwork_boundaries(const mynetwork_options& o, int num_stages);
 
-// Synthetic classification data for step `step`: x ~ N(0,1) [batch, in_dim], y uniform in [0, classes).
+// Synthetic classification data for step `step`: x ~ N(0,1) [batch, in_dim], y = argmax(x W) for a
+// random teacher W fixed by the seed (a learnable task).
 // A pure function of (seed, step), so every rank and the unsplit run see the same batch.
 struct batch_data {
   torch::Tensor x;

@@ -1,0 +1,336 @@
+#include "pippy/runtime/actor_backend.hpp"
+
+#include <caf/all.hpp>
+
+#include "pippy/actors/pipeline.hpp"
+#include "pippy/core/error.hpp"
+#include "pippy/core/validate.hpp"
+#include "pippy/runtime/pipeline_engine.hpp"
+
+namespace pippy {
+
+using tensors = std::vector<torch::Tensor>;
+
+namespace {
+actors::opaque wrap(tensors t) { return std::make_shared<const tensors>(std::move(t)); }
+const tensors& unwrap(const actors::opaque& o) {
+  static const tensors none;
+  return o ? *static_cast<const tensors*>(o.get()) : none;
+}
+} // namespace
+
+// ---- event_log
+
+void event_log::add(const trace_event& e) {
+  std::lock_guard lock(mu_);
+  events_.push_back(e);
+}
+std::vector<trace_event> event_log::all() const {
+  std::lock_guard lock(mu_);
+  return events_;
+}
+void event_log::set_activation_bytes(int stage, std::uint64_t bytes) {
+  std::lock_guard lock(mu_);
+  activation_bytes_[stage] = bytes;
+}
+std::map<int, std::uint64_t> event_log::activation_bytes() const {
+  std::lock_guard lock(mu_);
+  return activation_bytes_;
+}
+
+// ---- torch_executor
+
+torch_executor::torch_executor(int rank, std::vector<std::shared_ptr<stage_executor>> stages,
+                               const step_batch& batch, event_log& log)
+    : rank_(rank), stages_(std::move(stages)), batch_(batch), log_(log) {
+  worker_ = std::thread([this] { loop(); });
+}
+
+torch_executor::~torch_executor() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  worker_.join();
+}
+
+void torch_executor::run(const action& a, actors::opaque input, const caf::actor& reply_to) {
+  {
+    std::lock_guard lock(mu_);
+    jobs_.push_back(job{a, std::move(input), reply_to});
+  }
+  cv_.notify_one();
+}
+
+void torch_executor::loop() {
+  for (;;) {
+    job j;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
+      if (jobs_.empty())
+        return;
+      j = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    execute(j);
+  }
+}
+
+void torch_executor::execute(job& j) {
+  const action& a = j.act;
+  actors::completion c;
+  c.act = a;
+  c.start_us = now_us();
+  try {
+    if (a.stage < 0 || static_cast<std::size_t>(a.stage) >= stages_.size() || !stages_[static_cast<std::size_t>(a.stage)])
+      throw std::logic_error("rank " + std::to_string(rank_) + " has no stage " + std::to_string(a.stage));
+    auto& ex = *stages_[static_cast<std::size_t>(a.stage)];
+    const auto mb = static_cast<std::size_t>(a.microbatch);
+    switch (a.kind) {
+    case action_kind::forward: {
+      const tensors& in = ex.is_first() ? batch_.inputs.at(mb) : unwrap(j.input);
+      auto out = ex.forward(a.microbatch, in, ex.is_last() ? batch_.targets.at(mb) : torch::Tensor(),
+                            ex.is_last() ? batch_.scales.at(mb) : 1.0);
+      if (ex.is_last()) {
+        c.loss = ex.loss(a.microbatch).item<double>();
+      } else {
+        c.output_bytes = bytes_of(out);
+        log_.set_activation_bytes(a.stage, c.output_bytes);
+        c.output = wrap(std::move(out));
+      }
+      break;
+    }
+    case action_kind::backward_input:
+    case action_kind::full_backward: {
+      const tensors& g = ex.is_last() ? tensors{} : unwrap(j.input);
+      auto gi = a.kind == action_kind::full_backward ? ex.full_backward(a.microbatch, g)
+                                                     : ex.backward_input(a.microbatch, g);
+      if (!ex.is_first()) {
+        c.output_bytes = bytes_of(gi);
+        c.output = wrap(std::move(gi));
+      }
+      break;
+    }
+    case action_kind::backward_weight:
+      ex.backward_weight(a.microbatch);
+      break;
+    case action_kind::optimizer_step:
+      ex.step();
+      break;
+    default:
+      throw std::logic_error("executor asked to run " + to_string(a));
+    }
+  } catch (const std::exception& e) {
+    c.error = "rank " + std::to_string(rank_) + ": " + to_string(a) + ": " + e.what();
+  }
+  c.end_us = now_us();
+  log_.add(trace_event{.rank = rank_, .act = a, .start_us = c.start_us, .end_us = c.end_us,
+                       .source = event_source::measured});
+  caf::anon_send(j.reply_to, std::move(c));
+}
+
+// ---- memory_transport
+
+void memory_transport::attach(int stage, const caf::actor& stage_actor) {
+  std::lock_guard lock(mu_);
+  if (stages_.size() <= static_cast<std::size_t>(stage))
+    stages_.resize(static_cast<std::size_t>(stage) + 1);
+  stages_[static_cast<std::size_t>(stage)] = stage_actor;
+}
+
+void memory_transport::send(actors::payload p, const caf::actor&) {
+  caf::actor dst;
+  {
+    std::lock_guard lock(mu_);
+    dst = stages_.at(static_cast<std::size_t>(p.dst_stage));
+  }
+  caf::anon_send(dst, std::move(p));
+}
+
+// ---- gloo_actor_transport
+
+gloo_actor_transport::gloo_actor_transport(tensor_channel& channel, const schedule& lowered, event_log& log)
+    : channel_(channel), plan_(lowered), log_(log), rank_(channel.transport().rank()) {
+  stages_.resize(static_cast<std::size_t>(lowered.shape.num_stages()));
+}
+
+gloo_actor_transport::~gloo_actor_transport() {
+  if (receiver_.joinable())
+    receiver_.join();
+}
+
+void gloo_actor_transport::attach(int stage, const caf::actor& stage_actor) {
+  std::lock_guard lock(mu_);
+  stages_.at(static_cast<std::size_t>(stage)) = stage_actor;
+}
+
+void gloo_actor_transport::send(actors::payload p, const caf::actor&) {
+  const bool fwd = p.kind == action_kind::send_f;
+  const int dst = plan_.shape.rank_of(p.dst_stage);
+  const double t0 = now_us();
+  try {
+    channel_.send(fwd ? tensor_channel::direction::forward : tensor_channel::direction::backward, p.src_stage,
+                  p.microbatch, unwrap(p.data), dst);
+  } catch (const std::exception& e) {
+    std::lock_guard lock(mu_);
+    if (send_error_.empty())
+      send_error_ = e.what();
+  }
+  log_.add(trace_event{.rank = rank_, .act = {p.src_stage, p.kind, p.microbatch}, .start_us = t0,
+                       .end_us = now_us(), .bytes = p.bytes, .peer = dst, .source = event_source::measured});
+}
+
+void gloo_actor_transport::begin_step(const caf::actor& supervisor) {
+  if (receiver_.joinable())
+    receiver_.join();
+  receiver_ = std::thread([this, supervisor] {
+    for (const auto& a : plan_.ranks[static_cast<std::size_t>(rank_)]) {
+      if (a.kind != action_kind::recv_f && a.kind != action_kind::recv_b)
+        continue;
+      const bool fwd = a.kind == action_kind::recv_f;
+      const int from = fwd ? a.stage - 1 : a.stage + 1;
+      const int src = plan_.shape.rank_of(from);
+      const double t0 = now_us();
+      try {
+        auto t = channel_.recv(fwd ? tensor_channel::direction::forward : tensor_channel::direction::backward,
+                               from, a.microbatch, src);
+        const auto bytes = bytes_of(t);
+        log_.add(trace_event{.rank = rank_, .act = a, .start_us = t0, .end_us = now_us(), .bytes = bytes,
+                             .peer = src, .source = event_source::measured});
+        caf::actor dst;
+        {
+          std::lock_guard lock(mu_);
+          dst = stages_.at(static_cast<std::size_t>(a.stage));
+        }
+        caf::anon_send(dst, actors::payload{.src_stage = from, .dst_stage = a.stage, .microbatch = a.microbatch,
+                                            .kind = fwd ? action_kind::send_f : action_kind::send_b,
+                                            .bytes = bytes, .data = wrap(std::move(t))});
+      } catch (const std::exception& e) {
+        caf::anon_send(supervisor, actors::stage_failed{rank_, a, e.what()});
+        return;
+      }
+    }
+  });
+}
+
+void gloo_actor_transport::end_step() {
+  if (receiver_.joinable())
+    receiver_.join();
+  channel_.transport().flush();
+  std::lock_guard lock(mu_);
+  if (!send_error_.empty())
+    throw peer_error(-1, send_error_);
+}
+
+// ---- actor_pipeline
+
+actor_pipeline::actor_pipeline(caf::actor_system& sys, const schedule& compute_only,
+                               std::vector<std::shared_ptr<stage_executor>> stages, tensor_channel* channel,
+                               std::chrono::milliseconds timeout)
+    : sys_(sys), stages_(std::move(stages)), channel_(channel), timeout_(timeout) {
+  if (compute_only.has_communication())
+    throw input_error("actor_pipeline takes a compute-only schedule (it lowers communication itself)");
+  compute_only.shape.validate();
+  const int S = compute_only.shape.num_stages(), R = compute_only.shape.num_ranks;
+  if (static_cast<int>(stages_.size()) != S)
+    throw input_error("schedule '" + compute_only.name + "' has " + std::to_string(S) + " stages, " +
+                      std::to_string(stages_.size()) + " stage executors given");
+  plan_ = add_communication(compute_only);
+  validate(plan_);
+  if (channel_) {
+    if (channel_->transport().world_size() != R)
+      throw input_error("schedule '" + compute_only.name + "' needs " + std::to_string(R) + " ranks, WORLD_SIZE is " +
+                        std::to_string(channel_->transport().world_size()));
+    local_ranks_ = {channel_->transport().rank()};
+    gloo_ = std::make_unique<gloo_actor_transport>(*channel_, plan_, log_);
+  } else {
+    for (int r = 0; r < R; ++r)
+      local_ranks_.push_back(r);
+    memory_ = std::make_unique<memory_transport>();
+  }
+  executors_.resize(static_cast<std::size_t>(R));
+  for (int r : local_ranks_) {
+    std::vector<std::shared_ptr<stage_executor>> mine(static_cast<std::size_t>(S));
+    for (int s : plan_.shape.stages_of(r)) {
+      if (!stages_[static_cast<std::size_t>(s)])
+        throw input_error("rank " + std::to_string(r) + " runs stage " + std::to_string(s) +
+                          " but no executor was given for it");
+      mine[static_cast<std::size_t>(s)] = stages_[static_cast<std::size_t>(s)];
+    }
+    executors_[static_cast<std::size_t>(r)] = std::make_unique<torch_executor>(r, mine, batch_, log_);
+  }
+}
+
+actor_pipeline::~actor_pipeline() = default;
+
+std::optional<double> actor_pipeline::step(const std::vector<torch::Tensor>& inputs, const torch::Tensor& target,
+                                           const std::vector<chunk_spec>& specs) {
+  const auto& shape = plan_.shape;
+  const int M = shape.num_microbatches, last = shape.num_stages() - 1;
+  bool has_first = false, has_last = false;
+  for (int r : local_ranks_) {
+    has_first |= shape.rank_of(0) == r;
+    has_last |= shape.rank_of(last) == r;
+  }
+  batch_ = {};
+  batch_.scales.assign(static_cast<std::size_t>(M), 1.0 / M);
+  if (has_first)
+    batch_.inputs = split_tensors(inputs, M, specs);
+  if (has_last) {
+    for (auto& t : split_tensors({target}, M))
+      batch_.targets.push_back(t[0]);
+    for (int m = 0; m < M; ++m)
+      batch_.scales[static_cast<std::size_t>(m)] =
+          static_cast<double>(batch_.targets[static_cast<std::size_t>(m)].size(0)) / static_cast<double>(target.size(0));
+  }
+  for (int r : local_ranks_)
+    for (int s : shape.stages_of(r))
+      stages_[static_cast<std::size_t>(s)]->begin_step();
+
+  caf::scoped_actor self{sys_};
+  std::vector<actors::executor*> execs(static_cast<std::size_t>(shape.num_ranks), nullptr);
+  for (int r : local_ranks_)
+    execs[static_cast<std::size_t>(r)] = executors_[static_cast<std::size_t>(r)].get();
+  actors::transport* net = gloo_ ? static_cast<actors::transport*>(gloo_.get()) : memory_.get();
+  auto handles = actors::spawn_pipeline(sys_, actors::pipeline_setup{.plan = &plan_, .executors = execs, .net = net,
+                                                                     .supervisor = caf::actor_cast<caf::actor>(self),
+                                                                     .track_microbatches = false});
+  if (gloo_)
+    gloo_->begin_step(caf::actor_cast<caf::actor>(self));
+  handles.start();
+  std::size_t finished = 0;
+  std::string failure;
+  bool timed_out = false;
+  while (finished < local_ranks_.size() && failure.empty() && !timed_out) {
+    self->receive([&](const actors::rank_finished&) { ++finished; },
+                  [&](const actors::stage_failed& f) { failure = f.error; },
+                  [&](const actors::microbatch_finished&) {},
+                  caf::after(timeout_) >> [&] { timed_out = true; });
+  }
+  handles.stop();
+  if (!failure.empty() || timed_out) {
+    const std::string why = timed_out ? "rank " + std::to_string(local_ranks_.front()) +
+                                            ": no progress for " + std::to_string(timeout_.count()) + " ms"
+                                      : failure;
+    // A lost peer: the receiver thread may still wait inside c10d; the caller is expected to exit.
+    throw peer_error(-1, why);
+  }
+  if (gloo_)
+    gloo_->end_step();
+  if (!has_last)
+    return std::nullopt;
+  return stages_[static_cast<std::size_t>(last)]->step_loss();
+}
+
+trace actor_pipeline::events() const {
+  trace t;
+  t.num_ranks = plan_.shape.num_ranks;
+  t.run = plan_.name + " R=" + std::to_string(plan_.shape.num_ranks) + " M=" +
+          std::to_string(plan_.shape.num_microbatches) + " measured (actors)";
+  t.events = log_.all();
+  return t;
+}
+
+} // namespace pippy
