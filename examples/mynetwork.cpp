@@ -31,6 +31,13 @@ using namespace pippy;
 
 namespace {
 
+// One write per message, so lines of processes sharing a terminal or pipe do not interleave.
+void say(const std::string& line) {
+  const std::string l = line + "\n";
+  std::fwrite(l.data(), 1, l.size(), stderr);
+  std::fflush(stderr);
+}
+
 struct options {
   std::string schedule = "1f1b";
   std::string runtime = "actors";
@@ -172,7 +179,7 @@ int run_pipelined(const options& o, const dist_env& env) {
   auto activations = [&] { return engine ? engine->activation_bytes() : actors->activation_bytes(); };
   for (int k = 0; k < o.steps; ++k) {
     if (k == o.fail_step && my_rank == o.fail_rank) {
-      std::cerr << "rank " << my_rank << ": killing myself at step " << k << " (--fail-rank)\n";
+      say("rank " + std::to_string(my_rank) + ": killing myself at step " + std::to_string(k) + " (--fail-rank)");
       std::raise(SIGKILL);
     }
     auto data = synthetic_batch(o.seed, k, o.batch, net.in_dim, net.classes);
@@ -248,13 +255,13 @@ int main(int argc, char** argv) {
       return run_unsplit(o);
     return run_pipelined(o, env);
   } catch (const peer_error& e) {
-    std::cerr << "error: " << e.what() << std::endl;
+    say(std::string("error: ") + e.what());
     std::_Exit(3); // c10d objects may block in their destructors once a peer is gone
   } catch (const input_error& e) {
-    std::cerr << "error: " << e.what() << std::endl;
+    say(std::string("error: ") + e.what());
     return 2;
   } catch (const std::exception& e) {
-    std::cerr << "error: " << e.what() << std::endl;
+    say(std::string("error: ") + e.what());
     std::_Exit(1);
   }
 }

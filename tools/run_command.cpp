@@ -15,7 +15,9 @@
 #include <chrono>
 #include <csignal>
 #include <cstring>
+#include <cstdio>
 #include <iostream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -72,6 +74,21 @@ int exit_code(int status) {
   return 1;
 }
 
+// One write per message, so our lines and the ranks' do not interleave mid-line.
+struct line {
+  std::ostringstream out;
+  template <class T>
+  line& operator<<(const T& x) {
+    out << x;
+    return *this;
+  }
+  ~line() {
+    const std::string l = out.str() + "\n";
+    std::fwrite(l.data(), 1, l.size(), stderr);
+    std::fflush(stderr);
+  }
+};
+
 volatile std::sig_atomic_t interrupted = 0;
 void on_signal(int) { interrupted = 1; }
 
@@ -101,8 +118,8 @@ int run(const run_options& o) {
         argv.push_back(const_cast<char*>(a.c_str()));
       argv.push_back(nullptr);
       ::execvp(argv[0], argv.data());
-      std::cerr << "pippy run: rank " << r << ": cannot start '" << o.program[0] << "': " << std::strerror(errno)
-                << std::endl;
+      line{} << "pippy run: rank " << r << ": cannot start '" << o.program[0] << "': " << std::strerror(errno)
+               ;
       ::_exit(127);
     }
     pids[static_cast<std::size_t>(r)] = pid;
@@ -129,13 +146,13 @@ int run(const run_options& o) {
       --running;
       const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
       if (!ok) {
-        std::cerr << "pippy run: rank " << rank << " (pid " << pid << ") " << describe(status) << std::endl;
+        line{} << "pippy run: rank " << rank << " (pid " << pid << ") " << describe(status);
         if (first_failed < 0) {
           first_failed = rank;
           result = exit_code(status);
           deadline = clock::now() + std::chrono::milliseconds(static_cast<int64_t>(o.grace_s * 1000));
           if (running > 0)
-            std::cerr << "pippy run: waiting up to " << o.grace_s << " s for the other ranks to stop" << std::endl;
+            line{} << "pippy run: waiting up to " << o.grace_s << " s for the other ranks to stop";
         }
       }
       continue;
@@ -149,7 +166,7 @@ int run(const run_options& o) {
       deadline = clock::now();
     }
     if (failing && !terminated && clock::now() >= deadline) {
-      std::cerr << "pippy run: stopping " << running << " remaining rank(s)" << std::endl;
+      line{} << "pippy run: stopping " << running << " remaining rank(s)";
       for (auto p : pids)
         if (p > 0)
           ::kill(p, SIGTERM);
@@ -164,7 +181,7 @@ int run(const run_options& o) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   if (first_failed >= 0 && first_failed < o.nproc)
-    std::cerr << "pippy run: failed: rank " << first_failed << " was the first to fail" << std::endl;
+    line{} << "pippy run: failed: rank " << first_failed << " was the first to fail";
   return first_failed >= 0 ? std::max(result, 1) : 0;
 }
 
