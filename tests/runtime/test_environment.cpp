@@ -1,0 +1,74 @@
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+
+#include "pippy/core/error.hpp"
+#include "pippy/runtime/environment.hpp"
+
+using namespace pippy;
+
+namespace {
+const char* const vars[] = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID",
+                            "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_LAUNCH_NODE_IPADDR"};
+struct clean_env {
+  clean_env() {
+    for (auto v : vars)
+      ::unsetenv(v);
+  }
+  ~clean_env() {
+    for (auto v : vars)
+      ::unsetenv(v);
+  }
+};
+} // namespace
+
+TEST_CASE("no launcher: one process", "[runtime][env]") {
+  clean_env c;
+  auto e = read_dist_env();
+  CHECK(e.world_size == 1);
+  CHECK(e.rank == 0);
+  CHECK(e.launcher == "none");
+}
+
+TEST_CASE("torchrun's environment", "[runtime][env]") {
+  clean_env c;
+  ::setenv("RANK", "2", 1);
+  ::setenv("WORLD_SIZE", "4", 1);
+  ::setenv("LOCAL_RANK", "0", 1);
+  ::setenv("MASTER_ADDR", "10.0.0.7", 1);
+  ::setenv("MASTER_PORT", "29600", 1);
+  auto e = read_dist_env();
+  CHECK(e.launcher == "torchrun");
+  CHECK(e.rank == 2);
+  CHECK(e.world_size == 4);
+  CHECK(e.local_rank == 0);
+  CHECK(e.master_addr == "10.0.0.7");
+  CHECK(e.master_port == 29600);
+}
+
+TEST_CASE("Slurm's environment", "[runtime][env]") {
+  clean_env c;
+  ::setenv("SLURM_PROCID", "5", 1);
+  ::setenv("SLURM_NTASKS", "8", 1);
+  ::setenv("SLURM_LOCALID", "1", 1);
+  ::setenv("SLURM_LAUNCH_NODE_IPADDR", "10.1.2.3", 1);
+  auto e = read_dist_env();
+  CHECK(e.launcher == "slurm");
+  CHECK(e.rank == 5);
+  CHECK(e.world_size == 8);
+  CHECK(e.local_rank == 1);
+  CHECK(e.master_addr == "10.1.2.3");
+  CHECK(e.master_port == 29500);
+}
+
+TEST_CASE("malformed variables are named", "[runtime][env]") {
+  clean_env c;
+  ::setenv("RANK", "two", 1);
+  ::setenv("WORLD_SIZE", "4", 1);
+  CHECK_THROWS_WITH(read_dist_env(), Catch::Contains("RANK='two'"));
+  ::setenv("RANK", "4", 1);
+  CHECK_THROWS_WITH(read_dist_env(), Catch::Contains("RANK 4 is outside [0, 4)"));
+  ::setenv("RANK", "0", 1);
+  ::setenv("MASTER_PORT", "70000", 1);
+  CHECK_THROWS_WITH(read_dist_env(), Catch::Contains("MASTER_PORT"));
+}
