@@ -50,6 +50,8 @@ struct options {
   int threads = 1;
   int in_process = 0;
   double timeout_s = 60;
+  int64_t in_dim = 512;
+  std::vector<int64_t> dims = {512, 1024, 256};
   std::string trace_file;
   std::string profile_file;
   int fail_rank = -1;
@@ -106,7 +108,8 @@ void report(const options& o, trace t, int steps, int num_stages, const std::map
 }
 
 int run_unsplit(const options& o) {
-  auto model = make_mynetwork(o.seed);
+  const mynetwork_options net{.in_dim = o.in_dim, .dims = o.dims};
+  auto model = make_mynetwork(o.seed, net);
   torch::optim::SGD opt(model->parameters(), torch::optim::SGDOptions(o.lr).momentum(0.9));
   trace t;
   t.num_ranks = 1;
@@ -116,7 +119,7 @@ int run_unsplit(const options& o) {
                         .start_us = s, .end_us = e, .source = event_source::measured});
   };
   for (int k = 0; k < o.steps; ++k) {
-    auto data = synthetic_batch(o.seed, k, o.batch, 512, 10);
+    auto data = synthetic_batch(o.seed, k, o.batch, net.in_dim, net.classes);
     double t0 = now_us();
     auto loss = ce(model->forward(data.x), data.y);
     double t1 = now_us();
@@ -142,7 +145,7 @@ int run_pipelined(const options& o, const dist_env& env) {
   auto sched = make_schedule({.name = o.schedule, .num_ranks = ranks, .num_microbatches = o.microbatches,
                               .stages_per_rank = o.stages_per_rank});
   const int S = sched.shape.num_stages();
-  const mynetwork_options net;
+  const mynetwork_options net{.in_dim = o.in_dim, .dims = o.dims};
   auto model = make_mynetwork(o.seed, net); // every rank builds the whole model with the same seed...
   auto mods = split_sequential(model, mynetwork_boundaries(net, S));
   std::unique_ptr<gloo_transport> transport;
@@ -162,8 +165,7 @@ int run_pipelined(const options& o, const dist_env& env) {
   }
   // The same stage actors as the simulator (runtime "actors"), or the plain engine (runtime "engine").
   caf::actor_system_config cfg;
-  cfg.set("scheduler.max-threads", 2);
-  cfg.set("logger.verbosity", caf::atom("quiet"));
+  configure_for_training(cfg);
   caf::actor_system sys{cfg};
   std::unique_ptr<tensor_channel> channel;
   if (transport)
@@ -239,6 +241,8 @@ int main(int argc, char** argv) {
   app.add_option("--seed", o.seed, "seed of the model and the synthetic data");
   app.add_option("--batch", o.batch, "rows per step")->check(CLI::PositiveNumber);
   app.add_option("--stages-per-rank", o.stages_per_rank, "0 = the schedule's default");
+  app.add_option("--in-dim", o.in_dim, "input features (README: 512)")->check(CLI::PositiveNumber);
+  app.add_option("--dims", o.dims, "hidden layer sizes (README: 512,1024,256)")->delimiter(',');
   app.add_option("--lr", o.lr, "SGD learning rate (momentum 0.9)");
   app.add_option("--threads", o.threads, "libtorch intra-op threads per process")->check(CLI::PositiveNumber);
   app.add_option("--in-process", o.in_process, "run all R ranks of the schedule in this process");

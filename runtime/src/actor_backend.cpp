@@ -19,6 +19,12 @@ const tensors& unwrap(const actors::opaque& o) {
 }
 } // namespace
 
+void configure_for_training(caf::actor_system_config& cfg, int max_threads) {
+  cfg.set("scheduler.max-threads", static_cast<size_t>(max_threads));
+  cfg.set("logger.verbosity", caf::atom("quiet"));
+  cfg.set("work-stealing.moderate-poll-attempts", static_cast<size_t>(0));
+}
+
 // ---- event_log
 
 void event_log::add(const trace_event& e) {

@@ -62,8 +62,7 @@ pipelined make_pipelined(const schedule& s, runtime rt = runtime::engine) {
     p.engine = std::make_unique<pipeline_engine>(s, p.stages);
   } else {
     p.cfg = std::make_unique<caf::actor_system_config>();
-    p.cfg->set("scheduler.max-threads", 2);
-    p.cfg->set("logger.verbosity", caf::atom("quiet"));
+    configure_for_training(*p.cfg);
     p.sys = std::make_unique<caf::actor_system>(*p.cfg);
     p.actors = std::make_unique<actor_pipeline>(*p.sys, s, p.stages, nullptr, std::chrono::seconds(60));
   }

@@ -1,0 +1,107 @@
+// Per-action overhead of the real backend with tiny stages (issue 4's "runtime overhead per action").
+// A stage is Linear(4,4)+ReLU on 2 rows, so an action's own compute is a few microseconds of libtorch
+// autograd; everything else in a step is the runtime: the engine's loop, or the actors' messages, the
+// hand-off to the rank's torch worker thread and back, payload hand-over between stages.
+//   runtime_bench [--ranks R] [--microbatches M] [--steps K]
+// Prints per runtime: wall time per step, compute actions per step, wall per action, compute per action
+// (measured inside the actions), and overhead per action = (R x wall - compute busy) / actions.
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/atom.hpp>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "pippy/core/generators.hpp"
+#include "pippy/runtime/actor_backend.hpp"
+#include "pippy/runtime/pipeline_engine.hpp"
+#include "pippy/runtime/sequential_stage.hpp"
+
+using namespace pippy;
+
+namespace {
+struct result {
+  double wall_per_step_us = 0;
+  double actions_per_step = 0;
+  double busy_per_step_us = 0;
+};
+
+torch::Tensor loss_fn(const torch::Tensor& out, const torch::Tensor& y) {
+  return torch::nn::functional::mse_loss(out, y);
+}
+
+result run(const std::string& runtime, int R, int M, int K) {
+  torch::manual_seed(0);
+  torch::nn::Sequential seq;
+  for (int i = 0; i < R; ++i) {
+    seq->push_back(torch::nn::Linear(4, 4));
+    seq->push_back(torch::nn::ReLU());
+  }
+  auto sched = make_schedule({.name = R == 1 ? "gpipe" : "1f1b", .num_ranks = R, .num_microbatches = M});
+  auto mods = split_sequential(seq, even_boundaries(seq->size(), R));
+  std::vector<std::shared_ptr<stage_executor>> stages;
+  for (int s = 0; s < R; ++s) {
+    auto& m = mods[static_cast<std::size_t>(s)];
+    stages.push_back(std::make_shared<stage_executor>(
+        s, R, m, std::make_shared<torch::optim::SGD>(m->parameters(), torch::optim::SGDOptions(0.01)), loss_fn));
+  }
+  caf::actor_system_config cfg;
+  configure_for_training(cfg);
+  if (const char* m = std::getenv("PIPPY_MODERATE_POLLS")) // compare with CAF's default (500)
+    cfg.set("work-stealing.moderate-poll-attempts", static_cast<size_t>(std::atoi(m)));
+  caf::actor_system sys{cfg};
+  std::unique_ptr<pipeline_engine> engine;
+  std::unique_ptr<actor_pipeline> actors;
+  if (runtime == "engine")
+    engine = std::make_unique<pipeline_engine>(sched, stages);
+  else
+    actors = std::make_unique<actor_pipeline>(sys, sched, stages);
+  auto x = torch::randn({2L * M, 4});
+  auto y = torch::randn({2L * M, 4});
+  auto step = [&] { return engine ? engine->step({x}, y) : actors->step({x}, y); };
+  auto busy = [&] {
+    double b = 0;
+    std::size_t n = 0;
+    for (const auto& e : (engine ? engine->events() : actors->events()).events)
+      if (is_compute(e.act.kind)) {
+        b += e.duration_us();
+        ++n;
+      }
+    return std::pair{b, n};
+  };
+  for (int i = 0; i < 3; ++i)
+    step();
+  const auto [b0, n0] = busy();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < K; ++i)
+    step();
+  const double wall = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+  const auto [b1, n1] = busy();
+  return {wall / K, static_cast<double>(n1 - n0) / K, (b1 - b0) / K};
+}
+} // namespace
+
+int main(int argc, char** argv) {
+  int R = 2, M = 16, K = 50;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string a = argv[i];
+    const int v = std::atoi(argv[i + 1]);
+    if (a == "--ranks") R = v;
+    else if (a == "--microbatches") M = v;
+    else if (a == "--steps") K = v;
+  }
+  at::set_num_threads(1);
+  std::printf("tiny stages (Linear(4,4)+ReLU, 2 rows per micro-batch), R=%d in one process, M=%d, %d steps\n", R, M, K);
+  std::printf("%-8s %14s %10s %14s %16s %20s\n", "runtime", "wall/step us", "actions", "wall/action us",
+              "compute/action us", "overhead/action us");
+  for (const char* rt : {"engine", "actors"}) {
+    const auto r = run(rt, R, M, K);
+    std::printf("%-8s %14.1f %10.0f %14.2f %16.2f %20.2f\n", rt, r.wall_per_step_us, r.actions_per_step,
+                r.wall_per_step_us / r.actions_per_step, r.busy_per_step_us / r.actions_per_step,
+                (R * r.wall_per_step_us - r.busy_per_step_us) / r.actions_per_step);
+  }
+  return 0;
+}
