@@ -82,6 +82,47 @@ result run(const std::string& runtime, int R, int M, int K) {
   const auto [b1, n1] = busy();
   return {wall / K, static_cast<double>(n1 - n0) / K, (b1 - b0) / K};
 }
+// F, B, I and W of one stage of 4 x Linear(512)+ReLU on 16 rows (a micro-batch of the pipeline bench):
+// does the split backward cost what the full one does (I + W close to B)?
+void split_backward_costs() {
+  torch::manual_seed(0);
+  torch::nn::Sequential seq;
+  for (int i = 0; i < 4; ++i) {
+    seq->push_back(torch::nn::Linear(512, 512));
+    seq->push_back(torch::nn::ReLU());
+  }
+  auto stage = split_sequential(seq, {})[0];
+  stage_executor ex(1, 3, stage, nullptr);
+  auto x = torch::randn({16, 512});
+  auto g = torch::randn({16, 512});
+  const int n = 200;
+  double f = 0, b = 0, i = 0, w = 0;
+  auto t = [] { return std::chrono::steady_clock::now(); };
+  auto us = [](auto a, auto z) { return std::chrono::duration<double, std::micro>(z - a).count(); };
+  for (int k = 0; k < n + 20; ++k) {
+    auto t0 = t();
+    ex.forward(2 * k, {x});
+    auto t1 = t();
+    ex.full_backward(2 * k, {g});
+    auto t2 = t();
+    ex.forward(2 * k + 1, {x});
+    auto t3 = t();
+    ex.backward_input(2 * k + 1, {g});
+    auto t4 = t();
+    ex.backward_weight(2 * k + 1);
+    auto t5 = t();
+    if (k >= 20) {
+      f += us(t0, t1) + us(t2, t3);
+      b += us(t1, t2);
+      i += us(t3, t4);
+      w += us(t4, t5);
+    }
+  }
+  std::printf("split backward, stage 4 x Linear(512)+ReLU, 16 rows, mean of %d: F %.1f us, B %.1f us, "
+              "I %.1f us + W %.1f us = %.1f us (I+W)/B = %.2f; W split %zu, fallback %zu\n",
+              n, f / (2 * n), b / n, i / n, w / n, (i + w) / n, (i + w) / b, ex.split_weight_passes(),
+              ex.fallback_weight_passes());
+}
 } // namespace
 
 int main(int argc, char** argv) {
@@ -94,6 +135,7 @@ int main(int argc, char** argv) {
     else if (a == "--steps") K = v;
   }
   at::set_num_threads(1);
+  split_backward_costs();
   std::printf("tiny stages (Linear(4,4)+ReLU, 2 rows per micro-batch), R=%d in one process, M=%d, %d steps\n", R, M, K);
   std::printf("%-8s %14s %10s %14s %16s %20s\n", "runtime", "wall/step us", "actions", "wall/action us",
               "compute/action us", "overhead/action us");

@@ -1,5 +1,12 @@
 #include "pippy/runtime/stage_executor.hpp"
 
+#include <torch/csrc/autograd/engine.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/variable.h>
+
+#include <set>
+#include <unordered_map>
+
 #include <string>
 
 #include "pippy/core/error.hpp"
@@ -101,6 +108,94 @@ std::vector<torch::Tensor> stage_executor::input_grads(mb_state& st, const std::
   return out;
 }
 
+std::optional<std::vector<torch::autograd::Edge>> stage_executor::plan_split(mb_state& st) const {
+  using torch::autograd::Node;
+  namespace impl = torch::autograd::impl;
+  std::unordered_map<const Node*, std::size_t> param_of; // grad accumulator -> index in params_
+  for (std::size_t i = 0; i < params_.size(); ++i)
+    if (auto acc = impl::try_get_grad_accumulator(params_[i]))
+      param_of[acc.get()] = i;
+  std::set<const Node*> input_accs;
+  for (auto& in : st.inputs)
+    if (in.requires_grad())
+      if (auto acc = impl::try_get_grad_accumulator(in))
+        input_accs.insert(acc.get());
+
+  // Per node: does it lead to a stage input ("mixed": on the activation-gradient chain) and to a weight.
+  struct reach {
+    bool input = false, param = false;
+  };
+  std::unordered_map<const Node*, reach> memo;
+  std::vector<std::shared_ptr<Node>> order; // post-order, every node once
+  std::function<reach(const std::shared_ptr<Node>&)> visit = [&](const std::shared_ptr<Node>& node) -> reach {
+    Node* n = node.get();
+    if (auto it = memo.find(n); it != memo.end())
+      return it->second;
+    memo[n] = reach{}; // a DAG: no cycles; marks the node as being visited
+    reach r{input_accs.count(n) > 0, param_of.count(n) > 0};
+    for (const auto& e : n->next_edges())
+      if (e.function) {
+        const reach c = visit(e.function);
+        r.input |= c.input;
+        r.param |= c.param;
+      }
+    memo[n] = r;
+    order.push_back(node);
+    return r;
+  };
+  for (auto& r : st.roots)
+    if (r.requires_grad())
+      if (auto e = impl::gradient_edge(r); e.function)
+        if (!visit(e.function).input)
+          return std::nullopt; // an output that does not depend on the inputs: keep it simple
+  // Weights reachable below n through nodes off the activation chain.
+  std::function<void(Node*, std::set<std::size_t>&, std::set<const Node*>&)> collect =
+      [&](Node* n, std::set<std::size_t>& found, std::set<const Node*>& seen) {
+        if (!seen.insert(n).second)
+          return;
+        if (auto it = param_of.find(n); it != param_of.end())
+          found.insert(it->second);
+        for (const auto& e : n->next_edges())
+          if (e.function && !memo[e.function.get()].input)
+            collect(e.function.get(), found, seen);
+      };
+  std::vector<torch::autograd::Edge> capture;
+  std::set<std::size_t> covered, all_params;
+  for (auto& [n, r] : memo)
+    if (param_of.count(n))
+      all_params.insert(param_of[n]);
+  for (const auto& self : order) {
+    Node* n = self.get();
+    if (!memo[n].input)
+      continue;
+    bool uses_weights = false;
+    for (const auto& e : n->next_edges())
+      uses_weights |= e.function && !memo[e.function.get()].input && memo[e.function.get()].param;
+    if (!uses_weights)
+      continue;
+    weight_job job;
+    std::set<std::size_t> found;
+    std::set<const Node*> seen;
+    for (const auto& e : n->next_edges())
+      if (e.function && !memo[e.function.get()].input)
+        collect(e.function.get(), found, seen);
+    for (std::size_t i : found) {
+      if (!covered.insert(i).second)
+        return std::nullopt; // a weight under two nodes (tied): W per node would count it twice
+      job.params.push_back(i);
+      job.param_edges.push_back(impl::gradient_edge(params_[i]));
+    }
+    for (uint32_t k = 0; k < n->num_inputs(); ++k) {
+      job.roots.emplace_back(self, k);
+      capture.emplace_back(self, k);
+    }
+    st.weight_jobs.push_back(std::move(job));
+  }
+  if (covered != all_params)
+    return std::nullopt;
+  return capture;
+}
+
 std::vector<torch::Tensor> stage_executor::backward_input(int mb,
                                                           const std::vector<torch::Tensor>& grad_outputs) {
   torch::AutoGradMode grad_on(true);
@@ -115,9 +210,44 @@ std::vector<torch::Tensor> stage_executor::backward_input(int mb,
     return {}; // first stage: nothing upstream; W does the whole backward
   std::vector<torch::Tensor> roots, grads;
   differentiable_roots(st.roots, st.root_grads, roots, grads);
-  auto g = torch::autograd::grad(roots, wrt, grads, /*retain_graph=*/true, /*create_graph=*/false,
-                                 /*allow_unused=*/true);
-  return input_grads(st, g, g.size());
+  if (roots.empty())
+    return input_grads(st, {}, 0);
+  st.weight_jobs.clear();
+  auto capture = plan_split(st);
+  if (!capture) {
+    st.weight_jobs.clear();
+    auto g = torch::autograd::grad(roots, wrt, grads, /*retain_graph=*/true, /*create_graph=*/false,
+                                   /*allow_unused=*/true);
+    return input_grads(st, g, g.size());
+  }
+  // One pass: the input gradients, and the gradients entering every weight-using node.
+  torch::autograd::edge_list root_edges, outputs;
+  torch::autograd::variable_list root_grads;
+  for (std::size_t i = 0; i < roots.size(); ++i) {
+    root_edges.push_back(torch::autograd::impl::gradient_edge(roots[i]));
+    root_grads.push_back(grads.empty() ? torch::ones_like(roots[i]) : grads[i]);
+  }
+  for (auto& in : wrt)
+    outputs.push_back(torch::autograd::impl::gradient_edge(in));
+  outputs.insert(outputs.end(), capture->begin(), capture->end());
+  auto res = torch::autograd::Engine::get_default_engine().execute(root_edges, root_grads, /*keep_graph=*/true,
+                                                                   /*create_graph=*/false,
+                                                                   /*accumulate_grad=*/false, outputs);
+  std::size_t pos = wrt.size();
+  for (auto& job : st.weight_jobs) {
+    std::vector<torch::autograd::Edge> kept;
+    for (auto& e : job.roots) {
+      auto& g = res[pos++];
+      if (g.defined()) {
+        kept.push_back(e);
+        job.grads.push_back(g);
+      }
+    }
+    job.roots = std::move(kept);
+  }
+  st.split = true;
+  std::vector<torch::Tensor> in_grads(res.begin(), res.begin() + static_cast<std::ptrdiff_t>(wrt.size()));
+  return input_grads(st, in_grads, in_grads.size());
 }
 
 namespace {
@@ -141,7 +271,21 @@ void stage_executor::backward_weight(int mb) {
   if (!st.input_grads_done)
     throw std::logic_error("stage " + std::to_string(stage_) + ": W of micro-batch " +
                            std::to_string(mb) + " before its I");
-  if (!params_.empty()) {
+  if (st.split) {
+    for (auto& job : st.weight_jobs) {
+      if (job.roots.empty())
+        continue; // no gradient reached this node
+      auto g = torch::autograd::Engine::get_default_engine().execute(job.roots, job.grads, /*keep_graph=*/true,
+                                                                     /*create_graph=*/false,
+                                                                     /*accumulate_grad=*/false, job.param_edges);
+      std::vector<torch::Tensor> ps;
+      for (std::size_t i : job.params)
+        ps.push_back(params_[i]);
+      accumulate(ps, g);
+    }
+    ++split_w_;
+  } else if (!params_.empty()) {
+    ++fallback_w_;
     std::vector<torch::Tensor> roots, grads;
     differentiable_roots(st.roots, st.root_grads, roots, grads);
     if (!roots.empty()) {

@@ -33,6 +33,8 @@ TEST_CASE("I then W equals B: input and weight gradients", "[runtime][executor]"
         CHECK(!p.grad().defined());
       CHECK(mid.in_flight() == 1);
       mid.backward_weight(0);
+      CHECK(mid.split_weight_passes() == 1); // W from the gradients I captured, not a second pass
+      CHECK(mid.fallback_weight_passes() == 0);
     } else {
       g_in = mid.full_backward(0, {g_out});
     }
@@ -69,4 +71,45 @@ TEST_CASE("last stage: scaled loss; W before I and double forward are errors", "
   last.backward_input(1, {});
   last.backward_weight(1);
   CHECK(last.in_flight() == 0);
+}
+
+namespace {
+// A stage that uses one weight twice (tied): the split W would count it twice, so W falls back.
+class tied_stage : public stage_module {
+public:
+  tied_stage() { w_ = register_parameter("w", torch::randn({8, 8}) * 0.3); }
+  std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& in) override {
+    return {torch::tanh(in[0].matmul(w_)).matmul(w_)};
+  }
+  std::string describe() const override { return "tied"; }
+
+private:
+  torch::Tensor w_;
+};
+} // namespace
+
+TEST_CASE("tied weights: W falls back to a second pass and still equals B", "[runtime][executor]") {
+  torch::manual_seed(1);
+  auto x = torch::randn({4, 8});
+  auto g_out = torch::randn({4, 8});
+  auto run = [&](bool split) {
+    torch::manual_seed(2);
+    auto m = std::make_shared<tied_stage>();
+    stage_executor ex(1, 3, m, nullptr);
+    ex.forward(0, {x});
+    std::vector<torch::Tensor> gi;
+    if (split) {
+      gi = ex.backward_input(0, {g_out});
+      ex.backward_weight(0);
+      CHECK(ex.fallback_weight_passes() == 1);
+      CHECK(ex.split_weight_passes() == 0);
+    } else {
+      gi = ex.full_backward(0, {g_out});
+    }
+    return std::pair{gi[0], m->parameters()[0].grad().clone()};
+  };
+  auto [gi_s, gw_s] = run(true);
+  auto [gi_b, gw_b] = run(false);
+  CHECK(rel(gi_s, gi_b) < 1e-6);
+  CHECK(rel(gw_s, gw_b) < 1e-6);
 }

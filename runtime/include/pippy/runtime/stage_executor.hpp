@@ -1,8 +1,10 @@
 #pragma once
+#include <torch/csrc/autograd/edge.h>
 #include <torch/torch.h>
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <vector>
 
@@ -15,8 +17,12 @@ using loss_function = std::function<torch::Tensor(const torch::Tensor& output, c
 
 // Runs the compute actions of one pipeline stage on libtorch autograd:
 //   F  forward one micro-batch, keeping its graph (inputs are detached copies that require grad);
-//   I  gradients w.r.t. the stage inputs only (autograd::grad on the inputs, graph retained);
-//   W  gradients w.r.t. the weights, accumulated into .grad, reusing the graph that I kept;
+//   I  gradients w.r.t. the stage inputs only, graph retained. On the way it captures the gradient
+//      flowing into each node that uses a weight (e.g. a Linear's addmm): the zero-bubble split;
+//   W  gradients w.r.t. the weights, accumulated into .grad: from each captured gradient, one small
+//      backward of that node's weight branch only (no second pass through the activation chain), on
+//      the graph that I kept. Graphs where that split is not exact fall back to a backward from the
+//      outputs to the weights (still correct, costs the activation chain again);
 //   B  both at once (one backward pass, graph freed);
 //   U  optimizer step, then zero grads.
 // On the last stage F also computes the loss, scaled by rows(micro-batch)/rows(batch), so the gradients
@@ -55,15 +61,31 @@ public:
   // Micro-batches forwarded whose backward has not finished (held activations).
   std::size_t in_flight() const { return state_.size(); }
   std::uint64_t parameter_bytes() const;
+  // How many W ran the split way (from the gradients I captured) and how many had to fall back to a
+  // second backward pass from the outputs (graphs the split does not cover, e.g. a weight used twice).
+  std::size_t split_weight_passes() const { return split_w_; }
+  std::size_t fallback_weight_passes() const { return fallback_w_; }
 
 private:
+  // W of one weight-using node: its incoming gradients (captured by I) and the weights below it.
+  struct weight_job {
+    std::vector<torch::autograd::Edge> roots;
+    std::vector<torch::Tensor> grads;
+    std::vector<torch::autograd::Edge> param_edges;
+    std::vector<std::size_t> params; // indices into params_
+  };
   struct mb_state {
     std::vector<torch::Tensor> inputs;       // detached, requires grad where differentiable
     std::vector<torch::Tensor> roots;        // tensors backward starts from (outputs, or the scaled loss)
     std::vector<torch::Tensor> root_grads;   // their gradients (empty for the loss)
     torch::Tensor loss;                      // unscaled, last stage only
     bool input_grads_done = false;
+    bool split = false;                      // W runs weight_jobs (else the fallback)
+    std::vector<weight_job> weight_jobs;
   };
+  // Plans the split for st's graph: fills st.weight_jobs, returns the edges I must capture, or nothing
+  // when the split would not be exact.
+  std::optional<std::vector<torch::autograd::Edge>> plan_split(mb_state& st) const;
   mb_state& at(int mb, const char* what);
   void set_root_grads(mb_state& st, const std::vector<torch::Tensor>& grad_outputs);
   std::vector<torch::Tensor> input_grads(mb_state& st, const std::vector<torch::Tensor>& all,
@@ -78,6 +100,7 @@ private:
   std::map<int, mb_state> state_;
   std::map<int, torch::Tensor> losses_;
   double step_loss_ = 0;
+  std::size_t split_w_ = 0, fallback_w_ = 0;
 };
 
 } // namespace pippy
