@@ -1,0 +1,56 @@
+#pragma once
+// The training loop of the example programs (mynetwork, gpt): one schedule, this process's ranks, the
+// actors or the plain engine, measured traces gathered on rank 0. Prints `step N loss X` on the rank
+// owning the loss and `measured step_us X bubble Y` where the trace is gathered.
+#include <torch/torch.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "pippy/compiler/stage_module.hpp"
+#include "pippy/core/schedule.hpp"
+#include "pippy/runtime/environment.hpp"
+#include "pippy/runtime/stage_executor.hpp"
+#include "pippy/traces/trace.hpp"
+
+namespace pippy {
+
+struct training_job {
+  std::string schedule = "1f1b";
+  int microbatches = 6;
+  int steps = 5;
+  int stages_per_rank = 0;     // 0: the schedule's default
+  std::string runtime = "actors"; // actors | engine
+  int in_process = 0;          // > 0: run that many ranks in this process (no c10d)
+  double timeout_s = 60;       // c10d timeout: a lost peer is reported by then
+  std::string trace_file;      // Chrome trace of every step (rank 0)
+  std::string step_trace_file; // Chrome trace of the last step only (to put beside a simulated step)
+  std::string profile_file;    // measured per-stage costs (simulator cost file)
+  int fail_rank = -1, fail_step = -1; // fault injection: that rank SIGKILLs itself at that step
+
+  // The model, split for the schedule: all num_stages stage modules, built identically on every rank
+  // (a process keeps those of its ranks).
+  std::function<std::vector<std::shared_ptr<stage_module>>(const pippy::schedule&)> make_stages;
+  std::function<std::shared_ptr<torch::optim::Optimizer>(std::vector<torch::Tensor>)> make_optimizer;
+  loss_function loss;
+  // The whole batch of a step: stage 0's inputs and the last stage's target.
+  std::function<std::pair<std::vector<torch::Tensor>, torch::Tensor>(int step)> batch;
+};
+
+// Throws input_error for bad options, peer_error when a peer is lost.
+int train_pipelined(const training_job& job, const dist_env& env);
+
+// Writes the trace files and profile of a measured trace (times shifted to start at 0) and prints its
+// steady-state summary (steps after the first).
+void report_measured(const training_job& job, trace t, int num_stages, const std::map<int, std::uint64_t>& act,
+                     const std::map<int, std::uint64_t>& params);
+
+void print_loss(int step, double loss);
+// One write per message, so lines of processes sharing a terminal or pipe do not interleave.
+void say(const std::string& line);
+
+} // namespace pippy

@@ -1,0 +1,176 @@
+#include "pippy/runtime/training.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+
+#include <csignal>
+#include <cstdio>
+#include <iomanip>
+#include <iostream>
+#include <limits>
+#include <sstream>
+
+#include "pippy/core/error.hpp"
+#include "pippy/core/generators.hpp"
+#include "pippy/runtime/actor_backend.hpp"
+#include "pippy/runtime/gloo_transport.hpp"
+#include "pippy/runtime/pipeline_engine.hpp"
+#include "pippy/runtime/profile.hpp"
+#include "pippy/traces/chrome_trace.hpp"
+
+namespace pippy {
+
+void print_loss(int step, double loss) {
+  std::ostringstream s;
+  s << "step " << step << " loss " << std::setprecision(9) << loss << "\n";
+  std::cout << s.str() << std::flush;
+}
+
+void say(const std::string& line) {
+  const std::string l = line + "\n";
+  std::fwrite(l.data(), 1, l.size(), stderr);
+  std::fflush(stderr);
+}
+
+namespace {
+// Events of steps [first, steps), per rank (every rank runs the same number of actions per step).
+trace step_range(const trace& t, int steps, int first) {
+  trace out = t;
+  out.events.clear();
+  if (steps < 1)
+    return out;
+  std::map<int, std::vector<trace_event>> by_rank;
+  for (const auto& e : t.events)
+    by_rank[e.rank].push_back(e);
+  for (auto& [r, evs] : by_rank) {
+    std::stable_sort(evs.begin(), evs.end(),
+                     [](const trace_event& a, const trace_event& b) { return a.start_us < b.start_us; });
+    const std::size_t per_step = evs.size() / static_cast<std::size_t>(steps);
+    out.events.insert(out.events.end(), evs.begin() + static_cast<std::ptrdiff_t>(per_step * static_cast<std::size_t>(first)),
+                      evs.end());
+  }
+  return out;
+}
+
+void shift_to_zero(trace& t) {
+  double lo = std::numeric_limits<double>::max();
+  for (const auto& e : t.events)
+    lo = std::min(lo, e.start_us);
+  for (auto& e : t.events) {
+    e.start_us -= lo;
+    e.end_us -= lo;
+  }
+}
+} // namespace
+
+void report_measured(const training_job& job, trace t, int num_stages, const std::map<int, std::uint64_t>& act,
+                     const std::map<int, std::uint64_t>& params) {
+  const int steps = job.steps;
+  shift_to_zero(t);
+  if (!job.trace_file.empty())
+    save_chrome_trace(t, job.trace_file);
+  if (!job.step_trace_file.empty()) {
+    auto last = step_range(t, steps, steps - 1);
+    shift_to_zero(last);
+    last.run += " (last step)";
+    save_chrome_trace(last, job.step_trace_file);
+  }
+  auto steady = step_range(t, steps, steps > 1 ? 1 : 0);
+  const auto sum = summarize(steady, std::max(1, steps - 1));
+  std::cout << "measured step_us " << sum.step_us << " bubble " << sum.bubble_fraction
+            << " (steps after the first)\n";
+  if (!job.profile_file.empty())
+    save_cost_profile(measure_stage_costs(steady, num_stages, act, params), job.profile_file);
+}
+
+int train_pipelined(const training_job& job, const dist_env& env) {
+  const int ranks = job.in_process > 0 ? job.in_process : env.world_size;
+  auto sched = make_schedule({.name = job.schedule, .num_ranks = ranks, .num_microbatches = job.microbatches,
+                              .stages_per_rank = job.stages_per_rank});
+  const int S = sched.shape.num_stages();
+  auto mods = job.make_stages(sched);
+  if (static_cast<int>(mods.size()) != S)
+    throw input_error("the model was split into " + std::to_string(mods.size()) + " stages, schedule '" +
+                      job.schedule + "' needs " + std::to_string(S));
+  const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(job.timeout_s * 1000));
+  std::unique_ptr<gloo_transport> transport;
+  if (job.in_process == 0)
+    transport = std::make_unique<gloo_transport>(env, timeout);
+  const int my_rank = transport ? transport->rank() : -1;
+  std::vector<std::shared_ptr<stage_executor>> stages(static_cast<std::size_t>(S));
+  std::map<int, std::uint64_t> param_bytes;
+  for (int s = 0; s < S; ++s) {
+    if (transport && sched.shape.rank_of(s) != my_rank)
+      continue; // every rank built all stages the same way and keeps its own
+    auto& m = mods[static_cast<std::size_t>(s)];
+    stages[static_cast<std::size_t>(s)] =
+        std::make_shared<stage_executor>(s, S, m, job.make_optimizer(m->parameters()), job.loss);
+    param_bytes[s] = stages[static_cast<std::size_t>(s)]->parameter_bytes();
+  }
+  // The same stage actors as the simulator (runtime "actors"), or the plain engine (runtime "engine").
+  caf::actor_system_config cfg;
+  configure_for_training(cfg);
+  caf::actor_system sys{cfg};
+  std::unique_ptr<tensor_channel> channel;
+  if (transport)
+    channel = std::make_unique<tensor_channel>(*transport);
+  std::unique_ptr<pipeline_engine> engine;
+  std::unique_ptr<actor_pipeline> actors;
+  if (job.runtime == "engine")
+    engine = std::make_unique<pipeline_engine>(sched, stages, transport.get());
+  else if (job.runtime == "actors")
+    actors = std::make_unique<actor_pipeline>(sys, sched, stages, channel.get(), timeout);
+  else
+    throw input_error("runtime must be actors or engine, got '" + job.runtime + "'");
+  auto events = [&] { return engine ? engine->events() : actors->events(); };
+  auto activations = [&] { return engine ? engine->activation_bytes() : actors->activation_bytes(); };
+  for (int k = 0; k < job.steps; ++k) {
+    if (k == job.fail_step && my_rank == job.fail_rank) {
+      say("rank " + std::to_string(my_rank) + ": killing myself at step " + std::to_string(k) + " (--fail-rank)");
+      std::raise(SIGKILL);
+    }
+    auto [inputs, target] = job.batch(k);
+    if (auto loss = engine ? engine->step(inputs, target) : actors->step(inputs, target))
+      print_loss(k, *loss);
+  }
+  if (!transport) {
+    report_measured(job, events(), S, activations(), param_bytes);
+    return 0;
+  }
+  // Gather every rank's events and sizes on rank 0 through the rendezvous store.
+  std::ostringstream lines;
+  const auto my_events = events();
+  for (const auto& e : my_events.events)
+    lines << to_json_line(e) << "\n";
+  for (auto& [s, b] : activations())
+    lines << "A " << s << " " << b << "\n";
+  for (auto& [s, b] : param_bytes)
+    lines << "P " << s << " " << b << "\n";
+  transport->store_set("pippy/events/" + std::to_string(my_rank), lines.str());
+  if (my_rank == 0) {
+    trace all;
+    all.num_ranks = ranks;
+    all.run = my_events.run;
+    std::map<int, std::uint64_t> act, params;
+    for (int r = 0; r < ranks; ++r) {
+      std::istringstream in(transport->store_get("pippy/events/" + std::to_string(r)));
+      std::string line;
+      while (std::getline(in, line)) {
+        if (line.rfind("A ", 0) == 0 || line.rfind("P ", 0) == 0) {
+          std::istringstream f(line.substr(2));
+          int s = 0;
+          std::uint64_t b = 0;
+          f >> s >> b;
+          (line[0] == 'A' ? act : params)[s] = b;
+        } else if (!line.empty()) {
+          parse_json_line(line, all, "rank " + std::to_string(r));
+        }
+      }
+    }
+    report_measured(job, all, S, act, params);
+  }
+  transport->barrier();
+  return 0;
+}
+
+} // namespace pippy
