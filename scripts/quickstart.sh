@@ -3,7 +3,8 @@
 # PiPPy's MyNetwork with it on 3 local processes (real libtorch + Gloo), and compare prediction and
 # measurement. Everything lands in out/:
 #   predicted-uniform.json  simulated trace, unit costs (F=1, B=2)
-#   measured.json           measured trace of the real run (Perfetto / pippy-view)
+#   measured.json           measured trace of the real run, every step (Perfetto / pippy-view)
+#   measured-step.json      its last step alone (beside the simulated step)
 #   measured-costs.json     per-stage costs measured in that run (simulator cost file)
 #   predicted.json          simulated trace with those measured costs
 #   timeline.png            predicted and measured side by side (when pippy-view was built)
@@ -29,7 +30,8 @@ echo "== 1. simulate the default: 1f1b, 3 ranks, 6 micro-batches, unit costs"
 
 echo "== 2. train MyNetwork on 3 local processes ($steps steps, Gloo on loopback)"
 "$pippy" run --nproc 3 -- "$mynetwork" "${sched[@]}" --steps "$steps" --seed 0 \
-  --trace out/measured.json --profile out/measured-costs.json | tee out/measured.txt
+  --trace out/measured.json --step-trace out/measured-step.json --profile out/measured-costs.json |
+  tee out/measured.txt
 
 echo "== 3. simulate again with the costs measured in that run"
 "$pippy" sim "${sched[@]}" --ranks 3 --cost-file out/measured-costs.json --trace out/predicted.json --json \
@@ -45,10 +47,12 @@ awk -v p="$predicted_us" -v m="$measured_us" -v pb="$predicted_bubble" -v mb="$m
   printf "  bubble         predicted %10.3f      measured %10.3f\n", pb, mb
 }'
 
-if [[ -x $build/gui/pippy-view ]]; then
-  QT_QPA_PLATFORM=offscreen "$build/gui/pippy-view" --export out/timeline.png out/predicted.json out/measured.json \
+view=$build/gui/pippy-view
+[[ -x $view ]] || view=$(command -v pippy-view || true)
+if [[ -n $view && -x $view ]]; then
+  QT_QPA_PLATFORM=offscreen "$view" --export out/timeline.png out/predicted.json out/measured-step.json \
     && echo "== picture: out/timeline.png"
 else
   echo "(pippy-view not built: open out/*.json in https://ui.perfetto.dev)"
 fi
-echo "== traces: out/predicted-uniform.json out/predicted.json out/measured.json"
+echo "== traces: out/predicted-uniform.json out/predicted.json out/measured.json out/measured-step.json"
