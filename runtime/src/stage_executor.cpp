@@ -13,6 +13,15 @@
 
 namespace pippy {
 
+std::vector<torch::Tensor> unique_parameters(const torch::nn::Module& m) {
+  std::vector<torch::Tensor> out;
+  std::set<const void*> seen;
+  for (const auto& p : m.parameters())
+    if (seen.insert(p.unsafeGetTensorImpl()).second)
+      out.push_back(p);
+  return out;
+}
+
 stage_executor::stage_executor(int stage, int num_stages, std::shared_ptr<stage_module> module,
                                std::shared_ptr<torch::optim::Optimizer> optimizer, loss_function loss)
     : stage_(stage), num_stages_(num_stages), module_(std::move(module)),
@@ -24,7 +33,7 @@ stage_executor::stage_executor(int stage, int num_stages, std::shared_ptr<stage_
                       std::to_string(num_stages) + ")");
   if (is_last() && !loss_)
     throw input_error("stage " + std::to_string(stage) + " is the last stage but has no loss function");
-  for (auto& p : module_->parameters())
+  for (auto& p : unique_parameters(*module_))
     if (p.requires_grad())
       params_.push_back(p);
 }
@@ -351,7 +360,7 @@ torch::Tensor stage_executor::loss(int mb) const {
 
 std::uint64_t stage_executor::parameter_bytes() const {
   std::uint64_t n = 0;
-  for (const auto& p : module_->parameters())
+  for (const auto& p : unique_parameters(*module_))
     n += static_cast<std::uint64_t>(p.numel()) * p.element_size();
   return n;
 }

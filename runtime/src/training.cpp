@@ -104,7 +104,7 @@ int train_pipelined(const training_job& job, const dist_env& env) {
       continue; // every rank built all stages the same way and keeps its own
     auto& m = mods[static_cast<std::size_t>(s)];
     stages[static_cast<std::size_t>(s)] =
-        std::make_shared<stage_executor>(s, S, m, job.make_optimizer(m->parameters()), job.loss);
+        std::make_shared<stage_executor>(s, S, m, job.make_optimizer(unique_parameters(*m)), job.loss);
     param_bytes[s] = stages[static_cast<std::size_t>(s)]->parameter_bytes();
   }
   // The same stage actors as the simulator (runtime "actors"), or the plain engine (runtime "engine").

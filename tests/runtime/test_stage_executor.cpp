@@ -113,3 +113,27 @@ TEST_CASE("tied weights: W falls back to a second pass and still equals B", "[ru
   CHECK(rel(gi_s, gi_b) < 1e-6);
   CHECK(rel(gw_s, gw_b) < 1e-6);
 }
+
+TEST_CASE("a tensor registered under two names is one parameter (one gradient, one update)",
+          "[runtime][executor]") {
+  struct twice : stage_module {
+    torch::Tensor w;
+    twice() {
+      w = register_parameter("a", torch::full({2}, 3.0));
+      register_parameter("b", w);
+    }
+    std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& in) override { return {in[0] * w}; }
+    std::string describe() const override { return "twice"; }
+  };
+  auto m = std::make_shared<twice>();
+  CHECK(m->parameters().size() == 2); // libtorch lists it under both names...
+  CHECK(unique_parameters(*m).size() == 1); // ...the runtime holds it once
+  stage_executor ex(0, 2, m, std::make_shared<torch::optim::SGD>(unique_parameters(*m), torch::optim::SGDOptions(1.0)));
+  CHECK(ex.parameter_bytes() == 2 * sizeof(float));
+  ex.begin_step();
+  ex.forward(0, {torch::ones({1, 2})});
+  ex.full_backward(0, {torch::full({1, 2}, 0.5)});
+  CHECK(m->w.grad().allclose(torch::full({2}, 0.5)));
+  ex.step();
+  CHECK(m->w.allclose(torch::full({2}, 2.5))); // one SGD update of lr 1
+}

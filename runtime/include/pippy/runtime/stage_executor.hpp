@@ -12,6 +12,10 @@
 
 namespace pippy {
 
+// A module's parameters with each tensor once (libtorch's parameters() lists a tied tensor under every
+// name it is registered with; an optimizer given both would update it twice, as Python's would not).
+std::vector<torch::Tensor> unique_parameters(const torch::nn::Module& m);
+
 // Loss of one micro-batch: mean over its rows (as torch's default reduction does).
 using loss_function = std::function<torch::Tensor(const torch::Tensor& output, const torch::Tensor& target)>;
 
