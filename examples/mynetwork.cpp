@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 #include <torch/torch.h>
 
+#include <csignal>
 #include <iostream>
 
 #if PIPPY_WITH_COMPILER
@@ -133,8 +134,12 @@ int main(int argc, char** argv) {
   app.add_option("--step-trace", job.step_trace_file, "write the last step's measured trace here (rank 0)");
   app.add_option("--profile", job.profile_file, "write measured per-stage costs (simulator cost file)");
   app.add_option("--fail-rank", job.fail_rank, "fault injection: this rank kills itself...");
-  app.add_option("--fail-step", job.fail_step, "...at the start of this step");
+  app.add_option("--fail-step", job.fail_step, "...at the start of this step...");
+  std::string fail_how = "kill";
+  app.add_option("--fail-how", fail_how, "...kill: it dies; stop: it hangs (SIGSTOP)")
+      ->check(CLI::IsMember({"kill", "stop"}));
   CLI11_PARSE(app, argc, argv);
+  job.fail_signal = fail_how == "stop" ? SIGSTOP : SIGKILL;
 
   const mynetwork_options net{.in_dim = o.in_dim, .dims = o.dims};
   torch::nn::AnyModule compiled_model; // keeps the compiler's model (shared weights) alive

@@ -309,16 +309,19 @@ std::optional<double> actor_pipeline::step(const std::vector<torch::Tensor>& inp
   std::size_t finished = 0;
   std::string failure;
   bool timed_out = false;
+  // Longer than the transport's own timeout, so that a lost peer is reported by the receiver (naming
+  // the peer) before this generic watchdog fires.
+  const auto watchdog = timeout_ + std::max<std::chrono::milliseconds>(std::chrono::seconds(1), timeout_ / 2);
   while (finished < local_ranks_.size() && failure.empty() && !timed_out) {
     self->receive([&](const actors::rank_finished&) { ++finished; },
                   [&](const actors::stage_failed& f) { failure = f.error; },
                   [&](const actors::microbatch_finished&) {},
-                  caf::after(timeout_) >> [&] { timed_out = true; });
+                  caf::after(watchdog) >> [&] { timed_out = true; });
   }
   handles.stop();
   if (!failure.empty() || timed_out) {
     const std::string why = timed_out ? "rank " + std::to_string(local_ranks_.front()) +
-                                            ": no progress for " + std::to_string(timeout_.count()) + " ms"
+                                            ": no progress for " + std::to_string(watchdog.count()) + " ms"
                                       : failure;
     // A lost peer: the receiver thread may still wait inside c10d; the caller is expected to exit.
     throw peer_error(-1, why);

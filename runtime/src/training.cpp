@@ -126,8 +126,9 @@ int train_pipelined(const training_job& job, const dist_env& env) {
   auto activations = [&] { return engine ? engine->activation_bytes() : actors->activation_bytes(); };
   for (int k = 0; k < job.steps; ++k) {
     if (k == job.fail_step && my_rank == job.fail_rank) {
-      say("rank " + std::to_string(my_rank) + ": killing myself at step " + std::to_string(k) + " (--fail-rank)");
-      std::raise(SIGKILL);
+      say("rank " + std::to_string(my_rank) + ": " + (job.fail_signal == SIGSTOP ? "stopping" : "killing") +
+          " myself at step " + std::to_string(k) + " (--fail-rank)");
+      std::raise(job.fail_signal);
     }
     auto [inputs, target] = job.batch(k);
     if (auto loss = engine ? engine->step(inputs, target) : actors->step(inputs, target))

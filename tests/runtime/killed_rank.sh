@@ -4,7 +4,8 @@
 set -uo pipefail
 pippy=$1 mynetwork=$2
 start=$(date +%s)
-out=$("$pippy" run --nproc 3 --grace 30 -- "$mynetwork" --steps 4 --timeout 5 --fail-rank 1 --fail-step 1 2>&1)
+shift 2
+out=$("$pippy" run --nproc 3 --grace 30 -- "$mynetwork" --steps 4 --timeout 5 --fail-rank 1 --fail-step 1 "$@" 2>&1)
 rc=$?
 elapsed=$(( $(date +%s) - start ))
 echo "$out"

@@ -30,7 +30,8 @@ struct training_job {
   std::string trace_file;      // Chrome trace of every step (rank 0)
   std::string step_trace_file; // Chrome trace of the last step only (to put beside a simulated step)
   std::string profile_file;    // measured per-stage costs (simulator cost file)
-  int fail_rank = -1, fail_step = -1; // fault injection: that rank SIGKILLs itself at that step
+  int fail_rank = -1, fail_step = -1; // fault injection: that rank sends itself fail_signal at that step
+  int fail_signal = 9;                // SIGKILL (dies) or SIGSTOP (hangs: peers must time out)
 
   // The model, split for the schedule: all num_stages stage modules, built identically on every rank
   // (a process keeps those of its ranks).
