@@ -84,7 +84,7 @@ result run(const std::string& runtime, int R, int M, int K) {
 }
 // F, B, I and W of one stage of 4 x Linear(512)+ReLU on 16 rows (a micro-batch of the pipeline bench):
 // does the split backward cost what the full one does (I + W close to B)?
-void split_backward_costs() {
+void split_backward_costs(bool split) {
   torch::manual_seed(0);
   torch::nn::Sequential seq;
   for (int i = 0; i < 4; ++i) {
@@ -93,6 +93,7 @@ void split_backward_costs() {
   }
   auto stage = split_sequential(seq, {})[0];
   stage_executor ex(1, 3, stage, nullptr);
+  ex.set_split_weight(split);
   auto x = torch::randn({16, 512});
   auto g = torch::randn({16, 512});
   const int n = 200;
@@ -118,9 +119,9 @@ void split_backward_costs() {
       w += us(t4, t5);
     }
   }
-  std::printf("split backward, stage 4 x Linear(512)+ReLU, 16 rows, mean of %d: F %.1f us, B %.1f us, "
+  std::printf("%s, stage 4 x Linear(512)+ReLU, 16 rows, mean of %d: F %.1f us, B %.1f us, "
               "I %.1f us + W %.1f us = %.1f us (I+W)/B = %.2f; W split %zu, fallback %zu\n",
-              n, f / (2 * n), b / n, i / n, w / n, (i + w) / n, (i + w) / b, ex.split_weight_passes(),
+              split ? "split W (captured grads)" : "W as a second pass", n, f / (2 * n), b / n, i / n, w / n, (i + w) / n, (i + w) / b, ex.split_weight_passes(),
               ex.fallback_weight_passes());
 }
 } // namespace
@@ -135,7 +136,8 @@ int main(int argc, char** argv) {
     else if (a == "--steps") K = v;
   }
   at::set_num_threads(1);
-  split_backward_costs();
+  split_backward_costs(true);
+  split_backward_costs(false);
   std::printf("tiny stages (Linear(4,4)+ReLU, 2 rows per micro-batch), R=%d in one process, M=%d, %d steps\n", R, M, K);
   std::printf("%-8s %14s %10s %14s %16s %20s\n", "runtime", "wall/step us", "actions", "wall/action us",
               "compute/action us", "overhead/action us");

@@ -222,7 +222,7 @@ std::vector<torch::Tensor> stage_executor::backward_input(int mb,
   if (roots.empty())
     return input_grads(st, {}, 0);
   st.weight_jobs.clear();
-  auto capture = plan_split(st);
+  auto capture = split_enabled_ ? plan_split(st) : std::nullopt;
   if (!capture) {
     st.weight_jobs.clear();
     auto g = torch::autograd::grad(roots, wrt, grads, /*retain_graph=*/true, /*create_graph=*/false,

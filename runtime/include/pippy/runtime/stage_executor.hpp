@@ -68,6 +68,8 @@ public:
   // How many W ran the split way (from the gradients I captured) and how many had to fall back to a
   // second backward pass from the outputs (graphs the split does not cover, e.g. a weight used twice).
   std::size_t split_weight_passes() const { return split_w_; }
+  // Off: W always makes the second pass (for comparisons; on by default).
+  void set_split_weight(bool on) { split_enabled_ = on; }
   std::size_t fallback_weight_passes() const { return fallback_w_; }
 
 private:
@@ -105,6 +107,7 @@ private:
   std::map<int, torch::Tensor> losses_;
   double step_loss_ = 0;
   std::size_t split_w_ = 0, fallback_w_ = 0;
+  bool split_enabled_ = true;
 };
 
 } // namespace pippy
