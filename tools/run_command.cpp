@@ -106,6 +106,7 @@ int run(const run_options& o) {
     if (pid < 0)
       throw input_error(std::string("run: fork failed: ") + std::strerror(errno));
     if (pid == 0) {
+      ::setpgid(0, 0); // its own process group: stopping a rank stops what it started too
       ::setenv("RANK", std::to_string(r).c_str(), 1);
       ::setenv("LOCAL_RANK", std::to_string(r).c_str(), 1);
       ::setenv("WORLD_SIZE", std::to_string(o.nproc).c_str(), 1);
@@ -122,6 +123,7 @@ int run(const run_options& o) {
                ;
       ::_exit(127);
     }
+    ::setpgid(pid, pid); // also here, so a signal to the group cannot race the child's own setpgid
     pids[static_cast<std::size_t>(r)] = pid;
   }
   std::signal(SIGINT, on_signal);
@@ -169,13 +171,13 @@ int run(const run_options& o) {
       line{} << "pippy run: stopping " << running << " remaining rank(s)";
       for (auto p : pids)
         if (p > 0)
-          ::kill(p, SIGTERM);
+          ::kill(-p, SIGTERM);
       terminated = true;
       deadline = clock::now() + std::chrono::seconds(3);
     } else if (terminated && !killed && clock::now() >= deadline) {
       for (auto p : pids)
         if (p > 0)
-          ::kill(p, SIGKILL);
+          ::kill(-p, SIGKILL);
       killed = true;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
