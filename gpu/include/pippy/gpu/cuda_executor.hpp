@@ -1,0 +1,100 @@
+#pragma once
+// actors::executor on a CUDA device, by composition over the CPU backend's stage_executor (libtorch
+// autograd does the work; the tensors and modules just live on the GPU).
+//   - One worker thread per rank (like torch_executor), so CAF handlers never wait for the GPU; it sets
+//     c10::cuda::CUDAGuard and CUDAStreamGuard around every action (the current device and stream are
+//     thread-local and would not follow an actor across threads).
+//   - Each rank computes on its own stream from the pool. An action's completion is sent as soon as its
+//     kernels are queued: the CPU runs ahead and the outputs carry a CUDA event (cuda_tensors), which the
+//     consumer's stream waits for, on the device. Only the last stage's loss (.item() inside
+//     stage_executor::forward) synchronizes the CPU with its stream.
+//   - Times: CUDA events around every action; finish_step() turns them into wall-clock trace events
+//     (anchored to one host timestamp per step), so the trace shows when the GPU ran the action, not
+//     when it was launched. Memory: the caching allocator's allocated bytes (device-wide) after each action.
+// Thread safety: run() may be called from any thread (one action of the rank at a time, per the
+// executor contract); finish_step() from the driver thread once the rank's actions completed.
+#include <ATen/cuda/CUDAEvent.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "pippy/actors/seams.hpp"
+#include "pippy/runtime/actor_backend.hpp"
+#include "pippy/runtime/stage_executor.hpp"
+#include "pippy/traces/trace.hpp"
+
+namespace pippy::gpu {
+
+struct cuda_executor_options {
+  c10::DeviceIndex device = 0;
+  bool high_priority_stream = false;
+  // Wait for every action's kernels before sending its completion (debugging, or to compare the launch-
+  // ahead mode against a synchronous one).
+  bool synchronous = false;
+};
+
+class cuda_executor : public actors::executor {
+public:
+  // stages: by stage id, set for the stages of `rank` (their modules already on `options.device`). The
+  // executor borrows `batch` (inputs and targets on the device) and `log`.
+  cuda_executor(int rank, std::vector<std::shared_ptr<stage_executor>> stages, const step_batch& batch,
+                event_log& log, cuda_executor_options options = {});
+  ~cuda_executor() override;
+  cuda_executor(const cuda_executor&) = delete;
+  cuda_executor& operator=(const cuda_executor&) = delete;
+
+  void run(const action& a, actors::opaque input, const caf::actor& reply_to) override;
+
+  // Before the step's first run(): records the timing anchor.
+  void begin_step();
+  // After the rank's last completion: waits for its stream, writes the step's GPU-timed trace events into
+  // the log and appends the memory samples. Throws if a CUDA error surfaced.
+  void finish_step();
+
+  const c10::cuda::CUDAStream& stream() const { return stream_; }
+  c10::DeviceIndex device() const { return options_.device; }
+  std::vector<memory_sample> memory() const;
+
+private:
+  struct job {
+    action act;
+    actors::opaque input;
+    caf::actor reply_to;
+  };
+  struct timed {
+    action act;
+    std::shared_ptr<at::cuda::CUDAEvent> start, end;
+    std::uint64_t allocated_bytes = 0;
+  };
+  void loop();
+  void execute(job& j);
+
+  int rank_;
+  std::vector<std::shared_ptr<stage_executor>> stages_;
+  const step_batch& batch_;
+  event_log& log_;
+  cuda_executor_options options_;
+  c10::cuda::CUDAStream stream_;
+  std::shared_ptr<at::cuda::CUDAEvent> anchor_;
+  double anchor_us_ = 0;
+  std::vector<timed> timed_; // this step's actions (worker thread; read by finish_step after it)
+  std::vector<memory_sample> memory_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<job> jobs_;
+  bool stop_ = false;
+  std::thread worker_;
+};
+
+// Bytes the caching allocator has handed out on `device` now (its "allocated_bytes", all pools).
+std::uint64_t allocated_bytes(c10::DeviceIndex device);
+// Peak of the same since the last reset_peak(device).
+std::uint64_t peak_allocated_bytes(c10::DeviceIndex device);
+void reset_peak(c10::DeviceIndex device);
+
+} // namespace pippy::gpu

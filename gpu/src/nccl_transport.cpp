@@ -1,0 +1,491 @@
+#include "pippy/gpu/nccl_transport.hpp"
+
+#include <c10/cuda/CUDAGuard.h>
+#include <caf/all.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <cstring>
+#include <set>
+
+#include "pippy/core/error.hpp"
+#include "pippy/gpu/cuda_payload.hpp"
+#include "pippy/runtime/gloo_transport.hpp" // peer_error
+#include "pippy/runtime/pipeline_engine.hpp" // now_us
+
+namespace pippy::gpu {
+
+namespace {
+bool is_send(action_kind k) { return k == action_kind::send_f || k == action_kind::send_b; }
+bool is_recv(action_kind k) { return k == action_kind::recv_f || k == action_kind::recv_b; }
+int dst_stage_of(const action& send) { return send.kind == action_kind::send_f ? send.stage + 1 : send.stage - 1; }
+std::string meta_key(int dir, int stage, int mb) {
+  return "pippy/nccl/meta/" + std::to_string(dir) + "/" + std::to_string(stage) + "/" + std::to_string(mb);
+}
+std::uint64_t nbytes_of(const std::vector<torch::Tensor>& ts) {
+  std::uint64_t n = 0;
+  for (const auto& t : ts)
+    if (t.defined())
+      n += static_cast<std::uint64_t>(t.nbytes());
+  return n;
+}
+} // namespace
+
+void nccl_check(ncclResult_t r, const char* what, ncclComm_t comm) {
+  if (r == ncclSuccess || r == ncclInProgress)
+    return;
+  std::string msg = std::string(what) + ": " + ncclGetErrorString(r);
+  if (comm)
+    if (const char* last = ncclGetLastError(comm); last && *last)
+      msg += std::string(" (") + last + ")";
+  throw std::runtime_error(msg);
+}
+
+// ---- nccl_comm
+
+nccl_comm::nccl_comm(c10d::Store& store, const std::string& key, int rank, int nranks, c10::DeviceIndex device)
+    : rank_(rank), nranks_(nranks), device_(device) {
+  if (nranks < 1 || rank < 0 || rank >= nranks)
+    throw input_error("nccl_comm '" + key + "': rank " + std::to_string(rank) + " of " + std::to_string(nranks));
+  ncclUniqueId id;
+  if (rank == 0) {
+    nccl_check(ncclGetUniqueId(&id), "ncclGetUniqueId");
+    const auto* b = reinterpret_cast<const std::uint8_t*>(&id);
+    store.set(key, std::vector<std::uint8_t>(b, b + sizeof(id)));
+  } else {
+    const auto v = store.get(key); // waits for rank 0 (store timeout)
+    if (v.size() != sizeof(id))
+      throw std::runtime_error("nccl_comm '" + key + "': malformed unique id in the store (" +
+                               std::to_string(v.size()) + " bytes)");
+    std::memcpy(&id, v.data(), sizeof(id));
+  }
+  c10::cuda::CUDAGuard guard(device);
+  nccl_check(ncclCommInitRank(&comm_, nranks, id, rank), ("ncclCommInitRank '" + key + "'").c_str());
+}
+
+nccl_comm::~nccl_comm() {
+  if (comm_ && !aborted_.load())
+    ncclCommDestroy(comm_);
+}
+
+ncclResult_t nccl_comm::async_error() const {
+  if (aborted_.load())
+    return ncclSuccess;
+  ncclResult_t r = ncclSuccess;
+  const ncclResult_t q = ncclCommGetAsyncError(comm_, &r);
+  return q != ncclSuccess ? q : r;
+}
+
+void nccl_comm::abort() {
+  if (!aborted_.exchange(true) && comm_)
+    ncclCommAbort(comm_);
+}
+
+c10::intrusive_ptr<c10d::Store> connect_store(const dist_env& env, std::chrono::milliseconds timeout,
+                                              int port_offset) {
+  c10d::TCPStoreOptions so;
+  so.port = static_cast<std::uint16_t>(env.master_port + port_offset);
+  so.isServer = env.rank == 0;
+  so.numWorkers = static_cast<std::size_t>(env.world_size);
+  so.waitWorkers = true;
+  so.timeout = timeout;
+  try {
+    return c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
+  } catch (const std::exception& e) {
+    throw peer_error(0, "rank " + std::to_string(env.rank) + ": rendezvous at " + env.master_addr + ":" +
+                            std::to_string(so.port) + " failed: " + e.what());
+  }
+}
+
+// ---- nccl_transport
+
+nccl_transport::nccl_transport(c10::intrusive_ptr<c10d::Store> store, int rank, int world_size,
+                               const schedule& lowered, event_log& log, nccl_options options)
+    : store_(std::move(store)), rank_(rank), world_(world_size), plan_(lowered), log_(log), opt_(options) {
+  if (static_cast<int>(plan_.ranks.size()) != world_)
+    throw input_error("nccl_transport: schedule '" + plan_.name + "' has " + std::to_string(plan_.ranks.size()) +
+                      " ranks, world size is " + std::to_string(world_));
+  if (rank_ < 0 || rank_ >= world_)
+    throw input_error("nccl_transport: rank " + std::to_string(rank_) + " outside world size " + std::to_string(world_));
+  stages_.resize(static_cast<std::size_t>(plan_.shape.num_stages()));
+  // Every directed pair that carries payloads, and what this rank receives from each peer, in the
+  // sender's order.
+  std::set<std::pair<int, int>> pairs;
+  for (int r = 0; r < world_; ++r)
+    for (const auto& a : plan_.ranks[static_cast<std::size_t>(r)]) {
+      if (!is_send(a.kind))
+        continue;
+      const int dst = plan_.shape.rank_of(dst_stage_of(a));
+      if (dst == r)
+        continue; // same rank: handed over in memory by the stage actors
+      pairs.insert({r, dst});
+      if (dst == rank_)
+        incoming_[r].push_back(a);
+      if (r == rank_)
+        ++sends_expected_;
+    }
+  std::size_t recvs = 0;
+  for (const auto& a : plan_.ranks[static_cast<std::size_t>(rank_)])
+    if (is_recv(a.kind) && plan_.shape.rank_of(a.kind == action_kind::recv_f ? a.stage - 1 : a.stage + 1) != rank_)
+      ++recvs;
+  std::size_t incoming = 0;
+  for (const auto& [src, seq] : incoming_)
+    incoming += seq.size();
+  if (recvs != incoming)
+    throw input_error("nccl_transport: schedule '" + plan_.name + "': rank " + std::to_string(rank_) + " has " +
+                      std::to_string(recvs) + " RECV actions but its peers send it " + std::to_string(incoming) +
+                      " payloads");
+  // One global order (std::set's), so that the two-rank inits cannot wait on each other.
+  for (const auto& [a, b] : pairs) {
+    if (a != rank_ && b != rank_)
+      continue;
+    const std::string key = "pippy/nccl/comm/" + std::to_string(a) + "->" + std::to_string(b);
+    link l{std::make_unique<nccl_comm>(*store_, key, a == rank_ ? 0 : 1, 2, opt_.device),
+           c10::cuda::getStreamFromPool(/*isHighPriority=*/true, opt_.device), a == rank_ ? 1 : 0};
+    (a == rank_ ? out_ : in_).emplace(a == rank_ ? b : a, std::move(l));
+  }
+  sender_ = std::thread([this] { sender_loop(); });
+  poller_ = std::thread([this] { poller_loop(); });
+}
+
+nccl_transport::~nccl_transport() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  for (auto* t : {&sender_, &receiver_, &poller_})
+    if (t->joinable())
+      t->join();
+}
+
+std::vector<int> nccl_transport::send_peers() const {
+  std::vector<int> v;
+  for (const auto& [peer, l] : out_)
+    v.push_back(peer);
+  return v;
+}
+std::vector<int> nccl_transport::recv_peers() const {
+  std::vector<int> v;
+  for (const auto& [peer, l] : in_)
+    v.push_back(peer);
+  return v;
+}
+
+void nccl_transport::attach(int stage, const caf::actor& stage_actor) {
+  std::lock_guard lock(mu_);
+  stages_.at(static_cast<std::size_t>(stage)) = stage_actor;
+}
+
+caf::actor nccl_transport::stage_actor(int stage) {
+  std::lock_guard lock(mu_);
+  return stages_.at(static_cast<std::size_t>(stage));
+}
+
+void nccl_transport::send(actors::payload p, const caf::actor&) {
+  {
+    std::lock_guard lock(mu_);
+    send_queue_.push_back(std::move(p));
+  }
+  cv_.notify_all();
+}
+
+void nccl_transport::begin_step(const caf::actor& supervisor) {
+  if (receiver_.joinable())
+    receiver_.join();
+  {
+    std::lock_guard lock(mu_);
+    if (!error_.empty())
+      throw peer_error(-1, error_);
+    supervisor_ = supervisor;
+    sends_posted_ = 0;
+    receiver_done_ = false;
+  }
+  receiver_ = std::thread([this] { receiver_loop(); });
+}
+
+void nccl_transport::end_step() {
+  bool ok;
+  {
+    std::unique_lock lock(mu_);
+    ok = cv_.wait_for(lock, opt_.timeout, [&] {
+      return !error_.empty() || (receiver_done_ && sends_posted_ == sends_expected_ && pending_.empty());
+    });
+  }
+  if (!ok)
+    fail("rank " + std::to_string(rank_) + ": the step's transfers did not finish within " +
+         std::to_string(opt_.timeout.count()) + " ms");
+  if (receiver_.joinable())
+    receiver_.join();
+  std::lock_guard lock(mu_);
+  if (!error_.empty())
+    throw peer_error(-1, error_);
+}
+
+void nccl_transport::fail(const std::string& why) {
+  caf::actor sup;
+  {
+    std::lock_guard lock(mu_);
+    if (!error_.empty())
+      return;
+    error_ = why;
+    sup = supervisor_;
+  }
+  // Unblocks kernels and host calls that wait for a dead peer (NCCL allows abort from another thread).
+  for (auto* links : {&out_, &in_})
+    for (auto& [peer, l] : *links)
+      l.comm->abort();
+  if (sup)
+    caf::anon_send(sup, actors::stage_failed{rank_, action{}, why});
+  cv_.notify_all();
+}
+
+void nccl_transport::add_pending(pending p) {
+  {
+    std::lock_guard lock(mu_);
+    pending_.push_back(std::move(p));
+  }
+  cv_.notify_all();
+}
+
+// ---- sends
+
+void nccl_transport::sender_loop() {
+  for (;;) {
+    actors::payload p;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || !send_queue_.empty(); });
+      if (stop_)
+        return;
+      p = std::move(send_queue_.front());
+      send_queue_.pop_front();
+    }
+    try {
+      post_send(p);
+    } catch (const std::exception& e) {
+      fail("rank " + std::to_string(rank_) + ": sending " + to_string(action{p.src_stage, p.kind, p.microbatch}) +
+           " failed: " + e.what());
+    }
+    {
+      std::lock_guard lock(mu_);
+      ++sends_posted_;
+    }
+    cv_.notify_all();
+  }
+}
+
+void nccl_transport::post_send(const actors::payload& p) {
+  {
+    std::lock_guard lock(mu_);
+    if (!error_.empty()) // the communicators may be aborted: post nothing more
+      return;
+  }
+  const cuda_tensors& in = unwrap(p.data);
+  const int dst = plan_.shape.rank_of(p.dst_stage);
+  link& l = out_.at(dst);
+  const int dir = p.kind == action_kind::send_f ? 0 : 1;
+  const auto key = std::make_tuple(dir, p.src_stage, p.microbatch);
+  bool need_meta;
+  {
+    std::lock_guard lock(mu_);
+    need_meta = !sent_meta_[key];
+  }
+  if (need_meta) { // shapes and dtypes, once: [n, (dtype, ndim or -1 if undefined, sizes...)...]
+    std::vector<int64_t> m{static_cast<int64_t>(in.tensors.size())};
+    for (const auto& t : in.tensors) {
+      m.push_back(t.defined() ? static_cast<int64_t>(t.scalar_type()) : -1);
+      m.push_back(t.defined() ? t.dim() : -1);
+      if (t.defined())
+        for (auto s : t.sizes())
+          m.push_back(s);
+    }
+    const auto* b = reinterpret_cast<const std::uint8_t*>(m.data());
+    store_->set(meta_key(dir, p.src_stage, p.microbatch), std::vector<std::uint8_t>(b, b + m.size() * sizeof(int64_t)));
+    std::lock_guard lock(mu_);
+    sent_meta_[key] = true;
+  }
+  c10::cuda::CUDAGuard device(opt_.device);
+  c10::cuda::CUDAStreamGuard stream(l.stream);
+  if (in.ready)
+    in.ready->block(l.stream); // after the producer's kernels, on the device
+  std::vector<torch::Tensor> keep;
+  for (const auto& t : in.tensors) {
+    if (!t.defined())
+      continue;
+    auto c = t.contiguous(); // on the send stream, after the wait
+    c.record_stream(l.stream);
+    keep.push_back(c);
+  }
+  const double t0 = now_us();
+  nccl_check(ncclGroupStart(), "ncclGroupStart");
+  for (const auto& c : keep)
+    nccl_check(ncclSend(c.data_ptr(), static_cast<size_t>(c.nbytes()), ncclUint8, l.peer_in_comm, l.comm->get(),
+                        l.stream.stream()),
+               "ncclSend", l.comm->get());
+  nccl_check(ncclGroupEnd(), "ncclGroupEnd (send)", l.comm->get());
+  auto done = sync_event();
+  done->record(l.stream);
+  add_pending(pending{.done = std::move(done),
+                      .ev = trace_event{.rank = rank_, .act = {p.src_stage, p.kind, p.microbatch}, .start_us = t0,
+                                        .bytes = nbytes_of(keep), .peer = dst, .source = event_source::measured},
+                      .keep_alive = std::move(keep),
+                      .deliver = std::nullopt,
+                      .posted = std::chrono::steady_clock::now()});
+}
+
+// ---- receives
+
+std::vector<nccl_transport::tensor_meta> nccl_transport::recv_meta(int dir, int stage, int mb) {
+  const auto key = std::make_tuple(dir, stage, mb);
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = recv_meta_.find(key); it != recv_meta_.end())
+      return it->second;
+  }
+  const auto v = store_->get(meta_key(dir, stage, mb)); // first step only: waits for the sender's first send
+  if (v.size() % sizeof(int64_t) != 0 || v.empty())
+    throw std::runtime_error("malformed tensor metadata for " + meta_key(dir, stage, mb));
+  std::vector<int64_t> m(v.size() / sizeof(int64_t));
+  std::memcpy(m.data(), v.data(), v.size());
+  std::vector<tensor_meta> metas;
+  std::size_t pos = 1;
+  auto next = [&] {
+    if (pos >= m.size())
+      throw std::runtime_error("truncated tensor metadata for " + meta_key(dir, stage, mb));
+    return m[pos++];
+  };
+  for (int64_t i = 0; i < m[0]; ++i) {
+    tensor_meta tm;
+    const int64_t dtype = next();
+    const int64_t nd = next();
+    tm.dtype = dtype < 0 ? torch::kFloat : static_cast<torch::ScalarType>(dtype);
+    if (nd < 0)
+      tm.sizes = {-1}; // undefined tensor
+    for (int64_t j = 0; j < nd; ++j)
+      tm.sizes.push_back(next());
+    metas.push_back(std::move(tm));
+  }
+  std::lock_guard lock(mu_);
+  recv_meta_[key] = metas;
+  return metas;
+}
+
+void nccl_transport::receiver_loop() { // failures go through fail(), which reports to supervisor_
+  std::map<int, std::size_t> next; // per source rank: index into incoming_[src]
+  try {
+    c10::cuda::CUDAGuard device(opt_.device);
+    for (const auto& a : plan_.ranks[static_cast<std::size_t>(rank_)]) {
+      if (!is_recv(a.kind))
+        continue;
+      const int from = a.kind == action_kind::recv_f ? a.stage - 1 : a.stage + 1;
+      const int src = plan_.shape.rank_of(from);
+      if (src == rank_)
+        continue;
+      {
+        std::lock_guard lock(mu_);
+        if (stop_ || !error_.empty())
+          break;
+      }
+      // NCCL matches the k-th receive on this link with the sender's k-th send: receive that payload
+      // (the same as `a` whenever both ranks order their transfers alike).
+      const action& item = incoming_.at(src).at(next[src]++);
+      const int dir = item.kind == action_kind::send_f ? 0 : 1;
+      const auto metas = recv_meta(dir, item.stage, item.microbatch);
+      link& l = in_.at(src);
+      c10::cuda::CUDAStreamGuard stream(l.stream); // allocate on the receive stream
+      std::vector<torch::Tensor> into;
+      for (const auto& tm : metas)
+        into.push_back(tm.sizes == std::vector<int64_t>{-1}
+                           ? torch::Tensor()
+                           : torch::empty(tm.sizes, torch::TensorOptions().dtype(tm.dtype).device(
+                                                        torch::Device(torch::kCUDA, opt_.device))));
+      const double t0 = now_us();
+      nccl_check(ncclGroupStart(), "ncclGroupStart");
+      for (const auto& t : into)
+        if (t.defined())
+          nccl_check(ncclRecv(t.data_ptr(), static_cast<size_t>(t.nbytes()), ncclUint8, l.peer_in_comm,
+                              l.comm->get(), l.stream.stream()),
+                     "ncclRecv", l.comm->get());
+      nccl_check(ncclGroupEnd(), "ncclGroupEnd (recv)", l.comm->get());
+      auto done = sync_event();
+      done->record(l.stream);
+      const auto bytes = nbytes_of(into);
+      actors::payload p{.src_stage = item.stage, .dst_stage = dst_stage_of(item), .microbatch = item.microbatch,
+                        .kind = item.kind, .bytes = bytes, .data = wrap(into, done)};
+      pending pd{.done = done,
+                 .ev = trace_event{.rank = rank_, .act = {p.dst_stage, item.kind == action_kind::send_f
+                                                                           ? action_kind::recv_f
+                                                                           : action_kind::recv_b,
+                                                          item.microbatch},
+                                   .start_us = t0, .bytes = bytes, .peer = src, .source = event_source::measured},
+                 .keep_alive = std::move(into),
+                 .deliver = std::nullopt,
+                 .posted = std::chrono::steady_clock::now()};
+      if (opt_.deliver == delivery::on_post)
+        caf::anon_send(stage_actor(p.dst_stage), std::move(p));
+      else
+        pd.deliver = std::move(p);
+      add_pending(std::move(pd));
+    }
+  } catch (const std::exception& e) {
+    fail("rank " + std::to_string(rank_) + ": receiving failed: " + e.what());
+  }
+  {
+    std::lock_guard lock(mu_);
+    receiver_done_ = true;
+  }
+  cv_.notify_all();
+}
+
+// ---- completion detection
+
+void nccl_transport::poller_loop() {
+  auto last_check = std::chrono::steady_clock::now();
+  for (;;) {
+    std::vector<pending> done;
+    std::string timeout_msg;
+    {
+      std::unique_lock lock(mu_);
+      if (pending_.empty())
+        cv_.wait_for(lock, std::chrono::milliseconds(100), [&] { return stop_ || !pending_.empty(); });
+      if (stop_)
+        return;
+      const auto now = std::chrono::steady_clock::now();
+      for (auto it = pending_.begin(); it != pending_.end();) {
+        if (it->done->query()) {
+          done.push_back(std::move(*it));
+          it = pending_.erase(it);
+        } else {
+          if (timeout_msg.empty() && now - it->posted > opt_.timeout)
+            timeout_msg = "rank " + std::to_string(rank_) + ": " + to_string(it->ev.act) + " with rank " +
+                          std::to_string(it->ev.peer) + " pending for more than " +
+                          std::to_string(opt_.timeout.count()) + " ms (rank " + std::to_string(it->ev.peer) +
+                          " died or hangs)";
+          ++it;
+        }
+      }
+    }
+    const double t = now_us();
+    for (auto& p : done) {
+      p.ev.end_us = t;
+      log_.add(p.ev);
+      if (p.deliver)
+        caf::anon_send(stage_actor(p.deliver->dst_stage), std::move(*p.deliver));
+    }
+    if (!done.empty())
+      cv_.notify_all();
+    if (!timeout_msg.empty())
+      fail(timeout_msg);
+    if (std::chrono::steady_clock::now() - last_check > std::chrono::milliseconds(100)) {
+      last_check = std::chrono::steady_clock::now();
+      for (auto* links : {&out_, &in_})
+        for (auto& [peer, l] : *links)
+          if (auto r = l.comm->async_error(); r != ncclSuccess && r != ncclInProgress)
+            fail("rank " + std::to_string(rank_) + ": NCCL error on the link with rank " + std::to_string(peer) +
+                 ": " + ncclGetErrorString(r));
+    }
+    std::this_thread::sleep_for(opt_.poll_interval);
+  }
+}
+
+} // namespace pippy::gpu
