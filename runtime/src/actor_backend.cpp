@@ -6,6 +6,7 @@
 #include "pippy/core/error.hpp"
 #include "pippy/core/validate.hpp"
 #include "pippy/runtime/pipeline_engine.hpp"
+#include "pippy/runtime/profile.hpp"
 
 namespace pippy {
 
@@ -31,6 +32,14 @@ void event_log::add(const trace_event& e) {
   std::lock_guard lock(mu_);
   events_.push_back(e);
 }
+void event_log::add(const memory_sample& m) {
+  std::lock_guard lock(mu_);
+  memory_.push_back(m);
+}
+std::vector<memory_sample> event_log::memory() const {
+  std::lock_guard lock(mu_);
+  return memory_;
+}
 std::vector<trace_event> event_log::all() const {
   std::lock_guard lock(mu_);
   return events_;
@@ -47,8 +56,8 @@ std::map<int, std::uint64_t> event_log::activation_bytes() const {
 // ---- torch_executor
 
 torch_executor::torch_executor(int rank, std::vector<std::shared_ptr<stage_executor>> stages,
-                               const step_batch& batch, event_log& log)
-    : rank_(rank), stages_(std::move(stages)), batch_(batch), log_(log) {
+                               const step_batch& batch, event_log& log, bool sample_memory)
+    : rank_(rank), stages_(std::move(stages)), batch_(batch), log_(log), sample_memory_(sample_memory) {
   worker_ = std::thread([this] { loop(); });
 }
 
@@ -134,6 +143,8 @@ void torch_executor::execute(job& j) {
   c.end_us = now_us();
   log_.add(trace_event{.rank = rank_, .act = a, .start_us = c.start_us, .end_us = c.end_us,
                        .source = event_source::measured});
+  if (sample_memory_)
+    log_.add(memory_sample{.rank = rank_, .t_us = c.end_us, .bytes = heap_bytes_in_use()});
   caf::anon_send(j.reply_to, std::move(c));
 }
 
@@ -265,7 +276,8 @@ actor_pipeline::actor_pipeline(caf::actor_system& sys, const schedule& compute_o
                           " but no executor was given for it");
       mine[static_cast<std::size_t>(s)] = stages_[static_cast<std::size_t>(s)];
     }
-    executors_[static_cast<std::size_t>(r)] = std::make_unique<torch_executor>(r, mine, batch_, log_);
+    executors_[static_cast<std::size_t>(r)] =
+        std::make_unique<torch_executor>(r, mine, batch_, log_, /*sample_memory=*/channel_ != nullptr);
   }
 }
 
@@ -339,6 +351,7 @@ trace actor_pipeline::events() const {
   t.run = plan_.name + " R=" + std::to_string(plan_.shape.num_ranks) + " M=" +
           std::to_string(plan_.shape.num_microbatches) + " measured (actors)";
   t.events = log_.all();
+  t.memory = log_.memory();
   return t;
 }
 

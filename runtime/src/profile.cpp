@@ -7,6 +7,10 @@
 
 #include <nlohmann/json.hpp>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include "pippy/core/error.hpp"
 
 namespace pippy {
@@ -79,6 +83,15 @@ void save_cost_profile(const std::vector<stage_cost>& costs, const std::string& 
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0)
     throw input_error("cannot rename '" + tmp + "' to '" + path + "'");
+}
+
+std::uint64_t heap_bytes_in_use() {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+  const auto m = ::mallinfo2();
+  return static_cast<std::uint64_t>(m.uordblks) + static_cast<std::uint64_t>(m.hblkhd);
+#else
+  return 0;
+#endif
 }
 
 measured_summary summarize(const trace& t, int steps) {

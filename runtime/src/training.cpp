@@ -49,6 +49,14 @@ trace step_range(const trace& t, int steps, int first) {
     out.events.insert(out.events.end(), evs.begin() + static_cast<std::ptrdiff_t>(per_step * static_cast<std::size_t>(first)),
                       evs.end());
   }
+  // Memory samples of each rank from its first kept event on.
+  std::map<int, double> from;
+  for (const auto& e : out.events)
+    from[e.rank] = from.count(e.rank) ? std::min(from[e.rank], e.start_us) : e.start_us;
+  out.memory.clear();
+  for (const auto& m : t.memory)
+    if (from.count(m.rank) && m.t_us >= from[m.rank])
+      out.memory.push_back(m);
   return out;
 }
 
@@ -60,6 +68,8 @@ void shift_to_zero(trace& t) {
     e.start_us -= lo;
     e.end_us -= lo;
   }
+  for (auto& m : t.memory)
+    m.t_us = std::max(0.0, m.t_us - lo);
 }
 } // namespace
 
@@ -143,6 +153,8 @@ int train_pipelined(const training_job& job, const dist_env& env) {
   const auto my_events = events();
   for (const auto& e : my_events.events)
     lines << to_json_line(e) << "\n";
+  for (const auto& m : my_events.memory)
+    lines << to_json_line(m) << "\n";
   for (auto& [s, b] : activations())
     lines << "A " << s << " " << b << "\n";
   for (auto& [s, b] : param_bytes)

@@ -42,13 +42,16 @@ void configure_for_training(caf::actor_system_config& cfg, int max_threads = 2);
 class event_log {
 public:
   void add(const trace_event& e);
+  void add(const memory_sample& m);
   std::vector<trace_event> all() const;
+  std::vector<memory_sample> memory() const;
   void set_activation_bytes(int stage, std::uint64_t bytes);
   std::map<int, std::uint64_t> activation_bytes() const;
 
 private:
   mutable std::mutex mu_;
   std::vector<trace_event> events_;
+  std::vector<memory_sample> memory_;
   std::map<int, std::uint64_t> activation_bytes_;
 };
 
@@ -62,8 +65,9 @@ struct step_batch {
 class torch_executor : public actors::executor {
 public:
   // stages: by stage id, set for the stages of `rank`. The executor borrows `batch` and `log`.
+  // sample_memory: log the process heap after each action (when the process hosts only this rank).
   torch_executor(int rank, std::vector<std::shared_ptr<stage_executor>> stages, const step_batch& batch,
-                 event_log& log);
+                 event_log& log, bool sample_memory = false);
   ~torch_executor() override;
   void run(const action& a, actors::opaque input, const caf::actor& reply_to) override;
 
@@ -80,6 +84,7 @@ private:
   std::vector<std::shared_ptr<stage_executor>> stages_;
   const step_batch& batch_;
   event_log& log_;
+  bool sample_memory_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<job> jobs_;

@@ -24,6 +24,11 @@ std::string cost_profile_json(const std::vector<stage_cost>& costs);
 // Writes path.tmp then renames. Throws input_error when the file cannot be written.
 void save_cost_profile(const std::vector<stage_cost>& costs, const std::string& path);
 
+// Bytes of heap this process has in use (glibc's mallinfo2: allocated chunks plus mmapped blocks; the
+// CPU tensors live there). 0 where that is not available. Measured traces sample it after every compute
+// action of a process that hosts one rank.
+std::uint64_t heap_bytes_in_use();
+
 // Step time and bubble of a measured trace over [first start, last end]: per rank busy = compute time.
 struct measured_summary {
   double step_us = 0;         // makespan divided by the number of steps
