@@ -1,5 +1,6 @@
 #include "pippy/gpu/nccl_transport.hpp"
 
+#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <caf/all.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -98,6 +99,20 @@ c10::intrusive_ptr<c10d::Store> connect_store(const dist_env& env, std::chrono::
 
 // ---- nccl_transport
 
+nccl_transport::owned_stream::owned_stream(c10::DeviceIndex d) : device(d) {
+  c10::cuda::CUDAGuard guard(d);
+  int least = 0, greatest = 0;
+  C10_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+  C10_CUDA_CHECK(cudaStreamCreateWithPriority(&raw, cudaStreamNonBlocking, greatest)); // transfers first
+}
+
+nccl_transport::owned_stream::~owned_stream() {
+  if (raw) {
+    c10::cuda::CUDAGuard guard(device);
+    cudaStreamDestroy(raw);
+  }
+}
+
 nccl_transport::nccl_transport(c10::intrusive_ptr<c10d::Store> store, int rank, int world_size,
                                const schedule& lowered, event_log& log, nccl_options options)
     : store_(std::move(store)), rank_(rank), world_(world_size), plan_(lowered), log_(log), opt_(options) {
@@ -139,8 +154,10 @@ nccl_transport::nccl_transport(c10::intrusive_ptr<c10d::Store> store, int rank, 
     if (a != rank_ && b != rank_)
       continue;
     const std::string key = "pippy/nccl/comm/" + std::to_string(a) + "->" + std::to_string(b);
-    link l{std::make_unique<nccl_comm>(*store_, key, a == rank_ ? 0 : 1, 2, opt_.device),
-           c10::cuda::getStreamFromPool(/*isHighPriority=*/true, opt_.device), a == rank_ ? 1 : 0};
+    auto comm = std::make_unique<nccl_comm>(*store_, key, a == rank_ ? 0 : 1, 2, opt_.device);
+    auto owned = std::make_unique<owned_stream>(opt_.device);
+    const auto stream = c10::cuda::getStreamFromExternal(owned->raw, opt_.device);
+    link l{std::move(owned), std::move(comm), stream, a == rank_ ? 1 : 0};
     (a == rank_ ? out_ : in_).emplace(a == rank_ ? b : a, std::move(l));
   }
   sender_ = std::thread([this] { sender_loop(); });
@@ -200,6 +217,17 @@ void nccl_transport::begin_step(const caf::actor& supervisor) {
     sends_posted_ = 0;
     receiver_done_ = false;
   }
+  if (!out_.empty() || !in_.empty()) { // links are idle here (end_step waited for them)
+    const auto& s = (out_.empty() ? in_ : out_).begin()->second.stream;
+    c10::cuda::CUDAGuard device(opt_.device);
+    s.synchronize();
+    auto anchor = timed_event();
+    const double t = now_us();
+    anchor->record(s);
+    std::lock_guard lock(mu_);
+    anchor_ = std::move(anchor);
+    anchor_us_ = t;
+  }
   receiver_ = std::thread([this] { receiver_loop(); });
 }
 
@@ -208,7 +236,8 @@ void nccl_transport::end_step() {
   {
     std::unique_lock lock(mu_);
     ok = cv_.wait_for(lock, opt_.timeout, [&] {
-      return !error_.empty() || (receiver_done_ && sends_posted_ == sends_expected_ && pending_.empty());
+      return !error_.empty() ||
+             (receiver_done_ && sends_posted_ == sends_expected_ && pending_.empty() && processing_ == 0);
     });
   }
   if (!ok)
@@ -317,15 +346,18 @@ void nccl_transport::post_send(const actors::payload& p) {
     keep.push_back(c);
   }
   const double t0 = now_us();
+  auto start = timed_event();
+  start->record(l.stream); // after the wait: when the transfer can begin
   nccl_check(ncclGroupStart(), "ncclGroupStart");
   for (const auto& c : keep)
     nccl_check(ncclSend(c.data_ptr(), static_cast<size_t>(c.nbytes()), ncclUint8, l.peer_in_comm, l.comm->get(),
                         l.stream.stream()),
                "ncclSend", l.comm->get());
   nccl_check(ncclGroupEnd(), "ncclGroupEnd (send)", l.comm->get());
-  auto done = sync_event();
+  auto done = timed_event();
   done->record(l.stream);
-  add_pending(pending{.done = std::move(done),
+  add_pending(pending{.start = std::move(start),
+                      .done = std::move(done),
                       .ev = trace_event{.rank = rank_, .act = {p.src_stage, p.kind, p.microbatch}, .start_us = t0,
                                         .bytes = nbytes_of(keep), .peer = dst, .source = event_source::measured},
                       .keep_alive = std::move(keep),
@@ -400,6 +432,8 @@ void nccl_transport::receiver_loop() { // failures go through fail(), which repo
                            : torch::empty(tm.sizes, torch::TensorOptions().dtype(tm.dtype).device(
                                                         torch::Device(torch::kCUDA, opt_.device))));
       const double t0 = now_us();
+      auto start = timed_event();
+      start->record(l.stream);
       nccl_check(ncclGroupStart(), "ncclGroupStart");
       for (const auto& t : into)
         if (t.defined())
@@ -407,12 +441,13 @@ void nccl_transport::receiver_loop() { // failures go through fail(), which repo
                               l.comm->get(), l.stream.stream()),
                      "ncclRecv", l.comm->get());
       nccl_check(ncclGroupEnd(), "ncclGroupEnd (recv)", l.comm->get());
-      auto done = sync_event();
+      auto done = timed_event();
       done->record(l.stream);
       const auto bytes = nbytes_of(into);
       actors::payload p{.src_stage = item.stage, .dst_stage = dst_stage_of(item), .microbatch = item.microbatch,
                         .kind = item.kind, .bytes = bytes, .data = wrap(into, done)};
-      pending pd{.done = done,
+      pending pd{.start = std::move(start),
+                 .done = done,
                  .ev = trace_event{.rank = rank_, .act = {p.dst_stage, item.kind == action_kind::send_f
                                                                            ? action_kind::recv_f
                                                                            : action_kind::recv_b,
@@ -444,6 +479,8 @@ void nccl_transport::poller_loop() {
   for (;;) {
     std::vector<pending> done;
     std::string timeout_msg;
+    std::shared_ptr<at::cuda::CUDAEvent> anchor;
+    double anchor_us = 0;
     {
       std::unique_lock lock(mu_);
       if (pending_.empty())
@@ -452,7 +489,16 @@ void nccl_transport::poller_loop() {
         return;
       const auto now = std::chrono::steady_clock::now();
       for (auto it = pending_.begin(); it != pending_.end();) {
-        if (it->done->query()) {
+        bool complete = false;
+        try {
+          complete = it->done->query();
+        } catch (const std::exception& e) { // a CUDA error: report it, drop the transfer
+          if (timeout_msg.empty())
+            timeout_msg = "rank " + std::to_string(rank_) + ": " + to_string(it->ev.act) + ": " + e.what();
+          it = pending_.erase(it);
+          continue;
+        }
+        if (complete) {
           done.push_back(std::move(*it));
           it = pending_.erase(it);
         } else {
@@ -464,17 +510,33 @@ void nccl_transport::poller_loop() {
           ++it;
         }
       }
+      processing_ = done.size();
+      anchor = anchor_;
+      anchor_us = anchor_us_;
     }
     const double t = now_us();
     for (auto& p : done) {
-      p.ev.end_us = t;
+      p.ev.end_us = t; // host time it was seen complete, unless the GPU times below are available
+      try {
+        if (anchor && p.start && p.start->isCreated()) {
+          p.ev.start_us = anchor_us + 1000.0 * anchor->elapsed_time(*p.start);
+          p.ev.end_us = anchor_us + 1000.0 * anchor->elapsed_time(*p.done);
+        }
+      } catch (const std::exception&) {
+        // keep the host times
+      }
       log_.add(p.ev);
       if (p.deliver)
         caf::anon_send(stage_actor(p.deliver->dst_stage), std::move(*p.deliver));
     }
-    if (!done.empty())
+    if (!done.empty()) {
+      {
+        std::lock_guard lock(mu_);
+        processing_ = 0;
+      }
       cv_.notify_all();
-    if (!timeout_msg.empty())
+    }
+    if (!timeout_msg.empty()) // a timeout or a CUDA error
       fail(timeout_msg);
     if (std::chrono::steady_clock::now() - last_check > std::chrono::milliseconds(100)) {
       last_check = std::chrono::steady_clock::now();

@@ -126,17 +126,28 @@ public:
   std::vector<int> recv_peers() const;
 
 private:
+  // A CUDA stream of our own (not from PyTorch's pool, which hands out its 32 streams round-robin and
+  // could give two links the same one, serializing a send behind a receive).
+  struct owned_stream {
+    owned_stream(c10::DeviceIndex device);
+    ~owned_stream();
+    owned_stream(const owned_stream&) = delete;
+    owned_stream& operator=(const owned_stream&) = delete;
+    cudaStream_t raw = nullptr;
+    c10::DeviceIndex device;
+  };
   struct link {
+    std::unique_ptr<owned_stream> owned; // declared first: outlives the communicator that used it
     std::unique_ptr<nccl_comm> comm;
-    c10::cuda::CUDAStream stream;
-    int peer_in_comm; // the other side's rank in the 2-rank communicator
+    c10::cuda::CUDAStream stream;    // wraps owned->raw
+    int peer_in_comm;                // the other side's rank in the 2-rank communicator
   };
   struct tensor_meta {
     std::vector<int64_t> sizes;
     torch::ScalarType dtype;
   };
   struct pending { // a posted transfer, until its event completes
-    std::shared_ptr<at::cuda::CUDAEvent> done;
+    std::shared_ptr<at::cuda::CUDAEvent> start, done; // timed, on the link's stream
     trace_event ev;
     std::vector<torch::Tensor> keep_alive;
     std::optional<actors::payload> deliver; // on_arrival receives
@@ -160,6 +171,10 @@ private:
   // For each source rank: the sequence of payloads it sends to this rank, in its posting order (NCCL
   // matches the k-th receive on the link with the k-th send).
   std::map<int, std::vector<action>> incoming_;
+  // Transfer times: GPU events relative to an event recorded at begin_step on an idle link stream, at
+  // host time anchor_us_ (under mu_: set by begin_step, snapshot by the poller with the transfers).
+  std::shared_ptr<at::cuda::CUDAEvent> anchor_;
+  double anchor_us_ = 0;
 
   std::mutex mu_; // everything below
   std::condition_variable cv_;
@@ -167,6 +182,7 @@ private:
   caf::actor supervisor_;
   std::deque<actors::payload> send_queue_;
   std::deque<pending> pending_;
+  std::size_t processing_ = 0; // completed transfers the poller is logging / delivering
   std::size_t sends_expected_ = 0, sends_posted_ = 0; // this step
   bool receiver_done_ = true;
   bool stop_ = false;
