@@ -19,9 +19,10 @@ namespace {
 bool is_send(action_kind k) { return k == action_kind::send_f || k == action_kind::send_b; }
 bool is_recv(action_kind k) { return k == action_kind::recv_f || k == action_kind::recv_b; }
 int dst_stage_of(const action& send) { return send.kind == action_kind::send_f ? send.stage + 1 : send.stage - 1; }
-std::string meta_key(int dir, int stage, int mb) {
-  return "pippy/nccl/meta/" + std::to_string(dir) + "/" + std::to_string(stage) + "/" + std::to_string(mb);
-}
+// Transports made in one job share the store: each gets a prefix from a per-process count, the same on
+// every rank because every rank makes its transports in the same order (one program, SPMD).
+std::atomic<int> transports_made{0};
+
 std::uint64_t nbytes_of(const std::vector<torch::Tensor>& ts) {
   std::uint64_t n = 0;
   for (const auto& t : ts)
@@ -115,7 +116,8 @@ nccl_transport::owned_stream::~owned_stream() {
 
 nccl_transport::nccl_transport(c10::intrusive_ptr<c10d::Store> store, int rank, int world_size,
                                const schedule& lowered, event_log& log, nccl_options options)
-    : store_(std::move(store)), rank_(rank), world_(world_size), plan_(lowered), log_(log), opt_(options) {
+    : store_(std::move(store)), rank_(rank), world_(world_size), plan_(lowered), log_(log), opt_(options),
+      prefix_("pippy/nccl/" + std::to_string(transports_made.fetch_add(1)) + "/") {
   if (static_cast<int>(plan_.ranks.size()) != world_)
     throw input_error("nccl_transport: schedule '" + plan_.name + "' has " + std::to_string(plan_.ranks.size()) +
                       " ranks, world size is " + std::to_string(world_));
@@ -153,7 +155,7 @@ nccl_transport::nccl_transport(c10::intrusive_ptr<c10d::Store> store, int rank, 
   for (const auto& [a, b] : pairs) {
     if (a != rank_ && b != rank_)
       continue;
-    const std::string key = "pippy/nccl/comm/" + std::to_string(a) + "->" + std::to_string(b);
+    const std::string key = prefix_ + "comm/" + std::to_string(a) + "->" + std::to_string(b);
     auto comm = std::make_unique<nccl_comm>(*store_, key, a == rank_ ? 0 : 1, 2, opt_.device);
     auto owned = std::make_unique<owned_stream>(opt_.device);
     const auto stream = c10::cuda::getStreamFromExternal(owned->raw, opt_.device);
@@ -274,6 +276,10 @@ void nccl_transport::add_pending(pending p) {
     pending_.push_back(std::move(p));
   }
   cv_.notify_all();
+}
+
+std::string nccl_transport::meta_key(int dir, int stage, int mb) const {
+  return prefix_ + "meta/" + std::to_string(dir) + "/" + std::to_string(stage) + "/" + std::to_string(mb);
 }
 
 // ---- sends

@@ -161,12 +161,14 @@ private:
   void fail(const std::string& why);
   caf::actor stage_actor(int stage);
   std::vector<tensor_meta> recv_meta(int dir, int stage, int mb);
+  std::string meta_key(int dir, int stage, int mb) const;
 
   c10::intrusive_ptr<c10d::Store> store_;
   int rank_, world_;
   const schedule& plan_;
   event_log& log_;
   nccl_options opt_;
+  std::string prefix_; // of this transport's store keys
   std::map<int, link> out_, in_; // by peer rank
   // For each source rank: the sequence of payloads it sends to this rank, in its posting order (NCCL
   // matches the k-th receive on the link with the k-th send).
