@@ -2,8 +2,9 @@
 // self-attention blocks, LM head tied to the token embedding) split by pipeline() and trained with a
 // pipeline schedule on the real backend.
 //   pippy run --nproc 3 -- gpt --schedule 1f1b --microbatches 4 --steps 10 [--trace t.json]
-// The tied weight is transmitted (tied_weights::transmit): stage 0 owns it and sends it forward with the
-// activations; its gradient comes back through the stage boundaries, so no extra all-reduce is needed.
+// The tied weight (--tied): transmit (default): stage 0 owns it and sends it forward with the
+// activations, its gradient comes back through the stage boundaries; replicate: the first and last
+// stages hold copies whose gradients the runtime sums before the optimizer step (tied_sync).
 // Data: sequences counting up from a random token by a random stride (1..3) mod vocab; the model learns
 // to continue them. WORLD_SIZE=1 trains the unsplit model on the same data: same `step N loss X`.
 #include <CLI/CLI.hpp>
@@ -29,6 +30,7 @@ struct options {
   double lr = 0.1;
   int threads = 1;
   std::string split = "manual";
+  std::string tied = "transmit";
   models::gpt_config config{.vocab_size = 64, .block_size = 16, .n_layer = 6, .n_head = 2, .n_embd = 32};
 };
 
@@ -80,6 +82,8 @@ int main(int argc, char** argv) {
   app.add_option("--runtime", job.runtime, "actors | engine")->check(CLI::IsMember({"actors", "engine"}));
   app.add_option("--split", o.split, "manual: PiPPy-style split points at block beginnings; auto: balanced")
       ->check(CLI::IsMember({"manual", "auto"}));
+  app.add_option("--tied", o.tied, "tied embedding/head weight: transmit | replicate")
+      ->check(CLI::IsMember({"transmit", "replicate"}));
   app.add_option("--microbatches", job.microbatches, "micro-batches per step (must divide --batch)")
       ->check(CLI::PositiveNumber);
   app.add_option("--steps", job.steps, "training steps")->check(CLI::PositiveNumber);
@@ -99,7 +103,8 @@ int main(int argc, char** argv) {
   app.add_option("--profile", job.profile_file, "write measured per-stage costs (simulator cost file)");
   CLI11_PARSE(app, argc, argv);
 
-  models::GPT model{nullptr}; // the stages share its tensors
+  models::GPT model{nullptr}; // the stages share its tensors (replicate: copies)
+  std::vector<tied_group> tied;
   job.make_stages = [&](const pippy::schedule& s) {
     const int S = s.shape.num_stages();
     if (o.batch % s.shape.num_microbatches != 0)
@@ -113,7 +118,11 @@ int main(int argc, char** argv) {
         *model, [&](const std::vector<torch::Tensor>& xs) { return std::vector<torch::Tensor>{model->forward(xs[0])}; },
         {x.narrow(0, 0, o.batch / s.shape.num_microbatches)},
         {.num_stages = o.split == "auto" ? S : 0, .num_ranks = s.shape.num_ranks,
-         .stages_per_rank = s.shape.stages_per_rank, .tied = tied_weights::transmit});
+         .stages_per_rank = s.shape.stages_per_rank,
+         .tied = o.tied == "replicate" ? tied_weights::replicate : tied_weights::transmit,
+         .clone_parameters = o.tied == "replicate"}); // one tensor per holder, like separate ranks
+    for (const auto& t : p.tied_parameters())
+      tied.push_back(tied_group{t.name, t.stages});
     if (p.num_stages() != S)
       throw input_error("the compiler made " + std::to_string(p.num_stages()) + " stages, the schedule needs " +
                         std::to_string(S));
@@ -122,6 +131,7 @@ int main(int argc, char** argv) {
       stages.push_back(p.stage(i));
     return stages;
   };
+  job.tied_groups = [&] { return tied; };
   job.make_optimizer = [&](std::vector<torch::Tensor> params) { return sgd(std::move(params), o.lr); };
   job.loss = lm_loss;
   job.batch = [&](int step) {

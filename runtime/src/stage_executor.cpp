@@ -338,6 +338,13 @@ void stage_executor::step() {
   if (!state_.empty())
     throw std::logic_error("stage " + std::to_string(stage_) + ": optimizer step with " +
                            std::to_string(state_.size()) + " micro-batches still in flight");
+  if (gate_)
+    gate_(stage_, [this] { optimizer_step(); });
+  else
+    optimizer_step();
+}
+
+void stage_executor::optimizer_step() {
   if (optimizer_) {
     torch::NoGradGuard no_grad;
     optimizer_->step();

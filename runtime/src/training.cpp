@@ -117,6 +117,27 @@ int train_pipelined(const training_job& job, const dist_env& env) {
         std::make_shared<stage_executor>(s, S, m, job.make_optimizer(unique_parameters(*m)), job.loss);
     param_bytes[s] = stages[static_cast<std::size_t>(s)]->parameter_bytes();
   }
+  std::unique_ptr<tied_sync> tied;
+  if (job.tied_groups) {
+    auto groups = job.tied_groups();
+    std::map<int, std::map<std::size_t, torch::Tensor>> local;
+    for (std::size_t g = 0; g < groups.size(); ++g)
+      for (int s : groups[g].stages) {
+        if (!stages[static_cast<std::size_t>(s)])
+          continue;
+        auto named = mods[static_cast<std::size_t>(s)]->named_parameters();
+        auto* p = named.find(groups[g].name);
+        if (p == nullptr)
+          throw input_error("tied weight '" + groups[g].name + "' is not a parameter of stage " + std::to_string(s));
+        local[s][g] = *p;
+      }
+    if (!groups.empty()) {
+      tied = std::make_unique<tied_sync>(groups, local, sched.shape, transport.get());
+      for (auto& [s, m] : local)
+        stages[static_cast<std::size_t>(s)]->set_step_gate(
+            [t = tied.get()](int stage, std::function<void()> step) { t->before_step(stage, std::move(step)); });
+    }
+  }
   // The same stage actors as the simulator (runtime "actors"), or the plain engine (runtime "engine").
   caf::actor_system_config cfg;
   configure_for_training(cfg);

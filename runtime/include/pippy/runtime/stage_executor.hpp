@@ -68,6 +68,8 @@ public:
   // How many W ran the split way (from the gradients I captured) and how many had to fall back to a
   // second backward pass from the outputs (graphs the split does not cover, e.g. a weight used twice).
   std::size_t split_weight_passes() const { return split_w_; }
+  // U goes through `gate` (it calls the given step now or later), e.g. tied_sync::before_step.
+  void set_step_gate(std::function<void(int stage, std::function<void()> step)> gate) { gate_ = std::move(gate); }
   // Off: W always makes the second pass (for comparisons; on by default).
   void set_split_weight(bool on) { split_enabled_ = on; }
   std::size_t fallback_weight_passes() const { return fallback_w_; }
@@ -108,6 +110,8 @@ private:
   double step_loss_ = 0;
   std::size_t split_w_ = 0, fallback_w_ = 0;
   bool split_enabled_ = true;
+  std::function<void(int, std::function<void()>)> gate_;
+  void optimizer_step();
 };
 
 } // namespace pippy

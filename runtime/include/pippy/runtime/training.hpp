@@ -15,6 +15,7 @@
 #include "pippy/core/schedule.hpp"
 #include "pippy/runtime/environment.hpp"
 #include "pippy/runtime/stage_executor.hpp"
+#include "pippy/runtime/tied_weights.hpp"
 #include "pippy/traces/trace.hpp"
 
 namespace pippy {
@@ -36,6 +37,9 @@ struct training_job {
   // The model, split for the schedule: all num_stages stage modules, built identically on every rank
   // (a process keeps those of its ranks).
   std::function<std::vector<std::shared_ptr<stage_module>>(const pippy::schedule&)> make_stages;
+  // Replicated tied weights of those stages (asked after make_stages; the name is the parameter's name
+  // in each holder's named_parameters()). Their gradients are summed over the holders before U.
+  std::function<std::vector<tied_group>()> tied_groups;
   std::function<std::shared_ptr<torch::optim::Optimizer>(std::vector<torch::Tensor>)> make_optimizer;
   loss_function loss;
   // The whole batch of a step: stage 0's inputs and the last stage's target.
