@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "pippy/core/error.hpp"
+#include "pippy/core/text_file.hpp"
 
 namespace pippy {
 namespace {
@@ -195,12 +196,7 @@ schedule schedule_from_json(std::string_view text, const std::string& source) {
 }
 
 schedule load_schedule_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    throw input_error(path + ": cannot open schedule file");
-  std::stringstream buf;
-  buf << in.rdbuf();
-  const std::string text = buf.str();
+  const std::string text = read_text_file(path, path + ": cannot open schedule file");
   const bool is_json = path.size() >= 5 && path.substr(path.size() - 5) == ".json";
   return is_json ? schedule_from_json(text, path) : schedule_from_csv(text, path);
 }

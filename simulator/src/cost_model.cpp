@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "pippy/core/error.hpp"
+#include "pippy/core/text_file.hpp"
 
 namespace pippy::sim {
 namespace {
@@ -206,12 +207,7 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
 }
 
 cost_table load_cost_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    throw input_error("cost file '" + path + "': cannot open it");
-  std::ostringstream buf;
-  buf << in.rdbuf();
-  return parse_cost_json(buf.str(), "cost file '" + path + "'");
+  return parse_cost_json(read_text_file(path, "cost file '" + path + "': cannot open it"), "cost file '" + path + "'");
 }
 
 std::string to_cost_json(const cost_table& t) {

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "pippy/core/error.hpp"
+#include "pippy/core/text_file.hpp"
 
 namespace pippy {
 namespace {
@@ -234,19 +235,7 @@ trace parse_chrome_json(std::string_view text, const std::string& source) {
 }
 
 trace load_chrome_trace(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    throw input_error(path + ": cannot open trace file");
-  std::string text;
-  in.seekg(0, std::ios::end);
-  const auto size = in.tellg();
-  in.seekg(0, std::ios::beg);
-  if (size > 0) {
-    text.resize(static_cast<std::size_t>(size));
-    in.read(text.data(), size);
-    text.resize(static_cast<std::size_t>(in.gcount()));
-  }
-  return parse_chrome_json(text, path);
+  return parse_chrome_json(read_text_file(path, path + ": cannot open trace file"), path);
 }
 
 std::string to_json_line(const trace_event& e) { return event_json(e).dump() + "\n"; }

@@ -1,0 +1,25 @@
+#include "pippy/core/text_file.hpp"
+
+#include <fstream>
+
+#include "pippy/core/error.hpp"
+
+namespace pippy {
+
+std::string read_text_file(const std::string& path, const std::string& cannot_open) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    throw input_error(cannot_open);
+  std::string text;
+  in.seekg(0, std::ios::end);
+  const auto size = in.tellg();
+  in.seekg(0, std::ios::beg);
+  if (size < 0)
+    throw input_error(cannot_open); // a directory, or a stream that cannot seek
+  text.resize(static_cast<std::size_t>(size));
+  in.read(text.data(), size);
+  text.resize(static_cast<std::size_t>(in.gcount()));
+  return text;
+}
+
+} // namespace pippy
