@@ -73,14 +73,8 @@ void cuda_executor::finish_step() {
     const double s = anchor_us_ + 1000.0 * anchor_->elapsed_time(*t.start);
     const double e = anchor_us_ + 1000.0 * anchor_->elapsed_time(*t.end);
     log_.add(trace_event{.rank = rank_, .act = t.act, .start_us = s, .end_us = e, .source = event_source::measured});
-    std::lock_guard lock(mu_);
-    memory_.push_back(memory_sample{.rank = rank_, .t_us = e, .bytes = t.allocated_bytes});
+    log_.add(memory_sample{.rank = rank_, .t_us = e, .bytes = t.allocated_bytes});
   }
-}
-
-std::vector<memory_sample> cuda_executor::memory() const {
-  std::lock_guard lock(mu_);
-  return memory_;
 }
 
 void cuda_executor::loop() {

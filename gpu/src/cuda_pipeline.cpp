@@ -123,10 +123,7 @@ trace cuda_pipeline::events() const {
   t.run = plan_.name + " R=" + std::to_string(plan_.shape.num_ranks) + " M=" +
           std::to_string(plan_.shape.num_microbatches) + " measured (cuda)";
   t.events = log_.all();
-  for (int r : local_ranks_) {
-    auto m = executors_[static_cast<std::size_t>(r)]->memory();
-    t.memory.insert(t.memory.end(), m.begin(), m.end());
-  }
+  t.memory = log_.memory();
   return t;
 }
 

@@ -52,13 +52,12 @@ public:
 
   // Before the step's first run(): records the timing anchor.
   void begin_step();
-  // After the rank's last completion: waits for its stream, writes the step's GPU-timed trace events into
-  // the log and appends the memory samples. Throws if a CUDA error surfaced.
+  // After the rank's last completion: waits for its stream, writes the step's GPU-timed trace events and
+  // memory samples into the log. Throws if a CUDA error surfaced.
   void finish_step();
 
   const c10::cuda::CUDAStream& stream() const { return stream_; }
   c10::DeviceIndex device() const { return options_.device; }
-  std::vector<memory_sample> memory() const;
 
 private:
   struct job {
@@ -83,7 +82,6 @@ private:
   std::shared_ptr<at::cuda::CUDAEvent> anchor_;
   double anchor_us_ = 0;
   std::vector<timed> timed_; // this step's actions (worker thread; read by finish_step after it)
-  std::vector<memory_sample> memory_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<job> jobs_;
