@@ -335,8 +335,9 @@ std::optional<double> actor_pipeline::step(const std::vector<torch::Tensor>& inp
     const std::string why = timed_out ? "rank " + std::to_string(local_ranks_.front()) +
                                             ": no progress for " + std::to_string(watchdog.count()) + " ms"
                                       : failure;
-    // A lost peer: the receiver thread may still wait inside c10d; the caller is expected to exit.
-    throw peer_error(-1, why);
+    if (gloo_) // maybe a lost peer: the receiver thread may still wait inside c10d; the caller should exit
+      throw peer_error(-1, why);
+    throw std::runtime_error(why);
   }
   if (gloo_)
     gloo_->end_step();
