@@ -14,7 +14,6 @@ double now_us() {
          1000.0;
 }
 
-
 pipeline_engine::pipeline_engine(const schedule& compute_only,
                                  std::vector<std::shared_ptr<stage_executor>> stages,
                                  gloo_transport* transport)
