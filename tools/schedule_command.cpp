@@ -14,6 +14,7 @@ command add_schedule_command(CLI::App& app) {
     std::string from;
     bool lowered = false;
     bool no_optimizer_step = false;
+    bool list = false;
   };
   auto o = std::make_shared<options>();
   auto* sub = app.add_subcommand("schedule", "Generate, validate and print a pipeline schedule");
@@ -31,7 +32,13 @@ command add_schedule_command(CLI::App& app) {
   sub->add_option("--from", o->from, "Validate and print a schedule from a CSV or JSON file instead");
   sub->add_flag("--lowered", o->lowered, "Include the SEND/RECV actions between ranks");
   sub->add_flag("--no-optimizer-step", o->no_optimizer_step, "Leave out the U action of each stage");
+  sub->add_flag("--list", o->list, "Print the schedule names, one per line");
   return {sub, [o] {
+    if (o->list) {
+      for (auto n : schedule_names())
+        std::cout << n << "\n";
+      return 0;
+    }
     o->gen.optimizer_steps = !o->no_optimizer_step;
     schedule s = o->from.empty() ? make_schedule(o->gen) : load_schedule_file(o->from);
     validate(s);

@@ -56,6 +56,9 @@ TEST_CASE("pippy schedule rejects bad sizes and names naming the field") {
   auto format = run_pippy("schedule --format xml");
   CHECK(format.exit_code != 0);
   CHECK_THAT(format.output, Catch::Contains("--format"));
+  auto list = run_pippy("schedule --list");
+  CHECK(list.exit_code == 0);
+  CHECK(list.output == "gpipe\n1f1b\ninterleaved-1f1b\nlooped-bfs\ninterleaved-zb\nzbv\ndualpipev\nzb-h1\nzb-h2\n");
   auto help = run_pippy("schedule --help");
   CHECK(help.exit_code == 0);
   CHECK_THAT(help.output, Catch::Contains("--stages-per-rank"));
