@@ -27,27 +27,10 @@ void reset_peak(c10::DeviceIndex device) { c10::cuda::CUDACachingAllocator::rese
 
 cuda_executor::cuda_executor(int rank, std::vector<std::shared_ptr<stage_executor>> stages, const step_batch& batch,
                              event_log& log, cuda_executor_options options)
-    : rank_(rank), stages_(std::move(stages)), batch_(batch), log_(log), options_(options),
-      stream_(c10::cuda::getStreamFromPool(options.high_priority_stream, options.device)) {
-  worker_ = std::thread([this] { loop(); });
-}
+    : threaded_executor(rank, std::move(stages), batch, log), options_(options),
+      stream_(c10::cuda::getStreamFromPool(options.high_priority_stream, options.device)) {}
 
-cuda_executor::~cuda_executor() {
-  {
-    std::lock_guard lock(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  worker_.join();
-}
-
-void cuda_executor::run(const action& a, actors::opaque input, const caf::actor& reply_to) {
-  {
-    std::lock_guard lock(mu_);
-    jobs_.push_back(job{a, std::move(input), reply_to});
-  }
-  cv_.notify_one();
-}
+cuda_executor::~cuda_executor() { stop_worker(); }
 
 void cuda_executor::begin_step() {
   c10::cuda::CUDAGuard device(options_.device);
@@ -55,7 +38,7 @@ void cuda_executor::begin_step() {
   anchor_ = timed_event();
   anchor_us_ = now_us();
   anchor_->record(stream_);
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(timed_mu_);
   timed_.clear();
 }
 
@@ -64,7 +47,7 @@ void cuda_executor::finish_step() {
   stream_.synchronize();
   std::vector<timed> done;
   {
-    std::lock_guard lock(mu_);
+    std::lock_guard lock(timed_mu_);
     done.swap(timed_);
   }
   if (!anchor_)
@@ -74,21 +57,6 @@ void cuda_executor::finish_step() {
     const double e = anchor_us_ + 1000.0 * anchor_->elapsed_time(*t.end);
     log_.add(trace_event{.rank = rank_, .act = t.act, .start_us = s, .end_us = e, .source = event_source::measured});
     log_.add(memory_sample{.rank = rank_, .t_us = e, .bytes = t.allocated_bytes});
-  }
-}
-
-void cuda_executor::loop() {
-  for (;;) {
-    job j;
-    {
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
-      if (jobs_.empty())
-        return;
-      j = std::move(jobs_.front());
-      jobs_.pop_front();
-    }
-    execute(j);
   }
 }
 
@@ -103,47 +71,15 @@ void cuda_executor::execute(job& j) {
     // on what a previous action left behind).
     c10::cuda::CUDAGuard device_guard(options_.device);
     c10::cuda::CUDAStreamGuard stream_guard(stream_);
-    if (a.stage < 0 || static_cast<std::size_t>(a.stage) >= stages_.size() || !stages_[static_cast<std::size_t>(a.stage)])
-      throw std::logic_error("rank " + std::to_string(rank_) + " has no stage " + std::to_string(a.stage));
-    auto& ex = *stages_[static_cast<std::size_t>(a.stage)];
-    const auto mb = static_cast<std::size_t>(a.microbatch);
     t.start->record(stream_);
-    tensors out;
-    switch (a.kind) {
-    case action_kind::forward: {
-      const tensors& in = ex.is_first() ? batch_.inputs.at(mb) : consume_on(unwrap(j.input), stream_);
-      out = ex.forward(a.microbatch, in, ex.is_last() ? batch_.targets.at(mb) : torch::Tensor(),
-                       ex.is_last() ? batch_.scales.at(mb) : 1.0);
-      if (ex.is_last()) {
-        c.loss = ex.loss(a.microbatch).item<double>();
-        out.clear();
-      }
-      break;
-    }
-    case action_kind::backward_input:
-    case action_kind::full_backward: {
-      const tensors& g = ex.is_last() ? tensors{} : consume_on(unwrap(j.input), stream_);
-      out = a.kind == action_kind::full_backward ? ex.full_backward(a.microbatch, g)
-                                                 : ex.backward_input(a.microbatch, g);
-      if (ex.is_first())
-        out.clear();
-      break;
-    }
-    case action_kind::backward_weight:
-      ex.backward_weight(a.microbatch);
-      break;
-    case action_kind::optimizer_step:
-      ex.step();
-      break;
-    default:
-      throw std::logic_error("executor asked to run " + to_string(a));
-    }
+    auto r = run_stage_action(a, [&]() -> const tensors& { return consume_on(unwrap(j.input), stream_); });
+    c.loss = r.loss;
     t.end->record(stream_);
-    if (!out.empty()) {
-      c.output_bytes = bytes_of(out);
+    if (r.output && !r.output->empty()) {
+      c.output_bytes = bytes_of(*r.output);
       if (a.kind == action_kind::forward)
         log_.set_activation_bytes(a.stage, c.output_bytes);
-      c.output = wrap(std::move(out), t.end); // valid once the action's kernels ran
+      c.output = wrap(std::move(*r.output), t.end); // valid once the action's kernels ran
     }
     t.allocated_bytes = allocated_bytes(options_.device);
     if (options_.synchronous)
@@ -154,7 +90,7 @@ void cuda_executor::execute(job& j) {
   }
   c.end_us = now_us(); // launch time; finish_step() logs the GPU times
   if (c.error.empty() && t.end->isCreated()) {
-    std::lock_guard lock(mu_);
+    std::lock_guard lock(timed_mu_);
     timed_.push_back(std::move(t));
   }
   caf::anon_send(j.reply_to, std::move(c));

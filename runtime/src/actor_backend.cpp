@@ -2,6 +2,8 @@
 
 #include <caf/all.hpp>
 
+#include <algorithm>
+
 #include "pippy/actors/pipeline.hpp"
 #include "pippy/core/error.hpp"
 #include "pippy/core/validate.hpp"
@@ -53,24 +55,25 @@ std::map<int, std::uint64_t> event_log::activation_bytes() const {
   return activation_bytes_;
 }
 
-// ---- torch_executor
+// ---- threaded_executor
 
-torch_executor::torch_executor(int rank, std::vector<std::shared_ptr<stage_executor>> stages,
-                               const step_batch& batch, event_log& log, bool sample_memory)
-    : rank_(rank), stages_(std::move(stages)), batch_(batch), log_(log), sample_memory_(sample_memory) {
-  worker_ = std::thread([this] { loop(); });
-}
+threaded_executor::threaded_executor(int rank, std::vector<std::shared_ptr<stage_executor>> stages,
+                                     const step_batch& batch, event_log& log)
+    : rank_(rank), stages_(std::move(stages)), batch_(batch), log_(log), worker_([this] { loop(); }) {}
 
-torch_executor::~torch_executor() {
+threaded_executor::~threaded_executor() { stop_worker(); }
+
+void threaded_executor::stop_worker() {
   {
     std::lock_guard lock(mu_);
     stop_ = true;
   }
   cv_.notify_all();
-  worker_.join();
+  if (worker_.joinable())
+    worker_.join();
 }
 
-void torch_executor::run(const action& a, actors::opaque input, const caf::actor& reply_to) {
+void threaded_executor::run(const action& a, actors::opaque input, const caf::actor& reply_to) {
   {
     std::lock_guard lock(mu_);
     jobs_.push_back(job{a, std::move(input), reply_to});
@@ -78,7 +81,7 @@ void torch_executor::run(const action& a, actors::opaque input, const caf::actor
   cv_.notify_one();
 }
 
-void torch_executor::loop() {
+void threaded_executor::loop() {
   for (;;) {
     job j;
     {
@@ -93,49 +96,66 @@ void torch_executor::loop() {
   }
 }
 
+// ---- torch_executor
+
+torch_executor::torch_executor(int rank, std::vector<std::shared_ptr<stage_executor>> stages,
+                               const step_batch& batch, event_log& log, bool sample_memory)
+    : threaded_executor(rank, std::move(stages), batch, log), sample_memory_(sample_memory) {}
+
+torch_executor::~torch_executor() { stop_worker(); }
+
+stage_action_result threaded_executor::run_stage_action(const action& a,
+                                                       const std::function<const tensors&()>& received) const {
+  if (a.stage < 0 || static_cast<std::size_t>(a.stage) >= stages_.size() || !stages_[static_cast<std::size_t>(a.stage)])
+    throw std::logic_error("rank " + std::to_string(rank_) + " has no stage " + std::to_string(a.stage));
+  auto& ex = *stages_[static_cast<std::size_t>(a.stage)];
+  const auto mb = static_cast<std::size_t>(a.microbatch);
+  stage_action_result r;
+  switch (a.kind) {
+  case action_kind::forward: {
+    const tensors& in = ex.is_first() ? batch_.inputs.at(mb) : received();
+    auto out = ex.forward(a.microbatch, in, ex.is_last() ? batch_.targets.at(mb) : torch::Tensor(),
+                          ex.is_last() ? batch_.scales.at(mb) : 1.0);
+    if (ex.is_last())
+      r.loss = ex.loss(a.microbatch).item<double>();
+    else
+      r.output = std::move(out);
+    break;
+  }
+  case action_kind::backward_input:
+  case action_kind::full_backward: {
+    const tensors& g = ex.is_last() ? tensors{} : received();
+    auto gi = a.kind == action_kind::full_backward ? ex.full_backward(a.microbatch, g)
+                                                   : ex.backward_input(a.microbatch, g);
+    if (!ex.is_first())
+      r.output = std::move(gi);
+    break;
+  }
+  case action_kind::backward_weight:
+    ex.backward_weight(a.microbatch);
+    break;
+  case action_kind::optimizer_step:
+    ex.step();
+    break;
+  default:
+    throw std::logic_error("executor asked to run " + to_string(a));
+  }
+  return r;
+}
+
 void torch_executor::execute(job& j) {
   const action& a = j.act;
   actors::completion c;
   c.act = a;
   c.start_us = now_us();
   try {
-    if (a.stage < 0 || static_cast<std::size_t>(a.stage) >= stages_.size() || !stages_[static_cast<std::size_t>(a.stage)])
-      throw std::logic_error("rank " + std::to_string(rank_) + " has no stage " + std::to_string(a.stage));
-    auto& ex = *stages_[static_cast<std::size_t>(a.stage)];
-    const auto mb = static_cast<std::size_t>(a.microbatch);
-    switch (a.kind) {
-    case action_kind::forward: {
-      const tensors& in = ex.is_first() ? batch_.inputs.at(mb) : unwrap(j.input);
-      auto out = ex.forward(a.microbatch, in, ex.is_last() ? batch_.targets.at(mb) : torch::Tensor(),
-                            ex.is_last() ? batch_.scales.at(mb) : 1.0);
-      if (ex.is_last()) {
-        c.loss = ex.loss(a.microbatch).item<double>();
-      } else {
-        c.output_bytes = bytes_of(out);
+    auto r = run_stage_action(a, [&]() -> const tensors& { return unwrap(j.input); });
+    c.loss = r.loss;
+    if (r.output) {
+      c.output_bytes = bytes_of(*r.output);
+      if (a.kind == action_kind::forward)
         log_.set_activation_bytes(a.stage, c.output_bytes);
-        c.output = wrap(std::move(out));
-      }
-      break;
-    }
-    case action_kind::backward_input:
-    case action_kind::full_backward: {
-      const tensors& g = ex.is_last() ? tensors{} : unwrap(j.input);
-      auto gi = a.kind == action_kind::full_backward ? ex.full_backward(a.microbatch, g)
-                                                     : ex.backward_input(a.microbatch, g);
-      if (!ex.is_first()) {
-        c.output_bytes = bytes_of(gi);
-        c.output = wrap(std::move(gi));
-      }
-      break;
-    }
-    case action_kind::backward_weight:
-      ex.backward_weight(a.microbatch);
-      break;
-    case action_kind::optimizer_step:
-      ex.step();
-      break;
-    default:
-      throw std::logic_error("executor asked to run " + to_string(a));
+      c.output = wrap(std::move(*r.output));
     }
   } catch (const std::exception& e) {
     c.error = "rank " + std::to_string(rank_) + ": " + to_string(a) + ": " + e.what();
@@ -241,21 +261,116 @@ void gloo_actor_transport::end_step() {
     throw peer_error(-1, send_error_);
 }
 
+// ---- pieces of a pipeline over the actors
+
+schedule lower_for_actors(const schedule& compute_only, std::size_t num_stage_executors, const std::string& who) {
+  if (compute_only.has_communication())
+    throw input_error(who + " takes a compute-only schedule (it lowers communication itself)");
+  compute_only.shape.validate();
+  const int S = compute_only.shape.num_stages();
+  if (static_cast<std::size_t>(S) != num_stage_executors)
+    throw input_error("schedule '" + compute_only.name + "' has " + std::to_string(S) + " stages, " +
+                      std::to_string(num_stage_executors) + " stage executors given");
+  schedule plan = add_communication(compute_only);
+  validate(plan);
+  return plan;
+}
+
+std::vector<std::shared_ptr<stage_executor>> stages_of_rank(const schedule& plan,
+                                                            const std::vector<std::shared_ptr<stage_executor>>& stages,
+                                                            int rank) {
+  std::vector<std::shared_ptr<stage_executor>> mine(static_cast<std::size_t>(plan.shape.num_stages()));
+  for (int s : plan.shape.stages_of(rank)) {
+    if (!stages[static_cast<std::size_t>(s)])
+      throw input_error("rank " + std::to_string(rank) + " runs stage " + std::to_string(s) +
+                        " but no executor was given for it");
+    mine[static_cast<std::size_t>(s)] = stages[static_cast<std::size_t>(s)];
+  }
+  return mine;
+}
+
+bool runs_stage(const pipeline_shape& shape, const std::vector<int>& ranks, int stage) {
+  return std::find(ranks.begin(), ranks.end(), shape.rank_of(stage)) != ranks.end();
+}
+
+step_batch make_step_batch(const schedule& plan, const std::vector<int>& ranks, const std::vector<torch::Tensor>& inputs,
+                           const torch::Tensor& target, const std::vector<chunk_spec>& specs,
+                           std::optional<torch::Device> device) {
+  const auto& shape = plan.shape;
+  const int M = shape.num_microbatches;
+  step_batch batch;
+  batch.scales.assign(static_cast<std::size_t>(M), 1.0 / M);
+  if (runs_stage(shape, ranks, 0)) {
+    if (device) {
+      std::vector<torch::Tensor> on_dev;
+      for (const auto& t : inputs)
+        on_dev.push_back(t.defined() ? t.to(*device) : t);
+      batch.inputs = split_tensors(on_dev, M, specs);
+    } else {
+      batch.inputs = split_tensors(inputs, M, specs);
+    }
+  }
+  if (runs_stage(shape, ranks, shape.num_stages() - 1)) {
+    for (auto& t : split_tensors({device ? target.to(*device) : target}, M))
+      batch.targets.push_back(t[0]);
+    for (int m = 0; m < M; ++m)
+      batch.scales[static_cast<std::size_t>(m)] =
+          static_cast<double>(batch.targets[static_cast<std::size_t>(m)].size(0)) / static_cast<double>(target.size(0));
+  }
+  return batch;
+}
+
+std::string run_actor_step(caf::actor_system& sys, const schedule& plan, const std::vector<actors::executor*>& executors,
+                           actors::transport& net, std::chrono::milliseconds watchdog,
+                           const std::function<void(const caf::actor& supervisor)>& before_start) {
+  int first_local = -1;
+  std::size_t local = 0;
+  for (std::size_t r = 0; r < executors.size(); ++r)
+    if (executors[r]) {
+      if (first_local < 0)
+        first_local = static_cast<int>(r);
+      ++local;
+    }
+  caf::scoped_actor self{sys};
+  auto handles = actors::spawn_pipeline(sys, actors::pipeline_setup{.plan = &plan, .executors = executors, .net = &net,
+                                                                    .supervisor = caf::actor_cast<caf::actor>(self),
+                                                                    .track_microbatches = false});
+  if (before_start)
+    before_start(caf::actor_cast<caf::actor>(self));
+  handles.start();
+  std::size_t finished = 0;
+  std::string failure;
+  bool timed_out = false;
+  while (finished < local && failure.empty() && !timed_out) {
+    self->receive([&](const actors::rank_finished&) { ++finished; },
+                  [&](const actors::stage_failed& f) { failure = f.error; },
+                  [&](const actors::microbatch_finished&) {},
+                  caf::after(watchdog) >> [&] { timed_out = true; });
+  }
+  handles.stop();
+  if (timed_out)
+    return "rank " + std::to_string(first_local) + ": no progress for " + std::to_string(watchdog.count()) + " ms";
+  return failure;
+}
+
+trace measured_trace(const schedule& plan, const event_log& log, const std::string& how) {
+  trace t;
+  t.num_ranks = plan.shape.num_ranks;
+  t.run = plan.name + " R=" + std::to_string(plan.shape.num_ranks) + " M=" +
+          std::to_string(plan.shape.num_microbatches) + " measured (" + how + ")";
+  t.events = log.all();
+  t.memory = log.memory();
+  return t;
+}
+
 // ---- actor_pipeline
 
 actor_pipeline::actor_pipeline(caf::actor_system& sys, const schedule& compute_only,
                                std::vector<std::shared_ptr<stage_executor>> stages, tensor_channel* channel,
                                std::chrono::milliseconds timeout)
-    : sys_(sys), stages_(std::move(stages)), channel_(channel), timeout_(timeout) {
-  if (compute_only.has_communication())
-    throw input_error("actor_pipeline takes a compute-only schedule (it lowers communication itself)");
-  compute_only.shape.validate();
-  const int S = compute_only.shape.num_stages(), R = compute_only.shape.num_ranks;
-  if (static_cast<int>(stages_.size()) != S)
-    throw input_error("schedule '" + compute_only.name + "' has " + std::to_string(S) + " stages, " +
-                      std::to_string(stages_.size()) + " stage executors given");
-  plan_ = add_communication(compute_only);
-  validate(plan_);
+    : sys_(sys), plan_(lower_for_actors(compute_only, stages.size(), "actor_pipeline")), stages_(std::move(stages)),
+      channel_(channel), timeout_(timeout) {
+  const int R = plan_.shape.num_ranks;
   if (channel_) {
     if (channel_->transport().world_size() != R)
       throw input_error("schedule '" + compute_only.name + "' needs " + std::to_string(R) + " ranks, WORLD_SIZE is " +
@@ -268,17 +383,9 @@ actor_pipeline::actor_pipeline(caf::actor_system& sys, const schedule& compute_o
     memory_ = std::make_unique<memory_transport>();
   }
   executors_.resize(static_cast<std::size_t>(R));
-  for (int r : local_ranks_) {
-    std::vector<std::shared_ptr<stage_executor>> mine(static_cast<std::size_t>(S));
-    for (int s : plan_.shape.stages_of(r)) {
-      if (!stages_[static_cast<std::size_t>(s)])
-        throw input_error("rank " + std::to_string(r) + " runs stage " + std::to_string(s) +
-                          " but no executor was given for it");
-      mine[static_cast<std::size_t>(s)] = stages_[static_cast<std::size_t>(s)];
-    }
-    executors_[static_cast<std::size_t>(r)] =
-        std::make_unique<torch_executor>(r, mine, batch_, log_, /*sample_memory=*/channel_ != nullptr);
-  }
+  for (int r : local_ranks_)
+    executors_[static_cast<std::size_t>(r)] = std::make_unique<torch_executor>(
+        r, stages_of_rank(plan_, stages_, r), batch_, log_, /*sample_memory=*/channel_ != nullptr);
 }
 
 actor_pipeline::~actor_pipeline() = default;
@@ -286,74 +393,35 @@ actor_pipeline::~actor_pipeline() = default;
 std::optional<double> actor_pipeline::step(const std::vector<torch::Tensor>& inputs, const torch::Tensor& target,
                                            const std::vector<chunk_spec>& specs) {
   const auto& shape = plan_.shape;
-  const int M = shape.num_microbatches, last = shape.num_stages() - 1;
-  bool has_first = false, has_last = false;
-  for (int r : local_ranks_) {
-    has_first |= shape.rank_of(0) == r;
-    has_last |= shape.rank_of(last) == r;
-  }
-  batch_ = {};
-  batch_.scales.assign(static_cast<std::size_t>(M), 1.0 / M);
-  if (has_first)
-    batch_.inputs = split_tensors(inputs, M, specs);
-  if (has_last) {
-    for (auto& t : split_tensors({target}, M))
-      batch_.targets.push_back(t[0]);
-    for (int m = 0; m < M; ++m)
-      batch_.scales[static_cast<std::size_t>(m)] =
-          static_cast<double>(batch_.targets[static_cast<std::size_t>(m)].size(0)) / static_cast<double>(target.size(0));
-  }
+  batch_ = make_step_batch(plan_, local_ranks_, inputs, target, specs);
   for (int r : local_ranks_)
     for (int s : shape.stages_of(r))
       stages_[static_cast<std::size_t>(s)]->begin_step();
 
-  caf::scoped_actor self{sys_};
   std::vector<actors::executor*> execs(static_cast<std::size_t>(shape.num_ranks), nullptr);
   for (int r : local_ranks_)
     execs[static_cast<std::size_t>(r)] = executors_[static_cast<std::size_t>(r)].get();
   actors::transport* net = gloo_ ? static_cast<actors::transport*>(gloo_.get()) : memory_.get();
-  auto handles = actors::spawn_pipeline(sys_, actors::pipeline_setup{.plan = &plan_, .executors = execs, .net = net,
-                                                                     .supervisor = caf::actor_cast<caf::actor>(self),
-                                                                     .track_microbatches = false});
-  if (gloo_)
-    gloo_->begin_step(caf::actor_cast<caf::actor>(self));
-  handles.start();
-  std::size_t finished = 0;
-  std::string failure;
-  bool timed_out = false;
   // Longer than the transport's own timeout, so that a lost peer is reported by the receiver (naming
   // the peer) before this generic watchdog fires.
   const auto watchdog = timeout_ + std::max<std::chrono::milliseconds>(std::chrono::seconds(1), timeout_ / 2);
-  while (finished < local_ranks_.size() && failure.empty() && !timed_out) {
-    self->receive([&](const actors::rank_finished&) { ++finished; },
-                  [&](const actors::stage_failed& f) { failure = f.error; },
-                  [&](const actors::microbatch_finished&) {},
-                  caf::after(watchdog) >> [&] { timed_out = true; });
-  }
-  handles.stop();
-  if (!failure.empty() || timed_out) {
-    const std::string why = timed_out ? "rank " + std::to_string(local_ranks_.front()) +
-                                            ": no progress for " + std::to_string(watchdog.count()) + " ms"
-                                      : failure;
+  const std::string why = run_actor_step(sys_, plan_, execs, *net, watchdog, [&](const caf::actor& supervisor) {
+    if (gloo_)
+      gloo_->begin_step(supervisor);
+  });
+  if (!why.empty()) {
     if (gloo_) // maybe a lost peer: the receiver thread may still wait inside c10d; the caller should exit
       throw peer_error(-1, why);
     throw std::runtime_error(why);
   }
   if (gloo_)
     gloo_->end_step();
-  if (!has_last)
+  const int last = shape.num_stages() - 1;
+  if (!runs_stage(shape, local_ranks_, last))
     return std::nullopt;
   return stages_[static_cast<std::size_t>(last)]->step_loss();
 }
 
-trace actor_pipeline::events() const {
-  trace t;
-  t.num_ranks = plan_.shape.num_ranks;
-  t.run = plan_.name + " R=" + std::to_string(plan_.shape.num_ranks) + " M=" +
-          std::to_string(plan_.shape.num_microbatches) + " measured (actors)";
-  t.events = log_.all();
-  t.memory = log_.memory();
-  return t;
-}
+trace actor_pipeline::events() const { return measured_trace(plan_, log_, "actors"); }
 
 } // namespace pippy

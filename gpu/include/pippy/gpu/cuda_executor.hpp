@@ -1,7 +1,8 @@
 #pragma once
 // actors::executor on a CUDA device, by composition over the CPU backend's stage_executor (libtorch
 // autograd does the work; the tensors and modules just live on the GPU).
-//   - One worker thread per rank (like torch_executor), so CAF handlers never wait for the GPU; it sets
+//   - One worker thread per rank (a threaded_executor, like torch_executor), so CAF handlers never wait
+//     for the GPU; it sets
 //     c10::cuda::CUDAGuard and CUDAStreamGuard around every action (the current device and stream are
 //     thread-local and would not follow an actor across threads).
 //   - Each rank computes on its own stream from the pool. An action's completion is sent as soon as its
@@ -16,11 +17,8 @@
 #include <ATen/cuda/CUDAEvent.h>
 #include <c10/cuda/CUDAStream.h>
 
-#include <condition_variable>
-#include <deque>
 #include <memory>
 #include <mutex>
-#include <thread>
 #include <vector>
 
 #include "pippy/actors/seams.hpp"
@@ -38,17 +36,13 @@ struct cuda_executor_options {
   bool synchronous = false;
 };
 
-class cuda_executor : public actors::executor {
+class cuda_executor : public threaded_executor {
 public:
   // stages: by stage id, set for the stages of `rank` (their modules already on `options.device`). The
   // executor borrows `batch` (inputs and targets on the device) and `log`.
   cuda_executor(int rank, std::vector<std::shared_ptr<stage_executor>> stages, const step_batch& batch,
                 event_log& log, cuda_executor_options options = {});
   ~cuda_executor() override;
-  cuda_executor(const cuda_executor&) = delete;
-  cuda_executor& operator=(const cuda_executor&) = delete;
-
-  void run(const action& a, actors::opaque input, const caf::actor& reply_to) override;
 
   // Before the step's first run(): records the timing anchor.
   void begin_step();
@@ -60,33 +54,19 @@ public:
   c10::DeviceIndex device() const { return options_.device; }
 
 private:
-  struct job {
-    action act;
-    actors::opaque input;
-    caf::actor reply_to;
-  };
   struct timed {
     action act;
     std::shared_ptr<at::cuda::CUDAEvent> start, end;
     std::uint64_t allocated_bytes = 0;
   };
-  void loop();
-  void execute(job& j);
+  void execute(job& j) override;
 
-  int rank_;
-  std::vector<std::shared_ptr<stage_executor>> stages_;
-  const step_batch& batch_;
-  event_log& log_;
   cuda_executor_options options_;
   c10::cuda::CUDAStream stream_;
   std::shared_ptr<at::cuda::CUDAEvent> anchor_;
   double anchor_us_ = 0;
+  std::mutex timed_mu_;
   std::vector<timed> timed_; // this step's actions (worker thread; read by finish_step after it)
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<job> jobs_;
-  bool stop_ = false;
-  std::thread worker_;
 };
 
 // Bytes the caching allocator has handed out on `device` now (its "allocated_bytes", all pools).

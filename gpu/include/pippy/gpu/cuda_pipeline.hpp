@@ -5,7 +5,8 @@
 //     memory without copies (runtime's memory_transport; the CUDA events in the payloads order the ranks'
 //     streams);
 //   - with a store: this process is rank `rank` of `world_size`, on its own GPU, NCCL between ranks.
-// Mirrors pippy::actor_pipeline (runtime/), which builds CPU executors itself. Not thread-safe.
+// Mirrors pippy::actor_pipeline (runtime/), which builds CPU executors itself, from the same pieces
+// (lower_for_actors, make_step_batch, run_actor_step in actor_backend.hpp). Not thread-safe.
 #include <c10/util/intrusive_ptr.h>
 
 #include <caf/actor_system.hpp>

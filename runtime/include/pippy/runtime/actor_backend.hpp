@@ -1,25 +1,30 @@
 #pragma once
 // The real backend behind the actors' two seams (pippy/actors/seams.hpp): the same stage and
 // micro-batch actors that the simulator drives in virtual time run real training here.
-//   torch_executor      actors::executor on libtorch autograd (stage_executor), one worker thread per
-//                       rank, so compute never blocks a CAF handler.
+//   threaded_executor   actors::executor whose actions run on a worker thread of its own, so compute
+//                       never blocks a CAF handler (base of torch_executor and gpu/'s cuda_executor).
+//   torch_executor      threaded_executor on libtorch autograd (stage_executor), one per rank.
 //   memory_transport    actors::transport when every rank lives in this process (tensors handed over).
 //   gloo_actor_transport actors::transport over c10d Gloo: sends are posted from the handler (isend),
 //                       a receiver thread walks the rank's RECV actions in order, waits for each and
 //                       delivers it to the stage actor as a `payload`.
 //   actor_pipeline      one training step = spawn the actors of the lowered schedule, start, wait for
-//                       every local rank (or a failure), stop.
+//                       every local rank (or a failure), stop. Its pieces (lower_for_actors,
+//                       make_step_batch, run_actor_step, ...) also serve gpu/'s cuda_pipeline.
 #include <torch/torch.h>
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -62,34 +67,70 @@ struct step_batch {
   std::vector<double> scales;
 };
 
-class torch_executor : public actors::executor {
-public:
-  // stages: by stage id, set for the stages of `rank`. The executor borrows `batch` and `log`.
-  // sample_memory: log the process heap after each action (when the process hosts only this rank).
-  torch_executor(int rank, std::vector<std::shared_ptr<stage_executor>> stages, const step_batch& batch,
-                 event_log& log, bool sample_memory = false);
-  ~torch_executor() override;
-  void run(const action& a, actors::opaque input, const caf::actor& reply_to) override;
+// What a compute action produced on its stage: the tensors to hand on (none after the last stage's
+// forward, the first stage's backward, W and U), and the micro-batch's loss after the last stage's forward.
+struct stage_action_result {
+  std::optional<std::vector<torch::Tensor>> output;
+  std::optional<double> loss;
+};
 
-private:
+// An actors::executor for the stages of one rank whose actions run one at a time, in order, on a worker
+// thread of its own, so compute never blocks a CAF handler. run() may be called from any thread. A
+// derived class (torch_executor, gpu/'s cuda_executor) implements execute() and calls stop_worker() first
+// in its destructor (the worker may still be inside execute()).
+class threaded_executor : public actors::executor {
+public:
+  ~threaded_executor() override;
+  threaded_executor(const threaded_executor&) = delete;
+  threaded_executor& operator=(const threaded_executor&) = delete;
+  void run(const action& a, actors::opaque input, const caf::actor& reply_to) final;
+
+protected:
   struct job {
     action act;
     actors::opaque input;
     caf::actor reply_to;
   };
-  void loop();
-  void execute(job& j);
+  // stages: by stage id, set for the stages of `rank`. The executor borrows `batch` and `log`. Starts
+  // the worker.
+  threaded_executor(int rank, std::vector<std::shared_ptr<stage_executor>> stages, const step_batch& batch,
+                    event_log& log);
+  // Lets the worker run the jobs still queued, then joins it. Idempotent.
+  void stop_worker();
+  // Runs compute action `a` on its stage executor with the step's batch; `received()` gives the tensors
+  // from the neighbouring stage and is called only when the action takes some. Throws for a stage that
+  // the rank lacks or an action that is not compute.
+  stage_action_result run_stage_action(const action& a,
+                                       const std::function<const std::vector<torch::Tensor>&()>& received) const;
 
-  int rank_;
-  std::vector<std::shared_ptr<stage_executor>> stages_;
+  const int rank_;
+  const std::vector<std::shared_ptr<stage_executor>> stages_;
   const step_batch& batch_;
   event_log& log_;
-  bool sample_memory_;
+
+private:
+  // On the worker thread; sends the completion to j.reply_to.
+  virtual void execute(job& j) = 0;
+  void loop();
+
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<job> jobs_;
   bool stop_ = false;
   std::thread worker_;
+};
+
+class torch_executor : public threaded_executor {
+public:
+  // sample_memory: log the process heap after each action (when the process hosts only this rank).
+  torch_executor(int rank, std::vector<std::shared_ptr<stage_executor>> stages, const step_batch& batch,
+                 event_log& log, bool sample_memory = false);
+  ~torch_executor() override;
+
+private:
+  void execute(job& j) override;
+
+  bool sample_memory_;
 };
 
 class memory_transport : public actors::transport {
@@ -127,6 +168,35 @@ private:
   std::thread receiver_;
   std::string send_error_;
 };
+
+// Pieces of a pipeline over the actors, shared by actor_pipeline and gpu/'s cuda_pipeline.
+
+// `compute_only` with its communication added, checked against `num_stage_executors` (one per stage).
+// `who` names the caller in the input_error thrown otherwise.
+schedule lower_for_actors(const schedule& compute_only, std::size_t num_stage_executors, const std::string& who);
+// The executors of the stages that `rank` runs in `plan` (the other entries null); throws input_error if
+// one of them is missing from `stages`.
+std::vector<std::shared_ptr<stage_executor>> stages_of_rank(const schedule& plan,
+                                                            const std::vector<std::shared_ptr<stage_executor>>& stages,
+                                                            int rank);
+// Whether one of `ranks` runs `stage`.
+bool runs_stage(const pipeline_shape& shape, const std::vector<int>& ranks, int stage);
+// The batch of one step for `ranks` (same contract as pipeline_engine::step): the inputs split into
+// micro-batches if they run the first stage; the targets, and each micro-batch's loss scale (its share
+// of the rows), if they run the last (scales 1/M otherwise). With a `device`, inputs and target are
+// moved there first.
+step_batch make_step_batch(const schedule& plan, const std::vector<int>& ranks, const std::vector<torch::Tensor>& inputs,
+                           const torch::Tensor& target, const std::vector<chunk_spec>& specs,
+                           std::optional<torch::Device> device = std::nullopt);
+// One step of `plan` through freshly spawned stage actors: `executors` by rank (null for the ranks of
+// other processes), `net` between them. `before_start(supervisor)` runs once the actors exist and before
+// they start (a transport's begin_step). Waits until every local rank finished, a stage failed, or
+// nothing arrived for `watchdog`, then stops the actors. Returns what failed ("" if nothing did).
+std::string run_actor_step(caf::actor_system& sys, const schedule& plan, const std::vector<actors::executor*>& executors,
+                           actors::transport& net, std::chrono::milliseconds watchdog,
+                           const std::function<void(const caf::actor& supervisor)>& before_start = {});
+// The trace of what `log` measured while running `plan`; its run is named "... measured (<how>)".
+trace measured_trace(const schedule& plan, const event_log& log, const std::string& how);
 
 // Runs steps of a schedule through the actors. Without a channel, every rank runs in this process.
 class actor_pipeline {
