@@ -20,15 +20,15 @@
 #include "pippy/runtime/pipeline_engine.hpp"
 #include "pippy/runtime/training.hpp"
 
+#include "example_options.hpp"
+
 using namespace pippy;
+using examples::sgd;
 
 namespace {
 
-struct options {
-  std::uint64_t seed = 0;
-  int64_t batch = 8;
-  double lr = 0.1;
-  int threads = 1;
+struct options : examples::common_options {
+  options() : common_options{.batch = 8, .lr = 0.1} {}
   std::string split = "manual";
   std::string tied = "transmit";
   models::gpt_config config{.vocab_size = 64, .block_size = 16, .n_layer = 6, .n_head = 2, .n_embd = 32};
@@ -45,10 +45,6 @@ std::pair<torch::Tensor, torch::Tensor> counting_batch(const options& o, int ste
 
 torch::Tensor lm_loss(const torch::Tensor& logits, const torch::Tensor& target) {
   return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), target.reshape({-1}));
-}
-
-std::shared_ptr<torch::optim::Optimizer> sgd(std::vector<torch::Tensor> params, double lr) {
-  return std::make_shared<torch::optim::SGD>(params, torch::optim::SGDOptions(lr).momentum(0.9));
 }
 
 models::GPT make_model(const options& o) {
@@ -78,8 +74,7 @@ int main(int argc, char** argv) {
   job.microbatches = 4;
   job.steps = 10;
   CLI::App app{"A small GPT split by the compiler and trained with a pipeline schedule"};
-  app.add_option("--schedule", job.schedule, "schedule name (pippy schedule --list)");
-  app.add_option("--runtime", job.runtime, "actors | engine")->check(CLI::IsMember({"actors", "engine"}));
+  examples::add_schedule_options(app, job);
   app.add_option("--split", o.split, "manual: PiPPy-style split points at block beginnings; auto: balanced")
       ->check(CLI::IsMember({"manual", "auto"}));
   app.add_option("--tied", o.tied, "tied embedding/head weight: transmit | replicate")
@@ -94,13 +89,8 @@ int main(int argc, char** argv) {
   app.add_option("--embd", o.config.n_embd, "embedding width")->check(CLI::PositiveNumber);
   app.add_option("--heads", o.config.n_head, "attention heads")->check(CLI::PositiveNumber);
   app.add_option("--seq", o.config.block_size, "sequence length")->check(CLI::PositiveNumber);
-  app.add_option("--lr", o.lr, "SGD learning rate (momentum 0.9)");
-  app.add_option("--threads", o.threads, "libtorch intra-op threads per process")->check(CLI::PositiveNumber);
-  app.add_option("--in-process", job.in_process, "run all R ranks of the schedule in this process");
-  app.add_option("--timeout", job.timeout_s, "c10d timeout in seconds");
-  app.add_option("--trace", job.trace_file, "write the measured Chrome trace here (rank 0)");
-  app.add_option("--step-trace", job.step_trace_file, "write the last step's measured trace here (rank 0)");
-  app.add_option("--profile", job.profile_file, "write measured per-stage costs (simulator cost file)");
+  examples::add_optimizer_options(app, o);
+  examples::add_run_options(app, job);
   CLI11_PARSE(app, argc, argv);
 
   models::GPT model{nullptr}; // the stages share its tensors (replicate: copies)
@@ -138,20 +128,5 @@ int main(int argc, char** argv) {
     auto [x, y] = counting_batch(o, step);
     return std::pair{std::vector<torch::Tensor>{x}, y};
   };
-  try {
-    at::set_num_threads(o.threads);
-    const auto env = read_dist_env();
-    if (env.world_size == 1 && job.in_process == 0)
-      return run_unsplit(o, job);
-    return train_pipelined(job, env);
-  } catch (const peer_error& e) {
-    say(std::string("error: ") + e.what());
-    std::_Exit(3);
-  } catch (const input_error& e) {
-    say(std::string("error: ") + e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    say(std::string("error: ") + e.what());
-    std::_Exit(1);
-  }
+  return run_example(job, o.threads, [&] { return run_unsplit(o, job); });
 }

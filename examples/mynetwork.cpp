@@ -23,15 +23,15 @@
 #include "pippy/runtime/sequential_stage.hpp"
 #include "pippy/runtime/training.hpp"
 
+#include "example_options.hpp"
+
 using namespace pippy;
+using examples::sgd;
 
 namespace {
 
-struct options {
-  std::uint64_t seed = 0;
-  int64_t batch = 64;
-  double lr = 0.05;
-  int threads = 1;
+struct options : examples::common_options {
+  options() : common_options{.batch = 64, .lr = 0.05} {}
   int64_t in_dim = 512;
   std::vector<int64_t> dims = {512, 1024, 256};
   std::string split = "manual";
@@ -39,10 +39,6 @@ struct options {
 
 torch::Tensor ce(const torch::Tensor& out, const torch::Tensor& y) {
   return torch::nn::functional::cross_entropy(out, y);
-}
-
-std::shared_ptr<torch::optim::Optimizer> sgd(std::vector<torch::Tensor> params, double lr) {
-  return std::make_shared<torch::optim::SGD>(params, torch::optim::SGDOptions(lr).momentum(0.9));
 }
 
 int run_unsplit(const options& o, const training_job& job) {
@@ -114,9 +110,7 @@ int main(int argc, char** argv) {
   options o;
   training_job job;
   CLI::App app{"MyNetwork (PiPPy README) trained with a pipeline schedule on the real backend"};
-  app.add_option("--schedule", job.schedule, "schedule name (pippy schedule --list)");
-  app.add_option("--runtime", job.runtime, "actors: the stage actors shared with the simulator; engine: a plain loop")
-      ->check(CLI::IsMember({"actors", "engine"}));
+  examples::add_schedule_options(app, job);
   app.add_option("--split", o.split, "manual: slices of a Sequential; compiler: pipeline() on the model")
       ->check(CLI::IsMember({"manual", "compiler"}));
   app.add_option("--microbatches", job.microbatches, "micro-batches per step")->check(CLI::PositiveNumber);
@@ -126,13 +120,8 @@ int main(int argc, char** argv) {
   app.add_option("--stages-per-rank", job.stages_per_rank, "0 = the schedule's default");
   app.add_option("--in-dim", o.in_dim, "input features (README: 512)")->check(CLI::PositiveNumber);
   app.add_option("--dims", o.dims, "hidden layer sizes (README: 512,1024,256)")->delimiter(',');
-  app.add_option("--lr", o.lr, "SGD learning rate (momentum 0.9)");
-  app.add_option("--threads", o.threads, "libtorch intra-op threads per process")->check(CLI::PositiveNumber);
-  app.add_option("--in-process", job.in_process, "run all R ranks of the schedule in this process");
-  app.add_option("--timeout", job.timeout_s, "c10d timeout in seconds (a lost peer is reported by then)");
-  app.add_option("--trace", job.trace_file, "write the measured Chrome trace here (rank 0)");
-  app.add_option("--step-trace", job.step_trace_file, "write the last step's measured trace here (rank 0)");
-  app.add_option("--profile", job.profile_file, "write measured per-stage costs (simulator cost file)");
+  examples::add_optimizer_options(app, o);
+  examples::add_run_options(app, job);
   app.add_option("--fail-rank", job.fail_rank, "fault injection: this rank kills itself...");
   app.add_option("--fail-step", job.fail_step, "...at the start of this step...");
   std::string fail_how = "kill";
@@ -155,20 +144,5 @@ int main(int argc, char** argv) {
     auto data = synthetic_batch(o.seed, step, o.batch, net.in_dim, net.classes);
     return std::pair{std::vector<torch::Tensor>{data.x}, data.y};
   };
-  try {
-    at::set_num_threads(o.threads);
-    const auto env = read_dist_env();
-    if (env.world_size == 1 && job.in_process == 0)
-      return run_unsplit(o, job);
-    return train_pipelined(job, env);
-  } catch (const peer_error& e) {
-    say(std::string("error: ") + e.what());
-    std::_Exit(3); // c10d objects may block in their destructors once a peer is gone
-  } catch (const input_error& e) {
-    say(std::string("error: ") + e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    say(std::string("error: ") + e.what());
-    std::_Exit(1);
-  }
+  return run_example(job, o.threads, [&] { return run_unsplit(o, job); });
 }

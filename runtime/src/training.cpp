@@ -4,6 +4,7 @@
 #include <caf/actor_system_config.hpp>
 
 #include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <iomanip>
 #include <iostream>
@@ -205,6 +206,25 @@ int train_pipelined(const training_job& job, const dist_env& env) {
   }
   transport->barrier();
   return 0;
+}
+
+int run_example(const training_job& job, int threads, const std::function<int()>& unsplit) {
+  try {
+    at::set_num_threads(threads);
+    const auto env = read_dist_env();
+    if (env.world_size == 1 && job.in_process == 0)
+      return unsplit();
+    return train_pipelined(job, env);
+  } catch (const peer_error& e) {
+    say(std::string("error: ") + e.what());
+    std::_Exit(3); // c10d objects may block in their destructors once a peer is gone
+  } catch (const input_error& e) {
+    say(std::string("error: ") + e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    say(std::string("error: ") + e.what());
+    std::_Exit(1);
+  }
 }
 
 } // namespace pippy

@@ -54,6 +54,12 @@ int train_pipelined(const training_job& job, const dist_env& env);
 void report_measured(const training_job& job, trace t, int num_stages, const std::map<int, std::uint64_t>& act,
                      const std::map<int, std::uint64_t>& params);
 
+// The rest of an example's main() once its options are read: sets libtorch's intra-op `threads`, then
+// calls `unsplit` with WORLD_SIZE=1 (and no in_process), else train_pipelined. An error is printed as
+// `error: ...`; the exit status is 2 for an input_error, else 1, or 3 for a lost peer (the last two
+// exit at once: c10d objects may block in their destructors once a peer is gone).
+int run_example(const training_job& job, int threads, const std::function<int()>& unsplit);
+
 void print_loss(int step, double loss);
 // One write per message, so lines of processes sharing a terminal or pipe do not interleave.
 void say(const std::string& line);

@@ -1,0 +1,51 @@
+#pragma once
+// What the example programs (mynetwork, gpt) share besides runtime's training loop (training.hpp):
+// the options every example has, the command-line options of a training_job, and the optimizer. Header-only (CLI11 is the examples').
+#include <CLI/CLI.hpp>
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "pippy/runtime/training.hpp"
+
+namespace pippy::examples {
+
+// Every example's own options besides the model's (the example sets batch and lr).
+struct common_options {
+  std::uint64_t seed = 0;
+  int64_t batch = 0;
+  double lr = 0;
+  int threads = 1;
+};
+
+// --lr and --threads.
+inline void add_optimizer_options(CLI::App& app, common_options& o) {
+  app.add_option("--lr", o.lr, "SGD learning rate (momentum 0.9)");
+  app.add_option("--threads", o.threads, "libtorch intra-op threads per process")->check(CLI::PositiveNumber);
+}
+
+// --schedule and --runtime.
+inline void add_schedule_options(CLI::App& app, training_job& job) {
+  app.add_option("--schedule", job.schedule, "schedule name (pippy schedule --list)");
+  app.add_option("--runtime", job.runtime, "actors: the stage actors shared with the simulator; engine: a plain loop")
+      ->check(CLI::IsMember({"actors", "engine"}));
+}
+
+// Where the ranks run, how long a lost peer may take, and what is written: --in-process, --timeout,
+// --trace, --step-trace, --profile.
+inline void add_run_options(CLI::App& app, training_job& job) {
+  app.add_option("--in-process", job.in_process, "run all R ranks of the schedule in this process");
+  app.add_option("--timeout", job.timeout_s, "c10d timeout in seconds (a lost peer is reported by then)");
+  app.add_option("--trace", job.trace_file, "write the measured Chrome trace here (rank 0)");
+  app.add_option("--step-trace", job.step_trace_file, "write the last step's measured trace here (rank 0)");
+  app.add_option("--profile", job.profile_file, "write measured per-stage costs (simulator cost file)");
+}
+
+// SGD with momentum 0.9, the examples' optimizer (pipelined and unsplit alike).
+inline std::shared_ptr<torch::optim::Optimizer> sgd(std::vector<torch::Tensor> params, double lr) {
+  return std::make_shared<torch::optim::SGD>(params, torch::optim::SGDOptions(lr).momentum(0.9));
+}
+
+} // namespace pippy::examples
