@@ -1,17 +1,8 @@
 #!/usr/bin/env bash
 # killed_rank.sh PIPPY MYNETWORK: rank 1 of 3 kills itself at step 1; the others must exit non-zero
 # naming rank 1 within the c10d timeout (5 s here), and `pippy run` must fail naming it too.
-set -uo pipefail
-pippy=$1 mynetwork=$2
-start=$(date +%s)
-shift 2
-out=$("$pippy" run --nproc 3 --grace 30 -- "$mynetwork" --steps 4 --timeout 5 --fail-rank 1 --fail-step 1 "$@" 2>&1)
-rc=$?
-elapsed=$(( $(date +%s) - start ))
-echo "$out"
-echo "exit status $rc after ${elapsed}s"
-fail() { echo "FAIL: $*"; exit 1; }
-[[ $rc -ne 0 ]] || fail "pippy run exited 0"
+source "$(dirname "$0")/failing_rank.sh"
+run_failing 30 "$@"
 grep -q "pippy run: rank 1 .*killed by signal 9" <<<"$out" || fail "launcher did not name rank 1"
 for r in 0 2; do
   grep -qE "error: rank $r: .*rank 1" <<<"$out" || fail "rank $r did not name rank 1"
