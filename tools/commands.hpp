@@ -1,6 +1,9 @@
 #pragma once
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <string>
+
+#include "pippy/core/generators.hpp"
 
 namespace pippy::cli {
 
@@ -11,6 +14,10 @@ struct command {
 };
 
 command add_schedule_command(CLI::App& app);
+
+// The schedule a subcommand works on: generated from `gen`, or read from the file `from`. With a file,
+// --ranks, --microbatches and --stages-per-rank given on the command line must agree with it.
+schedule schedule_for(const CLI::App& sub, const schedule_options& gen, const std::string& from);
 command add_trace_command(CLI::App& app);
 command add_sim_command(CLI::App& app);
 command add_run_command(CLI::App& app);

@@ -7,6 +7,21 @@
 
 namespace pippy::cli {
 
+schedule schedule_for(const CLI::App& sub, const schedule_options& gen, const std::string& from) {
+  if (from.empty())
+    return make_schedule(gen);
+  schedule s = load_schedule_file(from);
+  auto agree = [&](const char* flag, int given, int in_file, const char* what) {
+    if (sub.count(flag) > 0 && given != in_file)
+      throw input_error(std::string(flag) + " is " + std::to_string(given) + " but " + from + " has " +
+                        std::to_string(in_file) + " " + what);
+  };
+  agree("--ranks", gen.num_ranks, s.shape.num_ranks, "ranks");
+  agree("--microbatches", gen.num_microbatches, s.shape.num_microbatches, "micro-batches");
+  agree("--stages-per-rank", gen.stages_per_rank, s.shape.stages_per_rank, "stages per rank");
+  return s;
+}
+
 command add_schedule_command(CLI::App& app) {
   struct options {
     schedule_options gen{.name = "1f1b", .num_ranks = 4, .num_microbatches = 8};
@@ -33,14 +48,14 @@ command add_schedule_command(CLI::App& app) {
   sub->add_flag("--lowered", o->lowered, "Include the SEND/RECV actions between ranks");
   sub->add_flag("--no-optimizer-step", o->no_optimizer_step, "Leave out the U action of each stage");
   sub->add_flag("--list", o->list, "Print the schedule names, one per line");
-  return {sub, [o] {
+  return {sub, [o, sub] {
     if (o->list) {
       for (auto n : schedule_names())
         std::cout << n << "\n";
       return 0;
     }
     o->gen.optimizer_steps = !o->no_optimizer_step;
-    schedule s = o->from.empty() ? make_schedule(o->gen) : load_schedule_file(o->from);
+    schedule s = schedule_for(*sub, o->gen, o->from);
     validate(s);
     if (o->lowered)
       s = add_communication(s);

@@ -64,9 +64,9 @@ command add_sim_command(CLI::App& app) {
                   "Play the simulation at this many virtual microseconds per wall-clock microsecond (0 = as fast as possible)");
   sub->add_flag("--json", o->json, "Print one JSON object");
   sub->add_flag("--no-optimizer-step", o->no_optimizer_step, "Leave out the U action of each stage");
-  return {sub, [o] {
+  return {sub, [o, sub] {
     o->gen.optimizer_steps = !o->no_optimizer_step;
-    const schedule s = o->from.empty() ? make_schedule(o->gen) : load_schedule_file(o->from); // simulate() validates
+    const schedule s = schedule_for(*sub, o->gen, o->from); // simulate() validates
     const int S = s.shape.num_stages();
     sim::sim_options so;
     if (!o->cost_file.empty()) {

@@ -34,6 +34,14 @@ TEST_CASE("pippy schedule --from validates and prints a user's schedule") {
     std::ofstream out("cli_bad.csv");
     out << "0F0,0F1,0B0,0B1\n1F0,1W0,1F1,1B1\n";
   }
+  auto mismatch = run_pippy("schedule --from cli_user.csv --microbatches 4");
+  CHECK(mismatch.exit_code == 2);
+  CHECK(mismatch.output == "error: --microbatches is 4 but cli_user.csv has 2 micro-batches\n");
+  auto agreeing = run_pippy("schedule --from cli_user.csv --ranks 2 --microbatches 2 --format csv");
+  CHECK(agreeing.exit_code == 0);
+  auto sim_mismatch = run_pippy("sim --from cli_user.csv --ranks 3");
+  CHECK(sim_mismatch.exit_code == 2);
+  CHECK(sim_mismatch.output == "error: --ranks is 3 but cli_user.csv has 2 ranks\n");
   auto bad = run_pippy("schedule --from cli_bad.csv");
   CHECK(bad.exit_code == 2);
   CHECK(bad.output == "error: invalid schedule 'cli_bad.csv': stage 1 micro-batch 0 has W without I\n");
