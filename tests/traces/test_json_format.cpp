@@ -1,0 +1,115 @@
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "pippy/traces/chrome_trace.hpp"
+
+using namespace pippy;
+using json = nlohmann::json;
+
+namespace {
+
+// The lines as they were written through nlohmann::json before the hand-rolled formatter.
+json old_event_json(const trace_event& e) {
+  json args = {{"stage", e.act.stage}, {"kind", std::string(to_string(e.act.kind))},
+               {"source", e.source == event_source::simulated ? "simulated" : "measured"}};
+  if (e.act.microbatch != no_microbatch)
+    args["microbatch"] = e.act.microbatch;
+  if (e.bytes)
+    args["bytes"] = e.bytes;
+  if (e.peer >= 0)
+    args["peer"] = e.peer;
+  return json{{"name", to_string(e.act)}, {"cat", std::string(to_string(e.act.kind))}, {"ph", "X"},
+              {"pid", e.rank}, {"tid", is_communication(e.act.kind) ? 1 : 0}, {"ts", e.start_us},
+              {"dur", e.end_us - e.start_us}, {"args", std::move(args)}};
+}
+
+json old_memory_json(const memory_sample& m) {
+  return json{{"name", "memory"}, {"ph", "C"}, {"pid", m.rank}, {"ts", m.t_us}, {"args", {{"bytes", m.bytes}}}};
+}
+
+// Same values and the same JSON types (an integral double must stay a float, as nlohmann wrote it).
+void check_same(const std::string& line, const json& old_value) {
+  const json old = json::parse(old_value.dump()); // what a reader of the old line saw
+  REQUIRE(!line.empty());
+  CHECK(line.back() == '\n');
+  CHECK(line.find('\n') == line.size() - 1);
+  const json now = json::parse(line);
+  CHECK(now == old);
+  CHECK(now.dump() == old.dump());
+  for (const char* f : {"ts", "dur"})
+    if (old.contains(f))
+      CHECK(now[f].type() == old[f].type());
+}
+
+} // namespace
+
+TEST_CASE("hand-rolled JSON lines parse to the values nlohmann wrote", "[traces][chrome]") {
+  std::mt19937_64 rng(12345);
+  const std::vector<double> edges = {0.0, -0.0, 1.0, 0.5, 1e-300, 5e-324, 1e300, 1.7976931348623157e308, 123456789.125,
+                                     1e15, 1e16, 1e17, 1e21, 1e-5, 1e-7, 0.1, 1.0 / 3, 2.5e-10, 4503599627370496.0,
+                                     9007199254740993.0, -1.5, 393216.75};
+  const std::vector<std::uint64_t> byte_edges = {0, 1, 255, 1ull << 32, std::numeric_limits<std::uint64_t>::max(),
+                                                 std::numeric_limits<std::int64_t>::max()};
+  std::uniform_int_distribution<int> kind_d(0, num_action_kinds - 1), small(0, 300);
+  std::uniform_real_distribution<double> unit(0, 1);
+  auto any_double = [&]() {
+    switch (rng() % 4) {
+    case 0: return edges[rng() % edges.size()];
+    case 1: return unit(rng) * 1e6;
+    case 2: return std::ldexp(unit(rng), static_cast<int>(rng() % 2000) - 1000);
+    default: return static_cast<double>(rng() % 100000) / 4;
+    }
+  };
+  for (int i = 0; i < 20000; ++i) {
+    trace_event e;
+    e.rank = i % 7 == 0 ? std::numeric_limits<int>::max() : small(rng);
+    e.act.kind = static_cast<action_kind>(kind_d(rng));
+    e.act.stage = i % 11 == 0 ? std::numeric_limits<int>::max() : small(rng);
+    e.act.microbatch = e.act.kind == action_kind::optimizer_step || i % 5 == 0 ? no_microbatch : small(rng) * 1000;
+    e.start_us = any_double();
+    e.end_us = i % 3 == 0 ? e.start_us : e.start_us + any_double();
+    e.bytes = i % 2 ? byte_edges[rng() % byte_edges.size()] : rng();
+    e.peer = i % 4 == 0 ? -1 : small(rng);
+    e.source = i % 2 ? event_source::measured : event_source::simulated;
+    check_same(to_json_line(e), old_event_json(e));
+    memory_sample m{.rank = small(rng), .t_us = any_double(), .bytes = i % 2 ? byte_edges[rng() % byte_edges.size()] : rng()};
+    check_same(to_json_line(m), old_memory_json(m));
+  }
+}
+
+TEST_CASE("non-finite times are written as null, as before, and read back as errors", "[traces][chrome]") {
+  trace_event e;
+  e.start_us = std::numeric_limits<double>::infinity();
+  e.end_us = std::numeric_limits<double>::quiet_NaN();
+  const std::string line = to_json_line(e);
+  CHECK(json::parse(line) == json::parse(old_event_json(e).dump()));
+  CHECK(json::parse(line)["dur"].is_null());
+  trace t;
+  CHECK_THROWS(parse_json_line(line, t, "nan"));
+}
+
+TEST_CASE("JSON lines round-trip through the line parser and the chrome file readers", "[traces][chrome]") {
+  trace t;
+  t.run = "quote\" back\\slash\ttab \x01 ünï";
+  t.num_ranks = 3;
+  t.events.push_back({.rank = 0, .act = {0, action_kind::forward, 0}, .start_us = 0, .end_us = 1.5});
+  t.events.push_back({.rank = 1, .act = {1, action_kind::send_b, 3}, .start_us = 1e-7, .end_us = 2e20, .bytes = 4096,
+                      .peer = 0, .source = event_source::measured});
+  t.events.push_back({.rank = 2, .act = {2, action_kind::optimizer_step, no_microbatch}, .start_us = 7, .end_us = 7});
+  t.memory = {{0, 0, 10}, {2, 0.1, std::numeric_limits<std::uint64_t>::max()}};
+  trace lines;
+  lines.run = t.run;
+  lines.num_ranks = 3;
+  for (const auto& e : t.events)
+    parse_json_line(to_json_line(e), lines, "line");
+  for (const auto& m : t.memory)
+    parse_json_line(to_json_line(m), lines, "line");
+  CHECK(lines == t);
+  const std::string text = to_chrome_json(t);
+  CHECK(parse_chrome_json(text, "own") == t);
+  CHECK(parse_chrome_json(" " + text, "general") == t);
+}
