@@ -1,10 +1,17 @@
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <thread>
+#include <vector>
 
 #include "pippy/core/error.hpp"
 #include "pippy/traces/chrome_trace.hpp"
@@ -125,4 +132,102 @@ TEST_CASE("live sources that do not exist fail with a message", "[traces][live]"
   CHECK(is_host_port("localhost:7777"));
   CHECK_FALSE(is_host_port("trace.json"));
   CHECK_THROWS_WITH(live_reader("127.0.0.1:1"), Catch::Contains("cannot connect"));
+}
+
+namespace {
+// A loopback listener whose accept queue is full: a further connect gets no answer (its SYNs are
+// dropped) until something is accepted. `fillers` hold the queue; only 127.0.0.1 is used.
+struct hung_listener {
+  int fd = -1;
+  int port = 0;
+  std::vector<int> fillers;
+  hung_listener() {
+    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    REQUIRE(::listen(fd, 0) == 0);
+    socklen_t len = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+    for (int k = 0; k < 16; ++k) { // connect until one stays pending: the queue is full
+      const int c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+      ::connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a);
+      fillers.push_back(c);
+      pollfd p{c, POLLOUT, 0};
+      if (::poll(&p, 1, 100) == 0)
+        return;
+    }
+    FAIL("the accept queue never filled");
+  }
+  ~hung_listener() {
+    for (int c : fillers)
+      ::close(c);
+    ::close(fd);
+  }
+};
+} // namespace
+
+TEST_CASE("connecting to a peer that does not answer never blocks the caller", "[traces][live]") {
+  hung_listener l;
+  const auto t0 = std::chrono::steady_clock::now();
+  live_reader reader("127.0.0.1:" + std::to_string(l.port));
+  const double ctor_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  INFO("constructor took " << ctor_ms << " ms");
+  CHECK(ctor_ms < 100);
+  CHECK(reader.is_tcp());
+  CHECK(reader.connecting());
+  CHECK_FALSE(reader.connected());
+  trace t;
+  double worst_ms = 0;
+  for (int k = 0; k < 50; ++k) { // 0.25 s of polling as the GUI timer would
+    const auto p0 = std::chrono::steady_clock::now();
+    CHECK(reader.poll(t) == 0);
+    worst_ms = std::max(worst_ms, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - p0).count());
+    std::this_thread::sleep_for(5ms);
+  }
+  INFO("slowest poll took " << worst_ms << " ms");
+  CHECK(worst_ms < 50); // a blocking connect would take 1 s or more (the SYN retry), up to minutes
+  CHECK(reader.connecting()); // still waiting, not failed
+  // Once the listener accepts, the SYN is retried and the pending connect completes.
+  std::vector<int> accepted;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!reader.connected() && reader.connecting() && std::chrono::steady_clock::now() < deadline) {
+    const int c = ::accept4(l.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (c >= 0)
+      accepted.push_back(c);
+    reader.poll(t);
+    std::this_thread::sleep_for(5ms);
+  }
+  CHECK(reader.connected());
+  for (int c : accepted)
+    ::close(c);
+}
+
+TEST_CASE("a connect that stays unanswered times out with a message", "[traces][live]") {
+  hung_listener l;
+  live_reader reader("127.0.0.1:" + std::to_string(l.port), 100);
+  trace t;
+  const auto deadline = std::chrono::steady_clock::now() + 3s;
+  while (reader.connecting() && std::chrono::steady_clock::now() < deadline) {
+    reader.poll(t);
+    std::this_thread::sleep_for(5ms);
+  }
+  CHECK(reader.status() == live_reader::state::failed);
+  CHECK(reader.connect_error().find("timed out") != std::string::npos);
+  CHECK_FALSE(reader.connected());
+}
+
+TEST_CASE("a port bound but not listening refuses at once", "[traces][live]") {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  CHECK_THROWS_WITH(live_reader("127.0.0.1:" + std::to_string(ntohs(a.sin_port))),
+                    Catch::Contains("cannot connect") && Catch::Contains("refused"));
+  ::close(fd);
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 
@@ -259,7 +260,15 @@ void live_publisher::run() {
   }
 }
 
-live_reader::live_reader(const std::string& spec) : spec_(spec) {
+namespace {
+std::int64_t steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+} // namespace
+
+live_reader::live_reader(const std::string& spec, int connect_timeout_ms)
+    : spec_(spec), connect_timeout_ms_(connect_timeout_ms) {
   if (is_host_port(spec)) {
     tcp_ = true;
     auto [host, port] = split_host_port(spec);
@@ -269,20 +278,15 @@ live_reader::live_reader(const std::string& spec) : spec_(spec) {
     addrinfo* res = nullptr;
     if (::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res) != 0 || !res)
       throw input_error(spec + ": cannot resolve host \"" + host + "\"");
-    for (addrinfo* a = res; a; a = a->ai_next) {
-      const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-      if (fd < 0)
-        continue;
-      if (::connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
-        fd_ = fd;
-        break;
-      }
-      ::close(fd);
-    }
+    for (addrinfo* a = res; a; a = a->ai_next)
+      if (a->ai_socktype == SOCK_STREAM)
+        addrs_.emplace_back(reinterpret_cast<const char*>(a->ai_addr), a->ai_addrlen);
     ::freeaddrinfo(res);
-    if (fd_ < 0)
-      throw input_error(spec + ": cannot connect to the live stream: " + std::strerror(errno));
-    set_nonblocking(fd_);
+    start_connect();
+    if (state_ == state::connecting)
+      check_connect(); // a local port nobody listens on refuses within the connect call
+    if (state_ == state::failed)
+      throw input_error(spec + ": cannot connect to the live stream: " + connect_error_);
   } else {
     fd_ = ::open(spec.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd_ < 0)
@@ -294,7 +298,63 @@ live_reader::live_reader(const std::string& spec) : spec_(spec) {
       fd_ = -1;
       throw input_error(spec + ": is a directory");
     }
+    state_ = state::open;
   }
+}
+
+void live_reader::start_connect() {
+  while (next_addr_ < addrs_.size()) {
+    const std::string& addr = addrs_[next_addr_++];
+    const auto* sa = reinterpret_cast<const sockaddr*>(addr.data());
+    const int fd = ::socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+      connect_error_ = std::strerror(errno);
+      continue;
+    }
+    if (::connect(fd, sa, static_cast<socklen_t>(addr.size())) == 0) {
+      fd_ = fd;
+      state_ = state::open;
+      connect_error_.clear();
+      return;
+    }
+    if (errno == EINPROGRESS || errno == EINTR) {
+      fd_ = fd;
+      state_ = state::connecting;
+      connect_deadline_ns_ = steady_ns() + std::int64_t{connect_timeout_ms_} * 1000000;
+      return;
+    }
+    connect_error_ = std::strerror(errno);
+    ::close(fd);
+  }
+  state_ = state::failed;
+  if (connect_error_.empty())
+    connect_error_ = "no address to connect to";
+}
+
+void live_reader::check_connect() {
+  if (state_ != state::connecting || fd_ < 0)
+    return;
+  pollfd p{fd_, POLLOUT, 0};
+  const int r = ::poll(&p, 1, 0);
+  if (r > 0) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+      err = errno;
+    if (err == 0) {
+      state_ = state::open;
+      connect_error_.clear();
+      return;
+    }
+    connect_error_ = std::strerror(err);
+  } else if (steady_ns() < connect_deadline_ns_) {
+    return; // still pending
+  } else {
+    connect_error_ = "timed out after " + std::to_string(connect_timeout_ms_) + " ms";
+  }
+  ::close(fd_);
+  fd_ = -1;
+  start_connect(); // the next address, if any
 }
 
 live_reader::~live_reader() {
@@ -303,7 +363,9 @@ live_reader::~live_reader() {
 }
 
 std::size_t live_reader::poll(trace& into) {
-  if (fd_ < 0)
+  if (state_ == state::connecting)
+    check_connect();
+  if (state_ != state::open)
     return 0;
   char buf[1 << 16];
   for (int rounds = 0; rounds < 256; ++rounds) { // at most 16 MiB a call keeps the GUI responsive
@@ -315,10 +377,12 @@ std::size_t live_reader::poll(trace& into) {
     if (n == 0 && tcp_) {
       ::close(fd_);
       fd_ = -1;
+      state_ = state::ended;
     } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
       errors_.push_back(spec_ + ": read failed: " + std::strerror(errno));
       ::close(fd_);
       fd_ = -1;
+      state_ = state::ended;
     }
     break; // n == 0 on a file: at its current end, more may come later
   }

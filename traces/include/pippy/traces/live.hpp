@@ -65,26 +65,49 @@ private:
 // Reads a live JSON-lines stream without blocking: from "HOST:PORT" (TCP, as served by live_publisher)
 // or from a file path that keeps growing. poll() returns what has arrived since the last call, as
 // events/samples appended to `into`; malformed lines are counted and their messages kept. Not thread-safe.
+// The TCP connect never blocks the caller: the constructor starts a non-blocking connect and poll()
+// finishes it (state() is connecting until then). A peer that refuses at once (a local port nobody
+// listens on) still makes the constructor throw; a refusal or a timeout noticed later turns the state to
+// failed with connect_error() set. Only the host name lookup (getaddrinfo) is synchronous; numeric
+// addresses and names in /etc/hosts do not wait on the network.
 class live_reader {
 public:
-  // Throws input_error when the spec names neither a reachable HOST:PORT nor a readable file.
-  explicit live_reader(const std::string& spec);
+  enum class state { connecting, open, ended, failed };
+  static constexpr int default_connect_timeout_ms = 10000;
+
+  // Throws input_error when the spec names neither a HOST:PORT that resolves and does not refuse at
+  // once nor a readable file.
+  explicit live_reader(const std::string& spec, int connect_timeout_ms = default_connect_timeout_ms);
   ~live_reader();
   live_reader(const live_reader&) = delete;
   live_reader& operator=(const live_reader&) = delete;
 
-  // Appends new complete lines' events to `into`; returns how many events/samples were added.
+  // Appends new complete lines' events to `into`; returns how many events/samples were added. While
+  // the connect is pending it only checks it (no wait) and returns 0.
   std::size_t poll(trace& into);
-  bool connected() const { return fd_ >= 0; } // false once a TCP peer closed the stream
+  state status() const { return state_; }
+  bool connecting() const { return state_ == state::connecting; }
+  // True while the source is open: false while connecting, once a TCP peer closed the stream, or
+  // after a failed connect or read.
+  bool connected() const { return state_ == state::open; }
   bool is_tcp() const { return tcp_; }
+  const std::string& connect_error() const { return connect_error_; } // set when the state is failed
   const std::vector<std::string>& errors() const { return errors_; }
   const std::string& spec() const { return spec_; }
 
 private:
+  void start_connect();  // tries addrs_ from next_addr_ until one is pending or open, else failed
+  void check_connect();  // finishes a pending connect without waiting
   std::size_t consume(trace& into);
   std::string spec_;
   bool tcp_ = false;
   int fd_ = -1;
+  state state_ = state::connecting;
+  std::vector<std::string> addrs_; // resolved socket addresses (raw bytes), tried in order
+  std::size_t next_addr_ = 0;
+  int connect_timeout_ms_ = default_connect_timeout_ms;
+  std::int64_t connect_deadline_ns_ = 0; // steady clock
+  std::string connect_error_;
   std::string pending_;
   std::vector<std::string> errors_;
   std::uint64_t line_no_ = 0;
