@@ -72,9 +72,9 @@ int main(int argc, char** argv) {
     }
     return ok ? 0 : 1;
   }
-  if (!live.empty())
-    view.start_live(QString::fromStdString(live));
   view.setWindowTitle("pippy-view");
+  if (!live.empty())
+    view.start_live(QString::fromStdString(live)); // shows its connection state in the window title
   view.resize(1400, 700);
   view.show();
   return app.exec();

@@ -10,6 +10,7 @@
 #include <QWheelEvent>
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -189,8 +190,12 @@ bool TimelineView::start_live(const QString& spec, int poll_ms) {
   auto pn = std::make_unique<panel>();
   pn->title = "live: " + spec.toStdString();
   const bool tcp = is_host_port(spec.toStdString());
+  live_spec_ = spec.toStdString();
+  retry_delay_ms_ = 0;
+  live_announced_ = false;
+  live_status_.clear();
   try {
-    live_ = std::make_unique<live_reader>(spec.toStdString());
+    live_ = std::make_unique<live_reader>(live_spec_);
   } catch (const std::exception& e) {
     std::cerr << "pippy-view: " << e.what() << "\n";
     pn->error = e.what();
@@ -199,11 +204,12 @@ bool TimelineView::start_live(const QString& spec, int poll_ms) {
       update();
       return false;
     }
-    pn->error += " (retrying)";
   }
-  live_spec_ = spec.toStdString();
-  live_panel_ = pn.get();
-  panels_.push_back(std::move(pn));
+  live_panel_ = panels_.emplace_back(std::move(pn)).get();
+  if (!live_)
+    schedule_retry(live_panel_->error);
+  else if (live_->connecting())
+    set_live_status("connecting to " + live_spec_ + "...");
   follow_ = true;
   if (!timer_) {
     timer_ = new QTimer(this);
@@ -214,25 +220,68 @@ bool TimelineView::start_live(const QString& spec, int poll_ms) {
   return live_ != nullptr;
 }
 
+void TimelineView::set_live_status(const std::string& status) {
+  if (live_status_ == status)
+    return;
+  live_status_ = status;
+  if (live_panel_)
+    live_panel_->title = "live: " + status;
+  if (isWindow())
+    setWindowTitle(QString::fromStdString("pippy-view - " + status));
+  update();
+}
+
+void TimelineView::schedule_retry(const std::string& why) {
+  // Bounded back-off: 0.25 s, 0.5 s, 1 s, 2 s, then every 2 s while the job is not up.
+  retry_delay_ms_ = retry_delay_ms_ <= 0 ? 250 : std::min(2 * retry_delay_ms_, max_retry_delay_ms);
+  retry_clock_.restart();
+  char delay[32];
+  std::snprintf(delay, sizeof delay, "%.2g", retry_delay_ms_ / 1000.0);
+  live_panel_->error = why + " (retrying in " + delay + " s)";
+  set_live_status(live_panel_->error);
+}
+
 void TimelineView::poll_live() {
   if (!live_panel_)
     return;
-  if (!live_) { // the job was not listening yet: try again twice a second
-    if (++retry_ticks_ * std::max(1, timer_ ? timer_->interval() : 50) < 500)
+  // What arrives in this call, including with the poll that finishes a connect, is laid out below.
+  const std::size_t before = live_panel_->t.events.size(), memory_before = live_panel_->t.memory.size();
+  if (!live_) { // the job was not listening yet: try again after the back-off
+    if (retry_clock_.isValid() && retry_clock_.elapsed() < retry_delay_ms_)
       return;
-    retry_ticks_ = 0;
     try {
       live_ = std::make_unique<live_reader>(live_spec_);
-      live_panel_->error.clear();
-      std::cerr << "pippy-view: connected to " << live_spec_ << "\n";
-    } catch (const std::exception&) {
+    } catch (const std::exception& e) {
+      schedule_retry(e.what());
       return;
     }
   }
+  if (live_->connecting()) {
+    live_->poll(live_panel_->t); // finishes the connect without waiting (and reads if it did)
+    if (live_->connecting()) {
+      set_live_status("connecting to " + live_spec_ + "...");
+      return;
+    }
+    if (!live_->connected()) { // refused or timed out: retry later
+      live_announced_ = false;
+      const std::string why = live_spec_ + ": cannot connect to the live stream: " + live_->connect_error();
+      live_.reset();
+      schedule_retry(why);
+      return;
+    }
+  }
+  if (live_->connected() && !live_announced_) {
+    live_announced_ = true;
+    live_panel_->error.clear();
+    retry_delay_ms_ = 0;
+    if (live_->is_tcp())
+      std::cerr << "pippy-view: connected to " << live_spec_ << "\n";
+    set_live_status(live_->is_tcp() ? "connected to " + live_spec_ : "following " + live_spec_);
+  }
   panel& pn = *live_panel_;
-  const std::size_t before = pn.t.events.size();
   const std::size_t errors_before = live_->errors().size();
-  const std::size_t added = live_->poll(pn.t);
+  live_->poll(pn.t);
+  const std::size_t added = pn.t.events.size() - before + pn.t.memory.size() - memory_before;
   for (std::size_t k = errors_before; k < live_->errors().size(); ++k)
     std::cerr << "pippy-view: " << live_->errors()[k] << "\n";
   if (!live_->errors().empty())
@@ -258,8 +307,10 @@ void TimelineView::poll_live() {
     pn.finish_update(refresh);
   else
     pn.rebuild(); // new ranks or stages: all lanes again
-  if (!live_->connected() && live_->is_tcp())
+  if (!live_->connected() && live_->is_tcp()) {
+    set_live_status(live_->spec() + " (ended)");
     pn.title = "live (ended): " + live_->spec();
+  }
   if (follow_ && !pn.t.events.empty()) {
     follow_head();
   }

@@ -1,5 +1,11 @@
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <QKeyEvent>
 #include <QMouseEvent>
 #include <QWheelEvent>
@@ -307,6 +313,109 @@ TEST_CASE("a live viewer started before the job connects once the job listens", 
     pub.publish(e);
   REQUIRE(test::wait_for([&] { return view.panels()[0]->t.events.size() == src.events.size(); }));
   CHECK(view.errors().isEmpty());
+}
+
+namespace {
+// A loopback listener whose accept queue is full: a further connect gets no answer (its SYNs are
+// dropped) until something is accepted. Only 127.0.0.1 is used.
+struct hung_listener {
+  int fd = -1;
+  int port = 0;
+  std::vector<int> fillers, accepted;
+  hung_listener() {
+    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    REQUIRE(::listen(fd, 0) == 0);
+    socklen_t len = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+    for (int k = 0; k < 16; ++k) { // connect until one stays pending: the queue is full
+      const int c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+      ::connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a);
+      fillers.push_back(c);
+      pollfd p{c, POLLOUT, 0};
+      if (::poll(&p, 1, 100) == 0)
+        return;
+    }
+    FAIL("the accept queue never filled");
+  }
+  void accept_all() {
+    for (int c; (c = ::accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0;)
+      accepted.push_back(c);
+  }
+  ~hung_listener() {
+    for (int c : fillers)
+      ::close(c);
+    for (int c : accepted)
+      ::close(c);
+    ::close(fd);
+  }
+};
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+} // namespace
+
+TEST_CASE("a live viewer whose peer does not answer stays responsive and shows it is connecting", "[gui][live]") {
+  test::app();
+  hung_listener l;
+  const QString spec = QString("127.0.0.1:%1").arg(l.port);
+  TimelineView view;
+  view.resize(1000, 300);
+  auto t0 = std::chrono::steady_clock::now();
+  CHECK(view.start_live(spec, 5)); // the connect is under way
+  CHECK(ms_since(t0) < 100);
+  CHECK(view.live_status() == "connecting to " + spec + "...");
+  CHECK(view.windowTitle().contains("connecting to " + spec));
+  CHECK(view.panels()[0]->title.find("connecting to") != std::string::npos);
+  CHECK(view.errors().isEmpty());
+  double worst_ms = 0;
+  for (int k = 0; k < 40; ++k) { // the GUI thread keeps serving events while the connect is pending
+    t0 = std::chrono::steady_clock::now();
+    view.poll_live();
+    QApplication::processEvents(QEventLoop::AllEvents, 1);
+    worst_ms = std::max(worst_ms, ms_since(t0));
+    ::usleep(5000);
+  }
+  INFO("slowest poll took " << worst_ms << " ms");
+  CHECK(worst_ms < 50); // a blocking connect would take 1 s or more (the SYN retry), up to minutes
+  CHECK(view.live_status().startsWith("connecting to"));
+  // The job gets round to accepting: the pending connect completes and the stream is read.
+  REQUIRE(test::wait_for([&] {
+    l.accept_all();
+    return view.live_status() == "connected to " + spec;
+  }, 10000));
+  const trace src = test::schedule_trace("gpipe", 2, 3);
+  std::string lines;
+  for (const auto& e : src.events)
+    lines += to_json_line(e);
+  for (int c : l.accepted) // the fillers never read; only the viewer's socket matters
+    CHECK(::send(c, lines.data(), lines.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(lines.size()));
+  REQUIRE(test::wait_for([&] { return view.panels()[0]->t.events.size() == src.events.size(); }));
+  CHECK(view.errors().isEmpty());
+}
+
+TEST_CASE("a refused live connect is retried with a bounded back-off and says so", "[gui][live]") {
+  test::app();
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0); // bound, never listening: refuses
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  TimelineView view;
+  CHECK_FALSE(view.start_live(QString("127.0.0.1:%1").arg(ntohs(a.sin_port)), 5));
+  REQUIRE(view.errors().size() == 1);
+  CHECK(view.errors()[0].contains("refused"));
+  CHECK(view.errors()[0].contains("retrying in 0.25 s"));
+  CHECK(view.live_status() == view.errors()[0]);
+  REQUIRE(test::wait_for([&] { return view.errors()[0].contains("retrying in 0.5 s"); }, 2000));
+  REQUIRE(test::wait_for([&] { return view.errors()[0].contains("retrying in 1 s"); }, 3000));
+  ::close(fd);
 }
 
 TEST_CASE("live events on ranks and stages not seen before get their lanes, each event once", "[gui][live]") {

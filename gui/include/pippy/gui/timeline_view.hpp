@@ -57,10 +57,15 @@ public:
   bool open_files(const QStringList& paths);
   void add_trace(trace t, const std::string& title);
   // Follows a running job: "HOST:PORT" or a growing JSON-lines file. A file that cannot be opened
-  // gives an error panel; a HOST:PORT that refuses is retried twice a second (the job may start
-  // later). Returns whether the source is open now.
+  // gives an error panel. A HOST:PORT is connected without blocking the GUI thread (the timer finishes
+  // the connect); one that refuses or times out is retried with a bounded back-off (0.25 s doubling
+  // to 2 s: the job may start later). Returns whether the source is open or its connect is under way.
   bool start_live(const QString& spec, int poll_ms = 50);
-  void poll_live(); // reads what arrived (the timer calls it)
+  void poll_live(); // reads what arrived (the timer calls it); never waits on the network
+  // "connecting to HOST:PORT...", "connected to HOST:PORT", the error and when it is retried, or
+  // "HOST:PORT (ended)"; also shown in the live panel's title and the window title.
+  QString live_status() const { return QString::fromStdString(live_status_); }
+  static constexpr int max_retry_delay_ms = 2000;
 
   // View: time at the left edge and microseconds per pixel.
   void fit();
@@ -117,6 +122,8 @@ private:
   };
   std::optional<hit> hit_at(QPointF pos) const;
   void draw_panel(QPainter& p, panel& pn, const QRect& area);
+  void set_live_status(const std::string& status);
+  void schedule_retry(const std::string& why);
 
   std::vector<std::unique_ptr<panel>> panels_;
   double t0_ = 0, us_per_px_ = 1;
@@ -125,7 +132,10 @@ private:
   std::unique_ptr<live_reader> live_;
   panel* live_panel_ = nullptr;
   std::string live_spec_;
-  int retry_ticks_ = 0;
+  std::string live_status_;
+  bool live_announced_ = false; // "connected" shown for the current reader
+  int retry_delay_ms_ = 0;      // back-off before the next connect attempt; 0 = none yet
+  QElapsedTimer retry_clock_;
   QElapsedTimer metrics_clock_;
   bool metrics_stale_ = false;
   QTimer* timer_ = nullptr;
