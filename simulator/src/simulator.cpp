@@ -153,6 +153,7 @@ public:
         if (!st_.oom)
           st_.oom = oom;
         done.error = oom.message();
+        st_.timeline.markers.push_back({.rank = rank_, .t_us = t0, .name = "OOM", .detail = done.error});
         st_.clock.post(t0, reply_to, caf::make_message(std::move(done)));
         return;
       }

@@ -288,6 +288,10 @@ TEST_CASE("a memory cap reports out of memory at the exact action", "[simulator]
   CHECK(r.oom->t_us == 3.0);
   CHECK(r.oom->message() == "out of memory on rank 0 at 0F3 (t=3 us): needs 400 bytes, cap 350 bytes");
   CHECK_FALSE(r.completed);
+  // The trace carries it as a marker at the failing action, and keeps it through a Chrome file.
+  REQUIRE_FALSE(r.timeline.markers.empty());
+  CHECK(r.timeline.markers[0] == trace_marker{0, 3.0, "OOM", r.oom->message()});
+  CHECK(parse_chrome_json(to_chrome_json(r.timeline), "oom.json").markers == r.timeline.markers);
   // Nothing ran on rank 0 after the failed action.
   for (const auto& e : r.timeline.events)
     if (e.rank == 0 && is_compute(e.act.kind))
@@ -295,6 +299,7 @@ TEST_CASE("a memory cap reports out of memory at the exact action", "[simulator]
   o.memory.cap_bytes = 400; // exactly enough
   const auto ok = sim::simulate(s, o);
   CHECK_FALSE(ok.oom);
+  CHECK(ok.timeline.markers.empty());
   CHECK(ok.completed);
   CHECK(ok.ranks[0].peak_memory_bytes == 400);
 }

@@ -113,3 +113,31 @@ TEST_CASE("JSON lines round-trip through the line parser and the chrome file rea
   CHECK(parse_chrome_json(text, "own") == t);
   CHECK(parse_chrome_json(" " + text, "general") == t);
 }
+
+TEST_CASE("markers are written as Chrome instant events and read back", "[traces][chrome][markers]") {
+  trace t;
+  t.run = "oom";
+  t.num_ranks = 2;
+  t.events.push_back({.rank = 0, .act = {0, action_kind::forward, 0}, .start_us = 0, .end_us = 1.5});
+  t.markers.push_back({.rank = 1, .t_us = 3.25, .name = "OOM", .detail = "out of \"memory\"\n\\ ü"});
+  t.markers.push_back({.rank = 0, .t_us = 0, .name = "note", .detail = ""});
+  const std::string text = to_chrome_json(t);
+  CHECK(parse_chrome_json(text, "own") == t);
+  CHECK(parse_chrome_json(" " + text, "general") == t);
+  const json line = json::parse(to_json_line(t.markers[0]));
+  CHECK(line["ph"] == "i");
+  CHECK(line["s"] == "p");
+  CHECK(line["pid"] == 1);
+  CHECK(line["ts"] == 3.25);
+  CHECK(line["name"] == "OOM");
+  CHECK(line["args"]["detail"] == t.markers[0].detail);
+  trace lines;
+  parse_json_line(to_json_line(t.markers[0]), lines, "line");
+  REQUIRE(lines.markers.size() == 1);
+  CHECK(lines.markers[0] == t.markers[0]);
+  CHECK(lines.num_ranks == 2);
+  // Other tools' instant events are still skipped.
+  trace other;
+  parse_json_line(R"({"ph":"i","name":"x","pid":0,"ts":1})", other, "other");
+  CHECK(other.markers.empty());
+}

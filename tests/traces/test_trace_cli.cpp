@@ -25,6 +25,16 @@ TEST_CASE("pippy trace make + summary prints the GPipe numbers", "[traces][cli]"
   std::filesystem::remove(f);
 }
 
+TEST_CASE("pippy trace summary lists the simulator's OOM marker", "[traces][cli]") {
+  const auto f = tmp("oom.json");
+  REQUIRE(run_pippy("sim --schedule 1f1b --ranks 4 --microbatches 8 --activation-bytes 100 --memory-cap 350 --trace " + f)
+              .exit_code == 3); // 3: out of memory
+  const auto r = run_pippy("trace summary " + f);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.output, Catch::Contains("marker: OOM on rank 0 at ") && Catch::Contains("out of memory on rank 0 at 0F3"));
+  std::filesystem::remove(f);
+}
+
 TEST_CASE("pippy trace diff prints per-rank and per-kind error", "[traces][cli]") {
   const auto a = tmp("a.json"), b = tmp("b.json");
   REQUIRE(run_pippy("trace make --schedule 1f1b --ranks 2 --microbatches 4 -o " + a).exit_code == 0);

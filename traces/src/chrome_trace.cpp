@@ -98,6 +98,12 @@ void append_memory_json(std::string& out, const memory_sample& m) {
   out += '}';
 }
 
+// Markers are rare and carry free text: nlohmann escapes it.
+json marker_json(const trace_marker& m) {
+  return json{{"name", m.name}, {"cat", "marker"}, {"ph", "i"}, {"s", "p"}, {"pid", m.rank}, {"tid", 0},
+              {"ts", m.t_us}, {"args", {{"detail", m.detail}}}};
+}
+
 // Adds one "traceEvents" element to t. Events that are neither actions nor memory (metadata, other
 // tools' markers) are skipped, so that PyTorch's own traces open.
 template <class Where> void add_event(const json& e, trace& t, const Where& where) {
@@ -128,6 +134,15 @@ template <class Where> void add_event(const json& e, trace& t, const Where& wher
       fail("memory counter with negative args.bytes");
     m.bytes = e["args"]["bytes"].get<std::uint64_t>();
     t.memory.push_back(m);
+    return;
+  }
+  if (ph == "i" && e.value("cat", "") == "marker") {
+    if (!e.contains("name") || !e["name"].is_string())
+      fail("marker without a string \"name\"");
+    trace_marker mk{.rank = rank_of(), .t_us = number("ts"), .name = e["name"].get<std::string>(), .detail = {}};
+    if (e.contains("args") && e["args"].is_object() && e["args"].contains("detail") && e["args"]["detail"].is_string())
+      mk.detail = e["args"]["detail"].get<std::string>();
+    t.markers.push_back(std::move(mk));
     return;
   }
   if (ph != "X")
@@ -191,6 +206,10 @@ void write_chrome_json(std::ostream& out, const trace& t) {
     line.clear();
     append_memory_json(line, m);
     out << line;
+  }
+  for (const auto& m : t.markers) {
+    sep();
+    out << marker_json(m).dump();
   }
   out << "\n]}\n";
 }
@@ -321,6 +340,8 @@ std::string to_json_line(const memory_sample& m) {
   out += '\n';
   return out;
 }
+
+std::string to_json_line(const trace_marker& m) { return marker_json(m).dump() + "\n"; }
 
 void parse_json_line(std::string_view line, trace& t, const std::string& source) {
   json j;

@@ -359,6 +359,9 @@ std::string format_summary(const trace& t, const trace_metrics& m, std::size_t m
   o << "ranks: " << m.ranks.size() << "  events: " << m.num_events << " (" << m.num_compute << " compute, "
     << m.num_comm << " communication)\n";
   o << "step time: " << fmt("%.3f", m.step_time_us) << " us\n";
+  for (const auto& mk : t.markers)
+    o << "marker: " << mk.name << " on rank " << mk.rank << " at " << fmt("%.3f", mk.t_us) << " us"
+      << (mk.detail.empty() ? "" : ": " + mk.detail) << "\n";
   o << "bubble fraction: " << fmt("%.4f", m.bubble_fraction) << "  utilisation: " << fmt("%.4f", m.utilisation) << "\n";
   o << "rank  actions      busy_us    bubble  util    comm_us  peak_mem\n";
   for (const auto& r : m.ranks) {

@@ -32,12 +32,23 @@ struct memory_sample {
   friend bool operator==(const memory_sample&, const memory_sample&) = default;
 };
 
+// A point in time on a rank worth pointing at (the simulator's "OOM" at the failing action): written as
+// a Chrome instant event ("ph":"i", "s":"p", "cat":"marker", pid = rank, args.detail).
+struct trace_marker {
+  int rank = 0;
+  double t_us = 0;
+  std::string name;   // short label ("OOM")
+  std::string detail; // the full message
+  friend bool operator==(const trace_marker&, const trace_marker&) = default;
+};
+
 // Everything one run emits, simulated or measured. Not thread-safe: one writer at a time.
 struct trace {
   std::string run;  // a name for the run ("1f1b R=4 M=8 simulated")
   int num_ranks = 0;
   std::vector<trace_event> events;
   std::vector<memory_sample> memory;
+  std::vector<trace_marker> markers;
   friend bool operator==(const trace&, const trace&) = default;
 };
 
