@@ -139,6 +139,7 @@ TimelineView::TimelineView(QWidget* parent) : QWidget(parent) {
 TimelineView::~TimelineView() = default;
 
 QColor TimelineView::bubble_color() { return QColor(250, 205, 205); }
+QColor TimelineView::marker_color() { return QColor(220, 0, 0); }
 
 QColor TimelineView::action_color(const action& a) {
   return action_color_hsv(a).toRgb();
@@ -651,6 +652,21 @@ void TimelineView::draw_panel(QPainter& p, panel& pn, const QRect& area) {
     p.drawPolygon(head, 3);
   }
   p.setBrush(Qt::NoBrush);
+  // Markers (the simulator's OOM): a red tick across all lanes of the marker's rank.
+  for (const auto& mk : pn.t.markers) {
+    const double x = x_of(mk.t_us);
+    if (x < plot_l - 1 || x > plot_r + 1)
+      continue;
+    double y0 = -1, y1 = -1;
+    for (const lane& l : pn.lanes)
+      if (l.rank == mk.rank) {
+        y0 = y0 < 0 ? l.y : std::min(y0, l.y);
+        y1 = std::max(y1, l.y + l.height);
+      }
+    if (y0 < 0)
+      continue;
+    p.fillRect(QRectF(x - 1, y0, 3, y1 - y0), marker_color());
+  }
   // Dependencies of the selected action.
   if (selected_ && panels_[selected_->panel].get() == &pn) {
     const auto sel = event_rect(selected_->panel, selected_->event);
@@ -706,7 +722,25 @@ std::optional<TimelineView::hit> TimelineView::hit_at(QPointF pos) const {
   return std::nullopt;
 }
 
+const trace_marker* TimelineView::marker_at(QPointF pos) const {
+  for (const auto& pn : panels_)
+    for (const auto& mk : pn->t.markers) {
+      if (std::abs(x_of(mk.t_us) - pos.x()) > 3)
+        continue;
+      for (const auto& l : pn->lanes)
+        if (l.rank == mk.rank && pos.y() >= l.y && pos.y() < l.y + l.height)
+          return &mk;
+    }
+  return nullptr;
+}
+
 QString TimelineView::tooltip_at(QPointF pos) const {
+  if (const auto* mk = marker_at(pos))
+    return QString("%1 on rank %2 at %3\n%4")
+        .arg(QString::fromStdString(mk->name))
+        .arg(mk->rank)
+        .arg(us_text(mk->t_us))
+        .arg(QString::fromStdString(mk->detail));
   const auto h = hit_at(pos);
   if (!h)
     return {};

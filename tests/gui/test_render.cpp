@@ -146,6 +146,32 @@ TEST_CASE("communication sub-lane and memory curve are laid out per rank", "[gui
   CHECK(view.tooltip_at(send->center()).contains("bytes 4096"));
 }
 
+TEST_CASE("a marker (the simulator's OOM) is a red tick on its rank's lanes with the detail in the tooltip", "[gui][render][markers]") {
+  test::app();
+  trace t;
+  t.num_ranks = 2;
+  t.events = {{0, parse_action("0F0"), 0, 10}, {0, parse_action("0SEND_F0"), 10, 12, 4096, 1},
+              {1, parse_action("1F0"), 12, 20}, {1, parse_action("1B0"), 20, 30}, {0, parse_action("0B0"), 32, 50}};
+  t.markers = {{1, 25, "OOM", "out of memory on rank 1 at 1F1"}};
+  TimelineView view;
+  view.add_trace(t, "oom");
+  const QImage img = view.render_image(QSize(900, 300));
+  const auto& pn = *view.panels()[0];
+  const double x = TimelineView::left_margin + (25 - view.view_start_us()) / view.us_per_pixel();
+  const auto b = view.event_rect(0, 3); // 1B0, 20..30 on rank 1: the tick is drawn over it
+  REQUIRE(b);
+  CHECK(pixel(img, QPointF(x, b->center().y())) == rgb(TimelineView::marker_color()));
+  CHECK(pixel(img, QPointF(x + 10, b->center().y())) == rgb(TimelineView::action_color(pn.t.events[3].act)));
+  // Not on rank 0's lanes.
+  for (const auto& l : pn.lanes)
+    if (l.rank == 0)
+      CHECK(pixel(img, QPointF(x, l.y + l.height / 2)) != rgb(TimelineView::marker_color()));
+  const QString tip = view.tooltip_at(QPointF(x, b->center().y()));
+  CHECK(tip.contains("OOM on rank 1"));
+  CHECK(tip.contains("out of memory on rank 1 at 1F1"));
+  CHECK(view.tooltip_at(QPointF(x + 10, b->center().y())).contains("1B0")); // beside it: the action
+}
+
 TEST_CASE("tooltip, click highlight with dependencies, zoom and pan", "[gui][interaction]") {
   test::app();
   TimelineView view;

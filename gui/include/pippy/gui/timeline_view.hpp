@@ -91,6 +91,7 @@ public:
   QString tooltip_at(QPointF pos) const;
 
   static QColor bubble_color();
+  static QColor marker_color(); // the red tick of a trace_marker (the simulator's OOM) across its rank's lanes
   static QColor action_color(const action& a); // RGB: hue by micro-batch, shade by kind
 
 private:
@@ -121,6 +122,7 @@ private:
     std::size_t panel, event;
   };
   std::optional<hit> hit_at(QPointF pos) const;
+  const trace_marker* marker_at(QPointF pos) const; // a marker's tick within 3 px of pos, on its rank's lanes
   void draw_panel(QPainter& p, panel& pn, const QRect& area);
   void set_live_status(const std::string& status);
   void schedule_retry(const std::string& why);
