@@ -151,6 +151,8 @@ command add_sim_command(CLI::App& app) {
     if (tty && r.events >= so.progress_every)
       std::fprintf(stderr, "\r%60s\r", "");
     if (pub) {
+      for (const auto& mk : r.timeline.markers) // the OOM marker, after the events that led to it
+        pub->publish_line(to_json_line(mk));
       pub->flush();
       if (pub->dropped() > 0)
         std::fprintf(stderr, "live: %llu lines published, %llu dropped (the queue was full)\n",

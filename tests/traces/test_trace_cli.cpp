@@ -33,6 +33,14 @@ TEST_CASE("pippy trace summary lists the simulator's OOM marker", "[traces][cli]
   REQUIRE(r.exit_code == 0);
   CHECK_THAT(r.output, Catch::Contains("marker: OOM on rank 0 at ") && Catch::Contains("out of memory on rank 0 at 0F3"));
   std::filesystem::remove(f);
+  // The live stream carries it too.
+  const auto l = tmp("oom.jsonl");
+  REQUIRE(run_pippy("sim --schedule 1f1b --ranks 4 --microbatches 8 --activation-bytes 100 --memory-cap 350 --live " + l)
+              .exit_code == 3);
+  std::ifstream in(l);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK_THAT(text, Catch::Contains("\"cat\":\"marker\"") && Catch::Contains("out of memory on rank 0 at 0F3"));
+  std::filesystem::remove(l);
 }
 
 TEST_CASE("pippy trace diff prints per-rank and per-kind error", "[traces][cli]") {
