@@ -13,6 +13,7 @@
 #include <chrono>
 #include <thread>
 
+#include "../support/hung_listener.hpp"
 #include "gui_test_util.hpp"
 #include "pippy/gui/timeline_view.hpp"
 #include "pippy/traces/live.hpp"
@@ -342,44 +343,7 @@ TEST_CASE("a live viewer started before the job connects once the job listens", 
 }
 
 namespace {
-// A loopback listener whose accept queue is full: a further connect gets no answer (its SYNs are
-// dropped) until something is accepted. Only 127.0.0.1 is used.
-struct hung_listener {
-  int fd = -1;
-  int port = 0;
-  std::vector<int> fillers, accepted;
-  hung_listener() {
-    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    REQUIRE(::listen(fd, 0) == 0);
-    socklen_t len = sizeof a;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    port = ntohs(a.sin_port);
-    for (int k = 0; k < 16; ++k) { // connect until one stays pending: the queue is full
-      const int c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-      ::connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a);
-      fillers.push_back(c);
-      pollfd p{c, POLLOUT, 0};
-      if (::poll(&p, 1, 100) == 0)
-        return;
-    }
-    FAIL("the accept queue never filled");
-  }
-  void accept_all() {
-    for (int c; (c = ::accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0;)
-      accepted.push_back(c);
-  }
-  ~hung_listener() {
-    for (int c : fillers)
-      ::close(c);
-    for (int c : accepted)
-      ::close(c);
-    ::close(fd);
-  }
-};
+using pippy::test::hung_listener;
 double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }

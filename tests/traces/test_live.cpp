@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "../support/hung_listener.hpp"
 #include "pippy/core/error.hpp"
 #include "pippy/traces/chrome_trace.hpp"
 #include "pippy/traces/live.hpp"
@@ -134,40 +135,7 @@ TEST_CASE("live sources that do not exist fail with a message", "[traces][live]"
   CHECK_THROWS_WITH(live_reader("127.0.0.1:1"), Catch::Contains("cannot connect"));
 }
 
-namespace {
-// A loopback listener whose accept queue is full: a further connect gets no answer (its SYNs are
-// dropped) until something is accepted. `fillers` hold the queue; only 127.0.0.1 is used.
-struct hung_listener {
-  int fd = -1;
-  int port = 0;
-  std::vector<int> fillers;
-  hung_listener() {
-    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    REQUIRE(::listen(fd, 0) == 0);
-    socklen_t len = sizeof a;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    port = ntohs(a.sin_port);
-    for (int k = 0; k < 16; ++k) { // connect until one stays pending: the queue is full
-      const int c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-      ::connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a);
-      fillers.push_back(c);
-      pollfd p{c, POLLOUT, 0};
-      if (::poll(&p, 1, 100) == 0)
-        return;
-    }
-    FAIL("the accept queue never filled");
-  }
-  ~hung_listener() {
-    for (int c : fillers)
-      ::close(c);
-    ::close(fd);
-  }
-};
-} // namespace
+using pippy::test::hung_listener;
 
 TEST_CASE("connecting to a peer that does not answer never blocks the caller", "[traces][live]") {
   hung_listener l;
@@ -191,18 +159,13 @@ TEST_CASE("connecting to a peer that does not answer never blocks the caller", "
   CHECK(worst_ms < 50); // a blocking connect would take 1 s or more (the SYN retry), up to minutes
   CHECK(reader.connecting()); // still waiting, not failed
   // Once the listener accepts, the SYN is retried and the pending connect completes.
-  std::vector<int> accepted;
   const auto deadline = std::chrono::steady_clock::now() + 10s;
   while (!reader.connected() && reader.connecting() && std::chrono::steady_clock::now() < deadline) {
-    const int c = ::accept4(l.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (c >= 0)
-      accepted.push_back(c);
+    l.accept_all();
     reader.poll(t);
     std::this_thread::sleep_for(5ms);
   }
   CHECK(reader.connected());
-  for (int c : accepted)
-    ::close(c);
 }
 
 TEST_CASE("a connect that stays unanswered times out with a message", "[traces][live]") {
