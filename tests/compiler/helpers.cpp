@@ -1,5 +1,7 @@
 #include "helpers.hpp"
 
+#include <catch2/catch.hpp>
+
 namespace pippy::test {
 
 split_run run_stages(pipe& p, const std::vector<torch::Tensor>& inputs,
@@ -73,6 +75,22 @@ std::map<std::string, std::vector<int>> holders(const pipe& p) {
   for (int s = 0; s < p.num_stages(); ++s)
     for (const auto& item : p.stage(s)->named_parameters(true)) h[item.key()].push_back(s);
   return h;
+}
+
+std::map<std::string, torch::Tensor> check_stage_grads(const pipe& p, torch::nn::Module& unsplit,
+                                                       const std::set<std::string>& aliases) {
+  auto ref_grads = grads_of(unsplit);
+  auto grads = stage_grads(p);
+  if (aliases.empty())
+    REQUIRE(grads.size() == ref_grads.size());
+  for (const auto& [name, g] : ref_grads) {
+    if (aliases.count(name))
+      continue;
+    INFO(name);
+    REQUIRE(grads.count(name) == 1);
+    CHECK(close(grads.at(name), g));
+  }
+  return ref_grads;
 }
 
 } // namespace pippy::test

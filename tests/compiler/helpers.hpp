@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 
 namespace pippy::test {
@@ -24,6 +25,11 @@ bool close(const torch::Tensor& a, const torch::Tensor& b, double rtol = 1e-5);
 std::map<std::string, torch::Tensor> grads_of(torch::nn::Module& m);
 // Gradients held by the stages, summed over the copies of tied parameters, by qualified name.
 std::map<std::string, torch::Tensor> stage_grads(const pipe& p);
+// Checks that the stages' gradients (tied copies summed) equal the unsplit model's, parameter by
+// parameter, leaving out `aliases` (second names of a tied tensor); with no aliases the stages must hold
+// exactly the model's parameters. Returns the unsplit model's gradients.
+std::map<std::string, torch::Tensor> check_stage_grads(const pipe& p, torch::nn::Module& unsplit,
+                                                       const std::set<std::string>& aliases = {});
 // Every parameter of every stage (name -> stages holding it).
 std::map<std::string, std::vector<int>> holders(const pipe& p);
 

@@ -4,6 +4,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <map>
+
 using namespace pippy;
 
 namespace {
@@ -23,6 +25,16 @@ struct fixture {
   }
   torch::Tensor loss(const torch::Tensor& logits) const {
     return torch::cross_entropy_loss(logits.reshape({-1, cfg.vocab_size}), targets.reshape({-1}));
+  }
+  // Runs the unsplit model and the pipe's stages one after the other on the same batch and checks that
+  // outputs and every gradient agree (copies of a tied weight summed, as the all-reduce will). Returns
+  // the unsplit model's gradients.
+  std::map<std::string, torch::Tensor> check_equals_unsplit(pippy::pipe& p) {
+    torch::Tensor ref = net(idx);
+    loss(ref).backward();
+    auto run = test::run_stages(p, {idx}, [&](const std::vector<torch::Tensor>& o) { return loss(o[0]); });
+    CHECK(test::close(run.outputs[0], ref));
+    return test::check_stage_grads(p, *net, {"lm_head.weight"}); // the same tensor as tok_emb.weight
   }
 };
 
@@ -48,18 +60,7 @@ TEST_CASE("GPT: automatic split into 4 stages, tied embedding replicated, forwar
   for (int s = 0; s < 4; ++s) CHECK_FALSE(p.stage(s)->named_parameters().is_empty());
   CHECK(p.to_string().find("tied: tok_emb.weight = lm_head.weight on stages 0 3") != std::string::npos);
 
-  torch::Tensor ref = f.net(f.idx);
-  f.loss(ref).backward();
-  auto run = test::run_stages(p, {f.idx}, [&](const std::vector<torch::Tensor>& o) { return f.loss(o[0]); });
-  CHECK(test::close(run.outputs[0], ref));
-  auto ref_grads = test::grads_of(*f.net);
-  auto grads = test::stage_grads(p);  // sums the two tok_emb.weight copies, as the all-reduce will
-  for (const auto& [name, g] : ref_grads) {
-    if (name == "lm_head.weight") continue;  // the same tensor as tok_emb.weight
-    INFO(name);
-    REQUIRE(grads.count(name) == 1);
-    CHECK(test::close(grads.at(name), g));
-  }
+  auto ref_grads = f.check_equals_unsplit(p);
   // Neither copy alone has the full gradient.
   auto g0 = p.stage(0)->named_parameters()["tok_emb.weight"].grad();
   auto g3 = p.stage(3)->named_parameters()["tok_emb.weight"].grad();
@@ -113,16 +114,7 @@ TEST_CASE("GPT: tied weights can instead be transmitted from their owner stage",
   CHECK(test::holders(p)["tok_emb.weight"] == std::vector<int>{0});
   // The weight travels with the activations: stages 1..3 take two inputs.
   for (int s = 1; s < 4; ++s) CHECK(p.stage_inputs(s).size() == 2);
-  torch::Tensor ref = f.net(f.idx);
-  f.loss(ref).backward();
-  auto run = test::run_stages(p, {f.idx}, [&](const std::vector<torch::Tensor>& o) { return f.loss(o[0]); });
-  CHECK(test::close(run.outputs[0], ref));
-  auto grads = test::stage_grads(p);
-  for (const auto& [name, g] : test::grads_of(*f.net)) {
-    if (name == "lm_head.weight") continue;
-    INFO(name);
-    CHECK(test::close(grads.at(name), g));
-  }
+  f.check_equals_unsplit(p);
 }
 
 TEST_CASE("GPT: automatic split balanced by measured node time", "[compiler]") {
@@ -131,16 +123,7 @@ TEST_CASE("GPT: automatic split balanced by measured node time", "[compiler]") {
                            {.num_stages = 4, .balance_by = balance::measured_time, .clone_parameters = true});
   REQUIRE(p.num_stages() == 4);
   for (int s = 0; s < 4; ++s) CHECK_FALSE(p.stage(s)->named_parameters().is_empty());
-  torch::Tensor ref = f.net(f.idx);
-  f.loss(ref).backward();
-  auto run = test::run_stages(p, {f.idx}, [&](const std::vector<torch::Tensor>& o) { return f.loss(o[0]); });
-  CHECK(test::close(run.outputs[0], ref));
-  auto grads = test::stage_grads(p);
-  for (const auto& [name, g] : test::grads_of(*f.net)) {
-    if (name == "lm_head.weight") continue;
-    INFO(name);
-    CHECK(test::close(grads.at(name), g));
-  }
+  f.check_equals_unsplit(p);
 }
 
 TEST_CASE("GPT: manual split at block beginnings", "[compiler]") {
@@ -155,15 +138,6 @@ TEST_CASE("GPT: manual split at block beginnings", "[compiler]") {
   CHECK(h["blocks.1.proj.bias"] == std::vector<int>{0});
   CHECK(h["blocks.2.ln_1.weight"] == std::vector<int>{1});
   CHECK(h["tok_emb.weight"] == std::vector<int>{0, 1});
-  torch::Tensor ref = f.net(f.idx);
-  f.loss(ref).backward();
-  auto run = test::run_stages(p, {f.idx}, [&](const std::vector<torch::Tensor>& o) { return f.loss(o[0]); });
-  CHECK(test::close(run.outputs[0], ref));
-  auto grads = test::stage_grads(p);
-  for (const auto& [name, g] : test::grads_of(*f.net)) {
-    if (name == "lm_head.weight") continue;
-    INFO(name);
-    CHECK(test::close(grads.at(name), g));
-  }
+  f.check_equals_unsplit(p);
   CHECK_THROWS_WITH(models::gpt_manual_split(f.cfg, 5), "gpt: cannot split 4 blocks into 5 stages (1..4)");
 }

@@ -31,13 +31,7 @@ struct fixture {
     REQUIRE(run.outputs.size() == 2);
     CHECK(test::close(run.outputs[0], ref[0]));
     CHECK(test::close(run.outputs[1], ref[1]));
-    auto ref_grads = test::grads_of(*net);
-    auto grads = test::stage_grads(p);
-    REQUIRE(grads.size() == ref_grads.size());
-    for (const auto& [name, g] : ref_grads) {
-      INFO(name);
-      CHECK(test::close(grads.at(name), g));
-    }
+    test::check_stage_grads(p, *net);
   }
 };
 

@@ -122,11 +122,7 @@ TEST_CASE("pipe_split() inside a forward marks stage boundaries", "[compiler]") 
   ref.pow(2).sum().backward();
   auto run = test::run_stages(p, {x}, [](const std::vector<torch::Tensor>& o) { return o[0].pow(2).sum(); });
   CHECK(test::close(run.outputs[0], ref));
-  auto grads = test::stage_grads(p);
-  for (const auto& [name, g] : test::grads_of(*net)) {
-    INFO(name);
-    CHECK(test::close(grads.at(name), g));
-  }
+  test::check_stage_grads(p, *net);
   auto* last = dynamic_cast<graph_stage*>(p.stage(2).get());
   REQUIRE(last != nullptr);
   CHECK(last->graph().toString().find("0.2500") != std::string::npos);  // the baked-in offset
