@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 build=${BUILD_DIR:-build}
 steps=${STEPS:-10}
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
-  scripts/setup.sh
+  scripts/setup.sh >/dev/null
   # The real backend and the viewer are on by default; say so in case build/ was configured without.
   scripts/build.sh -DPIPPY_BUILD_TORCH=ON -DPIPPY_BUILD_GUI=ON
 fi

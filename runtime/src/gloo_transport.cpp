@@ -1,17 +1,10 @@
 #include "pippy/runtime/gloo_transport.hpp"
 
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
-#include <cstdlib>
+#include "gloo_backend.hpp"
 
 namespace pippy {
-
-namespace {
-bool is_loopback(const std::string& addr) {
-  return addr == "127.0.0.1" || addr == "localhost" || addr == "::1";
-}
-} // namespace
 
 gloo_transport::gloo_transport(const dist_env& env, std::chrono::milliseconds timeout)
     : env_(env), timeout_(timeout) {
@@ -27,15 +20,8 @@ gloo_transport::gloo_transport(const dist_env& env, std::chrono::milliseconds ti
     throw peer_error(0, "rank " + std::to_string(env.rank) + ": rendezvous at " + env.master_addr + ":" +
                             std::to_string(env.master_port) + " failed: " + e.what());
   }
-  auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
-  if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"))
-    opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
-  else if (is_loopback(env.master_addr))
-    opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
-  else
-    opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
   try {
-    pg_ = c10::make_intrusive<c10d::ProcessGroupGloo>(store_, env.rank, env.world_size, opts);
+    pg_ = make_gloo_backend(store_, env.rank, env.world_size, timeout, env.master_addr);
   } catch (const std::exception& e) {
     throw peer_error(-1, "rank " + std::to_string(env.rank) + ": connecting the process group failed: " +
                              e.what());

@@ -15,7 +15,7 @@
 
 namespace c10d {
 class Store;
-class ProcessGroupGloo;
+class Backend;
 class Work;
 } // namespace c10d
 
@@ -82,7 +82,7 @@ private:
   dist_env env_;
   std::chrono::milliseconds timeout_;
   c10::intrusive_ptr<c10d::Store> store_;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg_;
+  c10::intrusive_ptr<c10d::Backend> pg_; // a ProcessGroupGloo (gloo_backend.hpp)
   std::mutex post_mu_; // posting (several threads may send/recv) and sends_
   std::vector<std::shared_future<void>> sends_;
   waiter send_waiter_, recv_waiter_;
