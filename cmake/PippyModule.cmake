@@ -17,11 +17,20 @@ function(pp_add_module name)
   set_target_properties(pippy_${name} PROPERTIES POSITION_INDEPENDENT_CODE ON)
 endfunction()
 
-# pp_add_test(name SOURCES ... DEPS ...): a Catch2 executable whose test cases are registered with CTest.
+# The exit code a test process ends with when what it needs is not on this machine (a GPU): CTest
+# reports such a test as skipped, not passed. Tests get it as PIPPY_SKIP_EXIT_CODE.
+set(PIPPY_SKIP_EXIT_CODE 77)
+
+# pp_add_test(name SOURCES ... DEPS ... [LABELS ...] [SKIPPABLE]): a Catch2 executable whose test cases
+# are registered with CTest; SKIPPABLE ones may end with PIPPY_SKIP_EXIT_CODE to be reported as skipped.
 function(pp_add_test name)
-  cmake_parse_arguments(PP "" "" "SOURCES;DEPS;LABELS" ${ARGN})
+  cmake_parse_arguments(PP "SKIPPABLE" "" "SOURCES;DEPS;LABELS" ${ARGN})
   add_executable(${name} ${PP_SOURCES})
   target_link_libraries(${name} PRIVATE pippy_test_main ${PP_DEPS} pippy_warnings)
-  catch_discover_tests(${name} PROPERTIES LABELS "${PP_LABELS}"
-    WORKING_DIRECTORY "${CMAKE_CURRENT_BINARY_DIR}")
+  set(props LABELS "${PP_LABELS}")
+  if(PP_SKIPPABLE)
+    target_compile_definitions(${name} PRIVATE PIPPY_SKIP_EXIT_CODE=${PIPPY_SKIP_EXIT_CODE})
+    list(APPEND props SKIP_RETURN_CODE ${PIPPY_SKIP_EXIT_CODE})
+  endif()
+  catch_discover_tests(${name} PROPERTIES ${props} WORKING_DIRECTORY "${CMAKE_CURRENT_BINARY_DIR}")
 endfunction()

@@ -12,9 +12,7 @@ namespace pippy::gpu {
 
 using tensors = std::vector<torch::Tensor>;
 
-// The allocator's statistics: DeviceStats and its StatArray exist in libtorch 1.13 (c10::cuda::
-// CUDACachingAllocator) and 2.x (c10::CachingDeviceAllocator, re-exported); index 0 is StatType::AGGREGATE
-// in both, so no version-specific names are needed.
+// The caching allocator's statistics; index 0 of each StatArray is StatType::AGGREGATE (all pools).
 std::uint64_t allocated_bytes(c10::DeviceIndex device) {
   const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device);
   return static_cast<std::uint64_t>(stats.allocated_bytes[0].current);
