@@ -1,5 +1,6 @@
 #include "pippy/core/text_file.hpp"
 
+#include <filesystem>
 #include <fstream>
 
 #include "pippy/core/error.hpp"
@@ -20,6 +21,28 @@ std::string read_text_file(const std::string& path, const std::string& cannot_op
   in.read(text.data(), size);
   text.resize(static_cast<std::size_t>(in.gcount()));
   return text;
+}
+
+void write_file_atomically(const std::string& path, const std::function<void(std::ostream&)>& write) {
+  const std::string tmp = path + ".tmp";
+  std::error_code ec;
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out)
+      throw input_error(path + ": cannot open for writing");
+    write(out);
+    out.flush();
+    if (!out) {
+      out.close();
+      std::filesystem::remove(tmp, ec);
+      throw input_error(path + ": write failed");
+    }
+  }
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::filesystem::remove(tmp, ec);
+    throw input_error(path + ": cannot move the finished file into place");
+  }
 }
 
 } // namespace pippy

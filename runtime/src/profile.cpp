@@ -1,5 +1,7 @@
 #include "pippy/runtime/profile.hpp"
 
+#include "pippy/core/text_file.hpp"
+
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
@@ -72,17 +74,7 @@ std::string cost_profile_json(const std::vector<stage_cost>& costs) {
 }
 
 void save_cost_profile(const std::vector<stage_cost>& costs, const std::string& path) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp);
-    if (!f)
-      throw input_error("cannot write cost profile '" + path + "'");
-    f << cost_profile_json(costs);
-    if (!f)
-      throw input_error("cannot write cost profile '" + path + "'");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0)
-    throw input_error("cannot rename '" + tmp + "' to '" + path + "'");
+  write_file_atomically(path, [&](std::ostream& out) { out << cost_profile_json(costs); });
 }
 
 std::uint64_t heap_bytes_in_use() {

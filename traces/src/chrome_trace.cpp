@@ -215,22 +215,7 @@ void write_chrome_json(std::ostream& out, const trace& t) {
 }
 
 void save_chrome_trace(const trace& t, const std::string& path) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out)
-      throw input_error(path + ": cannot open for writing");
-    write_chrome_json(out, t);
-    out.flush();
-    if (!out)
-      throw input_error(path + ": write failed");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp, ec);
-    throw input_error(path + ": cannot move the finished trace into place");
-  }
+  write_file_atomically(path, [&](std::ostream& out) { write_chrome_json(out, t); });
 }
 
 namespace {
