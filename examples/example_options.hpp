@@ -34,18 +34,21 @@ inline void add_schedule_options(CLI::App& app, training_job& job) {
 }
 
 // Where the ranks run, how long a lost peer may take, and what is written: --in-process, --timeout,
-// --trace, --step-trace, --profile.
+// --trace, --step-trace, --profile, --export-dir.
 inline void add_run_options(CLI::App& app, training_job& job) {
   app.add_option("--in-process", job.in_process, "run all R ranks of the schedule in this process");
   app.add_option("--timeout", job.timeout_s, "c10d timeout in seconds (a lost peer is reported by then)");
   app.add_option("--trace", job.trace_file, "write the measured Chrome trace here (rank 0)");
   app.add_option("--step-trace", job.step_trace_file, "write the last step's measured trace here (rank 0)");
   app.add_option("--profile", job.profile_file, "write measured per-stage costs (simulator cost file)");
+  app.add_option("--export-dir", job.export_dir,
+                 "write the initial parameters, the data and the final parameters here (for a peer to train the same)");
 }
 
-// SGD with momentum 0.9, the examples' optimizer (pipelined and unsplit alike).
+// SGD with momentum, the examples' optimizer (pipelined and unsplit alike).
+inline constexpr double sgd_momentum = 0.9;
 inline std::shared_ptr<torch::optim::Optimizer> sgd(std::vector<torch::Tensor> params, double lr) {
-  return std::make_shared<torch::optim::SGD>(params, torch::optim::SGDOptions(lr).momentum(0.9));
+  return std::make_shared<torch::optim::SGD>(params, torch::optim::SGDOptions(lr).momentum(sgd_momentum));
 }
 
 } // namespace pippy::examples

@@ -11,6 +11,7 @@
 #include <torch/torch.h>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <nlohmann/json.hpp>
 
 #include "models/gpt.hpp"
 #include "pippy/compiler/compiler.hpp"
@@ -18,6 +19,7 @@
 #include "pippy/runtime/environment.hpp"
 #include "pippy/runtime/gloo_transport.hpp"
 #include "pippy/runtime/pipeline_engine.hpp"
+#include "pippy/runtime/run_export.hpp"
 #include "pippy/runtime/training.hpp"
 
 #include "example_options.hpp"
@@ -55,6 +57,8 @@ models::GPT make_model(const options& o) {
 int run_unsplit(const options& o, const training_job& job) {
   auto model = make_model(o);
   auto opt = sgd(unique_parameters(*model), o.lr); // the tied embedding/head weight once
+  if (!job.export_dir.empty())
+    export_job(job, parameters_by_name({model.get()}), 1, 1);
   for (int k = 0; k < job.steps; ++k) {
     auto [x, y] = counting_batch(o, k);
     auto loss = lm_loss(model->forward(x), y);
@@ -63,6 +67,8 @@ int run_unsplit(const options& o, const training_job& job) {
     opt->zero_grad();
     print_loss(k, loss.item<double>());
   }
+  if (!job.export_dir.empty())
+    export_final(job, 0, parameters_by_name({model.get()}));
   return 0;
 }
 
@@ -123,6 +129,15 @@ int main(int argc, char** argv) {
   };
   job.tied_groups = [&] { return tied; };
   job.make_optimizer = [&](std::vector<torch::Tensor> params) { return sgd(std::move(params), o.lr); };
+  job.describe_model = [&](int num_stages) {
+    const auto& c = o.config;
+    nlohmann::json m{{"model", "gpt"}, {"vocab_size", c.vocab_size}, {"block_size", c.block_size},
+                     {"n_layer", c.n_layer}, {"n_head", c.n_head}, {"n_embd", c.n_embd}, {"batch", o.batch},
+                     {"lr", o.lr}, {"momentum", examples::sgd_momentum}, {"split", o.split}, {"tied", o.tied}};
+    if (o.split == "manual")
+      m["stage_first_blocks"] = models::gpt_stage_first_blocks(c, num_stages);
+    return m.dump();
+  };
   job.loss = lm_loss;
   job.batch = [&](int step) {
     auto [x, y] = counting_batch(o, step);

@@ -10,6 +10,7 @@
 
 #include <csignal>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #if PIPPY_WITH_COMPILER
 #include "models/mynetwork.hpp"
@@ -20,6 +21,7 @@
 #include "pippy/runtime/gloo_transport.hpp"
 #include "pippy/runtime/pipeline_engine.hpp"
 #include "pippy/runtime/reference_models.hpp"
+#include "pippy/runtime/run_export.hpp"
 #include "pippy/runtime/sequential_stage.hpp"
 #include "pippy/runtime/training.hpp"
 
@@ -45,6 +47,8 @@ int run_unsplit(const options& o, const training_job& job) {
   const mynetwork_options net{.in_dim = o.in_dim, .dims = o.dims};
   auto model = make_mynetwork(o.seed, net);
   auto opt = sgd(model->parameters(), o.lr);
+  if (!job.export_dir.empty())
+    export_job(job, parameters_by_name({model.get()}), 1, 1);
   trace t;
   t.num_ranks = 1;
   t.run = "unsplit measured";
@@ -67,6 +71,8 @@ int run_unsplit(const options& o, const training_job& job) {
     rec(action_kind::optimizer_step, t2, t3);
     print_loss(k, loss.item<double>());
   }
+  if (!job.export_dir.empty())
+    export_final(job, 0, parameters_by_name({model.get()}));
   std::uint64_t pb = 0;
   for (auto& p : model->parameters())
     pb += static_cast<std::uint64_t>(p.numel()) * p.element_size();
@@ -139,6 +145,13 @@ int main(int argc, char** argv) {
     return split_sequential(model, mynetwork_boundaries(net, s.shape.num_stages()));
   };
   job.make_optimizer = [&](std::vector<torch::Tensor> params) { return sgd(std::move(params), o.lr); };
+  job.describe_model = [&](int num_stages) {
+    nlohmann::json m{{"model", "mynetwork"}, {"in_dim", net.in_dim}, {"dims", net.dims}, {"classes", net.classes},
+                     {"batch", o.batch}, {"lr", o.lr}, {"momentum", examples::sgd_momentum}, {"split", o.split}};
+    if (o.split == "manual") // indices of the Sequential's modules where stages 1.. begin
+      m["stage_boundaries"] = mynetwork_boundaries(net, num_stages);
+    return m.dump();
+  };
   job.loss = ce;
   job.batch = [&](int step) {
     auto data = synthetic_batch(o.seed, step, o.batch, net.in_dim, net.classes);

@@ -42,6 +42,20 @@ GPTImpl::GPTImpl(const gpt_config& c)
       ln_f(register_module("ln_f", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.n_embd})))),
       lm_head(register_module("lm_head", std::make_shared<torch::nn::Module>("LMHead"))) {
   for (int64_t i = 0; i < c.n_layer; ++i) blocks->push_back(Block(c));
+  // GPT-2's initialisation: weights N(0, 0.02), biases 0, the projections into the residual stream
+  // scaled by 1/sqrt(2 n_layer); LayerNorms keep 1 and 0. The first loss is then near ln(vocab_size).
+  torch::NoGradGuard no_grad;
+  const double std = 0.02, residual_std = std / std::sqrt(2.0 * static_cast<double>(c.n_layer));
+  tok_emb->weight.normal_(0, std);
+  pos_emb->weight.normal_(0, std);
+  for (const auto& block : *blocks) {
+    auto* b = block->as<Block>();
+    for (auto* lin : {b->attn->c_attn.get(), b->attn->c_proj.get(), b->fc.get(), b->proj.get()}) {
+      const bool residual = lin == b->attn->c_proj.get() || lin == b->proj.get();
+      lin->weight.normal_(0, residual ? residual_std : std);
+      lin->bias.zero_();
+    }
+  }
   // Tie the LM head to the token embedding: one tensor, registered under both names.
   lm_head->register_parameter("weight", tok_emb->weight);
 }
@@ -55,13 +69,20 @@ torch::Tensor GPTImpl::forward(torch::Tensor idx) {
   return torch::nn::functional::linear(ln_f(x), lm_head->named_parameters(false)["weight"]);
 }
 
-std::vector<std::pair<std::string, split_point>> gpt_manual_split(const gpt_config& c, int num_stages) {
+std::vector<int64_t> gpt_stage_first_blocks(const gpt_config& c, int num_stages) {
   if (num_stages < 1 || num_stages > c.n_layer)
     throw input_error("gpt: cannot split " + std::to_string(c.n_layer) + " blocks into " + std::to_string(num_stages) +
                       " stages (1.." + std::to_string(c.n_layer) + ")");
-  std::vector<std::pair<std::string, split_point>> points;
+  std::vector<int64_t> first;
   for (int i = 1; i < num_stages; ++i)
-    points.emplace_back("blocks." + std::to_string(i * c.n_layer / num_stages), split_point::beginning);
+    first.push_back(i * c.n_layer / num_stages);
+  return first;
+}
+
+std::vector<std::pair<std::string, split_point>> gpt_manual_split(const gpt_config& c, int num_stages) {
+  std::vector<std::pair<std::string, split_point>> points;
+  for (int64_t b : gpt_stage_first_blocks(c, num_stages))
+    points.emplace_back("blocks." + std::to_string(b), split_point::beginning);
   return points;
 }
 

@@ -1,7 +1,7 @@
 #pragma once
 // A small GPT-style decoder: token + position embeddings, pre-norm blocks with causal self-attention
 // and an MLP, final LayerNorm, and an LM head whose weight is the token embedding (tied: the same
-// tensor is registered as tok_emb.weight and lm_head.weight).
+// tensor is registered as tok_emb.weight and lm_head.weight). GPT-2's initialisation (N(0, 0.02)).
 #include <pippy/compiler/compiler.hpp>
 #include <torch/torch.h>
 
@@ -49,9 +49,10 @@ struct GPTImpl : torch::nn::Module {
 };
 TORCH_MODULE(GPT);
 
-// The manual split (`gpt --split manual`): stage i > 0 begins at block i * n_layer / num_stages, so the
-// embeddings go with the first blocks and ln_f + the tied head with the last. Throws input_error when
-// num_stages is not in 1..n_layer.
+// The manual split (`gpt --split manual`): stage i > 0 begins at block i * n_layer / num_stages (those
+// first blocks, for i = 1..num_stages-1), so the embeddings go with the first blocks and ln_f + the tied
+// head with the last. Throws input_error when num_stages is not in 1..n_layer.
+std::vector<int64_t> gpt_stage_first_blocks(const gpt_config& c, int num_stages);
 std::vector<std::pair<std::string, split_point>> gpt_manual_split(const gpt_config& c, int num_stages);
 
 } // namespace pippy::models

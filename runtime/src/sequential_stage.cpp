@@ -11,9 +11,11 @@ sequential_stage::sequential_stage(const torch::nn::Sequential& seq, std::size_t
     throw input_error("sequential stage [" + std::to_string(begin) + ", " + std::to_string(end) +
                       ") is empty or beyond the " + std::to_string(seq->size()) + " modules");
   std::ostringstream d;
+  const auto names = seq->named_children().keys(); // the Sequential's own names: the stage's parameters are
+                                                   // named as in the unsplit model
   for (std::size_t i = begin; i < end; ++i) {
     auto child = seq->ptr(i);
-    register_module(std::to_string(i), child);
+    register_module(names[i], child);
     modules_.push_back(child);
     any_.push_back(*(seq->begin() + static_cast<std::ptrdiff_t>(i)));
     d << (i == begin ? "" : " -> ") << i << ":" << child->name();

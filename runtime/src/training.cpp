@@ -17,6 +17,7 @@
 #include "pippy/runtime/gloo_transport.hpp"
 #include "pippy/runtime/pipeline_engine.hpp"
 #include "pippy/runtime/profile.hpp"
+#include "pippy/runtime/run_export.hpp"
 #include "pippy/traces/chrome_trace.hpp"
 
 namespace pippy {
@@ -108,6 +109,12 @@ int train_pipelined(const training_job& job, const dist_env& env) {
   if (job.in_process == 0)
     transport = std::make_unique<gloo_transport>(env, timeout);
   const int my_rank = transport ? transport->rank() : -1;
+  if (!job.export_dir.empty() && my_rank <= 0) { // every rank built every stage: one of them writes the start
+    std::vector<const torch::nn::Module*> all;
+    for (auto& m : mods)
+      all.push_back(m.get());
+    export_job(job, parameters_by_name(all), S, sched.shape.stages_per_rank);
+  }
   std::vector<std::shared_ptr<stage_executor>> stages(static_cast<std::size_t>(S));
   std::map<int, std::uint64_t> param_bytes;
   for (int s = 0; s < S; ++s) {
@@ -165,6 +172,13 @@ int train_pipelined(const training_job& job, const dist_env& env) {
     auto [inputs, target] = job.batch(k);
     if (auto loss = engine ? engine->step(inputs, target) : actors->step(inputs, target))
       print_loss(k, *loss);
+  }
+  if (!job.export_dir.empty()) {
+    std::vector<const torch::nn::Module*> mine;
+    for (int s = 0; s < S; ++s)
+      if (stages[static_cast<std::size_t>(s)])
+        mine.push_back(mods[static_cast<std::size_t>(s)].get());
+    export_final(job, std::max(my_rank, 0), parameters_by_name(mine));
   }
   if (!transport) {
     report_measured(job, events(), S, activations(), param_bytes);

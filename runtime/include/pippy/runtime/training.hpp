@@ -33,6 +33,7 @@ struct training_job {
   std::string profile_file;    // measured per-stage costs (simulator cost file)
   int fail_rank = -1, fail_step = -1; // fault injection: that rank sends itself fail_signal at that step
   int fail_signal = 9;                // SIGKILL (dies) or SIGSTOP (hangs: peers must time out)
+  std::string export_dir;             // init, data and final parameters for a peer (run_export.hpp)
 
   // The model, split for the schedule: all num_stages stage modules, built identically on every rank
   // (a process keeps those of its ranks).
@@ -44,6 +45,9 @@ struct training_job {
   loss_function loss;
   // The whole batch of a step: stage 0's inputs and the last stage's target.
   std::function<std::pair<std::vector<torch::Tensor>, torch::Tensor>(int step)> batch;
+  // For export_dir's config.json: the model, its optimizer settings and its split into num_stages, as a
+  // JSON object's text ({"model": ..., "lr": ..., ...}).
+  std::function<std::string(int num_stages)> describe_model;
 };
 
 // Throws input_error for bad options, peer_error when a peer is lost.
