@@ -3,6 +3,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <cstdio>
@@ -95,6 +96,22 @@ void report_measured(const training_job& job, trace t, int num_stages, const std
     save_cost_profile(measure_stage_costs(steady, num_stages, act, params), job.profile_file);
 }
 
+void print_step_ms(const std::vector<std::vector<double>>& step_us_per_rank) {
+  std::vector<double> slowest; // a step lasts until its slowest rank is done
+  for (const auto& rank : step_us_per_rank)
+    for (std::size_t k = 0; k < rank.size(); ++k) {
+      if (slowest.size() <= k)
+        slowest.resize(k + 1, 0.0);
+      slowest[k] = std::max(slowest[k], rank[k]);
+    }
+  if (slowest.size() > 1)
+    slowest.erase(slowest.begin()); // the first step warms up
+  if (slowest.empty())
+    return;
+  std::nth_element(slowest.begin(), slowest.begin() + static_cast<std::ptrdiff_t>(slowest.size() / 2), slowest.end());
+  std::cout << "step_ms " << slowest[slowest.size() / 2] / 1000 << "\n" << std::flush;
+}
+
 int train_pipelined(const training_job& job, const dist_env& env) {
   const int ranks = job.in_process > 0 ? job.in_process : env.world_size;
   auto sched = make_schedule({.name = job.schedule, .num_ranks = ranks, .num_microbatches = job.microbatches,
@@ -163,6 +180,7 @@ int train_pipelined(const training_job& job, const dist_env& env) {
     throw input_error("runtime must be actors or engine, got '" + job.runtime + "'");
   auto events = [&] { return engine ? engine->events() : actors->events(); };
   auto activations = [&] { return engine ? engine->activation_bytes() : actors->activation_bytes(); };
+  std::vector<double> step_us; // this rank's wall time of each step
   for (int k = 0; k < job.steps; ++k) {
     if (k == job.fail_step && my_rank == job.fail_rank) {
       say("rank " + std::to_string(my_rank) + ": " + (job.fail_signal == SIGSTOP ? "stopping" : "killing") +
@@ -170,8 +188,12 @@ int train_pipelined(const training_job& job, const dist_env& env) {
       std::raise(job.fail_signal);
     }
     auto [inputs, target] = job.batch(k);
+    if (job.time_steps && transport)
+      transport->barrier();
+    const double t0 = now_us();
     if (auto loss = engine ? engine->step(inputs, target) : actors->step(inputs, target))
       print_loss(k, *loss);
+    step_us.push_back(now_us() - t0);
   }
   if (!job.export_dir.empty()) {
     std::vector<const torch::nn::Module*> mine;
@@ -182,6 +204,8 @@ int train_pipelined(const training_job& job, const dist_env& env) {
   }
   if (!transport) {
     report_measured(job, events(), S, activations(), param_bytes);
+    if (job.time_steps)
+      print_step_ms({step_us});
     return 0;
   }
   // Gather every rank's events and sizes on rank 0 through the rendezvous store.
@@ -195,17 +219,22 @@ int train_pipelined(const training_job& job, const dist_env& env) {
     lines << "A " << s << " " << b << "\n";
   for (auto& [s, b] : param_bytes)
     lines << "P " << s << " " << b << "\n";
+  for (double us : step_us)
+    lines << "T " << us << "\n";
   transport->store_set("pippy/events/" + std::to_string(my_rank), lines.str());
   if (my_rank == 0) {
     trace all;
     all.num_ranks = ranks;
     all.run = my_events.run;
     std::map<int, std::uint64_t> act, params;
+    std::vector<std::vector<double>> times(static_cast<std::size_t>(ranks));
     for (int r = 0; r < ranks; ++r) {
       std::istringstream in(transport->store_get("pippy/events/" + std::to_string(r)));
       std::string line;
       while (std::getline(in, line)) {
-        if (line.rfind("A ", 0) == 0 || line.rfind("P ", 0) == 0) {
+        if (line.rfind("T ", 0) == 0) {
+          times[static_cast<std::size_t>(r)].push_back(std::stod(line.substr(2)));
+        } else if (line.rfind("A ", 0) == 0 || line.rfind("P ", 0) == 0) {
           std::istringstream f(line.substr(2));
           int s = 0;
           std::uint64_t b = 0;
@@ -217,6 +246,8 @@ int train_pipelined(const training_job& job, const dist_env& env) {
       }
     }
     report_measured(job, all, S, act, params);
+    if (job.time_steps)
+      print_step_ms(times);
   }
   transport->barrier();
   return 0;

@@ -34,6 +34,8 @@ struct training_job {
   int fail_rank = -1, fail_step = -1; // fault injection: that rank sends itself fail_signal at that step
   int fail_signal = 9;                // SIGKILL (dies) or SIGSTOP (hangs: peers must time out)
   std::string export_dir;             // init, data and final parameters for a peer (run_export.hpp)
+  bool time_steps = false;            // a barrier before each step, then print `step_ms X` (the median of the
+                                      // slowest rank's wall time per step, the first step left out)
 
   // The model, split for the schedule: all num_stages stage modules, built identically on every rank
   // (a process keeps those of its ranks).
@@ -65,6 +67,8 @@ void report_measured(const training_job& job, trace t, int num_stages, const std
 int run_example(const training_job& job, int threads, const std::function<int()>& unsplit);
 
 void print_loss(int step, double loss);
+// `step_ms X` from each rank's wall time per step (as time_steps says).
+void print_step_ms(const std::vector<std::vector<double>>& step_us_per_rank);
 // One write per message, so lines of processes sharing a terminal or pipe do not interleave.
 void say(const std::string& line);
 
