@@ -385,8 +385,10 @@ std::vector<cut> cuts_auto(const split_state& st, int num_stages, balance by) {
   // model's inputs: weights derived only from parameters, like a transposed weight, stay with their
   // user) and no crossing tensor is modified in place after the cut (it arrives as a leaf there).
   const size_t n = st.nodes.size();
-  std::unordered_map<const Value*, bool> from_input;
+  // Tensors computed from constants alone (a causal mask, position ids) may cross like activations.
+  std::unordered_map<const Value*, bool> from_input, from_param;
   for (size_t i = 0; i < st.t.num_user_inputs; ++i) from_input[st.g.inputs()[i]] = true;
+  for (size_t i = st.t.num_user_inputs; i < st.g.inputs().size(); ++i) from_param[st.g.inputs()[i]] = true;
   std::vector<int> blocked(n + 1, 0);  // difference array over cut positions
   auto block = [&](size_t from, size_t to) {  // positions from..to inclusive
     if (from > to) return;
@@ -395,11 +397,14 @@ std::vector<cut> cuts_auto(const split_state& st, int num_stages, balance by) {
   };
   for (size_t j = 0; j < n; ++j) {
     const Node* node = st.nodes[j];
-    bool dep = false;
-    for (const Value* v : node->inputs())
+    bool dep = false, par = false;
+    for (const Value* v : node->inputs()) {
       if (auto it = from_input.find(v); it != from_input.end()) dep = dep || it->second;
+      if (auto it = from_param.find(v); it != from_param.end()) par = par || it->second;
+    }
     for (const Value* o : node->outputs()) {
       from_input[o] = dep;
+      from_param[o] = par;
       if (!is_tensor(o)) continue;
       size_t last = j;
       for (const auto& use : o->uses()) {
@@ -410,7 +415,7 @@ std::vector<cut> cuts_auto(const split_state& st, int num_stages, balance by) {
         if (use.offset == 0 && kind.size() > 1 && kind.back() == '_' && kind[kind.size() - 2] != '_')
           block(j + 1, std::min(u, n - 1));
       }
-      if (!dep) block(j + 1, last);
+      if (!dep && par) block(j + 1, last);
     }
   }
   std::vector<size_t> candidates{0};
@@ -418,9 +423,10 @@ std::vector<cut> cuts_auto(const split_state& st, int num_stages, balance by) {
   int blocked_here = 0;
   for (size_t i = 0; i < n; ++i) {
     blocked_here += blocked[i];
+    const bool after_first = !seen.empty();  // stage 0 holds a parameter too
     bool fresh = false;
     for (size_t slot : st.slots_of(st.nodes[i])) fresh = seen.insert(slot).second || fresh;
-    if (fresh && i > 0 && blocked_here == 0) candidates.push_back(i);
+    if (fresh && after_first && blocked_here == 0) candidates.push_back(i);
   }
   const size_t k = candidates.size();
   if (num_stages < 1 || static_cast<size_t>(num_stages) > k)
