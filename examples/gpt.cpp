@@ -23,9 +23,13 @@
 #include "pippy/runtime/training.hpp"
 
 #include "example_options.hpp"
+#include "language_model.hpp"
 
 using namespace pippy;
+using examples::lm_loss;
 using examples::sgd;
+using examples::split_options;
+using examples::stages_for;
 
 namespace {
 
@@ -43,10 +47,6 @@ std::pair<torch::Tensor, torch::Tensor> counting_batch(const options& o, int ste
   auto stride = at::randint(1, 4, {o.batch, 1}, gen, torch::kLong);
   auto seq = (start + stride * torch::arange(T + 1, torch::kLong).unsqueeze(0)).remainder(V);
   return {seq.narrow(1, 0, T).contiguous(), seq.narrow(1, 1, T).contiguous()};
-}
-
-torch::Tensor lm_loss(const torch::Tensor& logits, const torch::Tensor& target) {
-  return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), target.reshape({-1}));
 }
 
 models::GPT make_model(const options& o) {
@@ -112,20 +112,8 @@ int main(int argc, char** argv) {
     auto [x, y] = counting_batch(o, 0);
     auto p = pippy::pipeline(
         *model, [&](const std::vector<torch::Tensor>& xs) { return std::vector<torch::Tensor>{model->forward(xs[0])}; },
-        {x.narrow(0, 0, o.batch / s.shape.num_microbatches)},
-        {.num_stages = o.split == "auto" ? S : 0, .num_ranks = s.shape.num_ranks,
-         .stages_per_rank = s.shape.stages_per_rank,
-         .tied = o.tied == "replicate" ? tied_weights::replicate : tied_weights::transmit,
-         .clone_parameters = o.tied == "replicate"}); // one tensor per holder, like separate ranks
-    for (const auto& t : p.tied_parameters())
-      tied.push_back(tied_group{t.name, t.stages});
-    if (p.num_stages() != S)
-      throw input_error("the compiler made " + std::to_string(p.num_stages()) + " stages, the schedule needs " +
-                        std::to_string(S));
-    std::vector<std::shared_ptr<stage_module>> stages;
-    for (int i = 0; i < S; ++i)
-      stages.push_back(p.stage(i));
-    return stages;
+        {x.narrow(0, 0, o.batch / s.shape.num_microbatches)}, split_options(s, o.split, o.tied));
+    return stages_for(p, s, tied);
   };
   job.tied_groups = [&] { return tied; };
   job.make_optimizer = [&](std::vector<torch::Tensor> params) { return sgd(std::move(params), o.lr); };
