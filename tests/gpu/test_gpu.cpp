@@ -148,7 +148,7 @@ TEST_CASE("GPU: 1F1B and zero-bubble schedules, all stages on one GPU, equal the
   }
 }
 
-TEST_CASE("GPU: schedules agree over several optimizer steps; the NCCL path with one rank runs too", "[gpu]") {
+TEST_CASE("GPU: schedules agree over several optimizer steps: the NCCL path with one rank runs too", "[gpu]") {
   require_gpu();
   auto losses = [](const schedule_options& o, bool with_store) {
     gpt_fixture f;

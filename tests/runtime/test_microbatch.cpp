@@ -11,7 +11,7 @@ TEST_CASE("chunk sizes follow tensor_split", "[runtime][microbatch]") {
   CHECK_THROWS_AS(chunk_sizes(2, 3), input_error);
 }
 
-TEST_CASE("split and merge round-trip; replicated and non-tensor arguments pass through",
+TEST_CASE("split and merge round-trip: replicated and non-tensor arguments pass through",
           "[runtime][microbatch]") {
   auto x = torch::arange(20, torch::kFloat32).reshape({10, 2});
   auto mask = torch::ones({3});

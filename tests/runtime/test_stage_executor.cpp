@@ -54,7 +54,7 @@ TEST_CASE("I then W equals B: input and weight gradients", "[runtime][executor]"
   }
 }
 
-TEST_CASE("last stage: scaled loss; W before I and double forward are errors", "[runtime][executor]") {
+TEST_CASE("last stage: scaled loss: W before I and double forward are errors", "[runtime][executor]") {
   auto seq = make_mynetwork(5, small);
   auto stages = split_sequential(seq, {4});
   stage_executor last(1, 2, stages[1], nullptr, ce);

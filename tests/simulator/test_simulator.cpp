@@ -50,7 +50,7 @@ TEST_CASE("same-host and cross-host links have their own latency", "[simulator][
   CHECK(r.makespan_us == Approx((6 + 4 - 1) * 3.0 + 2 * (0.5 + 7 + 0.5)));
 }
 
-TEST_CASE("a link carries one transfer at a time; blocking sends hold the sender", "[simulator][links]") {
+TEST_CASE("a link carries one transfer at a time: blocking sends hold the sender", "[simulator][links]") {
   const auto s = make("gpipe", 2, 4);
   auto o = uniform_options(s, 1, 1, 1); // F=1, B=2
   for (auto& c : o.costs.stages)
@@ -333,7 +333,7 @@ TEST_CASE("bad options name the field", "[simulator][errors]") {
   CHECK_THROWS_WITH(sim::simulate(s, o), Catch::Contains("links.inter_host.latency_us must be non-negative"));
 }
 
-TEST_CASE("the Chrome trace: compute on stream 0, transfers on stream 1, memory counters; reads back", "[simulator][trace]") {
+TEST_CASE("the Chrome trace: compute on stream 0, transfers on stream 1, memory counters: reads back", "[simulator][trace]") {
   const auto s = make("1f1b", 3, 4);
   auto o = uniform_options(s, 1, 1, 1, 0.5);
   for (auto& c : o.costs.stages)

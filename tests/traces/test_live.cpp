@@ -101,7 +101,7 @@ TEST_CASE("publishing with no viewer is cheap and bounded", "[traces][live]") {
   CHECK(t.events.back() == nth(199999));
 }
 
-TEST_CASE("a growing JSON-lines file is read as it grows; bad lines are reported", "[traces][live]") {
+TEST_CASE("a growing JSON-lines file is read as it grows: bad lines are reported", "[traces][live]") {
   const std::string path = temp_path("pippy-live.jsonl");
   std::filesystem::remove(path);
   {
