@@ -25,8 +25,10 @@ for size in $sizes; do
   batch=${size%%:*} mbs=${size##*:}
   for s in $schedules; do
     dir=$tmp/$batch-$s
-    ours=$("$pippy" run --nproc "$nproc" -- "$mynetwork" --schedule "$s" --batch "$batch" --microbatches "$mbs" \
-      --steps "$steps" --threads "$threads" --seed 0 --time --export-dir "$dir" | step_ms)
+    v=() # the looped multi-stage schedules with 2 stages per rank (the V-shaped have 2)
+    [[ $s =~ ^(interleaved-1f1b|looped-bfs|interleaved-zb)$ ]] && v=(--stages-per-rank 2)
+    ours=$("$pippy" run --nproc "$nproc" -- "$mynetwork" --schedule "$s" "${v[@]}" --batch "$batch" \
+      --microbatches "$mbs" --steps "$steps" --threads "$threads" --seed 0 --time --export-dir "$dir" | step_ms)
     peer=$(OMP_NUM_THREADS=$threads "$py" tests/peers/pp_train.py --export "$dir" --nproc "$nproc" --schedule "$s" \
       --time | step_ms)
     unsplit=$(OMP_NUM_THREADS=$threads "$py" tests/peers/pp_train.py --export "$dir" --nproc 1 --time | step_ms)

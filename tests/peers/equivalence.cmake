@@ -11,9 +11,13 @@ foreach(model IN ITEMS mynetwork gpt)
   foreach(schedule IN ITEMS gpipe 1f1b interleaved-1f1b looped-bfs interleaved-zb zbv dualpipev)
     foreach(nproc IN ITEMS 2 4)
       set(name peers_equivalence_${model}_${schedule}_${nproc}proc)
+      set(stages_per_rank) # the looped multi-stage schedules with 2 stages per rank (the V-shaped have 2)
+      if(schedule MATCHES "^(interleaved-1f1b|looped-bfs|interleaved-zb)$")
+        set(stages_per_rank --stages-per-rank 2)
+      endif()
       add_test(NAME ${name}
         COMMAND "${CMAKE_CURRENT_LIST_DIR}/equivalence.sh" $<TARGET_FILE:pippy> $<TARGET_FILE:${model}>
-                "${PIPPY_PYTHON}" ${nproc} ${schedule} ${pp_equivalence_${model}})
+                "${PIPPY_PYTHON}" ${nproc} ${schedule} ${pp_equivalence_${model}} ${stages_per_rank})
       # 4 processes of two systems share 2 cores: keep them from running beside another such test.
       set_tests_properties(${name} PROPERTIES LABELS peers TIMEOUT 300 PROCESSORS ${nproc})
     endforeach()

@@ -30,6 +30,7 @@ import faulthandler
 import json
 import math
 import os
+import re
 import signal
 import socket
 import statistics
@@ -398,14 +399,20 @@ def worker(args) -> int:
 
     first, last = 0 in mine, (S - 1) in mine
     times = []
+    actions = []  # --trace: (name, start_us, end_us) of the last step's actions, from the step's start
     for k in range(ex.steps):
         x, y = ex.batch_at(k)
         dist.barrier()
+        profile = args.trace and k == ex.steps - 1
+        prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) if profile else None
+        if prof:
+            prof.__enter__()
         t0 = time.perf_counter()
         losses = []
         call_args = (x,) if first else ()
         call_kw = {"target": y, "losses": losses} if last else {}
-        sched.step(*call_args, return_outputs=False, **call_kw)
+        with torch.profiler.record_function("pp_train:step"):
+            sched.step(*call_args, return_outputs=False, **call_kw)
         if tie_local is not None:
             a, b = tie_local
             g = a.grad + b.grad
@@ -413,18 +420,47 @@ def worker(args) -> int:
             b.grad.copy_(g)
         elif tie_group is not None:
             dist.all_reduce(tie_param.grad, group=tie_group)
-        opt.step()
-        opt.zero_grad()
+        with torch.profiler.record_function(f"PP:{mine[0]}U"):
+            opt.step()
+            opt.zero_grad()
         times.append(time.perf_counter() - t0)
+        if prof:
+            prof.__exit__(None, None, None)
+            actions = profiled_actions(prof, mine)
         if last:
             if len(losses) != ex.microbatches:
                 raise RuntimeError(f"the schedule returned {len(losses)} losses for {ex.microbatches} micro-batches")
             print_loss(k, sum(float(l) for l in losses) / len(losses))
-    torch.save({"params": final_params(parts[s] for s in mine), "times": times},
+    torch.save({"params": final_params(parts[s] for s in mine), "times": times, "actions": actions},
                os.path.join(args.result_dir, f"rank{rank}.pt"))
     dist.barrier()
     dist.destroy_process_group()
     return 0
+
+
+OUR_ACTION = re.compile(r"^\d+((F|B|I|W|SEND_F|RECV_F|SEND_B|RECV_B)\d+|U)$")
+
+
+def profiled_actions(prof, mine) -> list:
+    """The actions torch.pp's schedules mark for the profiler ("PP:0F3" in the multi-stage runtime; "Forward
+    i" / "Backward i" in GPipe; Schedule1F1B marks none) as (our action name, start, end) in us from the
+    step's start. The optimizer step of the rank's first stage is marked "PP:<stage>U" here."""
+    evs = prof.events()
+    start = min(e.time_range.start for e in evs if e.name == "pp_train:step")
+    out = []
+    for e in evs:
+        name = e.name
+        if name.startswith("PP:"):
+            name = name[3:]
+        elif name.startswith("Forward ") or name.startswith("Backward "):
+            kind, i = name.split()
+            name = f"{mine[0]}{kind[0]}{i}"
+        else:
+            continue
+        if not OUR_ACTION.match(name):
+            continue  # UNSHARD, RESHARD, REDUCE_GRAD: no-ops here, and not actions of ours
+        out.append((name, e.time_range.start - start, e.time_range.end - start))
+    return out
 
 
 def worker_main(args) -> int:
@@ -519,6 +555,8 @@ def run_pipelined(args, ex: Export) -> int:
                "--stages-per-rank", str(args.stages_per_rank)]
         if args.raw_torch:
             cmd.append("--raw-torch")
+        if args.trace:
+            cmd += ["--trace", args.trace]  # the ranks profile their last step; the parent writes the file
         procs, errs = [], []
         t_start = time.monotonic()
         try:
@@ -588,15 +626,19 @@ def _launch_and_wait(args, ex, tmp, cmd, env, procs, errs, t_start) -> int:
             text = tail(e)
             if text.strip():
                 sys.stderr.write(f"----- rank {r} stderr -----\n{text}")
-    params, times = {}, []
+    params, times, events = {}, [], []
     for r in range(args.nproc):
         res = torch.load(os.path.join(tmp, f"rank{r}.pt"), weights_only=True)
+        events += [{"name": n, "ph": "X", "pid": r, "tid": 0, "ts": b, "dur": e - b} for n, b, e in res["actions"]]
         for n, t in res["params"].items():
             if n in params:
                 raise InputError(f"{n} is on two ranks")
             params[n] = t
         times.append(res["times"])
     finish(args, ex, params, times)
+    if args.trace:  # the last step in our Chrome layout (pid = rank): pippy trace summary / pippy-view read it
+        with open(args.trace, "w") as f:
+            json.dump({"traceEvents": events, "otherData": {"run": f"torch.pp {args.schedule} (last step)"}}, f)
     return 0
 
 
@@ -609,6 +651,7 @@ def main(argv=None) -> int:
                     help="0 = config.json's (for its schedule) or the schedule's default")
     ap.add_argument("--out", default=None, help="write the final parameters here")
     ap.add_argument("--time", action="store_true", help="print step_ms, the median step time after the first")
+    ap.add_argument("--trace", default=None, help="write the last step's actions as a Chrome trace (profiled)")
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds before a hung run is killed")
     ap.add_argument("--pg-timeout", type=float, default=None, help="Gloo timeout per operation (default 3/4 timeout)")
     ap.add_argument("--raw-torch", action="store_true",
