@@ -8,6 +8,9 @@
 namespace pippy {
 
 std::string read_text_file(const std::string& path, const std::string& cannot_open) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) // opens, and reports a size near 2^63
+    throw input_error(cannot_open);
   std::ifstream in(path, std::ios::binary);
   if (!in)
     throw input_error(cannot_open);
