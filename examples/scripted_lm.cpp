@@ -21,15 +21,16 @@
 #include <torch/csrc/jit/runtime/graph_executor.h>
 
 #include <algorithm>
-#include <fstream>
-#include <iterator>
+#include <sstream>
 #include <optional>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "pippy/compiler/compiler.hpp"
 #include "pippy/core/error.hpp"
+#include "pippy/core/text_file.hpp"
 #include "pippy/runtime/run_export.hpp"
+#include "pippy/runtime/sequential_stage.hpp" // even_boundaries
 #include "pippy/runtime/training.hpp"
 
 #include "example_options.hpp"
@@ -59,10 +60,8 @@ struct lm_data {
 };
 
 lm_data load_data(const std::string& file, int steps) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in)
-    throw input_error("--data " + file + ": cannot open the file");
-  const std::vector<char> bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  const std::string text = read_text_file(file, "--data " + file + ": cannot open the file");
+  const std::vector<char> bytes(text.begin(), text.end());
   c10::IValue v;
   try {
     v = torch::pickle_load(bytes);
@@ -95,13 +94,14 @@ lm_data load_data(const std::string& file, int steps) {
 }
 
 torch::jit::Module load_model(const std::string& file) {
-  std::ifstream probe(file, std::ios::binary);
-  if (!probe)
-    throw input_error("--model " + file + ": cannot open the file");
+  // Read through read_text_file, which refuses a directory (torch::jit::load on one throws bad_alloc).
+  std::istringstream in(read_text_file(file, "--model " + file + ": cannot open the file"));
   try {
-    return torch::jit::load(file);
+    return torch::jit::load(in);
   } catch (const c10::Error& e) {
     throw input_error("--model " + file + ": not a TorchScript file: " + e.what_without_backtrace());
+  } catch (const std::exception& e) { // a file that is not a zip archive can make the reader allocate wildly
+    throw input_error("--model " + file + ": not a TorchScript file (" + e.what() + ")");
   }
 }
 
@@ -197,8 +197,8 @@ std::vector<std::pair<std::string, split_point>> manual_split(const torch::jit::
     throw input_error("--split manual: cannot split the " + std::to_string(n) + " blocks of " + blocks + " into " +
                       std::to_string(num_stages) + " stages");
   std::vector<std::pair<std::string, split_point>> points;
-  for (int i = 1; i < num_stages; ++i)
-    points.emplace_back(blocks + "." + std::to_string(i * n / num_stages), split_point::beginning);
+  for (std::size_t b : even_boundaries(static_cast<std::size_t>(n), num_stages))
+    points.emplace_back(blocks + "." + std::to_string(b), split_point::beginning);
   return points;
 }
 
