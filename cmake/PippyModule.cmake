@@ -21,13 +21,14 @@ endfunction()
 # reports such a test as skipped, not passed. Tests get it as PIPPY_SKIP_EXIT_CODE.
 set(PIPPY_SKIP_EXIT_CODE 77)
 
-# pp_add_test(name SOURCES ... DEPS ... [LABELS ...] [SKIPPABLE]): a Catch2 executable whose test cases
-# are registered with CTest; SKIPPABLE ones may end with PIPPY_SKIP_EXIT_CODE to be reported as skipped.
+# pp_add_test(name SOURCES ... DEPS ... [LABELS ...] [PROPERTIES ...] [SKIPPABLE]): a Catch2 executable
+# whose test cases are registered with CTest (with the extra test PROPERTIES, e.g. a fixture); SKIPPABLE
+# ones may end with PIPPY_SKIP_EXIT_CODE to be reported as skipped.
 function(pp_add_test name)
-  cmake_parse_arguments(PP "SKIPPABLE" "" "SOURCES;DEPS;LABELS" ${ARGN})
+  cmake_parse_arguments(PP "SKIPPABLE" "" "SOURCES;DEPS;LABELS;PROPERTIES" ${ARGN})
   add_executable(${name} ${PP_SOURCES})
   target_link_libraries(${name} PRIVATE pippy_test_main ${PP_DEPS} pippy_warnings)
-  set(props LABELS "${PP_LABELS}")
+  set(props LABELS "${PP_LABELS}" ${PP_PROPERTIES})
   if(PP_SKIPPABLE)
     target_compile_definitions(${name} PRIVATE PIPPY_SKIP_EXIT_CODE=${PIPPY_SKIP_EXIT_CODE})
     list(APPEND props SKIP_RETURN_CODE ${PIPPY_SKIP_EXIT_CODE})

@@ -1,18 +1,34 @@
-// Front ends: C++ modules and TorchScript modules traced into one graph form (traced_model).
+// Front ends: C++ modules and TorchScript modules brought into one graph form (traced_model).
+//
+// A TorchScript file's own forward graph is used when it can be (inlined, attributes lowered to graph
+// inputs): it keeps the sizes a Python trace recorded (aten::size), so stages accept other batch sizes
+// and sequence lengths, every node knows the submodule it came from, and nothing runs on the user's
+// module. Graphs with control flow are traced by running them instead, as C++ modules are.
 #include <pippy/compiler/compiler.hpp>
 #include <pippy/core/error.hpp>
 
 #include <torch/csrc/jit/frontend/tracer.h>
+#include <torch/csrc/jit/ir/scope.h>
+#include <torch/csrc/jit/passes/dead_code_elimination.h>
+#include <torch/csrc/jit/passes/inliner.h>
+#include <torch/csrc/jit/passes/lower_graph.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
+#include <torch/csrc/jit/runtime/interpreter.h>
 
 #include <unordered_map>
+#include <variant>
 
 namespace pippy {
 namespace {
 
 using impl_ptr = const c10::TensorImpl*;
+using torch::jit::Graph;
+using torch::jit::Node;
+using torch::jit::Value;
 
 struct tensor_table {
   std::unordered_map<impl_ptr, std::string> canonical;  // tensor -> first qualified name
+  std::unordered_map<impl_ptr, size_t> slot;            // tensor -> graph slot (params, then buffers)
 };
 
 // Adds named tensors to the model (parameters or buffers), deduplicating tied ones by identity.
@@ -29,9 +45,52 @@ void collect(traced_model& t, tensor_table& table, const std::vector<std::pair<s
   }
 }
 
+void number_slots(const traced_model& t, tensor_table& table) {
+  for (size_t i = 0; i < t.params.size(); ++i) table.slot[t.params[i].unsafeGetTensorImpl()] = i;
+  for (size_t i = 0; i < t.buffers.size(); ++i) table.slot[t.buffers[i].unsafeGetTensorImpl()] = t.params.size() + i;
+}
+
+std::string sanitize(std::string s) {
+  for (auto& c : s)
+    if (c == '.') c = '_';
+  return s;
+}
+
+// Name the parameter and buffer inputs after their qualified names (readable graphs).
+void name_inputs(traced_model& t) {
+  const size_t n = t.num_user_inputs;
+  for (size_t i = 0; i < t.params.size(); ++i) t.graph->inputs()[n + i]->setDebugName(sanitize(t.param_names[i]));
+  for (size_t i = 0; i < t.buffers.size(); ++i)
+    t.graph->inputs()[n + t.params.size() + i]->setDebugName(sanitize(t.buffer_names[i]));
+}
+
+// Tracing runs the forward: the model's buffers (BatchNorm's running statistics, num_batches_tracked)
+// must read afterwards exactly what they read before.
+class buffers_restored {
+public:
+  explicit buffers_restored(const std::vector<torch::Tensor>& buffers) : buffers_(buffers) {
+    torch::NoGradGuard no_grad;
+    for (const auto& b : buffers_) saved_.push_back(b.clone());
+  }
+  ~buffers_restored() {
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < buffers_.size(); ++i) buffers_[i].copy_(saved_[i]);
+  }
+  buffers_restored(const buffers_restored&) = delete;
+  buffers_restored& operator=(const buffers_restored&) = delete;
+
+private:
+  std::vector<torch::Tensor> buffers_;
+  std::vector<torch::Tensor> saved_;
+};
+
 void run_trace(traced_model& t, const std::vector<torch::Tensor>& example_inputs,
                const std::function<std::vector<torch::Tensor>(const std::vector<torch::Tensor>&)>& call) {
+  buffers_restored restore(t.buffers);
   torch::NoGradGuard no_grad;
+  // Only the last resort for TorchScript runs the module's own executor (see trace_script); its plan
+  // for a forward that already ran with gradients may hold aten::detach. Ask for the unoptimized one.
+  torch::jit::GraphOptimizerEnabledGuard unoptimized(false);
   torch::jit::Stack stack;
   for (const auto& x : example_inputs) stack.emplace_back(x);
   for (const auto& p : t.params) stack.emplace_back(p);
@@ -50,15 +109,101 @@ void run_trace(traced_model& t, const std::vector<torch::Tensor>& example_inputs
       },
       [](const torch::autograd::Variable&) { return std::string(); }, /*strict=*/false);
   t.graph = result.first->graph;
-  // Name the parameter and buffer inputs after their qualified names (readable graphs).
-  auto sanitize = [](std::string s) {
-    for (auto& c : s)
-      if (c == '.') c = '_';
-    return s;
-  };
-  for (size_t i = 0; i < t.params.size(); ++i) t.graph->inputs()[n + i]->setDebugName(sanitize(t.param_names[i]));
-  for (size_t i = 0; i < t.buffers.size(); ++i)
-    t.graph->inputs()[n + t.params.size() + i]->setDebugName(sanitize(t.buffer_names[i]));
+  name_inputs(t);
+}
+
+// Module path of an inlined node ("blocks.0.attn"), from the call stack inlining left on it.
+std::string module_path(const Node* n) {
+  std::string path;
+  if (auto cs = n->callstack())
+    for (const auto& entry : (*cs)->vec())
+      if (const auto& info = std::get<2>(entry)) path += (path.empty() ? "" : ".") + info->instance_name();
+  return path;
+}
+
+// Flattens a returned tuple or list of tensors into graph outputs; false if the return is anything else.
+bool flatten_outputs(Graph& g) {
+  for (size_t i = 0; i < g.outputs().size(); ++i) {
+    Value* o = g.outputs()[i];
+    if (o->type()->isSubtypeOf(*c10::TensorType::get())) continue;
+    Node* n = o->node();
+    if (n->kind() != c10::prim::TupleConstruct && n->kind() != c10::prim::ListConstruct) return false;
+    g.eraseOutput(i);
+    size_t at = i;
+    for (Value* e : n->inputs()) {
+      if (!e->type()->isSubtypeOf(*c10::TensorType::get())) return false;
+      g.block()->insertOutput(at++, e);
+    }
+    --i;
+  }
+  torch::jit::EliminateDeadCode(g.block());
+  return true;
+}
+
+// The file's forward graph, inlined, with its attributes replaced by the slot inputs (user inputs, then
+// every parameter and buffer in traced_model order, used or not), or the reason it cannot be had.
+std::variant<std::shared_ptr<Graph>, std::string> lowered_forward(torch::jit::Module& model, const tensor_table& table,
+                                                                  const traced_model& t,
+                                                                  const std::vector<torch::Tensor>& example_inputs) {
+  if (!model.find_method("forward")) return std::string("the module has no forward method");
+  auto g = model.get_method("forward").graph()->copy();
+  torch::jit::Inline(*g);
+  const size_t num_user = g->inputs().size() - 1;  // input 0 is self
+  if (num_user != example_inputs.size())
+    throw input_error("pipeline: the TorchScript forward takes " + std::to_string(num_user) + " input(s), " +
+                      std::to_string(example_inputs.size()) + " example input(s) were given");
+  for (size_t i = 1; i < g->inputs().size(); ++i)
+    if (!g->inputs()[i]->type()->isSubtypeOf(*c10::TensorType::get()))
+      return "forward input " + g->inputs()[i]->debugName() + " is not a tensor";
+  std::pair<std::shared_ptr<Graph>, std::vector<c10::IValue>> lowered;
+  try {
+    lowered = torch::jit::LowerGraph(*g, model._ivalue());
+  } catch (const c10::Error& e) {
+    return std::string("its attributes cannot be lowered: ") + e.what_without_backtrace();
+  }
+  auto& [lg, attrs] = lowered;
+  if (!flatten_outputs(*lg)) return std::string("forward returns something other than tensors");
+  // The lowered attribute inputs (one per attribute path, so tied tensors twice) become slot inputs.
+  std::vector<Value*> slot_inputs;
+  for (const auto& x : t.params) slot_inputs.push_back(lg->addInput()->setType(c10::TensorType::create(x)));
+  for (const auto& x : t.buffers) slot_inputs.push_back(lg->addInput()->setType(c10::TensorType::create(x)));
+  for (size_t i = 0; i < attrs.size(); ++i) {
+    if (!attrs[i].isTensor()) return std::string("an attribute it reads is not a tensor");
+    auto it = table.slot.find(attrs[i].toTensor().unsafeGetTensorImpl());
+    if (it == table.slot.end()) return std::string("it reads a tensor attribute that is neither a parameter nor a buffer");
+    lg->inputs()[num_user + i]->replaceAllUsesWith(slot_inputs[it->second]);
+  }
+  for (size_t i = num_user + attrs.size(); i-- > num_user;) lg->eraseInput(i);
+  for (size_t i = 0; i < num_user; ++i) lg->inputs()[i]->setType(c10::TensorType::create(example_inputs[i]));
+  return lg;
+}
+
+const Node* control_flow(const Graph& g) {
+  for (const Node* n : g.nodes())
+    if (!n->blocks().empty()) return n;
+  return nullptr;
+}
+
+// Gives every tensor value of the graph its concrete type (sizes, dtype) from one run on the example
+// inputs, with copies of the buffers so that the model is left as it was.
+void annotate_types(traced_model& t) {
+  torch::NoGradGuard no_grad;
+  auto g = t.graph->copy();
+  std::vector<std::pair<const Value*, size_t>> probes;  // original value -> output index in the copy
+  auto orig = t.graph->nodes().begin();
+  for (Node* n : g->nodes()) {
+    for (size_t i = 0; i < n->outputs().size(); ++i)
+      if (n->output(i)->type()->isSubtypeOf(*c10::TensorType::get()))
+        probes.emplace_back((*orig)->output(i), g->registerOutput(n->output(i)));
+    ++orig;
+  }
+  torch::jit::Stack stack;
+  for (const auto& x : t.example_inputs) stack.emplace_back(x);
+  for (const auto& p : t.params) stack.emplace_back(p);
+  for (const auto& b : t.buffers) stack.emplace_back(b.clone());
+  torch::jit::Code code(g, "annotate_types");
+  torch::jit::InterpreterState(code).run(stack);
+  for (const auto& [v, k] : probes) const_cast<Value*>(v)->setType(c10::TensorType::create(stack.at(k).toTensor()));
 }
 
 } // namespace
@@ -92,6 +237,7 @@ traced_model trace_script(torch::jit::Module& model, const std::vector<torch::Te
   for (const auto& item : model.named_buffers(true)) buffers.emplace_back(item.name, item.value);
   collect(t, table, params, true);
   collect(t, table, buffers, false);
+  number_slots(t, table);
   auto owned = [&](const torch::jit::Module& m) {
     std::vector<std::string> names;
     for (const auto& item : m.named_parameters(true)) names.push_back(table.canonical.at(item.value.unsafeGetTensorImpl()));
@@ -99,6 +245,36 @@ traced_model trace_script(torch::jit::Module& model, const std::vector<torch::Te
     return names;
   };
   for (const auto& item : model.named_modules()) t.module_tensors[item.name] = owned(item.value);
+  auto lowered = lowered_forward(model, table, t, example_inputs);
+  if (auto* g = std::get_if<std::shared_ptr<Graph>>(&lowered); g && !control_flow(**g)) {
+    t.graph = *g;
+    t.num_user_inputs = example_inputs.size();
+    t.example_inputs = example_inputs;
+    t.sizes_recorded = true;
+    for (const Node* n : t.graph->nodes()) t.node_module[n] = module_path(n);
+    name_inputs(t);
+    annotate_types(t);
+    return t;
+  }
+  if (auto* g = std::get_if<std::shared_ptr<Graph>>(&lowered)) {
+    // Control flow: trace the lowered graph run by a plain interpreter on the example (the branches
+    // taken are baked in). Never through the module's executor, whose plan may be optimized.
+    t.trace_note = std::string("traced by running the forward (it has control flow (") +
+                   control_flow(**g)->kind().toQualString() + ")): sizes and branches are those of the example inputs";
+    torch::jit::Code code(*g, "forward");
+    run_trace(t, example_inputs, [&](const std::vector<torch::Tensor>& xs) {
+      torch::jit::Stack stack(xs.begin(), xs.end());
+      for (const auto& p : t.params) stack.emplace_back(p);
+      for (const auto& b : t.buffers) stack.emplace_back(b);
+      torch::jit::InterpreterState(code).run(stack);
+      std::vector<torch::Tensor> ys;
+      for (auto& v : stack) ys.push_back(v.toTensor());
+      return ys;
+    });
+    return t;
+  }
+  t.trace_note = "traced by running the forward (" + std::get<std::string>(lowered) +
+                 "): sizes and branches are those of the example inputs";
   run_trace(t, example_inputs, [&](const std::vector<torch::Tensor>& xs) {
     std::vector<torch::jit::IValue> args(xs.begin(), xs.end());
     auto out = model.forward(args);

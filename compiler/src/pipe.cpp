@@ -125,6 +125,11 @@ graph_stage::graph_stage(int index, std::shared_ptr<Graph> graph, std::vector<st
       tensors_.push_back(m->register_buffer(rest, tensors[i]));
     }
   }
+  for (const Node* n : graph_->nodes())
+    if (n->kind() == c10::aten::batch_norm) {
+      const auto training = torch::jit::toIValue(n->input(5));  // batch_norm(input, w, b, mean, var, training, ...)
+      batch_statistics_ = batch_statistics_ || !training || !training->isBool() || training->toBool();
+    }
   code_ = std::make_unique<torch::jit::Code>(graph_, "stage" + std::to_string(index_));
 }
 
@@ -299,8 +304,22 @@ std::vector<cut> cuts_from_annotations(const split_state& st,
     auto mt = st.t.module_tensors.find(path);
     if (mt == st.t.module_tensors.end())
       throw input_error("split point '" + path + "': the model has no submodule of that name");
-    std::set<std::string> names(mt->second.begin(), mt->second.end());
+    std::string why = "split point '" + path + "' (" + to_string(sp) + ")";
     std::optional<size_t> first, last;
+    if (!st.t.node_module.empty()) {
+      // The graph knows each node's submodule: the module is exactly its nodes, parameters or not.
+      for (size_t i = 0; i < st.nodes.size(); ++i) {
+        const std::string& m = st.t.node_module.at(st.nodes[i]);
+        if (m == path || (m.size() > path.size() && m.compare(0, path.size(), path) == 0 && m[path.size()] == '.')) {
+          if (!first) first = i;
+          last = i;
+        }
+      }
+      if (!first) throw input_error(why + ": the module computes nothing in the traced forward");
+      cuts.push_back({sp == split_point::beginning ? *first : *last + 1, why});
+      continue;
+    }
+    std::set<std::string> names(mt->second.begin(), mt->second.end());
     for (size_t i = 0; i < st.nodes.size(); ++i)
       for (size_t slot : st.slots_of(st.nodes[i]))
         if (names.count(st.tensor_name(slot)) != 0) {
@@ -309,9 +328,9 @@ std::vector<cut> cuts_from_annotations(const split_state& st,
         }
     if (!first)
       throw input_error("split point '" + path +
-                        "': the module has no parameters or buffers used by the traced forward, so it cannot be "
-                        "located in the graph; call pipe_split() in the forward instead");
-    std::string why = "split point '" + path + "' (" + to_string(sp) + ")";
+                        "': the module has no parameters or buffers used by the traced forward, and a traced C++ "
+                        "forward does not record which module computed what, so it cannot be located in the graph; "
+                        "call pippy::pipe_split() in the forward there instead");
     if (sp == split_point::beginning) {
       cuts.push_back({*first, why});
       continue;
@@ -531,21 +550,44 @@ pipe split_traced(const traced_model& t, const pipeline_options& options,
     }
     return s;
   };
-  for (auto it = st.nodes.rbegin(); it != st.nodes.rend(); ++it) {
-    Node* n = *it;
+  // Non-tensor values (sizes, int lists, lists of tensors) cannot cross a boundary: their producer moves
+  // to the one stage that uses them, or, when several stages do, is recomputed in each of them (its
+  // tensor inputs cross instead). The traced graph gains those copies; what it computes is unchanged.
+  for (size_t i = st.nodes.size(); i-- > 0;) {
+    Node* n = st.nodes[i];
     bool all_non_tensor = !n->outputs().empty();
     for (const Value* o : n->outputs()) all_non_tensor = all_non_tensor && !is_tensor(o);
     if (!all_non_tensor) continue;
-    std::set<int> users;
-    for (const Value* o : n->outputs())
-      for (int s : consumer_stages(o)) users.insert(s);
-    users.erase(stage_of[n]);
-    if (users.empty()) continue;
-    if (users.size() > 1 || *users.begin() == sink || *users.begin() < stage_of[n])
-      throw input_error("pipeline: the non-tensor value %" + n->output(0)->debugName() +
-                        " is used in several stages and cannot cross a stage boundary");
-    stage_of[n] = *users.begin();
+    std::map<int, std::vector<std::pair<size_t, torch::jit::Use>>> uses;  // stage -> (output, use)
+    for (size_t k = 0; k < n->outputs().size(); ++k)
+      for (const auto& use : n->output(k)->uses()) {
+        if (use.user->kind() == c10::prim::Return)
+          throw input_error("pipeline: the model returns the non-tensor value %" + n->output(k)->debugName() +
+                            "; outputs must be tensors");
+        auto it = stage_of.find(use.user);
+        if (it == stage_of.end()) throw input_error("pipeline: a tensor feeds a constant-only node; unsupported graph");
+        uses[it->second].emplace_back(k, use);
+      }
+    const int own = stage_of[n];
+    if (uses.empty() || (uses.size() == 1 && uses.begin()->first == own)) continue;
+    if (uses.size() == 1) {
+      stage_of[n] = uses.begin()->first;
+      continue;
+    }
+    for (auto& [s, stage_uses] : uses) {
+      if (s == own) continue;
+      Node* first = stage_uses.front().second.user;
+      for (const auto& [k, use] : stage_uses)
+        if (use.user->isBefore(first)) first = use.user;
+      Node* copy = n->owningGraph()->createClone(n, [](Value* v) { return v; });
+      copy->insertBefore(first);
+      for (const auto& [k, use] : stage_uses) use.user->replaceInput(use.offset, copy->output(k));
+      stage_of[copy] = s;
+      st.nodes.insert(std::find(st.nodes.begin(), st.nodes.end(), first), copy);
+    }
   }
+  st.index.clear();
+  for (size_t i = 0; i < st.nodes.size(); ++i) st.index[st.nodes[i]] = i;
   for (int s = 0; s < num_stages; ++s) {
     bool any = false;
     for (const auto& [n, ns] : stage_of) any = any || ns == s;
@@ -567,6 +609,24 @@ pipe split_traced(const traced_model& t, const pipeline_options& options,
     order.push_back(g.inputs()[i]);
   }
   std::vector<std::set<int>> slot_holders = slot_stages;  // stages that hold each tensor as their own
+  // A tensor the forward never reads (a buffer of an unused branch, num_batches_tracked in eval mode)
+  // still belongs to one stage, so that the stages' state together is the model's: the stage holding
+  // the tensors of its nearest enclosing module, else the stage of the tensor registered before it.
+  for (size_t slot = 0; slot < num_slots; ++slot) {
+    if (!slot_stages[slot].empty()) continue;
+    std::optional<int> chosen;
+    for (std::string prefix = st.tensor_name(slot); !chosen && prefix.find('.') != std::string::npos;) {
+      prefix = prefix.substr(0, prefix.rfind('.'));
+      for (size_t other = 0; other < num_slots && !chosen; ++other) {
+        const std::string& name = st.tensor_name(other);
+        if (!slot_stages[other].empty() && name.compare(0, prefix.size() + 1, prefix + ".") == 0)
+          chosen = *slot_stages[other].begin();
+      }
+    }
+    for (size_t other = slot; !chosen && other-- > 0;)
+      if (!slot_holders[other].empty()) chosen = *slot_holders[other].begin();
+    slot_holders[slot] = {chosen.value_or(0)};
+  }
   for (size_t slot = 0; slot < num_slots; ++slot) {
     if (slot_stages[slot].size() < 2) continue;
     if (options.tied == tied_weights::transmit) {

@@ -34,6 +34,14 @@ std::vector<torch::Tensor> sequential_stage::forward(const std::vector<torch::Te
 
 std::string sequential_stage::describe() const { return description_; }
 
+bool sequential_stage::uses_batch_statistics() const {
+  for (const auto& m : modules())
+    if (m->is_training() && (m->as<torch::nn::BatchNorm1d>() || m->as<torch::nn::BatchNorm2d>() ||
+                             m->as<torch::nn::BatchNorm3d>()))
+      return true;
+  return false;
+}
+
 std::vector<std::shared_ptr<stage_module>> split_sequential(const torch::nn::Sequential& seq,
                                                             const std::vector<std::size_t>& boundaries) {
   std::vector<std::shared_ptr<stage_module>> stages;

@@ -13,6 +13,7 @@
 #include <optional>
 #include <ostream>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace pippy {
@@ -35,6 +36,14 @@ struct traced_model {
   std::map<std::string, std::vector<std::string>> module_tensors;
   // The inputs the model was traced with (used by the profiling pass of balance::measured_time).
   std::vector<torch::Tensor> example_inputs;
+  // The submodule each node was computed in ("blocks.0.attn", "" for the root), when known: a
+  // TorchScript file's own graph records it; a traced C++ forward does not (then empty).
+  std::unordered_map<const torch::jit::Node*, std::string> node_module;
+  // True when the graph computes sizes from its inputs (aten::size), so stages accept micro-batches
+  // shaped unlike the example; false when tracing baked the example's sizes in.
+  bool sizes_recorded = false;
+  // How the graph was obtained when that limits it (printed by pippy split).
+  std::string trace_note;
 };
 
 // Traces a libtorch C++ module. `forward` calls the module on the inputs (any C++ forward signature)
@@ -44,8 +53,11 @@ using forward_fn = std::function<std::vector<torch::Tensor>(const std::vector<to
 traced_model trace_module(torch::nn::Module& model, const forward_fn& forward,
                           const std::vector<torch::Tensor>& example_inputs);
 
-// Traces a TorchScript module (e.g. from torch::jit::load) by running its forward under the tracer,
-// so scripted and traced files end in the same graph form as C++ modules.
+// Brings a TorchScript module (e.g. from torch::jit::load) into the same graph form: its own forward
+// graph, inlined, with attributes turned into inputs (sizes stay computed, every node knows its
+// submodule, nothing runs on the module but one forward on copies of its buffers to learn the
+// boundary shapes). A forward with control flow is traced by running it instead, like a C++ module;
+// either way the module is left exactly as it was.
 traced_model trace_script(torch::jit::Module& model, const std::vector<torch::Tensor>& example_inputs);
 
 // --- Split points ------------------------------------------------------------------------------------
@@ -175,6 +187,7 @@ public:
               std::vector<torch::Tensor> tensors, std::vector<bool> is_param, size_t num_boundary_inputs);
   std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& inputs) override;
   std::string describe() const override;
+  bool uses_batch_statistics() const override { return batch_statistics_; }
   const torch::jit::Graph& graph() const { return *graph_; }
   // Original qualified names of the stage's parameters and buffers, in graph-input order.
   const std::vector<std::string>& tensor_names() const { return names_; }
@@ -186,6 +199,7 @@ private:
   std::vector<bool> is_param_;
   std::vector<torch::Tensor> tensors_;  // handles to the registered parameters and buffers
   size_t num_boundary_inputs_;
+  bool batch_statistics_ = false;
   std::unique_ptr<torch::jit::Code> code_;
 };
 

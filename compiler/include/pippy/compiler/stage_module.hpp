@@ -14,6 +14,10 @@ public:
   virtual std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& inputs) = 0;
   // Human-readable description of what the stage runs, for printing a Pipe.
   virtual std::string describe() const = 0;
+  // True when the stage normalises with batch statistics (BatchNorm in training mode): each micro-batch
+  // then normalises with its own statistics and updates the running ones once per micro-batch, which
+  // equals gradient accumulation over micro-batches, not one step on the whole batch.
+  virtual bool uses_batch_statistics() const { return false; }
 };
 
 } // namespace pippy

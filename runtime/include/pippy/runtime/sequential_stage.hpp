@@ -16,6 +16,7 @@ public:
   sequential_stage(const torch::nn::Sequential& seq, std::size_t begin, std::size_t end);
   std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& inputs) override;
   std::string describe() const override;
+  bool uses_batch_statistics() const override;
 
 private:
   std::vector<std::shared_ptr<torch::nn::Module>> modules_;
