@@ -39,14 +39,31 @@ std::unordered_map<const void*, std::vector<std::pair<std::string, split_point>>
   return a;
 }
 
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
 void check_names(const std::set<std::string>& known, const std::vector<std::pair<std::string, split_point>>& points) {
   for (const auto& [name, sp] : points) {
     if (known.count(name) != 0) continue;
-    std::string list;
+    std::vector<std::pair<size_t, std::string>> nearest;
     for (const auto& k : known)
-      if (!k.empty()) list += (list.empty() ? "" : ", ") + k;
-    throw input_error("annotate_split_points: the model has no submodule named '" + name + "' (submodules: " +
-                      list + ")");
+      if (!k.empty()) nearest.emplace_back(edit_distance(name, k), k);
+    std::sort(nearest.begin(), nearest.end());
+    std::string list;
+    for (size_t i = 0; i < nearest.size() && i < 6; ++i) list += (i ? ", " : "") + nearest[i].second;
+    throw input_error("annotate_split_points: the model has no submodule named '" + name + "' (nearest: " + list + ")");
   }
 }
 

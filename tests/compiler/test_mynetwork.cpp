@@ -105,8 +105,8 @@ TEST_CASE("Split point errors name the module or stage", "[compiler]") {
   auto net = make_net();
   torch::Tensor x = torch::randn({2, 512});
   CHECK(error_of([&] { annotate_split_points(*net, {{"layer9", split_point::end}}); }) ==
-        "annotate_split_points: the model has no submodule named 'layer9' (submodules: layer0, layer0.lin, layer1, "
-        "layer1.lin, layer2, layer2.lin, output_proj)");
+        "annotate_split_points: the model has no submodule named 'layer9' (nearest: layer0, layer1, layer2, "
+        "layer0.lin, layer1.lin, layer2.lin)");
   CHECK(error_of([&] {
           annotate_split_points(*net, {{"layer0", split_point::end}, {"layer1", split_point::beginning}});
           pipeline(*net, call(net), {x});

@@ -115,7 +115,7 @@ TEST_CASE("TorchScript: unknown module names are rejected", "[compiler]") {
     FAIL("no error");
   } catch (const input_error& e) {
     CHECK(std::string(e.what()) ==
-          "annotate_split_points: the model has no submodule named 'layer7' (submodules: layer0, layer1, layer2)");
+          "annotate_split_points: the model has no submodule named 'layer7' (nearest: layer0, layer1, layer2)");
   }
 }
 
