@@ -21,5 +21,8 @@ schedule schedule_for(const CLI::App& sub, const schedule_options& gen, const st
 command add_trace_command(CLI::App& app);
 command add_sim_command(CLI::App& app);
 command add_run_command(CLI::App& app);
+command add_split_command(CLI::App& app);
+// pippy split ARGS...: execs pippy-split (next to this executable) with ARGS; returns only when it cannot.
+int run_split(int argc, char** argv);
 
 } // namespace pippy::cli

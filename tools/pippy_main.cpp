@@ -1,10 +1,14 @@
 #include <iostream>
+#include <string>
 #include <vector>
 
 #include "commands.hpp"
 #include "pippy/core/error.hpp"
 
 int main(int argc, char** argv) {
+  // Everything after `split` belongs to pippy-split, unparsed here (its options are not ours to know).
+  if (argc > 1 && std::string(argv[1]) == "split")
+    return pippy::cli::run_split(argc - 2, argv + 2);
   CLI::App app{"pippy: pipeline-parallel schedules simulated, executed and drawn by the same code"};
   app.require_subcommand(1);
   const std::vector<pippy::cli::command> commands = {
@@ -12,6 +16,7 @@ int main(int argc, char** argv) {
       pippy::cli::add_trace_command(app),
       pippy::cli::add_sim_command(app),
       pippy::cli::add_run_command(app),
+      pippy::cli::add_split_command(app),
   };
   CLI11_PARSE(app, argc, argv);
   try {
