@@ -147,7 +147,14 @@ std::variant<std::shared_ptr<Graph>, std::string> lowered_forward(torch::jit::Mo
                                                                   const std::vector<torch::Tensor>& example_inputs) {
   if (!model.find_method("forward")) return std::string("the module has no forward method");
   auto g = model.get_method("forward").graph()->copy();
-  torch::jit::Inline(*g);
+  {
+    // With the executor's optimization off (as trainers set it) Inline leaves some calls in place.
+    torch::jit::GraphOptimizerEnabledGuard optimize(true);
+    torch::jit::Inline(*g);
+  }
+  for (const Node* n : g->nodes())
+    if (n->kind() == c10::prim::CallMethod || n->kind() == c10::prim::CallFunction)
+      return std::string("a call could not be inlined (") + n->kind().toQualString() + ")";
   const size_t num_user = g->inputs().size() - 1;  // input 0 is self
   if (num_user != example_inputs.size())
     throw input_error("pipeline: the TorchScript forward takes " + std::to_string(num_user) + " input(s), " +
@@ -158,8 +165,8 @@ std::variant<std::shared_ptr<Graph>, std::string> lowered_forward(torch::jit::Mo
   std::pair<std::shared_ptr<Graph>, std::vector<c10::IValue>> lowered;
   try {
     lowered = torch::jit::LowerGraph(*g, model._ivalue());
-  } catch (const c10::Error& e) {
-    return std::string("its attributes cannot be lowered: ") + e.what_without_backtrace();
+  } catch (const std::exception& e) {  // c10::Error or the JIT's ErrorReport
+    return std::string("its attributes cannot be lowered: ") + e.what();
   }
   auto& [lg, attrs] = lowered;
   if (!flatten_outputs(*lg)) return std::string("forward returns something other than tensors");

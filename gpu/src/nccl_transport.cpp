@@ -320,24 +320,22 @@ void nccl_transport::post_send(const actors::payload& p) {
   link& l = out_.at(dst);
   const int dir = p.kind == action_kind::send_f ? 0 : 1;
   const auto key = std::make_tuple(dir, p.src_stage, p.microbatch);
+  const auto m = encode_tensor_header(in.tensors);
   bool need_meta;
   {
     std::lock_guard lock(mu_);
-    need_meta = !sent_meta_[key];
+    auto it = sent_meta_.find(key);
+    need_meta = it == sent_meta_.end();
+    if (!need_meta && it->second != m)
+      throw input_error("stage " + std::to_string(p.src_stage) + " micro-batch " + std::to_string(p.microbatch) +
+                        ": boundary shapes changed since the first step; the NCCL transport agrees shapes once per "
+                        "micro-batch (use the same micro-batch shapes every step on GPUs)");
   }
-  if (need_meta) { // shapes and dtypes, once: [n, (dtype, ndim or -1 if undefined, sizes...)...]
-    std::vector<int64_t> m{static_cast<int64_t>(in.tensors.size())};
-    for (const auto& t : in.tensors) {
-      m.push_back(t.defined() ? static_cast<int64_t>(t.scalar_type()) : -1);
-      m.push_back(t.defined() ? t.dim() : -1);
-      if (t.defined())
-        for (auto s : t.sizes())
-          m.push_back(s);
-    }
+  if (need_meta) {
     const auto* b = reinterpret_cast<const std::uint8_t*>(m.data());
     store_->set(meta_key(dir, p.src_stage, p.microbatch), std::vector<std::uint8_t>(b, b + m.size() * sizeof(int64_t)));
     std::lock_guard lock(mu_);
-    sent_meta_[key] = true;
+    sent_meta_[key] = m;
   }
   c10::cuda::CUDAGuard device(opt_.device);
   c10::cuda::CUDAStreamGuard stream(l.stream);
@@ -373,7 +371,7 @@ void nccl_transport::post_send(const actors::payload& p) {
 
 // ---- receives
 
-std::vector<nccl_transport::tensor_meta> nccl_transport::recv_meta(int dir, int stage, int mb) {
+std::vector<tensor_header_entry> nccl_transport::recv_meta(int dir, int stage, int mb) {
   const auto key = std::make_tuple(dir, stage, mb);
   {
     std::lock_guard lock(mu_);
@@ -385,24 +383,7 @@ std::vector<nccl_transport::tensor_meta> nccl_transport::recv_meta(int dir, int 
     throw std::runtime_error("malformed tensor metadata for " + meta_key(dir, stage, mb));
   std::vector<int64_t> m(v.size() / sizeof(int64_t));
   std::memcpy(m.data(), v.data(), v.size());
-  std::vector<tensor_meta> metas;
-  std::size_t pos = 1;
-  auto next = [&] {
-    if (pos >= m.size())
-      throw std::runtime_error("truncated tensor metadata for " + meta_key(dir, stage, mb));
-    return m[pos++];
-  };
-  for (int64_t i = 0; i < m[0]; ++i) {
-    tensor_meta tm;
-    const int64_t dtype = next();
-    const int64_t nd = next();
-    tm.dtype = dtype < 0 ? torch::kFloat : static_cast<torch::ScalarType>(dtype);
-    if (nd < 0)
-      tm.sizes = {-1}; // undefined tensor
-    for (int64_t j = 0; j < nd; ++j)
-      tm.sizes.push_back(next());
-    metas.push_back(std::move(tm));
-  }
+  auto metas = decode_tensor_header(m, m.size(), "the store's " + meta_key(dir, stage, mb));
   std::lock_guard lock(mu_);
   recv_meta_[key] = metas;
   return metas;
@@ -431,12 +412,8 @@ void nccl_transport::receiver_loop() { // failures go through fail(), which repo
       const auto metas = recv_meta(dir, item.stage, item.microbatch);
       link& l = in_.at(src);
       c10::cuda::CUDAStreamGuard stream(l.stream); // allocate on the receive stream
-      std::vector<torch::Tensor> into;
-      for (const auto& tm : metas)
-        into.push_back(tm.sizes == std::vector<int64_t>{-1}
-                           ? torch::Tensor()
-                           : torch::empty(tm.sizes, torch::TensorOptions().dtype(tm.dtype).device(
-                                                        torch::Device(torch::kCUDA, opt_.device))));
+      std::vector<torch::Tensor> into =
+          receive_buffers(metas, torch::TensorOptions().device(torch::Device(torch::kCUDA, opt_.device)));
       const double t0 = now_us();
       auto start = timed_event();
       start->record(l.stream);

@@ -1,5 +1,7 @@
 #include "pippy/runtime/tensor_channel.hpp"
 
+#include "pippy/runtime/tensor_header.hpp"
+
 #include "pippy/core/error.hpp"
 
 namespace pippy {
@@ -30,54 +32,29 @@ void tensor_channel::send(direction d, int from_stage, int microbatch, const std
                       " tensors cross a stage boundary");
   if (from_stage >= 1024 || microbatch >= 4096)
     throw input_error("transport: stage or micro-batch index too large for the tag space");
-  std::lock_guard lock(mu_);
-  const key k{static_cast<int>(d), from_stage, microbatch};
-  if (!sent_meta_[k]) {
-    auto meta = torch::zeros({meta_len}, torch::kLong);
-    auto m = meta.accessor<int64_t, 1>();
-    int64_t pos = 1;
-    m[0] = static_cast<int64_t>(tensors.size());
-    for (const auto& t : tensors) {
-      if (pos + 2 + t.dim() > meta_len)
-        throw input_error("stage " + std::to_string(from_stage) + ": boundary tensors have too many dimensions");
-      m[pos++] = static_cast<int64_t>(t.scalar_type());
-      m[pos++] = t.dim();
-      for (auto s : t.sizes())
-        m[pos++] = s;
-    }
-    net_.send({meta}, dst, meta_tag(d, from_stage, microbatch));
-    sent_meta_[k] = true;
-  }
+  for (const auto& t : tensors)
+    if (!t.defined())
+      throw input_error("stage " + std::to_string(from_stage) + ": an undefined tensor crosses a stage boundary");
+  const auto words = encode_tensor_header(tensors);
+  if (words.size() > static_cast<std::size_t>(meta_len))
+    throw input_error("stage " + std::to_string(from_stage) + ": boundary tensors have too many dimensions");
+  auto meta = torch::zeros({meta_len}, torch::kLong);
+  std::copy(words.begin(), words.end(), meta.data_ptr<int64_t>());
+  net_.send({meta}, dst, meta_tag(d, from_stage, microbatch));
   net_.send(tensors, dst, tag_of(static_cast<int>(d), from_stage, microbatch));
 }
 
 std::vector<torch::Tensor> tensor_channel::recv(direction d, int from_stage, int microbatch, int src) {
-  const key k{static_cast<int>(d), from_stage, microbatch};
-  std::vector<tensor_meta> metas;
-  {
-    std::lock_guard lock(mu_);
-    if (auto it = recv_meta_.find(k); it != recv_meta_.end())
-      metas = it->second;
+  auto meta = torch::zeros({meta_len}, torch::kLong);
+  net_.recv({meta}, src, meta_tag(d, from_stage, microbatch)).get();
+  std::vector<tensor_header_entry> entries;
+  try {
+    const int64_t* w = meta.data_ptr<int64_t>();
+    entries = decode_tensor_header({w, w + meta_len}, max_tensors, "rank " + std::to_string(src));
+  } catch (const std::invalid_argument& e) {
+    throw peer_error(src, "stage " + std::to_string(from_stage) + ": " + e.what());
   }
-  if (metas.empty()) { // first time: agree on shapes and dtypes
-    auto meta = torch::zeros({meta_len}, torch::kLong);
-    net_.recv({meta}, src, meta_tag(d, from_stage, microbatch)).get();
-    auto m = meta.accessor<int64_t, 1>();
-    int64_t pos = 1;
-    for (int64_t i = 0; i < m[0]; ++i) {
-      tensor_meta tm;
-      tm.dtype = static_cast<torch::ScalarType>(m[pos++]);
-      const int64_t nd = m[pos++];
-      for (int64_t j = 0; j < nd; ++j)
-        tm.sizes.push_back(m[pos++]);
-      metas.push_back(tm);
-    }
-    std::lock_guard lock(mu_);
-    recv_meta_[k] = metas;
-  }
-  std::vector<torch::Tensor> into;
-  for (const auto& tm : metas)
-    into.push_back(torch::empty(tm.sizes, torch::TensorOptions().dtype(tm.dtype)));
+  auto into = receive_buffers(entries, torch::TensorOptions());
   net_.recv(into, src, tag_of(static_cast<int>(d), from_stage, microbatch)).get();
   return into;
 }

@@ -45,6 +45,7 @@
 #include <thread>
 #include <vector>
 
+#include "pippy/runtime/tensor_header.hpp"
 #include "pippy/actors/seams.hpp"
 #include "pippy/core/schedule.hpp"
 #include "pippy/runtime/actor_backend.hpp"
@@ -142,10 +143,6 @@ private:
     c10::cuda::CUDAStream stream;    // wraps owned->raw
     int peer_in_comm;                // the other side's rank in the 2-rank communicator
   };
-  struct tensor_meta {
-    std::vector<int64_t> sizes;
-    torch::ScalarType dtype;
-  };
   struct pending { // a posted transfer, until its event completes
     std::shared_ptr<at::cuda::CUDAEvent> start, done; // timed, on the link's stream
     trace_event ev;
@@ -160,7 +157,7 @@ private:
   void add_pending(pending p);
   void fail(const std::string& why);
   caf::actor stage_actor(int stage);
-  std::vector<tensor_meta> recv_meta(int dir, int stage, int mb);
+  std::vector<tensor_header_entry> recv_meta(int dir, int stage, int mb);
   std::string meta_key(int dir, int stage, int mb) const;
 
   c10::intrusive_ptr<c10d::Store> store_;
@@ -189,8 +186,10 @@ private:
   bool receiver_done_ = true;
   bool stop_ = false;
   std::string error_;
-  std::map<std::tuple<int, int, int>, bool> sent_meta_;
-  std::map<std::tuple<int, int, int>, std::vector<tensor_meta>> recv_meta_;
+  // Shapes go through the store once per (direction, stage, micro-batch): a later transfer of that key
+  // must have the same header (checked on the sender), since a store round trip per message is slow.
+  std::map<std::tuple<int, int, int>, std::vector<int64_t>> sent_meta_;
+  std::map<std::tuple<int, int, int>, std::vector<tensor_header_entry>> recv_meta_;
 
   std::thread sender_, receiver_, poller_;
 };

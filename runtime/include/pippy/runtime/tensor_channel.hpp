@@ -11,9 +11,9 @@
 namespace pippy {
 
 // Activations (forward) and gradients (backward) between stages on different ranks, over a
-// gloo_transport. Shapes and dtypes are agreed once per (direction, producing stage, micro-batch): the
-// first transfer of a key is preceded by a small metadata message and both sides cache it, so later
-// steps move only the data. Tags are unique per (direction, stage, micro-batch, tensor index).
+// gloo_transport. Every transfer is preceded by a small header with the tensors' dtypes and shapes, so
+// micro-batches may differ in size (an uneven last one) and sequence lengths may change from step to
+// step. Tags are unique per (direction, stage, micro-batch, tensor index).
 // Thread-safe: one thread may send while another receives.
 class tensor_channel {
 public:
@@ -29,15 +29,7 @@ public:
   gloo_transport& transport() { return net_; }
 
 private:
-  struct tensor_meta {
-    std::vector<int64_t> sizes;
-    torch::ScalarType dtype;
-  };
-  using key = std::tuple<int, int, int>;
   gloo_transport& net_;
-  std::mutex mu_;
-  std::map<key, bool> sent_meta_;
-  std::map<key, std::vector<tensor_meta>> recv_meta_;
 };
 
 // Bytes of the defined tensors.
