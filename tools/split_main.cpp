@@ -164,7 +164,7 @@ std::vector<std::string> stage_modules(const traced_model& t, const std::vector<
 }
 
 // "blocks.1, blocks.2, blocks.3" -> "blocks.{1..3}": numbered siblings in runs of three or more.
-std::string compressed(const std::vector<std::string>& modules) {
+std::vector<std::string> compressed(const std::vector<std::string>& modules) {
   auto split_number = [](const std::string& m) -> std::pair<std::string, long> {
     const size_t dot = m.rfind('.');
     if (dot == std::string::npos || dot + 1 == m.size()) return {m, -1};
@@ -173,20 +173,39 @@ std::string compressed(const std::vector<std::string>& modules) {
       return {m, -1};
     return {m.substr(0, dot + 1), std::stol(tail)};
   };
-  std::string out;
+  std::vector<std::string> out;
   for (size_t i = 0; i < modules.size();) {
     const auto [prefix, first] = split_number(modules[i]);
     size_t j = i + 1;
     while (first >= 0 && j < modules.size() && split_number(modules[j]) == std::make_pair(prefix, first + long(j - i))) ++j;
-    out += out.empty() ? "" : ", ";
     if (j - i >= 3) {
-      out += prefix + "{" + std::to_string(first) + ".." + std::to_string(first + long(j - i) - 1) + "}";
+      out.push_back(prefix + "{" + std::to_string(first) + ".." + std::to_string(first + long(j - i) - 1) + "}");
     } else {
-      for (size_t k = i; k < j; ++k) out += (k > i ? ", " : "") + modules[k];
+      out.insert(out.end(), modules.begin() + long(i), modules.begin() + long(j));
     }
     i = j;
   }
-  return out.empty() ? "(none)" : out;
+  return out;
+}
+
+// "  modules  a, b, c" wrapped at 100 columns, continuation lines under the first item.
+std::string module_lines(const std::vector<std::string>& items) {
+  const std::string head = "  modules  ";
+  std::string out = head, line = head;
+  if (items.empty()) return head + "(none)\n";
+  for (size_t i = 0; i < items.size(); ++i) {
+    const std::string item = items[i] + (i + 1 < items.size() ? "," : "");
+    if (line.size() > head.size() && line.size() + 1 + item.size() > 100) {
+      out += "\n" + std::string(head.size(), ' ');
+      line = std::string(head.size(), ' ');
+    } else if (line.size() > head.size()) {
+      out += " ";
+      line += " ";
+    }
+    out += item;
+    line += item;
+  }
+  return out + "\n";
 }
 
 // Who reads output k of stage s: later stages and the pipe's outputs.
@@ -230,7 +249,7 @@ void print_pipe(std::ostream& os, const options& o, const split_result& r) {
     const auto state = state_of(st);
     os << "\nstage " << s << ": " << grouped(state.param_numel) << " parameters (" << bytes_text(state.param_bytes) << ")";
     if (state.buffer_numel > 0) os << ", buffers " << grouped(state.buffer_numel) << " (" << bytes_text(state.buffer_bytes) << ")";
-    os << "\n  modules  " << compressed(stage_modules(t, state.names)) << "\n";
+    os << "\n" << module_lines(compressed(stage_modules(t, state.names)));
     if (st.uses_batch_statistics())
       os << "  note     BatchNorm in training mode: each micro-batch is normalised with its own statistics\n";
     // One row per boundary tensor, columns aligned within the stage.
