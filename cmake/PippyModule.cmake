@@ -1,5 +1,6 @@
 # pp_add_module(name SOURCES ... DEPS ...): one library per top-level folder, headers under
 # <folder>/include/pippy/<folder>/, dependencies declared here and pointing one way.
+include(GNUInstallDirs)
 add_library(pippy_warnings INTERFACE)
 target_compile_options(pippy_warnings INTERFACE -Wall -Wextra -Wpedantic -Wshadow=local
   -Wnon-virtual-dtor -Wno-unused-parameter
@@ -8,13 +9,25 @@ if(PIPPY_WERROR)
   target_compile_options(pippy_warnings INTERFACE -Werror)
 endif()
 
+# Each module is installed (library, headers) into the export set pippyTargets as pippy::<name>, which
+# the top-level CMakeLists turns into the CMake package find_package(pippy). What a module uses PUBLIC must
+# therefore be an exportable target (torch, not ${TORCH_LIBRARIES}) or wrapped in $<BUILD_INTERFACE:>.
 function(pp_add_module name)
   cmake_parse_arguments(PP "" "" "SOURCES;DEPS;PRIVATE_DEPS" ${ARGN})
   add_library(pippy_${name} ${PP_SOURCES})
   add_library(pippy::${name} ALIAS pippy_${name})
-  target_include_directories(pippy_${name} PUBLIC "${CMAKE_CURRENT_SOURCE_DIR}/include")
-  target_link_libraries(pippy_${name} PUBLIC ${PP_DEPS} PRIVATE pippy_warnings ${PP_PRIVATE_DEPS})
-  set_target_properties(pippy_${name} PROPERTIES POSITION_INDEPENDENT_CODE ON)
+  target_include_directories(pippy_${name} PUBLIC
+    "$<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include>" "$<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>")
+  # Our headers are C++20: say so to whoever links the installed library.
+  target_compile_features(pippy_${name} PUBLIC cxx_std_20)
+  # pippy_warnings stays in this build (a static library's private links are exported as link-only).
+  target_link_libraries(pippy_${name} PUBLIC ${PP_DEPS}
+    PRIVATE "$<BUILD_INTERFACE:pippy_warnings>" ${PP_PRIVATE_DEPS})
+  set_target_properties(pippy_${name} PROPERTIES POSITION_INDEPENDENT_CODE ON EXPORT_NAME ${name})
+  install(TARGETS pippy_${name} EXPORT pippyTargets
+    ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+    RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+  install(DIRECTORY "${CMAKE_CURRENT_SOURCE_DIR}/include/" DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 endfunction()
 
 # The exit code a test process ends with when what it needs is not on this machine (a GPU): CTest
