@@ -16,6 +16,7 @@
 #include <torch/csrc/jit/runtime/interpreter.h>
 
 #include <unordered_map>
+#include <unordered_set>
 #include <variant>
 
 namespace pippy {
@@ -112,13 +113,59 @@ void run_trace(traced_model& t, const std::vector<torch::Tensor>& example_inputs
   name_inputs(t);
 }
 
-// Module path of an inlined node ("blocks.0.attn"), from the call stack inlining left on it.
-std::string module_path(const Node* n) {
-  std::string path;
-  if (auto cs = n->callstack())
-    for (const auto& entry : (*cs)->vec())
-      if (const auto& info = std::get<2>(entry)) path += (path.empty() ? "" : ".") + info->instance_name();
+// Inlines every method call of g, recording for each node the qualified path of the submodule it was
+// computed in ("transformer.h.1.attn"; "" for the root). Module values are followed through their
+// attribute chains, so containers that are never called themselves (ModuleList) keep their names, which
+// the call stacks torch's own Inline leaves do not record. Free function calls are inlined afterwards and
+// belong to the module that called them.
+std::unordered_map<Node*, std::string> inline_with_paths(Graph& g) {
+  std::unordered_map<const Value*, std::string> module_of_value{{g.inputs()[0], ""}};
+  std::unordered_map<Node*, std::string> path;
+  auto join = [](const std::string& a, const std::string& b) { return a.empty() ? b : a + "." + b; };
+  for (auto it = g.nodes().begin(); it != g.nodes().end();) {
+    Node* n = *it;
+    const auto self = n->inputs().empty() ? module_of_value.end() : module_of_value.find(n->input(0));
+    const std::string here = self == module_of_value.end() ? path[n] : self->second;
+    if (n->kind() == c10::prim::GetAttr && self != module_of_value.end() && n->output()->type()->cast<c10::ClassType>()) {
+      module_of_value[n->output()] = join(self->second, n->s(c10::attr::name));
+    } else if (n->kind() == c10::prim::CallMethod && self != module_of_value.end()) {
+      auto cls = n->input(0)->type()->cast<c10::ClassType>();
+      auto* callee = cls ? torch::jit::tryToGraphFunction(cls->getMethod(n->s(c10::attr::name))) : nullptr;
+      if (callee) {
+        auto body = callee->graph()->copy();
+        Node* before = n->prev();
+        std::vector<Value*> outputs;
+        {
+          torch::jit::WithInsertPoint at(n);
+          outputs = torch::jit::insertGraph(g, *body, n->inputs());
+        }
+        // The callee's self became n->input(0): its attribute chains resolve under `here`.
+        for (Node* m = before->next(); m != n; m = m->next()) path[m] = here;
+        for (size_t i = 0; i < outputs.size(); ++i) n->output(i)->replaceAllUsesWith(outputs[i]);
+        it = torch::jit::graph_node_list_iterator(before->next(), torch::jit::kNextDirection);
+        n->destroy();
+        continue;
+      }
+    }
+    path[n] = here;
+    ++it;
+  }
+  std::unordered_set<const Node*> before;
+  for (const Node* n : g.nodes()) before.insert(n);
+  torch::jit::Inline(g);  // free functions (prim::CallFunction)
+  std::string last;
+  for (Node* n : g.nodes()) {
+    if (before.count(n) != 0) last = path[n];
+    else path[n] = last;  // nodes of an inlined function: the caller's module
+    // Carried as the node's scope: LowerGraph copies the graph, and copies keep scopes.
+    n->setScope(c10::make_intrusive<torch::jit::Scope>()->push(c10::Symbol::scope("pippy:" + path[n])));
+  }
   return path;
+}
+
+std::string module_path(Node* n) {
+  const std::string s = n->scope() ? n->scope()->name().toUnqualString() : "";
+  return s.rfind("pippy:", 0) == 0 ? s.substr(6) : "";
 }
 
 // Flattens a returned tuple or list of tensors into graph outputs; false if the return is anything else.
@@ -148,9 +195,9 @@ std::variant<std::shared_ptr<Graph>, std::string> lowered_forward(torch::jit::Mo
   if (!model.find_method("forward")) return std::string("the module has no forward method");
   auto g = model.get_method("forward").graph()->copy();
   {
-    // With the executor's optimization off (as trainers set it) Inline leaves some calls in place.
+    // With the executor's optimization off (as trainers set it) torch's Inline leaves some calls in place.
     torch::jit::GraphOptimizerEnabledGuard optimize(true);
-    torch::jit::Inline(*g);
+    inline_with_paths(*g);
   }
   for (const Node* n : g->nodes())
     if (n->kind() == c10::prim::CallMethod || n->kind() == c10::prim::CallFunction)
@@ -258,7 +305,7 @@ traced_model trace_script(torch::jit::Module& model, const std::vector<torch::Te
     t.num_user_inputs = example_inputs.size();
     t.example_inputs = example_inputs;
     t.sizes_recorded = true;
-    for (const Node* n : t.graph->nodes()) t.node_module[n] = module_path(n);
+    for (Node* n : t.graph->nodes()) t.node_module[n] = module_path(n);
     name_inputs(t);
     annotate_types(t);
     return t;

@@ -126,6 +126,16 @@ int train_pipelined(const training_job& job, const dist_env& env) {
   if (job.in_process == 0)
     transport = std::make_unique<gloo_transport>(env, timeout);
   const int my_rank = transport ? transport->rank() : -1;
+  if (job.microbatches > 1 && my_rank <= 0) // every rank built every stage: one warns, once
+    for (int s = 0; s < S; ++s)
+      if (mods[static_cast<std::size_t>(s)]->uses_batch_statistics()) {
+        say("warning: stage " + std::to_string(s) +
+            " normalises with batch statistics (BatchNorm in training mode): each of the " +
+            std::to_string(job.microbatches) +
+            " micro-batches uses its own and updates the running ones, which equals gradient accumulation over "
+            "micro-batches, not one step on the whole batch");
+        break;
+      }
   if (!job.export_dir.empty() && my_rank <= 0) { // every rank built every stage: one of them writes the start
     std::vector<const torch::nn::Module*> all;
     for (auto& m : mods)
