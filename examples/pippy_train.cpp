@@ -16,7 +16,10 @@
 
 #include <torch/csrc/jit/runtime/graph_executor.h>
 
+#include <iomanip>
+#include <iostream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <optional>
 #include <set>
 
@@ -44,6 +47,38 @@ struct options : examples::common_options {
   split_request split;
   std::string tied = "replicate";
   bool print_pipe = false;
+  std::string output_file;  // --eval: the outputs of every step, {"out.K": tensor}
+};
+
+// --eval's report of one step's outputs (the model's first output over the whole batch): two sums
+// (the plain one catches sign errors the absolute one hides), and the tensor kept for --output.
+class eval_report {
+public:
+  explicit eval_report(std::string file) : file_(std::move(file)) {}
+  void add(int step, const torch::Tensor& out) {
+    const auto y = out.to(torch::kDouble);
+    std::ostringstream os;
+    os << std::setprecision(9) << "step " << step << " output sum " << y.sum().item<double>() << " abs_sum "
+       << y.abs().sum().item<double>();
+    say_stdout(os.str());
+    outputs_.insert("out." + std::to_string(step), out.detach().contiguous());
+  }
+  // Writes --output (atomically: a reader never sees half a file).
+  void save() const {
+    if (file_.empty() || outputs_.empty())
+      return;
+    const auto bytes = torch::pickle_save(c10::IValue(outputs_));
+    write_file_atomically(file_, [&](std::ostream& os) { os.write(bytes.data(), static_cast<std::streamsize>(bytes.size())); });
+  }
+  eval_report(const eval_report&) = delete;
+  eval_report& operator=(const eval_report&) = delete;
+
+private:
+  static void say_stdout(const std::string& line) { std::cout << line << "\n" << std::flush; }
+  std::string file_;
+  // Python reads it with torch.load under torch.serialization.safe_globals([torch.jit._pickle.restore_type_tag])
+  // (libtorch's pickler tags dicts with their type).
+  c10::Dict<std::string, torch::Tensor> outputs_;
 };
 
 // The whole batch of every step.
@@ -205,7 +240,25 @@ auto at_shapes(const std::string& file, const std::vector<torch::Tensor>& xs, F&
   }
 }
 
+int run_unsplit_eval(const options& o, const training_job& job, data_source& data) {
+  auto model = load_script_file(o.model_file, "--model " + o.model_file);
+  eval_report report(o.output_file);
+  for (int k = 0; k < job.steps; ++k) {
+    c10::InferenceMode no_autograd;
+    std::vector<torch::Tensor> outs;
+    for (const auto& x : split_tensors(data.at(k).x, job.microbatches)) {
+      std::vector<c10::IValue> args(x.begin(), x.end());
+      outs.push_back(at_shapes(o.model_file, x, [&] { return first_output(model.forward(args)); }));
+    }
+    report.add(k, torch::cat(outs));
+  }
+  report.save();
+  return 0;
+}
+
 int run_unsplit(const options& o, const training_job& job, data_source& data) {
+  if (job.forward_only)
+    return run_unsplit_eval(o, job, data);
   auto model = load_script_file(o.model_file, "--model " + o.model_file);
   const auto params = unique_named_parameters(model);
   std::vector<torch::Tensor> tensors;
@@ -264,6 +317,10 @@ int main(int argc, char** argv) {
   app.add_option("--seed", o.seed, "seed of the synthetic data and of libtorch");
   app.add_option("--stages-per-rank", job.stages_per_rank, "0 = the schedule's default");
   app.add_flag("--print-pipe", o.print_pipe, "print the split (PiPPy's print(pipe)) on stderr (rank 0)");
+  app.add_flag("--eval", job.forward_only,
+               "inference: the schedule's forwards only; print `step K output sum X abs_sum Y` of the model's "
+               "first output");
+  app.add_option("--output", o.output_file, "--eval: write every step's output here (torch.save'd dict \"out.K\")");
   examples::add_optimizer_options(app, o);
   examples::add_run_options(app, job);
   CLI11_PARSE(app, argc, argv);
@@ -305,9 +362,24 @@ int main(int argc, char** argv) {
         .dump();
   };
   job.loss = make_loss(o.loss);
+  std::optional<eval_report> report;
+  job.on_outputs = [&](int step, const std::vector<torch::Tensor>& outputs) {
+    if (!report)
+      report.emplace(o.output_file);
+    report->add(step, outputs.at(0));
+  };
   job.batch = [&](int step) {
     const auto& d = steps.at(step);
     return std::pair{d.x, d.y};
   };
-  return run_example(job, o.threads, [&] { return run_unsplit(o, job, steps); });
+  const int status = run_example(job, o.threads, [&] { return run_unsplit(o, job, steps); });
+  if (status == 0 && report) {
+    try {
+      report->save();
+    } catch (const std::exception& e) {
+      say(std::string("error: ") + e.what());
+      return 2;
+    }
+  }
+  return status;
 }

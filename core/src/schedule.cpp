@@ -31,6 +31,16 @@ schedule strip_communication(const schedule& s) {
   return out;
 }
 
+schedule forward_only(const schedule& s) {
+  schedule out{.name = s.name + "-forward", .shape = s.shape, .ranks = {}};
+  out.ranks.resize(s.ranks.size());
+  for (std::size_t r = 0; r < s.ranks.size(); ++r)
+    for (const auto& a : s.ranks[r])
+      if (a.kind == action_kind::forward)
+        out.ranks[r].push_back(a);
+  return out;
+}
+
 schedule add_communication(const schedule& compute_only) {
   schedule out = strip_communication(compute_only);
   const auto& shape = out.shape;

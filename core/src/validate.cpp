@@ -206,6 +206,11 @@ private:
       }
     }
     auto has = [&](action_kind k, int st, int mb) { return seen[key(k, st, mb)].first >= 0; };
+    // A schedule without any backward is a forward-only one (inference): every F, nothing else owed.
+    bool any_backward = false;
+    for (const auto& rank : s_.ranks)
+      for (const auto& a : rank)
+        any_backward = any_backward || (is_compute(a.kind) && a.kind != action_kind::forward);
     for (int st = 0; st < S_; ++st) {
       for (int mb = 0; mb < M_; ++mb) {
         const std::string which = "stage " + std::to_string(st) + " micro-batch " + std::to_string(mb);
@@ -213,6 +218,8 @@ private:
                    w = has(action_kind::backward_weight, st, mb);
         if (!has(action_kind::forward, st, mb))
           return violation{.why = which + " is never forwarded (no " + to_string(action{st, action_kind::forward, mb}) + ")"};
+        if (!any_backward)
+          continue;
         if (b && (i || w))
           return violation{.why = which + " has both B and I/W"};
         if (!b && !i && !w)

@@ -120,9 +120,9 @@ stage_action_result threaded_executor::run_stage_action(const action& a,
     const tensors& in = ex.is_first() ? batch_.inputs.at(mb) : received();
     auto out = ex.forward(a.microbatch, in, ex.is_last() ? batch_.targets.at(mb) : torch::Tensor(),
                           ex.is_last() ? batch_.scales.at(mb) : 1.0);
-    if (ex.is_last())
+    if (ex.is_last() && !ex.forward_only())
       r.loss = ex.loss(a.microbatch).item<double>();
-    else
+    else if (!ex.is_last())
       r.output = std::move(out);
     break;
   }
@@ -314,7 +314,9 @@ step_batch make_step_batch(const schedule& plan, const std::vector<int>& ranks, 
       batch.inputs = split_tensors(inputs, M, specs);
     }
   }
-  if (runs_stage(shape, ranks, shape.num_stages() - 1)) {
+  if (runs_stage(shape, ranks, shape.num_stages() - 1) && !target.defined()) { // forward-only: no loss
+    batch.targets.assign(static_cast<std::size_t>(M), torch::Tensor());
+  } else if (runs_stage(shape, ranks, shape.num_stages() - 1)) {
     for (auto& t : split_tensors({device ? target.to(*device) : target}, M))
       batch.targets.push_back(t[0]);
     for (int m = 0; m < M; ++m)

@@ -172,7 +172,9 @@ std::optional<double> pipeline_engine::step(const std::vector<torch::Tensor>& in
   mb_scale_.assign(static_cast<std::size_t>(microbatches_), 1.0 / microbatches_);
   if (has_first)
     mb_inputs_ = split_tensors(inputs, microbatches_, specs);
-  if (has_last) {
+  if (has_last && !target.defined()) { // forward-only: no loss, the outputs are what the step gives
+    mb_targets_.assign(static_cast<std::size_t>(microbatches_), torch::Tensor());
+  } else if (has_last) {
     for (auto& t : split_tensors({target}, microbatches_))
       mb_targets_.push_back(t[0]);
     const auto rows = target.size(0);

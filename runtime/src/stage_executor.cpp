@@ -38,6 +38,14 @@ stage_executor::stage_executor(int stage, int num_stages, std::shared_ptr<stage_
       params_.push_back(p);
 }
 
+std::vector<std::vector<torch::Tensor>> stage_executor::take_outputs() {
+  std::vector<std::vector<torch::Tensor>> out;
+  for (auto& [mb, o] : outputs_)
+    out.push_back(std::move(o));
+  outputs_.clear();
+  return out;
+}
+
 stage_executor::mb_state& stage_executor::at(int mb, const char* what) {
   auto it = state_.find(mb);
   if (it == state_.end())
@@ -48,6 +56,13 @@ stage_executor::mb_state& stage_executor::at(int mb, const char* what) {
 
 std::vector<torch::Tensor> stage_executor::forward(int mb, const std::vector<torch::Tensor>& inputs,
                                                    const torch::Tensor& target, double loss_scale) {
+  if (forward_only_) {
+    c10::InferenceMode no_autograd;
+    auto outputs = module_->forward(inputs);
+    if (is_last())
+      outputs_[mb] = outputs;
+    return outputs;
+  }
   torch::AutoGradMode grad_on(true);
   if (state_.count(mb))
     throw std::logic_error("stage " + std::to_string(stage_) + ": micro-batch " +

@@ -116,6 +116,8 @@ int train_pipelined(const training_job& job, const dist_env& env) {
   const int ranks = job.in_process > 0 ? job.in_process : env.world_size;
   auto sched = make_schedule({.name = job.schedule, .num_ranks = ranks, .num_microbatches = job.microbatches,
                               .stages_per_rank = job.stages_per_rank});
+  if (job.forward_only)
+    sched = forward_only(sched);
   const int S = sched.shape.num_stages();
   auto mods = job.make_stages(sched);
   if (static_cast<int>(mods.size()) != S)
@@ -149,7 +151,9 @@ int train_pipelined(const training_job& job, const dist_env& env) {
       continue; // every rank built all stages the same way and keeps its own
     auto& m = mods[static_cast<std::size_t>(s)];
     stages[static_cast<std::size_t>(s)] =
-        std::make_shared<stage_executor>(s, S, m, job.make_optimizer(unique_parameters(*m)), job.loss);
+        std::make_shared<stage_executor>(s, S, m, job.forward_only ? nullptr : job.make_optimizer(unique_parameters(*m)),
+                                         job.loss);
+    stages[static_cast<std::size_t>(s)]->set_forward_only(job.forward_only);
     param_bytes[s] = stages[static_cast<std::size_t>(s)]->parameter_bytes();
   }
   std::unique_ptr<tied_sync> tied;
@@ -201,8 +205,14 @@ int train_pipelined(const training_job& job, const dist_env& env) {
     if (job.time_steps && transport)
       transport->barrier();
     const double t0 = now_us();
-    if (auto loss = engine ? engine->step(inputs, target) : actors->step(inputs, target))
+    const torch::Tensor want = job.forward_only ? torch::Tensor() : target;
+    const auto loss = engine ? engine->step(inputs, want) : actors->step(inputs, want);
+    if (job.forward_only && stages[static_cast<std::size_t>(S - 1)] && job.on_outputs) {
+      std::vector<std::vector<torch::Tensor>> per_mb = stages[static_cast<std::size_t>(S - 1)]->take_outputs();
+      job.on_outputs(k, merge_outputs(per_mb));
+    } else if (loss && !job.forward_only) {
       print_loss(k, *loss);
+    }
     step_us.push_back(now_us() - t0);
   }
   if (!job.export_dir.empty()) {

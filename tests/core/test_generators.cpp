@@ -171,3 +171,36 @@ TEST_CASE("documented constraints are checked with a message naming the option")
   CHECK(rejection({.name = "gpipe", .num_ranks = 2, .num_microbatches = 0}) ==
         "microbatches must be at least 1 (got 0)");
 }
+
+TEST_CASE("forward_only keeps each schedule's forwards in order: valid, S*M of them, only SEND_F/RECV_F") {
+  for (auto name : schedule_names())
+    for (int ranks : {1, 2, 4})
+      for (int microbatches : {4, 8}) {
+        schedule s;
+        try {
+          s = make_schedule({.name = std::string(name), .num_ranks = ranks, .num_microbatches = microbatches});
+        } catch (const input_error&) {
+          continue;
+        }
+        INFO(name << " R=" << ranks << " M=" << microbatches);
+        const schedule f = forward_only(s);
+        CHECK(f.name == std::string(name) + "-forward");
+        std::size_t forwards = 0;
+        for (std::size_t r = 0; r < f.ranks.size(); ++r) {
+          std::vector<action> kept;
+          for (const auto& a : s.ranks[r])
+            if (a.kind == action_kind::forward)
+              kept.push_back(a);
+          CHECK(f.ranks[r] == kept);
+          forwards += kept.size();
+        }
+        CHECK(forwards == static_cast<std::size_t>(s.shape.num_stages() * microbatches));
+        const auto lowered = add_communication(f);
+        auto v = find_violation(lowered);
+        if (v)
+          FAIL(v->message());
+        for (const auto& rank : lowered.ranks)
+          for (const auto& a : rank)
+            CHECK((a.kind == action_kind::forward || a.kind == action_kind::send_f || a.kind == action_kind::recv_f));
+      }
+}

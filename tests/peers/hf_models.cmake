@@ -8,7 +8,8 @@ endif()
 
 set(pp_hf_models_sh "${CMAKE_CURRENT_LIST_DIR}/hf_models.sh")
 
-# peers_hf_MODEL_NAME: NPROC processes, SCHEDULE, then hf_models.sh's --varlen and pippy-train's options.
+# peers_hf_MODEL_NAME: NPROC processes, SCHEDULE, then hf_models.sh's --varlen or --eval and pippy-train's
+# options.
 function(pp_hf_models_test model name nproc schedule)
   add_test(NAME peers_hf_${model}_${name}
     COMMAND "${pp_hf_models_sh}" $<TARGET_FILE:pippy> $<TARGET_FILE:pippy-train>
@@ -33,3 +34,8 @@ pp_hf_models_test(t5 4proc_gpipe_varlen 4 gpipe --varlen)
 # LLaMA: rotary embeddings, grouped-query attention, RMSNorm.
 pp_hf_models_test(llama 2proc_gpipe 2 gpipe)
 pp_hf_models_test(llama 4proc_1f1b 4 1f1b)
+# Pipelined inference (forwards only): each model's output equals the eager model's logits.
+foreach(model IN ITEMS bert gpt2 t5 llama)
+  pp_hf_models_test(${model} 2proc_eval 2 1f1b --eval)
+  pp_hf_models_test(${model} 4proc_eval 4 gpipe --eval)
+endforeach()

@@ -27,4 +27,8 @@ schedule add_communication(const schedule& compute_only);
 // Drops communication actions, leaving the compute order.
 schedule strip_communication(const schedule& s);
 
+// Inference (PiPPy's schedule.eval()): the same placement and order with the forwards only: no
+// backward, no optimizer step, so no activation waits for a gradient. Named "<name>-forward".
+schedule forward_only(const schedule& s);
+
 } // namespace pippy

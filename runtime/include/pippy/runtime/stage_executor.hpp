@@ -55,6 +55,13 @@ public:
   std::vector<torch::Tensor> full_backward(int mb, const std::vector<torch::Tensor>& grad_outputs);
   // U.
   void step();
+  // Inference (a forward-only schedule): F runs without autograd, keeps nothing for a backward, and the
+  // last stage keeps each micro-batch's outputs instead of computing a loss.
+  void set_forward_only(bool on) { forward_only_ = on; }
+  bool forward_only() const { return forward_only_; }
+  // The last stage's outputs of the micro-batches forwarded since the previous call, in micro-batch
+  // order (forward-only mode).
+  std::vector<std::vector<torch::Tensor>> take_outputs();
   // Forgets the previous step's losses (call before the first F of a step).
   void begin_step();
 
@@ -110,6 +117,8 @@ private:
   double step_loss_ = 0;
   std::size_t split_w_ = 0, fallback_w_ = 0;
   bool split_enabled_ = true;
+  bool forward_only_ = false;
+  std::map<int, std::vector<torch::Tensor>> outputs_; // forward-only, last stage
   std::function<void(int, std::function<void()>)> gate_;
   void optimizer_step();
 };

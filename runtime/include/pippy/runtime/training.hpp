@@ -36,6 +36,10 @@ struct training_job {
   std::string export_dir;             // init, data and final parameters for a peer (run_export.hpp)
   bool time_steps = false;            // a barrier before each step, then print `step_ms X` (the median of the
                                       // slowest rank's wall time per step, the first step left out)
+  // Inference: the schedule's forwards only (forward_only()), no autograd, no loss, no optimizer step;
+  // each step's outputs, joined over micro-batches, go to on_outputs on the process of the last stage.
+  bool forward_only = false;
+  std::function<void(int step, const std::vector<torch::Tensor>& outputs)> on_outputs;
 
   // The model, split for the schedule: all num_stages stage modules, built identically on every rank
   // (a process keeps those of its ranks).
