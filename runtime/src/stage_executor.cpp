@@ -31,8 +31,6 @@ stage_executor::stage_executor(int stage, int num_stages, std::shared_ptr<stage_
   if (stage < 0 || stage >= num_stages)
     throw input_error("stage " + std::to_string(stage) + " out of range [0, " +
                       std::to_string(num_stages) + ")");
-  if (is_last() && !loss_)
-    throw input_error("stage " + std::to_string(stage) + " is the last stage but has no loss function");
   for (auto& p : unique_parameters(*module_))
     if (p.requires_grad())
       params_.push_back(p);
@@ -78,6 +76,8 @@ std::vector<torch::Tensor> stage_executor::forward(int mb, const std::vector<tor
   if (is_last()) {
     if (outputs.empty())
       throw input_error("last stage returned no output for the loss");
+    if (!loss_) // a forward-only executor needs none; training does
+      throw input_error("stage " + std::to_string(stage_) + " is the last stage but has no loss function");
     st.loss = loss_(outputs[0], target);
     st.roots = {st.loss * loss_scale};
     losses_[mb] = st.loss.detach();
