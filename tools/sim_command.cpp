@@ -27,7 +27,7 @@ command add_sim_command(CLI::App& app) {
     double latency_us = 0, bandwidth_gbps = 0;
     double inter_latency_us = -1, inter_bandwidth_gbps = -1;
     int ranks_per_host = 0;
-    long long activation_bytes = -1, memory_cap = 0;
+    long long activation_bytes = -1, memory_cap = 0, batch = 0;
     double jitter = 0;
     std::uint64_t seed = 0;
     bool json = false, blocking_send = false, no_optimizer_step = false;
@@ -64,6 +64,9 @@ command add_sim_command(CLI::App& app) {
                   "Play the simulation at this many virtual microseconds per wall-clock microsecond (0 = as fast as possible)");
   sub->add_flag("--json", o->json, "Print one JSON object");
   sub->add_flag("--no-optimizer-step", o->no_optimizer_step, "Leave out the U action of each stage");
+  sub->add_option("--batch", o->batch,
+                  "Rows per step (0 = even micro-batches): micro-batches get torch.tensor_split sizes and their costs "
+                  "and activation bytes scale with their rows (the costs are for batch/M rows)");
   return {sub, [o, sub] {
     o->gen.optimizer_steps = !o->no_optimizer_step;
     const schedule s = schedule_for(*sub, o->gen, o->from); // simulate() validates
@@ -88,6 +91,10 @@ command add_sim_command(CLI::App& app) {
       throw input_error("--bandwidth-gbps must be non-negative (got " + std::to_string(o->bandwidth_gbps) + ")");
     so.costs.jitter = o->jitter;
     so.costs.seed = o->seed;
+    if (o->batch < 0)
+      throw input_error("--batch must be non-negative (got " + std::to_string(o->batch) + ")");
+    if (o->batch > 0)
+      so.costs.scale_by_rows(o->batch, s.shape.num_microbatches);
     so.links = sim::link_model::uniform(o->latency_us, o->bandwidth_gbps);
     so.links.ranks_per_host = o->ranks_per_host;
     if (o->inter_latency_us >= 0)

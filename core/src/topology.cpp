@@ -36,4 +36,16 @@ void pipeline_shape::validate() const {
                       std::to_string(stages_per_rank) + ")");
 }
 
+std::vector<std::int64_t> chunk_sizes(std::int64_t rows, int chunks) {
+  if (chunks < 1)
+    throw input_error("chunks must be at least 1, got " + std::to_string(chunks));
+  if (rows < chunks)
+    throw input_error("cannot split " + std::to_string(rows) + " rows into " + std::to_string(chunks) +
+                      " micro-batches");
+  std::vector<std::int64_t> sizes(static_cast<std::size_t>(chunks), rows / chunks);
+  for (std::int64_t i = 0; i < rows % chunks; ++i)
+    ++sizes[static_cast<std::size_t>(i)];
+  return sizes;
+}
+
 } // namespace pippy

@@ -6,18 +6,6 @@
 
 namespace pippy {
 
-std::vector<int64_t> chunk_sizes(int64_t rows, int chunks) {
-  if (chunks < 1)
-    throw input_error("chunks must be at least 1, got " + std::to_string(chunks));
-  if (rows < chunks)
-    throw input_error("cannot split " + std::to_string(rows) + " rows into " +
-                      std::to_string(chunks) + " micro-batches");
-  std::vector<int64_t> sizes(static_cast<std::size_t>(chunks), rows / chunks);
-  for (int64_t i = 0; i < rows % chunks; ++i)
-    ++sizes[static_cast<std::size_t>(i)];
-  return sizes;
-}
-
 std::vector<std::vector<argument>> split_arguments(const std::vector<argument>& args, int chunks,
                                                    const std::vector<chunk_spec>& specs) {
   if (!specs.empty() && specs.size() != args.size())

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "pippy/core/error.hpp"
+#include "pippy/core/topology.hpp"
 #include "pippy/core/text_file.hpp"
 
 namespace pippy::sim {
@@ -73,6 +74,7 @@ double cost_table::operator()(const action& a) const {
   case action_kind::optimizer_step: t = c.U; break;
   default: return 0;
   }
+  t *= scale(a.microbatch);
   if (jitter > 0) {
     const std::uint64_t h = splitmix(seed ^ splitmix((static_cast<std::uint64_t>(a.stage) << 40) ^
                                                      (static_cast<std::uint64_t>(a.kind) << 32) ^
@@ -81,6 +83,13 @@ double cost_table::operator()(const action& a) const {
     t *= std::max(0.0, 1.0 + jitter * u);
   }
   return t;
+}
+
+void cost_table::scale_by_rows(std::int64_t rows, int microbatches) {
+  const auto sizes = chunk_sizes(rows, microbatches);
+  microbatch_scale.clear();
+  for (auto r : sizes)
+    microbatch_scale.push_back(static_cast<double>(r) * microbatches / static_cast<double>(rows));
 }
 
 void cost_table::validate(int num_stages, const std::string& source) const {

@@ -144,10 +144,10 @@ public:
 
   void run(const action& a, actors::opaque, const caf::actor& reply_to) override {
     const double t0 = st_.clock.now();
-    const stage_cost& c = costs_.stages[static_cast<std::size_t>(a.stage)];
+    const std::uint64_t act = costs_.activation_bytes(a.stage, a.microbatch);  // scaled by its rows
     actors::completion done{.act = a, .start_us = t0, .end_us = t0};
     if (a.kind == action_kind::forward) {
-      const std::uint64_t need = static_bytes_ + held_bytes_ + c.activation_bytes;
+      const std::uint64_t need = static_bytes_ + held_bytes_ + act;
       if ((cap_ > 0 && need > cap_) || (cap_ > 0 && static_bytes_ > cap_)) {
         out_of_memory oom{rank_, a, need, cap_, t0};
         if (!st_.oom)
@@ -157,7 +157,7 @@ public:
         st_.clock.post(t0, reply_to, caf::make_message(std::move(done)));
         return;
       }
-      held_bytes_ += c.activation_bytes;
+      held_bytes_ += act;
       peak_acts_ = std::max(peak_acts_, ++held_);
       sample(t0);
     }
@@ -167,19 +167,19 @@ public:
     end_ = t1;
     switch (a.kind) {
     case action_kind::forward:
-      done.output_bytes = c.activation_bytes;
+      done.output_bytes = act;
       break;
     case action_kind::full_backward:
-      held_bytes_ -= c.activation_bytes;
+      held_bytes_ -= act;
       --held_;
       sample(t1);
       break;
     case action_kind::backward_input:
-      held_bytes_ -= c.activation_bytes - c.weight_input_bytes;
+      held_bytes_ -= act - costs_.weight_input_bytes(a.stage, a.microbatch);
       sample(t1);
       break;
     case action_kind::backward_weight:
-      held_bytes_ -= c.weight_input_bytes;
+      held_bytes_ -= costs_.weight_input_bytes(a.stage, a.microbatch);
       --held_;
       sample(t1);
       break;
@@ -187,7 +187,7 @@ public:
       break;
     }
     if (is_input_backward(a.kind) && a.stage > 0)
-      done.output_bytes = costs_.stages[static_cast<std::size_t>(a.stage - 1)].activation_bytes;
+      done.output_bytes = costs_.activation_bytes(a.stage - 1, a.microbatch);
     st_.record(trace_event{.rank = rank_, .act = a, .start_us = t0, .end_us = t1});
     st_.clock.post(t1, reply_to, caf::make_message(std::move(done)));
   }

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 #include <tuple>
 
+#include "pippy/core/error.hpp"
 #include "sim_helpers.hpp"
 
 using namespace pippy;
@@ -60,4 +61,23 @@ TEST_CASE("ZB-H2: makespan = m(F+I+W)+(p-1)F when m >= 2p-1", "[simulator][close
         INFO("p=" << p << " m=" << m << " F=" << F << " I=" << I << " W=" << W);
         CHECK(sim_and_check(make("zb-h2", p, m), F, I, W) == m * (F + I + W) + (p - 1) * F);
       }
+}
+
+// Batch 10 in 4 micro-batches: 3, 3, 2, 2 rows, costs scaled 1.2, 1.2, 0.8, 0.8 (F=1, B=2 per average
+// micro-batch). GPipe on 2 ranks, by hand: rank 1's forwards end at 5.2, its backwards (2.4, 2.4, 1.6,
+// 1.6) at 7.6, 10, 11.6, 13.2; rank 0's backwards follow them: 10, 12.4, 14, 15.6.
+TEST_CASE("uneven micro-batches: costs scale with their rows", "[simulator][closed-form]") {
+  const auto s = make("gpipe", 2, 4);
+  auto opts = uniform_options(s, 1, 1, 1);
+  opts.costs.scale_by_rows(10, 4);
+  CHECK(opts.costs.microbatch_scale == std::vector<double>{1.2, 1.2, 0.8, 0.8});
+  const auto r = sim::simulate(s, opts);
+  REQUIRE(r.completed);
+  CHECK(r.makespan_us == Approx(15.6));
+  CHECK(evaluate(s, opts.costs).makespan == Approx(15.6));
+  // Even batches change nothing: (m + p - 1)(F + B).
+  auto even = uniform_options(s, 1, 1, 1);
+  even.costs.scale_by_rows(8, 4);
+  CHECK(sim::simulate(s, even).makespan_us == Approx(15.0));
+  CHECK_THROWS_AS(even.costs.scale_by_rows(3, 4), input_error);
 }

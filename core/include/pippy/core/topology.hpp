@@ -1,4 +1,5 @@
 #pragma once
+#include <cstdint>
 #include <string_view>
 #include <vector>
 
@@ -24,5 +25,10 @@ struct pipeline_shape {
   void validate() const;
   friend bool operator==(const pipeline_shape&, const pipeline_shape&) = default;
 };
+
+// Rows of each micro-batch when `rows` are split into `chunks` (torch.tensor_split sizes: they differ by
+// at most one, earlier chunks larger). The runtime cuts batches so and the simulator scales costs so.
+// Throws input_error when chunks < 1 or rows < chunks.
+std::vector<std::int64_t> chunk_sizes(std::int64_t rows, int chunks);
 
 } // namespace pippy

@@ -5,6 +5,8 @@
 #include <variant>
 #include <vector>
 
+#include "pippy/core/topology.hpp" // chunk_sizes
+
 namespace pippy {
 
 // How one argument of the model is split into micro-batches (PiPPy's TensorChunkSpec / Replicate).
@@ -32,8 +34,5 @@ std::vector<std::vector<torch::Tensor>> split_tensors(const std::vector<torch::T
 // Concatenates per-micro-batch outputs back in micro-batch order along dim (outputs[m][i]).
 std::vector<torch::Tensor> merge_outputs(const std::vector<std::vector<torch::Tensor>>& outputs,
                                          int64_t dim = 0);
-
-// Rows of each micro-batch when `rows` are split into `chunks` (tensor_split sizes).
-std::vector<int64_t> chunk_sizes(int64_t rows, int chunks);
 
 } // namespace pippy

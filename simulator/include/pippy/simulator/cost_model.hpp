@@ -22,6 +22,26 @@ struct cost_table {
   std::vector<stage_cost> stages;
   double jitter = 0;       // each compute time scaled by (1 + jitter * u), u uniform in [-1, 1]
   std::uint64_t seed = 0;  // ... drawn from a hash of (seed, action): deterministic, order-free
+  // Size of micro-batch m relative to the one the costs describe (empty: all 1). Compute times and
+  // activation bytes scale with it: an uneven last micro-batch is cheaper, its transfers smaller.
+  std::vector<double> microbatch_scale;
+
+  // Micro-batches of a batch of `rows` split into `microbatches` (core's chunk_sizes): the costs are
+  // those of an average micro-batch (rows / microbatches rows). Throws input_error when rows < M.
+  void scale_by_rows(std::int64_t rows, int microbatches);
+  double scale(int microbatch) const {
+    return microbatch >= 0 && static_cast<std::size_t>(microbatch) < microbatch_scale.size()
+               ? microbatch_scale[static_cast<std::size_t>(microbatch)]
+               : 1.0;
+  }
+  std::uint64_t activation_bytes(int stage, int microbatch) const {
+    return static_cast<std::uint64_t>(static_cast<double>(stages.at(static_cast<std::size_t>(stage)).activation_bytes) *
+                                      scale(microbatch));
+  }
+  std::uint64_t weight_input_bytes(int stage, int microbatch) const {
+    return static_cast<std::uint64_t>(
+        static_cast<double>(stages.at(static_cast<std::size_t>(stage)).weight_input_bytes) * scale(microbatch));
+  }
 
   // Cost of a compute action (0 for communication). Throws input_error if the stage is out of range.
   double operator()(const action& a) const;
