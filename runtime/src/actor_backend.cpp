@@ -1,5 +1,9 @@
 #include "pippy/runtime/actor_backend.hpp"
 
+#include <cstdlib>
+
+#include "pippy/runtime/training.hpp" // say
+
 #include <caf/all.hpp>
 
 #include <algorithm>
@@ -328,7 +332,8 @@ step_batch make_step_batch(const schedule& plan, const std::vector<int>& ranks, 
 
 std::string run_actor_step(caf::actor_system& sys, const schedule& plan, const std::vector<actors::executor*>& executors,
                            actors::transport& net, std::chrono::milliseconds watchdog,
-                           const std::function<void(const caf::actor& supervisor)>& before_start) {
+                           const std::function<void(const caf::actor& supervisor)>& before_start,
+                           const std::function<void(const std::string& why)>& on_failure) {
   int first_local = -1;
   std::size_t local = 0;
   for (std::size_t r = 0; r < executors.size(); ++r)
@@ -353,6 +358,8 @@ std::string run_actor_step(caf::actor_system& sys, const schedule& plan, const s
                   [&](const actors::microbatch_finished&) {},
                   caf::after(watchdog) >> [&] { timed_out = true; });
   }
+  if (!failure.empty() && on_failure)
+    on_failure(failure);
   handles.stop();
   if (timed_out)
     return "rank " + std::to_string(first_local) + ": no progress for " + std::to_string(watchdog.count()) + " ms";
@@ -411,10 +418,20 @@ std::optional<double> actor_pipeline::step(const std::vector<torch::Tensor>& inp
   // Longer than the transport's own timeout, so that a lost peer is reported by the receiver (naming
   // the peer) before this generic watchdog fires.
   const auto watchdog = timeout_ + std::max<std::chrono::milliseconds>(std::chrono::seconds(1), timeout_ / 2);
-  const std::string why = run_actor_step(sys_, plan_, execs, *net, watchdog, [&](const caf::actor& supervisor) {
-    if (gloo_)
-      gloo_->begin_step(supervisor);
-  });
+  const std::string why = run_actor_step(
+      sys_, plan_, execs, *net, watchdog,
+      [&](const caf::actor& supervisor) {
+        if (gloo_)
+          gloo_->begin_step(supervisor);
+      },
+      [&](const std::string& failure) {
+        if (!gloo_)
+          return;
+        // Peers wait on this rank's transfers until it exits: say what failed and exit now, as
+        // run_example does for a lost peer (c10d objects may block in their destructors).
+        say("error: " + failure);
+        std::_Exit(1);
+      });
   if (!why.empty()) {
     if (gloo_) // maybe a lost peer: the receiver thread may still wait inside c10d; the caller should exit
       throw peer_error(-1, why);

@@ -4,6 +4,7 @@
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/variable.h>
 
+#include <algorithm>
 #include <set>
 #include <unordered_map>
 
@@ -21,6 +22,31 @@ std::vector<torch::Tensor> unique_parameters(const torch::nn::Module& m) {
       out.push_back(p);
   return out;
 }
+
+namespace {
+// The stage's forward, its failure (a shape the graph cannot take, usually) as an input_error naming the
+// stage, the micro-batch and the shapes it got, with the interpreter's last line rather than its traceback.
+std::vector<torch::Tensor> forward_of(stage_module& m, int stage, int mb, const std::vector<torch::Tensor>& inputs) {
+  try {
+    return m.forward(inputs);
+  } catch (const input_error&) {
+    throw;
+  } catch (const std::exception& e) {
+    const std::string msg = e.what();
+    std::string last;
+    for (std::size_t a = 0, b; a < msg.size(); a = b + 1) {
+      b = std::min(msg.find('\n', a), msg.size());
+      if (b > a && msg.compare(a, 2, "  ") != 0)
+        last = msg.substr(a, b - a);
+    }
+    std::string shapes;
+    for (const auto& x : inputs)
+      shapes += (shapes.empty() ? "" : ", ") + (x.defined() ? c10::str(x.sizes()) : std::string("undefined"));
+    throw input_error("stage " + std::to_string(stage) + " micro-batch " + std::to_string(mb) +
+                      ": forward failed on inputs of shape " + shapes + ": " + last);
+  }
+}
+} // namespace
 
 stage_executor::stage_executor(int stage, int num_stages, std::shared_ptr<stage_module> module,
                                std::shared_ptr<torch::optim::Optimizer> optimizer, loss_function loss)
@@ -56,7 +82,7 @@ std::vector<torch::Tensor> stage_executor::forward(int mb, const std::vector<tor
                                                    const torch::Tensor& target, double loss_scale) {
   if (forward_only_) {
     c10::InferenceMode no_autograd;
-    auto outputs = module_->forward(inputs);
+    auto outputs = forward_of(*module_, stage_, mb, inputs);
     if (is_last())
       outputs_[mb] = outputs;
     return outputs;
@@ -72,7 +98,7 @@ std::vector<torch::Tensor> stage_executor::forward(int mb, const std::vector<tor
       in.requires_grad_(true);
     st.inputs.push_back(in);
   }
-  auto outputs = module_->forward(st.inputs);
+  auto outputs = forward_of(*module_, stage_, mb, st.inputs);
   if (is_last()) {
     if (outputs.empty())
       throw input_error("last stage returned no output for the loss");

@@ -5,6 +5,8 @@
 #include <catch2/catch.hpp>
 #include <pippy/core/error.hpp>
 
+#include <set>
+
 using namespace pippy;
 
 namespace {
@@ -169,4 +171,20 @@ TEST_CASE("vision models: train-mode BatchNorm is reported per stage", "[compile
   pippy::pipe q = pipeline(eval, {x}, {.num_stages = 2});
   CHECK_FALSE(q.stage(0)->uses_batch_statistics());
   CHECK_FALSE(q.stage(1)->uses_batch_statistics());
+}
+
+TEST_CASE("vision models: pipe_split() called in Python marks the stage boundary", "[compiler][vision]") {
+  for (const std::string name : {"resnet_marked", "resnet_marked_scripted"}) {
+    INFO(name);
+    auto model = load(name);
+    const torch::Tensor x = torch::randn({2, 3, 16, 16});
+    pippy::pipe p = pipeline(model, {x}, {.clone_parameters = true});
+    REQUIRE(p.num_stages() == 2);
+    std::set<std::string> second;
+    for (const auto& item : p.stage(1)->named_parameters(true)) second.insert(item.key().substr(0, item.key().find('.')));
+    CHECK(second == std::set<std::string>{"fc", "layer2"});
+    check_owned_once(model, p);
+    check_split(model, p, x);
+    check_split(model, p, torch::randn({3, 3, 16, 16}));
+  }
 }

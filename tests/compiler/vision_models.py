@@ -9,13 +9,17 @@ OUT_DIR/resnet_eval.pt (the same net in eval mode) and OUT_DIR/vit.pt (patch pro
 position embedding, pre-norm encoder blocks, head). Each is traced with torch.jit.trace on a [2, ...]
 batch; Python's tracer records sizes with aten::size, so the files themselves accept other batch sizes.
 Module names the tests split at: resnet: stem, stem_relu (no parameters), layer1, layer2, avgpool (no
-parameters), fc; vit: patch, blocks.0 .. blocks.3, norm, head.
+parameters), fc; vit: patch, blocks.0 .. blocks.3, norm, head. OUT_DIR/resnet_marked.pt (traced) and
+resnet_marked_scripted.pt (torch.jit.script) call pipe_split() (python/pippy_pipe_split.py) after layer1.
 """
 import os
 import sys
 
 import torch
 from torch import nn
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+from pippy_pipe_split import pipe_split  # noqa: E402
 
 
 class Block(nn.Module):
@@ -49,6 +53,13 @@ class ResNet(nn.Module):
     def forward(self, x):
         x = self.layer2(self.layer1(self.stem_relu(self.stem(x))))
         return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+class MarkedResNet(ResNet):
+    def forward(self, x):
+        x = self.layer1(self.stem_relu(self.stem(x)))
+        pipe_split()
+        return self.fc(torch.flatten(self.avgpool(self.layer2(x)), 1))
 
 
 class EncoderBlock(nn.Module):
@@ -93,6 +104,9 @@ def main():
     resnet = ResNet().train()
     torch.jit.save(torch.jit.trace(resnet, x, check_trace=False), os.path.join(out, "resnet.pt"))
     torch.jit.save(torch.jit.trace(resnet.eval(), x), os.path.join(out, "resnet_eval.pt"))
+    marked = MarkedResNet().eval()
+    torch.jit.save(torch.jit.trace(marked, x), os.path.join(out, "resnet_marked.pt"))
+    torch.jit.save(torch.jit.script(marked), os.path.join(out, "resnet_marked_scripted.pt"))
     vit = ViT().train()  # dropout is 0; eval mode under no_grad would take MultiheadAttention's fused path
     torch.jit.save(torch.jit.trace(vit, x, check_trace=False), os.path.join(out, "vit.pt"))
 

@@ -192,9 +192,13 @@ step_batch make_step_batch(const schedule& plan, const std::vector<int>& ranks, 
 // other processes), `net` between them. `before_start(supervisor)` runs once the actors exist and before
 // they start (a transport's begin_step). Waits until every local rank finished, a stage failed, or
 // nothing arrived for `watchdog`, then stops the actors. Returns what failed ("" if nothing did).
+// `on_failure(why)` runs as soon as something failed, before the actors are stopped: stopping waits for
+// transfers in flight, which across processes only a peer's exit or the c10d timeout ends, so a
+// multi-process caller reports and exits there (a stage error then stops the run at once).
 std::string run_actor_step(caf::actor_system& sys, const schedule& plan, const std::vector<actors::executor*>& executors,
                            actors::transport& net, std::chrono::milliseconds watchdog,
-                           const std::function<void(const caf::actor& supervisor)>& before_start = {});
+                           const std::function<void(const caf::actor& supervisor)>& before_start = {},
+                           const std::function<void(const std::string& why)>& on_failure = {});
 // The trace of what `log` measured while running `plan`; its run is named "... measured (<how>)".
 trace measured_trace(const schedule& plan, const event_log& log, const std::string& how);
 
