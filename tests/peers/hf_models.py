@@ -131,6 +131,7 @@ def parse_args():
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0, help="seed of the weights and the data")
     p.add_argument("--layers", type=int, default=4, help="transformer blocks (T5: encoder and decoder each)")
+    p.add_argument("--hidden", type=int, default=32, help="hidden size (a multiple of 4; MLPs are twice as wide)")
     p.add_argument("--attn", choices=("sdpa", "eager"), help="attention implementation (default: sdpa; T5: eager)")
     p.add_argument("--stock-mask", action="store_true",
                    help="trace with transformers' own causal mask (GPT-2, LLaMA: frozen shapes; to show it)")
@@ -139,8 +140,8 @@ def parse_args():
     a = p.parse_args()
     if a.batch <= 0 or a.microbatches <= 0 or a.batch % a.microbatches:
         p.error(f"--batch {a.batch} must be a positive multiple of --microbatches {a.microbatches}")
-    if a.seq < 6 or a.steps < 1 or a.layers < 1:
-        p.error("--seq must be at least 6, --steps and --layers at least 1")
+    if a.seq < 6 or a.steps < 1 or a.layers < 1 or a.hidden < 4 or a.hidden % 4:
+        p.error("--seq must be at least 6, --steps and --layers at least 1, --hidden a positive multiple of 4")
     if a.model == "all" and not a.check_dynamic:
         p.error("--model all is for --check-dynamic")
     if not a.out and not a.check_dynamic:
@@ -168,24 +169,24 @@ def make_model(a, name: str):
     attn = a.attn or DEFAULT_ATTN[name]
     if name == "t5":
         attn = "eager"
-    V, P, L = vocab(a), max_positions(a), a.layers
+    V, P, L, H = vocab(a), max_positions(a), a.layers, a.hidden
     torch.manual_seed(a.seed)
     if name == "bert":
-        cfg = BertConfig(vocab_size=V, hidden_size=32, num_hidden_layers=L, num_attention_heads=4,
-                         intermediate_size=64, max_position_embeddings=P, hidden_dropout_prob=0.0,
+        cfg = BertConfig(vocab_size=V, hidden_size=H, num_hidden_layers=L, num_attention_heads=4,
+                         intermediate_size=2 * H, max_position_embeddings=P, hidden_dropout_prob=0.0,
                          attention_probs_dropout_prob=0.0, pad_token_id=0, attn_implementation=attn)
         model = BertForMaskedLM(cfg)
     elif name == "gpt2":
-        cfg = GPT2Config(n_layer=L, n_embd=32, n_head=4, vocab_size=V, n_positions=P, resid_pdrop=0.0,
+        cfg = GPT2Config(n_layer=L, n_embd=H, n_head=4, vocab_size=V, n_positions=P, resid_pdrop=0.0,
                          embd_pdrop=0.0, attn_pdrop=0.0, use_cache=False, attn_implementation=attn)
         model = GPT2LMHeadModel(cfg)
     elif name == "llama":
-        cfg = LlamaConfig(vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=L,
+        cfg = LlamaConfig(vocab_size=V, hidden_size=H, intermediate_size=2 * H, num_hidden_layers=L,
                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=P,
                           attention_dropout=0.0, use_cache=False, attn_implementation=attn)
         model = LlamaForCausalLM(cfg)
     else:
-        cfg = T5Config(vocab_size=V, d_model=32, d_kv=8, d_ff=64, num_layers=L, num_decoder_layers=L,
+        cfg = T5Config(vocab_size=V, d_model=H, d_kv=H // 4, d_ff=2 * H, num_layers=L, num_decoder_layers=L,
                        num_heads=4, relative_attention_num_buckets=8, relative_attention_max_distance=P,
                        dropout_rate=0.0, use_cache=False, decoder_start_token_id=0, pad_token_id=0,
                        attn_implementation=attn)
