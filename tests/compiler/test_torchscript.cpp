@@ -4,6 +4,7 @@
 #include <pippy/core/error.hpp>
 
 #include <filesystem>
+#include <map>
 
 using namespace pippy;
 
@@ -185,5 +186,24 @@ TEST_CASE("A split point on a C++ module without parameters is rejected with adv
           "split point 'act': the module has no parameters or buffers used by the traced forward, and a traced C++ "
           "forward does not record which module computed what, so it cannot be located in the graph; call "
           "pippy::pipe_split() in the forward there instead");
+  }
+}
+
+TEST_CASE("Tracing a C++ module with train-mode BatchNorm leaves its buffers as they were", "[compiler]") {
+  torch::manual_seed(6);
+  torch::nn::Sequential net(torch::nn::Linear(4, 8), torch::nn::BatchNorm1d(8), torch::nn::ReLU(),
+                            torch::nn::Linear(8, 2));
+  net->train();
+  std::map<std::string, torch::Tensor> before;
+  for (const auto& item : net->named_buffers()) before[item.key()] = item.value().clone();
+  const torch::Tensor x = torch::randn({5, 4});
+  annotate_split_points(*net, {{"3", split_point::beginning}});
+  pippy::pipe p = pipeline(*net, [&](const std::vector<torch::Tensor>& xs) { return std::vector<torch::Tensor>{net->forward(xs[0])}; },
+                           {x}, {.clone_parameters = true});
+  CHECK(p.num_stages() == 2);
+  CHECK(p.stage(0)->uses_batch_statistics());
+  for (const auto& item : net->named_buffers()) {
+    INFO(item.key());
+    CHECK(torch::equal(item.value(), before.at(item.key())));  // num_batches_tracked still 0, statistics unmoved
   }
 }
