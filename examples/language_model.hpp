@@ -1,5 +1,5 @@
 #pragma once
-// What the language-model examples (gpt, scripted-lm) share: the loss, pipeline() options from the
+// What the examples that split with the compiler (gpt, pippy-train) share: the LM loss, pipeline() options from the
 // command line's --split and --tied, and the stages of a pipe for a schedule. Header-only.
 #include <torch/torch.h>
 

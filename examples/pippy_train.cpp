@@ -189,9 +189,9 @@ private:
     std::vector<input_spec> specs;
     for (const auto& s : o_.inputs)
       specs.push_back(parse_input_spec(s));
-    // The output's shape for one row, from the model's graph (nothing runs on the module itself).
+    // The output's shape for the batch, from the model's graph (nothing runs on the module itself).
     auto model = load_script_file(o_.model_file, "--model " + o_.model_file);
-    const auto traced = trace_script(model, example_inputs(specs, 1, o_.seed));
+    const auto traced = trace_script(model, example_inputs(specs, specs.front().sizes[0], o_.seed));
     const auto type = traced.graph->outputs().at(0)->type()->cast<c10::TensorType>();
     const auto sizes = type ? type->sizes().concrete_sizes() : std::nullopt;
     if (!sizes || sizes->empty())
@@ -226,13 +226,7 @@ auto at_shapes(const std::string& file, const std::vector<torch::Tensor>& xs, F&
   } catch (const input_error&) {
     throw;
   } catch (const std::exception& e) {  // the interpreter's error (with TorchScript's traceback) or c10::Error
-    const std::string msg = e.what();
-    std::string last;
-    for (size_t a = 0, b; a < msg.size(); a = b + 1) {
-      b = std::min(msg.find('\n', a), msg.size());
-      if (b > a)
-        last = msg.substr(a, b - a);
-    }
+    const std::string last = last_message_line(e.what());
     std::string shapes;
     for (const auto& x : xs)
       shapes += (shapes.empty() ? "" : ", ") + c10::str(x.sizes());
@@ -324,6 +318,10 @@ int main(int argc, char** argv) {
   examples::add_optimizer_options(app, o);
   examples::add_run_options(app, job);
   CLI11_PARSE(app, argc, argv);
+  if (!o.output_file.empty() && !job.forward_only) {
+    std::cerr << "error: --output writes the outputs of --eval; add --eval\n";
+    return 2;
+  }
   if (o.inputs.empty() && o.data_file.empty()) {
     std::cerr << "error: give --input SHAPE[:DTYPE[:HIGH]] for each model input, or --data FILE\n";
     return 2;

@@ -285,7 +285,8 @@ void print_pipe(std::ostream& os, const options& o, const split_result& r) {
   }
   if (!t.trace_note.empty()) os << "note: " << t.trace_note << "\n";
   if (t.sizes_recorded)
-    os << "sizes: computed from the inputs: the stages accept other batch sizes and sequence lengths\n";
+    os << "sizes: computed from the inputs (aten::size): the stages accept other batch sizes and sequence lengths, "
+          "except where the Python code turned a size into a constant while tracing\n";
   else
     os << "sizes: fixed by the trace: feed the stages micro-batches shaped exactly like the example\n";
 }
@@ -457,15 +458,6 @@ void write_out(const options& o, const split_result& r) {
   std::cout << "wrote " << path << "\n";
 }
 
-// The interpreter's message ends with the error itself, after the TorchScript traceback.
-std::string last_line(const std::string& text) {
-  std::istringstream lines(text);
-  std::string last;
-  for (std::string line; std::getline(lines, line);)
-    if (line.find_first_not_of(" \t") != std::string::npos) last = line;
-  return last.empty() ? text : last;
-}
-
 split_result split(const options& o) {
   if (o.inputs.empty()) throw input_error("--input: give the shape of one micro-batch of each model input");
   if (o.microbatch_rows < 0) throw input_error("--microbatch-rows must be positive");
@@ -489,7 +481,7 @@ split_result split(const options& o) {
   auto forward_fails = [&](const std::string& what) {
     std::string given;
     for (const auto& text : o.inputs) given += " --input " + text;
-    return input_error(o.model + ": the forward fails on" + given + ": " + last_line(what));
+    return input_error(o.model + ": the forward fails on" + given + ": " + last_message_line(what));
   };
   try {
     r.traced = trace_script(model, examples);

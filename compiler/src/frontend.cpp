@@ -75,7 +75,12 @@ public:
   }
   ~buffers_restored() {
     torch::NoGradGuard no_grad;
-    for (size_t i = 0; i < buffers_.size(); ++i) buffers_[i].copy_(saved_[i]);
+    for (size_t i = 0; i < buffers_.size(); ++i) {
+      try {
+        buffers_[i].copy_(saved_[i]);
+      } catch (const std::exception&) {  // a destructor must not throw; same shapes, so not expected
+      }
+    }
   }
   buffers_restored(const buffers_restored&) = delete;
   buffers_restored& operator=(const buffers_restored&) = delete;
@@ -142,8 +147,9 @@ std::unordered_map<Node*, std::string> inline_with_paths(Graph& g) {
         // The callee's self became n->input(0): its attribute chains resolve under `here`.
         for (Node* m = before->next(); m != n; m = m->next()) path[m] = here;
         for (size_t i = 0; i < outputs.size(); ++i) n->output(i)->replaceAllUsesWith(outputs[i]);
-        it = torch::jit::graph_node_list_iterator(before->next(), torch::jit::kNextDirection);
         n->destroy();
+        // Resume at the first inlined node, or after the call when the body had none (nn.Identity).
+        it = torch::jit::graph_node_list_iterator(before->next(), torch::jit::kNextDirection);
         continue;
       }
     }

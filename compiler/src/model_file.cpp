@@ -37,7 +37,8 @@ int64_t parse_count(const std::string& s, const std::string& text, const char* w
 input_spec parse_input_spec(const std::string& text) {
   static const std::map<std::string, torch::Dtype> dtypes = {
       {"float32", torch::kFloat},  {"float", torch::kFloat},    {"float64", torch::kDouble}, {"float16", torch::kHalf},
-      {"bfloat16", torch::kBFloat16}, {"int64", torch::kLong}, {"int32", torch::kInt},      {"bool", torch::kBool}};
+      {"bfloat16", torch::kBFloat16}, {"int64", torch::kLong}, {"int32", torch::kInt},      {"int16", torch::kShort},
+      {"int8", torch::kChar},      {"uint8", torch::kByte},     {"bool", torch::kBool}};
   input_spec spec;
   std::vector<std::string> fields;
   for (size_t a = 0;;) {
@@ -58,7 +59,7 @@ input_spec parse_input_spec(const std::string& text) {
     auto it = dtypes.find(fields[1]);
     if (it == dtypes.end())
       throw input_error("--input " + text + ": unknown dtype '" + fields[1] +
-                        "' (float32, float64, float16, bfloat16, int64, int32, bool)");
+                        "' (float32, float64, float16, bfloat16, int64, int32, int16, int8, uint8, bool)");
     spec.dtype = it->second;
   }
   if (fields.size() > 2) {

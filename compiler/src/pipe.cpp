@@ -314,6 +314,8 @@ struct cut {
   std::string why;  // for error messages
 };
 
+const std::string root_module;
+
 std::vector<cut> cuts_from_annotations(const split_state& st,
                                        const std::vector<std::pair<std::string, split_point>>& points) {
   std::vector<cut> cuts;
@@ -326,7 +328,9 @@ std::vector<cut> cuts_from_annotations(const split_state& st,
     if (!st.t.node_module.empty()) {
       // The graph knows each node's submodule: the module is exactly its nodes, parameters or not.
       for (size_t i = 0; i < st.nodes.size(); ++i) {
-        const std::string& m = st.t.node_module.at(st.nodes[i]);
+        // Nodes an earlier split copied into the graph (see below) are no module's.
+        const auto known = st.t.node_module.find(st.nodes[i]);
+        const std::string& m = known == st.t.node_module.end() ? root_module : known->second;
         if (m == path || (m.size() > path.size() && m.compare(0, path.size(), path) == 0 && m[path.size()] == '.')) {
           if (!first) first = i;
           last = i;
@@ -591,6 +595,15 @@ pipe split_traced(const traced_model& t, const pipeline_options& options,
       stage_of[n] = uses.begin()->first;
       continue;
     }
+    // A copy per stage is only the same value if nobody changes it (a list that aten::append grows).
+    for (const auto& [s, stage_uses] : uses)
+      for (const auto& [k, use] : stage_uses) {
+        const std::string kind = use.user->kind().toUnqualString();
+        if (kind == "append" || kind == "insert" || kind == "extend" || kind == "_set_item" || kind == "pop" ||
+            kind == "clear" || (kind.size() > 1 && kind.back() == '_' && kind[kind.size() - 2] != '_'))
+          throw input_error("pipeline: the non-tensor value %" + n->output(k)->debugName() +
+                            " is changed in place and used in several stages; it cannot cross a stage boundary");
+      }
     for (auto& [s, stage_uses] : uses) {
       if (s == own) continue;
       Node* first = stage_uses.front().second.user;

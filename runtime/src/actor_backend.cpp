@@ -1,9 +1,5 @@
 #include "pippy/runtime/actor_backend.hpp"
 
-#include <cstdlib>
-
-#include "pippy/runtime/training.hpp" // say
-
 #include <caf/all.hpp>
 
 #include <algorithm>
@@ -380,9 +376,9 @@ trace measured_trace(const schedule& plan, const event_log& log, const std::stri
 
 actor_pipeline::actor_pipeline(caf::actor_system& sys, const schedule& compute_only,
                                std::vector<std::shared_ptr<stage_executor>> stages, tensor_channel* channel,
-                               std::chrono::milliseconds timeout)
+                               std::chrono::milliseconds timeout, std::function<void(const std::string&)> on_failure)
     : sys_(sys), plan_(lower_for_actors(compute_only, stages.size(), "actor_pipeline")), stages_(std::move(stages)),
-      channel_(channel), timeout_(timeout) {
+      channel_(channel), timeout_(timeout), on_failure_(std::move(on_failure)) {
   const int R = plan_.shape.num_ranks;
   if (channel_) {
     if (channel_->transport().world_size() != R)
@@ -424,14 +420,7 @@ std::optional<double> actor_pipeline::step(const std::vector<torch::Tensor>& inp
         if (gloo_)
           gloo_->begin_step(supervisor);
       },
-      [&](const std::string& failure) {
-        if (!gloo_)
-          return;
-        // Peers wait on this rank's transfers until it exits: say what failed and exit now, as
-        // run_example does for a lost peer (c10d objects may block in their destructors).
-        say("error: " + failure);
-        std::_Exit(1);
-      });
+      on_failure_);
   if (!why.empty()) {
     if (gloo_) // maybe a lost peer: the receiver thread may still wait inside c10d; the caller should exit
       throw peer_error(-1, why);

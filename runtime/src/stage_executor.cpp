@@ -31,14 +31,12 @@ std::vector<torch::Tensor> forward_of(stage_module& m, int stage, int mb, const 
     return m.forward(inputs);
   } catch (const input_error&) {
     throw;
+  } catch (const std::bad_alloc&) { // not the data's fault
+    throw;
+  } catch (const std::logic_error&) {
+    throw;
   } catch (const std::exception& e) {
-    const std::string msg = e.what();
-    std::string last;
-    for (std::size_t a = 0, b; a < msg.size(); a = b + 1) {
-      b = std::min(msg.find('\n', a), msg.size());
-      if (b > a && msg.compare(a, 2, "  ") != 0)
-        last = msg.substr(a, b - a);
-    }
+    const std::string last = last_message_line(e.what());
     std::string shapes;
     for (const auto& x : inputs)
       shapes += (shapes.empty() ? "" : ", ") + (x.defined() ? c10::str(x.sizes()) : std::string("undefined"));

@@ -3,6 +3,10 @@
 #include <stdexcept>
 
 namespace pippy {
+namespace {
+// Far above any activation (an H200 holds 2^37 bytes), far below what would wrap around.
+constexpr int64_t max_header_elements = int64_t{1} << 40;
+} // namespace
 
 std::vector<int64_t> encode_tensor_header(const std::vector<torch::Tensor>& tensors) {
   std::vector<int64_t> m{static_cast<int64_t>(tensors.size())};
@@ -32,14 +36,19 @@ std::vector<tensor_header_entry> decode_tensor_header(const std::vector<int64_t>
     tensor_header_entry e;
     const int64_t dtype = next();
     const int64_t nd = next();
-    if (dtype < -1 || dtype >= static_cast<int64_t>(torch::ScalarType::NumOptions) || nd < 0 || nd > 64)
+    if (dtype < -1 || dtype >= static_cast<int64_t>(torch::ScalarType::NumOptions) ||
+        dtype == static_cast<int64_t>(torch::ScalarType::Undefined) || nd < 0 || nd > 64)
       throw std::invalid_argument("a malformed tensor header from " + from);
     e.defined = dtype >= 0;
     e.dtype = e.defined ? static_cast<torch::ScalarType>(dtype) : torch::kFloat;
+    int64_t elements = 1;
     for (int64_t j = 0; j < nd; ++j) {
       const int64_t s = next();
       if (s < 0)
         throw std::invalid_argument("a negative size in a tensor header from " + from);
+      if (s > 0 && elements > max_header_elements / s)
+        throw std::invalid_argument("a tensor header from " + from + " announces more than 2^40 elements");
+      elements *= s;
       e.sizes.push_back(s);
     }
     out.push_back(std::move(e));

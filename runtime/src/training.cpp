@@ -10,6 +10,7 @@
 #include <iomanip>
 #include <iostream>
 #include <limits>
+#include <optional>
 #include <sstream>
 
 #include "pippy/core/error.hpp"
@@ -28,6 +29,15 @@ void print_loss(int step, double loss) {
   s << "step " << step << " loss " << std::setprecision(9) << loss << "\n";
   std::cout << s.str() << std::flush;
 }
+
+namespace {
+// A multi-process run whose step failed here: say so and exit without unwinding (peers blocked on this
+// process's transfers see it gone at once; c10d objects may block in their destructors).
+[[noreturn]] void exit_now(const std::string& why, int status) {
+  say("error: " + why);
+  std::_Exit(status);
+}
+} // namespace
 
 void say(const std::string& line) {
   const std::string l = line + "\n";
@@ -189,7 +199,10 @@ int train_pipelined(const training_job& job, const dist_env& env) {
   if (job.runtime == "engine")
     engine = std::make_unique<pipeline_engine>(sched, stages, transport.get());
   else if (job.runtime == "actors")
-    actors = std::make_unique<actor_pipeline>(sys, sched, stages, channel.get(), timeout);
+    actors = std::make_unique<actor_pipeline>(sys, sched, stages, channel.get(), timeout, [&](const std::string& why) {
+      if (transport) // peers wait on this process's transfers until it exits: report and exit now
+        exit_now(why, 1);
+    });
   else
     throw input_error("runtime must be actors or engine, got '" + job.runtime + "'");
   auto events = [&] { return engine ? engine->events() : actors->events(); };
@@ -206,7 +219,18 @@ int train_pipelined(const training_job& job, const dist_env& env) {
       transport->barrier();
     const double t0 = now_us();
     const torch::Tensor want = job.forward_only ? torch::Tensor() : target;
-    const auto loss = engine ? engine->step(inputs, want) : actors->step(inputs, want);
+    std::optional<double> loss;
+    if (engine && transport) {
+      try {
+        loss = engine->step(inputs, want);
+      } catch (const peer_error&) {
+        throw;
+      } catch (const std::exception& e) { // as the actors do: peers wait on this process until it exits
+        exit_now(e.what(), dynamic_cast<const input_error*>(&e) ? 2 : 1);
+      }
+    } else {
+      loss = engine ? engine->step(inputs, want) : actors->step(inputs, want);
+    }
     if (job.forward_only && stages[static_cast<std::size_t>(S - 1)] && job.on_outputs) {
       std::vector<std::vector<torch::Tensor>> per_mb = stages[static_cast<std::size_t>(S - 1)]->take_outputs();
       job.on_outputs(k, merge_outputs(per_mb));

@@ -85,6 +85,7 @@ class ViT(nn.Module):
         self.pos_embedding = nn.Parameter(torch.randn(1, n + 1, dim) * 0.02)
         self.blocks = nn.Sequential(*[EncoderBlock(dim, heads) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)
+        self.head_drop = nn.Identity()  # timm's habit: a module whose forward has no node of its own
         self.head = nn.Linear(dim, classes)
 
     def forward(self, x):
@@ -93,7 +94,7 @@ class ViT(nn.Module):
         x = x.reshape(b, d, -1).transpose(1, 2)
         x = torch.cat([self.cls_token.expand(b, -1, -1), x], dim=1) + self.pos_embedding
         x = self.norm(self.blocks(x))
-        return self.head(x[:, 0])
+        return self.head(self.head_drop(x[:, 0]))
 
 
 def main():

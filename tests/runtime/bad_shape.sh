@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# bad_shape.sh PIPPY PIPPY_TRAIN PYTHON MODEL.pt: a micro-batch the model cannot take (step 1's images are
+# bad_shape.sh PIPPY PIPPY_TRAIN PYTHON MODEL.pt [PIPPY_TRAIN ARGS...]: a micro-batch the model cannot take (step 1's images are
 # 20x20, the vision transformer's position embedding fits 16x16) is an error at once, naming the stage and
 # the shape, on a 2-process run whose c10d timeout is 300 s: the run must stop within 60 s, not wait it out.
 set -euo pipefail
 pippy=$1 train=$2 python=$3 model=$4
+shift 4
 dir=$(mktemp -d "${TMPDIR:-/tmp}/bad_shape.XXXXXX")
 trap 'rm -rf "$dir"' EXIT
 "$python" - "$dir/data.pt" <<'PY'
@@ -16,7 +17,7 @@ PY
 start=$SECONDS
 set +e
 out=$("$pippy" run --nproc 2 -- "$train" --model "$model" --data "$dir/data.pt" --microbatches 4 --steps 2 \
-        --timeout 300 2>&1)
+        --timeout 300 "$@" 2>&1)
 status=$?
 set -e
 elapsed=$((SECONDS - start))

@@ -62,7 +62,8 @@ TEST_CASE("pippy split at a named submodule prints each stage's modules and boun
                              "  out[0]  to output[0]    float32  [2, 10]\n"
                              "\n"
                              "outputs: output[0] = stage1[0]\n"
-                             "sizes: computed from the inputs: the stages accept other batch sizes and sequence lengths\n");
+                             "sizes: computed from the inputs (aten::size): the stages accept other batch sizes and sequence lengths, "
+            "except where the Python code turned a size into a constant while tracing\n");
 
   // The same split written out: stage 1 holds exactly fc's parameters.
   std::filesystem::remove_all("split_avgpool");
@@ -134,7 +135,7 @@ TEST_CASE("pippy split rejects a bad file, --input, split or --out with exit sta
       {"split missing.pt --input 2x3x16x16 --stages 2", "error: missing.pt: cannot open the file"},
       {"split " + vision + " --input 2x3x16x16 --stages 2", "error: " + vision + ": a directory, not a TorchScript file"},
       {"split " + model + " --input 2xax3 --stages 2", "error: --input 2xax3: size 'a' is not a positive integer"},
-      {"split " + model + " --input 2x3:int8 --stages 2", "error: --input 2x3:int8: unknown dtype 'int8'"},
+      {"split " + model + " --input 2x3:int4 --stages 2", "error: --input 2x3:int4: unknown dtype 'int4'"},
       {"split " + model + " --input 2x3x16 --stages 2", "error: " + model + ": the forward fails on --input 2x3x16: "},
       {"split " + model + " --input 2x3x16x16", "error: give --stages N or --split-at NAME=begin|end"},
       {"split " + model + " --input 2x3x16x16 --split-at fc", "error: --split-at fc: expected NAME=begin or NAME=end"},

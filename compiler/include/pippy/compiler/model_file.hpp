@@ -16,7 +16,7 @@ namespace pippy {
 torch::jit::Module load_script_file(const std::string& path, const std::string& what);
 
 // One model input as --input gives it: SHAPE[:DTYPE[:HIGH]], e.g. "8x3x32x32", "4x128:int64:50257".
-// DTYPE: float32 (default) | float64 | float16 | bfloat16 | int64 | int32 | bool. HIGH: the exclusive
+// DTYPE: float32 (default) | float64 | float16 | bfloat16 | int64 | int32 | int16 | int8 | uint8 | bool. HIGH: the exclusive
 // upper bound of synthetic integer values (token ids < vocabulary), default 2.
 struct input_spec {
   std::vector<int64_t> sizes;

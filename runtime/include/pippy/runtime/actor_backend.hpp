@@ -205,9 +205,12 @@ trace measured_trace(const schedule& plan, const event_log& log, const std::stri
 // Runs steps of a schedule through the actors. Without a channel, every rank runs in this process.
 class actor_pipeline {
 public:
+  // on_failure(why): called as soon as a step fails, before the actors are stopped (see run_actor_step);
+  // a multi-process caller that reports and exits there stops its peers at once.
   actor_pipeline(caf::actor_system& sys, const schedule& compute_only,
                  std::vector<std::shared_ptr<stage_executor>> stages, tensor_channel* channel = nullptr,
-                 std::chrono::milliseconds timeout = std::chrono::seconds(300));
+                 std::chrono::milliseconds timeout = std::chrono::seconds(300),
+                 std::function<void(const std::string& why)> on_failure = {});
   ~actor_pipeline();
   // Same contract as pipeline_engine::step.
   std::optional<double> step(const std::vector<torch::Tensor>& inputs, const torch::Tensor& target,
@@ -221,6 +224,7 @@ private:
   std::vector<std::shared_ptr<stage_executor>> stages_;
   tensor_channel* channel_;
   std::chrono::milliseconds timeout_;
+  std::function<void(const std::string&)> on_failure_;
   std::vector<int> local_ranks_;
   step_batch batch_;
   event_log log_;

@@ -18,7 +18,7 @@ struct tensor_header_entry {
 std::vector<int64_t> encode_tensor_header(const std::vector<torch::Tensor>& tensors);
 
 // The header's entries; words after the last entry are ignored (fixed-size buffers). A malformed header
-// (a count above max_tensors, an unknown dtype, a negative size, too few words) throws
+// (a count above max_tensors, an unknown dtype, a negative size, more than 2^40 elements, too few words) throws
 // std::invalid_argument naming `from`: a peer's bytes decide no allocation before they are checked.
 std::vector<tensor_header_entry> decode_tensor_header(const std::vector<int64_t>& words, std::size_t max_tensors,
                                                       const std::string& from);
