@@ -188,3 +188,53 @@ TEST_CASE("vision models: pipe_split() called in Python marks the stage boundary
     check_split(model, p, torch::randn({3, 3, 16, 16}));
   }
 }
+
+// transformers' GPT-2 (tests/peers/hf_models.py: 4 blocks, its embedding and LM head one tensor), traced in
+// Python: split 2 and 4 ways, automatically and at blocks, with and without a prior forward.
+TEST_CASE("GPT-2 from transformers: outputs and every gradient equal unsplit", "[compiler][vision]") {
+  for (int stages : {2, 4})
+    for (bool named : {false, true})
+      for (bool prior_forward : {false, true}) {
+        INFO(stages << " stages, " << (named ? "at blocks" : "automatic") << ", prior forward " << prior_forward);
+        auto model = torch::jit::load("hf_gpt2/model.pt");
+        torch::manual_seed(3);
+        const torch::Tensor ids = torch::randint(0, 64, {2, 16});
+        if (prior_forward) {
+          for (int i = 0; i < 3; ++i) model.forward({ids}).toTupleRef().elements()[0].toTensor().sum().backward();
+          for (const auto& item : model.named_parameters(true)) item.value.mutable_grad() = torch::Tensor();
+        }
+        pipeline_options opts{.clone_parameters = true};
+        if (named) {
+          std::vector<std::pair<std::string, split_point>> points;
+          for (int s = 1; s < stages; ++s) points.emplace_back("transformer.h." + std::to_string(s * 4 / stages), split_point::beginning);
+          annotate_split_points(model, points);
+        } else {
+          opts.num_stages = stages;
+        }
+        pippy::pipe p = pipeline(model, {ids}, opts);
+        REQUIRE(p.num_stages() == stages);
+        REQUIRE(p.tied_parameters().size() == 1);
+        CHECK(p.tied_parameters()[0].name == "transformer.wte.weight");
+        for (const torch::Tensor& x : {ids, torch::randint(0, 64, {3, 11})}) {  // and another shape
+          INFO("input " << x.sizes());
+          for (int s = 0; s < p.num_stages(); ++s)
+            for (auto& param : p.stage(s)->parameters()) param.mutable_grad() = torch::Tensor();
+          auto loss = [](const std::vector<torch::Tensor>& out) { return out[0].pow(2).mean(); };
+          auto split = test::run_stages(p, {x}, loss);
+          for (const auto& item : model.named_parameters(true)) item.value.mutable_grad() = torch::Tensor();
+          const torch::Tensor ref = model.forward({x}).toTupleRef().elements()[0].toTensor();
+          loss({ref}).backward();
+          CHECK(test::close(split.outputs[0], ref));
+          const auto got = test::stage_grads(p);  // every stage parameter has one; tied copies summed
+          size_t compared = 0;
+          for (const auto& item : model.named_parameters(true)) {
+            if (got.count(item.name) == 0) continue;  // lm_head.weight: the tie's second name
+            INFO("gradient of " << item.name);
+            REQUIRE(item.value.grad().defined());
+            CHECK(test::close(got.at(item.name), item.value.grad()));
+            ++compared;
+          }
+          CHECK(compared == got.size());
+        }
+      }
+}
