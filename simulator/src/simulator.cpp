@@ -133,8 +133,9 @@ struct shared_state {
 // The executor of one rank in virtual time: an action takes its cost; memory is accounted per action.
 class sim_executor final : public actors::executor {
 public:
-  sim_executor(shared_state& st, const sim_options& o, const pipeline_shape& shape, int rank)
-      : st_(st), costs_(o.costs), cap_(o.memory.cap_bytes), rank_(rank) {
+  // forward_only: the plan has no backward (inference), so F holds its activations only while it runs.
+  sim_executor(shared_state& st, const sim_options& o, const pipeline_shape& shape, int rank, bool forward_only)
+      : st_(st), costs_(o.costs), cap_(o.memory.cap_bytes), rank_(rank), forward_only_(forward_only) {
     for (int s : shape.stages_of(rank))
       static_bytes_ += static_cast<std::uint64_t>(static_cast<double>(costs_.stages[static_cast<std::size_t>(s)].param_bytes) *
                                                   o.memory.state_factor);
@@ -168,6 +169,11 @@ public:
     switch (a.kind) {
     case action_kind::forward:
       done.output_bytes = act;
+      if (forward_only_) {  // nothing waits for a gradient: the activations go when F ends
+        held_bytes_ -= act;
+        --held_;
+        sample(t1);
+      }
       break;
     case action_kind::full_backward:
       held_bytes_ -= act;
@@ -209,6 +215,7 @@ private:
   const cost_table& costs_;
   const std::uint64_t cap_;
   const int rank_;
+  const bool forward_only_;
   std::uint64_t static_bytes_ = 0, held_bytes_ = 0, peak_bytes_ = 0;
   int held_ = 0, peak_acts_ = 0;
   double busy_ = 0, end_ = 0;
@@ -306,10 +313,14 @@ sim_result simulate(const schedule& input, const sim_options& options) {
       st.live = &feed;
     st.timeline.run = s.name + " R=" + std::to_string(R) + " M=" + std::to_string(shape.num_microbatches) + " simulated";
     st.timeline.num_ranks = R;
+    bool forward_only = true;
+    for (const auto& rank : s.ranks)
+      for (const auto& a : rank)
+        forward_only = forward_only && !(is_compute(a.kind) && a.kind != action_kind::forward);
     std::vector<std::unique_ptr<sim_executor>> execs;
     std::vector<actors::executor*> exec_ptrs;
     for (int r = 0; r < R; ++r) {
-      execs.push_back(std::make_unique<sim_executor>(st, options, shape, r));
+      execs.push_back(std::make_unique<sim_executor>(st, options, shape, r, forward_only));
       exec_ptrs.push_back(execs.back().get());
     }
     sim_transport net(st, options.links, shape);

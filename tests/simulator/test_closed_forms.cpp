@@ -81,3 +81,25 @@ TEST_CASE("uneven micro-batches: costs scale with their rows", "[simulator][clos
   CHECK(sim::simulate(s, even).makespan_us == Approx(15.0));
   CHECK_THROWS_AS(even.costs.scale_by_rows(3, 4), input_error);
 }
+
+// Inference (core's forward_only): nothing waits for a gradient, so a rank holds one micro-batch's
+// activations at a time (GPipe training holds all M), and the makespan is the forwards' (m+p-1)F.
+TEST_CASE("forward-only schedules: one micro-batch of activations at a time, makespan (m+p-1)F", "[simulator][closed-form]") {
+  const auto train = make("gpipe", 2, 4);
+  const auto infer = forward_only(train);
+  auto opts = uniform_options(train, 3, 1, 1);
+  for (auto& c : opts.costs.stages) {
+    c.activation_bytes = 100;
+    c.weight_input_bytes = 50;
+  }
+  const auto t = sim::simulate(train, opts);
+  const auto f = sim::simulate(infer, opts);
+  REQUIRE(t.completed);
+  REQUIRE(f.completed);
+  CHECK(f.makespan_us == Approx((4 + 2 - 1) * 3.0));
+  for (int r = 0; r < 2; ++r) {
+    CHECK(t.ranks[static_cast<std::size_t>(r)].peak_activations == 4);
+    CHECK(f.ranks[static_cast<std::size_t>(r)].peak_activations == 1);
+    CHECK(f.ranks[static_cast<std::size_t>(r)].peak_memory_bytes + 300 == t.ranks[static_cast<std::size_t>(r)].peak_memory_bytes);
+  }
+}
