@@ -1,5 +1,7 @@
 #include "pippy/runtime/microbatch.hpp"
 
+#include <algorithm>
+
 #include <string>
 
 #include "pippy/core/error.hpp"
@@ -71,6 +73,39 @@ std::vector<torch::Tensor> merge_outputs(const std::vector<std::vector<torch::Te
     merged.push_back(torch::cat(parts, dim));
   }
   return merged;
+}
+
+bool runs_stage(const pipeline_shape& shape, const std::vector<int>& ranks, int stage) {
+  return std::find(ranks.begin(), ranks.end(), shape.rank_of(stage)) != ranks.end();
+}
+
+step_batch make_step_batch(const schedule& plan, const std::vector<int>& ranks, const std::vector<torch::Tensor>& inputs,
+                           const torch::Tensor& target, const std::vector<chunk_spec>& specs,
+                           std::optional<torch::Device> device) {
+  const auto& shape = plan.shape;
+  const int M = shape.num_microbatches;
+  step_batch batch;
+  batch.scales.assign(static_cast<std::size_t>(M), 1.0 / M);
+  if (runs_stage(shape, ranks, 0)) {
+    if (device) {
+      std::vector<torch::Tensor> on_dev;
+      for (const auto& t : inputs)
+        on_dev.push_back(t.defined() ? t.to(*device) : t);
+      batch.inputs = split_tensors(on_dev, M, specs);
+    } else {
+      batch.inputs = split_tensors(inputs, M, specs);
+    }
+  }
+  if (runs_stage(shape, ranks, shape.num_stages() - 1) && !target.defined()) { // forward-only: no loss
+    batch.targets.assign(static_cast<std::size_t>(M), torch::Tensor());
+  } else if (runs_stage(shape, ranks, shape.num_stages() - 1)) {
+    for (auto& t : split_tensors({device ? target.to(*device) : target}, M))
+      batch.targets.push_back(t[0]);
+    for (int m = 0; m < M; ++m)
+      batch.scales[static_cast<std::size_t>(m)] =
+          static_cast<double>(batch.targets[static_cast<std::size_t>(m)].size(0)) / static_cast<double>(target.size(0));
+  }
+  return batch;
 }
 
 } // namespace pippy

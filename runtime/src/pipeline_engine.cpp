@@ -161,27 +161,10 @@ std::optional<double> pipeline_engine::step(const std::vector<torch::Tensor>& in
                                             const torch::Tensor& target,
                                             const std::vector<chunk_spec>& specs) {
   const auto& shape = sched_.shape;
-  const int last = num_stages_ - 1;
-  bool has_first = false, has_last = false;
-  for (int r : local_ranks_) {
-    has_first |= shape.rank_of(0) == r;
-    has_last |= shape.rank_of(last) == r;
-  }
-  mb_inputs_.clear();
-  mb_targets_.clear();
-  mb_scale_.assign(static_cast<std::size_t>(microbatches_), 1.0 / microbatches_);
-  if (has_first)
-    mb_inputs_ = split_tensors(inputs, microbatches_, specs);
-  if (has_last && !target.defined()) { // forward-only: no loss, the outputs are what the step gives
-    mb_targets_.assign(static_cast<std::size_t>(microbatches_), torch::Tensor());
-  } else if (has_last) {
-    for (auto& t : split_tensors({target}, microbatches_))
-      mb_targets_.push_back(t[0]);
-    const auto rows = target.size(0);
-    for (int m = 0; m < microbatches_; ++m)
-      mb_scale_[static_cast<std::size_t>(m)] =
-          static_cast<double>(mb_targets_[static_cast<std::size_t>(m)].size(0)) / static_cast<double>(rows);
-  }
+  step_batch batch = make_step_batch(sched_, local_ranks_, inputs, target, specs);
+  mb_inputs_ = std::move(batch.inputs);
+  mb_targets_ = std::move(batch.targets);
+  mb_scale_ = std::move(batch.scales);
   for (int r : local_ranks_)
     for (int s : shape.stages_of(r))
       stages_[static_cast<std::size_t>(s)]->begin_step();
@@ -218,7 +201,8 @@ std::optional<double> pipeline_engine::step(const std::vector<torch::Tensor>& in
     transport_->flush();
 
   merged_outputs_.clear();
-  if (!has_last)
+  const int last = num_stages_ - 1;
+  if (!runs_stage(shape, local_ranks_, last))
     return std::nullopt;
   std::vector<std::vector<torch::Tensor>> outs;
   for (auto& [m, o] : last_out_)

@@ -60,13 +60,6 @@ private:
   std::map<int, std::uint64_t> activation_bytes_;
 };
 
-// Per-step inputs of the first stage and targets/loss scales of the last, by micro-batch.
-struct step_batch {
-  std::vector<std::vector<torch::Tensor>> inputs;
-  std::vector<torch::Tensor> targets;
-  std::vector<double> scales;
-};
-
 // What a compute action produced on its stage: the tensors to hand on (none after the last stage's
 // forward, the first stage's backward, W and U), and the micro-batch's loss after the last stage's forward.
 struct stage_action_result {
@@ -179,15 +172,6 @@ schedule lower_for_actors(const schedule& compute_only, std::size_t num_stage_ex
 std::vector<std::shared_ptr<stage_executor>> stages_of_rank(const schedule& plan,
                                                             const std::vector<std::shared_ptr<stage_executor>>& stages,
                                                             int rank);
-// Whether one of `ranks` runs `stage`.
-bool runs_stage(const pipeline_shape& shape, const std::vector<int>& ranks, int stage);
-// The batch of one step for `ranks` (same contract as pipeline_engine::step): the inputs split into
-// micro-batches if they run the first stage; the targets, and each micro-batch's loss scale (its share
-// of the rows), if they run the last (scales 1/M otherwise). With a `device`, inputs and target are
-// moved there first.
-step_batch make_step_batch(const schedule& plan, const std::vector<int>& ranks, const std::vector<torch::Tensor>& inputs,
-                           const torch::Tensor& target, const std::vector<chunk_spec>& specs,
-                           std::optional<torch::Device> device = std::nullopt);
 // One step of `plan` through freshly spawned stage actors: `executors` by rank (null for the ranks of
 // other processes), `net` between them. `before_start(supervisor)` runs once the actors exist and before
 // they start (a transport's begin_step). Waits until every local rank finished, a stage failed, or

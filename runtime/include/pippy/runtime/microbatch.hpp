@@ -5,6 +5,7 @@
 #include <variant>
 #include <vector>
 
+#include "pippy/core/schedule.hpp"
 #include "pippy/core/topology.hpp" // chunk_sizes
 
 namespace pippy {
@@ -34,5 +35,24 @@ std::vector<std::vector<torch::Tensor>> split_tensors(const std::vector<torch::T
 // Concatenates per-micro-batch outputs back in micro-batch order along dim (outputs[m][i]).
 std::vector<torch::Tensor> merge_outputs(const std::vector<std::vector<torch::Tensor>>& outputs,
                                          int64_t dim = 0);
+
+// Per-step inputs of the first stage and targets/loss scales of the last, by micro-batch.
+struct step_batch {
+  std::vector<std::vector<torch::Tensor>> inputs;
+  std::vector<torch::Tensor> targets; // undefined ones in a forward-only step (no target)
+  std::vector<double> scales;
+};
+
+// Whether one of `ranks` runs `stage`.
+bool runs_stage(const pipeline_shape& shape, const std::vector<int>& ranks, int stage);
+// The batch of one step for `ranks` (the contract of pipeline_engine::step; the runtimes
+// all cut a step so): the inputs split into
+// micro-batches if they run the first stage; the targets, and each micro-batch's loss scale (its share
+// of the rows), if they run the last (scales 1/M otherwise). An undefined target
+// is a forward-only step: no targets. With a `device`, inputs and target are
+// moved there first.
+step_batch make_step_batch(const schedule& plan, const std::vector<int>& ranks, const std::vector<torch::Tensor>& inputs,
+                           const torch::Tensor& target, const std::vector<chunk_spec>& specs,
+                           std::optional<torch::Device> device = std::nullopt);
 
 } // namespace pippy
