@@ -463,10 +463,7 @@ split_result split(const options& o) {
   if (o.microbatch_rows < 0) throw input_error("--microbatch-rows must be positive");
   split_result r;
   for (const auto& text : o.inputs) r.specs.push_back(parse_input_spec(text));
-  std::vector<torch::Tensor> examples;
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
-  for (const auto& spec : r.specs)
-    examples.push_back(synthetic_input(spec, o.microbatch_rows > 0 ? o.microbatch_rows : spec.sizes[0], gen));
+  const std::vector<torch::Tensor> examples = example_inputs(r.specs, o.microbatch_rows, o.seed);
   std::error_code ec;
   if (std::filesystem::is_directory(o.model, ec)) throw input_error(o.model + ": a directory, not a TorchScript file");
   if (!o.out.empty() && std::filesystem::exists(o.out, ec) && !std::filesystem::is_directory(o.out, ec))

@@ -79,7 +79,7 @@ torch::Tensor synthetic_input(const input_spec& spec, int64_t rows, torch::Gener
 std::vector<torch::Tensor> example_inputs(const std::vector<input_spec>& specs, int64_t rows, uint64_t seed) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   std::vector<torch::Tensor> out;
-  for (const auto& s : specs) out.push_back(synthetic_input(s, rows, gen));
+  for (const auto& s : specs) out.push_back(synthetic_input(s, rows > 0 ? rows : s.sizes[0], gen));
   return out;
 }
 

@@ -27,7 +27,8 @@ input_spec parse_input_spec(const std::string& text);
 // A seeded synthetic tensor of that spec with `rows` in place of the first size (randn for floating
 // point, uniform integers in [0, high) otherwise).
 torch::Tensor synthetic_input(const input_spec& spec, int64_t rows, torch::Generator& gen);
-// The examples pipeline() traces with: one micro-batch of each input (`rows` rows).
+// The examples pipeline() traces with: one micro-batch of each input (`rows` rows; 0: each spec's own
+// first size), drawn in order from one generator seeded with `seed`.
 std::vector<torch::Tensor> example_inputs(const std::vector<input_spec>& specs, int64_t rows, uint64_t seed);
 
 // --stages N [--balance params|time] | --split-at NAME=begin|end ...
