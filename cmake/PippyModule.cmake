@@ -51,3 +51,22 @@ function(pp_add_test name)
   catch_discover_tests(${name} EXTRA_ARGS --warn NoTests PROPERTIES ${props}
     WORKING_DIRECTORY "${CMAKE_CURRENT_BINARY_DIR}")
 endfunction()
+
+# pp_add_cli_test(name EXIT status [OUTPUT re] [STDOUT re] [STDERR re] [NOT_OUTPUT re] [LABELS ...]
+#                 [PROPERTIES ...] COMMAND program args...): a command-line test that checks the exit status
+# and the output, both (tests/support/expect_run.cmake). Regular expressions are CMake's, without ';'.
+get_filename_component(PIPPY_EXPECT_RUN "${CMAKE_CURRENT_LIST_DIR}/../tests/support/expect_run.cmake" ABSOLUTE)
+function(pp_add_cli_test name)
+  cmake_parse_arguments(PP "" "EXIT;OUTPUT;STDOUT;STDERR;NOT_OUTPUT" "LABELS;PROPERTIES;COMMAND" ${ARGN})
+  if(NOT DEFINED PP_EXIT OR NOT PP_COMMAND)
+    message(FATAL_ERROR "pp_add_cli_test(${name}): EXIT and COMMAND are required")
+  endif()
+  set(defs "-DEXIT=${PP_EXIT}")
+  foreach(k OUTPUT STDOUT STDERR NOT_OUTPUT)
+    if(DEFINED PP_${k})
+      list(APPEND defs "-D${k}=${PP_${k}}")
+    endif()
+  endforeach()
+  add_test(NAME ${name} COMMAND ${CMAKE_COMMAND} ${defs} -P "${PIPPY_EXPECT_RUN}" -- ${PP_COMMAND})
+  set_tests_properties(${name} PROPERTIES LABELS "${PP_LABELS}" ${PP_PROPERTIES})
+endfunction()

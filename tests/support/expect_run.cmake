@@ -1,0 +1,46 @@
+# Runs a command and checks both its exit status and its output (CTest's PASS_REGULAR_EXPRESSION alone
+# ignores the exit status). Registered through pp_add_cli_test (cmake/PippyModule.cmake); by hand:
+#   cmake -DEXIT=3 [-DOUTPUT=REGEX] [-DSTDOUT=REGEX] [-DSTDERR=REGEX] [-DNOT_OUTPUT=REGEX]
+#         -P expect_run.cmake -- PROGRAM ARGS...
+# EXIT: the exact exit status expected (a number). OUTPUT is matched against stdout followed by stderr,
+# STDOUT and STDERR against each alone; NOT_OUTPUT must not match either. A command killed by a signal,
+# or one that cannot start, fails.
+if(NOT DEFINED EXIT OR NOT EXIT MATCHES "^[0-9]+$")
+  message(FATAL_ERROR "expect_run: -DEXIT=<exit status> is required (got '${EXIT}')")
+endif()
+set(cmd "")
+set(after_dashes FALSE)
+math(EXPR last "${CMAKE_ARGC} - 1")
+foreach(i RANGE ${last})
+  if(after_dashes)
+    list(APPEND cmd "${CMAKE_ARGV${i}}")
+  elseif("${CMAKE_ARGV${i}}" STREQUAL "--")
+    set(after_dashes TRUE)
+  endif()
+endforeach()
+if(NOT cmd)
+  message(FATAL_ERROR "expect_run: no command after --")
+endif()
+execute_process(COMMAND ${cmd} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+# Show what ran, so a failing CTest entry explains itself.
+message("$ ${cmd}\n--- stdout:\n${out}--- stderr:\n${err}--- exit status: ${rc}")
+set(failures "")
+if(NOT rc STREQUAL EXIT)
+  string(APPEND failures "\n  exit status ${rc}, expected ${EXIT}")
+endif()
+if(DEFINED OUTPUT AND NOT "${out}${err}" MATCHES "${OUTPUT}")
+  string(APPEND failures "\n  the output does not match '${OUTPUT}'")
+endif()
+if(DEFINED STDOUT AND NOT "${out}" MATCHES "${STDOUT}")
+  string(APPEND failures "\n  stdout does not match '${STDOUT}'")
+endif()
+if(DEFINED STDERR AND NOT "${err}" MATCHES "${STDERR}")
+  string(APPEND failures "\n  stderr does not match '${STDERR}'")
+endif()
+if(DEFINED NOT_OUTPUT AND "${out}${err}" MATCHES "${NOT_OUTPUT}")
+  string(APPEND failures "\n  the output matches '${NOT_OUTPUT}', which it must not")
+endif()
+if(failures)
+  message(FATAL_ERROR "FAIL:${failures}")
+endif()
+message("OK: exit status ${rc} and output as expected")
