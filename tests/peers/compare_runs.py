@@ -3,15 +3,17 @@
 
     compare_runs.py --losses A.txt B.txt [C.txt ...] [--params "DIR/final.rank*.pt" OTHER.pt ...] [--tol 1e-5]
 
-Loss files must hold the same steps; every loss must equal the first file's to `tol` relative. A --params
-argument is a glob (the files are merged: each rank wrote its own stages') or one file; each set must have
-the first set's names and every tensor must equal it to `tol` (max |a-b| <= tol * max(1, max |a|)). The
+Loss files must hold the same steps; every loss must be finite and equal the first file's to `tol` relative
+(nan and inf never pass: a loss, or a tensor holding one, differs by inf). A --params argument is a glob
+(the files are merged: each rank wrote its own stages') or one file; each set must have the first set's
+names and every tensor must equal it to `tol` (max |a-b| <= tol * max(1, max |a|)). The
 GPT's tied head may appear as `lm_head.weight` beside `tok_emb.weight` (the same values): names that one
 side has and the other lacks are an error unless they are that alias. Prints what it compared; exit 1 on
 a difference.
 """
 import argparse
 import glob
+import math
 import sys
 
 import torch
@@ -31,6 +33,14 @@ def losses(path):
     if not out:
         sys.exit(f"{path}: no `step K loss X` lines")
     return out
+
+
+def rel_diff(got, ref):
+    """|got - ref| relative to |ref|; inf when either is nan or inf, which must never compare equal (a nan
+    would also vanish from max())."""
+    if not (math.isfinite(got) and math.isfinite(ref)):
+        return math.inf
+    return abs(got - ref) / max(abs(ref), 1e-12)
 
 
 def params(pattern):
@@ -59,7 +69,7 @@ def main():
             print(f"FAIL {path}: steps {sorted(got)} vs {sorted(ref)} in {a.losses[0]}")
             bad += 1
             continue
-        worst = max(abs(got[k] - ref[k]) / max(abs(ref[k]), 1e-12) for k in ref)
+        worst = max(rel_diff(got[k], ref[k]) for k in ref)
         ok = worst <= a.tol
         bad += not ok
         print(f"{'ok  ' if ok else 'FAIL'} losses {path} vs {a.losses[0]}: {len(ref)} steps, max relative difference {worst:.2e}")
@@ -73,7 +83,11 @@ def main():
                 continue
             worst, where = 0.0, ""
             for name, t in first.items():
-                d = (other[name].double() - t.double()).abs().max().item() / max(1.0, t.abs().max().item())
+                o = other[name]
+                if not (torch.isfinite(o).all() and torch.isfinite(t).all()):
+                    d = math.inf  # a nan or an inf is never equal (max() and > would drop a nan)
+                else:
+                    d = (o.double() - t.double()).abs().max().item() / max(1.0, t.abs().max().item())
                 if d > worst:
                     worst, where = d, name
             ok = worst <= a.tol

@@ -87,6 +87,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import sys
 import tempfile
@@ -339,6 +340,20 @@ def baked_sizes(loaded, rows: int, seq: int) -> list[str]:
     return found
 
 
+def max_diff(got: torch.Tensor, want: torch.Tensor) -> float:
+    """max |got - want|, or inf when either holds a nan or an inf (no comparison may pass on those)."""
+    if not (torch.isfinite(got).all() and torch.isfinite(want).all()):
+        return float("inf")
+    return (got - want).abs().max().item()
+
+
+def rel_diff(got: float, want: float) -> float:
+    """|got - want| / |want|, or inf when either is not a finite number."""
+    if not (math.isfinite(got) and math.isfinite(want)):
+        return float("inf")
+    return abs(got - want) / max(abs(want), 1e-12)
+
+
 def compare(a, name, model, loaded, xs, y, grads: bool) -> tuple[float, float]:
     """Largest |loaded - eager| of the logits and (with grads) of the parameter gradients."""
     if not grads:
@@ -346,7 +361,7 @@ def compare(a, name, model, loaded, xs, y, grads: bool) -> tuple[float, float]:
             got, want = loaded(*xs), model(*xs)
         if not isinstance(got, tuple) or len(got) != 1:
             raise RuntimeError(f"the file returns {type(got).__name__} of {len(got)}, not (logits,)")
-        return (got[0] - want[0]).abs().max().item(), 0.0
+        return max_diff(got[0], want[0]), 0.0
     model.zero_grad()
     want = model(*xs)[0]
     lm_loss(want, y).backward()
@@ -359,10 +374,10 @@ def compare(a, name, model, loaded, xs, y, grads: bool) -> tuple[float, float]:
     gerr = 0.0
     for n, p in loaded.named_parameters():
         if n in wg:
-            gerr = max(gerr, (p.grad - wg[n]).abs().max().item())
+            gerr = max(gerr, max_diff(p.grad, wg[n]))
     for p in loaded.parameters():
         p.grad = None
-    return (got - want).abs().max().item(), gerr
+    return max_diff(got, want), gerr
 
 
 def check_dynamic(a, name: str, out: str) -> bool:
@@ -458,7 +473,7 @@ def main() -> int:
     for k, loss in enumerate(losses):
         print(f"step {k} loss {loss:.9g}", flush=True)
     file_losses = train(loaded, list(loaded.parameters()), data, a.steps, a.lr)
-    worst = max(abs(f - e) / abs(e) for f, e in zip(file_losses, losses))
+    worst = max(rel_diff(f, e) for f, e in zip(file_losses, losses))
     log(f"{name}: the file trained the same way: losses {' '.join(f'{v:.9g}' for v in file_losses)} "
         f"(largest relative difference {worst:.3g})")
     if worst > TOL:

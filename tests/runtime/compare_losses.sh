@@ -11,8 +11,12 @@ got=$("$pippy" run --nproc "$nproc" -- "$mynetwork" --schedule "$schedule" "${co
 echo "unsplit:"; echo "$ref"
 echo "$schedule on $nproc processes:"; echo "$got"
 [[ $(wc -l <<<"$ref") -eq 3 && $(wc -l <<<"$got") -eq 3 ]] || { echo "FAIL: expected 3 loss lines each"; exit 1; }
-paste <(echo "$ref") <(echo "$got") | awk '{
+# Every loss must be a finite number (nan, -nan, inf are failures, not equal to anything), then equal.
+paste <(echo "$ref") <(echo "$got") | awk '
+function finite(x) { return x ~ /^[-+]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][-+]?[0-9]+)?$/ }
+{
   if ($2 != $6) { print "FAIL: step numbers differ: " $0; bad = 1; next }
+  if (!finite($4) || !finite($8)) { print "FAIL: step " $2 ": a loss that is not a finite number: " $4 " vs " $8; bad = 1; next }
   d = $4 - $8; if (d < 0) d = -d; a = $4 < 0 ? -$4 : $4;
   if (d > 1e-5 * a) { print "FAIL: step " $2 ": " $4 " vs " $8; bad = 1 }
 } END { exit bad }'

@@ -123,6 +123,8 @@ def main():
             fail(f"output {i}: shape {list(a.shape)}, the model's {list(b.shape)}")
         if a.dim() > 0 and a.shape[0] != args.batch:
             fail(f"output {i} has {a.shape[0]} rows for a batch of {args.batch}")
+        if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+            fail(f"output {i} holds a nan or an inf (split: {not torch.isfinite(a).all().item()}, model: {not torch.isfinite(b).all().item()})")
         diff = (a.double() - b.double()).abs().max().item() if a.numel() else 0.0
         if diff > 1e-5:
             fail(f"output {i} differs from the model's by {diff:.3g}")
