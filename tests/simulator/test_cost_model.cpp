@@ -1,7 +1,11 @@
 // Cost models: defaults, the cost file format, roofline, jitter, and errors that name the field.
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <map>
+#include <random>
+#include <set>
 
 #include "pippy/core/error.hpp"
 #include "pippy/core/validate.hpp"
@@ -108,21 +112,89 @@ TEST_CASE("roofline: max(FLOPs / peak, bytes / bandwidth)", "[simulator][cost]")
 }
 
 TEST_CASE("jitter is seeded, bounded and independent of evaluation order", "[simulator][cost]") {
-  cost_table t = uniform_costs(2, stage_cost{.F = 10, .I = 10, .W = 10, .B = 20});
+  cost_table t = uniform_costs(3, stage_cost{.F = 10, .I = 10, .W = 10, .B = 20, .U = 10});
   t.jitter = 0.2;
   t.seed = 5;
-  bool differs = false;
-  for (int m = 0; m < 50; ++m) {
-    const action a{1, action_kind::forward, m};
-    const double c = t(a);
-    CHECK(c >= 8.0);
-    CHECK(c <= 12.0);
-    CHECK(t(a) == c);
-    differs = differs || c != 10.0;
+  std::vector<action> acts;
+  for (int st = 0; st < 3; ++st) {
+    for (int m = 0; m < 20; ++m)
+      for (auto k : {action_kind::forward, action_kind::backward_input, action_kind::backward_weight,
+                     action_kind::full_backward})
+        acts.push_back({st, k, m});
+    acts.push_back({st, action_kind::optimizer_step, no_microbatch});
   }
-  CHECK(differs);
+  // Two copies of the table, asked in forward order and in a shuffled reverse order: each action
+  // gets the same cost whatever was asked before it.
+  const cost_table first = t, second = t;
+  std::map<action, double> forward_order, other_order;
+  for (const auto& a : acts)
+    forward_order[a] = first(a);
+  std::vector<action> shuffled(acts.rbegin(), acts.rend());
+  std::shuffle(shuffled.begin(), shuffled.end(), std::mt19937(123));
+  for (const auto& a : shuffled)
+    other_order[a] = second(a);
+  // And interleaved with unrelated questions on the same table.
+  for (const auto& a : shuffled) {
+    (void)first(action{a.stage, action_kind::forward, 99});
+    CHECK(first(a) == forward_order[a]);
+  }
+  CHECK(forward_order == other_order);
+  // Bounded by +-20% of the nominal cost, and actually spread (many distinct values, both sides of it).
+  std::set<double> distinct;
+  int below = 0, above = 0;
+  for (const auto& [a, c] : forward_order) {
+    const double nominal = a.kind == action_kind::full_backward ? 20.0 : 10.0;
+    INFO(to_string(a));
+    CHECK(c >= 0.8 * nominal);
+    CHECK(c <= 1.2 * nominal);
+    below += c < nominal;
+    above += c > nominal;
+    distinct.insert(c / nominal);
+  }
+  CHECK(distinct.size() > acts.size() / 2);
+  CHECK(below > 20);
+  CHECK(above > 20);
+  // Another seed draws other costs for (nearly) every action; the same seed in a fresh table the same.
+  cost_table reseeded = t;
+  reseeded.seed = 6;
+  std::size_t changed = 0;
+  for (const auto& a : acts)
+    changed += reseeded(a) != forward_order[a];
+  CHECK(changed > acts.size() * 9 / 10);
+  cost_table again = uniform_costs(3, stage_cost{.F = 10, .I = 10, .W = 10, .B = 20, .U = 10});
+  again.jitter = 0.2;
+  again.seed = 5;
+  for (const auto& a : shuffled)
+    CHECK(again(a) == forward_order[a]);
+  // No jitter: the nominal costs exactly.
+  t.jitter = 0;
+  for (const auto& a : acts)
+    CHECK(t(a) == (a.kind == action_kind::full_backward ? 20.0 : 10.0));
   t.jitter = 2;
-  CHECK_THROWS_WITH(t.validate(2, "costs"), "costs: jitter must be in [0, 1] (got 2)");
+  CHECK_THROWS_WITH(t.validate(3, "costs"), "costs: jitter must be in [0, 1] (got 2)");
+}
+
+TEST_CASE("jittered costs do not depend on the schedule's order: each action takes the same time under GPipe and 1F1B", "[simulator][cost]") {
+  const auto gpipe = pippy::test::make("gpipe", 3, 6);
+  const auto one_f = pippy::test::make("1f1b", 3, 6);
+  cost_table t = uniform_costs(3, stage_cost{.F = 4, .I = 3, .W = 3, .B = 6});
+  t.jitter = 0.5;
+  t.seed = 77;
+  std::map<action, double> a_dur, b_dur;
+  for (const auto& e : simulate(gpipe, sim_options{.costs = t}).timeline.events)
+    if (is_compute(e.act.kind))
+      a_dur[e.act] = e.end_us - e.start_us;
+  for (const auto& e : simulate(one_f, sim_options{.costs = t}).timeline.events)
+    if (is_compute(e.act.kind))
+      b_dur[e.act] = e.end_us - e.start_us;
+  REQUIRE(a_dur.size() == 3 * 6 * 2 + 3);
+  REQUIRE(a_dur.size() == b_dur.size());
+  for (const auto& [a, d] : a_dur) {
+    INFO(to_string(a));
+    REQUIRE(b_dur.count(a));
+    CHECK(b_dur[a] == Approx(d).epsilon(1e-12));
+    CHECK(d == Approx(t(a)).epsilon(1e-12));
+  }
 }
 
 TEST_CASE("cost file with a device: roofline times per stage", "[simulator][cost]") {
