@@ -84,3 +84,56 @@ TEST_CASE("a user's CSV file is loaded, validated and used like a built-in sched
   std::remove(path.c_str());
   CHECK_THROWS_WITH(load_schedule_file("missing.csv"), "missing.csv: cannot open schedule file");
 }
+
+TEST_CASE("CSV and JSON round trips with 3 and 4 stages per rank keep the actions and the shape") {
+  for (std::string name : {"interleaved-1f1b", "looped-bfs", "interleaved-zb"})
+    for (int v : {3, 4})
+      for (int ranks : {2, 3}) {
+        const auto s = make_schedule({.name = name, .num_ranks = ranks, .num_microbatches = 2 * ranks,
+                                      .stages_per_rank = v});
+        REQUIRE(s.shape.stages_per_rank == v);
+        for (const auto& variant : {s, add_communication(s)}) {
+          INFO(name << " R=" << ranks << " V=" << v);
+          const auto from_csv = schedule_from_csv(to_csv(variant), "x.csv");
+          CHECK(from_csv.ranks == variant.ranks);
+          CHECK(from_csv.shape == pipeline_shape{.num_ranks = ranks, .stages_per_rank = v,
+                                                 .num_microbatches = 2 * ranks,
+                                                 .placement = placement_style::looped});
+          const auto from_json = schedule_from_json(to_json(variant), "x.json");
+          CHECK(from_json == variant);
+        }
+      }
+}
+
+TEST_CASE("a hand-written V-shaped schedule with 4 stages per rank reads back as written") {
+  // R=2, 8 stages folded four times: rank 0 holds 0, 3, 4, 7 and rank 1 holds 1, 2, 5, 6.
+  const std::string text = "0F0,3F0,4F0,7F0,7B0,4B0,3B0,0B0\n"
+                           "1F0,2F0,5F0,6F0,6B0,5B0,2B0,1B0\n";
+  const auto s = schedule_from_csv(text, "v4.csv");
+  CHECK(s.shape == pipeline_shape{.num_ranks = 2, .stages_per_rank = 4, .num_microbatches = 1,
+                                  .placement = placement_style::v_shape});
+  CHECK(s.shape.stages_of(0) == std::vector<int>{0, 3, 4, 7});
+  CHECK(s.shape.stages_of(1) == std::vector<int>{1, 2, 5, 6});
+  CHECK(s.ranks[1] == std::vector<action>{parse_action("1F0"), parse_action("2F0"), parse_action("5F0"),
+                                          parse_action("6F0"), parse_action("6B0"), parse_action("5B0"),
+                                          parse_action("2B0"), parse_action("1B0")});
+  CHECK(to_csv(s) == text);
+  CHECK_FALSE(find_violation(s).has_value());
+  const auto json = to_json(s);
+  CHECK(json.find("\"placement\": \"v\"") != std::string::npos);
+  CHECK(json.find("\"stages_per_rank\": 4") != std::string::npos);
+  CHECK(schedule_from_json(json, "v4.json").shape == s.shape);
+  CHECK(schedule_from_json(json, "v4.json").ranks == s.ranks);
+  // Lowered: a hand-over crosses ranks at every stage boundary (0-1, 2-3, 4-5, 6-7) and stays on
+  // one rank at the folds (1-2, 3-4, 5-6); the lowering reads back the same way.
+  const auto lowered = add_communication(s);
+  CHECK_FALSE(find_violation(lowered).has_value());
+  const auto back = schedule_from_csv(to_csv(lowered), "v4.csv");
+  CHECK(back.ranks == lowered.ranks);
+  CHECK(back.shape == s.shape);
+  int sends = 0;
+  for (const auto& list : lowered.ranks)
+    for (const auto& a : list)
+      sends += a.kind == action_kind::send_f || a.kind == action_kind::send_b;
+  CHECK(sends == 8); // 4 crossings, forward and backward, one micro-batch
+}
