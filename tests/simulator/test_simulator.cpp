@@ -366,3 +366,77 @@ TEST_CASE("the Chrome trace: compute on stream 0, transfers on stream 1, memory 
   CHECK(text.find("\"ph\":\"C\"") != std::string::npos);
   CHECK(text.find("\"tid\":1") != std::string::npos);
 }
+
+// Blocking sends: the sender is held until its message is delivered, latency included. GPipe, unlimited
+// bandwidth, latency L: rank r's F_k starts at (k + r)(F + L) (each rank forwards, then waits L for its
+// send), the last rank's forwards end at T = (M + R - 2)(F + L) + F, and every backward pays B + L on its
+// way up, so rank 0's last B ends at T + (M + R - 2)(B + L) + B:
+//   makespan = (M + R - 1)(F + B) + 2(M + R - 2)L,
+// against (M + R - 1)(F + B) + 2(R - 1)L with asynchronous sends.
+TEST_CASE("blocking sends with latency: GPipe makespan (M+R-1)(F+B) + 2(M+R-2)L", "[simulator][links]") {
+  const double F = 1, I = 1, W = 1, B = I + W;
+  for (int R : {2, 3, 4})
+    for (int M : {1, 3, 5})
+      for (double L : {0.5, 2.0}) {
+        INFO("R=" << R << " M=" << M << " L=" << L);
+        const auto s = make("gpipe", R, M);
+        auto o = uniform_options(s, F, I, W, L);
+        o.links.blocking_send = true;
+        const auto r = sim::simulate(s, o);
+        REQUIRE(r.completed);
+        CHECK(r.makespan_us == Approx((M + R - 1) * (F + B) + 2 * (M + R - 2) * L).margin(1e-9));
+        // The sender runs nothing between posting a send and its delivery.
+        std::map<int, std::vector<trace_event>> by_rank;
+        for (const auto& e : r.timeline.events)
+          by_rank[e.rank].push_back(e);
+        for (auto& [rank, events] : by_rank)
+          for (const auto& send : events)
+            if (send.act.kind == action_kind::send_f || send.act.kind == action_kind::send_b) {
+              INFO(to_string(send.act));
+              CHECK(send.end_us - send.start_us == Approx(L));
+              for (const auto& c : events)
+                if (is_compute(c.act.kind) && c.start_us >= send.start_us && c.end_us > c.start_us)
+                  CHECK(c.start_us >= send.end_us - 1e-9);
+            }
+        o.links.blocking_send = false;
+        CHECK(sim::simulate(s, o).makespan_us == Approx((M + R - 1) * (F + B) + 2 * (R - 1) * L).margin(1e-9));
+      }
+}
+
+TEST_CASE("a memory cap below the parameter memory fails at the rank's first forward", "[simulator][memory][oom]") {
+  const auto s = make("gpipe", 4, 3);
+  auto o = uniform_options(s, 1, 1, 1);
+  for (auto& c : o.costs.stages)
+    c.activation_bytes = 10, c.param_bytes = 100; // 400 bytes of parameters and state per rank
+  SECTION("every rank over the cap: rank 0 fails at once, nothing runs") {
+    o.memory.cap_bytes = 300;
+    const auto r = sim::simulate(s, o);
+    REQUIRE(r.oom);
+    CHECK(r.oom->rank == 0);
+    CHECK(r.oom->at == action{0, action_kind::forward, 0});
+    CHECK(r.oom->t_us == 0);
+    CHECK(r.oom->needed_bytes == 410);
+    CHECK(r.oom->message() == "out of memory on rank 0 at 0F0 (t=0 us): needs 410 bytes, cap 300 bytes");
+    CHECK_FALSE(r.completed);
+    for (const auto& e : r.timeline.events)
+      CHECK_FALSE(is_compute(e.act.kind));
+    CHECK(r.makespan_us == 0);
+  }
+  SECTION("one rank over the cap: it fails at its first forward, when its input arrives") {
+    o.costs.stages[2].param_bytes = 1000; // rank 2 holds 4000 bytes of parameters and state
+    o.memory.cap_bytes = 3000;
+    const auto r = sim::simulate(s, o);
+    REQUIRE(r.oom);
+    CHECK(r.oom->rank == 2);
+    CHECK(r.oom->at == action{2, action_kind::forward, 0});
+    CHECK(r.oom->t_us == 2); // 0F0 and 1F0 ran before
+    CHECK(r.oom->needed_bytes == 4010);
+    CHECK_FALSE(r.completed);
+    for (const auto& e : r.timeline.events)
+      if (e.rank >= 2)
+        CHECK_FALSE(is_compute(e.act.kind));
+    REQUIRE(r.timeline.markers.size() == 1);
+    CHECK(r.timeline.markers[0].rank == 2);
+    CHECK(r.timeline.markers[0].detail == "out of memory on rank 2 at 2F0 (t=2 us): needs 4010 bytes, cap 3000 bytes");
+  }
+}
