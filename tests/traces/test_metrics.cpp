@@ -171,3 +171,132 @@ TEST_CASE("diff gives per-rank and per-kind error of a prediction", "[traces][di
   CHECK(d.ranks[1].measured_us == Approx(12400));
   CHECK(format_diff(d).find("per kind") != std::string::npos);
 }
+
+TEST_CASE("busy time is the union of a rank's intervals: contained, touching, disjoint and overlapping", "[traces][metrics]") {
+  auto busy = [](std::vector<trace_event> events) {
+    trace t;
+    t.num_ranks = 1;
+    t.events = std::move(events);
+    return compute_metrics(t).ranks.at(0).busy_us;
+  };
+  // One interval inside another counts once, with the outer one's length.
+  CHECK(busy({ev(0, "0F0", 0, 10), ev(0, "0F1", 2, 5)}) == 10);
+  // Contained, listed first; and a chain where the second is contained and a third extends the first.
+  CHECK(busy({ev(0, "0F1", 2, 5), ev(0, "0F0", 0, 10)}) == 10);
+  CHECK(busy({ev(0, "0F0", 0, 10), ev(0, "0F1", 2, 5), ev(0, "0F2", 8, 14)}) == 14);
+  // Same start, the shorter one sorted first.
+  CHECK(busy({ev(0, "0F0", 0, 3), ev(0, "0F1", 0, 9)}) == 9);
+  // Touching intervals add up; disjoint ones leave the gap out.
+  CHECK(busy({ev(0, "0F0", 0, 4), ev(0, "0F1", 4, 6)}) == 6);
+  CHECK(busy({ev(0, "0F0", 0, 4), ev(0, "0F1", 6, 7), ev(0, "0F2", 10, 13)}) == 8);
+  // Two contained in one, then a separate one: 20 + 5.
+  CHECK(busy({ev(0, "0F0", 0, 20), ev(0, "0F1", 1, 3), ev(0, "0F2", 5, 19), ev(0, "0F3", 30, 35)}) == 25);
+  // Communication is a union too.
+  trace t;
+  t.num_ranks = 1;
+  t.events = {ev(0, "0F0", 0, 1), ev(0, "0SEND_F0", 1, 9), ev(0, "0SEND_F1", 2, 4), ev(0, "0SEND_F2", 12, 13)};
+  CHECK(compute_metrics(t).ranks[0].comm_us == 9);
+}
+
+namespace {
+// The gaps of one rank, in time order.
+std::vector<idle_gap> gaps_of(const trace_metrics& m, int rank) {
+  std::vector<idle_gap> out;
+  for (const auto& g : m.gaps)
+    if (g.rank == rank)
+      out.push_back(g);
+  return out;
+}
+} // namespace
+
+TEST_CASE("idle gaps: each cause, the dependency that arrived last, and the words", "[traces][metrics]") {
+  // Zero-bubble style, three stages on three ranks, hand-timed.
+  //   rank 0: 0F0 0..2, 0I0 20..22, 0W0 22..23, 0U 40..41 (waits for 0W0 on another lane: rank 3 below)
+  //   rank 1: 1F0 5..7 (waits for 0F0, ended at 2), 1I0 15..17 (waits for 2I0), 1W0 18..19 (ordering)
+  //   rank 2: 2F0 9..11 (its input 1F0 ended at 7), 2I0 11..15
+  trace t;
+  t.num_ranks = 3;
+  t.events = {ev(0, "0F0", 0, 2),  ev(0, "0I0", 20, 22), ev(0, "0U", 40, 41), ev(1, "1F0", 5, 7),
+              ev(1, "1I0", 15, 17), ev(1, "1W0", 18, 19), ev(2, "2F0", 9, 11), ev(2, "2I0", 11, 15)};
+  // 0W0 recorded on a fourth lane (a measured trace may run W elsewhere), ending inside rank 0's gap.
+  t.events.push_back(ev(3, "0W0", 30, 35));
+  const auto m = compute_metrics(t);
+
+  const auto r0 = gaps_of(m, 0);
+  REQUIRE(r0.size() == 2);
+  // 0I0 waits for the gradient from stage 1 (1I0 ended at 17): rank 0 idle 2..20.
+  CHECK(r0[0].start_us == 2);
+  CHECK(r0[0].end_us == 20);
+  CHECK(r0[0].cause == idle_cause::gradient);
+  CHECK(to_string(*r0[0].waited_for) == "1I0");
+  CHECK(r0[0].waited_rank == 1);
+  CHECK(r0[0].describe() ==
+        "rank 0 idle 2.000..20.000 us (18.000): waiting for the gradient of stage 1 micro-batch 0 (1I0 on rank 1), "
+        "then 0I0");
+  // 0U waits for 0W0, run elsewhere and ended at 35: local.
+  CHECK(r0[1].start_us == 22);
+  CHECK(r0[1].end_us == 40);
+  CHECK(r0[1].cause == idle_cause::local);
+  CHECK(to_string(*r0[1].waited_for) == "0W0");
+  CHECK(r0[1].waited_rank == 3);
+  CHECK(r0[1].describe() == "rank 0 idle 22.000..40.000 us (18.000): waiting for 0W0 (0W0 on rank 3), then 0U");
+
+  const auto r1 = gaps_of(m, 1);
+  REQUIRE(r1.size() == 4);
+  // Before 1F0: waiting for stage 0's activation (ended at 2, inside the gap 0..5).
+  CHECK(r1[0].start_us == 0);
+  CHECK(r1[0].end_us == 5);
+  CHECK(r1[0].cause == idle_cause::activation);
+  CHECK(to_string(*r1[0].waited_for) == "0F0");
+  CHECK(r1[0].waited_rank == 0);
+  CHECK(r1[0].describe() == "rank 1 idle 0.000..5.000 us (5.000): waiting for the activation of stage 0 micro-batch 0 "
+                            "(0F0 on rank 0), then 1F0");
+  // Before 1I0: its gradient 2I0 ended at 15 (its own 1F0 long before).
+  CHECK(r1[1].start_us == 7);
+  CHECK(r1[1].end_us == 15);
+  CHECK(r1[1].cause == idle_cause::gradient);
+  CHECK(to_string(*r1[1].waited_for) == "2I0");
+  // Before 1W0: its input 1I0 ended at 17, when the gap began: ordering, nothing waited for.
+  CHECK(r1[2].start_us == 17);
+  CHECK(r1[2].end_us == 18);
+  CHECK(r1[2].cause == idle_cause::ordering);
+  CHECK_FALSE(r1[2].waited_for);
+  CHECK(r1[2].describe() == "rank 1 idle 17.000..18.000 us (1.000): inputs ready, held by the rank's order, then 1W0");
+  // After its last action: drain to the end of the step (41).
+  CHECK(r1[3].start_us == 19);
+  CHECK(r1[3].end_us == 41);
+  CHECK(r1[3].cause == idle_cause::drain);
+  CHECK_FALSE(r1[3].next);
+  CHECK(r1[3].describe() == "rank 1 idle 19.000..41.000 us (22.000): drain: no more work this step");
+
+  const auto r2 = gaps_of(m, 2);
+  REQUIRE(r2.size() == 2);
+  // 2F0's input ended at 7, inside the gap 0..9: activation, not ordering.
+  CHECK(r2[0].cause == idle_cause::activation);
+  CHECK(to_string(*r2[0].waited_for) == "1F0");
+  CHECK(r2[1].cause == idle_cause::drain);
+}
+
+TEST_CASE("idle gaps: with two dependencies inside a gap, the one that ended last names the cause", "[traces][metrics]") {
+  // 1B0 on rank 0 (a stand-in lane) needs 1F0 and 2B0. Which arrived last decides gradient or local.
+  auto gap = [](double f_end, double grad_end) {
+    trace t;
+    t.num_ranks = 3;
+    t.events = {ev(0, "0F0", 0, 1), ev(1, "1F0", f_end - 1, f_end), ev(2, "2F0", 20, 21), ev(2, "2B0", grad_end - 1, grad_end),
+                ev(0, "1B0", 60, 62)};
+    const auto m = compute_metrics(t);
+    for (const auto& g : m.gaps)
+      if (g.rank == 0 && g.next && to_string(*g.next) == "1B0")
+        return g;
+    FAIL("no gap before 1B0");
+    return idle_gap{};
+  };
+  const auto grad = gap(30, 50); // the gradient came last
+  CHECK(grad.cause == idle_cause::gradient);
+  CHECK(to_string(*grad.waited_for) == "2B0");
+  CHECK(grad.waited_rank == 2);
+  const auto own = gap(55, 50); // its own forward, run on another lane, came last
+  CHECK(own.cause == idle_cause::local);
+  CHECK(to_string(*own.waited_for) == "1F0");
+  CHECK(own.waited_rank == 1);
+}
