@@ -149,7 +149,7 @@ public:
     actors::completion done{.act = a, .start_us = t0, .end_us = t0};
     if (a.kind == action_kind::forward) {
       const std::uint64_t need = static_bytes_ + held_bytes_ + act;
-      if ((cap_ > 0 && need > cap_) || (cap_ > 0 && static_bytes_ > cap_)) {
+      if (cap_ > 0 && need > cap_) { // need includes the parameters, so a cap below them fails here too
         out_of_memory oom{rank_, a, need, cap_, t0};
         if (!st_.oom)
           st_.oom = oom;
