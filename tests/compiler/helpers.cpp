@@ -48,6 +48,8 @@ split_run run_stages(pipe& p, const std::vector<torch::Tensor>& inputs,
 
 bool close(const torch::Tensor& a, const torch::Tensor& b, double rtol) {
   if (!a.defined() || !b.defined() || a.sizes() != b.sizes()) return false;
+  // A nan or an inf is never close: an inf in b would scale the tolerance to inf, a nan drops out of <=.
+  if (!torch::isfinite(a).all().item<bool>() || !torch::isfinite(b).all().item<bool>()) return false;
   const double diff = (a - b).abs().max().item<double>();
   const double scale = b.abs().max().item<double>();
   return diff <= rtol * scale + 1e-12;

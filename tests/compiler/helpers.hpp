@@ -18,7 +18,7 @@ struct split_run {
 split_run run_stages(pipe& p, const std::vector<torch::Tensor>& inputs,
                      const std::function<torch::Tensor(const std::vector<torch::Tensor>&)>& loss_fn);
 
-// max |a - b| <= rtol * max |b| (+ a tiny absolute floor for all-zero tensors).
+// max |a - b| <= rtol * max |b| (+ a tiny absolute floor for all-zero tensors); false for any nan or inf.
 bool close(const torch::Tensor& a, const torch::Tensor& b, double rtol = 1e-5);
 
 // Gradients of the original model by qualified name (tied tensors under every name).

@@ -117,7 +117,10 @@ TEST_CASE("GPT: tied weights can instead be transmitted from their owner stage",
   f.check_equals_unsplit(p);
 }
 
-TEST_CASE("GPT: automatic split balanced by measured node time", "[compiler]") {
+// That the split is balanced by time is checked on a model whose right answer is known (test_mynetwork.cpp);
+// the GPT's nodes all take microseconds, too close for the measurement to decide reliably.
+TEST_CASE("GPT: automatic split by measured node time: 4 stages with parameters, equal to the unsplit model",
+          "[compiler]") {
   fixture f;
   pippy::pipe p = pipeline(*f.net, f.call(), {f.idx},
                            {.num_stages = 4, .balance_by = balance::measured_time, .clone_parameters = true});

@@ -5,6 +5,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <cmath>
+#include <limits>
+#include <map>
+#include <string>
+
 using namespace pippy;
 
 namespace {
@@ -146,4 +151,60 @@ TEST_CASE("MyNetwork automatic split balances parameter bytes", "[compiler]") {
   CHECK(bytes[0] == 512 * 512 + 512 + 512 * 1024 + 1024);
   torch::Tensor ref = net(x);
   CHECK(test::close(p.forward({x})[0], ref));
+}
+
+namespace {
+// An embedding with many parameters that costs almost nothing (a lookup), then two equal Linear layers with
+// few parameters that cost nearly all the time: bytes and time call for different splits.
+struct bytes_vs_time : torch::nn::Module {
+  torch::nn::Embedding emb{nullptr};
+  torch::nn::Linear l1{nullptr}, l2{nullptr};
+  bytes_vs_time() {
+    emb = register_module("emb", torch::nn::Embedding(10000, 512));
+    l1 = register_module("l1", torch::nn::Linear(512, 512));
+    l2 = register_module("l2", torch::nn::Linear(512, 512));
+  }
+  torch::Tensor forward(const torch::Tensor& idx) { return l2(torch::relu(l1(emb(idx)))); }
+};
+} // namespace
+
+TEST_CASE("automatic split balanced by measured node time: the cheap embedding joins the first heavy layer",
+          "[compiler]") {
+  torch::manual_seed(0);
+  auto net = std::make_shared<bytes_vs_time>();
+  forward_fn call = [net](const std::vector<torch::Tensor>& xs) { return std::vector<torch::Tensor>{net->forward(xs[0])}; };
+  const torch::Tensor idx = torch::randint(10000, {2048}, torch::kLong);
+  // Three places a stage can begin (before emb, l1, l2) and 2 stages. Independent expectation from the
+  // work: the lookup copies 2048 rows (4 MB); each Linear does 2048 x 512 x 512 multiply-adds (0.5 G), some
+  // 20 times longer. By time, {emb, l1} | {l2} (largest stage: one Linear and the lookup) beats
+  // {emb} | {l1, l2} (two Linears) unless the lookup is measured as slow as a Linear. By parameter bytes
+  // (20 MB against 1 MB each) the embedding stands alone instead.
+  const auto holder = [](const pippy::pipe& p) {
+    std::map<std::string, int> h;
+    for (const auto& [name, stages] : test::holders(p))
+      if (name.ends_with(".weight"))
+        h[name] = stages.size() == 1 ? stages[0] : -1;
+    return h;
+  };
+  pippy::pipe by_time = pipeline(*net, call, {idx}, {.num_stages = 2, .balance_by = balance::measured_time});
+  REQUIRE(by_time.num_stages() == 2);
+  CHECK(holder(by_time) == std::map<std::string, int>{{"emb.weight", 0}, {"l1.weight", 0}, {"l2.weight", 1}});
+  CHECK(test::close(by_time.forward({idx})[0], net->forward(idx)));
+  // The same model balanced by bytes splits the other way: the expectation above tells the two apart.
+  pippy::pipe by_bytes = pipeline(*net, call, {idx}, {.num_stages = 2});
+  REQUIRE(by_bytes.num_stages() == 2);
+  CHECK(holder(by_bytes) == std::map<std::string, int>{{"emb.weight", 0}, {"l1.weight", 1}, {"l2.weight", 1}});
+}
+
+TEST_CASE("test::close fails on any nan or inf, on either side", "[compiler]") {
+  const auto a = torch::tensor({1.0, 2.0, 3.0});
+  CHECK(test::close(a, a.clone()));
+  CHECK_FALSE(test::close(a, a + 1e-3));
+  for (double bad : {std::nan(""), std::numeric_limits<double>::infinity(), -std::numeric_limits<double>::infinity()}) {
+    INFO("value " << bad);
+    const auto b = torch::tensor({1.0, bad, 3.0});
+    CHECK_FALSE(test::close(a, b));
+    CHECK_FALSE(test::close(b, a));
+    CHECK_FALSE(test::close(b, b.clone()));
+  }
 }
