@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""check_profile.py TRACE.json COSTS.json --steps N [--param-bytes B0,B1,...] [--activation-bytes S=B|B'...]
+
+Checks a cost file written by `--profile` against the trace of the same run (`--trace`), recomputed here
+from the trace file alone: for every stage, F, I, W, B and U are the mean durations of that stage's
+actions of that kind in the steps after the first (on each rank, the actions that start after the rank's
+step-0 optimizer steps end); with only full backwards measured I = W = B / 2, with only I and W B = I + W.
+Every time must be positive (I may be 0: stage 0 has no input gradient to compute). --param-bytes: the exact bytes of each stage's parameters (a closed form of the
+model); --activation-bytes S=B|B'...: stage S's value is one of these (one micro-batch's boundary output).
+Exit 1 with the differences listed.
+"""
+import argparse
+import json
+import math
+import sys
+from collections import defaultdict
+
+COMPUTE = ("F", "I", "W", "B", "U")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("trace")
+    ap.add_argument("costs")
+    ap.add_argument("--steps", type=int, required=True)
+    ap.add_argument("--param-bytes", default="")
+    ap.add_argument("--activation-bytes", action="append", default=[])
+    a = ap.parse_args()
+    bad = []
+    with open(a.trace) as f:
+        trace = json.load(f)
+    with open(a.costs) as f:
+        costs = json.load(f)
+    if costs.get("unit") != "us" or costs.get("source") != "measured":
+        bad.append(f"unit/source {costs.get('unit')!r}/{costs.get('source')!r}, expected 'us'/'measured'")
+    stages = costs.get("stages", [])
+    by_rank = defaultdict(list)
+    for e in trace["traceEvents"]:
+        if e.get("ph") == "X" and e["args"].get("kind") in COMPUTE:
+            by_rank[e["pid"]].append(e)
+    if not by_rank:
+        bad.append("the trace has no compute actions")
+    samples = defaultdict(list)  # (stage, kind) -> durations in the steps after the first
+    for rank, evs in by_rank.items():
+        evs.sort(key=lambda e: e["ts"])
+        updates = [e for e in evs if e["args"]["kind"] == "U"]
+        per_step = len(updates) // a.steps
+        if per_step < 1 or len(updates) != per_step * a.steps:
+            bad.append(f"rank {rank}: {len(updates)} optimizer steps in {a.steps} steps")
+            continue
+        first_step_end = max(u["ts"] + u["dur"] for u in updates[:per_step])
+        for e in evs:
+            if e["ts"] >= first_step_end:
+                samples[(e["args"]["stage"], e["args"]["kind"])].append(e["dur"])
+    n_stages = 1 + max((s for s, _ in samples), default=-1)
+    if len(stages) != n_stages:
+        bad.append(f"the cost file has {len(stages)} stages, the trace {n_stages}")
+    for s, c in enumerate(stages[:n_stages]):
+        want = {k: sum(samples[(s, k)]) / len(samples[(s, k)]) for k in COMPUTE if samples[(s, k)]}
+        if "B" not in want and "I" in want and "W" in want:
+            want["B"] = want["I"] + want["W"]
+        if "I" not in want and "W" not in want and "B" in want:
+            want["I"] = want["W"] = want["B"] / 2
+        for k in COMPUTE:
+            got = c.get(k)
+            if not isinstance(got, (int, float)) or not math.isfinite(got) or got < 0 or (got == 0 and k != "I"):
+                bad.append(f"stage {s} {k}: {got!r} is not a positive number")
+            elif k not in want:
+                bad.append(f"stage {s} {k}: {got} but the trace has no such action")
+            elif abs(got - want[k]) > 0.5 + 1e-6 * want[k]:  # the trace keeps times to 0.25 us
+                bad.append(f"stage {s} {k}: {got} us, the trace's mean is {want[k]} us")
+        print(f"stage {s}: " + "  ".join(f"{k} {c.get(k)} (trace {want.get(k, float('nan')):.4g}, "
+                                          f"{len(samples[(s, k)])} actions)" for k in COMPUTE))
+    if a.param_bytes:
+        want = [int(x) for x in a.param_bytes.split(",")]
+        got = [c.get("param_bytes") for c in stages]
+        if got != want:
+            bad.append(f"param_bytes {got}, expected {want}")
+    for spec in a.activation_bytes:
+        s, allowed = spec.split("=")
+        allowed = {int(x) for x in allowed.split("|")}
+        got = stages[int(s)].get("activation_bytes") if int(s) < len(stages) else None
+        if got not in allowed:
+            bad.append(f"stage {s} activation_bytes {got}, expected one of {sorted(allowed)}")
+    for b in bad:
+        print("FAIL: " + b)
+    if bad:
+        sys.exit(1)
+    print(f"OK: {a.costs} matches {a.trace} ({n_stages} stages, steps 2..{a.steps})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# profile.sh PIPPY MYNETWORK PYTHON [MYNETWORK ARGS...]: the runtime's cost measurement and profile writing.
+# Trains MyNetwork split in 4 stages (one per layer) with zbv on 2 processes (I and W measured apart) and
+# checks the --profile file against the --trace of the same run, recomputed from the trace alone
+# (check_profile.py), and its sizes against closed forms: parameter bytes 4 x (in x out + out) per layer
+# (512->512, 512->1024, 1024->256, 256->10), activation bytes rows x width x 4 for a micro-batch of 11 or
+# 10 rows (64 rows in 6) at the widths 512, 1024, 256.
+set -euo pipefail
+pippy=$1 mynetwork=$2 py=$3
+shift 3
+here=$(cd "$(dirname "$0")" && pwd)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+steps=3
+"$pippy" run --nproc 2 -- "$mynetwork" --schedule zbv --microbatches 6 --steps $steps --seed 1 --timeout 30 \
+  --trace "$tmp/trace.json" --profile "$tmp/costs.json" "$@" | tee "$tmp/out.txt"
+[[ $(grep -c '^step [0-9]* loss ' "$tmp/out.txt") -eq $steps ]] || { echo "FAIL: expected $steps loss lines"; exit 1; }
+act() { echo "$1=$((11 * $2 * 4))|$((10 * $2 * 4))"; }
+"$py" "$here/check_profile.py" "$tmp/trace.json" "$tmp/costs.json" --steps $steps \
+  --param-bytes $((4 * (512 * 512 + 512))),$((4 * (512 * 1024 + 1024))),$((4 * (1024 * 256 + 256))),$((4 * (256 * 10 + 10))) \
+  --activation-bytes "$(act 0 512)" --activation-bytes "$(act 1 1024)" --activation-bytes "$(act 2 256)"
