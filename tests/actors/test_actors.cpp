@@ -3,11 +3,13 @@
 #include <caf/all.hpp>
 #include <caf/scheduler/test_coordinator.hpp>
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "pippy/actors/pipeline.hpp"
@@ -55,11 +57,16 @@ struct direct_transport final : transport {
   std::map<int, caf::actor> stages;
   bool block = false;
   int sent = 0;
+  std::optional<action> fail_at; // this transfer fails: nothing is delivered, the sender hears why
   void attach(int stage, const caf::actor& a) override { stages[stage] = a; }
   bool blocking() const override { return block; }
   void send(payload p, const caf::actor& sender) override {
     ++sent;
     const action a{p.src_stage, p.kind, p.microbatch};
+    if (fail_at && *fail_at == a) {
+      caf::anon_send(sender, send_done{a, 0, "link down during " + to_string(a)});
+      return;
+    }
     caf::anon_send(stages.at(p.dst_stage), std::move(p));
     if (block)
       caf::anon_send(sender, send_done{a, 0, {}});
@@ -79,7 +86,8 @@ struct run_result {
   int sent = 0;
 };
 
-run_result run(const schedule& compute_only, bool blocking, std::optional<action> fail_at = {}) {
+run_result run(const schedule& compute_only, bool blocking, std::optional<action> fail_at = {},
+               std::optional<action> fail_send = {}) {
   const schedule s = add_communication(compute_only);
   caf::actor_system_config cfg;
   cfg.set("scheduler.policy", caf::atom("testing"));
@@ -99,6 +107,7 @@ run_result run(const schedule& compute_only, bool blocking, std::optional<action
     }
     direct_transport net;
     net.block = blocking;
+    net.fail_at = fail_send;
     auto out = std::make_shared<outcome>();
     auto sup = sys.spawn([out](caf::event_based_actor*) -> caf::behavior {
       return {
@@ -173,6 +182,86 @@ TEST_CASE("a failed action stops its rank and is reported with the action", "[ac
   CHECK(r.logs[1].back() == bad);
   CHECK(std::find(r.out.ranks_done.begin(), r.out.ranks_done.end(), 1) == r.out.ranks_done.end());
   CHECK(r.out.microbatches.count(2) == 0);
+}
+
+TEST_CASE("a transport error on a blocking send stops its rank and is reported with the send", "[actors]") {
+  const schedule s = make_schedule({.name = "1f1b", .num_ranks = 3, .num_microbatches = 6});
+  const action bad{0, action_kind::send_f, 3};
+  const auto r = run(s, true, {}, bad);
+  REQUIRE(r.out.failures.size() == 1);
+  CHECK(r.out.failures[0].rank == 0);
+  CHECK(r.out.failures[0].act == bad);
+  CHECK(r.out.failures[0].error == "link down during 0SEND_F3");
+  // Rank 0 ran its list up to the failed send and nothing after it (1F1B at R=3 by hand: warm-up 0F0 0F1
+  // 0F2, then 0B0 0F3 0B1 ...; the send of 0F3 follows 0F3).
+  CHECK(r.logs[0] == std::vector<action>{{0, action_kind::forward, 0}, {0, action_kind::forward, 1},
+                                         {0, action_kind::forward, 2}, {0, action_kind::full_backward, 0},
+                                         {0, action_kind::forward, 3}});
+  CHECK(std::find(r.out.ranks_done.begin(), r.out.ranks_done.end(), 0) == r.out.ranks_done.end());
+  // Micro-batch 3 never reached rank 1: it never ran 1F3, nor finished, and micro-batch 3 never completed.
+  CHECK(std::find(r.logs[1].begin(), r.logs[1].end(), action{1, action_kind::forward, 3}) == r.logs[1].end());
+  CHECK(std::find(r.out.ranks_done.begin(), r.out.ranks_done.end(), 1) == r.out.ranks_done.end());
+  CHECK(r.out.microbatches.count(3) == 0);
+  CHECK(r.errors.empty());
+}
+
+TEST_CASE("stop in the middle of a run: every actor quits, at most the action in flight per rank follows",
+          "[actors]") {
+  const schedule s = add_communication(make_schedule({.name = "1f1b", .num_ranks = 3, .num_microbatches = 6}));
+  caf::actor_system_config cfg;
+  cfg.set("scheduler.policy", caf::atom("testing"));
+  caf::actor_system sys{cfg};
+  auto& sched = dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler());
+  std::vector<std::vector<action>> logs(3);
+  std::vector<std::string> errors;
+  std::vector<recording_executor> execs(3);
+  std::vector<executor*> ptrs;
+  for (int r = 0; r < 3; ++r) {
+    auto& e = execs[static_cast<std::size_t>(r)];
+    e.rank = r, e.num_stages = 3, e.log = &logs[static_cast<std::size_t>(r)], e.errors = &errors;
+    ptrs.push_back(&e);
+  }
+  direct_transport net;
+  auto out = std::make_shared<outcome>();
+  auto sup = sys.spawn([out](caf::event_based_actor*) -> caf::behavior {
+    return {
+        [out](const rank_finished& f) { out->ranks_done.push_back(f.rank); },
+        [out](const stage_failed& f) { out->failures.push_back(f); },
+        [out](const microbatch_finished& f) { out->microbatches[f.microbatch] = f.loss; },
+    };
+  });
+  const std::size_t before = sys.registry().running();
+  auto h = spawn_pipeline(sys, pipeline_setup{.plan = &s, .executors = ptrs, .net = &net, .supervisor = sup});
+  CHECK(sys.registry().running() == before + 3 + 6); // 3 stage actors, 6 micro-batch actors
+  h.start();
+  // Run until rank 2 (the last stage) has finished its first backward: mid-run on every rank.
+  const action mid{2, action_kind::full_backward, 0};
+  while (std::find(logs[2].begin(), logs[2].end(), mid) == logs[2].end())
+    REQUIRE(sched.try_run_once());
+  std::size_t computes = 0, ran = 0;
+  for (const auto& list : s.ranks)
+    for (const auto& a : list)
+      computes += is_compute(a.kind);
+  std::vector<std::size_t> at_stop;
+  for (const auto& l : logs)
+    at_stop.push_back(l.size()), ran += l.size();
+  REQUIRE(ran > 0);
+  REQUIRE(ran < computes);
+  h.stop();
+  sched.run();
+  // Every actor of the pipeline quit; each rank started at most the one action whose input was already
+  // queued, and none finished its list.
+  CHECK(sys.registry().running() == before);
+  for (std::size_t r = 0; r < 3; ++r) {
+    INFO("rank " << r);
+    CHECK(logs[r].size() <= at_stop[r] + 1);
+  }
+  CHECK(out->ranks_done.empty());
+  CHECK(out->failures.empty());
+  CHECK(out->microbatches.size() < 6);
+  CHECK(errors.empty());
+  caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
+  sched.run();
 }
 
 TEST_CASE("spawn_pipeline checks its setup", "[actors]") {
