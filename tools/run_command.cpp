@@ -2,7 +2,9 @@
 // RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT (a free port unless
 // given); their output goes straight to ours. When one fails, it says which rank and how, gives the
 // others --grace seconds to notice and exit by themselves (the backend names the lost peer within its
-// c10d timeout), then stops them; the exit status is the first failing rank's.
+// c10d timeout), then stops them (SIGTERM to each rank's process group, SIGKILL 3 s later); the exit
+// status is the first failing rank's. On SIGINT or SIGTERM it stops every rank the same way at once and
+// exits with 128 + the signal's number (130, 143).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -89,8 +91,8 @@ struct line {
   }
 };
 
-volatile std::sig_atomic_t interrupted = 0;
-void on_signal(int) { interrupted = 1; }
+volatile std::sig_atomic_t interrupted = 0; // the signal (SIGINT, SIGTERM) that asked us to stop
+void on_signal(int sig) { interrupted = sig; }
 
 int run(const run_options& o) {
   if (o.nproc < 1)
@@ -164,8 +166,9 @@ int run(const run_options& o) {
     const bool failing = first_failed >= 0 || interrupted;
     if (interrupted && first_failed < 0) {
       first_failed = o.nproc; // no rank: the launcher was interrupted
-      result = 130;
+      result = 128 + interrupted; // as a shell reports a command killed by that signal: 130, 143
       deadline = clock::now();
+      line{} << "pippy run: got signal " << interrupted << " (" << ::strsignal(interrupted) << ")";
     }
     if (failing && !terminated && clock::now() >= deadline) {
       line{} << "pippy run: stopping " << running << " remaining rank(s)";
