@@ -45,9 +45,10 @@ TEST_CASE("the job keeps running and completes when its live viewer goes away mi
   test::app();
   const std::string trace_path = test::temp_file("live-sim-gone.json", "");
   QProcess job;
-  // 1f1b R=4 M=64, F=1 B=2: makespan 201 us; at 5e-4 virtual us per wall us that is ~0.4 s of wall time.
+  // 1f1b R=4 M=64, F=1 B=2: makespan 201 us; at 1e-4 virtual us per wall us that is ~2 s of wall time,
+  // long enough that the viewer leaves mid-stream even when the GUI thread is slow to be scheduled.
   const int port =
-      test::start_sim_job(job, {"--schedule", "1f1b", "--ranks", "4", "--microbatches", "64", "--pace", "0.0005"}, trace_path);
+      test::start_sim_job(job, {"--schedule", "1f1b", "--ranks", "4", "--microbatches", "64", "--pace", "0.0001"}, trace_path);
   auto view = std::make_unique<TimelineView>();
   REQUIRE(view->start_live(QString("127.0.0.1:%1").arg(port), 5));
   REQUIRE(test::wait_for([&] { return view->panels()[0]->t.events.size() >= 20; }));
