@@ -158,7 +158,12 @@ schedule schedule_from_json(std::string_view text, const std::string& source) {
   if (!j.contains("actions") || !j["actions"].is_array())
     throw input_error(source + ": field \"actions\" must be an array of rank lists");
   schedule s;
-  s.name = j.contains("name") && j["name"].is_string() ? j["name"].get<std::string>() : source;
+  s.name = source;
+  if (j.contains("name")) {
+    if (!j["name"].is_string())
+      throw input_error(source + ": field \"name\" must be a string");
+    s.name = j["name"].get<std::string>();
+  }
   const auto& rows = j["actions"];
   for (std::size_t r = 0; r < rows.size(); ++r) {
     if (!rows[r].is_array())

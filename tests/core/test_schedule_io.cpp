@@ -33,6 +33,12 @@ TEST_CASE("CSV and JSON round-trip every generator, compute-only and lowered") {
 TEST_CASE("CSV: empty cells are idle slots, quotes and spaces are ignored, V placement is inferred") {
   auto s = schedule_from_csv(",0F0, \"0B0\"\n1F0,1B0,\n", "idle.csv");
   CHECK(s.ranks[0] == std::vector<action>{parse_action("0F0"), parse_action("0B0")});
+  // PyTorch writes an idle slot as None; '_' is the hand-written form.
+  for (const char* idle : {"None", "_", " None ", ""}) {
+    INFO(idle);
+    auto t = schedule_from_csv(std::string(idle) + ",0F0," + idle + ",0B0\n1F0," + idle + ",1B0\n", "idle.csv");
+    CHECK(t.ranks == s.ranks);
+  }
   CHECK(s.shape.num_ranks == 2);
   CHECK(s.shape.num_microbatches == 1);
   auto v = schedule_from_csv("0F0,3F0,3B0,0B0\n1F0,2F0,2B0,1B0\n", "v.csv");
@@ -69,6 +75,13 @@ TEST_CASE("malformed JSON schedules name the field") {
   CHECK_THROWS_WITH(schedule_from_json("{\"actions\": [[\"0F0\",\"0B0\"]], \"placement\": \"zigzag\"}", "s.json"),
                     "s.json: field \"placement\" must be \"looped\" or \"v\"");
   CHECK_THROWS_WITH(schedule_from_json("{", "s.json"), Catch::Contains("s.json: not valid JSON"));
+  CHECK_THROWS_WITH(schedule_from_json("{\"name\": 5, \"actions\": [[\"0F0\",\"0B0\"]]}", "s.json"),
+                    "s.json: field \"name\" must be a string");
+}
+
+TEST_CASE("a JSON schedule's name is its field, or else the file it came from") {
+  CHECK(schedule_from_json("{\"name\": \"mine\", \"actions\": [[\"0F0\",\"0B0\"]]}", "s.json").name == "mine");
+  CHECK(schedule_from_json("{\"actions\": [[\"0F0\",\"0B0\"]]}", "s.json").name == "s.json");
 }
 
 TEST_CASE("a user's CSV file is loaded, validated and used like a built-in schedule") {
