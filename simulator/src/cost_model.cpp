@@ -75,14 +75,12 @@ double cost_table::operator()(const action& a) const {
   default: return 0;
   }
   t *= scale(a.microbatch);
-  if (jitter > 0) {
-    const std::uint64_t h = splitmix(seed ^ splitmix((static_cast<std::uint64_t>(a.stage) << 40) ^
-                                                     (static_cast<std::uint64_t>(a.kind) << 32) ^
-                                                     static_cast<std::uint32_t>(a.microbatch)));
-    const double u = static_cast<double>(h >> 11) * 0x1.0p-53 * 2.0 - 1.0; // [-1, 1)
-    t *= std::max(0.0, 1.0 + jitter * u);
-  }
-  return t;
+  // No jitter multiplies by exactly 1.
+  const std::uint64_t h = splitmix(seed ^ splitmix((static_cast<std::uint64_t>(a.stage) << 40) ^
+                                                   (static_cast<std::uint64_t>(a.kind) << 32) ^
+                                                   static_cast<std::uint32_t>(a.microbatch)));
+  const double u = static_cast<double>(h >> 11) * 0x1.0p-53 * 2.0 - 1.0; // [-1, 1)
+  return t * std::max(0.0, 1.0 + jitter * u);
 }
 
 void cost_table::scale_by_rows(std::int64_t rows, int microbatches) {
