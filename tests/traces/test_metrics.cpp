@@ -300,3 +300,38 @@ TEST_CASE("idle gaps: with two dependencies inside a gap, the one that ended las
   CHECK(to_string(*own.waited_for) == "1F0");
   CHECK(own.waited_rank == 1);
 }
+
+TEST_CASE("diff: an action measured as taking no time adds to the totals but not to the mean relative error",
+          "[traces][diff]") {
+  trace predicted, measured;
+  predicted.num_ranks = measured.num_ranks = 1;
+  predicted.events = {ev(0, "0F0", 0, 10), ev(0, "0F1", 10, 20)};
+  measured.events = {ev(0, "0F0", 0, 8), ev(0, "0F1", 8, 8)}; // 0F1 too short for the clock: 0 us
+  const auto d = diff_traces(predicted, measured);
+  REQUIRE(d.kinds.size() == 1);
+  CHECK(d.kinds[0].matched == 2);
+  CHECK(d.kinds[0].measured_us == Approx(8));
+  CHECK(d.kinds[0].mean_abs_relative_error == Approx(2.0 / 8.0)); // 0F0 alone; 0F1 has no ratio
+  REQUIRE(d.ranks.size() == 1);
+  CHECK(d.ranks[0].mean_abs_relative_error == Approx(2.0 / 8.0));
+}
+
+TEST_CASE("a validator timeline becomes a trace in microseconds, with no bytes and no peer", "[traces][metrics]") {
+  evaluation ev;
+  ev.ranks = {{{parse_action("0F0"), 0, 1}, {parse_action("0B0"), 3, 5}}, {{parse_action("1F0"), 1, 2}}};
+  ev.makespan = 5;
+  const trace t = trace_from_evaluation(ev, "hand", 250.0, event_source::measured);
+  CHECK(t.run == "hand");
+  CHECK(t.num_ranks == 2);
+  REQUIRE(t.events.size() == 3);
+  CHECK(t.events[1].rank == 0);
+  CHECK(t.events[1].act == parse_action("0B0"));
+  CHECK(t.events[1].start_us == 750);
+  CHECK(t.events[1].end_us == 1250);
+  CHECK(t.events[2].rank == 1);
+  for (const auto& e : t.events) {
+    CHECK(e.bytes == 0);
+    CHECK(e.peer == -1);
+    CHECK(e.source == event_source::measured);
+  }
+}
