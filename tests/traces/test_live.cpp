@@ -399,3 +399,37 @@ TEST_CASE("a port bound but not listening refuses at once", "[traces][live]") {
                     Catch::Contains("cannot connect") && Catch::Contains("refused"));
   ::close(fd);
 }
+
+TEST_CASE("a viewer that closes its end is forgotten with nothing more published", "[traces][live]") {
+  live_publisher pub({.port = 0});
+  const auto deadline = std::chrono::steady_clock::now() + hang_guard;
+  {
+    live_reader reader("127.0.0.1:" + std::to_string(pub.port()));
+    while (pub.clients() == 0 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(2ms);
+    REQUIRE(pub.clients() == 1);
+  } // closed: the publisher sees the end of its stream from the viewer, not a failed write
+  while (pub.clients() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(2ms);
+  CHECK(pub.clients() == 0);
+}
+
+TEST_CASE("a stopping publisher lets a viewer that is still reading take the whole tail", "[traces][live]") {
+  constexpr int n = 200000; // ~20 MB: far more than the socket buffers hold
+  std::optional<live_publisher> pub;
+  pub.emplace(live_publisher_options{.port = 0, .queue_capacity = n + 1, .tail_wait_ms = 30000});
+  live_reader reader("127.0.0.1:" + std::to_string(pub->port()));
+  const auto deadline = std::chrono::steady_clock::now() + hang_guard;
+  while (pub->clients() == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(2ms);
+  REQUIRE(pub->clients() == 1);
+  for (int i = 0; i < n; ++i)
+    pub->publish(nth(i));
+  pub->flush(); // all of it is now the viewer's pending tail, none read yet
+  trace t;
+  std::thread viewer([&] { read_until(reader, t, n); });
+  pub.reset(); // stops while most of the tail is still pending
+  viewer.join();
+  REQUIRE(t.events.size() == std::size_t{n});
+  CHECK(t.events.back() == nth(n - 1));
+}

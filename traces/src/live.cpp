@@ -242,8 +242,8 @@ void live_publisher::run() {
     }
     idle_cv_.notify_all();
     if (stopping) {
-      // Last chance for viewers to get the tail: up to half a second.
-      for (int tries = 0; tries < 50; ++tries) {
+      // Last chance for viewers to get the tail.
+      for (int waited_ms = 0; waited_ms < o_.tail_wait_ms; waited_ms += 10) {
         bool left = false;
         for (const auto& c : clients)
           left = left || c.sent < c.pending.size();

@@ -20,6 +20,7 @@ struct live_publisher_options {
   std::size_t queue_capacity = 1 << 16; // lines waiting for the background thread; beyond it the oldest are dropped
   std::size_t replay_capacity = 1 << 18; // lines kept to replay to a viewer that connects late (0 = none)
   std::size_t client_buffer_limit = 64u << 20; // bytes pending for one slow viewer before it is dropped
+  int tail_wait_ms = 500; // on stop, how long viewers still reading are given to take what is pending
 };
 
 // Publishes a running job's events as JSON lines (the same lines as to_json_line) to any viewer that
