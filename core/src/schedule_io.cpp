@@ -93,11 +93,8 @@ schedule schedule_from_csv(std::string_view text, const std::string& source) {
     std::string_view line = text.substr(pos, eol - pos);
     pos = eol + 1;
     ++line_no;
-    if (trim(line).empty()) {
-      if (pos > text.size())
-        break;
+    if (trim(line).empty())
       continue; // blank lines separate nothing; a rank with no actions would make no sense
-    }
     std::vector<action> list;
     std::size_t col = 0, start = 0;
     while (start <= line.size()) {
