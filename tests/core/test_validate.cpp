@@ -183,3 +183,18 @@ TEST_CASE("sends and receives past either end of the pipeline are rejected") {
         "rank 1, position 4 (1RECV_B0): the last stage has no next stage to receive a gradient from");
   CHECK(with(0, "0SEND_B0") == "rank 0, position 4 (0SEND_B0): stage 0 has no previous stage to send a gradient to");
 }
+
+TEST_CASE("a timeline's bubble is idle over makespan, per rank and overall, at any time scale") {
+  // Rank 0 busy 1 of 4 units, rank 1 busy 3 of 4; scaled by 1/8 the fractions stay the same.
+  for (double unit : {1.0, 0.125}) {
+    INFO(unit);
+    evaluation ev;
+    ev.ranks = {{{parse_action("0F0"), 0, unit}},
+                {{parse_action("1F0"), unit, 2 * unit}, {parse_action("1B0"), 2 * unit, 4 * unit}}};
+    ev.makespan = 4 * unit;
+    CHECK(ev.bubble_fraction(0) == Approx(0.75));
+    CHECK(ev.bubble_fraction(1) == Approx(0.25));
+    CHECK(ev.bubble_fraction() == Approx(0.5));
+  }
+  CHECK(evaluation{}.bubble_fraction() == 0);
+}

@@ -149,3 +149,22 @@ TEST_CASE("a hook that throws stops the simulation and the exception leaves simu
   o.on_event = nullptr; // and the next run is unaffected
   CHECK(sim::simulate(s, o).completed);
 }
+
+TEST_CASE("either hook alone is called: events without a memory hook, samples without an event hook",
+          "[simulator][live]") {
+  const auto s = make("1f1b", 2, 3);
+  auto o = uniform_options(s, 1, 1, 1);
+  for (auto& sc : o.costs.stages)
+    sc.activation_bytes = 10;
+  const auto plain = sim::simulate(s, o);
+  std::size_t events = 0, samples = 0;
+  auto only_events = o;
+  only_events.on_event = [&](const trace_event&) { ++events; };
+  sim::simulate(s, only_events);
+  CHECK(events == plain.timeline.events.size());
+  auto only_samples = o;
+  only_samples.on_memory = [&](const memory_sample&) { ++samples; };
+  sim::simulate(s, only_samples);
+  REQUIRE(!plain.timeline.memory.empty());
+  CHECK(samples == plain.timeline.memory.size());
+}

@@ -54,3 +54,15 @@ TEST_CASE("fields of unexpected types are input errors, not other exceptions", "
   trace lines;
   CHECK_THROWS_AS(parse_json_line(ev + ",\"args\":{\"source\":[1]}}", lines, "e"), input_error);
 }
+
+TEST_CASE("a memory counter needs a numeric args.bytes: each way of missing it is named", "[traces][chrome]") {
+  const std::string head = "{\"traceEvents\":[{\"ph\":\"C\",\"name\":\"memory\",\"pid\":0,\"ts\":0";
+  for (const char* args : {"", ",\"args\":5", ",\"args\":{}", ",\"args\":{\"bytes\":\"many\"}"}) {
+    INFO(args);
+    CHECK_THROWS_WITH(parse_chrome_json(head + args + "}]}", "m.json"),
+                      Catch::Contains("memory counter without numeric args.bytes"));
+  }
+  const std::string action = ",{\"ph\":\"X\",\"name\":\"0F0\",\"pid\":0,\"ts\":0,\"dur\":1}";
+  CHECK(parse_chrome_json(head + ",\"args\":{\"bytes\":64}}" + action + "]}", "m.json").memory ==
+        std::vector<memory_sample>{{0, 0, 64}});
+}

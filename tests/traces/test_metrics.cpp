@@ -335,3 +335,9 @@ TEST_CASE("a validator timeline becomes a trace in microseconds, with no bytes a
     CHECK(e.source == event_source::measured);
   }
 }
+
+TEST_CASE("the summary counts and times every kind, forwards included", "[traces][metrics]") {
+  const trace t = gpipe4();
+  const auto text = format_summary(t, compute_metrics(t));
+  CHECK(text.find("per kind:  F x16 16000.000 us  B x16 32000.000 us\n") != std::string::npos);
+}
