@@ -66,3 +66,26 @@ TEST_CASE("a memory counter needs a numeric args.bytes: each way of missing it i
   CHECK(parse_chrome_json(head + ",\"args\":{\"bytes\":64}}" + action + "]}", "m.json").memory ==
         std::vector<memory_sample>{{0, 0, 64}});
 }
+
+TEST_CASE("otherData is read the same in our layout and by the general parser, odd values included",
+          "[traces][chrome]") {
+  const std::string text = to_chrome_json(sample());
+  const std::string other = "{\"ranks\":3,\"run\":\"1f1b R=3 M=5\"}";
+  REQUIRE(text.find(other) != std::string::npos);
+  for (const char* odd : {"{\"ranks\":-3,\"run\":\"r\"}", "{\"ranks\":0}", "{\"run\":\"only a name\"}", "{}"}) {
+    INFO(odd);
+    std::string ours = text;
+    ours.replace(ours.find(other), other.size(), odd);
+    const trace a = parse_chrome_json(ours, "ours");
+    const trace b = parse_chrome_json(" " + ours, "general");
+    CHECK(a == b);
+    CHECK(a.num_ranks == 3); // the events' pids still count
+    CHECK(a.events.size() == sample().events.size());
+  }
+  // A rank that ran nothing still counts when otherData names it.
+  std::string idle = text;
+  idle.replace(idle.find(other), other.size(), "{\"ranks\":5,\"run\":\"r\"}");
+  CHECK(parse_chrome_json(idle, "ours").num_ranks == 5);
+  CHECK(parse_chrome_json(" " + idle, "general").num_ranks == 5);
+  CHECK(parse_chrome_json(idle, "ours").run == "r");
+}

@@ -220,6 +220,14 @@ void save_chrome_trace(const trace& t, const std::string& path) {
 
 namespace {
 
+// otherData's run name and rank count; both optional, as other tools write neither.
+void read_other_data(const json& o, trace& t) {
+  if (o.contains("run") && o["run"].is_string())
+    t.run = o["run"].get<std::string>();
+  if (o.contains("ranks") && o["ranks"].is_number_integer())
+    t.num_ranks = std::max(0, o["ranks"].get<int>());
+}
+
 // Files written by write_chrome_json hold one event per line: parsing line by line keeps each DOM small
 // (about twice as fast on 1 M events, and far less memory). Returns nullopt when the text is not in
 // that layout or anything in it is wrong, so the general parser reports the error as it always has.
@@ -236,11 +244,7 @@ std::optional<trace> parse_own_layout(std::string_view text, const std::string& 
     const json other = json::parse(text.substr(head.size(), list_at - head.size()));
     if (!other.is_object())
       return std::nullopt;
-    if (!other.contains("run") || !other["run"].is_string() || !other.contains("ranks") ||
-        !other["ranks"].is_number_integer() || other["ranks"].get<int>() < 0)
-      return std::nullopt;
-    t.run = other["run"].get<std::string>();
-    t.num_ranks = other["ranks"].get<int>();
+    read_other_data(other, t);
     std::size_t pos = list_at + list.size(), i = 0;
     bool closed = false;
     while (pos < text.size()) {
@@ -283,13 +287,8 @@ trace parse_chrome_json(std::string_view text, const std::string& source) {
     events = &j; // the JSON-array form of the format
   } else if (j.is_object() && j.contains("traceEvents") && j["traceEvents"].is_array()) {
     events = &j["traceEvents"];
-    if (j.contains("otherData") && j["otherData"].is_object()) {
-      const json& o = j["otherData"];
-      if (o.contains("run") && o["run"].is_string())
-        t.run = o["run"].get<std::string>();
-      if (o.contains("ranks") && o["ranks"].is_number_integer())
-        t.num_ranks = std::max(0, o["ranks"].get<int>());
-    }
+    if (j.contains("otherData") && j["otherData"].is_object())
+      read_other_data(j["otherData"], t);
   } else {
     throw input_error(source + ": expected an object with a \"traceEvents\" array");
   }
