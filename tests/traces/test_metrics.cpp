@@ -341,3 +341,31 @@ TEST_CASE("the summary counts and times every kind, forwards included", "[traces
   const auto text = format_summary(t, compute_metrics(t));
   CHECK(text.find("per kind:  F x16 16000.000 us  B x16 32000.000 us\n") != std::string::npos);
 }
+
+TEST_CASE("a one-rank step shorter than a microsecond, events out of time order: exact metrics",
+          "[traces][metrics]") {
+  trace t;
+  t.num_ranks = 1;
+  t.events = {ev(0, "0B0", 0.25, 0.5), ev(0, "0F0", 0, 0.125)}; // the last to end comes first in the file
+  auto m = compute_metrics(t);
+  CHECK(m.step_time_us == 0.5);
+  CHECK(m.utilisation == Approx(0.75));
+  CHECK(m.bubble_fraction == Approx(0.25));
+  REQUIRE(m.ranks.size() == 1);
+  CHECK(m.ranks[0].utilisation == Approx(0.75));
+  CHECK(m.ranks[0].bubble_fraction == Approx(0.25));
+  CHECK(m.critical_path == std::vector<std::size_t>{1, 0}); // in time order: 0F0, then 0B0
+  CHECK(m.critical_path_busy_us == Approx(0.375));
+
+  // A second rank that ran nothing is idle (drain) for the whole step and halves the utilisation.
+  t.num_ranks = 2;
+  m = compute_metrics(t);
+  CHECK(m.utilisation == Approx(0.375));
+  REQUIRE(m.ranks.size() == 2);
+  CHECK(m.ranks[1].busy_us == 0);
+  const auto it = std::find_if(m.gaps.begin(), m.gaps.end(), [](const idle_gap& g) { return g.rank == 1; });
+  REQUIRE(it != m.gaps.end());
+  CHECK(it->cause == idle_cause::drain);
+  CHECK(it->start_us == 0);
+  CHECK(it->end_us == 0.5);
+}
