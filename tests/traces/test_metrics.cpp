@@ -340,6 +340,14 @@ TEST_CASE("the summary counts and times every kind, forwards included", "[traces
   const trace t = gpipe4();
   const auto text = format_summary(t, compute_metrics(t));
   CHECK(text.find("per kind:  F x16 16000.000 us  B x16 32000.000 us\n") != std::string::npos);
+  // Idle time per cause, every cause named; GPipe R=4 M=4 idles 9 units per rank, 36000 us in all.
+  CHECK(text.find("idle by cause:  activation ") != std::string::npos);
+  CHECK(text.find(" drain ") != std::string::npos);
+  CHECK(text.find("?") == std::string::npos);
+  double idle = 0;
+  for (const auto& g : compute_metrics(t).gaps)
+    idle += g.duration_us();
+  CHECK(idle == Approx(36000));
 }
 
 TEST_CASE("a one-rank step shorter than a microsecond, events out of time order: exact metrics",

@@ -376,11 +376,11 @@ std::string format_summary(const trace& t, const trace_metrics& m, std::size_t m
       o << "  " << to_string(static_cast<action_kind>(k)) << " x" << m.kind_count[static_cast<std::size_t>(k)] << " "
         << fmt("%.3f", m.kind_us[static_cast<std::size_t>(k)]) << " us";
   o << "\n";
-  std::array<double, 5> by_cause{};
+  std::array<double, num_idle_causes> by_cause{};
   for (const auto& g : m.gaps)
     by_cause[static_cast<std::size_t>(g.cause)] += g.duration_us();
   o << "idle by cause:";
-  for (int c = 0; c < 5; ++c)
+  for (int c = 0; c < num_idle_causes; ++c)
     o << "  " << to_string(static_cast<idle_cause>(c)) << " " << fmt("%.3f", by_cause[static_cast<std::size_t>(c)]) << " us";
   o << "\n";
   o << "critical path: " << m.critical_path.size() << " actions, " << fmt("%.3f", m.critical_path_busy_us)

@@ -25,6 +25,7 @@ enum class idle_cause : std::uint8_t {
   ordering,   // every input was there before the gap began: the rank's order (or a transfer) held it
   drain,      // after the rank's last action until the end of the step
 };
+inline constexpr int num_idle_causes = 5;
 std::string_view to_string(idle_cause c);
 
 struct idle_gap {
