@@ -15,6 +15,7 @@ TEST_CASE("pippy schedule prints a grid, CSV and JSON") {
   CHECK(csv.exit_code == 0);
   CHECK(csv.output == "0F0,0F1,0B0,0B1,0U\n1F0,1B0,1F1,1B1,1U\n");
   auto lowered = run_pippy("schedule --schedule 1f1b --ranks 2 --microbatches 2 --format csv --lowered");
+  CHECK(lowered.exit_code == 0);
   CHECK(lowered.output == "0F0,0SEND_F0,0F1,0SEND_F1,0RECV_B0,0B0,0RECV_B1,0B1,0U\n"
                           "1RECV_F0,1F0,1B0,1SEND_B0,1RECV_F1,1F1,1B1,1SEND_B1,1U\n");
   auto json = run_pippy("schedule --schedule zbv --ranks 2 --microbatches 4 --format json");

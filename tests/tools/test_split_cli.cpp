@@ -112,6 +112,7 @@ TEST_CASE("pippy split --out writes stages that Python loads, chains and matches
     // The same command prints and writes the same again.
     const std::string json_before = read_bytes(dir + "/pipe.json");
     const auto again = run_pippy(args);
+    CHECK(again.exit_code == 0);
     CHECK(again.output == r.output);
     CHECK(read_bytes(dir + "/pipe.json") == json_before);
   }
