@@ -10,8 +10,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -432,4 +434,148 @@ TEST_CASE("a stopping publisher lets a viewer that is still reading take the who
   viewer.join();
   REQUIRE(t.events.size() == std::size_t{n});
   CHECK(t.events.back() == nth(n - 1));
+}
+
+TEST_CASE("HOST:PORT takes a port of digits only, and an empty host means this machine", "[traces][live]") {
+  CHECK(is_host_port("localhost:65535"));
+  CHECK(is_host_port(":7777"));
+  CHECK_FALSE(is_host_port("localhost:77x"));  // not a number: a file name with a colon
+  CHECK_FALSE(is_host_port("localhost:+80"));  // strtol would take the sign
+  CHECK_FALSE(is_host_port("localhost:8 0"));
+  CHECK_FALSE(is_host_port("localhost:"));
+  CHECK_FALSE(is_host_port("localhost:0"));
+  CHECK_FALSE(is_host_port("localhost:65536"));
+  // A name that is not HOST:PORT is a file to open, not a host to connect to.
+  CHECK_THROWS_WITH(live_reader("/nonexistent/run:1a"), Catch::Contains("cannot open the live file"));
+  // ":PORT" connects to 127.0.0.1.
+  live_publisher pub({.port = 0});
+  for (int i = 0; i < 10; ++i)
+    pub.publish(nth(i));
+  live_reader reader(":" + std::to_string(pub.port()));
+  CHECK(reader.is_tcp());
+  trace t;
+  REQUIRE(read_until(reader, t, 10) == 10);
+  for (int i = 0; i < 10; ++i)
+    CHECK(t.events[static_cast<std::size_t>(i)] == nth(i));
+}
+
+TEST_CASE("a directory is not a live file", "[traces][live]") {
+  const std::string dir = temp_path("pippy-live-dir");
+  std::filesystem::create_directories(dir);
+  CHECK_THROWS_WITH(live_reader(dir), Catch::Contains("is a directory"));
+  std::filesystem::remove(dir);
+}
+
+TEST_CASE("a stream that the peer resets ends with the read error reported", "[traces][live]") {
+  const int srv = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(srv >= 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(srv, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(::listen(srv, 1) == 0);
+  socklen_t len = sizeof a;
+  ::getsockname(srv, reinterpret_cast<sockaddr*>(&a), &len);
+  live_reader reader("127.0.0.1:" + std::to_string(ntohs(a.sin_port)));
+  trace t;
+  auto deadline = std::chrono::steady_clock::now() + hang_guard;
+  while (reader.connecting() && std::chrono::steady_clock::now() < deadline) {
+    reader.poll(t);
+    std::this_thread::sleep_for(1ms);
+  }
+  REQUIRE(reader.connected());
+  const int peer = ::accept4(srv, nullptr, nullptr, SOCK_CLOEXEC);
+  REQUIRE(peer >= 0);
+  const linger abort_on_close{.l_onoff = 1, .l_linger = 0};
+  REQUIRE(::setsockopt(peer, SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof abort_on_close) == 0);
+  ::close(peer); // a reset, not an orderly end: the reader's read fails with ECONNRESET
+  deadline = std::chrono::steady_clock::now() + hang_guard;
+  while (reader.connected() && std::chrono::steady_clock::now() < deadline) {
+    reader.poll(t);
+    std::this_thread::sleep_for(1ms);
+  }
+  CHECK(reader.status() == live_reader::state::ended);
+  REQUIRE(reader.errors().size() == 1);
+  CHECK(reader.errors()[0].find("read failed: " + std::string(std::strerror(ECONNRESET))) != std::string::npos);
+  CHECK(t.events.empty());
+  ::close(srv);
+}
+
+TEST_CASE("one poll reads at most 16 MiB, the rest comes with the next", "[traces][live]") {
+  constexpr std::size_t cap = 16u << 20; // what one call reads at most, so that a GUI timer stays responsive
+  // nth(0), a blank line (spaces) up to 10 bytes short of 16 MiB, then nth(1) across the 16 MiB mark, nth(2).
+  const std::string first = to_json_line(nth(0));
+  std::string text = first + std::string(cap - 10 - first.size() - 1, ' ') + "\n";
+  REQUIRE(text.size() == cap - 10);
+  text += to_json_line(nth(1)) + to_json_line(nth(2));
+  const std::string path = temp_path("pippy-live-big.jsonl");
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << text;
+  }
+  {
+    live_reader reader(path);
+    trace t;
+    CHECK(reader.poll(t) == 1); // the lines that end within the first 16 MiB: nth(0) and the blank one
+    CHECK(reader.poll(t) == 2);
+    CHECK(reader.poll(t) == 0);
+    REQUIRE(t.events.size() == 3);
+    for (int i = 0; i < 3; ++i)
+      CHECK(t.events[static_cast<std::size_t>(i)] == nth(i));
+    CHECK(reader.errors().empty());
+  }
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("a viewer accepted on descriptor 0 (a job started with stdin closed) is served", "[traces][live]") {
+  // Descriptor 0 is a descriptor like any other: with stdin closed, it is the next one a socket gets.
+  const int saved_stdin = ::fcntl(0, F_DUPFD_CLOEXEC, 3); // -1 when stdin is closed already
+  const int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  REQUIRE(null_fd >= 0);
+  REQUIRE(::dup2(null_fd, 0) == 0); // taken while the publisher and the viewer open theirs
+  ::close(null_fd);
+  const int viewer = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(viewer > 0);
+  std::string got;
+  {
+    live_publisher pub({.port = 0});
+    for (int i = 0; i < 10; ++i)
+      pub.publish(nth(i));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<std::uint16_t>(pub.port()));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::close(0); // from here on the lowest free descriptor is 0: the publisher's accept gets it
+    REQUIRE(::connect(viewer, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    auto deadline = std::chrono::steady_clock::now() + hang_guard;
+    while (pub.clients() < 1 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(1ms);
+    REQUIRE(pub.clients() == 1);
+    // It was: descriptor 0 is now the publisher's end of the viewer's connection.
+    sockaddr_in mine{}, theirs{};
+    socklen_t l1 = sizeof mine, l2 = sizeof theirs;
+    REQUIRE(::getsockname(viewer, reinterpret_cast<sockaddr*>(&mine), &l1) == 0);
+    REQUIRE(::getpeername(0, reinterpret_cast<sockaddr*>(&theirs), &l2) == 0);
+    CHECK(theirs.sin_port == mine.sin_port);
+    for (int i = 10; i < 20; ++i)
+      pub.publish(nth(i));
+    const std::string want = lines_of(0, 20); // the replay, then what followed
+    deadline = std::chrono::steady_clock::now() + hang_guard;
+    while (got.size() < want.size() && std::chrono::steady_clock::now() < deadline) {
+      pollfd p{viewer, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0)
+        continue;
+      char buf[4096];
+      const ssize_t n = ::recv(viewer, buf, sizeof buf, 0);
+      if (n <= 0)
+        break;
+      got.append(buf, static_cast<std::size_t>(n));
+    }
+    CHECK((got == want));
+  } // the publisher closes descriptor 0 with its viewers
+  ::close(viewer);
+  if (saved_stdin >= 0) {
+    ::dup2(saved_stdin, 0);
+    ::close(saved_stdin);
+  }
 }

@@ -83,8 +83,10 @@ public:
   live_reader(const live_reader&) = delete;
   live_reader& operator=(const live_reader&) = delete;
 
-  // Appends new complete lines' events to `into`; returns how many events/samples were added. While
-  // the connect is pending it only checks it (no wait) and returns 0.
+  // Appends new complete lines' events to `into`; returns how many events/samples were added. It reads
+  // at most 16 MiB a call (the rest on the next calls), so that a GUI timer calling it stays responsive.
+  // While the connect is pending it only checks it (no wait) and returns 0. A read that fails (a reset
+  // connection) ends the source, with the error in errors().
   std::size_t poll(trace& into);
   state status() const { return state_; }
   bool connecting() const { return state_ == state::connecting; }
