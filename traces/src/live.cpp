@@ -21,7 +21,7 @@
 namespace pippy {
 namespace {
 
-void set_nonblocking(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL, 0) | O_NONBLOCK); }
+void set_nonblocking(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
 
 std::pair<std::string, int> split_host_port(const std::string& spec) {
   const auto colon = spec.rfind(':');
@@ -165,13 +165,13 @@ void live_publisher::run() {
     }
   };
   for (;;) {
-    std::vector<pollfd> fds;
-    fds.push_back({wake_[0], POLLIN, 0});
+    std::vector<pollfd> fds; // revents is poll's to write
+    fds.push_back({.fd = wake_[0], .events = POLLIN});
     if (listen_fd_ >= 0)
-      fds.push_back({listen_fd_, POLLIN, 0});
+      fds.push_back({.fd = listen_fd_, .events = POLLIN});
     const std::size_t first_client = fds.size();
     for (const auto& c : clients)
-      fds.push_back({c.fd, static_cast<short>(POLLIN | (c.sent < c.pending.size() ? POLLOUT : 0)), 0});
+      fds.push_back({.fd = c.fd, .events = static_cast<short>(c.sent < c.pending.size() ? POLLIN | POLLOUT : POLLIN)});
     ::poll(fds.data(), fds.size(), 10);
     if (fds[0].revents & POLLIN) {
       char buf[64];
@@ -334,7 +334,7 @@ void live_reader::start_connect() {
 void live_reader::check_connect() {
   if (state_ != state::connecting || fd_ < 0)
     return;
-  pollfd p{fd_, POLLOUT, 0};
+  pollfd p{.fd = fd_, .events = POLLOUT};
   const int r = ::poll(&p, 1, 0);
   if (r > 0) {
     int err = 0;
