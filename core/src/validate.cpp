@@ -53,19 +53,23 @@ double evaluation::bubble_fraction() const {
 }
 
 double evaluation::steady_bubble_fraction() const {
+  // A rank's span runs from the first start to the last end of the actions that take time; a rank that
+  // did no work has none.
+  constexpr double inf = std::numeric_limits<double>::infinity();
   double idle = 0, span = 0;
-  for (std::size_t r = 0; r < ranks.size(); ++r) {
-    double first = makespan, last = 0;
-    for (const auto& t : ranks[r]) {
-      if (t.end <= t.start)
-        continue;
-      first = std::min(first, t.start);
-      last = std::max(last, t.end);
+  for (const auto& timeline : ranks) {
+    double first = inf, last = -inf, busy = 0;
+    for (const auto& t : timeline) {
+      if (t.end > t.start) {
+        first = std::min(first, t.start);
+        last = std::max(last, t.end);
+        busy += t.end - t.start;
+      }
     }
-    if (last <= first)
-      continue;
-    span += last - first;
-    idle += (last - first) - busy(static_cast<int>(r));
+    if (busy > 0) {
+      span += last - first;
+      idle += (last - first) - busy;
+    }
   }
   return span > 0 ? idle / span : 0.0;
 }
