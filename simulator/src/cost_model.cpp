@@ -27,6 +27,26 @@ std::string num(double v) {
   return o.str();
 }
 
+// One stage's times from the roofline; `where` prefixes error messages. The device is checked by the caller.
+stage_cost roofline_stage_cost(const roofline_stage& s, const device_spec& device, const std::string& where) {
+  auto check = [&](const char* field, double v) {
+    if (!(v >= 0) || !std::isfinite(v))
+      throw input_error(where + field + " must be a finite non-negative number (got " + num(v) + ")");
+  };
+  check("forward_flops", s.forward_flops), check("forward_bytes", s.forward_bytes);
+  check("backward_factor", s.backward_factor);
+  const double f = 1e6 * std::max(s.forward_flops / device.peak_flops, s.forward_bytes / device.memory_bandwidth);
+  stage_cost c;
+  c.F = f;
+  c.B = f * s.backward_factor;
+  c.I = c.W = c.B / 2;
+  c.U = 0;
+  c.activation_bytes = s.activation_bytes;
+  c.weight_input_bytes = s.activation_bytes / 2;
+  c.param_bytes = s.param_bytes;
+  return c;
+}
+
 // Fills B from I + W, or I and W from B / 2, and checks signs; `where` prefixes error messages.
 stage_cost complete(std::optional<double> F, std::optional<double> I, std::optional<double> W, std::optional<double> B,
                     std::optional<double> U, const std::string& where) {
@@ -65,7 +85,7 @@ double cost_table::operator()(const action& a) const {
     throw input_error("cost model: stage " + std::to_string(a.stage) + " is out of range (" +
                       std::to_string(stages.size()) + " stages have costs)");
   const stage_cost& c = stages[static_cast<std::size_t>(a.stage)];
-  double t = 0;
+  double t; // every kind below sets it or returns
   switch (a.kind) {
   case action_kind::forward: t = c.F; break;
   case action_kind::backward_input: t = c.I; break;
@@ -192,13 +212,13 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
     if (flops || bytes) {
       if (!device)
         throw input_error(where + "forward_flops needs a top-level \"device\": {\"peak_flops\", \"memory_bandwidth\"}");
-      const auto rl = roofline_costs({roofline_stage{.forward_flops = flops.value_or(0), .forward_bytes = bytes.value_or(0),
-                                                     .backward_factor = factor.value_or(2.0)}},
-                                     *device);
+      const auto rl = roofline_stage_cost({.forward_flops = flops.value_or(0), .forward_bytes = bytes.value_or(0),
+                                           .backward_factor = factor.value_or(2.0)},
+                                          *device, where);
       if (!F)
-        F = rl.stages[0].F;
+        F = rl.F;
       if (!B && !I && !W)
-        B = rl.stages[0].B;
+        B = rl.B;
     }
     stage_cost c = complete(F, I, W, B, time("U"), where);
     c.activation_bytes = size("activation_bytes").value_or(0);
@@ -232,22 +252,8 @@ cost_table roofline_costs(const std::vector<roofline_stage>& stages, const devic
   if (!(device.memory_bandwidth > 0))
     throw input_error("device_spec.memory_bandwidth must be positive");
   cost_table t;
-  for (std::size_t i = 0; i < stages.size(); ++i) {
-    const auto& s = stages[i];
-    if (s.forward_flops < 0 || s.forward_bytes < 0 || s.backward_factor < 0)
-      throw input_error("roofline stage " + std::to_string(i) + ": forward_flops, forward_bytes and backward_factor "
-                        "must be non-negative");
-    const double f = 1e6 * std::max(s.forward_flops / device.peak_flops, s.forward_bytes / device.memory_bandwidth);
-    stage_cost c;
-    c.F = f;
-    c.B = f * s.backward_factor;
-    c.I = c.W = c.B / 2;
-    c.U = 0;
-    c.activation_bytes = s.activation_bytes;
-    c.weight_input_bytes = s.activation_bytes / 2;
-    c.param_bytes = s.param_bytes;
-    t.stages.push_back(c);
-  }
+  for (std::size_t i = 0; i < stages.size(); ++i)
+    t.stages.push_back(roofline_stage_cost(stages[i], device, "roofline stage " + std::to_string(i) + ": "));
   return t;
 }
 

@@ -1,8 +1,10 @@
 // Cost models: defaults, the cost file format, roofline, jitter, and errors that name the field.
 #include <catch2/catch.hpp>
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <random>
 #include <set>
@@ -56,6 +58,10 @@ TEST_CASE("cost file: values, defaults and sizes", "[simulator][cost]") {
   CHECK(t.stages[0].param_bytes == 50);
   CHECK(t.stages[1].B == 4);
   CHECK(t.stages[1].U == 7);
+  // Sizes not given are 0.
+  CHECK(t.stages[1].activation_bytes == 0);
+  CHECK(t.stages[1].weight_input_bytes == 0);
+  CHECK(t.stages[1].param_bytes == 0);
   CHECK(t(action{1, action_kind::backward_weight, 0}) == 3);
   CHECK(t(action{1, action_kind::send_f, 0}) == 0);
   // Round trip through the writer.
@@ -109,6 +115,46 @@ TEST_CASE("roofline: max(FLOPs / peak, bytes / bandwidth)", "[simulator][cost]")
   CHECK(t.stages[0].I == Approx(2.0));
   CHECK(t.stages[1].F == Approx(3.0));
   CHECK_THROWS_WITH(roofline_costs({}, device_spec{.peak_flops = 0}), "device_spec.peak_flops must be positive");
+}
+
+TEST_CASE("roofline: zero FLOPs, bytes or backward factor are allowed, and any positive device rate", "[simulator][cost]") {
+  const device_spec dev{.peak_flops = 1e12, .memory_bandwidth = 1e11};
+  const auto t = roofline_costs({{.forward_flops = 0, .forward_bytes = 3e5},                        // 3 us of memory
+                                 {.forward_flops = 2e6, .forward_bytes = 0},                        // 2 us of compute
+                                 {.forward_flops = 2e6, .forward_bytes = 1e5, .backward_factor = 0}}, // no backward
+                                dev);
+  REQUIRE(t.stages.size() == 3);
+  CHECK(t.stages[0].F == Approx(3.0));
+  CHECK(t.stages[0].B == Approx(6.0));
+  CHECK(t.stages[1].F == Approx(2.0));
+  CHECK(t.stages[2].F == Approx(2.0));
+  CHECK(t.stages[2].B == 0);
+  CHECK(t.stages[2].I == 0);
+  CHECK(t.stages[2].W == 0);
+  // A device slower than one FLOP or byte per second is slow, not invalid: 1 FLOP at 0.5 FLOP/s is 2 s.
+  const auto slow = roofline_costs({{.forward_flops = 1, .forward_bytes = 0.25}}, device_spec{.peak_flops = 0.5, .memory_bandwidth = 0.5});
+  CHECK(slow.stages[0].F == Approx(2e6));
+  const auto slow_memory = roofline_costs({{.forward_flops = 0, .forward_bytes = 1}}, device_spec{.peak_flops = 1, .memory_bandwidth = 0.25});
+  CHECK(slow_memory.stages[0].F == Approx(4e6));
+}
+
+TEST_CASE("roofline errors name the stage and field", "[simulator][cost][errors]") {
+  const device_spec dev{.peak_flops = 1e12, .memory_bandwidth = 1e11};
+  CHECK_THROWS_WITH(roofline_costs({}, device_spec{.peak_flops = 1, .memory_bandwidth = 0}),
+                    "device_spec.memory_bandwidth must be positive");
+  CHECK_THROWS_WITH(roofline_costs({}, device_spec{.peak_flops = -1}), "device_spec.peak_flops must be positive");
+  CHECK_THROWS_WITH(roofline_costs({}, device_spec{.peak_flops = 1, .memory_bandwidth = std::nan("")}),
+                    "device_spec.memory_bandwidth must be positive");
+  CHECK_THROWS_WITH(roofline_costs({{.forward_flops = 1}, {.forward_flops = -1}}, dev),
+                    "roofline stage 1: forward_flops must be a finite non-negative number (got -1)");
+  CHECK_THROWS_WITH(roofline_costs({{.forward_bytes = -2}}, dev),
+                    "roofline stage 0: forward_bytes must be a finite non-negative number (got -2)");
+  CHECK_THROWS_WITH(roofline_costs({{.forward_flops = 1, .backward_factor = -0.5}}, dev),
+                    "roofline stage 0: backward_factor must be a finite non-negative number (got -0.5)");
+  CHECK_THROWS_WITH(roofline_costs({{.forward_flops = std::numeric_limits<double>::infinity()}}, dev),
+                    "roofline stage 0: forward_flops must be a finite non-negative number (got inf)");
+  CHECK_THROWS_WITH(roofline_costs({{.forward_bytes = std::nan("")}}, dev),
+                    "roofline stage 0: forward_bytes must be a finite non-negative number (got nan)");
 }
 
 TEST_CASE("jitter is seeded, bounded and independent of evaluation order", "[simulator][cost]") {
@@ -213,4 +259,12 @@ TEST_CASE("cost file with a device: roofline times per stage", "[simulator][cost
                     Catch::StartsWith("r.json: stages[0].forward_flops needs a top-level \"device\""));
   CHECK_THROWS_WITH(parse_cost_json(R"({"device": {"peak_flops": 0, "memory_bandwidth": 1}, "stages": [{}]})", "r.json"),
                     "r.json: device.peak_flops must be a positive number");
+  CHECK_THROWS_WITH(parse_cost_json(R"({"device": {"peak_flops": 1, "memory_bandwidth": 1},
+                                      "stages": [{"F": 1}, {"forward_flops": 1, "forward_bytes": -3}]})",
+                                    "r.json"),
+                    "r.json: stages[1].forward_bytes must be a finite non-negative number (got -3)");
+  CHECK_THROWS_WITH(parse_cost_json(R"({"device": {"peak_flops": 1, "memory_bandwidth": 1},
+                                      "stages": [{"forward_flops": 1, "backward_factor": -1}]})",
+                                    "r.json"),
+                    "r.json: stages[0].backward_factor must be a finite non-negative number (got -1)");
 }

@@ -72,6 +72,8 @@ struct device_spec {
   double peak_flops = 100e12;     // FLOP/s
   double memory_bandwidth = 2e12; // bytes/s
 };
+// Throws input_error unless the device's rates are positive and each stage's forward_flops, forward_bytes
+// and backward_factor are finite and non-negative (naming the stage and field).
 cost_table roofline_costs(const std::vector<roofline_stage>& stages, const device_spec& device);
 
 } // namespace pippy::sim
