@@ -377,3 +377,50 @@ TEST_CASE("a one-rank step shorter than a microsecond, events out of time order:
   CHECK(it->start_us == 0);
   CHECK(it->end_us == 0.5);
 }
+
+TEST_CASE("critical path: when a dependency and the rank's previous action end together, the dependency is taken",
+          "[traces][metrics]") {
+  // 1F0 starts at 10, when both its input 0F0 (rank 0) and 1F1 before it on rank 1 end.
+  trace t;
+  t.num_ranks = 2;
+  t.events = {ev(0, "0F0", 0, 10), ev(1, "1F1", 0, 10), ev(1, "1F0", 10, 20)};
+  auto m = compute_metrics(t);
+  CHECK(m.critical_path == std::vector<std::size_t>{0, 2});
+  CHECK(m.critical_path_busy_us == 20);
+  // With 0F0 done a microsecond earlier, the rank's own order is what held 1F0 back.
+  t.events[0].end_us = 9;
+  m = compute_metrics(t);
+  CHECK(m.critical_path == std::vector<std::size_t>{1, 2});
+}
+
+TEST_CASE("critical path: a producer recorded as ending up to 1e-9 us after its consumer starts still precedes it",
+          "[traces][metrics]") {
+  // At a start of 0 the allowance is 1e-9 * (1 + 0) us, the bound included.
+  trace t;
+  t.num_ranks = 2;
+  t.events = {ev(0, "0F0", -5, 1e-9), ev(1, "1F0", 0, 10)};
+  auto m = compute_metrics(t);
+  CHECK(m.critical_path == std::vector<std::size_t>{0, 1});
+  // Twice the allowance: 0F0 ended after 1F0 started, so it did not hold 1F0 back.
+  t.events[0].end_us = 2e-9;
+  m = compute_metrics(t);
+  CHECK(m.critical_path == std::vector<std::size_t>{1});
+}
+
+TEST_CASE("a trace whose events take no time: no utilisation, no bubble, no gaps, not NaN", "[traces][metrics]") {
+  trace t;
+  t.num_ranks = 3; // rank 2 ran nothing
+  t.events = {ev(0, "0F0", 5, 5), ev(1, "1F0", 5, 5)};
+  const auto m = compute_metrics(t);
+  CHECK(m.step_time_us == 0);
+  CHECK(m.utilisation == 0);
+  CHECK(m.bubble_fraction == 0);
+  REQUIRE(m.ranks.size() == 3);
+  for (const auto& r : m.ranks) {
+    INFO("rank " << r.rank);
+    CHECK(r.busy_us == 0);
+    CHECK(r.utilisation == 0);
+    CHECK(r.bubble_fraction == 0);
+  }
+  CHECK(m.gaps.empty());
+}

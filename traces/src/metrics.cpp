@@ -11,9 +11,10 @@
 namespace pippy {
 namespace {
 
+// Kind, stage and the micro-batch modulo 2^24 (U's "none", -1, is 2^24 - 1).
 std::uint64_t act_key(action_kind k, int stage, int mb) {
   return (static_cast<std::uint64_t>(k) << 56) | (static_cast<std::uint64_t>(static_cast<std::uint32_t>(stage)) << 24) |
-         static_cast<std::uint64_t>(static_cast<std::uint32_t>(mb + 1) & 0xffffffu);
+         static_cast<std::uint64_t>(static_cast<std::uint32_t>(mb) & 0xffffffu);
 }
 
 // Where each compute action of a trace sits, for the dependency rules.

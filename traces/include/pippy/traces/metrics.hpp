@@ -64,7 +64,9 @@ struct trace_metrics {
   std::array<std::size_t, num_action_kinds> kind_count{};
   std::array<double, num_action_kinds> kind_us{};
   // The chain of dependencies (data and same-rank order) that ends at the last action: indices into
-  // trace::events, first to last. Its idle time is the waiting along the chain.
+  // trace::events, first to last. Its idle time is the waiting along the chain. Each step goes back to
+  // the predecessor that ended last; on a tie, a data dependency before the rank's previous action. A
+  // predecessor may end up to 1e-9 * (1 + |start|) us after the action starts (recorded times are rounded).
   std::vector<std::size_t> critical_path;
   double critical_path_busy_us = 0; // compute time on the path
   std::uint64_t peak_memory = 0;    // max over ranks
