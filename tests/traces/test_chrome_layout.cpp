@@ -67,6 +67,16 @@ TEST_CASE("a memory counter needs a numeric args.bytes: each way of missing it i
         std::vector<memory_sample>{{0, 0, 64}});
 }
 
+TEST_CASE("an action without a numeric ts or dur is an error naming the field", "[traces][chrome]") {
+  const std::string head = "{\"traceEvents\":[{\"ph\":\"X\",\"name\":\"0F0\",\"pid\":0";
+  const std::string no_ts = "t.json: traceEvents[0]: field \"ts\" must be a number";
+  const std::string no_dur = "t.json: traceEvents[0]: field \"dur\" must be a number";
+  CHECK_THROWS_WITH(parse_chrome_json(head + ",\"dur\":1}]}", "t.json"), no_ts);
+  CHECK_THROWS_WITH(parse_chrome_json(head + ",\"ts\":\"soon\",\"dur\":1}]}", "t.json"), no_ts);
+  CHECK_THROWS_WITH(parse_chrome_json(head + ",\"ts\":0}]}", "t.json"), no_dur);
+  CHECK_THROWS_WITH(parse_chrome_json(head + ",\"ts\":0,\"dur\":null}]}", "t.json"), no_dur);
+}
+
 TEST_CASE("otherData is read the same in our layout and by the general parser, odd values included",
           "[traces][chrome]") {
   const std::string text = to_chrome_json(sample());
