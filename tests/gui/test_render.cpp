@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "../support/hung_listener.hpp"
+#include "../support/loopback.hpp"
 #include "../support/watchdog.hpp"
 #include "gui_test_util.hpp"
 #include "pippy/gui/timeline_view.hpp"
@@ -393,15 +394,8 @@ TEST_CASE("a live viewer started before the job connects once the job listens, a
   test::app();
   // The job's port, held from the start: bound to port 0 (the kernel picks a free one) but not listening
   // yet, so connects are refused as for a job that has not started, and nothing else can take the port.
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  socklen_t len = sizeof a;
-  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-  const QString spec = QString("127.0.0.1:%1").arg(ntohs(a.sin_port));
+  const auto [fd, port] = test::bind_loopback(SOCK_NONBLOCK);
+  const QString spec = QString("127.0.0.1:%1").arg(port);
   TimelineView view;
   view.resize(1000, 300);
   CHECK_FALSE(view.start_live(spec, 10));
@@ -472,17 +466,11 @@ TEST_CASE("a live viewer whose peer does not answer stays responsive and shows i
 
 TEST_CASE("a refused live connect is retried with a bounded back-off and says so", "[gui][live]") {
   test::app();
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0); // bound, never listening: refuses
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  const auto [fd, port] = test::bind_loopback(); // bound, never listening: refuses
   TimelineView view;
   QElapsedTimer clock; // started before the first attempt: each retry comes at least its delays after it
   clock.start();
-  CHECK_FALSE(view.start_live(QString("127.0.0.1:%1").arg(ntohs(a.sin_port)), 5));
+  CHECK_FALSE(view.start_live(QString("127.0.0.1:%1").arg(port), 5));
   REQUIRE(view.errors().size() == 1);
   CHECK(view.errors()[0].contains("refused"));
   CHECK(view.errors()[0].contains("retrying in 0.25 s"));

@@ -11,6 +11,8 @@
 
 #include <vector>
 
+#include "loopback.hpp"
+
 namespace pippy::test {
 
 struct hung_listener {
@@ -18,15 +20,11 @@ struct hung_listener {
   int port = 0;
   std::vector<int> fillers, accepted;
   hung_listener() {
-    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    const auto held = bind_loopback(SOCK_NONBLOCK);
+    fd = held.fd;
+    port = held.port;
     REQUIRE(::listen(fd, 0) == 0);
-    socklen_t len = sizeof a;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    port = ntohs(a.sin_port);
+    sockaddr_in a = loopback_address(port);
     for (int k = 0; k < 16; ++k) { // connect until one stays pending: the queue is full
       const int c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
       ::connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a);

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "../support/hung_listener.hpp"
+#include "../support/loopback.hpp"
 #include "../support/watchdog.hpp"
 #include "pippy/core/error.hpp"
 #include "pippy/traces/chrome_trace.hpp"
@@ -187,10 +188,7 @@ TEST_CASE("a viewer that never reads is dropped at its buffer limit, the publish
   REQUIRE(slow >= 0);
   int small = 4096;
   ::setsockopt(slow, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<std::uint16_t>(pub.port()));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sockaddr_in a = test::loopback_address(pub.port());
   REQUIRE(::connect(slow, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
   live_reader reader("127.0.0.1:" + std::to_string(pub.port()));
   auto deadline = std::chrono::steady_clock::now() + hang_guard;
@@ -390,16 +388,10 @@ TEST_CASE("a viewer that reconnects gets the replay once and then the new lines"
 }
 
 TEST_CASE("a port bound but not listening refuses at once", "[traces][live]") {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  CHECK_THROWS_WITH(live_reader("127.0.0.1:" + std::to_string(ntohs(a.sin_port))),
+  const auto held = test::bind_loopback();
+  CHECK_THROWS_WITH(live_reader("127.0.0.1:" + std::to_string(held.port)),
                     Catch::Contains("cannot connect") && Catch::Contains("refused"));
-  ::close(fd);
+  ::close(held.fd);
 }
 
 TEST_CASE("a viewer that closes its end is forgotten with nothing more published", "[traces][live]") {
@@ -467,16 +459,9 @@ TEST_CASE("a directory is not a live file", "[traces][live]") {
 }
 
 TEST_CASE("a stream that the peer resets ends with the read error reported", "[traces][live]") {
-  const int srv = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(srv >= 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(srv, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  const auto [srv, port] = test::bind_loopback();
   REQUIRE(::listen(srv, 1) == 0);
-  socklen_t len = sizeof a;
-  ::getsockname(srv, reinterpret_cast<sockaddr*>(&a), &len);
-  live_reader reader("127.0.0.1:" + std::to_string(ntohs(a.sin_port)));
+  live_reader reader("127.0.0.1:" + std::to_string(port));
   trace t;
   auto deadline = std::chrono::steady_clock::now() + hang_guard;
   while (reader.connecting() && std::chrono::steady_clock::now() < deadline) {
@@ -541,10 +526,7 @@ TEST_CASE("a viewer accepted on descriptor 0 (a job started with stdin closed) i
     live_publisher pub({.port = 0});
     for (int i = 0; i < 10; ++i)
       pub.publish(nth(i));
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<std::uint16_t>(pub.port()));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sockaddr_in a = test::loopback_address(pub.port());
     ::close(0); // from here on the lowest free descriptor is 0: the publisher's accept gets it
     REQUIRE(::connect(viewer, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
     auto deadline = std::chrono::steady_clock::now() + hang_guard;
