@@ -79,6 +79,17 @@ struct outcome {
   std::map<int, std::optional<double>> microbatches;
 };
 
+// The pipeline's supervisor: records what the rank and stage actors report into `out`.
+caf::actor collect(caf::actor_system& sys, std::shared_ptr<outcome> out) {
+  return sys.spawn([out](caf::event_based_actor*) -> caf::behavior {
+    return {
+        [out](const rank_finished& f) { out->ranks_done.push_back(f.rank); },
+        [out](const stage_failed& f) { out->failures.push_back(f); },
+        [out](const microbatch_finished& f) { out->microbatches[f.microbatch] = f.loss; },
+    };
+  });
+}
+
 struct run_result {
   std::vector<std::vector<action>> logs;
   std::vector<std::string> errors;
@@ -109,13 +120,7 @@ run_result run(const schedule& compute_only, bool blocking, std::optional<action
     net.block = blocking;
     net.fail_at = fail_send;
     auto out = std::make_shared<outcome>();
-    auto sup = sys.spawn([out](caf::event_based_actor*) -> caf::behavior {
-      return {
-          [out](const rank_finished& f) { out->ranks_done.push_back(f.rank); },
-          [out](const stage_failed& f) { out->failures.push_back(f); },
-          [out](const microbatch_finished& f) { out->microbatches[f.microbatch] = f.loss; },
-      };
-    });
+    auto sup = collect(sys, out);
     auto h = spawn_pipeline(sys, pipeline_setup{.plan = &s, .executors = ptrs, .net = &net, .supervisor = sup});
     h.start();
     sched.run();
@@ -223,13 +228,7 @@ TEST_CASE("stop in the middle of a run: every actor quits, at most the action in
   }
   direct_transport net;
   auto out = std::make_shared<outcome>();
-  auto sup = sys.spawn([out](caf::event_based_actor*) -> caf::behavior {
-    return {
-        [out](const rank_finished& f) { out->ranks_done.push_back(f.rank); },
-        [out](const stage_failed& f) { out->failures.push_back(f); },
-        [out](const microbatch_finished& f) { out->microbatches[f.microbatch] = f.loss; },
-    };
-  });
+  auto sup = collect(sys, out);
   const std::size_t before = sys.registry().running();
   auto h = spawn_pipeline(sys, pipeline_setup{.plan = &s, .executors = ptrs, .net = &net, .supervisor = sup});
   CHECK(sys.registry().running() == before + 3 + 6); // 3 stage actors, 6 micro-batch actors
