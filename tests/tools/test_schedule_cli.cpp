@@ -21,6 +21,12 @@ TEST_CASE("pippy schedule prints a grid, CSV and JSON") {
   auto json = run_pippy("schedule --schedule zbv --ranks 2 --microbatches 4 --format json");
   CHECK(json.exit_code == 0);
   CHECK_THAT(json.output, Catch::Contains("\"placement\": \"v\""));
+  // The JSON file format, exactly: one-space indents, keys sorted, one action per line.
+  auto small = run_pippy("schedule --schedule gpipe --ranks 2 --microbatches 1 --format json --no-optimizer-step");
+  CHECK(small.exit_code == 0);
+  CHECK(small.output == "{\n \"actions\": [\n  [\n   \"0F0\",\n   \"0B0\"\n  ],\n  [\n   \"1F0\",\n   \"1B0\"\n  ]\n ],\n"
+                        " \"microbatches\": 1,\n \"name\": \"gpipe\",\n \"placement\": \"looped\",\n \"ranks\": 2,\n"
+                        " \"stages_per_rank\": 1\n}\n");
 }
 
 TEST_CASE("pippy schedule --from validates and prints a user's schedule") {
