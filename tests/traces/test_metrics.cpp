@@ -424,3 +424,18 @@ TEST_CASE("a trace whose events take no time: no utilisation, no bubble, no gaps
   }
   CHECK(m.gaps.empty());
 }
+
+TEST_CASE("diff: traces with different rank counts get a row for every rank of either", "[traces][diff]") {
+  trace predicted, measured;
+  predicted.num_ranks = 2;
+  predicted.events = {ev(0, "0F0", 0, 10), ev(1, "1F0", 10, 20)};
+  measured.num_ranks = 3;
+  measured.events = {ev(0, "0F0", 0, 10), ev(1, "1F0", 10, 20), ev(2, "2F0", 20, 30)};
+  for (const bool swapped : {false, true}) {
+    INFO("swapped " << swapped);
+    const auto d = swapped ? diff_traces(measured, predicted) : diff_traces(predicted, measured);
+    CHECK(d.ranks.size() == 3);
+    CHECK(d.matched == 2);
+    CHECK((swapped ? d.only_predicted : d.only_measured) == 1);
+  }
+}
