@@ -78,23 +78,26 @@ stage_cost complete(std::optional<double> F, std::optional<double> I, std::optio
   return c;
 }
 
+// A compute action's time before micro-batch scaling and jitter.
+double time_of(const stage_cost& c, action_kind kind) {
+  switch (kind) {
+  case action_kind::forward: return c.F;
+  case action_kind::backward_input: return c.I;
+  case action_kind::backward_weight: return c.W;
+  case action_kind::full_backward: return c.B;
+  default: return c.U; // optimizer_step, the last compute kind
+  }
+}
+
 } // namespace
 
 double cost_table::operator()(const action& a) const {
   if (a.stage < 0 || a.stage >= static_cast<int>(stages.size()))
     throw input_error("cost model: stage " + std::to_string(a.stage) + " is out of range (" +
                       std::to_string(stages.size()) + " stages have costs)");
-  const stage_cost& c = stages[static_cast<std::size_t>(a.stage)];
-  double t; // every kind below sets it or returns
-  switch (a.kind) {
-  case action_kind::forward: t = c.F; break;
-  case action_kind::backward_input: t = c.I; break;
-  case action_kind::backward_weight: t = c.W; break;
-  case action_kind::full_backward: t = c.B; break;
-  case action_kind::optimizer_step: t = c.U; break;
-  default: return 0;
-  }
-  t *= scale(a.microbatch);
+  if (!is_compute(a.kind))
+    return 0; // transfers are the link model's
+  const double t = time_of(stages[static_cast<std::size_t>(a.stage)], a.kind) * scale(a.microbatch);
   // No jitter multiplies by exactly 1.
   const std::uint64_t h = splitmix(seed ^ splitmix((static_cast<std::uint64_t>(a.stage) << 40) ^
                                                    (static_cast<std::uint64_t>(a.kind) << 32) ^
