@@ -3,6 +3,7 @@
 #include <caf/all.hpp>
 
 #include "detail.hpp"
+#include "pippy/core/dependencies.hpp"
 
 namespace pippy::actors::detail {
 namespace {
@@ -62,17 +63,15 @@ private:
         send(ctx_->stage_actors[static_cast<std::size_t>(a.stage)], turn{pos_, last_end_});
         return;
       }
+      if (!inputs_arrived(a))
+        return wait();
       switch (a.kind) {
       case action_kind::forward:
-        if (a.stage > 0 && !has_in_f_[mb(a)])
-          return wait();
         state_ = state::busy;
         ctx_->exec->run(a, std::move(in_f_[mb(a)]), me());
         return;
       case action_kind::backward_input:
       case action_kind::full_backward:
-        if (a.stage < last_stage() && !has_in_b_[mb(a)])
-          return wait();
         state_ = state::busy;
         ctx_->exec->run(a, std::move(in_b_[mb(a)]), me());
         return;
@@ -96,13 +95,8 @@ private:
         break;
       }
       case action_kind::recv_f:
-        if (!has_in_f_[mb(a)])
-          return wait();
-        break;
       case action_kind::recv_b:
-        if (!has_in_b_[mb(a)])
-          return wait();
-        break;
+        break; // inputs_arrived: the message is here
       }
       ++pos_;
     }
@@ -110,6 +104,15 @@ private:
   }
 
   void wait() { state_ = state::blocked; }
+
+  // Core's rule: inputs from a neighbour stage must have arrived (in memory or received); the rest
+  // follows from the rank's order, which the validator has checked.
+  bool inputs_arrived(const action& a) const {
+    for (const dependency& d : inputs_of(a, ctx_->num_stages))
+      if (d.from_neighbour() && !(d.forward_data() ? has_in_f_ : has_in_b_)[mb(a)])
+        return false;
+    return true;
+  }
 
   void on_payload(const payload& p) {
     const auto m = static_cast<std::size_t>(p.microbatch);

@@ -2,6 +2,7 @@
 
 #include <sstream>
 
+#include "pippy/core/dependencies.hpp"
 #include "pippy/core/error.hpp"
 #include "pippy/core/validate.hpp"
 #include "pippy/runtime/profile.hpp"
@@ -59,15 +60,15 @@ void pipeline_engine::record(int rank, const action& a, double start, double end
 }
 
 bool pipeline_engine::ready(const action& a) const {
-  switch (a.kind) {
-  case action_kind::forward:
-    return a.stage == 0 || fwd_in_.count({a.stage, a.microbatch}) > 0;
-  case action_kind::backward_input:
-  case action_kind::full_backward:
-    return a.stage == num_stages_ - 1 || bwd_in_.count({a.stage, a.microbatch}) > 0;
-  default:
-    return true; // W, U follow their own rank's earlier actions; receives block
+  // Core's rule: inputs from a neighbour stage must be here (in memory, or received by a RECV before);
+  // W and U follow their own rank's earlier actions, receives block.
+  for (const dependency& d : inputs_of(a, num_stages_)) {
+    if (d.role == input_role::activation && !fwd_in_.count({a.stage, a.microbatch}))
+      return false;
+    if (d.role == input_role::gradient && !bwd_in_.count({a.stage, a.microbatch}))
+      return false;
   }
+  return true;
 }
 
 void pipeline_engine::run(int rank, const action& a) {
