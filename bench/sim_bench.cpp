@@ -17,7 +17,7 @@ namespace {
 
 // The bare loop: per rank a program counter; compute actions end after their cost, sends arrive after
 // the link latency; a rank blocks on a missing input until it arrives.
-double bare_event_loop(const schedule& s, const sim::cost_table& costs, double latency, std::size_t& events) {
+double bare_event_loop(const schedule& s, const cost_table& costs, double latency, std::size_t& events) {
   const int R = s.shape.num_ranks, S = s.shape.num_stages(), M = s.shape.num_microbatches;
   struct ev {
     double t;
@@ -112,7 +112,7 @@ int main(int argc, char** argv) {
     const schedule s = add_communication(
         make_schedule({.name = "interleaved-1f1b", .num_ranks = R, .num_microbatches = M, .stages_per_rank = V}));
     const double n = static_cast<double>(s.num_actions());
-    sim::sim_options o{.costs = sim::uniform_costs(s.shape.num_stages(), sim::stage_cost{}),
+    sim::sim_options o{.costs = uniform_costs(s.shape.num_stages(), stage_cost{}),
                        .links = sim::link_model::uniform(latency, 0)};
     // The machine is shared: best of `repeats` runs for each.
     sim::sim_result tracked, untracked;

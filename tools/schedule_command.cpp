@@ -4,6 +4,7 @@
 #include "pippy/core/error.hpp"
 #include "pippy/core/generators.hpp"
 #include "pippy/core/schedule_io.hpp"
+#include "pippy/traces/metrics.hpp"
 
 namespace pippy::cli {
 

@@ -73,10 +73,11 @@ command add_sim_command(CLI::App& app) {
     const int S = s.shape.num_stages();
     sim::sim_options so;
     if (!o->cost_file.empty()) {
-      so.costs = sim::load_cost_file(o->cost_file);
+      so.costs = load_cost_file(o->cost_file);
       so.costs.validate(S, "cost file '" + o->cost_file + "'");
+      so.costs.validate_links(s.shape.num_ranks, "cost file '" + o->cost_file + "'");
     } else {
-      so.costs = sim::uniform_costs(S, o->cost.empty() ? sim::stage_cost{} : sim::parse_cost_spec(o->cost));
+      so.costs = uniform_costs(S, o->cost.empty() ? stage_cost{} : parse_cost_spec(o->cost));
     }
     if (o->activation_bytes < -1 || o->memory_cap < 0)
       throw input_error(o->memory_cap < 0 ? "--memory-cap must be non-negative" : "--activation-bytes must be non-negative");
@@ -172,13 +173,15 @@ command add_sim_command(CLI::App& app) {
       for (const auto& rs : r.ranks)
         ranks.push_back({{"rank", rs.rank}, {"busy_us", rs.busy_us}, {"idle_us", rs.idle_us},
                          {"bubble_fraction", rs.bubble_fraction}, {"peak_activations", rs.peak_activations},
-                         {"peak_memory_bytes", rs.peak_memory_bytes}, {"end_us", rs.end_us}});
+                         {"peak_memory_bytes", rs.peak_memory_bytes}, {"first_start_us", rs.first_start_us},
+                         {"end_us", rs.end_us}});
       nlohmann::json j{{"schedule", s.name},
                        {"ranks", s.shape.num_ranks},
                        {"stages_per_rank", s.shape.stages_per_rank},
                        {"microbatches", s.shape.num_microbatches},
                        {"makespan_us", r.makespan_us},
                        {"bubble_fraction", r.bubble_fraction},
+                       {"steady_bubble_fraction", r.steady_bubble_fraction},
                        {"actions", r.actions},
                        {"completed", r.completed},
                        {"per_rank", ranks}};

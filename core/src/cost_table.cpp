@@ -1,4 +1,4 @@
-#include "pippy/simulator/cost_model.hpp"
+#include "pippy/core/cost_table.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -11,7 +11,7 @@
 #include "pippy/core/topology.hpp"
 #include "pippy/core/text_file.hpp"
 
-namespace pippy::sim {
+namespace pippy {
 namespace {
 
 std::uint64_t splitmix(std::uint64_t x) {
@@ -106,6 +106,38 @@ double cost_table::operator()(const action& a) const {
   return t * std::max(0.0, 1.0 + jitter * u);
 }
 
+std::uint64_t cost_table::transfer_bytes(action_kind kind, int stage, int microbatch) const {
+  // The boundary between stage b and b+1 carries b's output forward and its gradient back.
+  const int boundary = kind == action_kind::send_f || kind == action_kind::recv_b ? stage : stage - 1;
+  const auto& c = stages.at(static_cast<std::size_t>(boundary));
+  return scaled(c.output_bytes ? c.output_bytes : c.activation_bytes, microbatch);
+}
+
+const link_class& link_model::between(int rank_a, int rank_b) const {
+  if (ranks_per_host <= 0)
+    return intra_host;
+  return rank_a / ranks_per_host == rank_b / ranks_per_host ? intra_host : inter_host;
+}
+
+transfer_time time_transfer(double posted, double link_free, std::uint64_t bytes, const link_class& link) {
+  const double busy = link.bandwidth_gbps > 0 ? static_cast<double>(bytes) / (link.bandwidth_gbps * 1e3) : 0.0;
+  const double start = std::max(posted, link_free);
+  return transfer_time{.start = start, .link_free = start + busy, .arrive = start + busy + link.latency_us};
+}
+
+link_class link_between(const cost_table& costs, const link_model& links, int src, int dst) {
+  if (const link_cost* measured = costs.link(src, dst))
+    return link_class{measured->latency_us, measured->bandwidth_gbps};
+  return links.between(src, dst);
+}
+
+const link_cost* cost_table::link(int src, int dst) const {
+  for (const auto& l : links)
+    if (l.src == src && l.dst == dst)
+      return &l;
+  return nullptr;
+}
+
 void cost_table::scale_by_rows(std::int64_t rows, int microbatches) {
   const auto sizes = chunk_sizes(rows, microbatches);
   microbatch_scale.clear();
@@ -127,6 +159,19 @@ void cost_table::validate(int num_stages, const std::string& source) const {
   }
   if (!(jitter >= 0) || jitter > 1)
     throw input_error(source + ": jitter must be in [0, 1] (got " + num(jitter) + ")");
+  if (!(action_overhead_us >= 0) || !std::isfinite(action_overhead_us))
+    throw input_error(source + ": action_overhead_us must be a finite non-negative number (got " +
+                      num(action_overhead_us) + ")");
+}
+
+void cost_table::validate_links(int num_ranks, const std::string& source) const {
+  for (std::size_t i = 0; i < links.size(); ++i) {
+    const auto& l = links[i];
+    const std::string where = source + ": links[" + std::to_string(i) + "].";
+    if (l.src < 0 || l.src >= num_ranks || l.dst < 0 || l.dst >= num_ranks || l.src == l.dst)
+      throw input_error(where + "src/dst must be two different ranks below " + std::to_string(num_ranks) +
+                        " (got " + std::to_string(l.src) + " -> " + std::to_string(l.dst) + ")");
+  }
 }
 
 cost_table uniform_costs(int num_stages, const stage_cost& c) {
@@ -229,10 +274,82 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
     if (c.weight_input_bytes > c.activation_bytes)
       throw input_error(where + "weight_input_bytes must not exceed activation_bytes");
     c.param_bytes = size("param_bytes").value_or(0);
+    c.output_bytes = size("output_bytes").value_or(0);
     t.stages.push_back(c);
   }
   if (t.stages.empty())
     throw input_error(source + ": 'stages' is empty");
+  auto array_of = [&](const char* k) -> const nlohmann::json* {
+    if (!j.contains(k))
+      return nullptr;
+    if (!j[k].is_array())
+      throw input_error(source + ": '" + k + "' must be an array");
+    return &j[k];
+  };
+  // A finite non-negative number; `what` names the unit in the error.
+  auto number = [&](const nlohmann::json& e, const std::string& where, const char* k, const char* what) {
+    if (!e.contains(k))
+      throw input_error(where + k + " is missing");
+    if (!e[k].is_number() || !(e[k].get<double>() >= 0) || !std::isfinite(e[k].get<double>()))
+      throw input_error(where + k + " must be a finite non-negative " + what + " (got " + e[k].dump() + ")");
+    return e[k].get<double>();
+  };
+  auto bytes = [&](const nlohmann::json& e, const std::string& where, const char* k) -> std::uint64_t {
+    if (!e.contains(k))
+      return 0;
+    const double v = number(e, where, k, "number of bytes");
+    if (v >= 0x1p63)
+      throw input_error(where + k + " is too large (got " + e[k].dump() + ")");
+    return static_cast<std::uint64_t>(v);
+  };
+  if (j.contains("action_overhead_us"))
+    t.action_overhead_us = number(j, source + ": ", "action_overhead_us", "number of microseconds");
+  if (j.contains("microbatch_rows")) {
+    const double rows = number(j, source + ": ", "microbatch_rows", "number of rows");
+    if (rows != std::floor(rows) || rows > 1e15)
+      throw input_error(source + ": microbatch_rows must be a whole number of rows (got " + j["microbatch_rows"].dump() + ")");
+    t.microbatch_rows = static_cast<std::int64_t>(rows);
+  }
+  if (const auto* links = array_of("links")) {
+    for (std::size_t i = 0; i < links->size(); ++i) {
+      const auto& e = (*links)[i];
+      const std::string where = source + ": links[" + std::to_string(i) + "].";
+      if (!e.is_object())
+        throw input_error(source + ": links[" + std::to_string(i) + "] must be an object");
+      auto rank = [&](const char* k) {
+        if (!e.contains(k) || !e[k].is_number_integer() || e[k].get<std::int64_t>() < 0 ||
+            e[k].get<std::int64_t>() > (1 << 20))
+          throw input_error(where + k + " must be a rank number (got " + (e.contains(k) ? e[k].dump() : "nothing") + ")");
+        return static_cast<int>(e[k].get<std::int64_t>());
+      };
+      t.links.push_back(link_cost{.src = rank("src"), .dst = rank("dst"),
+                                  .latency_us = number(e, where, "latency_us", "number of microseconds"),
+                                  .bandwidth_gbps = number(e, where, "bandwidth_gbps", "number of GB/s")});
+    }
+  }
+  if (const auto* layers = array_of("layers")) {
+    for (std::size_t i = 0; i < layers->size(); ++i) {
+      const auto& e = (*layers)[i];
+      const std::string where = source + ": layers[" + std::to_string(i) + "].";
+      if (!e.is_object())
+        throw input_error(source + ": layers[" + std::to_string(i) + "] must be an object");
+      layer_cost l;
+      if (e.contains("name")) {
+        if (!e["name"].is_string())
+          throw input_error(where + "name must be a string");
+        l.name = e["name"].get<std::string>();
+      }
+      const char* us = "number of microseconds";
+      l.F = number(e, where, "F", us);
+      l.I = number(e, where, "I", us);
+      l.W = number(e, where, "W", us);
+      l.B = e.contains("B") ? number(e, where, "B", us) : l.I + l.W;
+      l.activation_bytes = bytes(e, where, "activation_bytes");
+      l.output_bytes = bytes(e, where, "output_bytes");
+      l.param_bytes = bytes(e, where, "param_bytes");
+      t.layers.push_back(std::move(l));
+    }
+  }
   return t;
 }
 
@@ -240,13 +357,62 @@ cost_table load_cost_file(const std::string& path) {
   return parse_cost_json(read_text_file(path, "cost file '" + path + "': cannot open it"), "cost file '" + path + "'");
 }
 
-std::string to_cost_json(const cost_table& t) {
-  nlohmann::json arr = nlohmann::json::array();
+std::string to_cost_json(const cost_table& t, std::string_view source) {
+  nlohmann::json stages = nlohmann::json::array();
   for (const auto& c : t.stages)
-    arr.push_back({{"F", c.F}, {"I", c.I}, {"W", c.W}, {"B", c.B}, {"U", c.U},
-                   {"activation_bytes", c.activation_bytes}, {"weight_input_bytes", c.weight_input_bytes},
-                   {"param_bytes", c.param_bytes}});
-  return nlohmann::json{{"stages", arr}}.dump(2) + "\n";
+    stages.push_back({{"F", c.F}, {"I", c.I}, {"W", c.W}, {"B", c.B}, {"U", c.U},
+                      {"activation_bytes", c.activation_bytes}, {"weight_input_bytes", c.weight_input_bytes},
+                      {"output_bytes", c.output_bytes ? c.output_bytes : c.activation_bytes},
+                      {"param_bytes", c.param_bytes}});
+  nlohmann::json j{{"unit", "us"}, {"stages", stages}};
+  if (!source.empty())
+    j["source"] = std::string(source);
+  if (t.action_overhead_us > 0)
+    j["action_overhead_us"] = t.action_overhead_us;
+  if (t.microbatch_rows > 0)
+    j["microbatch_rows"] = t.microbatch_rows;
+  if (!t.links.empty()) {
+    auto& links = j["links"] = nlohmann::json::array();
+    for (const auto& l : t.links)
+      links.push_back({{"src", l.src}, {"dst", l.dst}, {"latency_us", l.latency_us}, {"bandwidth_gbps", l.bandwidth_gbps}});
+  }
+  if (!t.layers.empty()) {
+    auto& layers = j["layers"] = nlohmann::json::array();
+    for (const auto& l : t.layers)
+      layers.push_back({{"name", l.name}, {"F", l.F}, {"I", l.I}, {"W", l.W}, {"B", l.B},
+                        {"activation_bytes", l.activation_bytes}, {"output_bytes", l.output_bytes},
+                        {"param_bytes", l.param_bytes}});
+  }
+  return j.dump(2) + "\n";
+}
+
+void save_cost_file(const cost_table& t, const std::string& path, std::string_view source) {
+  const std::string text = to_cost_json(t, source);
+  write_file_atomically(path, [&](std::ostream& out) { out << text; });
+}
+
+std::vector<stage_cost> group_layers(const std::vector<layer_cost>& layers, const std::vector<int>& boundaries) {
+  const int L = static_cast<int>(layers.size());
+  if (boundaries.empty() || boundaries.front() != 0)
+    throw input_error("group_layers: the first stage must start at layer 0");
+  std::vector<stage_cost> out;
+  for (std::size_t k = 0; k < boundaries.size(); ++k) {
+    const int begin = boundaries[k], end = k + 1 < boundaries.size() ? boundaries[k + 1] : L;
+    if (begin >= end || end > L)
+      throw input_error("group_layers: stage " + std::to_string(k) + " would hold layers " + std::to_string(begin) +
+                        ".." + std::to_string(end - 1) + " of " + std::to_string(L));
+    stage_cost c{.F = 0, .I = 0, .W = 0, .B = 0, .U = 0};
+    for (int i = begin; i < end; ++i) {
+      const auto& l = layers[static_cast<std::size_t>(i)];
+      c.F += l.F, c.I += l.I, c.W += l.W, c.B += l.B;
+      c.activation_bytes += l.activation_bytes;
+      c.param_bytes += l.param_bytes;
+    }
+    c.weight_input_bytes = c.activation_bytes / 2;
+    c.output_bytes = layers[static_cast<std::size_t>(end - 1)].output_bytes;
+    out.push_back(c);
+  }
+  return out;
 }
 
 cost_table roofline_costs(const std::vector<roofline_stage>& stages, const device_spec& device) {
@@ -260,4 +426,4 @@ cost_table roofline_costs(const std::vector<roofline_stage>& stages, const devic
   return t;
 }
 
-} // namespace pippy::sim
+} // namespace pippy

@@ -6,6 +6,7 @@
 #include <limits>
 #include <map>
 
+#include "pippy/core/dependencies.hpp"
 #include "pippy/core/error.hpp"
 
 namespace pippy {
@@ -30,48 +31,6 @@ double unit_costs::operator()(const action& a) const {
   case action_kind::optimizer_step: return optimizer_step;
   default: return 0;
   }
-}
-
-double evaluation::busy(int rank) const {
-  double sum = 0;
-  for (const auto& t : ranks[static_cast<std::size_t>(rank)])
-    sum += t.end - t.start;
-  return sum;
-}
-
-double evaluation::bubble_fraction(int rank) const {
-  return makespan > 0 ? 1.0 - busy(rank) / makespan : 0.0;
-}
-
-double evaluation::bubble_fraction() const {
-  if (makespan <= 0 || ranks.empty())
-    return 0.0;
-  double total = 0;
-  for (int r = 0; r < static_cast<int>(ranks.size()); ++r)
-    total += busy(r);
-  return 1.0 - total / (makespan * static_cast<double>(ranks.size()));
-}
-
-double evaluation::steady_bubble_fraction() const {
-  // A rank's span runs from the first start to the last end of the actions that take time; a rank that
-  // did no work has none.
-  constexpr double inf = std::numeric_limits<double>::infinity();
-  double idle = 0, span = 0;
-  for (const auto& timeline : ranks) {
-    double first = inf, last = -inf, busy = 0;
-    for (const auto& t : timeline) {
-      if (t.end > t.start) {
-        first = std::min(first, t.start);
-        last = std::max(last, t.end);
-        busy += t.end - t.start;
-      }
-    }
-    if (busy > 0) {
-      span += last - first;
-      idle += (last - first) - busy;
-    }
-  }
-  return span > 0 ? idle / span : 0.0;
 }
 
 namespace {
@@ -233,91 +192,51 @@ private:
 
   wait_result inputs_ready(int r, const action& a, double& at) {
     wait_result w;
-    auto need = [&](action_kind k, int st, int mb) {
-      const double t = done(k, st, mb);
-      if (std::isnan(t))
-        return false;
-      at = std::max(at, t);
-      return true;
-    };
-    auto need_backward_from = [&](int st, int mb) {
-      // The gradient of stage st's output: from stage st+1's I or B, in memory or received.
-      if (st == S_ - 1)
-        return true;
-      if (lowered_ && !same_rank(r, st + 1)) {
-        if (need(action_kind::recv_b, st, mb))
+    // Ready when any of the dependency's kinds is done; otherwise it waits on all of them.
+    auto need = [&](const dependency& d, int mb) {
+      for (int i = 0; i < d.num_kinds; ++i) {
+        const double t = done(d.kinds[static_cast<std::size_t>(i)], d.stage, mb);
+        if (!std::isnan(t)) {
+          at = std::max(at, t);
           return true;
-        w.keys.push_back(key(action_kind::recv_b, st, mb));
-        return false;
+        }
       }
-      if (need(action_kind::backward_input, st + 1, mb) || need(action_kind::full_backward, st + 1, mb))
-        return true;
-      w.keys.push_back(key(action_kind::backward_input, st + 1, mb));
-      w.keys.push_back(key(action_kind::full_backward, st + 1, mb));
+      for (int i = 0; i < d.num_kinds; ++i)
+        w.keys.push_back(key(d.kinds[static_cast<std::size_t>(i)], d.stage, mb));
       return false;
     };
-    auto need_one = [&](action_kind k, int st, int mb) {
-      if (need(k, st, mb))
-        return true;
-      w.keys.push_back(key(k, st, mb));
-      return false;
-    };
-    switch (a.kind) {
-    case action_kind::forward:
-      if (a.stage > 0) {
-        if (lowered_ && !same_rank(r, a.stage - 1))
-          need_one(action_kind::recv_f, a.stage, a.microbatch);
-        else
-          need_one(action_kind::forward, a.stage - 1, a.microbatch);
+    for (const dependency& d : inputs_of(a, S_, lowered_ ? &shape_ : nullptr)) {
+      if (d.role == input_role::message) {
+        if (!receive_ready(r, a, d, at, w))
+          return w;
+      } else if (d.microbatch == no_microbatch) {
+        for (int mb = 0; mb < M_; ++mb)
+          if (!need(d, mb))
+            return w;
+      } else if (!need(d, d.microbatch)) {
+        return w;
       }
-      break;
-    case action_kind::backward_input:
-    case action_kind::full_backward:
-      if (need_one(action_kind::forward, a.stage, a.microbatch))
-        need_backward_from(a.stage, a.microbatch);
-      break;
-    case action_kind::backward_weight:
-      need_one(action_kind::backward_input, a.stage, a.microbatch);
-      break;
-    case action_kind::optimizer_step:
-      for (int mb = 0; mb < M_; ++mb) {
-        if (need(action_kind::full_backward, a.stage, mb) || need(action_kind::backward_weight, a.stage, mb))
-          continue;
-        w.keys.push_back(key(action_kind::full_backward, a.stage, mb));
-        w.keys.push_back(key(action_kind::backward_weight, a.stage, mb));
-        break;
-      }
-      break;
-    case action_kind::send_f:
-      need_one(action_kind::forward, a.stage, a.microbatch);
-      break;
-    case action_kind::send_b:
-      if (!need(action_kind::backward_input, a.stage, a.microbatch) &&
-          !need(action_kind::full_backward, a.stage, a.microbatch)) {
-        w.keys.push_back(key(action_kind::backward_input, a.stage, a.microbatch));
-        w.keys.push_back(key(action_kind::full_backward, a.stage, a.microbatch));
-      }
-      break;
-    case action_kind::recv_f:
-    case action_kind::recv_b: {
-      const bool fwd = a.kind == action_kind::recv_f;
-      const action expected{fwd ? a.stage - 1 : a.stage + 1, fwd ? action_kind::send_f : action_kind::send_b,
-                            a.microbatch};
-      const int src = shape_.rank_of(expected.stage);
-      auto& queue = channels_[{src, r}];
-      if (queue.empty()) {
-        w.keys.push_back(key(expected.kind, expected.stage, expected.microbatch));
-      } else if (queue.front().first != expected) {
-        w.error = violation{.rank = r, .position = static_cast<int>(pc_[r]), .at = a,
-                            .why = "receives out of order: the next message from rank " + std::to_string(src) + " is " +
-                                   to_string(queue.front().first) + ", not " + to_string(expected)};
-      } else {
-        at = std::max(at, queue.front().second);
-      }
-      break;
-    }
     }
     return w;
+  }
+
+  // A receive takes the next message from its source rank, which must be the send it expects.
+  bool receive_ready(int r, const action& a, const dependency& d, double& at, wait_result& w) {
+    const action expected{d.stage, d.kinds[0], a.microbatch};
+    const int src = shape_.rank_of(expected.stage);
+    auto& queue = channels_[{src, r}];
+    if (queue.empty()) {
+      w.keys.push_back(key(expected.kind, expected.stage, expected.microbatch));
+      return false;
+    }
+    if (queue.front().first != expected) {
+      w.error = violation{.rank = r, .position = static_cast<int>(pc_[r]), .at = a,
+                          .why = "receives out of order: the next message from rank " + std::to_string(src) + " is " +
+                                 to_string(queue.front().first) + ", not " + to_string(expected)};
+      return false;
+    }
+    at = std::max(at, queue.front().second);
+    return true;
   }
 
   void complete(int r, const action& a, double end, std::deque<int>& ready) {

@@ -21,6 +21,7 @@
 #include "pippy/runtime/profile.hpp"
 #include "pippy/runtime/run_export.hpp"
 #include "pippy/traces/chrome_trace.hpp"
+#include "pippy/traces/metrics.hpp"
 
 namespace pippy {
 
@@ -45,47 +46,6 @@ void say(const std::string& line) {
   std::fflush(stderr);
 }
 
-namespace {
-// Events of steps [first, steps), per rank (every rank runs the same number of actions per step).
-trace step_range(const trace& t, int steps, int first) {
-  trace out = t;
-  out.events.clear();
-  if (steps < 1)
-    return out;
-  std::map<int, std::vector<trace_event>> by_rank;
-  for (const auto& e : t.events)
-    by_rank[e.rank].push_back(e);
-  for (auto& [r, evs] : by_rank) {
-    std::stable_sort(evs.begin(), evs.end(),
-                     [](const trace_event& a, const trace_event& b) { return a.start_us < b.start_us; });
-    const std::size_t per_step = evs.size() / static_cast<std::size_t>(steps);
-    out.events.insert(out.events.end(), evs.begin() + static_cast<std::ptrdiff_t>(per_step * static_cast<std::size_t>(first)),
-                      evs.end());
-  }
-  // Memory samples of each rank from its first kept event on.
-  std::map<int, double> from;
-  for (const auto& e : out.events)
-    from[e.rank] = from.count(e.rank) ? std::min(from[e.rank], e.start_us) : e.start_us;
-  out.memory.clear();
-  for (const auto& m : t.memory)
-    if (from.count(m.rank) && m.t_us >= from[m.rank])
-      out.memory.push_back(m);
-  return out;
-}
-
-void shift_to_zero(trace& t) {
-  double lo = std::numeric_limits<double>::max();
-  for (const auto& e : t.events)
-    lo = std::min(lo, e.start_us);
-  for (auto& e : t.events) {
-    e.start_us -= lo;
-    e.end_us -= lo;
-  }
-  for (auto& m : t.memory)
-    m.t_us = std::max(0.0, m.t_us - lo);
-}
-} // namespace
-
 void report_measured(const training_job& job, trace t, int num_stages, const std::map<int, std::uint64_t>& act,
                      const std::map<int, std::uint64_t>& params) {
   const int steps = job.steps;
@@ -103,7 +63,7 @@ void report_measured(const training_job& job, trace t, int num_stages, const std
   std::cout << "measured step_us " << sum.step_us << " bubble " << sum.bubble_fraction
             << " (steps after the first)\n";
   if (!job.profile_file.empty())
-    save_cost_profile(measure_stage_costs(steady, num_stages, act, params), job.profile_file);
+    save_cost_file(measure_stage_costs(steady, num_stages, act, params), job.profile_file, "measured");
 }
 
 void print_step_ms(const std::vector<std::vector<double>>& step_us_per_rank) {

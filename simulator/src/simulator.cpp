@@ -1,5 +1,7 @@
 #include "pippy/simulator/simulator.hpp"
 
+#include "pippy/traces/metrics.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <caf/all.hpp>
@@ -15,12 +17,6 @@
 #include "pippy/core/validate.hpp"
 
 namespace pippy::sim {
-
-const link_class& link_model::between(int rank_a, int rank_b) const {
-  if (ranks_per_host <= 0)
-    return intra_host;
-  return rank_a / ranks_per_host == rank_b / ranks_per_host ? intra_host : inter_host;
-}
 
 std::string out_of_memory::message() const {
   std::ostringstream o;
@@ -144,7 +140,7 @@ public:
   }
 
   void run(const action& a, actors::opaque, const caf::actor& reply_to) override {
-    const double t0 = st_.clock.now();
+    const double t0 = st_.clock.now() + (is_compute(a.kind) ? costs_.action_overhead_us : 0.0);
     const std::uint64_t act = costs_.activation_bytes(a.stage, a.microbatch);  // scaled by its rows
     actors::completion done{.act = a, .start_us = t0, .end_us = t0};
     if (a.kind == action_kind::forward) {
@@ -164,11 +160,9 @@ public:
     }
     const double t1 = t0 + costs_(a);
     done.end_us = t1;
-    busy_ += t1 - t0;
-    end_ = t1;
     switch (a.kind) {
     case action_kind::forward:
-      done.output_bytes = act;
+      done.output_bytes = costs_.transfer_bytes(action_kind::send_f, a.stage, a.microbatch);
       if (forward_only_) {  // nothing waits for a gradient: the activations go when F ends
         held_bytes_ -= act;
         --held_;
@@ -193,18 +187,16 @@ public:
       break;
     }
     if (is_input_backward(a.kind) && a.stage > 0)
-      done.output_bytes = costs_.activation_bytes(a.stage - 1, a.microbatch);
+      done.output_bytes = costs_.transfer_bytes(action_kind::send_b, a.stage, a.microbatch);
     st_.record(trace_event{.rank = rank_, .act = a, .start_us = t0, .end_us = t1});
     st_.clock.post(t1, reply_to, caf::make_message(std::move(done)));
   }
 
   rank_stats stats() const {
-    return rank_stats{.rank = rank_, .busy_us = busy_, .peak_activations = held_peak(), .peak_memory_bytes = peak_bytes_,
-                      .end_us = end_};
+    return rank_stats{.rank = rank_, .peak_activations = peak_acts_, .peak_memory_bytes = peak_bytes_};
   }
 
 private:
-  int held_peak() const { return peak_acts_; }
   void sample(double t) {
     const std::uint64_t b = static_bytes_ + held_bytes_;
     peak_bytes_ = std::max(peak_bytes_, b);
@@ -218,14 +210,13 @@ private:
   const bool forward_only_;
   std::uint64_t static_bytes_ = 0, held_bytes_ = 0, peak_bytes_ = 0;
   int held_ = 0, peak_acts_ = 0;
-  double busy_ = 0, end_ = 0;
 };
 
 // Links in virtual time: latency + bytes / bandwidth; a directed link carries one transfer at a time.
 class sim_transport final : public actors::transport {
 public:
-  sim_transport(shared_state& st, const link_model& links, const pipeline_shape& shape)
-      : st_(st), links_(links), shape_(shape), stages_(static_cast<std::size_t>(shape.num_stages())),
+  sim_transport(shared_state& st, const link_model& links, const cost_table& costs, const pipeline_shape& shape)
+      : st_(st), links_(links), costs_(costs), shape_(shape), stages_(static_cast<std::size_t>(shape.num_stages())),
         link_free_(static_cast<std::size_t>(shape.num_ranks * shape.num_ranks), 0.0) {}
 
   void attach(int stage, const caf::actor& a) override { stages_[static_cast<std::size_t>(stage)] = a; }
@@ -233,12 +224,10 @@ public:
 
   void send(actors::payload p, const caf::actor& sender) override {
     const int src = shape_.rank_of(p.src_stage), dst = shape_.rank_of(p.dst_stage);
-    const link_class& lc = links_.between(src, dst);
-    const double busy = lc.bandwidth_gbps > 0 ? static_cast<double>(p.bytes) / (lc.bandwidth_gbps * 1e3) : 0.0;
     double& free_at = link_free_[static_cast<std::size_t>(src * shape_.num_ranks + dst)];
-    const double start = std::max(st_.clock.now(), free_at);
-    free_at = start + busy;
-    const double arrive = start + busy + lc.latency_us;
+    const transfer_time tt = time_transfer(st_.clock.now(), free_at, p.bytes, link_between(costs_, links_, src, dst));
+    free_at = tt.link_free;
+    const double start = tt.start, arrive = tt.arrive;
     const action a{p.src_stage, p.kind, p.microbatch};
     st_.record(
         trace_event{.rank = src, .act = a, .start_us = start, .end_us = arrive, .bytes = p.bytes, .peer = dst});
@@ -251,6 +240,7 @@ public:
 private:
   shared_state& st_;
   const link_model& links_;
+  const cost_table& costs_;
   const pipeline_shape& shape_;
   std::vector<caf::actor> stages_;
   std::vector<double> link_free_;
@@ -274,6 +264,7 @@ caf::behavior collector(caf::event_based_actor*, std::shared_ptr<outcome> out) {
 
 void check_options(const schedule& s, const sim_options& o) {
   o.costs.validate(s.shape.num_stages(), "costs");
+  o.costs.validate_links(s.shape.num_ranks, "costs");
   auto link = [](const link_class& l, const std::string& name) {
     if (!(l.latency_us >= 0))
       throw input_error(name + ".latency_us must be non-negative (got " + std::to_string(l.latency_us) + ")");
@@ -323,7 +314,7 @@ sim_result simulate(const schedule& input, const sim_options& options) {
       execs.push_back(std::make_unique<sim_executor>(st, options, shape, r, forward_only));
       exec_ptrs.push_back(execs.back().get());
     }
-    sim_transport net(st, options.links, shape);
+    sim_transport net(st, options.links, options.costs, shape);
     auto out = std::make_shared<outcome>();
     out->rank_done.assign(static_cast<std::size_t>(R), 0);
     out->microbatch_end.assign(static_cast<std::size_t>(shape.num_microbatches), -1.0);
@@ -365,19 +356,9 @@ sim_result simulate(const schedule& input, const sim_options& options) {
     result.oom = st.oom;
     result.completed = std::all_of(out->rank_done.begin(), out->rank_done.end(), [](char c) { return c != 0; });
     result.microbatch_end_us = out->microbatch_end;
-    double makespan = 0;
-    for (const auto& e : st.timeline.events)
-      makespan = std::max(makespan, e.end_us);
-    result.makespan_us = makespan;
-    double total_busy = 0;
-    for (auto& e : execs) {
-      rank_stats rs = e->stats();
-      rs.idle_us = makespan - rs.busy_us;
-      rs.bubble_fraction = makespan > 0 ? 1.0 - rs.busy_us / makespan : 0.0;
-      total_busy += rs.busy_us;
-      result.ranks.push_back(rs);
-    }
-    result.bubble_fraction = makespan > 0 && R > 0 ? 1.0 - total_busy / (makespan * R) : 0.0;
+    std::vector<rank_stats> from_executors;
+    for (auto& e : execs)
+      from_executors.push_back(e->stats());
     // Order the trace by rank, then start time (stable: ties keep the deterministic posting order).
     // Compute events of a rank are already in start order; only transfers need sorting.
     std::vector<std::vector<trace_event>> by_rank(static_cast<std::size_t>(R));
@@ -394,6 +375,21 @@ sim_result simulate(const schedule& input, const sim_options& options) {
       return a.rank != b.rank ? a.rank < b.rank : a.t_us < b.t_us;
     });
     result.timeline = std::move(st.timeline);
+    // Step time, busy time and bubbles: traces' definitions, the same code that reads a measured trace.
+    const auto m = compute_metrics(result.timeline, metrics_depth::summary);
+    result.makespan_us = m.step_time_us;
+    result.bubble_fraction = m.bubble_fraction;
+    result.steady_bubble_fraction = m.steady_bubble_fraction;
+    for (int r = 0; r < R; ++r) {
+      const auto& rm = m.ranks[static_cast<std::size_t>(r)];
+      rank_stats rs = from_executors[static_cast<std::size_t>(r)];
+      rs.busy_us = rm.busy_us;
+      rs.idle_us = m.step_time_us - rm.busy_us;
+      rs.bubble_fraction = rm.bubble_fraction;
+      rs.first_start_us = rm.first_start_us;
+      rs.end_us = rm.last_end_us;
+      result.ranks.push_back(rs);
+    }
   }
   const auto t_end = std::chrono::steady_clock::now();
   result.validate_wall_s = std::chrono::duration<double>(t_run - t_begin).count();

@@ -55,16 +55,13 @@ TEST_CASE("every generator passes the validator over a sweep of sizes, compute-o
   }
 }
 
-TEST_CASE("GPipe and 1F1B: makespan (m+p-1)(F+B) and bubble (p-1)/(m+p-1) under unit costs") {
+TEST_CASE("GPipe and 1F1B: makespan (m+p-1)(F+B) under unit costs") {
   for (auto name : {"gpipe", "1f1b"})
     for (int p : {1, 2, 3, 4, 8})
       for (int m : {8, 9, 16, 32}) {
         INFO(name << " p=" << p << " m=" << m);
         auto e = evaluate(make(name, p, m), unit_costs{});
         CHECK(e.makespan == (m + p - 1) * 3.0);
-        CHECK(e.bubble_fraction() == Approx(double(p - 1) / (m + p - 1)).epsilon(1e-12));
-        for (int r = 0; r < p; ++r)
-          CHECK(e.bubble_fraction(r) == Approx(double(p - 1) / (m + p - 1)).epsilon(1e-12));
       }
 }
 
@@ -109,18 +106,16 @@ TEST_CASE("ZB-H1 keeps 1F1B's peak memory with a third of its bubble") {
     }
 }
 
-TEST_CASE("ZB-H2 and ZB-V reach zero bubble in steady state") {
+TEST_CASE("ZB-H2 and ZB-V: makespans with only the first forward's ramp") {
   for (int p : {2, 4, 8})
     for (int m : {2 * p - 1, 2 * p, 32}) {
       INFO("p=" << p << " m=" << m);
       auto h2 = evaluate(make("zb-h2", p, m), unit_costs{});
       CHECK(h2.makespan == 3.0 * m + (p - 1)); // only the unavoidable ramp of the first forward
-      CHECK(h2.steady_bubble_fraction() == 0.0);
       auto h2_peaks = peak_in_flight(make("zb-h2", p, m));
       CHECK(*std::max_element(h2_peaks.begin(), h2_peaks.end()) <= 2 * p - 1);
       auto zbv = evaluate(make("zbv", p, m), unit_costs{});
       CHECK(zbv.makespan == 6.0 * m + (p - 1));
-      CHECK(zbv.steady_bubble_fraction() == 0.0);
     }
 }
 

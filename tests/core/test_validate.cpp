@@ -184,44 +184,4 @@ TEST_CASE("sends and receives past either end of the pipeline are rejected") {
   CHECK(with(0, "0SEND_B0") == "rank 0, position 4 (0SEND_B0): stage 0 has no previous stage to send a gradient to");
 }
 
-TEST_CASE("a timeline's bubble is idle over makespan, per rank and overall, at any time scale") {
-  // Rank 0 busy 1 of 4 units, rank 1 busy 3 of 4; scaled by 1/8 the fractions stay the same.
-  for (double unit : {1.0, 0.125}) {
-    INFO(unit);
-    evaluation ev;
-    ev.ranks = {{{parse_action("0F0"), 0, unit}},
-                {{parse_action("1F0"), unit, 2 * unit}, {parse_action("1B0"), 2 * unit, 4 * unit}}};
-    ev.makespan = 4 * unit;
-    CHECK(ev.bubble_fraction(0) == Approx(0.75));
-    CHECK(ev.bubble_fraction(1) == Approx(0.25));
-    CHECK(ev.bubble_fraction() == Approx(0.5));
-  }
-  CHECK(evaluation{}.bubble_fraction() == 0);
-}
 
-TEST_CASE("a timeline that takes no time has no bubble, per rank, overall or in steady state") {
-  // Every action costs 0: the makespan is 0 and there is nothing to be idle against.
-  const auto ev = evaluate(csv("0F0,0F1,0B0,0B1\n1F0,1B0,1F1,1B1\n"), [](const action&) { return 0.0; });
-  REQUIRE(ev.makespan == 0);
-  CHECK(ev.bubble_fraction(0) == 0);
-  CHECK(ev.bubble_fraction(1) == 0);
-  CHECK(ev.bubble_fraction() == 0);
-  CHECK(ev.steady_bubble_fraction() == 0);
-}
-
-TEST_CASE("steady bubble: idle inside each rank's span, leaving out actions that take no time and idle ranks") {
-  const action f = parse_action("0F0"), b = parse_action("0B0"), u = parse_action("0U");
-  evaluation ev;
-  ev.ranks = {
-      // Span 2..7 (the zero-length actions at 0 and 9 do not stretch it), busy 1 + 2: idle 2.
-      {{u, 0, 0}, {f, 2, 3}, {b, 5, 7}, {u, 9, 9}},
-      {},            // no actions: no span
-      {{f, 4, 4}},   // only an action that takes no time: no span
-      {{f, 1, 5}},   // busy all its span of 4
-  };
-  ev.makespan = 9;
-  CHECK(ev.steady_bubble_fraction() == Approx(2.0 / 9.0));
-  // Only the idle rank left: nothing to measure.
-  ev.ranks = {{}, {{f, 4, 4}}};
-  CHECK(ev.steady_bubble_fraction() == 0);
-}

@@ -6,8 +6,8 @@
 namespace pippy::test {
 
 inline sim::sim_options uniform_options(const schedule& s, double F, double I, double W, double latency_us = 0) {
-  sim::stage_cost c{.F = F, .I = I, .W = W, .B = I + W, .U = 0};
-  return sim::sim_options{.costs = sim::uniform_costs(s.shape.num_stages(), c),
+  stage_cost c{.F = F, .I = I, .W = W, .B = I + W, .U = 0};
+  return sim::sim_options{.costs = uniform_costs(s.shape.num_stages(), c),
                           .links = sim::link_model::uniform(latency_us, 0)};
 }
 

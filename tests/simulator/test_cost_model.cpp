@@ -11,7 +11,7 @@
 
 #include "pippy/core/error.hpp"
 #include "pippy/core/validate.hpp"
-#include "pippy/simulator/cost_model.hpp"
+#include "pippy/core/cost_table.hpp"
 #include "sim_helpers.hpp"
 
 using namespace pippy;

@@ -5,6 +5,7 @@
 #include <random>
 
 #include "pippy/traces/chrome_trace.hpp"
+#include "pippy/traces/metrics.hpp"
 #include "sim_helpers.hpp"
 
 using namespace pippy;
@@ -142,9 +143,9 @@ void check_trace(const schedule& s, const sim::sim_result& r) {
 sim::sim_options random_costs(const schedule& s, std::uint32_t seed) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<double> d(0.1, 5.0);
-  sim::cost_table t;
+  cost_table t;
   for (int i = 0; i < s.shape.num_stages(); ++i)
-    t.stages.push_back(sim::stage_cost{.F = d(rng), .I = d(rng), .W = d(rng), .U = d(rng)});
+    t.stages.push_back(stage_cost{.F = d(rng), .I = d(rng), .W = d(rng), .U = d(rng)});
   for (auto& c : t.stages)
     c.B = c.I + c.W;
   return sim::sim_options{.costs = t};
@@ -178,9 +179,14 @@ TEST_CASE("random per-stage costs: dependencies hold, no overlap, equals core ev
             CHECK(at[t.act].start_us == t.start);
             CHECK(at[t.act].end_us == t.end);
           }
-      for (std::size_t rk = 0; rk < r.ranks.size(); ++rk)
-        CHECK(r.ranks[rk].busy_us == Approx(ref.busy(static_cast<int>(rk))));
-      CHECK(r.bubble_fraction == Approx(ref.bubble_fraction()));
+      const auto ref_metrics = compute_metrics(trace_from_evaluation(ref, s.name, 1.0));
+      for (std::size_t rk = 0; rk < r.ranks.size(); ++rk) {
+        CHECK(r.ranks[rk].busy_us == Approx(ref_metrics.ranks[rk].busy_us));
+        CHECK(r.ranks[rk].first_start_us == ref_metrics.ranks[rk].first_start_us);
+        CHECK(r.ranks[rk].end_us == ref_metrics.ranks[rk].last_end_us);
+      }
+      CHECK(r.bubble_fraction == Approx(ref_metrics.bubble_fraction));
+      CHECK(r.steady_bubble_fraction == Approx(ref_metrics.steady_bubble_fraction));
       // With latency and bandwidth the dependencies still hold, and it can only get slower.
       o.links = sim::link_model::uniform(0.7, 2.0);
       for (auto& c : o.costs.stages)

@@ -439,3 +439,78 @@ TEST_CASE("diff: traces with different rank counts get a row for every rank of e
     CHECK((swapped ? d.only_predicted : d.only_measured) == 1);
   }
 }
+
+namespace {
+trace two_ranks_in_units(double unit) {
+  // Rank 0 busy 1 of 4 units, rank 1 busy 3 of 4.
+  evaluation ev;
+  ev.ranks = {{{parse_action("0F0"), 0, unit}},
+              {{parse_action("1F0"), unit, 2 * unit}, {parse_action("1B0"), 2 * unit, 4 * unit}}};
+  ev.makespan = 4 * unit;
+  return trace_from_evaluation(ev, "two ranks", 1.0);
+}
+} // namespace
+
+TEST_CASE("a timeline's bubble is idle over the step, per rank and overall, at any time scale", "[traces][metrics]") {
+  for (double unit : {1.0, 0.125}) {
+    INFO(unit);
+    const auto m = compute_metrics(two_ranks_in_units(unit));
+    CHECK(m.ranks[0].bubble_fraction == Approx(0.75));
+    CHECK(m.ranks[1].bubble_fraction == Approx(0.25));
+    CHECK(m.bubble_fraction == Approx(0.5));
+    // The summary gives the same numbers without gaps or a critical path.
+    const auto s = compute_metrics(two_ranks_in_units(unit), metrics_depth::summary);
+    CHECK(s.bubble_fraction == m.bubble_fraction);
+    CHECK(s.ranks[1].busy_us == m.ranks[1].busy_us);
+    CHECK(s.ranks[1].first_start_us == unit);
+    CHECK(s.ranks[1].last_end_us == 4 * unit);
+    CHECK(s.gaps.empty());
+    CHECK(s.critical_path.empty());
+    CHECK_FALSE(m.gaps.empty());
+  }
+}
+
+TEST_CASE("steady bubble: idle inside each rank's span, leaving out actions that take no time and idle ranks",
+          "[traces][metrics]") {
+  const action f = parse_action("0F0"), b = parse_action("0B0"), u = parse_action("0U");
+  evaluation ev;
+  ev.ranks = {
+      // Span 2..7 (the zero-length actions at 0 and 9 do not stretch it), busy 1 + 2: idle 2.
+      {{u, 0, 0}, {f, 2, 3}, {b, 5, 7}, {u, 9, 9}},
+      {},          // no actions: no span
+      {{f, 4, 4}}, // only an action that takes no time: no span
+      {{f, 1, 5}}, // busy all its span of 4
+  };
+  ev.makespan = 9;
+  CHECK(compute_metrics(trace_from_evaluation(ev, "x", 1.0)).steady_bubble_fraction == Approx(2.0 / 9.0));
+  ev.ranks = {{}, {{f, 4, 4}}}; // only the idle ranks left: nothing to measure
+  CHECK(compute_metrics(trace_from_evaluation(ev, "x", 1.0)).steady_bubble_fraction == 0);
+}
+
+TEST_CASE("GPipe and 1F1B under unit costs: bubble (p-1)/(m+p-1) per rank and overall", "[traces][metrics]") {
+  for (auto name : {"gpipe", "1f1b"})
+    for (int p : {1, 2, 3, 4, 8})
+      for (int m : {8, 9, 16, 32}) {
+        INFO(name << " p=" << p << " m=" << m);
+        const auto s = make_schedule(schedule_options{.name = name, .num_ranks = p, .num_microbatches = m});
+        const auto mt = compute_metrics(trace_from_evaluation(evaluate(s, unit_costs{}), s.name, 1.0));
+        CHECK(mt.bubble_fraction == Approx(double(p - 1) / (m + p - 1)).epsilon(1e-12));
+        for (int r = 0; r < p; ++r)
+          CHECK(mt.ranks[static_cast<std::size_t>(r)].bubble_fraction ==
+                Approx(double(p - 1) / (m + p - 1)).epsilon(1e-12));
+      }
+}
+
+TEST_CASE("ZB-H2 and ZB-V reach zero bubble in steady state, 1F1B does not", "[traces][metrics]") {
+  for (int p : {2, 4, 8})
+    for (int m : {2 * p - 1, 2 * p, 32}) {
+      INFO("p=" << p << " m=" << m);
+      auto steady = [&](const char* name) {
+        const auto s = make_schedule(schedule_options{.name = name, .num_ranks = p, .num_microbatches = m});
+        return compute_metrics(trace_from_evaluation(evaluate(s, unit_costs{}), s.name, 1.0)).steady_bubble_fraction;
+      };
+      CHECK(steady("zb-h2") == 0.0);
+      CHECK(steady("zbv") == 0.0);
+      CHECK(steady("1f1b") > 0.0);
+    }
+}

@@ -1,11 +1,12 @@
 #include <cmath>
 #include <cstdio>
 
-#include "pippy/core/schedule_io.hpp"
+#include "pippy/traces/metrics.hpp"
 
 namespace pippy {
 
 std::string render_grid(const schedule& s, const evaluation& e) {
+  const auto m = compute_metrics(trace_from_evaluation(e, s.name, 1.0), metrics_depth::summary);
   const auto columns = static_cast<std::size_t>(std::ceil(e.makespan));
   std::size_t width = 1;
   for (const auto& list : e.ranks)
@@ -26,13 +27,13 @@ std::string render_grid(const schedule& s, const evaluation& e) {
     for (const auto& c : cells)
       out += " " + c + std::string(width - c.size(), ' ');
     char tail[64];
-    std::snprintf(tail, sizeof tail, " | bubble %.3f\n", e.bubble_fraction(static_cast<int>(r)));
+    std::snprintf(tail, sizeof tail, " | bubble %.3f\n", m.ranks[r].bubble_fraction);
     out += tail;
   }
   char footer[128];
   std::snprintf(footer, sizeof footer, "%s: %d ranks, %d stages, %d micro-batches, makespan %g, bubble %.3f\n",
                 s.name.c_str(), s.shape.num_ranks, s.shape.num_stages(), s.shape.num_microbatches, e.makespan,
-                e.bubble_fraction());
+                m.bubble_fraction);
   return out + footer;
 }
 

@@ -1,8 +1,11 @@
 #include "pippy/traces/metrics.hpp"
 
+#include "pippy/core/dependencies.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <map>
 #include <numeric>
 #include <sstream>
@@ -21,6 +24,7 @@ std::uint64_t act_key(action_kind k, int stage, int mb) {
 struct action_index {
   std::unordered_map<std::uint64_t, std::size_t> by_action;
   std::unordered_map<int, std::vector<std::size_t>> backward_of_stage; // B and W per stage, for U
+  action_index() = default;
   explicit action_index(const trace& t) {
     by_action.reserve(t.events.size());
     for (std::size_t i = 0; i < t.events.size(); ++i) {
@@ -38,29 +42,21 @@ struct action_index {
       return std::nullopt;
     return it->second;
   }
+  // Producers in the trace of event i's inputs (core's rule, compute-only: transfers are implicit).
   std::vector<std::size_t> deps(const trace& t, std::size_t i) const {
     std::vector<std::size_t> out;
     const action& a = t.events[i].act;
-    auto add = [&](action_kind k, int st, int mb) {
-      if (auto j = find(k, st, mb))
-        out.push_back(*j);
-    };
-    switch (a.kind) {
-    case action_kind::forward: add(action_kind::forward, a.stage - 1, a.microbatch); break;
-    case action_kind::backward_input:
-    case action_kind::full_backward:
-      add(action_kind::forward, a.stage, a.microbatch);
-      add(action_kind::backward_input, a.stage + 1, a.microbatch);
-      add(action_kind::full_backward, a.stage + 1, a.microbatch);
-      break;
-    case action_kind::backward_weight: add(action_kind::backward_input, a.stage, a.microbatch); break;
-    case action_kind::optimizer_step: {
-      auto it = backward_of_stage.find(a.stage);
-      if (it != backward_of_stage.end())
-        out = it->second;
-      break;
-    }
-    default: break;
+    if (!is_compute(a.kind))
+      return out;
+    for (const dependency& d : inputs_of(a, std::numeric_limits<int>::max())) {
+      if (d.role == input_role::stage_backward) {
+        if (auto it = backward_of_stage.find(d.stage); it != backward_of_stage.end())
+          out.insert(out.end(), it->second.begin(), it->second.end());
+        continue;
+      }
+      for (int k = 0; k < d.num_kinds; ++k)
+        if (auto j = find(d.kinds[static_cast<std::size_t>(k)], d.stage, d.microbatch))
+          out.push_back(*j);
     }
     return out;
   }
@@ -142,6 +138,44 @@ std::string idle_gap::describe() const {
 
 std::vector<std::size_t> data_dependencies(const trace& t, std::size_t i) { return action_index(t).deps(t, i); }
 
+trace step_range(const trace& t, int steps, int first) {
+  trace out = t;
+  out.events.clear();
+  if (steps < 1)
+    return out;
+  std::map<int, std::vector<trace_event>> by_rank;
+  for (const auto& e : t.events)
+    by_rank[e.rank].push_back(e);
+  for (auto& [r, evs] : by_rank) {
+    std::stable_sort(evs.begin(), evs.end(),
+                     [](const trace_event& a, const trace_event& b) { return a.start_us < b.start_us; });
+    const std::size_t per_step = evs.size() / static_cast<std::size_t>(steps);
+    out.events.insert(out.events.end(), evs.begin() + static_cast<std::ptrdiff_t>(per_step * static_cast<std::size_t>(first)),
+                      evs.end());
+  }
+  // Memory samples of each rank from its first kept event on.
+  std::map<int, double> from;
+  for (const auto& e : out.events)
+    from[e.rank] = from.count(e.rank) ? std::min(from[e.rank], e.start_us) : e.start_us;
+  out.memory.clear();
+  for (const auto& m : t.memory)
+    if (from.count(m.rank) && m.t_us >= from[m.rank])
+      out.memory.push_back(m);
+  return out;
+}
+
+void shift_to_zero(trace& t) {
+  double lo = std::numeric_limits<double>::max();
+  for (const auto& e : t.events)
+    lo = std::min(lo, e.start_us);
+  for (auto& e : t.events) {
+    e.start_us -= lo;
+    e.end_us -= lo;
+  }
+  for (auto& m : t.memory)
+    m.t_us = std::max(0.0, m.t_us - lo);
+}
+
 std::vector<memory_sample> memory_curve(const trace& t, int rank) {
   std::vector<memory_sample> out;
   for (const auto& m : t.memory)
@@ -151,7 +185,7 @@ std::vector<memory_sample> memory_curve(const trace& t, int rank) {
   return out;
 }
 
-trace_metrics compute_metrics(const trace& t) {
+trace_metrics compute_metrics(const trace& t, metrics_depth depth) {
   trace_metrics m;
   m.num_events = t.events.size();
   int num_ranks = t.num_ranks;
@@ -189,8 +223,8 @@ trace_metrics compute_metrics(const trace& t) {
     }
   }
   std::vector<std::size_t> pos_in_rank(t.events.size(), 0);
-  const action_index idx(t);
-  double total_busy = 0;
+  const action_index idx = depth == metrics_depth::full ? action_index(t) : action_index();
+  double total_busy = 0, steady_span = 0, steady_idle = 0;
   for (int r = 0; r < num_ranks; ++r) {
     auto& ord = order[static_cast<std::size_t>(r)];
     std::stable_sort(ord.begin(), ord.end(), [&](std::size_t a, std::size_t b) {
@@ -208,6 +242,14 @@ trace_metrics compute_metrics(const trace& t) {
     rm.busy_us = union_length(iv);
     rm.comm_us = union_length(comm[static_cast<std::size_t>(r)]);
     total_busy += rm.busy_us;
+    {
+      double first = std::numeric_limits<double>::infinity(), last = -first;
+      for (const auto& [s, e] : iv)
+        if (e > s)
+          first = std::min(first, s), last = std::max(last, e);
+      if (rm.busy_us > 0)
+        steady_span += last - first, steady_idle += (last - first) - rm.busy_us;
+    }
     if (m.step_time_us > 0) {
       rm.utilisation = rm.busy_us / m.step_time_us;
       rm.bubble_fraction = 1.0 - rm.utilisation;
@@ -218,6 +260,11 @@ trace_metrics compute_metrics(const trace& t) {
       continue;
     }
     rm.first_start_us = t.events[ord.front()].start_us;
+    if (depth == metrics_depth::summary) {
+      for (auto i : ord)
+        rm.last_end_us = std::max(rm.last_end_us, t.events[i].end_us);
+      continue;
+    }
     // Gaps: before the first action (warm-up), between actions, after the last (drain).
     double cursor = m.start_us;
     for (std::size_t k = 0; k < ord.size(); ++k) {
@@ -253,6 +300,15 @@ trace_metrics compute_metrics(const trace& t) {
     m.utilisation = total_busy / (m.step_time_us * num_ranks);
     m.bubble_fraction = 1.0 - m.utilisation;
   }
+  if (steady_span > 0)
+    m.steady_bubble_fraction = steady_idle / steady_span;
+  for (const auto& s : t.memory) {
+    auto& rm = m.ranks[static_cast<std::size_t>(s.rank)];
+    rm.peak_memory = std::max(rm.peak_memory, s.bytes);
+    m.peak_memory = std::max(m.peak_memory, s.bytes);
+  }
+  if (depth == metrics_depth::summary)
+    return m;
 
   // Critical path: from the compute action that ends last, walk back to the predecessor (data
   // dependency or the previous action on the same rank) that finished last.
@@ -281,12 +337,6 @@ trace_metrics compute_metrics(const trace& t) {
     cur = best;
   }
   std::reverse(m.critical_path.begin(), m.critical_path.end());
-
-  for (const auto& s : t.memory) {
-    auto& rm = m.ranks[static_cast<std::size_t>(s.rank)];
-    rm.peak_memory = std::max(rm.peak_memory, s.bytes);
-    m.peak_memory = std::max(m.peak_memory, s.bytes);
-  }
   return m;
 }
 

@@ -1,25 +1,85 @@
 #pragma once
-// Compute costs and sizes per stage. Plain values: copy freely; const methods are thread-safe.
+// What a cost file holds: per stage compute times and sizes, optionally per layer, per rank pair links
+// and the runtime's per-action overhead. One type, one JSON form: `--profile` writes it, `pippy sim` and
+// `pippy plan` read it. Plain values: copy freely; const methods are thread-safe.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "pippy/core/action.hpp"
 
-namespace pippy::sim {
+namespace pippy {
 
 // Times in microseconds, sizes in bytes, for one stage and one micro-batch.
 struct stage_cost {
   double F = 1, I = 1, W = 1, B = 2, U = 0;
-  std::uint64_t activation_bytes = 0;  // held from F until I/B; also the size sent to the next stage
+  std::uint64_t activation_bytes = 0;   // held from F until I/B
   std::uint64_t weight_input_bytes = 0; // part of the activations kept from I until W (the cost file and
                                         // pippy sim --activation-bytes default it to half the activations)
   std::uint64_t param_bytes = 0;        // parameters of the stage
+  // Bytes of F's output, sent to the next stage (and its gradient sent back); 0 = activation_bytes, the
+  // one size that --activation-bytes and older cost files give.
+  std::uint64_t output_bytes = 0;
+  friend bool operator==(const stage_cost&, const stage_cost&) = default;
+};
+
+// One module of the traced graph, measured alone (the planner regroups layers into other splits).
+struct layer_cost {
+  std::string name;
+  double F = 0, I = 0, W = 0, B = 0;
+  std::uint64_t activation_bytes = 0; // what its backward keeps (inputs of the layer)
+  std::uint64_t output_bytes = 0;     // its output: what a split after it sends
+  std::uint64_t param_bytes = 0;
+  friend bool operator==(const layer_cost&, const layer_cost&) = default;
+};
+
+// A directed link between two ranks: a transfer of n bytes takes latency + n / bandwidth.
+struct link_cost {
+  int src = 0, dst = 0;
+  double latency_us = 0;
+  double bandwidth_gbps = 0; // gigabytes per second; 0 = unlimited
+  friend bool operator==(const link_cost&, const link_cost&) = default;
+};
+
+// One class of links: a transfer takes latency + bytes / bandwidth; the link is busy (carries nothing
+// else) for the bytes / bandwidth part, so two transfers on one directed link take turns.
+struct link_class {
+  double latency_us = 0;
+  double bandwidth_gbps = 0; // gigabytes per second; 0 = unlimited
+};
+
+struct link_model {
+  link_class intra_host;      // ranks on the same host
+  link_class inter_host;      // ranks on different hosts
+  int ranks_per_host = 0;     // 0 = every rank on one host; host of rank r = r / ranks_per_host
+  bool blocking_send = false; // false: async (isend, overlaps compute); true: the sender waits for delivery
+  static link_model uniform(double latency_us, double bandwidth_gbps) {
+    return {.intra_host = {latency_us, bandwidth_gbps}, .inter_host = {latency_us, bandwidth_gbps}};
+  }
+  const link_class& between(int rank_a, int rank_b) const;
+};
+
+// A transfer posted at `posted` on a link free from `link_free`: it starts when both allow, occupies the
+// link for bytes / bandwidth and arrives latency later.
+struct transfer_time {
+  double start = 0, link_free = 0, arrive = 0;
+};
+transfer_time time_transfer(double posted, double link_free, std::uint64_t bytes, const link_class& link);
+
+struct memory_model {
+  // Bytes per parameter byte a stage keeps all the time: weights, gradients and two Adam moments = 4.
+  double state_factor = 4.0;
+  std::uint64_t cap_bytes = 0; // per rank; 0 = unlimited
 };
 
 struct cost_table {
   std::vector<stage_cost> stages;
+  std::vector<layer_cost> layers;  // empty unless profiled per layer
+  std::vector<link_cost> links;    // measured pairs; a pair not listed uses the simulator's link model
+  double action_overhead_us = 0;   // the runtime's own time per compute action, before the action starts
+  std::int64_t microbatch_rows = 0; // rows of the micro-batch the times were measured on (0 = unknown)
   double jitter = 0;       // each compute time scaled by (1 + jitter * u), u uniform in [-1, 1]
   std::uint64_t seed = 0;  // ... drawn from a hash of (seed, action): deterministic, order-free
   // Size of micro-batch m relative to the one the costs describe (empty: all 1). Compute times and
@@ -35,19 +95,32 @@ struct cost_table {
                : 1.0;
   }
   std::uint64_t activation_bytes(int stage, int microbatch) const {
-    return static_cast<std::uint64_t>(static_cast<double>(stages.at(static_cast<std::size_t>(stage)).activation_bytes) *
-                                      scale(microbatch));
+    return scaled(stages.at(static_cast<std::size_t>(stage)).activation_bytes, microbatch);
   }
   std::uint64_t weight_input_bytes(int stage, int microbatch) const {
-    return static_cast<std::uint64_t>(
-        static_cast<double>(stages.at(static_cast<std::size_t>(stage)).weight_input_bytes) * scale(microbatch));
+    return scaled(stages.at(static_cast<std::size_t>(stage)).weight_input_bytes, microbatch);
   }
+  // Bytes a transfer of `kind` (SEND_F/RECV_F or SEND_B/RECV_B) of `stage` carries: the boundary tensor
+  // between the stage and its neighbour, forward or as a gradient.
+  std::uint64_t transfer_bytes(action_kind kind, int stage, int microbatch) const;
+  // The measured link from src to dst, if the table has one.
+  const link_cost* link(int src, int dst) const;
 
   // Cost of a compute action (0 for communication). Throws input_error if the stage is out of range.
   double operator()(const action& a) const;
   // Throws input_error naming the field when a value is negative or the size mismatches num_stages.
   void validate(int num_stages, const std::string& source) const;
+  // Throws input_error naming links[i] when a link's ranks are not two different ranks below num_ranks.
+  void validate_links(int num_ranks, const std::string& source) const;
+
+private:
+  std::uint64_t scaled(std::uint64_t bytes, int microbatch) const {
+    return static_cast<std::uint64_t>(static_cast<double>(bytes) * scale(microbatch));
+  }
 };
+
+// The link a transfer from src to dst takes: the table's measured pair, else the model's class.
+link_class link_between(const cost_table& costs, const link_model& links, int src, int dst);
 
 // The same costs for every stage.
 cost_table uniform_costs(int num_stages, const stage_cost& c);
@@ -56,11 +129,20 @@ cost_table uniform_costs(int num_stages, const stage_cost& c);
 // Throws input_error naming the field ("--cost: ...").
 stage_cost parse_cost_spec(std::string_view spec);
 
-// {"stages":[{"F":..,"I":..,"W":..,"B":..,"U":..,"activation_bytes":..,"param_bytes":..}, ...]}, with the
-// same defaults per stage. Throws input_error naming the source and field ("stages[2].F").
+// {"stages":[{"F":..,"I":..,"W":..,"B":..,"U":..,"activation_bytes":..,"weight_input_bytes":..,
+//   "output_bytes":..,"param_bytes":..}, ...], "layers":[{"name":..,"F":..,...}], "links":[{"src":..,
+//   "dst":..,"latency_us":..,"bandwidth_gbps":..}], "action_overhead_us":..}, with the same defaults per
+// stage. Throws input_error naming the source and field ("stages[2].F").
 cost_table parse_cost_json(std::string_view text, const std::string& source);
 cost_table load_cost_file(const std::string& path);
-std::string to_cost_json(const cost_table& t);
+// `source` ("measured", "roofline", ...) is recorded in the file for the reader.
+std::string to_cost_json(const cost_table& t, std::string_view source = {});
+// Writes path.tmp then renames. Throws input_error when the file cannot be written.
+void save_cost_file(const cost_table& t, const std::string& path, std::string_view source = {});
+
+// Stage costs of a split of t.layers into contiguous groups: boundaries[k] is the first layer of stage k
+// (boundaries[0] = 0). Times and held bytes add up; a stage sends its last layer's output. U stays 0.
+std::vector<stage_cost> group_layers(const std::vector<layer_cost>& layers, const std::vector<int>& boundaries);
 
 // Roofline: time = max(FLOPs / peak FLOP/s, bytes / memory bandwidth) per action.
 struct roofline_stage {
@@ -76,4 +158,4 @@ struct device_spec {
 // and backward_factor are finite and non-negative (naming the stage and field).
 cost_table roofline_costs(const std::vector<roofline_stage>& stages, const device_spec& device);
 
-} // namespace pippy::sim
+} // namespace pippy

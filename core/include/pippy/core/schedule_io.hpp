@@ -22,8 +22,5 @@ schedule schedule_from_json(std::string_view text, const std::string& source);
 // Reads a schedule file by extension (.csv or .json); errors name the file.
 schedule load_schedule_file(const std::string& path);
 
-// An ASCII timeline: a row per rank, a column per time unit, each cell the action running then
-// ("." where the rank idles), and the bubble fraction per rank. Communication actions take no time.
-std::string render_grid(const schedule& s, const evaluation& e);
 
 } // namespace pippy

@@ -37,14 +37,7 @@ struct timed_action {
 // inputs are there, communication is free and instant. The reference for the simulator's numbers.
 struct evaluation {
   std::vector<std::vector<timed_action>> ranks;
-  double makespan = 0;
-  double busy(int rank) const;
-  // 1 - busy/makespan, per rank and over all ranks.
-  double bubble_fraction(int rank) const;
-  double bubble_fraction() const;
-  // Idle time inside each rank's own span (first start to last end) over the spans: the bubble that
-  // remains in steady state when consecutive steps overlap (the zero-bubble paper's measure).
-  double steady_bubble_fraction() const;
+  double makespan = 0; // bubbles and busy time: traces' compute_metrics(trace_from_evaluation(...))
 };
 
 using compute_cost = std::function<double(const action&)>;

@@ -9,35 +9,15 @@
 #include <vector>
 
 #include "pippy/core/schedule.hpp"
-#include "pippy/simulator/cost_model.hpp"
+#include "pippy/core/cost_table.hpp"
 #include "pippy/traces/trace.hpp"
 
 namespace pippy::sim {
 
-// One class of links: a transfer takes latency + bytes / bandwidth; the link is busy (carries nothing
-// else) for the bytes / bandwidth part, so two transfers on one link take turns.
-struct link_class {
-  double latency_us = 0;
-  double bandwidth_gbps = 0; // gigabytes per second; 0 = unlimited
-};
-
-struct link_model {
-  link_class intra_host;      // ranks on the same host
-  link_class inter_host;      // ranks on different hosts
-  int ranks_per_host = 0;     // 0 = every rank on one host; host of rank r = r / ranks_per_host
-  bool blocking_send = false; // false: async (isend, overlaps compute); true: the sender waits for delivery
-  static link_model uniform(double latency_us, double bandwidth_gbps) {
-    return {.intra_host = {latency_us, bandwidth_gbps}, .inter_host = {latency_us, bandwidth_gbps}};
-  }
-  // Start, end of a transfer of `bytes` posted at `t` on a link free from `link_free`.
-  const link_class& between(int rank_a, int rank_b) const;
-};
-
-struct memory_model {
-  // Bytes per parameter byte a stage keeps all the time: weights, gradients and two Adam moments = 4.
-  double state_factor = 4.0;
-  std::uint64_t cap_bytes = 0; // per rank; 0 = unlimited
-};
+// The link and memory models are core's (cost_table.hpp): the flat evaluator uses the same ones.
+using pippy::link_class;
+using pippy::link_model;
+using pippy::memory_model;
 
 struct sim_options {
   cost_table costs;        // one entry per stage
@@ -60,6 +40,7 @@ struct sim_options {
   double pace = 0;
 };
 
+// Busy time, bubbles and spans are traces' compute_metrics of the timeline.
 struct rank_stats {
   int rank = 0;
   double busy_us = 0;
@@ -67,6 +48,7 @@ struct rank_stats {
   double bubble_fraction = 0;
   int peak_activations = 0;            // micro-batches whose activations are held at once (F until B or W)
   std::uint64_t peak_memory_bytes = 0; // parameters + state + activations
+  double first_start_us = 0;           // start of the rank's first compute action
   double end_us = 0;                   // end of the rank's last compute action
 };
 
@@ -82,6 +64,7 @@ struct out_of_memory {
 struct sim_result {
   double makespan_us = 0;
   double bubble_fraction = 0;
+  double steady_bubble_fraction = 0; // idle inside each rank's own span (first start to last end)
   std::vector<rank_stats> ranks;
   std::optional<out_of_memory> oom;
   bool completed = false;              // every rank ran its whole list

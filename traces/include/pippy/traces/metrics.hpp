@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "pippy/core/action.hpp"
+#include "pippy/core/schedule.hpp"
 #include "pippy/core/validate.hpp"
 #include "pippy/traces/trace.hpp"
 
@@ -57,6 +58,10 @@ struct trace_metrics {
   double step_time_us = 0;         // end - start
   double bubble_fraction = 0;      // 1 - sum busy / (ranks * step time)
   double utilisation = 0;          // sum busy / (ranks * step time)
+  // Idle time inside each rank's own span (first start to last end of the actions that take time) over
+  // the spans: the bubble left in steady state when consecutive steps overlap (the zero-bubble paper's
+  // measure). Ranks that did no work have no span.
+  double steady_bubble_fraction = 0;
   std::size_t num_events = 0, num_compute = 0, num_comm = 0;
   std::vector<rank_metrics> ranks;
   std::vector<idle_gap> gaps;      // every idle gap of every rank longer than 0, by rank then time
@@ -72,10 +77,25 @@ struct trace_metrics {
   std::uint64_t peak_memory = 0;    // max over ranks
 };
 
-// Metrics of a trace. Dependencies follow PyTorch's rules: F(s,m) needs F(s-1,m); I/B(s,m) need F(s,m)
-// and I/B(s+1,m); W(s,m) needs I(s,m); U(s) needs all B/W of s. Events whose producers are missing
-// (partial traces) simply have fewer dependencies. Never throws on a well-formed trace.
-trace_metrics compute_metrics(const trace& t);
+// Metrics of a trace: the one definition of step time, busy time (the union of a rank's compute
+// intervals) and bubble, for simulated and measured traces alike. Dependencies follow core's rule
+// (inputs_of); events whose producers are missing (partial traces) simply have fewer dependencies.
+// `summary` leaves out the idle gaps and the critical path (for callers that want only the numbers of a
+// large trace). Never throws on a well-formed trace.
+enum class metrics_depth : std::uint8_t { summary, full };
+trace_metrics compute_metrics(const trace& t, metrics_depth depth = metrics_depth::full);
+
+// An ASCII timeline: a row per rank, a column per time unit, each cell the action running then
+// ("." where the rank idles), and the bubble fraction per rank (compute_metrics). Communication actions
+// take no time. What `pippy schedule --format grid` prints.
+std::string render_grid(const schedule& s, const evaluation& e);
+
+// Trace slicing. The events of steps [first, steps): each rank's events in start order cut into `steps`
+// equal parts (every rank runs the same actions each step), and each rank's memory samples from its first
+// kept event on.
+trace step_range(const trace& t, int steps, int first);
+// Moves every event and sample so that the first event starts at 0.
+void shift_to_zero(trace& t);
 
 // The memory samples of one rank sorted by time (the memory curve).
 std::vector<memory_sample> memory_curve(const trace& t, int rank);

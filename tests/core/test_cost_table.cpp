@@ -1,0 +1,139 @@
+// The cost table's own parts: the JSON form with layers, links and overhead, transfer sizes from the
+// boundary tensors, and regrouping layers into stages.
+#include <catch2/catch.hpp>
+
+#include "pippy/core/cost_table.hpp"
+#include "pippy/core/error.hpp"
+
+using namespace pippy;
+
+TEST_CASE("cost file: layers, links, overhead and output bytes round-trip exactly", "[core][cost]") {
+  cost_table t;
+  t.stages = {stage_cost{.F = 1.5, .I = 1, .W = 2, .B = 3, .U = 4, .activation_bytes = 800, .weight_input_bytes = 300,
+                         .param_bytes = 64, .output_bytes = 200},
+              stage_cost{.F = 2, .I = 0.25, .W = 0.75, .B = 1, .U = 0, .activation_bytes = 100}};
+  t.layers = {layer_cost{.name = "embed", .F = 1, .I = 0, .W = 0.5, .B = 0.5, .activation_bytes = 10, .output_bytes = 20,
+                         .param_bytes = 30},
+              layer_cost{.name = "head", .F = 0.5, .I = 0.25, .W = 0.25, .B = 0.5, .activation_bytes = 1, .output_bytes = 2,
+                         .param_bytes = 3}};
+  t.links = {link_cost{.src = 0, .dst = 1, .latency_us = 35.5, .bandwidth_gbps = 2.5},
+             link_cost{.src = 1, .dst = 0, .latency_us = 40, .bandwidth_gbps = 0}};
+  t.action_overhead_us = 12.25;
+  t.microbatch_rows = 16;
+  const auto back = parse_cost_json(to_cost_json(t, "measured"), "round trip");
+  // The second stage gave no output bytes: the file says the activation bytes it falls back to.
+  CHECK(back.stages[0] == t.stages[0]);
+  CHECK(back.stages[1].output_bytes == 100);
+  CHECK(back.layers == t.layers);
+  CHECK(back.links == t.links);
+  CHECK(back.action_overhead_us == 12.25);
+  CHECK(back.microbatch_rows == 16);
+  CHECK(to_cost_json(t, "measured").find("\"source\": \"measured\"") != std::string::npos);
+  // A table without the optional parts writes none of them.
+  const auto plain = to_cost_json(uniform_costs(2, stage_cost{}));
+  CHECK(plain.find("links") == std::string::npos);
+  CHECK(plain.find("layers") == std::string::npos);
+  CHECK(plain.find("action_overhead_us") == std::string::npos);
+}
+
+TEST_CASE("transfer sizes are the boundary tensor's, forward and as a gradient", "[core][cost]") {
+  cost_table t;
+  t.stages = {stage_cost{.activation_bytes = 1000, .output_bytes = 10}, stage_cost{.activation_bytes = 2000, .output_bytes = 20},
+              stage_cost{.activation_bytes = 3000}};
+  t.microbatch_scale = {1.0, 0.5};
+  // Boundary 0|1 carries stage 0's output: stage 0 sends it forward, stage 1 receives it and sends its gradient back.
+  CHECK(t.transfer_bytes(action_kind::send_f, 0, 0) == 10);
+  CHECK(t.transfer_bytes(action_kind::recv_f, 1, 0) == 10);
+  CHECK(t.transfer_bytes(action_kind::send_b, 1, 0) == 10);
+  CHECK(t.transfer_bytes(action_kind::recv_b, 0, 0) == 10);
+  CHECK(t.transfer_bytes(action_kind::send_f, 1, 0) == 20);
+  CHECK(t.transfer_bytes(action_kind::send_b, 2, 0) == 20);
+  // A smaller micro-batch sends less.
+  CHECK(t.transfer_bytes(action_kind::send_f, 1, 1) == 10);
+  // Without output bytes the activation bytes are the one size given.
+  t.stages[1].output_bytes = 0;
+  CHECK(t.transfer_bytes(action_kind::send_f, 1, 0) == 2000);
+}
+
+TEST_CASE("a link is found by its direction", "[core][cost]") {
+  cost_table t;
+  t.links = {link_cost{.src = 0, .dst = 1, .latency_us = 5}, link_cost{.src = 1, .dst = 0, .latency_us = 7}};
+  REQUIRE(t.link(0, 1));
+  CHECK(t.link(0, 1)->latency_us == 5);
+  CHECK(t.link(1, 0)->latency_us == 7);
+  CHECK(t.link(1, 2) == nullptr);
+  CHECK_NOTHROW(t.validate_links(2, "c.json"));
+  CHECK_THROWS_WITH(t.validate_links(1, "c.json"),
+                    "c.json: links[0].src/dst must be two different ranks below 1 (got 0 -> 1)");
+  t.links.push_back(link_cost{.src = 1, .dst = 1});
+  CHECK_THROWS_WITH(t.validate_links(2, "c.json"),
+                    "c.json: links[2].src/dst must be two different ranks below 2 (got 1 -> 1)");
+}
+
+TEST_CASE("cost file errors in layers, links and overhead name the field", "[core][cost][errors]") {
+  const std::string stages = R"("stages":[{"F":1}])";
+  auto parse = [&](const std::string& rest) { return parse_cost_json("{" + stages + "," + rest + "}", "c.json"); };
+  CHECK_THROWS_WITH(parse(R"("links": {})"), "c.json: 'links' must be an array");
+  CHECK_THROWS_WITH(parse(R"("links": [3])"), "c.json: links[0] must be an object");
+  CHECK_THROWS_WITH(parse(R"("links": [{"src":0,"dst":1,"latency_us":-1,"bandwidth_gbps":1}])"),
+                    "c.json: links[0].latency_us must be a finite non-negative number of microseconds (got -1)");
+  CHECK_THROWS_WITH(parse(R"("links": [{"src":0,"dst":1,"latency_us":1}])"), "c.json: links[0].bandwidth_gbps is missing");
+  CHECK_THROWS_WITH(parse(R"("links": [{"src":0.5,"dst":1,"latency_us":1,"bandwidth_gbps":1}])"),
+                    "c.json: links[0].src must be a rank number (got 0.5)");
+  CHECK_THROWS_WITH(parse(R"("links": [{"src":0,"dst":2147483648,"latency_us":1,"bandwidth_gbps":1}])"),
+                    "c.json: links[0].dst must be a rank number (got 2147483648)");
+  CHECK_THROWS_WITH(parse(R"("layers": [{"name":"a","F":1,"I":1,"W":1},{"name":"b","F":1,"I":"x","W":1}])"),
+                    "c.json: layers[1].I must be a finite non-negative number of microseconds (got \"x\")");
+  CHECK_THROWS_WITH(parse(R"("layers": [{"name":7,"F":1,"I":1,"W":1}])"), "c.json: layers[0].name must be a string");
+  CHECK_THROWS_WITH(parse(R"("layers": [{"F":1,"I":1,"W":1,"param_bytes":1e300}])"),
+                    "c.json: layers[0].param_bytes is too large (got 1e+300)");
+  CHECK_THROWS_WITH(parse(R"("action_overhead_us": -3)"),
+                    "c.json: action_overhead_us must be a finite non-negative number of microseconds (got -3)");
+  CHECK(parse(R"("action_overhead_us": 3)").action_overhead_us == 3);
+}
+
+TEST_CASE("layers regroup into stages: times and held bytes add up, a stage sends its last layer's output",
+          "[core][cost]") {
+  std::vector<layer_cost> layers;
+  for (int i = 0; i < 5; ++i)
+    layers.push_back(layer_cost{.name = "l" + std::to_string(i), .F = 1.0 + i, .I = 0.5, .W = 0.25, .B = 0.75,
+                                .activation_bytes = 100u * (i + 1), .output_bytes = 10u * (i + 1), .param_bytes = 7});
+  const auto st = group_layers(layers, {0, 2, 3});
+  REQUIRE(st.size() == 3);
+  CHECK(st[0].F == 1 + 2);
+  CHECK(st[1].F == 3);
+  CHECK(st[2].F == 4 + 5);
+  CHECK(st[2].I == 1.0);
+  CHECK(st[2].W == 0.5);
+  CHECK(st[2].B == 1.5);
+  CHECK(st[0].activation_bytes == 300);
+  CHECK(st[0].weight_input_bytes == 150);
+  CHECK(st[0].output_bytes == 20);
+  CHECK(st[1].output_bytes == 30);
+  CHECK(st[2].param_bytes == 14);
+  CHECK(st[0].U == 0);
+  CHECK_THROWS_WITH(group_layers(layers, {1, 3}), "group_layers: the first stage must start at layer 0");
+  CHECK_THROWS_WITH(group_layers(layers, {0, 3, 3}), "group_layers: stage 1 would hold layers 3..2 of 5");
+  CHECK_THROWS_WITH(group_layers(layers, {0, 6}), "group_layers: stage 0 would hold layers 0..5 of 5");
+}
+
+TEST_CASE("a transfer waits for its link, holds it for bytes / bandwidth and arrives latency later", "[core][cost]") {
+  const link_class link{.latency_us = 5, .bandwidth_gbps = 2}; // 2 GB/s = 2000 bytes per microsecond
+  const auto first = time_transfer(10, 0, 4000, link);
+  CHECK(first.start == 10);
+  CHECK(first.link_free == 12);
+  CHECK(first.arrive == 17);
+  const auto second = time_transfer(11, first.link_free, 2000, link); // posted while the link is busy
+  CHECK(second.start == 12);
+  CHECK(second.arrive == 18);
+  CHECK(time_transfer(3, 0, 1u << 30, link_class{.latency_us = 1}).arrive == 4); // unlimited bandwidth
+  // A measured pair overrides the model's class; other pairs keep it.
+  cost_table t;
+  t.links = {link_cost{.src = 1, .dst = 0, .latency_us = 9, .bandwidth_gbps = 3}};
+  link_model model = link_model::uniform(1, 10);
+  model.ranks_per_host = 2;
+  model.inter_host = {4, 5};
+  CHECK(link_between(t, model, 1, 0).latency_us == 9);
+  CHECK(link_between(t, model, 0, 1).latency_us == 1);
+  CHECK(link_between(t, model, 1, 2).latency_us == 4);
+}
