@@ -125,6 +125,23 @@ transfer_time time_transfer(double posted, double link_free, std::uint64_t bytes
   return transfer_time{.start = start, .link_free = start + busy, .arrive = start + busy + link.latency_us};
 }
 
+link_class fit_link(const std::vector<std::pair<double, double>>& bytes_us) {
+  const double n = static_cast<double>(bytes_us.size());
+  double sx = 0, sy = 0;
+  for (auto [x, y] : bytes_us)
+    sx += x, sy += y;
+  const double mx = sx / n, my = sy / n;
+  double sxx = 0, sxy = 0;
+  for (auto [x, y] : bytes_us)
+    sxx += (x - mx) * (x - mx), sxy += (x - mx) * (y - my);
+  if (bytes_us.size() < 2 || !(sxx > 0))
+    throw input_error("fit_link: needs times at two or more different sizes");
+  const double us_per_byte = sxy / sxx;
+  if (!(us_per_byte > 0))
+    return link_class{.latency_us = std::max(0.0, my), .bandwidth_gbps = 0};
+  return link_class{.latency_us = std::max(0.0, my - us_per_byte * mx), .bandwidth_gbps = 1e-3 / us_per_byte};
+}
+
 link_class link_between(const cost_table& costs, const link_model& links, int src, int dst) {
   if (const link_cost* measured = costs.link(src, dst))
     return link_class{measured->latency_us, measured->bandwidth_gbps};

@@ -137,3 +137,18 @@ TEST_CASE("a transfer waits for its link, holds it for bytes / bandwidth and arr
   CHECK(link_between(t, model, 0, 1).latency_us == 1);
   CHECK(link_between(t, model, 1, 2).latency_us == 4);
 }
+
+TEST_CASE("a link is fitted to one-way times at several sizes", "[core][cost]") {
+  // 20 us + bytes / (4 GB/s): 4000 bytes per microsecond.
+  const auto l = fit_link({{1000, 20.25}, {64000, 36}, {1000000, 270}});
+  CHECK(l.latency_us == Approx(20));
+  CHECK(l.bandwidth_gbps == Approx(4));
+  // Times that do not grow with size: latency only, the mean.
+  const auto flat = fit_link({{1000, 12}, {2000, 10}, {4000, 8}});
+  CHECK(flat.bandwidth_gbps == 0);
+  CHECK(flat.latency_us == Approx(10));
+  // A fit through the origin's left side clamps the latency at 0.
+  CHECK(fit_link({{1000, 0.1}, {3000, 2.1}}).latency_us == 0);
+  CHECK_THROWS_WITH(fit_link({{1000, 1}, {1000, 2}}), "fit_link: needs times at two or more different sizes");
+  CHECK_THROWS_WITH(fit_link({}), "fit_link: needs times at two or more different sizes");
+}

@@ -68,6 +68,12 @@ struct transfer_time {
 };
 transfer_time time_transfer(double posted, double link_free, std::uint64_t bytes, const link_class& link);
 
+// The link that explains one-way times measured at several sizes: latency + bytes / bandwidth fitted by
+// least squares over (bytes, microseconds) points. A slope that is not positive (sizes too alike, noise)
+// gives unlimited bandwidth; a negative intercept gives latency 0. Throws input_error without two
+// distinct sizes.
+link_class fit_link(const std::vector<std::pair<double, double>>& bytes_us);
+
 struct memory_model {
   // Bytes per parameter byte a stage keeps all the time: weights, gradients and two Adam moments = 4.
   double state_factor = 4.0;
