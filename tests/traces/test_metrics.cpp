@@ -514,3 +514,21 @@ TEST_CASE("ZB-H2 and ZB-V reach zero bubble in steady state, 1F1B does not", "[t
       CHECK(steady("1f1b") > 0.0);
     }
 }
+
+TEST_CASE("the runtime's per-action overhead is the median gap whose inputs were already there", "[traces][metrics]") {
+  // One rank, one stage: F0 0..10, gap 3, F1 13..23, gap 5, B1 28..38, gap 4, B0 42..52. Every gap's inputs
+  // ended before it began (ordering): the median of 3, 5 and 4 is 4.
+  trace t;
+  t.num_ranks = 2;
+  t.events = {ev(0, "0F0", 0, 10), ev(0, "0F1", 13, 23), ev(0, "0B1", 28, 38), ev(0, "0B0", 42, 52)};
+  CHECK(action_overhead_us(compute_metrics(t)) == 4);
+  // Gaps closed by a dependency are waiting, not overhead: rank 1's 1F0 waits for 0F0 (ended at 10) and
+  // 1F1 for 0F1 (ended at 23, inside the gap 12..100). Rank 0's drain after 52 is not overhead either.
+  t.events.push_back(ev(1, "1F0", 11, 12));
+  t.events.push_back(ev(1, "1F1", 100, 101));
+  CHECK(action_overhead_us(compute_metrics(t)) == 4);
+  // Rank 1's gap 101..140 before 1F2 is overhead: 1F2's input is not in the trace (a partial trace).
+  t.events.push_back(ev(1, "1F2", 140, 141));
+  CHECK(action_overhead_us(compute_metrics(t)) == 5); // the median of 3, 5, 4 and 39
+  CHECK(action_overhead_us(compute_metrics(trace{})) == 0);
+}

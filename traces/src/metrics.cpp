@@ -176,6 +176,18 @@ void shift_to_zero(trace& t) {
     m.t_us = std::max(0.0, m.t_us - lo);
 }
 
+double action_overhead_us(const trace_metrics& m) {
+  std::vector<double> gaps;
+  for (const auto& g : m.gaps)
+    if (g.cause == idle_cause::ordering && g.next)
+      gaps.push_back(g.duration_us());
+  if (gaps.empty())
+    return 0.0;
+  const auto mid = gaps.begin() + static_cast<std::ptrdiff_t>(gaps.size() / 2);
+  std::nth_element(gaps.begin(), mid, gaps.end());
+  return *mid;
+}
+
 std::vector<memory_sample> memory_curve(const trace& t, int rank) {
   std::vector<memory_sample> out;
   for (const auto& m : t.memory)

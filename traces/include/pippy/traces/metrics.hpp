@@ -97,6 +97,11 @@ trace step_range(const trace& t, int steps, int first);
 // Moves every event and sample so that the first event starts at 0.
 void shift_to_zero(trace& t);
 
+// The runtime's own time per compute action, read off a measured trace: the median of the idle gaps
+// between two compute actions of a rank whose inputs had all ended before the gap began (cause
+// ordering); 0 without such gaps. The simulator adds it before each compute action (cost_table).
+double action_overhead_us(const trace_metrics& m);
+
 // The memory samples of one rank sorted by time (the memory curve).
 std::vector<memory_sample> memory_curve(const trace& t, int rank);
 
