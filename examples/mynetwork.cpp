@@ -76,7 +76,7 @@ int run_unsplit(const options& o, const training_job& job) {
   std::uint64_t pb = 0;
   for (auto& p : model->parameters())
     pb += static_cast<std::uint64_t>(p.numel()) * p.element_size();
-  report_measured(job, t, 1, {}, {{0, pb}});
+  report_measured(job, t, 1, {.param_bytes = {{0, pb}}, .microbatch_rows = o.batch});
   return 0;
 }
 
@@ -144,6 +144,8 @@ int main(int argc, char** argv) {
     auto model = make_mynetwork(o.seed, net);
     return split_sequential(model, mynetwork_boundaries(net, s.shape.num_stages()));
   };
+  if (o.split == "manual")
+    job.num_layers = static_cast<int>(2 * net.dims.size() + 1); // the Sequential's modules
   job.make_optimizer = [&](std::vector<torch::Tensor> params) { return sgd(std::move(params), o.lr); };
   job.describe_model = [&](int num_stages) {
     nlohmann::json m{{"model", "mynetwork"}, {"in_dim", net.in_dim}, {"dims", net.dims}, {"classes", net.classes},

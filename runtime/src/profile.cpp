@@ -12,8 +12,9 @@
 
 namespace pippy {
 
-cost_table measure_stage_costs(const trace& t, int num_stages, const std::map<int, std::uint64_t>& activation_bytes,
-                               const std::map<int, std::uint64_t>& param_bytes) {
+cost_table measure_stage_costs(const trace& t, int num_stages, const profile_context& context) {
+  const auto& activation_bytes = context.activation_bytes;
+  const auto& param_bytes = context.param_bytes;
   struct acc {
     double sum[5] = {0, 0, 0, 0, 0};
     int n[5] = {0, 0, 0, 0, 0};
@@ -52,6 +53,10 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const std::map<in
       c.param_bytes = it->second;
     out.stages.push_back(c);
   }
+  out.action_overhead_us = action_overhead_us(compute_metrics(t));
+  out.links = context.links;
+  out.layers = context.layers;
+  out.microbatch_rows = context.microbatch_rows;
   return out;
 }
 

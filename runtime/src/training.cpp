@@ -17,6 +17,8 @@
 #include "pippy/core/generators.hpp"
 #include "pippy/runtime/actor_backend.hpp"
 #include "pippy/runtime/gloo_transport.hpp"
+#include "pippy/runtime/link_probe.hpp"
+#include "pippy/runtime/microbatch.hpp"
 #include "pippy/runtime/pipeline_engine.hpp"
 #include "pippy/runtime/profile.hpp"
 #include "pippy/runtime/run_export.hpp"
@@ -46,8 +48,7 @@ void say(const std::string& line) {
   std::fflush(stderr);
 }
 
-void report_measured(const training_job& job, trace t, int num_stages, const std::map<int, std::uint64_t>& act,
-                     const std::map<int, std::uint64_t>& params) {
+void report_measured(const training_job& job, trace t, int num_stages, const profile_context& context) {
   const int steps = job.steps;
   shift_to_zero(t);
   if (!job.trace_file.empty())
@@ -63,7 +64,7 @@ void report_measured(const training_job& job, trace t, int num_stages, const std
   std::cout << "measured step_us " << sum.step_us << " bubble " << sum.bubble_fraction
             << " (steps after the first)\n";
   if (!job.profile_file.empty())
-    save_cost_file(measure_stage_costs(steady, num_stages, act, params), job.profile_file, "measured");
+    save_cost_file(measure_stage_costs(steady, num_stages, context), job.profile_file, "measured");
 }
 
 void print_step_ms(const std::vector<std::vector<double>>& step_us_per_rank) {
@@ -80,6 +81,67 @@ void print_step_ms(const std::vector<std::vector<double>>& step_us_per_rank) {
     return;
   std::nth_element(slowest.begin(), slowest.begin() + static_cast<std::ptrdiff_t>(slowest.size() / 2), slowest.end());
   std::cout << "step_ms " << slowest[slowest.size() / 2] / 1000 << "\n" << std::flush;
+}
+
+std::vector<layer_cost> measure_layers(const training_job& job, int repeats) {
+  const int L = job.num_layers;
+  if (L < 1)
+    return {};
+  const auto shape = make_schedule({.name = "gpipe", .num_ranks = L, .num_microbatches = job.microbatches});
+  auto mods = job.make_stages(shape);
+  if (static_cast<int>(mods.size()) != L)
+    throw input_error("the model was split into " + std::to_string(mods.size()) + " layers, not " + std::to_string(L));
+  std::vector<stage_executor> layers;
+  for (int i = 0; i < L; ++i)
+    layers.emplace_back(i, L, mods[static_cast<std::size_t>(i)], nullptr, job.loss);
+  auto [inputs, target] = job.batch(0);
+  const auto first_inputs = split_tensors(inputs, job.microbatches).at(0);
+  const auto first_target = split_tensors({target}, job.microbatches).at(0).at(0);
+  const auto n = static_cast<std::size_t>(L);
+  std::vector<std::vector<double>> f(n), i_(n), w(n), b(n);
+  std::vector<std::uint64_t> out_bytes(n, 0);
+  auto timed = [](auto&& run, std::vector<double>* into) {
+    const double t0 = now_us();
+    run();
+    if (into)
+      into->push_back(now_us() - t0);
+  };
+  auto forward_all = [&](bool keep) {
+    std::vector<torch::Tensor> x = first_inputs;
+    for (std::size_t k = 0; k < n; ++k) {
+      auto& ex = layers[k];
+      ex.begin_step();
+      timed([&] { x = ex.forward(0, x, ex.is_last() ? first_target : torch::Tensor()); }, keep ? &f[k] : nullptr);
+      out_bytes[k] = bytes_of(x);
+    }
+  };
+  for (int r = 0; r <= repeats; ++r) {
+    const bool keep = r > 0; // the first round warms up
+    forward_all(keep);
+    std::vector<torch::Tensor> g;
+    for (std::size_t k = n; k-- > 0;)
+      timed([&] { g = layers[k].backward_input(0, g); }, keep ? &i_[k] : nullptr);
+    for (std::size_t k = n; k-- > 0;)
+      timed([&] { layers[k].backward_weight(0); }, keep ? &w[k] : nullptr);
+    forward_all(false);
+    g.clear();
+    for (std::size_t k = n; k-- > 0;)
+      timed([&] { g = layers[k].full_backward(0, g); }, keep ? &b[k] : nullptr);
+  }
+  auto median = [](std::vector<double> v) {
+    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+    return v[v.size() / 2];
+  };
+  std::vector<layer_cost> out;
+  for (std::size_t k = 0; k < n; ++k) {
+    std::string name = layers[k].module().describe(); // what the layer runs ("2:torch::nn::Linear")
+    if (name.empty() || name.size() > 120)
+      name = "layer" + std::to_string(k);
+    out.push_back(layer_cost{.name = name, .F = median(f[k]), .I = median(i_[k]), .W = median(w[k]), .B = median(b[k]),
+                             .activation_bytes = out_bytes[k], .output_bytes = out_bytes[k],
+                             .param_bytes = layers[k].parameter_bytes()});
+  }
+  return out;
 }
 
 int train_pipelined(const training_job& job, const dist_env& env) {
@@ -167,6 +229,11 @@ int train_pipelined(const training_job& job, const dist_env& env) {
     throw input_error("runtime must be actors or engine, got '" + job.runtime + "'");
   auto events = [&] { return engine ? engine->events() : actors->events(); };
   auto activations = [&] { return engine ? engine->activation_bytes() : actors->activation_bytes(); };
+  // The profile's links, measured before the steps so that nothing else is on the wire.
+  std::vector<link_cost> links;
+  if (!job.profile_file.empty() && channel)
+    links = probe_links(*channel);
+  std::int64_t rows = 0; // of one micro-batch, for the profile
   std::vector<double> step_us; // this rank's wall time of each step
   for (int k = 0; k < job.steps; ++k) {
     if (k == job.fail_step && my_rank == job.fail_rank) {
@@ -175,6 +242,8 @@ int train_pipelined(const training_job& job, const dist_env& env) {
       std::raise(job.fail_signal);
     }
     auto [inputs, target] = job.batch(k);
+    if (!inputs.empty() && inputs[0].dim() > 0)
+      rows = inputs[0].size(0) / std::max(1, job.microbatches);
     if (job.time_steps && transport)
       transport->barrier();
     const double t0 = now_us();
@@ -206,8 +275,14 @@ int train_pipelined(const training_job& job, const dist_env& env) {
         mine.push_back(mods[static_cast<std::size_t>(s)].get());
     export_final(job, std::max(my_rank, 0), parameters_by_name(mine));
   }
+  // Layers one by one, in the process that writes the profile.
+  std::vector<layer_cost> layer_costs;
+  if (!job.profile_file.empty() && my_rank <= 0 && !job.forward_only)
+    layer_costs = measure_layers(job);
   if (!transport) {
-    report_measured(job, events(), S, activations(), param_bytes);
+    report_measured(job, events(), S,
+                    {.activation_bytes = activations(), .param_bytes = param_bytes, .layers = layer_costs,
+                     .microbatch_rows = rows});
     if (job.time_steps)
       print_step_ms({step_us});
     return 0;
@@ -249,7 +324,9 @@ int train_pipelined(const training_job& job, const dist_env& env) {
         }
       }
     }
-    report_measured(job, all, S, act, params);
+    report_measured(job, all, S,
+                    {.activation_bytes = act, .param_bytes = params, .links = links, .layers = layer_costs,
+                     .microbatch_rows = rows});
     if (job.time_steps)
       print_step_ms(times);
   }

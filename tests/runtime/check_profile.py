@@ -25,6 +25,9 @@ def main():
     ap.add_argument("--steps", type=int, required=True)
     ap.add_argument("--param-bytes", default="")
     ap.add_argument("--activation-bytes", action="append", default=[])
+    ap.add_argument("--ranks", type=int, default=0, help="probed links: one per ordered pair of these ranks")
+    ap.add_argument("--layer-outputs", default="", help="the per-layer profile's output bytes, layer by layer")
+    ap.add_argument("--microbatch-rows", type=int, default=0)
     a = ap.parse_args()
     bad = []
     with open(a.trace) as f:
@@ -82,6 +85,41 @@ def main():
         got = stages[int(s)].get("activation_bytes") if int(s) < len(stages) else None
         if got not in allowed:
             bad.append(f"stage {s} activation_bytes {got}, expected one of {sorted(allowed)}")
+    if a.ranks:
+        links = {(l.get("src"), l.get("dst")): l for l in costs.get("links", [])}
+        want = {(i, j) for i in range(a.ranks) for j in range(a.ranks) if i != j}
+        if set(links) != want:
+            bad.append(f"links for pairs {sorted(links)}, expected {sorted(want)}")
+        for (i, j), l in links.items():
+            lat, bw = l.get("latency_us"), l.get("bandwidth_gbps")
+            if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (lat, bw)) or lat <= 0 or bw < 0:
+                bad.append(f"link {i}->{j}: latency {lat!r} us, bandwidth {bw!r} GB/s")
+            back = links.get((j, i), {})
+            if (back.get("latency_us"), back.get("bandwidth_gbps")) != (lat, bw):
+                bad.append(f"link {i}->{j} and {j}->{i} differ (one ping-pong measures both)")
+        print(f"links: " + "  ".join(f"{i}->{j} {l['latency_us']:.1f} us {l['bandwidth_gbps']:.3g} GB/s"
+                                     for (i, j), l in sorted(links.items())))
+    if a.layer_outputs:
+        layers = costs.get("layers", [])
+        want = [int(x) for x in a.layer_outputs.split(",")]
+        got = [l.get("output_bytes") for l in layers]
+        if got != want:
+            bad.append(f"layers' output_bytes {got}, expected {want}")
+        for k, l in enumerate(layers):
+            for key in ("F", "I", "W", "B"):
+                v = l.get(key)
+                if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                    bad.append(f"layers[{k}].{key}: {v!r}")
+            if not (l.get("F", 0) > 0 and l.get("B", 0) > 0):
+                bad.append(f"layers[{k}]: F and B must take time ({l.get('F')!r}, {l.get('B')!r})")
+        total = sum(l.get("param_bytes", 0) for l in layers)
+        if total != sum(c.get("param_bytes", 0) for c in stages):
+            bad.append(f"the layers hold {total} parameter bytes, the stages {sum(c.get('param_bytes', 0) for c in stages)}")
+    if a.microbatch_rows and costs.get("microbatch_rows") != a.microbatch_rows:
+        bad.append(f"microbatch_rows {costs.get('microbatch_rows')!r}, expected {a.microbatch_rows}")
+    overhead = costs.get("action_overhead_us")
+    if not isinstance(overhead, (int, float)) or not math.isfinite(overhead) or overhead < 0:
+        bad.append(f"action_overhead_us {overhead!r} is not a non-negative number")
     for b in bad:
         print("FAIL: " + b)
     if bad:

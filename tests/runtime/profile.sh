@@ -4,7 +4,9 @@
 # checks the --profile file against the --trace of the same run, recomputed from the trace alone
 # (check_profile.py), and its sizes against closed forms: parameter bytes 4 x (in x out + out) per layer
 # (512->512, 512->1024, 1024->256, 256->10), activation bytes rows x width x 4 for a micro-batch of 11 or
-# 10 rows (64 rows in 6) at the widths 512, 1024, 256.
+# 10 rows (64 rows in 6) at the widths 512, 1024, 256. The profile's extras: a probed link for each
+# direction between the 2 ranks, the micro-batch rows (64 / 6), and per-layer costs of the Sequential's 7
+# modules with their outputs on the first micro-batch (11 rows) and all the parameters.
 set -euo pipefail
 pippy=$1 mynetwork=$2 py=$3
 shift 3
@@ -18,4 +20,6 @@ steps=3
 act() { echo "$1=$((11 * $2 * 4))|$((10 * $2 * 4))"; }
 "$py" "$here/check_profile.py" "$tmp/trace.json" "$tmp/costs.json" --steps $steps \
   --param-bytes $((4 * (512 * 512 + 512))),$((4 * (512 * 1024 + 1024))),$((4 * (1024 * 256 + 256))),$((4 * (256 * 10 + 10))) \
-  --activation-bytes "$(act 0 512)" --activation-bytes "$(act 1 1024)" --activation-bytes "$(act 2 256)"
+  --activation-bytes "$(act 0 512)" --activation-bytes "$(act 1 1024)" --activation-bytes "$(act 2 256)" \
+  --ranks 2 --microbatch-rows 10 \
+  --layer-outputs $((11 * 512 * 4)),$((11 * 512 * 4)),$((11 * 1024 * 4)),$((11 * 1024 * 4)),$((11 * 256 * 4)),$((11 * 256 * 4)),$((11 * 10 * 4))

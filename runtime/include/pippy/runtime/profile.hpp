@@ -9,11 +9,20 @@
 
 namespace pippy {
 
-// Measured per-stage costs: each time is the mean duration of that action kind of the stage in the trace.
-// Kinds a schedule did not run are derived: B = I + W when only I and W ran; I = W = B / 2 when only B
-// ran. Sizes come from the maps (stage -> bytes); weight_input_bytes is half the activations.
-cost_table measure_stage_costs(const trace& t, int num_stages, const std::map<int, std::uint64_t>& activation_bytes,
-                               const std::map<int, std::uint64_t>& param_bytes);
+// What a profile knows besides the trace: the sizes the stages reported (stage -> bytes), the links
+// probe_links measured, and the rows of one micro-batch.
+struct profile_context {
+  std::map<int, std::uint64_t> activation_bytes, param_bytes;
+  std::vector<link_cost> links;
+  std::vector<layer_cost> layers;
+  std::int64_t microbatch_rows = 0;
+};
+
+// Measured costs: each stage's time of a kind is the mean duration of that kind of the stage's actions in
+// the trace. Kinds a schedule did not run are derived: B = I + W when only I and W ran; I = W = B / 2 when
+// only B ran. The per-action overhead is traces' action_overhead_us of the trace; sizes, links and rows
+// and layers come from the context (weight_input_bytes is half the activations).
+cost_table measure_stage_costs(const trace& t, int num_stages, const profile_context& context);
 
 // Bytes of heap this process has in use (glibc's mallinfo2: allocated chunks plus mmapped blocks; the
 // CPU tensors live there). 0 where that is not available. Measured traces sample it after every compute

@@ -14,6 +14,7 @@
 #include "pippy/compiler/stage_module.hpp"
 #include "pippy/core/schedule.hpp"
 #include "pippy/runtime/environment.hpp"
+#include "pippy/runtime/profile.hpp"
 #include "pippy/runtime/stage_executor.hpp"
 #include "pippy/runtime/tied_weights.hpp"
 #include "pippy/traces/trace.hpp"
@@ -44,6 +45,9 @@ struct training_job {
   // The model, split for the schedule: all num_stages stage modules, built identically on every rank
   // (a process keeps those of its ranks).
   std::function<std::vector<std::shared_ptr<stage_module>>(const pippy::schedule&)> make_stages;
+  // The finest split make_stages accepts (the model's layers, one per stage); 0 = none. With a profile,
+  // each layer is measured alone (measure_layers) so that a planner can regroup them.
+  int num_layers = 0;
   // Replicated tied weights of those stages (asked after make_stages; the name is the parameter's name
   // in each holder's named_parameters()). Their gradients are summed over the holders before U.
   std::function<std::vector<tied_group>()> tied_groups;
@@ -56,13 +60,19 @@ struct training_job {
   std::function<std::string(int num_stages)> describe_model;
 };
 
+// Per-layer costs: the model split into its job.num_layers finest stages, run in this process on the
+// first micro-batch of step 0: F through every layer, then I and W back through them, then F and B,
+// `repeats` times after one to warm up; each time is the median. A layer's activation and output bytes
+// are the bytes of its output (what the runtime holds for its backward and what a split after it
+// sends); its parameter bytes are its own.
+std::vector<layer_cost> measure_layers(const training_job& job, int repeats = 5);
+
 // Throws input_error for bad options, peer_error when a peer is lost.
 int train_pipelined(const training_job& job, const dist_env& env);
 
 // Writes the trace files and profile of a measured trace (times shifted to start at 0) and prints its
 // steady-state summary (steps after the first).
-void report_measured(const training_job& job, trace t, int num_stages, const std::map<int, std::uint64_t>& act,
-                     const std::map<int, std::uint64_t>& params);
+void report_measured(const training_job& job, trace t, int num_stages, const profile_context& context);
 
 // The rest of an example's main() once its options are read: sets libtorch's intra-op `threads`, then
 // calls `unsplit` with WORLD_SIZE=1 (and no in_process), else train_pipelined. An error is printed as

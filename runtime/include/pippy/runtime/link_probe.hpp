@@ -1,0 +1,23 @@
+#pragma once
+// Latency and bandwidth between ranks, measured the way the pipeline moves tensors: a ping-pong over
+// the run's own tensor_channel (a header, then the tensor) at several sizes.
+#include <cstdint>
+#include <vector>
+
+#include "pippy/core/cost_table.hpp"
+#include "pippy/runtime/tensor_channel.hpp"
+
+namespace pippy {
+
+struct link_probe_options {
+  std::vector<std::uint64_t> sizes = {4u << 10, 256u << 10, 2u << 20}; // bytes per message
+  int repeats = 9;  // round trips per size, after one to warm up; the median counts
+};
+
+// Collective: every rank of the transport calls it. Each pair of ranks in turn plays ping-pong while
+// the others wait at a barrier; the one-way time of a size is half the median round trip, and
+// fit_link turns the sizes' times into latency and bandwidth. Both directions of a pair get the fit.
+// Returns every pair's links on rank 0 (through the rendezvous store), an empty list elsewhere.
+std::vector<link_cost> probe_links(tensor_channel& channel, const link_probe_options& options = {});
+
+} // namespace pippy
