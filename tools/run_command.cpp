@@ -4,8 +4,11 @@
 // others --grace seconds to notice and exit by themselves (the backend names the lost peer within its
 // c10d timeout), then stops them (SIGTERM to each rank's process group, SIGKILL 3 s later); the exit
 // status is the first failing rank's. On SIGINT or SIGTERM it stops every rank the same way at once and
-// exits with 128 + the signal's number (130, 143).
+// exits with 128 + the signal's number (130, 143). --bind-cores gives each rank its own share of the CPUs
+// this launcher may use (DeepSpeed's --bind_cores_to_rank) and tells the runtime, through
+// PIPPY_COMPUTE_YIELDS=1, that its compute thread may yield to the rank's transport threads.
 #include <arpa/inet.h>
+#include <sched.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -36,8 +39,30 @@ struct run_options {
   std::string master_addr = "127.0.0.1";
   int master_port = 0;
   double grace_s = 10;
+  bool bind_cores = false;
   std::vector<std::string> program;
 };
+
+// The CPUs of rank r of n: an even share of `allowed`, or one CPU each (round robin) when the ranks
+// outnumber them.
+cpu_set_t share_of(const cpu_set_t& allowed, int r, int n) {
+  std::vector<int> cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &allowed))
+      cpus.push_back(c);
+  cpu_set_t mine;
+  CPU_ZERO(&mine);
+  const auto k = static_cast<int>(cpus.size());
+  if (k == 0)
+    return allowed;
+  if (n >= k) {
+    CPU_SET(cpus[static_cast<std::size_t>(r % k)], &mine);
+    return mine;
+  }
+  for (int i = r * k / n; i < (r + 1) * k / n; ++i)
+    CPU_SET(cpus[static_cast<std::size_t>(i)], &mine);
+  return mine;
+}
 
 int free_port() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -101,6 +126,10 @@ int run(const run_options& o) {
     throw input_error("run: no program given (pippy run --nproc N -- PROGRAM ARGS...)");
   const int port = o.master_port > 0 ? o.master_port : free_port();
   std::vector<pid_t> pids(static_cast<std::size_t>(o.nproc), -1);
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (o.bind_cores && ::sched_getaffinity(0, sizeof allowed, &allowed) != 0)
+    throw input_error(std::string("run: --bind-cores: cannot read this process's CPUs: ") + std::strerror(errno));
   std::cout.flush();
   std::cerr.flush();
   for (int r = 0; r < o.nproc; ++r) {
@@ -116,6 +145,12 @@ int run(const run_options& o) {
       ::setenv("GROUP_RANK", "0", 1);
       ::setenv("MASTER_ADDR", o.master_addr.c_str(), 1);
       ::setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
+      if (o.bind_cores) {
+        const cpu_set_t mine = share_of(allowed, r, o.nproc);
+        if (::sched_setaffinity(0, sizeof mine, &mine) != 0)
+          line{} << "pippy run: rank " << r << ": --bind-cores: " << std::strerror(errno);
+        ::setenv("PIPPY_COMPUTE_YIELDS", "1", 1);
+      }
       std::vector<char*> argv;
       for (const auto& a : o.program)
         argv.push_back(const_cast<char*>(a.c_str()));
@@ -199,6 +234,9 @@ command add_run_command(CLI::App& app) {
   sub->add_option("--master-addr", o->master_addr, "rendezvous address");
   sub->add_option("--master-port", o->master_port, "rendezvous port (0: a free one)");
   sub->add_option("--grace", o->grace_s, "seconds the others get to exit by themselves after one fails");
+  sub->add_flag("--bind-cores", o->bind_cores,
+                "give each rank its own share of the CPUs, and let its compute thread yield to its transport "
+                "threads (for a machine given to the job: other work starves the compute)");
   sub->add_option("program", o->program, "PROGRAM ARGS... (after --)")->required();
   return {sub, [o] { return run(*o); }};
 }

@@ -3,10 +3,12 @@
 #include <caf/all.hpp>
 
 #include <algorithm>
+#include <cstdio>
 
 #include "pippy/actors/pipeline.hpp"
 #include "pippy/core/error.hpp"
 #include "pippy/core/validate.hpp"
+#include "pippy/runtime/environment.hpp"
 #include "pippy/runtime/pipeline_engine.hpp"
 #include "pippy/runtime/profile.hpp"
 
@@ -63,7 +65,8 @@ std::map<int, std::uint64_t> event_log::activation_bytes() const {
 
 threaded_executor::threaded_executor(int rank, std::vector<std::shared_ptr<stage_executor>> stages,
                                      const step_batch& batch, event_log& log)
-    : rank_(rank), stages_(std::move(stages)), batch_(batch), log_(log), worker_([this] { loop(); }) {}
+    : rank_(rank), stages_(std::move(stages)), batch_(batch), log_(log), yields_(compute_yields()),
+      worker_([this] { loop(); }) {}
 
 threaded_executor::~threaded_executor() { stop_worker(); }
 
@@ -86,6 +89,9 @@ void threaded_executor::run(const action& a, actors::opaque input, const caf::ac
 }
 
 void threaded_executor::loop() {
+  if (yields_ && !yield_to_other_threads())
+    std::fprintf(stderr, "warning: rank %d: PIPPY_COMPUTE_YIELDS: the compute thread cannot yield (SCHED_IDLE refused)\n",
+                 rank_);
   for (;;) {
     job j;
     {

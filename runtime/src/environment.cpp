@@ -1,5 +1,8 @@
 #include "pippy/runtime/environment.hpp"
 
+#include <pthread.h>
+#include <sched.h>
+
 #include <cstdlib>
 #include <optional>
 
@@ -57,6 +60,20 @@ dist_env read_dist_env() {
   if (e.master_port <= 0 || e.master_port > 65535)
     throw input_error("MASTER_PORT " + std::to_string(e.master_port) + " is not a TCP port");
   return e;
+}
+
+bool compute_yields() {
+  const char* v = std::getenv("PIPPY_COMPUTE_YIELDS");
+  if (v == nullptr || std::string(v).empty() || std::string(v) == "0")
+    return false;
+  if (std::string(v) == "1")
+    return true;
+  throw input_error(std::string("environment variable PIPPY_COMPUTE_YIELDS='") + v + "' must be 0 or 1");
+}
+
+bool yield_to_other_threads() {
+  sched_param none{};
+  return ::pthread_setschedparam(::pthread_self(), SCHED_IDLE, &none) == 0;
 }
 
 } // namespace pippy

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # pippy_run.sh PIPPY: the launcher's contract without torch: the environment each rank gets, output
-# passing through, a failing rank named with its exit code, a program that cannot start.
+# passing through, a failing rank named with its exit code, a program that cannot start, and --bind-cores
+# (each rank on its own share of the launcher's CPUs, PIPPY_COMPUTE_YIELDS=1).
 set -uo pipefail
 pippy=$1
 fail() { echo "FAIL: $*"; exit 1; }
@@ -31,4 +32,19 @@ echo "$out"
 [[ $rc -eq 137 ]] || fail "exit status $rc after a SIGKILL, expected 137"
 grep -q "pippy run: stopping 1 remaining rank" <<<"$out" || fail "the blocked rank was not stopped"
 grep -q "pippy run: rank 1 (pid [0-9]*) was killed by signal 15 " <<<"$out" || fail "rank 1 was not stopped with SIGTERM"
+# --bind-cores: with as many ranks as CPUs each rank gets one CPU of its own; with more ranks, one each in
+# turn. Without the flag a rank keeps every CPU and gets no PIPPY_COMPUTE_YIELDS.
+cpus() { python3 -c 'import os; print(",".join(map(str, sorted(os.sched_getaffinity(0)))))'; }
+allowed=$(cpus)
+n=$(tr ',' '\n' <<<"$allowed" | wc -l)
+show='echo "rank=$RANK yields=${PIPPY_COMPUTE_YIELDS:-unset} cpus=$(python3 -c "import os; print(sorted(os.sched_getaffinity(0)))")"'
+out=$("$pippy" run --nproc "$n" --bind-cores -- sh -c "$show" 2>&1) || fail "--bind-cores: exit status $?"
+echo "$out"
+[[ $(grep -c "yields=1 cpus=\[[0-9]*\]$" <<<"$out") -eq $n ]] || fail "--bind-cores: each of $n ranks should have one CPU and yields=1"
+[[ $(grep -oE 'cpus=\[[0-9]+\]' <<<"$out" | sort -u | wc -l) -eq $n ]] || fail "--bind-cores: ranks share a CPU"
+out=$("$pippy" run --nproc $((n + 1)) --bind-cores -- sh -c "$show" 2>&1) || fail "--bind-cores with more ranks: exit status $?"
+echo "$out"
+[[ $(grep -c "cpus=\[[0-9]*\]$" <<<"$out") -eq $((n + 1)) ]] || fail "--bind-cores: one CPU each when ranks outnumber CPUs"
+out=$("$pippy" run --nproc 1 -- sh -c "$show" 2>&1)
+grep -q "yields=unset cpus=\[${allowed//,/, }\]$" <<<"$out" || fail "without --bind-cores: $out"
 echo OK

@@ -110,6 +110,7 @@ private:
   std::condition_variable cv_;
   std::deque<job> jobs_;
   bool stop_ = false;
+  const bool yields_; // compute_yields(): the worker gives way to the transport's threads
   std::thread worker_;
 };
 
