@@ -180,6 +180,7 @@ command add_sim_command(CLI::App& app) {
                        {"stages_per_rank", s.shape.stages_per_rank},
                        {"microbatches", s.shape.num_microbatches},
                        {"makespan_us", r.makespan_us},
+                       {"step_us", r.step_us},
                        {"bubble_fraction", r.bubble_fraction},
                        {"steady_bubble_fraction", r.steady_bubble_fraction},
                        {"actions", r.actions},

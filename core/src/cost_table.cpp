@@ -179,6 +179,9 @@ void cost_table::validate(int num_stages, const std::string& source) const {
   if (!(action_overhead_us >= 0) || !std::isfinite(action_overhead_us))
     throw input_error(source + ": action_overhead_us must be a finite non-negative number (got " +
                       num(action_overhead_us) + ")");
+  if (!(step_overhead_us >= 0) || !std::isfinite(step_overhead_us))
+    throw input_error(source + ": step_overhead_us must be a finite non-negative number (got " +
+                      num(step_overhead_us) + ")");
 }
 
 void cost_table::validate_links(int num_ranks, const std::string& source) const {
@@ -321,6 +324,8 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
   };
   if (j.contains("action_overhead_us"))
     t.action_overhead_us = number(j, source + ": ", "action_overhead_us", "number of microseconds");
+  if (j.contains("step_overhead_us"))
+    t.step_overhead_us = number(j, source + ": ", "step_overhead_us", "number of microseconds");
   if (j.contains("microbatch_rows")) {
     const double rows = number(j, source + ": ", "microbatch_rows", "number of rows");
     if (rows != std::floor(rows) || rows > 1e15)
@@ -386,6 +391,8 @@ std::string to_cost_json(const cost_table& t, std::string_view source) {
     j["source"] = std::string(source);
   if (t.action_overhead_us > 0)
     j["action_overhead_us"] = t.action_overhead_us;
+  if (t.step_overhead_us > 0)
+    j["step_overhead_us"] = t.step_overhead_us;
   if (t.microbatch_rows > 0)
     j["microbatch_rows"] = t.microbatch_rows;
   if (!t.links.empty()) {

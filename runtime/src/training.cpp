@@ -63,8 +63,11 @@ void report_measured(const training_job& job, trace t, int num_stages, const pro
   const auto sum = summarize(steady, std::max(1, steps - 1));
   std::cout << "measured step_us " << sum.step_us << " bubble " << sum.bubble_fraction
             << " (steps after the first)\n";
-  if (!job.profile_file.empty())
-    save_cost_file(measure_stage_costs(steady, num_stages, context), job.profile_file, "measured");
+  if (!job.profile_file.empty()) {
+    profile_context with_steps = context;
+    with_steps.steps = std::max(1, steps - 1);
+    save_cost_file(measure_stage_costs(steady, num_stages, with_steps), job.profile_file, "measured");
+  }
 }
 
 void print_step_ms(const std::vector<std::vector<double>>& step_us_per_rank) {

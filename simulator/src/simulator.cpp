@@ -378,6 +378,7 @@ sim_result simulate(const schedule& input, const sim_options& options) {
     // Step time, busy time and bubbles: traces' definitions, the same code that reads a measured trace.
     const auto m = compute_metrics(result.timeline, metrics_depth::summary);
     result.makespan_us = m.step_time_us;
+    result.step_us = m.step_time_us + options.costs.step_overhead_us;
     result.bubble_fraction = m.bubble_fraction;
     result.steady_bubble_fraction = m.steady_bubble_fraction;
     for (int r = 0; r < R; ++r) {

@@ -20,6 +20,7 @@ TEST_CASE("cost file: layers, links, overhead and output bytes round-trip exactl
              link_cost{.src = 1, .dst = 0, .latency_us = 40, .bandwidth_gbps = 0}};
   t.action_overhead_us = 12.25;
   t.microbatch_rows = 16;
+  t.step_overhead_us = 600.5;
   const auto back = parse_cost_json(to_cost_json(t, "measured"), "round trip");
   // The second stage gave no output bytes: the file says the activation bytes it falls back to.
   CHECK(back.stages[0] == t.stages[0]);
@@ -28,6 +29,7 @@ TEST_CASE("cost file: layers, links, overhead and output bytes round-trip exactl
   CHECK(back.links == t.links);
   CHECK(back.action_overhead_us == 12.25);
   CHECK(back.microbatch_rows == 16);
+  CHECK(back.step_overhead_us == 600.5);
   CHECK(to_cost_json(t, "measured").find("\"source\": \"measured\"") != std::string::npos);
   // A table without the optional parts writes none of them.
   const auto plain = to_cost_json(uniform_costs(2, stage_cost{}));
@@ -87,6 +89,8 @@ TEST_CASE("cost file errors in layers, links and overhead name the field", "[cor
   CHECK_THROWS_WITH(parse(R"("layers": [{"name":7,"F":1,"I":1,"W":1}])"), "c.json: layers[0].name must be a string");
   CHECK_THROWS_WITH(parse(R"("layers": [{"F":1,"I":1,"W":1,"param_bytes":1e300}])"),
                     "c.json: layers[0].param_bytes is too large (got 1e+300)");
+  CHECK_THROWS_WITH(parse(R"("step_overhead_us": "x")"),
+                    "c.json: step_overhead_us must be a finite non-negative number of microseconds (got \"x\")");
   CHECK_THROWS_WITH(parse(R"("action_overhead_us": -3)"),
                     "c.json: action_overhead_us must be a finite non-negative number of microseconds (got -3)");
   CHECK(parse(R"("action_overhead_us": 3)").action_overhead_us == 3);

@@ -532,3 +532,21 @@ TEST_CASE("the runtime's per-action overhead is the median gap whose inputs were
   CHECK(action_overhead_us(compute_metrics(t)) == 5); // the median of 3, 5, 4 and 39
   CHECK(action_overhead_us(compute_metrics(trace{})) == 0);
 }
+
+TEST_CASE("the gap between steps: first compute start of a step minus the last compute end of the one before",
+          "[traces][metrics]") {
+  // Two ranks, three steps of one F and one B each; a transfer posted early does not count.
+  trace t;
+  t.num_ranks = 2;
+  for (int k = 0; k < 3; ++k) {
+    const double base = 100.0 * k;
+    t.events.push_back(ev(0, "0F0", base + 0, base + 10));
+    t.events.push_back(ev(1, "1F0", base + 12, base + 20));
+    t.events.push_back(ev(1, "1B0", base + 20, base + 30));
+    t.events.push_back(ev(0, "0B0", base + 32, base + 40 + k)); // steps 0, 1, 2 end at 40, 141, 242
+  }
+  t.events.push_back(ev(1, "1RECV_F0", 50, 112)); // rank 1's receive for step 1, posted during the gap
+  // Step 1 starts at 100 (gap 60), step 2 at 200 (gap 59): mean 59.5.
+  CHECK(step_gap_us(t, 3) == 59.5);
+  CHECK(step_gap_us(t, 1) == 0);
+}

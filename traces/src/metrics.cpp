@@ -164,6 +164,32 @@ trace step_range(const trace& t, int steps, int first) {
   return out;
 }
 
+double step_gap_us(const trace& t, int steps) {
+  if (steps < 2)
+    return 0.0;
+  std::map<int, std::vector<const trace_event*>> by_rank;
+  for (const auto& e : t.events)
+    if (is_compute(e.act.kind)) // transfers may be posted before their step begins
+      by_rank[e.rank].push_back(&e);
+  constexpr double inf = std::numeric_limits<double>::infinity();
+  std::vector<double> first(static_cast<std::size_t>(steps), inf), last(static_cast<std::size_t>(steps), -inf);
+  for (auto& [r, evs] : by_rank) {
+    std::stable_sort(evs.begin(), evs.end(), [](const trace_event* a, const trace_event* b) { return a->start_us < b->start_us; });
+    const std::size_t per_step = evs.size() / static_cast<std::size_t>(steps);
+    for (std::size_t i = 0; i < per_step * static_cast<std::size_t>(steps); ++i) {
+      const auto k = i / per_step;
+      first[k] = std::min(first[k], evs[i]->start_us);
+      last[k] = std::max(last[k], evs[i]->end_us);
+    }
+  }
+  double sum = 0;
+  int n = 0;
+  for (int k = 1; k < steps; ++k)
+    if (std::isfinite(first[static_cast<std::size_t>(k)]) && std::isfinite(last[static_cast<std::size_t>(k - 1)]))
+      sum += first[static_cast<std::size_t>(k)] - last[static_cast<std::size_t>(k - 1)], ++n;
+  return n ? sum / n : 0.0;
+}
+
 void shift_to_zero(trace& t) {
   double lo = std::numeric_limits<double>::max();
   for (const auto& e : t.events)

@@ -85,6 +85,7 @@ struct cost_table {
   std::vector<layer_cost> layers;  // empty unless profiled per layer
   std::vector<link_cost> links;    // measured pairs; a pair not listed uses the simulator's link model
   double action_overhead_us = 0;   // the runtime's own time per compute action, before the action starts
+  double step_overhead_us = 0;     // the runtime's time between two steps (last action of one to first of the next)
   std::int64_t microbatch_rows = 0; // rows of the micro-batch the times were measured on (0 = unknown)
   double jitter = 0;       // each compute time scaled by (1 + jitter * u), u uniform in [-1, 1]
   std::uint64_t seed = 0;  // ... drawn from a hash of (seed, action): deterministic, order-free

@@ -16,6 +16,7 @@ struct profile_context {
   std::vector<link_cost> links;
   std::vector<layer_cost> layers;
   std::int64_t microbatch_rows = 0;
+  int steps = 1; // in the trace: the gap between them is the runtime's per-step overhead
 };
 
 // Measured costs: each stage's time of a kind is the mean duration of that kind of the stage's actions in

@@ -63,6 +63,7 @@ struct out_of_memory {
 
 struct sim_result {
   double makespan_us = 0;
+  double step_us = 0; // per step when steps follow each other: makespan + the cost table's step overhead
   double bubble_fraction = 0;
   double steady_bubble_fraction = 0; // idle inside each rank's own span (first start to last end)
   std::vector<rank_stats> ranks;

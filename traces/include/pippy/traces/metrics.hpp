@@ -94,6 +94,10 @@ std::string render_grid(const schedule& s, const evaluation& e);
 // equal parts (every rank runs the same actions each step), and each rank's memory samples from its first
 // kept event on.
 trace step_range(const trace& t, int steps, int first);
+// The runtime's time between consecutive steps: the mean, over steps k = 1..steps-1, of the first start
+// of a compute action of step k (over all ranks) minus the last end of one of step k-1, each rank's
+// compute actions cut into `steps` equal parts; 0 when steps < 2.
+double step_gap_us(const trace& t, int steps);
 // Moves every event and sample so that the first event starts at 0.
 void shift_to_zero(trace& t);
 
