@@ -119,10 +119,47 @@ const link_class& link_model::between(int rank_a, int rank_b) const {
   return rank_a / ranks_per_host == rank_b / ranks_per_host ? intra_host : inter_host;
 }
 
-transfer_time time_transfer(double posted, double link_free, std::uint64_t bytes, const link_class& link) {
-  const double busy = link.bandwidth_gbps > 0 ? static_cast<double>(bytes) / (link.bandwidth_gbps * 1e3) : 0.0;
-  const double start = std::max(posted, link_free);
-  return transfer_time{.start = start, .link_free = start + busy, .arrive = start + busy + link.latency_us};
+memory_effect memory_effect_of(const cost_table& costs, const action& a, bool forward_only) {
+  memory_effect e;
+  switch (a.kind) {
+  case action_kind::forward:
+    e.held_at_start = costs.activation_bytes(a.stage, a.microbatch); // scaled by its rows
+    e.activations_at_start = 1;
+    if (forward_only) // nothing waits for a gradient: the activations go when F ends
+      e.freed_at_end = e.held_at_start, e.activations_freed_at_end = 1, e.changes_at_end = true;
+    break;
+  case action_kind::full_backward:
+    e.freed_at_end = costs.activation_bytes(a.stage, a.microbatch);
+    e.activations_freed_at_end = 1, e.changes_at_end = true;
+    break;
+  case action_kind::backward_input: // keeps what W differentiates
+    e.freed_at_end = costs.activation_bytes(a.stage, a.microbatch) - costs.weight_input_bytes(a.stage, a.microbatch);
+    e.changes_at_end = true;
+    break;
+  case action_kind::backward_weight:
+    e.freed_at_end = costs.weight_input_bytes(a.stage, a.microbatch);
+    e.activations_freed_at_end = 1, e.changes_at_end = true;
+    break;
+  default:
+    break;
+  }
+  return e;
+}
+
+std::uint64_t static_memory_bytes(const cost_table& costs, const memory_model& memory, const pipeline_shape& shape,
+                                  int rank) {
+  std::uint64_t bytes = 0;
+  for (int s : shape.stages_of(rank))
+    bytes += static_cast<std::uint64_t>(static_cast<double>(costs.stages.at(static_cast<std::size_t>(s)).param_bytes) *
+                                        memory.state_factor);
+  return bytes;
+}
+
+std::string out_of_memory::message() const {
+  std::ostringstream o;
+  o << "out of memory on rank " << rank << " at " << to_string(at) << " (t=" << t_us << " us): needs " << needed_bytes
+    << " bytes, cap " << cap_bytes << " bytes";
+  return o.str();
 }
 
 link_class fit_link(const std::vector<std::pair<double, double>>& bytes_us) {

@@ -52,14 +52,7 @@ struct rank_stats {
   double end_us = 0;                   // end of the rank's last compute action
 };
 
-struct out_of_memory {
-  int rank = 0;
-  action at;
-  std::uint64_t needed_bytes = 0;
-  std::uint64_t cap_bytes = 0;
-  double t_us = 0;
-  std::string message() const;
-};
+using pippy::out_of_memory; // core's (cost_table.hpp): the flat evaluator reports the same
 
 struct sim_result {
   double makespan_us = 0;
