@@ -228,6 +228,24 @@ void cost_table::validate_links(int num_ranks, const std::string& source) const 
   }
 }
 
+void validate_models(const pipeline_shape& shape, const cost_table& costs, const link_model& links,
+                     const memory_model& memory) {
+  costs.validate(shape.num_stages(), "costs");
+  costs.validate_links(shape.num_ranks, "costs");
+  auto link = [](const link_class& l, const std::string& name) {
+    if (!(l.latency_us >= 0))
+      throw input_error(name + ".latency_us must be non-negative (got " + std::to_string(l.latency_us) + ")");
+    if (!(l.bandwidth_gbps >= 0))
+      throw input_error(name + ".bandwidth_gbps must be non-negative (got " + std::to_string(l.bandwidth_gbps) + ")");
+  };
+  link(links.intra_host, "links.intra_host");
+  link(links.inter_host, "links.inter_host");
+  if (links.ranks_per_host < 0)
+    throw input_error("links.ranks_per_host must be non-negative");
+  if (!(memory.state_factor >= 0))
+    throw input_error("memory.state_factor must be non-negative");
+}
+
 cost_table uniform_costs(int num_stages, const stage_cost& c) {
   return cost_table{.stages = std::vector<stage_cost>(static_cast<std::size_t>(std::max(0, num_stages)), c)};
 }

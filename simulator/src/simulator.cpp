@@ -136,7 +136,7 @@ public:
     actors::completion done{.act = a, .start_us = t0, .end_us = t0};
     if (!memory_.start(effect)) {
       out_of_memory oom{rank_, a, memory_.needed(effect), memory_.cap_bytes(), t0};
-      if (!st_.oom)
+      if (!st_.oom || oom.before(*st_.oom))
         st_.oom = oom;
       done.error = oom.message();
       st_.timeline.markers.push_back({.rank = rank_, .t_us = t0, .name = "OOM", .detail = done.error});
@@ -221,29 +221,12 @@ caf::behavior collector(caf::event_based_actor*, std::shared_ptr<outcome> out) {
   };
 }
 
-void check_options(const schedule& s, const sim_options& o) {
-  o.costs.validate(s.shape.num_stages(), "costs");
-  o.costs.validate_links(s.shape.num_ranks, "costs");
-  auto link = [](const link_class& l, const std::string& name) {
-    if (!(l.latency_us >= 0))
-      throw input_error(name + ".latency_us must be non-negative (got " + std::to_string(l.latency_us) + ")");
-    if (!(l.bandwidth_gbps >= 0))
-      throw input_error(name + ".bandwidth_gbps must be non-negative (got " + std::to_string(l.bandwidth_gbps) + ")");
-  };
-  link(o.links.intra_host, "links.intra_host");
-  link(o.links.inter_host, "links.inter_host");
-  if (o.links.ranks_per_host < 0)
-    throw input_error("links.ranks_per_host must be non-negative");
-  if (!(o.memory.state_factor >= 0))
-    throw input_error("memory.state_factor must be non-negative");
-}
-
 } // namespace
 
 sim_result simulate(const schedule& input, const sim_options& options) {
   const auto t_begin = std::chrono::steady_clock::now();
   validate(input);
-  check_options(input, options);
+  validate_models(input.shape, options.costs, options.links, options.memory);
   const schedule s = input.has_communication() ? input : add_communication(input);
   const auto& shape = s.shape;
   const int R = shape.num_ranks;

@@ -156,6 +156,11 @@ struct out_of_memory {
   std::uint64_t cap_bytes = 0;
   double t_us = 0;
   std::string message() const; // "out of memory on rank 0 at 0F3 (t=3 us): needs 400 bytes, cap 350 bytes"
+  // Which of several to report: the earliest, on a tie the lowest rank (not whichever an engine happened
+  // to process first).
+  bool before(const out_of_memory& other) const {
+    return t_us < other.t_us || (t_us == other.t_us && rank < other.rank);
+  }
 };
 
 // One rank's memory under the rule above, action by action in the rank's order. Plain value, one
@@ -198,6 +203,12 @@ private:
 
 // The link a transfer from src to dst takes: the table's measured pair, else the model's class.
 link_class link_between(const cost_table& costs, const link_model& links, int src, int dst);
+
+// Throws input_error naming the field ("costs: stages[2].W", "links.inter_host.latency_us",
+// "memory.state_factor") when the models do not fit a schedule of this shape or hold impossible values.
+// The simulator and the flat evaluator both check their inputs so.
+void validate_models(const pipeline_shape& shape, const cost_table& costs, const link_model& links,
+                     const memory_model& memory);
 
 // The same costs for every stage.
 cost_table uniform_costs(int num_stages, const stage_cost& c);

@@ -59,7 +59,7 @@ struct sim_result {
   double bubble_fraction = 0;
   double steady_bubble_fraction = 0; // idle inside each rank's own span (first start to last end)
   std::vector<rank_stats> ranks;
-  std::optional<out_of_memory> oom;
+  std::optional<out_of_memory> oom; // the first to run out (out_of_memory::before); each such rank stops there
   bool completed = false;              // every rank ran its whole list
   std::vector<double> microbatch_end_us; // when each micro-batch finished (tracked runs)
   std::size_t actions = 0;             // actions of the lowered schedule
