@@ -98,7 +98,8 @@ double cost_table::operator()(const action& a) const {
   if (!is_compute(a.kind))
     return 0; // transfers are the link model's
   const double t = time_of(stages[static_cast<std::size_t>(a.stage)], a.kind) * scale(a.microbatch);
-  // No jitter multiplies by exactly 1.
+  if (jitter == 0)
+    return t; // what the draw below gives without jitter (a factor of exactly 1), without the hash
   const std::uint64_t h = splitmix(seed ^ splitmix((static_cast<std::uint64_t>(a.stage) << 40) ^
                                                    (static_cast<std::uint64_t>(a.kind) << 32) ^
                                                    static_cast<std::uint32_t>(a.microbatch)));

@@ -71,7 +71,10 @@ void flat_evaluator::prepare(const schedule& s, const cost_table& costs, const l
       if (is_compute(a.kind)) {
         o.cls = compute;
         o.cost = costs(a);
-        o.memory = memory_effect_of(costs, a, forward_only);
+        const memory_effect e = memory_effect_of(costs, a, forward_only);
+        o.held = e.held_at_start, o.freed = e.freed_at_end;
+        o.activations_at_start = static_cast<std::int8_t>(e.activations_at_start);
+        o.activations_freed_at_end = static_cast<std::int8_t>(e.activations_freed_at_end);
         const int to = a.kind == action_kind::forward ? a.stage + 1 : is_input_backward(a.kind) ? a.stage - 1 : -1;
         if (to >= 0 && to < S && shape.rank_of(to) == r) { // handed over in memory
           o.fill = a.kind == action_kind::forward ? fwd(to, a.microbatch) : bwd(to, a.microbatch);
@@ -83,7 +86,7 @@ void flat_evaluator::prepare(const schedule& s, const cost_table& costs, const l
         if (to < 0 || to >= S)
           throw input_error("schedule: rank " + std::to_string(r) + " has " + to_string(a) + ", which sends to no stage");
         o.cls = send;
-        o.bytes = costs.transfer_bytes(a.kind, a.stage, a.microbatch);
+        o.held = costs.transfer_bytes(a.kind, a.stage, a.microbatch);
         o.fill = forward ? fwd(to, a.microbatch) : bwd(to, a.microbatch);
         o.fill_rank = shape.rank_of(to);
         const int src = shape.rank_of(a.stage);
@@ -113,8 +116,8 @@ void flat_evaluator::run(bool blocking_send, double overhead_us) {
   pc_.assign(offset_.begin(), offset_.end() - 1);
   blocked_.assign(R, -1);
   now_.assign(R, 0.0);
-  start_.assign(ops_.size(), not_yet);
-  end_.assign(ops_.size(), not_yet);
+  start_.resize(ops_.size()); // no fill: time_of reads only what ran
+  end_.resize(ops_.size());
   result_.ranks.assign(R, flat_rank_result{});
   result_.oom.reset();
   result_.actions = ops_.size();
@@ -154,8 +157,11 @@ void flat_evaluator::run(bool blocking_send, double overhead_us) {
       }
       if (o.cls == compute) {
         const double t0 = t + overhead_us;
-        if (!mem.start(o.memory)) {
-          const out_of_memory oom{static_cast<int>(r), evaluated_->ranks[r][pc - offset_[r]], mem.needed(o.memory),
+        const memory_effect effect{.held_at_start = o.held, .freed_at_end = o.freed,
+                                   .activations_at_start = o.activations_at_start,
+                                   .activations_freed_at_end = o.activations_freed_at_end};
+        if (!mem.start(effect)) {
+          const out_of_memory oom{static_cast<int>(r), evaluated_->ranks[r][pc - offset_[r]], mem.needed(effect),
                                   mem.cap_bytes(), t0};
           if (!result_.oom || oom.before(*result_.oom))
             result_.oom = oom;
@@ -163,7 +169,7 @@ void flat_evaluator::run(bool blocking_send, double overhead_us) {
           break;
         }
         const double t1 = t0 + o.cost;
-        mem.end(o.memory);
+        mem.end(effect);
         start_[pc] = t0, end_[pc] = t1;
         rr.busy_us += t1 - t0;
         rr.last_end_us = t1;
@@ -173,7 +179,7 @@ void flat_evaluator::run(bool blocking_send, double overhead_us) {
         now = t1;
       } else if (o.cls == send) {
         double& free_at = link_free_[static_cast<std::size_t>(o.link)];
-        const transfer_time tt = time_transfer(t, free_at, o.bytes, link_[static_cast<std::size_t>(o.link)]);
+        const transfer_time tt = time_transfer(t, free_at, o.held, link_[static_cast<std::size_t>(o.link)]);
         free_at = tt.link_free;
         start_[pc] = tt.start, end_[pc] = tt.arrive;
         first = std::min(first, tt.start), last = std::max(last, tt.arrive);

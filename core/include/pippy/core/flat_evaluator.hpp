@@ -56,21 +56,26 @@ public:
   // action after its overhead; a SEND its transfer, from leaving to arrival; a RECV the moment its
   // message was there (zero length; the simulator records no event for it). -1 for an action that never
   // ran (after an out-of-memory action, or behind one).
-  double start_us(int rank, std::size_t i) const { return start_[offset_[static_cast<std::size_t>(rank)] + i]; }
-  double end_us(int rank, std::size_t i) const { return end_[offset_[static_cast<std::size_t>(rank)] + i]; }
+  double start_us(int rank, std::size_t i) const { return time_of(start_, rank, i); }
+  double end_us(int rank, std::size_t i) const { return time_of(end_, rank, i); }
 
 private:
-  // One action, with what the hot loop needs of it.
+  // One action, with what the hot loop needs of it (48 bytes: the loop streams through them).
   struct op {
-    memory_effect memory;
-    double cost = 0;         // compute time (0 for transfers)
-    std::uint64_t bytes = 0; // SEND: bytes on the link
-    std::int32_t wait = -1;  // the data slot it waits for, or -1
-    std::int32_t fill = -1;  // the data slot it fills (at its end, or at arrival for a SEND), or -1
+    double cost = 0;          // compute: its time
+    std::uint64_t held = 0;   // compute: memory_effect::held_at_start; SEND: bytes on the link
+    std::uint64_t freed = 0;  // compute: memory_effect::freed_at_end
+    std::int32_t wait = -1;   // the data slot it waits for, or -1
+    std::int32_t fill = -1;   // the data slot it fills (at its end, or at arrival for a SEND), or -1
     std::int32_t fill_rank = 0; // the rank that consumes `fill`
-    std::int32_t link = 0;   // SEND: src * R + dst
-    std::uint8_t cls = 0;    // compute, send or receive
+    std::int32_t link = 0;    // SEND: src * R + dst
+    std::int8_t activations_at_start = 0, activations_freed_at_end = 0; // memory_effect's counts
+    std::uint8_t cls = 0;     // compute, send or receive
   };
+  double time_of(const std::vector<double>& times, int rank, std::size_t i) const {
+    const std::size_t k = offset_[static_cast<std::size_t>(rank)] + i;
+    return k < pc_[static_cast<std::size_t>(rank)] ? times[k] : -1.0; // ops from pc_ on never ran
+  }
   void prepare(const schedule& s, const cost_table& costs, const link_model& links, const memory_model& memory);
   void run(bool blocking_send, double overhead_us);
 
@@ -88,7 +93,7 @@ private:
   std::vector<char> seen_links_;      // link_ filled for this pair
   std::vector<rank_memory> memory_;
   std::vector<int> ready_;
-  std::vector<double> start_, end_;   // per op
+  std::vector<double> start_, end_;   // per op; set for the ops a rank ran (before its pc_)
 };
 
 } // namespace pippy
