@@ -139,7 +139,7 @@ TEST_CASE("planner: its best plan is the best of an exhaustive search over every
     CHECK(plan.candidates[i - 1].step_us <= plan.candidates[i].step_us);
 }
 
-TEST_CASE("planner: micro-batches of G/M rows scale the profile's costs; without rows they stay", "[core][planner]") {
+TEST_CASE("planner: micro-batches of G/M rows scale the profile's costs, without rows they stay as given", "[core][planner]") {
   cost_table profile = layered_profile({1, 1, 1, 1});
   profile.microbatch_rows = 4;
   plan_options o{.num_ranks = 2, .schedules = {"gpipe"}, .global_batch = 16};
