@@ -1,5 +1,6 @@
 // Simulated actions per second: the stage and micro-batch actors on CAF's test_coordinator (pippy sim)
-// against a bare std::priority_queue event loop running the same lowered schedule, same semantics.
+// against a bare std::priority_queue event loop running the same lowered schedule, same semantics, and
+// core's flat evaluator (what pippy plan scores candidates with; same makespan required).
 // Usage: pippy_sim_bench [ranks=64] [stages_per_rank=4] [microbatches...=256 512 1024]
 #include <chrono>
 #include <cstdio>
@@ -8,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "pippy/core/flat_evaluator.hpp"
 #include "pippy/core/generators.hpp"
 #include "pippy/simulator/simulator.hpp"
 
@@ -106,8 +108,9 @@ int main(int argc, char** argv) {
   const int repeats = std::getenv("PIPPY_BENCH_REPEATS") ? std::atoi(std::getenv("PIPPY_BENCH_REPEATS")) : 3;
   std::printf("interleaved-1f1b R=%d V=%d, uniform F=1 B=2 us, latency %.1f us, one thread\n", R, V, latency);
   std::printf("simulate() = validate + lower (core) then run (actors); rates use the run part, the total in (); best of %d\n", repeats);
-  std::printf("%6s %10s %10s %10s %14s %10s %14s %10s %12s %7s\n", "M", "actions", "validate_s", "actors_s",
-              "actors_Mact/s", "untrack_s", "untrack_Mact/s", "bare_s", "bare_Mact/s", "ratio");
+  std::printf("%6s %10s %10s %10s %14s %10s %14s %10s %12s %7s %10s %12s\n", "M", "actions", "validate_s", "actors_s",
+              "actors_Mact/s", "untrack_s", "untrack_Mact/s", "bare_s", "bare_Mact/s", "ratio", "flat_s", "flat_Mact/s");
+  flat_evaluator flat; // one object, buffers reused from call to call as the planner does
   for (int M : sizes) {
     const schedule s = add_communication(
         make_schedule({.name = "interleaved-1f1b", .num_ranks = R, .num_microbatches = M, .stages_per_rank = V}));
@@ -117,6 +120,7 @@ int main(int argc, char** argv) {
     // The machine is shared: best of `repeats` runs for each.
     sim::sim_result tracked, untracked;
     double t_actors = 1e300, t_untracked = 1e300, t_bare = 1e300, ta = 1e300, tu = 1e300, bare_makespan = 0;
+    double t_flat = 1e300, flat_makespan = 0;
     for (int rep = 0; rep < repeats; ++rep) {
       o.track_microbatches = true;
       auto t0 = std::chrono::steady_clock::now();
@@ -132,15 +136,19 @@ int main(int argc, char** argv) {
       t0 = std::chrono::steady_clock::now();
       bare_makespan = bare_event_loop(s, o.costs, latency, events);
       t_bare = std::min(t_bare, seconds_since(t0));
+      t0 = std::chrono::steady_clock::now();
+      flat_makespan = flat.evaluate(s, o.costs, o.links, o.memory).makespan_us;
+      t_flat = std::min(t_flat, seconds_since(t0));
     }
-    if (bare_makespan != tracked.makespan_us || untracked.makespan_us != tracked.makespan_us) {
-      std::fprintf(stderr, "makespans differ: actors %.3f, untracked %.3f, bare loop %.3f\n", tracked.makespan_us,
-                   untracked.makespan_us, bare_makespan);
+    if (bare_makespan != tracked.makespan_us || untracked.makespan_us != tracked.makespan_us ||
+        flat_makespan != tracked.makespan_us) {
+      std::fprintf(stderr, "makespans differ: actors %.3f, untracked %.3f, bare loop %.3f, flat %.3f\n",
+                   tracked.makespan_us, untracked.makespan_us, bare_makespan, flat_makespan);
       return 1;
     }
-    std::printf("%6d %10.0f %10.3f %10.3f %7.2f (%4.2f) %10.3f %7.2f (%4.2f) %10.3f %12.2f %7.1f\n", M, n,
+    std::printf("%6d %10.0f %10.3f %10.3f %7.2f (%4.2f) %10.3f %7.2f (%4.2f) %10.3f %12.2f %7.1f %10.4f %12.2f\n", M, n,
                 tracked.validate_wall_s, ta, n / ta / 1e6, n / t_actors / 1e6, tu, n / tu / 1e6, n / t_untracked / 1e6,
-                t_bare, n / t_bare / 1e6, ta / t_bare);
+                t_bare, n / t_bare / 1e6, ta / t_bare, t_flat, n / t_flat / 1e6);
     std::fflush(stdout);
   }
   return 0;

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
       pippy::cli::add_schedule_command(app),
       pippy::cli::add_trace_command(app),
       pippy::cli::add_sim_command(app),
+      pippy::cli::add_plan_command(app),
       pippy::cli::add_run_command(app),
       pippy::cli::add_split_command(app),
   };

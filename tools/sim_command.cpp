@@ -24,13 +24,11 @@ command add_sim_command(CLI::App& app) {
     schedule_options gen{.name = "1f1b", .num_ranks = 4, .num_microbatches = 8};
     std::string from, cost, cost_file, trace_path, live;
     double live_wait_s = 0, pace = 0;
-    double latency_us = 0, bandwidth_gbps = 0;
-    double inter_latency_us = -1, inter_bandwidth_gbps = -1;
-    int ranks_per_host = 0;
+    link_options links;
     long long activation_bytes = -1, memory_cap = 0, batch = 0;
     double jitter = 0;
     std::uint64_t seed = 0;
-    bool json = false, blocking_send = false, no_optimizer_step = false;
+    bool json = false, no_optimizer_step = false;
   };
   auto o = std::make_shared<options>();
   auto* sub = app.add_subcommand("sim", "Simulate a schedule in virtual time (times in microseconds)");
@@ -45,12 +43,7 @@ command add_sim_command(CLI::App& app) {
                                     "\"param_bytes\"}...]}; with \"device\":{\"peak_flops\",\"memory_bandwidth\"}, stages may give "
                                     "\"forward_flops\"/\"forward_bytes\" (roofline)");
   cost->excludes(cost_file);
-  sub->add_option("--latency-us", o->latency_us, "Link latency per transfer")->capture_default_str();
-  sub->add_option("--bandwidth-gbps", o->bandwidth_gbps, "Link bandwidth in GB/s (0 = unlimited)")->capture_default_str();
-  sub->add_option("--ranks-per-host", o->ranks_per_host, "Ranks per host (0 = one host)");
-  sub->add_option("--inter-host-latency-us", o->inter_latency_us, "Latency between hosts (default --latency-us)");
-  sub->add_option("--inter-host-bandwidth-gbps", o->inter_bandwidth_gbps, "Bandwidth between hosts (default --bandwidth-gbps)");
-  sub->add_flag("--blocking-send", o->blocking_send, "Sends block the sender until delivered (default: async)");
+  add_link_options(*sub, o->links);
   sub->add_option("--activation-bytes", o->activation_bytes, "Activation bytes per stage and micro-batch (overrides the cost file)");
   sub->add_option("--memory-cap", o->memory_cap, "Memory cap per rank in bytes (0 = none): overflow is reported as OOM");
   sub->add_option("--jitter", o->jitter, "Scale each compute time by 1 + jitter*u, u in [-1,1], seeded");
@@ -86,23 +79,13 @@ command add_sim_command(CLI::App& app) {
         c.activation_bytes = static_cast<std::uint64_t>(o->activation_bytes);
         c.weight_input_bytes = c.activation_bytes / 2;
       }
-    if (o->latency_us < 0)
-      throw input_error("--latency-us must be non-negative (got " + std::to_string(o->latency_us) + ")");
-    if (o->bandwidth_gbps < 0)
-      throw input_error("--bandwidth-gbps must be non-negative (got " + std::to_string(o->bandwidth_gbps) + ")");
     so.costs.jitter = o->jitter;
     so.costs.seed = o->seed;
     if (o->batch < 0)
       throw input_error("--batch must be non-negative (got " + std::to_string(o->batch) + ")");
     if (o->batch > 0)
       so.costs.scale_by_rows(o->batch, s.shape.num_microbatches);
-    so.links = sim::link_model::uniform(o->latency_us, o->bandwidth_gbps);
-    so.links.ranks_per_host = o->ranks_per_host;
-    if (o->inter_latency_us >= 0)
-      so.links.inter_host.latency_us = o->inter_latency_us;
-    if (o->inter_bandwidth_gbps >= 0)
-      so.links.inter_host.bandwidth_gbps = o->inter_bandwidth_gbps;
-    so.links.blocking_send = o->blocking_send;
+    so.links = make_link_model(o->links);
     so.memory.cap_bytes = static_cast<std::uint64_t>(o->memory_cap);
     if (!(o->pace >= 0))
       throw input_error("--pace must be non-negative (got " + std::to_string(o->pace) + ")");

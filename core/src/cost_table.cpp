@@ -98,7 +98,8 @@ double cost_table::operator()(const action& a) const {
   if (!is_compute(a.kind))
     return 0; // transfers are the link model's
   const double t = time_of(stages[static_cast<std::size_t>(a.stage)], a.kind) * scale(a.microbatch);
-  // No jitter multiplies by exactly 1.
+  if (jitter == 0)
+    return t; // what the draw below gives without jitter (a factor of exactly 1), without the hash
   const std::uint64_t h = splitmix(seed ^ splitmix((static_cast<std::uint64_t>(a.stage) << 40) ^
                                                    (static_cast<std::uint64_t>(a.kind) << 32) ^
                                                    static_cast<std::uint32_t>(a.microbatch)));
@@ -119,10 +120,47 @@ const link_class& link_model::between(int rank_a, int rank_b) const {
   return rank_a / ranks_per_host == rank_b / ranks_per_host ? intra_host : inter_host;
 }
 
-transfer_time time_transfer(double posted, double link_free, std::uint64_t bytes, const link_class& link) {
-  const double busy = link.bandwidth_gbps > 0 ? static_cast<double>(bytes) / (link.bandwidth_gbps * 1e3) : 0.0;
-  const double start = std::max(posted, link_free);
-  return transfer_time{.start = start, .link_free = start + busy, .arrive = start + busy + link.latency_us};
+memory_effect memory_effect_of(const cost_table& costs, const action& a, bool forward_only) {
+  memory_effect e;
+  switch (a.kind) {
+  case action_kind::forward:
+    e.held_at_start = costs.activation_bytes(a.stage, a.microbatch); // scaled by its rows
+    e.activations_at_start = 1;
+    if (forward_only) // nothing waits for a gradient: the activations go when F ends
+      e.freed_at_end = e.held_at_start, e.activations_freed_at_end = 1, e.changes_at_end = true;
+    break;
+  case action_kind::full_backward:
+    e.freed_at_end = costs.activation_bytes(a.stage, a.microbatch);
+    e.activations_freed_at_end = 1, e.changes_at_end = true;
+    break;
+  case action_kind::backward_input: // keeps what W differentiates
+    e.freed_at_end = costs.activation_bytes(a.stage, a.microbatch) - costs.weight_input_bytes(a.stage, a.microbatch);
+    e.changes_at_end = true;
+    break;
+  case action_kind::backward_weight:
+    e.freed_at_end = costs.weight_input_bytes(a.stage, a.microbatch);
+    e.activations_freed_at_end = 1, e.changes_at_end = true;
+    break;
+  default:
+    break;
+  }
+  return e;
+}
+
+std::uint64_t static_memory_bytes(const cost_table& costs, const memory_model& memory, const pipeline_shape& shape,
+                                  int rank) {
+  std::uint64_t bytes = 0;
+  for (int s : shape.stages_of(rank))
+    bytes += static_cast<std::uint64_t>(static_cast<double>(costs.stages.at(static_cast<std::size_t>(s)).param_bytes) *
+                                        memory.state_factor);
+  return bytes;
+}
+
+std::string out_of_memory::message() const {
+  std::ostringstream o;
+  o << "out of memory on rank " << rank << " at " << to_string(at) << " (t=" << t_us << " us): needs " << needed_bytes
+    << " bytes, cap " << cap_bytes << " bytes";
+  return o.str();
 }
 
 link_class fit_link(const std::vector<std::pair<double, double>>& bytes_us) {
@@ -192,6 +230,24 @@ void cost_table::validate_links(int num_ranks, const std::string& source) const 
       throw input_error(where + "src/dst must be two different ranks below " + std::to_string(num_ranks) +
                         " (got " + std::to_string(l.src) + " -> " + std::to_string(l.dst) + ")");
   }
+}
+
+void validate_models(const pipeline_shape& shape, const cost_table& costs, const link_model& links,
+                     const memory_model& memory) {
+  costs.validate(shape.num_stages(), "costs");
+  costs.validate_links(shape.num_ranks, "costs");
+  auto link = [](const link_class& l, const std::string& name) {
+    if (!(l.latency_us >= 0))
+      throw input_error(name + ".latency_us must be non-negative (got " + std::to_string(l.latency_us) + ")");
+    if (!(l.bandwidth_gbps >= 0))
+      throw input_error(name + ".bandwidth_gbps must be non-negative (got " + std::to_string(l.bandwidth_gbps) + ")");
+  };
+  link(links.intra_host, "links.intra_host");
+  link(links.inter_host, "links.inter_host");
+  if (links.ranks_per_host < 0)
+    throw input_error("links.ranks_per_host must be non-negative");
+  if (!(memory.state_factor >= 0))
+    throw input_error("memory.state_factor must be non-negative");
 }
 
 cost_table uniform_costs(int num_stages, const stage_cost& c) {

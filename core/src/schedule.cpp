@@ -41,6 +41,14 @@ schedule forward_only(const schedule& s) {
   return out;
 }
 
+bool runs_forward_only(const schedule& s) {
+  for (const auto& list : s.ranks)
+    for (const auto& a : list)
+      if (is_compute(a.kind) && a.kind != action_kind::forward)
+        return false;
+  return true;
+}
+
 schedule add_communication(const schedule& compute_only) {
   schedule out = strip_communication(compute_only);
   const auto& shape = out.shape;

@@ -18,13 +18,6 @@
 
 namespace pippy::sim {
 
-std::string out_of_memory::message() const {
-  std::ostringstream o;
-  o << "out of memory on rank " << rank << " at " << to_string(at) << " (t=" << t_us << " us): needs " << needed_bytes
-    << " bytes, cap " << cap_bytes << " bytes";
-  return o.str();
-}
-
 namespace {
 
 // Virtual time: messages to actors, delivered in (time, posting order). Single-threaded.
@@ -126,66 +119,39 @@ struct shared_state {
   }
 };
 
-// The executor of one rank in virtual time: an action takes its cost; memory is accounted per action.
+// The executor of one rank in virtual time: an action takes its cost; memory follows core's rule
+// (rank_memory), sampled where it changes.
 class sim_executor final : public actors::executor {
 public:
   // forward_only: the plan has no backward (inference), so F holds its activations only while it runs.
   sim_executor(shared_state& st, const sim_options& o, const pipeline_shape& shape, int rank, bool forward_only)
-      : st_(st), costs_(o.costs), cap_(o.memory.cap_bytes), rank_(rank), forward_only_(forward_only) {
-    for (int s : shape.stages_of(rank))
-      static_bytes_ += static_cast<std::uint64_t>(static_cast<double>(costs_.stages[static_cast<std::size_t>(s)].param_bytes) *
-                                                  o.memory.state_factor);
-    peak_bytes_ = static_bytes_;
-    st_.record(memory_sample{rank_, 0.0, static_bytes_});
+      : st_(st), costs_(o.costs), rank_(rank), forward_only_(forward_only),
+        memory_(static_memory_bytes(o.costs, o.memory, shape, rank), o.memory.cap_bytes) {
+    st_.record(memory_sample{rank_, 0.0, memory_.bytes()});
   }
 
   void run(const action& a, actors::opaque, const caf::actor& reply_to) override {
     const double t0 = st_.clock.now() + (is_compute(a.kind) ? costs_.action_overhead_us : 0.0);
-    const std::uint64_t act = costs_.activation_bytes(a.stage, a.microbatch);  // scaled by its rows
+    const memory_effect effect = memory_effect_of(costs_, a, forward_only_);
     actors::completion done{.act = a, .start_us = t0, .end_us = t0};
-    if (a.kind == action_kind::forward) {
-      const std::uint64_t need = static_bytes_ + held_bytes_ + act;
-      if (cap_ > 0 && need > cap_) { // need includes the parameters, so a cap below them fails here too
-        out_of_memory oom{rank_, a, need, cap_, t0};
-        if (!st_.oom)
-          st_.oom = oom;
-        done.error = oom.message();
-        st_.timeline.markers.push_back({.rank = rank_, .t_us = t0, .name = "OOM", .detail = done.error});
-        st_.clock.post(t0, reply_to, caf::make_message(std::move(done)));
-        return;
-      }
-      held_bytes_ += act;
-      peak_acts_ = std::max(peak_acts_, ++held_);
-      sample(t0);
+    if (!memory_.start(effect)) {
+      out_of_memory oom{rank_, a, memory_.needed(effect), memory_.cap_bytes(), t0};
+      if (!st_.oom || oom.before(*st_.oom))
+        st_.oom = oom;
+      done.error = oom.message();
+      st_.timeline.markers.push_back({.rank = rank_, .t_us = t0, .name = "OOM", .detail = done.error});
+      st_.clock.post(t0, reply_to, caf::make_message(std::move(done)));
+      return;
     }
+    if (effect.activations_at_start > 0)
+      st_.record(memory_sample{rank_, t0, memory_.bytes()});
     const double t1 = t0 + costs_(a);
     done.end_us = t1;
-    switch (a.kind) {
-    case action_kind::forward:
+    memory_.end(effect);
+    if (effect.changes_at_end)
+      st_.record(memory_sample{rank_, t1, memory_.bytes()});
+    if (a.kind == action_kind::forward)
       done.output_bytes = costs_.transfer_bytes(action_kind::send_f, a.stage, a.microbatch);
-      if (forward_only_) {  // nothing waits for a gradient: the activations go when F ends
-        held_bytes_ -= act;
-        --held_;
-        sample(t1);
-      }
-      break;
-    case action_kind::full_backward:
-      held_bytes_ -= act;
-      --held_;
-      sample(t1);
-      break;
-    case action_kind::backward_input:
-      held_bytes_ -= act - costs_.weight_input_bytes(a.stage, a.microbatch);
-      sample(t1);
-      break;
-    case action_kind::backward_weight:
-      held_bytes_ -= costs_.weight_input_bytes(a.stage, a.microbatch);
-      --held_;
-      sample(t1);
-      break;
-    default:
-      break;
-    }
     if (is_input_backward(a.kind) && a.stage > 0)
       done.output_bytes = costs_.transfer_bytes(action_kind::send_b, a.stage, a.microbatch);
     st_.record(trace_event{.rank = rank_, .act = a, .start_us = t0, .end_us = t1});
@@ -193,23 +159,16 @@ public:
   }
 
   rank_stats stats() const {
-    return rank_stats{.rank = rank_, .peak_activations = peak_acts_, .peak_memory_bytes = peak_bytes_};
+    return rank_stats{.rank = rank_, .peak_activations = memory_.peak_activations(),
+                      .peak_memory_bytes = memory_.peak_bytes()};
   }
 
 private:
-  void sample(double t) {
-    const std::uint64_t b = static_bytes_ + held_bytes_;
-    peak_bytes_ = std::max(peak_bytes_, b);
-    st_.record(memory_sample{rank_, t, b});
-  }
-
   shared_state& st_;
   const cost_table& costs_;
-  const std::uint64_t cap_;
   const int rank_;
   const bool forward_only_;
-  std::uint64_t static_bytes_ = 0, held_bytes_ = 0, peak_bytes_ = 0;
-  int held_ = 0, peak_acts_ = 0;
+  rank_memory memory_;
 };
 
 // Links in virtual time: latency + bytes / bandwidth; a directed link carries one transfer at a time.
@@ -262,29 +221,12 @@ caf::behavior collector(caf::event_based_actor*, std::shared_ptr<outcome> out) {
   };
 }
 
-void check_options(const schedule& s, const sim_options& o) {
-  o.costs.validate(s.shape.num_stages(), "costs");
-  o.costs.validate_links(s.shape.num_ranks, "costs");
-  auto link = [](const link_class& l, const std::string& name) {
-    if (!(l.latency_us >= 0))
-      throw input_error(name + ".latency_us must be non-negative (got " + std::to_string(l.latency_us) + ")");
-    if (!(l.bandwidth_gbps >= 0))
-      throw input_error(name + ".bandwidth_gbps must be non-negative (got " + std::to_string(l.bandwidth_gbps) + ")");
-  };
-  link(o.links.intra_host, "links.intra_host");
-  link(o.links.inter_host, "links.inter_host");
-  if (o.links.ranks_per_host < 0)
-    throw input_error("links.ranks_per_host must be non-negative");
-  if (!(o.memory.state_factor >= 0))
-    throw input_error("memory.state_factor must be non-negative");
-}
-
 } // namespace
 
 sim_result simulate(const schedule& input, const sim_options& options) {
   const auto t_begin = std::chrono::steady_clock::now();
   validate(input);
-  check_options(input, options);
+  validate_models(input.shape, options.costs, options.links, options.memory);
   const schedule s = input.has_communication() ? input : add_communication(input);
   const auto& shape = s.shape;
   const int R = shape.num_ranks;
@@ -304,10 +246,7 @@ sim_result simulate(const schedule& input, const sim_options& options) {
       st.live = &feed;
     st.timeline.run = s.name + " R=" + std::to_string(R) + " M=" + std::to_string(shape.num_microbatches) + " simulated";
     st.timeline.num_ranks = R;
-    bool forward_only = true;
-    for (const auto& rank : s.ranks)
-      for (const auto& a : rank)
-        forward_only = forward_only && !(is_compute(a.kind) && a.kind != action_kind::forward);
+    const bool forward_only = runs_forward_only(s);
     std::vector<std::unique_ptr<sim_executor>> execs;
     std::vector<actors::executor*> exec_ptrs;
     for (int r = 0; r < R; ++r) {

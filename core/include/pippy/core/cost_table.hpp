@@ -2,6 +2,7 @@
 // What a cost file holds: per stage compute times and sizes, optionally per layer, per rank pair links
 // and the runtime's per-action overhead. One type, one JSON form: `--profile` writes it, `pippy sim` and
 // `pippy plan` read it. Plain values: copy freely; const methods are thread-safe.
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "pippy/core/action.hpp"
+#include "pippy/core/topology.hpp"
 
 namespace pippy {
 
@@ -62,11 +64,15 @@ struct link_model {
 };
 
 // A transfer posted at `posted` on a link free from `link_free`: it starts when both allow, occupies the
-// link for bytes / bandwidth and arrives latency later.
+// link for bytes / bandwidth and arrives latency later. Inline: the flat evaluator calls it per transfer.
 struct transfer_time {
   double start = 0, link_free = 0, arrive = 0;
 };
-transfer_time time_transfer(double posted, double link_free, std::uint64_t bytes, const link_class& link);
+inline transfer_time time_transfer(double posted, double link_free, std::uint64_t bytes, const link_class& link) {
+  const double busy = link.bandwidth_gbps > 0 ? static_cast<double>(bytes) / (link.bandwidth_gbps * 1e3) : 0.0;
+  const double start = std::max(posted, link_free);
+  return transfer_time{.start = start, .link_free = start + busy, .arrive = start + busy + link.latency_us};
+}
 
 // The link that explains one-way times measured at several sizes: latency + bytes / bandwidth fitted by
 // least squares over (bytes, microseconds) points. A slope that is not positive (sizes too alike, noise)
@@ -126,8 +132,84 @@ private:
   }
 };
 
+// The memory rule, written once (the simulator's executor and the flat evaluator apply it): F holds its
+// stage's activations from its start, where the cap is checked; at their ends I frees all but what W
+// needs, W frees that, B frees all. In a forward-only run (inference) nothing waits for a gradient, so F
+// frees its activations at its own end. Parameters and their state are held all the time.
+struct memory_effect {
+  std::uint64_t held_at_start = 0;  // bytes the action starts holding (F)
+  std::uint64_t freed_at_end = 0;   // bytes released when it ends
+  int activations_at_start = 0;     // micro-batches whose activations it starts holding: 1 for F
+  int activations_freed_at_end = 0; // ... and stops holding at its end: B, W, forward-only F
+  bool changes_at_end = false;      // the rank's memory changes when it ends: I, W, B, forward-only F
+};
+memory_effect memory_effect_of(const cost_table& costs, const action& a, bool forward_only);
+
+// Bytes a rank holds all the time: its stages' parameters times the state factor.
+std::uint64_t static_memory_bytes(const cost_table& costs, const memory_model& memory, const pipeline_shape& shape,
+                                  int rank);
+
+// The first action that did not fit under a memory cap.
+struct out_of_memory {
+  int rank = 0;
+  action at;
+  std::uint64_t needed_bytes = 0;
+  std::uint64_t cap_bytes = 0;
+  double t_us = 0;
+  std::string message() const; // "out of memory on rank 0 at 0F3 (t=3 us): needs 400 bytes, cap 350 bytes"
+  // Which of several to report: the earliest, on a tie the lowest rank (not whichever an engine happened
+  // to process first).
+  bool before(const out_of_memory& other) const {
+    return t_us < other.t_us || (t_us == other.t_us && rank < other.rank);
+  }
+};
+
+// One rank's memory under the rule above, action by action in the rank's order. Plain value, one
+// thread; inline because the flat evaluator runs it per action.
+class rank_memory {
+public:
+  rank_memory() = default;
+  rank_memory(std::uint64_t static_bytes, std::uint64_t cap_bytes)
+      : static_(static_bytes), cap_(cap_bytes), peak_bytes_(static_bytes) {}
+  // The bytes the rank would hold once an action with effect `e` started.
+  std::uint64_t needed(const memory_effect& e) const { return static_ + held_ + e.held_at_start; }
+  // Starts the action; false, changing nothing, when it starts holding activations beyond the cap (the
+  // check counts the parameters, so a cap below them fails at the rank's first F).
+  bool start(const memory_effect& e) {
+    if (e.activations_at_start == 0)
+      return true;
+    const std::uint64_t need = needed(e);
+    if (cap_ > 0 && need > cap_)
+      return false;
+    held_ += e.held_at_start;
+    activations_ += e.activations_at_start;
+    peak_bytes_ = std::max(peak_bytes_, need);
+    peak_activations_ = std::max(peak_activations_, activations_);
+    return true;
+  }
+  void end(const memory_effect& e) {
+    held_ -= e.freed_at_end;
+    activations_ -= e.activations_freed_at_end;
+    peak_bytes_ = std::max(peak_bytes_, bytes());
+  }
+  std::uint64_t bytes() const { return static_ + held_; }
+  std::uint64_t cap_bytes() const { return cap_; }
+  std::uint64_t peak_bytes() const { return peak_bytes_; }
+  int peak_activations() const { return peak_activations_; }
+
+private:
+  std::uint64_t static_ = 0, cap_ = 0, held_ = 0, peak_bytes_ = 0;
+  int activations_ = 0, peak_activations_ = 0;
+};
+
 // The link a transfer from src to dst takes: the table's measured pair, else the model's class.
 link_class link_between(const cost_table& costs, const link_model& links, int src, int dst);
+
+// Throws input_error naming the field ("costs: stages[2].W", "links.inter_host.latency_us",
+// "memory.state_factor") when the models do not fit a schedule of this shape or hold impossible values.
+// The simulator and the flat evaluator both check their inputs so.
+void validate_models(const pipeline_shape& shape, const cost_table& costs, const link_model& links,
+                     const memory_model& memory);
 
 // The same costs for every stage.
 cost_table uniform_costs(int num_stages, const stage_cost& c);

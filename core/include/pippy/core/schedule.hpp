@@ -31,4 +31,7 @@ schedule strip_communication(const schedule& s);
 // backward, no optimizer step, so no activation waits for a gradient. Named "<name>-forward".
 schedule forward_only(const schedule& s);
 
+// True when every compute action is a forward (inference): no activation waits for a gradient.
+bool runs_forward_only(const schedule& s);
+
 } // namespace pippy

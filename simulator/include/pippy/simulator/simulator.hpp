@@ -52,14 +52,7 @@ struct rank_stats {
   double end_us = 0;                   // end of the rank's last compute action
 };
 
-struct out_of_memory {
-  int rank = 0;
-  action at;
-  std::uint64_t needed_bytes = 0;
-  std::uint64_t cap_bytes = 0;
-  double t_us = 0;
-  std::string message() const;
-};
+using pippy::out_of_memory; // core's (cost_table.hpp): the flat evaluator reports the same
 
 struct sim_result {
   double makespan_us = 0;
@@ -67,7 +60,7 @@ struct sim_result {
   double bubble_fraction = 0;
   double steady_bubble_fraction = 0; // idle inside each rank's own span (first start to last end)
   std::vector<rank_stats> ranks;
-  std::optional<out_of_memory> oom;
+  std::optional<out_of_memory> oom; // the first to run out (out_of_memory::before); each such rank stops there
   bool completed = false;              // every rank ran its whole list
   std::vector<double> microbatch_end_us; // when each micro-batch finished (tracked runs)
   std::size_t actions = 0;             // actions of the lowered schedule

@@ -1,0 +1,99 @@
+#pragma once
+// The flat evaluator: a schedule's timing, memory and bubbles without actors, by the rules the
+// simulator's actors follow (core's dependency rule, memory rule and link timing), so that for one
+// configuration it gives the same start and end of every action as sim::simulate, and the same step
+// time, peaks and out-of-memory action. Made for the planner, which scores thousands of candidates: flat
+// arrays indexed by (direction, stage, micro-batch), ranks run from a ready stack, links indexed
+// src * R + dst, and buffers that an evaluator object keeps from one call to the next.
+// Not thread-safe: one flat_evaluator per thread.
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "pippy/core/cost_table.hpp"
+#include "pippy/core/schedule.hpp"
+
+namespace pippy {
+
+struct flat_rank_result {
+  double busy_us = 0;         // its compute time (a rank's compute actions never overlap)
+  double first_start_us = 0;  // start of its first compute action (0 when it ran none)
+  double last_end_us = 0;     // end of its last one
+  double bubble_fraction = 0; // 1 - busy / step time
+  int peak_activations = 0;   // micro-batches whose activations it held at once
+  std::uint64_t peak_memory_bytes = 0; // parameters and their state + activations
+};
+
+struct flat_result {
+  // Last end - first start over every compute action and transfer: traces' step time, which is what
+  // sim::simulate reports as makespan_us.
+  double makespan_us = 0;
+  double bubble_fraction = 0; // 1 - sum of busy / (ranks * step time)
+  std::vector<flat_rank_result> ranks;
+  // The first action that did not fit under the memory cap (out_of_memory::before). As in
+  // the simulator, its rank stops there and the others run on as far as their inputs allow.
+  std::optional<out_of_memory> oom;
+  bool completed = false; // every rank ran its whole list
+  std::size_t actions = 0; // actions of the lowered schedule
+
+  std::uint64_t peak_memory_bytes() const; // max over ranks
+};
+
+class flat_evaluator {
+public:
+  // Evaluates `s`, lowered with add_communication first when it has no communication actions. The
+  // schedule must be valid (pippy::validate; generated schedules are): an invalid one ends with
+  // completed = false or meaningless times, but never reads out of bounds. Throws input_error naming
+  // the field when the models do not fit the schedule (validate_models) or an action's stage or
+  // micro-batch is out of range. The result lives until the next call.
+  const flat_result& evaluate(const schedule& s, const cost_table& costs, const link_model& links = {},
+                              const memory_model& memory = {});
+
+  // The lowered schedule of the last call: `s` itself when it had communication actions (then valid
+  // while `s` is), else the evaluator's own lowering.
+  const schedule& evaluated() const { return *evaluated_; }
+  // Start and end of action i of rank r of evaluated(), as the simulator's trace has them: a compute
+  // action after its overhead; a SEND its transfer, from leaving to arrival; a RECV the moment its
+  // message was there (zero length; the simulator records no event for it). -1 for an action that never
+  // ran (after an out-of-memory action, or behind one).
+  double start_us(int rank, std::size_t i) const { return time_of(start_, rank, i); }
+  double end_us(int rank, std::size_t i) const { return time_of(end_, rank, i); }
+
+private:
+  // One action, with what the hot loop needs of it (48 bytes: the loop streams through them).
+  struct op {
+    double cost = 0;          // compute: its time
+    std::uint64_t held = 0;   // compute: memory_effect::held_at_start; SEND: bytes on the link
+    std::uint64_t freed = 0;  // compute: memory_effect::freed_at_end
+    std::int32_t wait = -1;   // the data slot it waits for, or -1
+    std::int32_t fill = -1;   // the data slot it fills (at its end, or at arrival for a SEND), or -1
+    std::int32_t fill_rank = 0; // the rank that consumes `fill`
+    std::int32_t link = 0;    // SEND: src * R + dst
+    std::int8_t activations_at_start = 0, activations_freed_at_end = 0; // memory_effect's counts
+    std::uint8_t cls = 0;     // compute, send or receive
+  };
+  double time_of(const std::vector<double>& times, int rank, std::size_t i) const {
+    const std::size_t k = offset_[static_cast<std::size_t>(rank)] + i;
+    return k < pc_[static_cast<std::size_t>(rank)] ? times[k] : -1.0; // ops from pc_ on never ran
+  }
+  void prepare(const schedule& s, const cost_table& costs, const link_model& links, const memory_model& memory);
+  void run(bool blocking_send, double overhead_us);
+
+  const schedule* evaluated_ = nullptr;
+  schedule lowered_;
+  flat_result result_;
+  std::vector<op> ops_;
+  std::vector<std::size_t> offset_;   // first op of each rank; offset_[R] = ops_.size()
+  std::vector<std::size_t> pc_;       // next op of each rank
+  std::vector<std::int32_t> blocked_; // the slot each rank waits for, or -1
+  std::vector<double> now_;           // each rank's clock
+  std::vector<double> slot_;          // when each (direction, stage, micro-batch) input was there; -1 not yet
+  std::vector<double> link_free_;     // src * R + dst
+  std::vector<link_class> link_;      // src * R + dst
+  std::vector<char> seen_links_;      // link_ filled for this pair
+  std::vector<rank_memory> memory_;
+  std::vector<int> ready_;
+  std::vector<double> start_, end_;   // per op; set for the ops a rank ran (before its pc_)
+};
+
+} // namespace pippy

@@ -1,0 +1,72 @@
+#pragma once
+// The planner: which schedule, stages per rank V, micro-batch count M and split of a profile's layers
+// into R*V contiguous stages gives the shortest step. Each split is balanced (balanced_split), each
+// candidate scored with the flat evaluator, so its predicted step time is what `pippy sim` gives for it.
+// Plain functions of their arguments; thread-safe.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "pippy/core/cost_table.hpp"
+#include "pippy/core/schedule.hpp"
+
+namespace pippy {
+
+struct plan_options {
+  int num_ranks = 1;                 // pipeline ranks R
+  std::vector<std::string> schedules; // names to try; empty: every generator (schedule_names())
+  // Micro-batch counts to try; empty: the divisors of global_batch up to 1024, or R, 2R, 4R and 8R
+  // without one.
+  std::vector<int> microbatches;
+  // Rows per step (0 = unknown). With the profile's microbatch_rows, a micro-batch of r rows costs
+  // r / microbatch_rows times the profile's compute time and bytes; without them, costs are as given.
+  std::int64_t global_batch = 0;
+  // V to try; empty: 1 up to layers / R (with per-layer costs), else the profile's stages / R.
+  std::vector<int> stages_per_rank;
+  link_model links;
+  memory_model memory; // a candidate fits when no rank's peak exceeds cap_bytes (0 = no cap)
+};
+
+struct plan_candidate {
+  std::string schedule;
+  int stages_per_rank = 1;
+  int microbatches = 1;
+  std::vector<int> boundaries;           // first layer of each stage (empty without per-layer costs)
+  std::vector<std::string> split_points; // names of the layers where stages 1.. begin
+  double step_us = 0;                    // predicted step time (the flat evaluator's makespan)
+  double throughput = 0;                 // rows/s with a global batch, else micro-batches/s
+  double bubble_fraction = 0;
+  std::uint64_t peak_memory_bytes = 0;   // the largest rank's peak
+  bool fits = true;                      // under the memory cap
+};
+
+struct plan_result {
+  // Ranked: fitting candidates first, then by step time (with a global batch, the same work for every
+  // candidate) or by step time per micro-batch (without one, M micro-batches of the profile's size).
+  std::vector<plan_candidate> candidates;
+  std::size_t skipped = 0; // schedule, V and M combinations a generator refused
+  std::size_t actions = 0; // actions evaluated, over every lowered candidate schedule
+  int layers = 0;          // layers the splits cut (the profile's stages without per-layer costs)
+  bool per_layer = false;  // the profile had per-layer costs
+  bool rows_known = false; // throughput is in rows/s
+};
+
+// Throws input_error naming the option ("ranks", "microbatches", "global-batch", "stages-per-rank",
+// "schedule") when it cannot be planned, or when no candidate is left.
+plan_result make_plan(const cost_table& profile, const plan_options& options);
+
+// The candidate's compute-only schedule and the per-stage costs it was scored with (what `pippy sim`
+// needs to run it, and `pippy plan --emit` writes).
+schedule plan_schedule(const plan_options& options, const plan_candidate& c);
+cost_table plan_costs(const cost_table& profile, const plan_options& options, const plan_candidate& c);
+
+// Boundaries (first index of each group, starting with 0) of `num_stages` contiguous, non-empty groups of
+// `times` whose largest sum is as small as possible: the linear-partition DP, O(L * S) with a monotone
+// split pointer. Throws input_error unless 1 <= num_stages <= times.size().
+std::vector<int> balanced_split(const std::vector<double>& times, int num_stages);
+
+// plan.json: {"schedule", "ranks", "stages_per_rank", "microbatches", "boundaries", "split_points",
+// "predicted_step_us", "bubble_fraction", "peak_memory_bytes", "fits"}.
+std::string to_plan_json(const plan_candidate& c, int num_ranks);
+
+} // namespace pippy

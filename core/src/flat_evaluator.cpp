@@ -1,0 +1,217 @@
+#include "pippy/core/flat_evaluator.hpp"
+
+#include <algorithm>
+#include <limits>
+#include <string>
+
+#include "pippy/core/dependencies.hpp"
+#include "pippy/core/error.hpp"
+
+namespace pippy {
+namespace {
+
+enum op_class : std::uint8_t { compute, send, receive };
+constexpr double not_yet = -1; // a slot whose input has not arrived (times are never negative)
+constexpr std::int32_t stopped = -2; // blocked_ of a rank that ran out of memory: nothing wakes it
+
+} // namespace
+
+std::uint64_t flat_result::peak_memory_bytes() const {
+  std::uint64_t peak = 0;
+  for (const auto& r : ranks)
+    peak = std::max(peak, r.peak_memory_bytes);
+  return peak;
+}
+
+const flat_result& flat_evaluator::evaluate(const schedule& s, const cost_table& costs, const link_model& links,
+                                            const memory_model& memory) {
+  validate_models(s.shape, costs, links, memory);
+  if (s.has_communication()) {
+    evaluated_ = &s;
+  } else {
+    lowered_ = add_communication(s);
+    evaluated_ = &lowered_;
+  }
+  prepare(*evaluated_, costs, links, memory);
+  run(links.blocking_send, costs.action_overhead_us);
+  return result_;
+}
+
+// Flattens the lowered schedule into ops: what each action waits for and fills follows the stage
+// actor (core's inputs_of for what it waits for; F's output goes to stage + 1, I/B's gradient to
+// stage - 1, in memory on the same rank, else by the rank's SEND).
+void flat_evaluator::prepare(const schedule& s, const cost_table& costs, const link_model& links,
+                             const memory_model& memory) {
+  const pipeline_shape& shape = s.shape;
+  const int R = shape.num_ranks, S = shape.num_stages(), M = shape.num_microbatches;
+  if (static_cast<int>(s.ranks.size()) != R)
+    throw input_error("schedule: " + std::to_string(s.ranks.size()) + " rank lists for " + std::to_string(R) + " ranks");
+  const bool forward_only = runs_forward_only(s);
+  const auto R2 = static_cast<std::size_t>(R) * static_cast<std::size_t>(R);
+  link_.assign(R2, link_class{});
+  link_free_.assign(R2, 0.0);
+  std::vector<char>& seen = seen_links_;
+  seen.assign(R2, 0);
+  auto fwd = [&](int stage, int mb) { return static_cast<std::int32_t>(stage * M + mb); };
+  auto bwd = [&](int stage, int mb) { return static_cast<std::int32_t>((S + stage) * M + mb); };
+  ops_.clear();
+  ops_.reserve(s.num_actions());
+  offset_.assign(static_cast<std::size_t>(R) + 1, 0);
+  for (int r = 0; r < R; ++r) {
+    offset_[static_cast<std::size_t>(r)] = ops_.size();
+    for (const action& a : s.ranks[static_cast<std::size_t>(r)]) {
+      const bool needs_mb = a.kind != action_kind::optimizer_step;
+      if (a.stage < 0 || a.stage >= S || (needs_mb && (a.microbatch < 0 || a.microbatch >= M)))
+        throw input_error("schedule: rank " + std::to_string(r) + " has " + to_string(a) + ", outside " +
+                          std::to_string(S) + " stages and " + std::to_string(M) + " micro-batches");
+      op o;
+      for (const dependency& d : inputs_of(a, S)) // at most one input comes from a neighbour stage
+        if (d.from_neighbour())
+          o.wait = d.forward_data() ? fwd(a.stage, a.microbatch) : bwd(a.stage, a.microbatch);
+      if (is_compute(a.kind)) {
+        o.cls = compute;
+        o.cost = costs(a);
+        const memory_effect e = memory_effect_of(costs, a, forward_only);
+        o.held = e.held_at_start, o.freed = e.freed_at_end;
+        o.activations_at_start = static_cast<std::int8_t>(e.activations_at_start);
+        o.activations_freed_at_end = static_cast<std::int8_t>(e.activations_freed_at_end);
+        const int to = a.kind == action_kind::forward ? a.stage + 1 : is_input_backward(a.kind) ? a.stage - 1 : -1;
+        if (to >= 0 && to < S && shape.rank_of(to) == r) { // handed over in memory
+          o.fill = a.kind == action_kind::forward ? fwd(to, a.microbatch) : bwd(to, a.microbatch);
+          o.fill_rank = r;
+        }
+      } else if (a.kind == action_kind::send_f || a.kind == action_kind::send_b) {
+        const bool forward = a.kind == action_kind::send_f;
+        const int to = forward ? a.stage + 1 : a.stage - 1;
+        if (to < 0 || to >= S)
+          throw input_error("schedule: rank " + std::to_string(r) + " has " + to_string(a) + ", which sends to no stage");
+        o.cls = send;
+        o.held = costs.transfer_bytes(a.kind, a.stage, a.microbatch);
+        o.fill = forward ? fwd(to, a.microbatch) : bwd(to, a.microbatch);
+        o.fill_rank = shape.rank_of(to);
+        const int src = shape.rank_of(a.stage);
+        o.link = src * R + o.fill_rank;
+        if (!seen[static_cast<std::size_t>(o.link)]) {
+          seen[static_cast<std::size_t>(o.link)] = 1;
+          link_[static_cast<std::size_t>(o.link)] = link_between(costs, links, src, o.fill_rank);
+        }
+      } else {
+        o.cls = receive;
+      }
+      ops_.push_back(o);
+    }
+  }
+  offset_[static_cast<std::size_t>(R)] = ops_.size();
+  memory_.clear();
+  for (int r = 0; r < R; ++r)
+    memory_.emplace_back(static_memory_bytes(costs, memory, shape, r), memory.cap_bytes);
+  slot_.assign(static_cast<std::size_t>(2 * S) * static_cast<std::size_t>(M), not_yet);
+}
+
+// Runs each rank's ops in order until one waits for an input that is not there yet; filling an input
+// wakes the rank waiting for exactly it. Every time is a max and a sum of times that are already
+// final, so the order in which ranks run changes nothing.
+void flat_evaluator::run(bool blocking_send, double overhead_us) {
+  const auto R = offset_.size() - 1;
+  pc_.assign(offset_.begin(), offset_.end() - 1);
+  blocked_.assign(R, -1);
+  now_.assign(R, 0.0);
+  start_.resize(ops_.size()); // no fill: time_of reads only what ran
+  end_.resize(ops_.size());
+  result_.ranks.assign(R, flat_rank_result{});
+  result_.oom.reset();
+  result_.actions = ops_.size();
+  ready_.clear();
+  for (std::size_t r = R; r-- > 0;)
+    ready_.push_back(static_cast<int>(r));
+  constexpr double inf = std::numeric_limits<double>::infinity();
+  double first = inf, last = -inf;
+  const op* const ops = ops_.data();
+  double* const slot = slot_.data();
+  std::int32_t* const blocked = blocked_.data();
+  auto fill = [&](const op& o, double t) {
+    slot[o.fill] = t;
+    if (blocked[o.fill_rank] == o.fill) {
+      blocked[o.fill_rank] = -1;
+      ready_.push_back(o.fill_rank);
+    }
+  };
+  while (!ready_.empty()) {
+    const auto r = static_cast<std::size_t>(ready_.back());
+    ready_.pop_back();
+    std::size_t pc = pc_[r];
+    const std::size_t end = offset_[r + 1];
+    double now = now_[r];
+    flat_rank_result& rr = result_.ranks[r];
+    rank_memory& mem = memory_[r];
+    for (; pc < end; ++pc) {
+      const op& o = ops[pc];
+      double t = now; // when the rank decides to run it: its clock, or the arrival of its input
+      if (o.wait >= 0) {
+        const double in = slot[o.wait];
+        if (in == not_yet) {
+          blocked[r] = o.wait;
+          break;
+        }
+        t = std::max(t, in);
+      }
+      if (o.cls == compute) {
+        const double t0 = t + overhead_us;
+        const memory_effect effect{.held_at_start = o.held, .freed_at_end = o.freed,
+                                   .activations_at_start = o.activations_at_start,
+                                   .activations_freed_at_end = o.activations_freed_at_end};
+        if (!mem.start(effect)) {
+          const out_of_memory oom{static_cast<int>(r), evaluated_->ranks[r][pc - offset_[r]], mem.needed(effect),
+                                  mem.cap_bytes(), t0};
+          if (!result_.oom || oom.before(*result_.oom))
+            result_.oom = oom;
+          blocked[r] = stopped;
+          break;
+        }
+        const double t1 = t0 + o.cost;
+        mem.end(effect);
+        start_[pc] = t0, end_[pc] = t1;
+        rr.busy_us += t1 - t0;
+        rr.last_end_us = t1;
+        first = std::min(first, t0), last = std::max(last, t1);
+        if (o.fill >= 0)
+          fill(o, t1);
+        now = t1;
+      } else if (o.cls == send) {
+        double& free_at = link_free_[static_cast<std::size_t>(o.link)];
+        const transfer_time tt = time_transfer(t, free_at, o.held, link_[static_cast<std::size_t>(o.link)]);
+        free_at = tt.link_free;
+        start_[pc] = tt.start, end_[pc] = tt.arrive;
+        first = std::min(first, tt.start), last = std::max(last, tt.arrive);
+        fill(o, tt.arrive);
+        now = blocking_send ? tt.arrive : t; // a blocking send holds the rank until delivery
+      } else {
+        start_[pc] = end_[pc] = t;
+        now = t;
+      }
+    }
+    pc_[r] = pc;
+    now_[r] = now;
+  }
+  // Totals, as traces' compute_metrics defines them from the same events.
+  result_.makespan_us = first == inf ? 0.0 : last - first;
+  result_.completed = !result_.oom;
+  double busy = 0;
+  for (std::size_t r = 0; r < R; ++r) {
+    auto& rr = result_.ranks[r];
+    result_.completed = result_.completed && pc_[r] == offset_[r + 1];
+    for (std::size_t i = offset_[r]; i < pc_[r]; ++i) // the rank's first compute action that ran
+      if (ops_[i].cls == compute) {
+        rr.first_start_us = start_[i];
+        break;
+      }
+    rr.peak_activations = memory_[r].peak_activations();
+    rr.peak_memory_bytes = memory_[r].peak_bytes();
+    rr.bubble_fraction = result_.makespan_us > 0 ? 1.0 - rr.busy_us / result_.makespan_us : 0.0;
+    busy += rr.busy_us;
+  }
+  result_.bubble_fraction =
+      result_.makespan_us > 0 && R > 0 ? 1.0 - busy / (result_.makespan_us * static_cast<double>(R)) : 0.0;
+}
+
+} // namespace pippy

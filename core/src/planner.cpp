@@ -1,0 +1,226 @@
+#include "pippy/core/planner.hpp"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <tuple>
+
+#include "pippy/core/error.hpp"
+#include "pippy/core/flat_evaluator.hpp"
+#include "pippy/core/generators.hpp"
+
+namespace pippy {
+namespace {
+
+std::string num(long long v) { return std::to_string(v); }
+
+// Divisors of g up to `limit`, ascending.
+std::vector<int> divisors(std::int64_t g, int limit) {
+  std::vector<int> out;
+  for (std::int64_t d = 1; d <= limit && d <= g; ++d)
+    if (g % d == 0)
+      out.push_back(static_cast<int>(d));
+  return out;
+}
+
+// The micro-batch counts to try, checked.
+std::vector<int> microbatch_counts(const plan_options& o) {
+  if (o.global_batch < 0)
+    throw input_error("global-batch must be positive (got " + num(o.global_batch) + ")");
+  std::vector<int> out = o.microbatches;
+  if (out.empty())
+    out = o.global_batch > 0 ? divisors(o.global_batch, 1024)
+                             : std::vector<int>{o.num_ranks, 2 * o.num_ranks, 4 * o.num_ranks, 8 * o.num_ranks};
+  for (int m : out) {
+    if (m < 1)
+      throw input_error("microbatches must be at least 1 (got " + num(m) + ")");
+    if (o.global_batch > 0 && m > o.global_batch)
+      throw input_error("microbatches: " + num(m) + " micro-batches need at least as many rows, but the global batch has " +
+                        num(o.global_batch));
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+// The V to try, checked against the layers (or the profile's own stages) there are to cut.
+std::vector<int> stage_counts(const cost_table& profile, const plan_options& o) {
+  const int R = o.num_ranks;
+  const bool per_layer = !profile.layers.empty();
+  const int L = static_cast<int>(per_layer ? profile.layers.size() : profile.stages.size());
+  std::vector<int> out = o.stages_per_rank;
+  if (out.empty()) {
+    if (per_layer) {
+      if (L < R)
+        throw input_error("ranks: " + num(R) + " ranks need at least as many layers, but the profile has " + num(L));
+      for (int v = 1; v * R <= L; ++v)
+        out.push_back(v);
+    } else {
+      if (L % R != 0)
+        throw input_error("ranks: the profile has " + num(L) + " stages and no per-layer costs ('layers'), so the " +
+                          "plan uses its stages as they are: " + num(R) + " ranks do not divide them");
+      out.push_back(L / R);
+    }
+  }
+  for (int v : out) {
+    if (v < 1)
+      throw input_error("stages-per-rank must be at least 1 (got " + num(v) + ")");
+    if (per_layer && static_cast<long long>(v) * R > L)
+      throw input_error("stages-per-rank: " + num(v) + " stages on each of " + num(R) + " ranks need " + num(v * R) +
+                        " layers, but the profile has " + num(L));
+    if (!per_layer && static_cast<long long>(v) * R != L)
+      throw input_error("stages-per-rank: without per-layer costs the plan uses the profile's " + num(L) +
+                        " stages as they are, not " + num(v) + " x " + num(R));
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+// The stages of a split and their per-micro-batch scale: what a candidate is scored with.
+cost_table stage_costs(const cost_table& profile, const plan_options& o, const std::vector<int>& boundaries, int M) {
+  cost_table c;
+  c.stages = profile.layers.empty() ? profile.stages : group_layers(profile.layers, boundaries);
+  c.links = profile.links;
+  c.action_overhead_us = profile.action_overhead_us;
+  c.microbatch_rows = profile.microbatch_rows;
+  c.jitter = profile.jitter;
+  c.seed = profile.seed;
+  if (o.global_batch > 0 && profile.microbatch_rows > 0) // costs scale with the rows of each micro-batch
+    for (std::int64_t rows : chunk_sizes(o.global_batch, M))
+      c.microbatch_scale.push_back(static_cast<double>(rows) / static_cast<double>(profile.microbatch_rows));
+  return c;
+}
+
+std::vector<std::string> split_point_names(const cost_table& profile, const std::vector<int>& boundaries) {
+  std::vector<std::string> out;
+  for (std::size_t k = 1; k < boundaries.size(); ++k) {
+    const auto i = static_cast<std::size_t>(boundaries[k]);
+    out.push_back(profile.layers[i].name.empty() ? "layers[" + std::to_string(i) + "]" : profile.layers[i].name);
+  }
+  return out;
+}
+
+} // namespace
+
+std::vector<int> balanced_split(const std::vector<double>& times, int num_stages) {
+  const int L = static_cast<int>(times.size()), S = num_stages;
+  if (S < 1 || S > L)
+    throw input_error("stages: cannot cut " + num(L) + " layers into " + num(S) + " non-empty stages");
+  const auto n = static_cast<std::size_t>(L) + 1;
+  std::vector<double> pre(n, 0.0);
+  for (int i = 0; i < L; ++i)
+    pre[static_cast<std::size_t>(i) + 1] = pre[static_cast<std::size_t>(i)] + times[static_cast<std::size_t>(i)];
+  // best[j]: the smallest largest sum of the first j layers in k groups; cut[k * n + j]: where the k-th
+  // group of that split starts. With k - 1 groups for the first i layers, the k-th takes layers i..j-1.
+  std::vector<double> best(pre), next(n, 0.0);
+  std::vector<int> cut(static_cast<std::size_t>(S + 1) * n, 0);
+  for (int k = 2; k <= S; ++k) {
+    int p = k - 1;
+    for (int j = k; j <= L - (S - k); ++j) {
+      // f(i) = max(best[i], sum of i..j-1): best[] grows with i and the sum shrinks, so f falls, then
+      // rises, and its lowest point moves right as j grows: the pointer only moves forward.
+      auto f = [&](int i) {
+        return std::max(best[static_cast<std::size_t>(i)], pre[static_cast<std::size_t>(j)] - pre[static_cast<std::size_t>(i)]);
+      };
+      while (p + 1 <= j - 1 && f(p + 1) <= f(p))
+        ++p;
+      next[static_cast<std::size_t>(j)] = f(p);
+      cut[static_cast<std::size_t>(k) * n + static_cast<std::size_t>(j)] = p;
+    }
+    std::swap(best, next);
+  }
+  std::vector<int> boundaries(static_cast<std::size_t>(S), 0);
+  int j = L;
+  for (int k = S; k >= 2; --k) {
+    j = cut[static_cast<std::size_t>(k) * n + static_cast<std::size_t>(j)];
+    boundaries[static_cast<std::size_t>(k) - 1] = j;
+  }
+  return boundaries;
+}
+
+schedule plan_schedule(const plan_options& options, const plan_candidate& c) {
+  return make_schedule({.name = c.schedule, .num_ranks = options.num_ranks, .num_microbatches = c.microbatches,
+                        .stages_per_rank = c.stages_per_rank});
+}
+
+cost_table plan_costs(const cost_table& profile, const plan_options& options, const plan_candidate& c) {
+  return stage_costs(profile, options, c.boundaries, c.microbatches);
+}
+
+plan_result make_plan(const cost_table& profile, const plan_options& o) {
+  if (o.num_ranks < 1)
+    throw input_error("ranks must be at least 1 (got " + num(o.num_ranks) + ")");
+  std::vector<std::string> names = o.schedules;
+  if (names.empty())
+    names.assign(schedule_names().begin(), schedule_names().end());
+  for (const auto& name : names)
+    if (std::find(schedule_names().begin(), schedule_names().end(), name) == schedule_names().end())
+      make_schedule({.name = name}); // throws the generators' own "unknown name" error
+  const std::vector<int> Ms = microbatch_counts(o);
+  const std::vector<int> Vs = stage_counts(profile, o);
+  plan_result out;
+  out.per_layer = !profile.layers.empty();
+  out.layers = static_cast<int>(out.per_layer ? profile.layers.size() : profile.stages.size());
+  out.rows_known = o.global_batch > 0;
+  // Splits balance compute (F + B per layer); links and memory are the evaluator's to judge.
+  std::vector<double> layer_times;
+  for (const auto& l : profile.layers)
+    layer_times.push_back(l.F + l.B);
+  const memory_model uncapped{.state_factor = o.memory.state_factor, .cap_bytes = 0}; // fits: peak <= cap
+  flat_evaluator ev;
+  for (int V : Vs) {
+    const std::vector<int> boundaries = out.per_layer ? balanced_split(layer_times, V * o.num_ranks) : std::vector<int>{};
+    const std::vector<std::string> split_points = out.per_layer ? split_point_names(profile, boundaries)
+                                                                : std::vector<std::string>{};
+    for (int M : Ms) {
+      const cost_table costs = stage_costs(profile, o, boundaries, M);
+      for (const auto& name : names) {
+        schedule s;
+        try {
+          s = make_schedule({.name = name, .num_ranks = o.num_ranks, .num_microbatches = M, .stages_per_rank = V});
+        } catch (const input_error&) {
+          ++out.skipped; // this schedule does not take this V or M
+          continue;
+        }
+        const flat_result& r = ev.evaluate(add_communication(s), costs, o.links, uncapped);
+        out.actions += r.actions;
+        plan_candidate c{.schedule = name, .stages_per_rank = V, .microbatches = M, .boundaries = boundaries,
+                         .split_points = split_points, .step_us = r.makespan_us,
+                         .bubble_fraction = r.bubble_fraction, .peak_memory_bytes = r.peak_memory_bytes()};
+        const double work = out.rows_known ? static_cast<double>(o.global_batch) : static_cast<double>(M);
+        c.throughput = r.makespan_us > 0 ? work / (r.makespan_us * 1e-6) : 0.0;
+        c.fits = o.memory.cap_bytes == 0 || c.peak_memory_bytes <= o.memory.cap_bytes;
+        out.candidates.push_back(std::move(c));
+      }
+    }
+  }
+  if (out.candidates.empty())
+    throw input_error("schedule: no schedule takes any of the stages-per-rank and microbatches tried on " +
+                      num(o.num_ranks) + " ranks");
+  // Time per unit of work: the step with a global batch (the same rows for all), else per micro-batch.
+  auto per_work = [&](const plan_candidate& c) {
+    return out.rows_known ? c.step_us : c.step_us / static_cast<double>(c.microbatches);
+  };
+  auto order = [&](const std::string& name) { return std::find(names.begin(), names.end(), name) - names.begin(); };
+  std::stable_sort(out.candidates.begin(), out.candidates.end(), [&](const plan_candidate& a, const plan_candidate& b) {
+    return std::make_tuple(!a.fits, per_work(a), a.peak_memory_bytes, order(a.schedule), a.stages_per_rank, a.microbatches) <
+           std::make_tuple(!b.fits, per_work(b), b.peak_memory_bytes, order(b.schedule), b.stages_per_rank, b.microbatches);
+  });
+  return out;
+}
+
+std::string to_plan_json(const plan_candidate& c, int num_ranks) {
+  const nlohmann::json j{{"schedule", c.schedule},
+                         {"ranks", num_ranks},
+                         {"stages_per_rank", c.stages_per_rank},
+                         {"microbatches", c.microbatches},
+                         {"boundaries", c.boundaries},
+                         {"split_points", c.split_points},
+                         {"predicted_step_us", c.step_us},
+                         {"bubble_fraction", c.bubble_fraction},
+                         {"peak_memory_bytes", c.peak_memory_bytes},
+                         {"fits", c.fits}};
+  return j.dump(2) + "\n";
+}
+
+} // namespace pippy

@@ -1,0 +1,238 @@
+// The planner: balanced splits against brute force, the best plan against an exhaustive search of every
+// split, memory caps, micro-batch scaling, profiles without per-layer costs, and errors naming the option.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <functional>
+#include <limits>
+#include <random>
+
+#include "pippy/core/error.hpp"
+#include "pippy/core/flat_evaluator.hpp"
+#include "pippy/core/generators.hpp"
+#include "pippy/core/planner.hpp"
+
+using namespace pippy;
+
+namespace {
+
+// Every way of cutting L layers into S non-empty contiguous stages (boundaries as balanced_split gives
+// them). Brute force: only for the tests.
+void each_split(int L, int S, const std::function<void(const std::vector<int>&)>& visit) {
+  std::vector<int> b{0};
+  std::function<void(int)> rec = [&](int next) {
+    if (static_cast<int>(b.size()) == S) {
+      visit(b);
+      return;
+    }
+    const int left = S - static_cast<int>(b.size()); // stages still to start
+    for (int start = next; start <= L - left; ++start) {
+      b.push_back(start);
+      rec(start + 1);
+      b.pop_back();
+    }
+  };
+  rec(1);
+}
+
+double largest_stage(const std::vector<double>& t, const std::vector<int>& b) {
+  double worst = 0;
+  for (std::size_t k = 0; k < b.size(); ++k) {
+    const int end = k + 1 < b.size() ? b[k + 1] : static_cast<int>(t.size());
+    double sum = 0;
+    for (int i = b[k]; i < end; ++i)
+      sum += t[static_cast<std::size_t>(i)];
+    worst = std::max(worst, sum);
+  }
+  return worst;
+}
+
+cost_table layered_profile(const std::vector<double>& forward) {
+  cost_table p;
+  p.stages = {stage_cost{}};
+  for (std::size_t i = 0; i < forward.size(); ++i)
+    p.layers.push_back(layer_cost{.name = "h." + std::to_string(i), .F = forward[i], .I = forward[i],
+                                  .W = forward[i], .B = 2 * forward[i], .activation_bytes = 1000 * (i + 1),
+                                  .output_bytes = 500, .param_bytes = 100 * (i + 1)});
+  return p;
+}
+
+} // namespace
+
+TEST_CASE("balanced split: the smallest largest stage, as brute force finds it", "[core][planner]") {
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int> length(1, 10), small(0, 4);
+  std::uniform_real_distribution<double> real(0.0, 10.0);
+  int cases = 0;
+  for (int round = 0; round < 300; ++round) {
+    const int L = length(rng);
+    std::vector<double> t(static_cast<std::size_t>(L));
+    for (auto& x : t) // integers make ties (several best splits), reals make none
+      x = round % 2 ? static_cast<double>(small(rng)) : real(rng);
+    for (int S = 1; S <= L; ++S) {
+      double best = std::numeric_limits<double>::infinity();
+      each_split(L, S, [&](const std::vector<int>& b) { best = std::min(best, largest_stage(t, b)); });
+      const auto b = balanced_split(t, S);
+      INFO("round " << round << " L=" << L << " S=" << S);
+      REQUIRE(b.size() == static_cast<std::size_t>(S));
+      CHECK(b[0] == 0);
+      for (int k = 1; k < S; ++k)
+        CHECK(b[static_cast<std::size_t>(k)] > b[static_cast<std::size_t>(k) - 1]);
+      CHECK(b.back() < L);
+      CHECK(largest_stage(t, b) == Approx(best).margin(1e-12));
+      ++cases;
+    }
+  }
+  CHECK(cases > 1000);
+  CHECK(balanced_split({1, 1, 1, 1, 1, 1}, 3) == std::vector<int>{0, 2, 4});
+  CHECK(balanced_split({4, 1, 1, 1, 1}, 2) == std::vector<int>{0, 1});
+  CHECK_THROWS_WITH(balanced_split({1, 2}, 3), "stages: cannot cut 2 layers into 3 non-empty stages");
+  CHECK_THROWS_WITH(balanced_split({1, 2}, 0), "stages: cannot cut 2 layers into 0 non-empty stages");
+}
+
+// 8 layers on 2 ranks: every schedule, V = 1..4, M from the divisors of a batch of 8 rows (the profile
+// measured 2-row micro-batches), and every split of the layers, each scored by the flat evaluator. The
+// planner tries balanced splits only; its best is the exhaustive best.
+TEST_CASE("planner: its best plan is the best of an exhaustive search over every split", "[core][planner]") {
+  cost_table profile = layered_profile({3, 1, 2, 2, 1, 3, 2, 2});
+  profile.microbatch_rows = 2;
+  profile.action_overhead_us = 0.1;
+  const plan_options o{.num_ranks = 2, .global_batch = 8, .links = link_model::uniform(0.2, 0)};
+  const plan_result plan = make_plan(profile, o);
+  REQUIRE_FALSE(plan.candidates.empty());
+  CHECK(plan.rows_known);
+  CHECK(plan.per_layer);
+  CHECK(plan.layers == 8);
+  flat_evaluator ev;
+  double exhaustive = std::numeric_limits<double>::infinity();
+  std::size_t evaluated = 0;
+  for (auto name : schedule_names())
+    for (int V = 1; V <= 4; ++V)
+      for (int M : {1, 2, 4, 8}) {
+        schedule s;
+        try {
+          s = make_schedule({.name = std::string(name), .num_ranks = 2, .num_microbatches = M, .stages_per_rank = V});
+        } catch (const input_error&) {
+          continue;
+        }
+        each_split(8, 2 * V, [&](const std::vector<int>& b) {
+          plan_candidate c{.schedule = std::string(name), .stages_per_rank = V, .microbatches = M, .boundaries = b};
+          exhaustive = std::min(exhaustive, ev.evaluate(s, plan_costs(profile, o, c), o.links).makespan_us);
+          ++evaluated;
+        });
+      }
+  CHECK(evaluated > 500);
+  const plan_candidate& best = plan.candidates.front();
+  CHECK(best.step_us == exhaustive);
+  // Its own numbers are the evaluator's on its schedule and costs.
+  const flat_result& again = ev.evaluate(plan_schedule(o, best), plan_costs(profile, o, best), o.links);
+  CHECK(again.makespan_us == best.step_us);
+  CHECK(again.bubble_fraction == best.bubble_fraction);
+  CHECK(again.peak_memory_bytes() == best.peak_memory_bytes);
+  CHECK(best.throughput == Approx(8 / (best.step_us * 1e-6)));
+  // Split points are the names of the layers where stages 1.. begin.
+  REQUIRE(best.boundaries.size() == static_cast<std::size_t>(2 * best.stages_per_rank));
+  for (std::size_t k = 1; k < best.boundaries.size(); ++k)
+    CHECK(best.split_points[k - 1] == "h." + std::to_string(best.boundaries[k]));
+  // Ranked by step time (the batch is the same for all).
+  for (std::size_t i = 1; i < plan.candidates.size(); ++i)
+    CHECK(plan.candidates[i - 1].step_us <= plan.candidates[i].step_us);
+}
+
+TEST_CASE("planner: micro-batches of G/M rows scale the profile's costs, without rows they stay as given", "[core][planner]") {
+  cost_table profile = layered_profile({1, 1, 1, 1});
+  profile.microbatch_rows = 4;
+  plan_options o{.num_ranks = 2, .schedules = {"gpipe"}, .global_batch = 16};
+  const plan_result plan = make_plan(profile, o);
+  std::vector<int> Ms;
+  for (const auto& c : plan.candidates)
+    Ms.push_back(c.microbatches);
+  std::sort(Ms.begin(), Ms.end());
+  Ms.erase(std::unique(Ms.begin(), Ms.end()), Ms.end());
+  CHECK(Ms == std::vector<int>{1, 2, 4, 8, 16}); // the divisors of 16 (gpipe takes them all)
+  const plan_candidate c{.schedule = "gpipe", .stages_per_rank = 1, .microbatches = 8, .boundaries = {0, 2}};
+  const cost_table eight = plan_costs(profile, o, c);
+  REQUIRE(eight.microbatch_scale.size() == 8);
+  CHECK(eight.microbatch_scale[0] == 0.5); // 2 rows of the measured 4
+  CHECK(eight.stages.size() == 2);
+  CHECK(eight.stages[0].F == 2); // layers 0 and 1
+  // GPipe, 2 stages of F=1, B=2 per 2-row micro-batch: (M + R - 1)(F + B) = 9 * 3 = 27 at M = 8.
+  for (const auto& cand : plan.candidates)
+    if (cand.microbatches == 8 && cand.stages_per_rank == 1)
+      CHECK(cand.step_us == 27);
+  profile.microbatch_rows = 0; // unknown: costs as given, whatever M
+  CHECK(plan_costs(profile, o, c).microbatch_scale.empty());
+  o.global_batch = 0; // no batch: M = R, 2R, 4R, 8R, ranked by time per micro-batch
+  const plan_result per_mb = make_plan(profile, o);
+  for (std::size_t i = 1; i < per_mb.candidates.size(); ++i) {
+    const auto& a = per_mb.candidates[i - 1];
+    const auto& b = per_mb.candidates[i];
+    CHECK(a.step_us / a.microbatches <= b.step_us / b.microbatches);
+  }
+  CHECK_FALSE(per_mb.rows_known);
+  CHECK(per_mb.candidates.front().microbatches == 16); // the bubble shrinks with more micro-batches
+  CHECK(per_mb.candidates.front().throughput == Approx(16 / (per_mb.candidates.front().step_us * 1e-6)));
+}
+
+TEST_CASE("planner: a memory cap excludes exactly the candidates that run out of memory", "[core][planner]") {
+  const cost_table profile = layered_profile({3, 1, 2, 2, 1, 3, 2, 2});
+  plan_options o{.num_ranks = 2, .microbatches = {2, 4, 8}};
+  const plan_result free = make_plan(profile, o);
+  std::vector<std::uint64_t> peaks;
+  for (const auto& c : free.candidates)
+    peaks.push_back(c.peak_memory_bytes);
+  std::sort(peaks.begin(), peaks.end());
+  o.memory.cap_bytes = peaks[peaks.size() / 2]; // about half of them fit
+  const plan_result capped = make_plan(profile, o);
+  flat_evaluator ev;
+  std::size_t fit = 0, excluded = 0;
+  bool fitting_part = true;
+  for (const auto& c : capped.candidates) {
+    INFO(c.schedule << " V=" << c.stages_per_rank << " M=" << c.microbatches);
+    const flat_result& r = ev.evaluate(plan_schedule(o, c), plan_costs(profile, o, c), o.links, o.memory);
+    CHECK(c.fits == !r.oom.has_value());
+    CHECK(c.fits == (c.peak_memory_bytes <= o.memory.cap_bytes));
+    if (!c.fits)
+      fitting_part = false;
+    CHECK((c.fits || !fitting_part)); // every fitting candidate ranks above every other
+    (c.fits ? fit : excluded) += 1;
+  }
+  CHECK(fit > 0);
+  CHECK(excluded > 0);
+  CHECK(capped.candidates.front().fits);
+}
+
+TEST_CASE("planner: without per-layer costs the profile's stages are used as they are", "[core][planner]") {
+  cost_table profile = uniform_costs(4, stage_cost{.F = 1, .I = 1, .W = 1, .B = 2});
+  const plan_result plan = make_plan(profile, plan_options{.num_ranks = 2, .microbatches = {4}});
+  CHECK_FALSE(plan.per_layer);
+  for (const auto& c : plan.candidates) {
+    CHECK(c.stages_per_rank == 2);
+    CHECK(c.boundaries.empty());
+    CHECK(c.split_points.empty());
+  }
+  CHECK(plan.skipped > 0); // gpipe, 1f1b, zb-h1 and zb-h2 take one stage per rank
+  CHECK_THROWS_WITH(make_plan(profile, plan_options{.num_ranks = 3}),
+                    Catch::Contains("ranks: the profile has 4 stages and no per-layer costs ('layers')"));
+  CHECK_THROWS_WITH(make_plan(profile, plan_options{.num_ranks = 2, .stages_per_rank = {1}}),
+                    Catch::Contains("stages-per-rank: without per-layer costs the plan uses the profile's 4 stages"));
+}
+
+TEST_CASE("planner: bad options name the option", "[core][planner][errors]") {
+  const cost_table profile = layered_profile({1, 2, 3});
+  CHECK_THROWS_WITH(make_plan(profile, plan_options{.num_ranks = 0}), "ranks must be at least 1 (got 0)");
+  CHECK_THROWS_WITH(make_plan(profile, plan_options{.num_ranks = 4}),
+                    "ranks: 4 ranks need at least as many layers, but the profile has 3");
+  CHECK_THROWS_WITH(make_plan(profile, plan_options{.num_ranks = 1, .microbatches = {0}}),
+                    "microbatches must be at least 1 (got 0)");
+  CHECK_THROWS_WITH(make_plan(profile, plan_options{.num_ranks = 1, .microbatches = {8}, .global_batch = 4}),
+                    "microbatches: 8 micro-batches need at least as many rows, but the global batch has 4");
+  CHECK_THROWS_WITH(make_plan(profile, plan_options{.num_ranks = 1, .global_batch = -2}),
+                    "global-batch must be positive (got -2)");
+  CHECK_THROWS_WITH(make_plan(profile, plan_options{.num_ranks = 1, .stages_per_rank = {4}}),
+                    "stages-per-rank: 4 stages on each of 1 ranks need 4 layers, but the profile has 3");
+  CHECK_THROWS_WITH(make_plan(profile, plan_options{.num_ranks = 1, .schedules = {"2f2b"}}),
+                    Catch::StartsWith("schedule: unknown name '2f2b' (known: gpipe, 1f1b"));
+  CHECK_THROWS_WITH(make_plan(profile, plan_options{.num_ranks = 3, .schedules = {"zbv"}, .microbatches = {1}}),
+                    "schedule: no schedule takes any of the stages-per-rank and microbatches tried on 3 ranks");
+}

@@ -1,0 +1,55 @@
+// pippy plan --emit: the best plan's compute-only schedule (core's CSV) and plan.json, written whole.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cli_runner.hpp"
+#include "pippy/core/generators.hpp"
+#include "pippy/core/schedule_io.hpp"
+
+namespace {
+
+std::string read_all(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+} // namespace
+
+TEST_CASE("pippy plan --emit writes the best plan's schedule and plan.json") {
+  {
+    std::ofstream out("plan_six_layers.json");
+    out << R"({"stages":[{"F":1}],"layers":[)"
+        << R"({"name":"embed","F":4,"I":1,"W":1},{"name":"h.0","F":1,"I":1,"W":1},{"name":"h.1","F":1,"I":1,"W":1},)"
+        << R"({"name":"h.2","F":1,"I":1,"W":1},{"name":"h.3","F":1,"I":1,"W":1},{"name":"head","F":2,"I":1,"W":1}]})";
+  }
+  std::filesystem::remove_all("plan_out");
+  const auto r = run_pippy("plan --cost-file plan_six_layers.json --ranks 2 --schedules 1f1b --microbatches 4 --emit plan_out/best");
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.output, Catch::Contains("wrote plan_out/best/schedule.csv and plan_out/best/plan.json"));
+  // F + B per layer: embed 6, h.* 3 each, head 4: halves of 24 are embed + h.0 + h.1 (12) and the rest (12).
+  const auto plan = nlohmann::json::parse(read_all("plan_out/best/plan.json"));
+  CHECK(plan["schedule"] == "1f1b");
+  CHECK(plan["ranks"] == 2);
+  CHECK(plan["stages_per_rank"] == 1);
+  CHECK(plan["microbatches"] == 4);
+  CHECK(plan["boundaries"] == nlohmann::json::array({0, 3}));
+  CHECK(plan["split_points"] == nlohmann::json::array({"h.2"}));
+  // Stages F=6, B=6 and F=4, B=6; 1F1B by hand: rank 0 runs F0 0-6, F1 6-12, B0 16-22, F2 22-28, B1 28-34,
+  // F3 34-40, B2 40-46, B3 50-56 (rank 1's B3 ends at 50).
+  CHECK(plan["predicted_step_us"] == 56.0);
+  CHECK(plan["fits"] == true);
+  const std::string csv = read_all("plan_out/best/schedule.csv");
+  CHECK(csv == pippy::to_csv(pippy::make_schedule({.name = "1f1b", .num_ranks = 2, .num_microbatches = 4})));
+  CHECK_FALSE(std::filesystem::exists("plan_out/best/plan.json.tmp"));
+  // A directory that cannot be made is named.
+  { std::ofstream("plan_out/file") << "x"; }
+  const auto bad = run_pippy("plan --cost-file plan_six_layers.json --ranks 2 --emit plan_out/file/sub");
+  CHECK(bad.exit_code == 2);
+  CHECK_THAT(bad.output, Catch::Contains("error: --emit: cannot create directory 'plan_out/file/sub'"));
+}

@@ -1,0 +1,155 @@
+// pippy plan: the planner's ranked table of schedule x V x M x split for a profile, the top ones
+// re-simulated with the actors to show that the prediction is the simulator's step time.
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "commands.hpp"
+#include "pippy/core/error.hpp"
+#include "pippy/core/planner.hpp"
+#include "pippy/core/schedule_io.hpp"
+#include "pippy/core/text_file.hpp"
+#include "pippy/simulator/simulator.hpp"
+
+namespace pippy::cli {
+namespace {
+
+std::string joined(const std::vector<std::string>& items, const char* sep) {
+  std::string out;
+  for (const auto& s : items)
+    out += (out.empty() ? "" : sep) + s;
+  return out;
+}
+
+// Writes the best plan: its compute-only schedule as CSV and plan.json, each whole or not at all.
+void emit(const std::string& dir, const plan_options& po, const plan_candidate& best) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec)
+    throw input_error("--emit: cannot create directory '" + dir + "': " + ec.message());
+  const std::string csv = to_csv(plan_schedule(po, best)), json = to_plan_json(best, po.num_ranks);
+  write_file_atomically(dir + "/schedule.csv", [&](std::ostream& out) { out << csv; });
+  write_file_atomically(dir + "/plan.json", [&](std::ostream& out) { out << json; });
+}
+
+} // namespace
+
+command add_plan_command(CLI::App& app) {
+  struct options {
+    std::string cost_file, emit_dir;
+    int ranks = 0, top = 5;
+    long long memory_cap = 0, global_batch = 0;
+    std::vector<int> microbatches;
+    std::vector<std::string> schedules;
+    bool json = false;
+    link_options links;
+  };
+  auto o = std::make_shared<options>();
+  auto* sub = app.add_subcommand("plan", "Rank schedule x stages per rank x micro-batches x split for a profile");
+  sub->add_option("--cost-file", o->cost_file,
+                  "Profile (a cost file; with per-layer costs, \"layers\", the layers are split into stages)")
+      ->type_name("PROFILE");
+  sub->add_option("--ranks", o->ranks, "Pipeline ranks R");
+  sub->add_option("--memory-cap", o->memory_cap, "Memory per rank in bytes (0 = none): plans that exceed it rank last")
+      ->type_name("BYTES");
+  auto* batch = sub->add_option("--global-batch", o->global_batch,
+                                "Rows per step: M from its divisors, costs scaled to G/M rows per micro-batch "
+                                "(by the profile's microbatch_rows)");
+  auto* mbs = sub->add_option("--microbatches", o->microbatches, "Micro-batch counts to try (default R, 2R, 4R, 8R)");
+  sub->add_option("--schedules", o->schedules, "Schedules to try, comma-separated (default: all)")->delimiter(',');
+  sub->add_option("--top", o->top, "Plans to show and re-simulate")->capture_default_str();
+  sub->add_flag("--json", o->json, "Print the table as JSON");
+  sub->add_option("--emit", o->emit_dir, "Write the best plan to DIR/schedule.csv and DIR/plan.json")->type_name("DIR");
+  add_link_options(*sub, o->links);
+  return {sub, [o, batch, mbs] {
+    if (o->cost_file.empty())
+      throw input_error("--cost-file is required: a profile (`pippy run ... --profile FILE` writes one)");
+    if (o->ranks < 1)
+      throw input_error("--ranks is required: the number of pipeline ranks, at least 1 (got " + std::to_string(o->ranks) + ")");
+    if (o->top < 1)
+      throw input_error("--top must be at least 1 (got " + std::to_string(o->top) + ")");
+    if (o->memory_cap < 0)
+      throw input_error("--memory-cap must be non-negative (got " + std::to_string(o->memory_cap) + ")");
+    if (batch->count() > 0 && mbs->count() > 0)
+      throw input_error("--global-batch and --microbatches exclude each other (M is taken from G's divisors or from the list)");
+    if (batch->count() > 0 && o->global_batch < 1)
+      throw input_error("--global-batch must be at least 1 row (got " + std::to_string(o->global_batch) + ")");
+    const cost_table profile = load_cost_file(o->cost_file);
+    plan_options po{.num_ranks = o->ranks, .schedules = o->schedules, .microbatches = o->microbatches,
+                    .global_batch = o->global_batch, .links = make_link_model(o->links)};
+    po.memory.cap_bytes = static_cast<std::uint64_t>(o->memory_cap);
+    const auto t0 = std::chrono::steady_clock::now();
+    const plan_result plan = make_plan(profile, po);
+    const double plan_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    // The top plans again, with the actors: the prediction must be the simulator's step time.
+    const std::size_t K = std::min(plan.candidates.size(), static_cast<std::size_t>(o->top));
+    std::vector<double> simulated;
+    for (std::size_t k = 0; k < K; ++k) {
+      const plan_candidate& c = plan.candidates[k];
+      sim::sim_options so{.costs = plan_costs(profile, po, c), .links = po.links, .track_microbatches = false};
+      so.memory.state_factor = po.memory.state_factor; // no cap: the full step, as predicted
+      simulated.push_back(sim::simulate(plan_schedule(po, c), so).makespan_us);
+    }
+    const char* unit = plan.rows_known ? "rows/s" : "micro-batches/s";
+    if (o->json) {
+      nlohmann::json plans = nlohmann::json::array();
+      for (std::size_t k = 0; k < K; ++k) {
+        auto j = nlohmann::json::parse(to_plan_json(plan.candidates[k], po.num_ranks));
+        j["rank"] = k + 1;
+        j["simulated_step_us"] = simulated[k];
+        j["throughput"] = plan.candidates[k].throughput;
+        j["throughput_unit"] = unit;
+        plans.push_back(j);
+      }
+      const nlohmann::json out{{"ranks", po.num_ranks},          {"layers", plan.layers},
+                               {"per_layer", plan.per_layer},    {"global_batch", po.global_batch},
+                               {"memory_cap_bytes", o->memory_cap}, {"candidates", plan.candidates.size()},
+                               {"skipped", plan.skipped},        {"actions", plan.actions},
+                               {"plan_wall_s", plan_s},          {"plans", plans}};
+      std::cout << out.dump(2) << "\n";
+    } else {
+      std::printf("plan: %d ranks, %d %s from '%s'", po.num_ranks, plan.layers, plan.per_layer ? "layers" : "stages",
+                  o->cost_file.c_str());
+      if (po.global_batch > 0)
+        std::printf(", global batch %lld rows", static_cast<long long>(po.global_batch));
+      if (o->memory_cap > 0)
+        std::printf(", memory cap %lld bytes", o->memory_cap);
+      std::printf("\n%zu candidates scored in %.3f s (%zu actions); %zu schedule/V/M combinations refused\n",
+                  plan.candidates.size(), plan_s, plan.actions, plan.skipped);
+      if (po.global_batch > 0 && profile.microbatch_rows == 0)
+        std::printf("note: the profile has no microbatch_rows, so its costs are used as they are for every M\n");
+      std::printf("%4s  %-16s %3s %5s %14s %14s %15s %8s %16s %5s\n", "#", "schedule", "V", "M", "step_us",
+                  "sim_step_us", unit, "bubble", "peak_mem_bytes", "fits");
+      for (std::size_t k = 0; k < K; ++k) {
+        const plan_candidate& c = plan.candidates[k];
+        std::printf("%4zu  %-16s %3d %5d %14.3f %14.3f %15.1f %8.4f %16llu %5s\n", k + 1, c.schedule.c_str(),
+                    c.stages_per_rank, c.microbatches, c.step_us, simulated[k], c.throughput, c.bubble_fraction,
+                    static_cast<unsigned long long>(c.peak_memory_bytes), c.fits ? "yes" : "no");
+      }
+      const plan_candidate& best = plan.candidates.front();
+      if (!best.split_points.empty())
+        std::printf("best: split points (where stages 1..%zu begin): %s\n", best.split_points.size(),
+                    joined(best.split_points, ", ").c_str());
+    }
+    if (!o->emit_dir.empty()) {
+      emit(o->emit_dir, po, plan.candidates.front());
+      std::fprintf(stderr, "wrote %s/schedule.csv and %s/plan.json\n", o->emit_dir.c_str(), o->emit_dir.c_str());
+    }
+    for (std::size_t k = 0; k < K; ++k)
+      if (simulated[k] != plan.candidates[k].step_us) {
+        std::fprintf(stderr, "error: plan %zu: the actor simulator's step time %.17g us differs from the predicted %.17g us\n",
+                     k + 1, simulated[k], plan.candidates[k].step_us);
+        return 1;
+      }
+    if (!plan.candidates.front().fits) {
+      std::fprintf(stderr, "no plan fits the memory cap of %lld bytes\n", o->memory_cap);
+      return 3;
+    }
+    return 0;
+  }};
+}
+
+} // namespace pippy::cli
