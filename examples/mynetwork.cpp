@@ -17,6 +17,7 @@
 #include "pippy/compiler/compiler.hpp"
 #endif
 #include "pippy/core/error.hpp"
+#include "pippy/core/planner.hpp"
 #include "pippy/runtime/environment.hpp"
 #include "pippy/runtime/gloo_transport.hpp"
 #include "pippy/runtime/pipeline_engine.hpp"
@@ -133,8 +134,27 @@ int main(int argc, char** argv) {
   std::string fail_how = "kill";
   app.add_option("--fail-how", fail_how, "...kill: it dies; stop: it hangs (SIGSTOP)")
       ->check(CLI::IsMember({"kill", "stop"}));
+  std::string plan_dir;
+  app.add_option("--plan", plan_dir,
+                 "run pippy plan's DIR/plan.json: its schedule, stages per rank, micro-batches and split (--split manual)");
   CLI11_PARSE(app, argc, argv);
   job.fail_signal = fail_how == "stop" ? SIGSTOP : SIGKILL;
+  std::vector<std::size_t> planned_split; // the plan's boundaries after 0: Sequential modules where stages 1.. begin
+  if (!plan_dir.empty()) {
+    try {
+      const auto plan = load_plan(plan_dir);
+      if (o.split != "manual")
+        throw input_error("--plan needs --split manual (the plan's boundaries index the Sequential's modules)");
+      job.schedule = plan.schedule;
+      job.stages_per_rank = plan.stages_per_rank;
+      job.microbatches = plan.microbatches;
+      for (std::size_t i = 1; i < plan.boundaries.size(); ++i)
+        planned_split.push_back(static_cast<std::size_t>(plan.boundaries[i]));
+    } catch (const input_error& e) {
+      std::cerr << "error: " << e.what() << "\n";
+      return 2;
+    }
+  }
 
   const mynetwork_options net{.in_dim = o.in_dim, .dims = o.dims};
   torch::nn::AnyModule compiled_model; // keeps the compiler's model (shared weights) alive
@@ -142,7 +162,9 @@ int main(int argc, char** argv) {
     if (o.split == "compiler")
       return compiler_stages(o, s, compiled_model);
     auto model = make_mynetwork(o.seed, net);
-    return split_sequential(model, mynetwork_boundaries(net, s.shape.num_stages()));
+    // The plan's split where it has one for this many stages (measure_layers asks for the finest).
+    const bool planned = !planned_split.empty() && static_cast<int>(planned_split.size()) + 1 == s.shape.num_stages();
+    return split_sequential(model, planned ? planned_split : mynetwork_boundaries(net, s.shape.num_stages()));
   };
   if (o.split == "manual")
     job.num_layers = static_cast<int>(2 * net.dims.size() + 1); // the Sequential's modules
@@ -151,7 +173,9 @@ int main(int argc, char** argv) {
     nlohmann::json m{{"model", "mynetwork"}, {"in_dim", net.in_dim}, {"dims", net.dims}, {"classes", net.classes},
                      {"batch", o.batch}, {"lr", o.lr}, {"momentum", examples::sgd_momentum}, {"split", o.split}};
     if (o.split == "manual") // indices of the Sequential's modules where stages 1.. begin
-      m["stage_boundaries"] = mynetwork_boundaries(net, num_stages);
+      m["stage_boundaries"] = !planned_split.empty() && static_cast<int>(planned_split.size()) + 1 == num_stages
+                                  ? planned_split
+                                  : mynetwork_boundaries(net, num_stages);
     return m.dump();
   };
   job.loss = ce;

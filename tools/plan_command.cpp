@@ -91,7 +91,7 @@ command add_plan_command(CLI::App& app) {
       const plan_candidate& c = plan.candidates[k];
       sim::sim_options so{.costs = plan_costs(profile, po, c), .links = po.links, .track_microbatches = false};
       so.memory.state_factor = po.memory.state_factor; // no cap: the full step, as predicted
-      simulated.push_back(sim::simulate(plan_schedule(po, c), so).makespan_us);
+      simulated.push_back(sim::simulate(plan_schedule(po, c), so).step_us);
     }
     const char* unit = plan.rows_known ? "rows/s" : "micro-batches/s";
     if (o->json) {

@@ -422,6 +422,16 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
       l.I = number(e, where, "I", us);
       l.W = number(e, where, "W", us);
       l.B = e.contains("B") ? number(e, where, "B", us) : l.I + l.W;
+      // Slopes may be negative (noise at two sizes); they must be finite.
+      auto slope = [&](const char* k) {
+        if (!e.contains(k))
+          return 0.0;
+        if (!e[k].is_number() || !std::isfinite(e[k].get<double>()))
+          throw input_error(where + k + " must be a finite number of microseconds per row (got " + e[k].dump() + ")");
+        return e[k].get<double>();
+      };
+      l.F_per_row = slope("F_per_row"), l.I_per_row = slope("I_per_row");
+      l.W_per_row = slope("W_per_row"), l.B_per_row = slope("B_per_row");
       l.activation_bytes = bytes(e, where, "activation_bytes");
       l.output_bytes = bytes(e, where, "output_bytes");
       l.param_bytes = bytes(e, where, "param_bytes");
@@ -458,10 +468,16 @@ std::string to_cost_json(const cost_table& t, std::string_view source) {
   }
   if (!t.layers.empty()) {
     auto& layers = j["layers"] = nlohmann::json::array();
-    for (const auto& l : t.layers)
-      layers.push_back({{"name", l.name}, {"F", l.F}, {"I", l.I}, {"W", l.W}, {"B", l.B},
-                        {"activation_bytes", l.activation_bytes}, {"output_bytes", l.output_bytes},
-                        {"param_bytes", l.param_bytes}});
+    for (const auto& l : t.layers) {
+      nlohmann::json e{{"name", l.name}, {"F", l.F}, {"I", l.I}, {"W", l.W}, {"B", l.B},
+                       {"activation_bytes", l.activation_bytes}, {"output_bytes", l.output_bytes},
+                       {"param_bytes", l.param_bytes}};
+      if (l.F_per_row != 0 || l.I_per_row != 0 || l.W_per_row != 0 || l.B_per_row != 0) {
+        e["F_per_row"] = l.F_per_row, e["I_per_row"] = l.I_per_row;
+        e["W_per_row"] = l.W_per_row, e["B_per_row"] = l.B_per_row;
+      }
+      layers.push_back(std::move(e));
+    }
   }
   return j.dump(2) + "\n";
 }
@@ -469,6 +485,23 @@ std::string to_cost_json(const cost_table& t, std::string_view source) {
 void save_cost_file(const cost_table& t, const std::string& path, std::string_view source) {
   const std::string text = to_cost_json(t, source);
   write_file_atomically(path, [&](std::ostream& out) { out << text; });
+}
+
+std::vector<layer_cost> layers_at_rows(const cost_table& t, std::int64_t rows) {
+  if (t.microbatch_rows <= 0 || rows <= 0)
+    throw input_error("layers_at_rows: needs the profile's microbatch_rows and a positive number of rows (got " +
+                      std::to_string(t.microbatch_rows) + " and " + std::to_string(rows) + ")");
+  const double ratio = static_cast<double>(rows) / static_cast<double>(t.microbatch_rows);
+  const double more = static_cast<double>(rows - t.microbatch_rows);
+  std::vector<layer_cost> out = t.layers;
+  for (auto& l : out) {
+    const bool affine = l.F_per_row != 0 || l.I_per_row != 0 || l.W_per_row != 0 || l.B_per_row != 0;
+    auto at = [&](double time, double per_row) { return affine ? std::max(0.0, time + per_row * more) : time * ratio; };
+    l.F = at(l.F, l.F_per_row), l.I = at(l.I, l.I_per_row), l.W = at(l.W, l.W_per_row), l.B = at(l.B, l.B_per_row);
+    auto bytes = [&](std::uint64_t b) { return static_cast<std::uint64_t>(static_cast<double>(b) * ratio); };
+    l.activation_bytes = bytes(l.activation_bytes), l.output_bytes = bytes(l.output_bytes);
+  }
+  return out;
 }
 
 std::vector<stage_cost> group_layers(const std::vector<layer_cost>& layers, const std::vector<int>& boundaries) {

@@ -1,5 +1,7 @@
 #include "pippy/core/planner.hpp"
 
+#include "pippy/core/text_file.hpp"
+
 #include <algorithm>
 #include <nlohmann/json.hpp>
 #include <tuple>
@@ -79,12 +81,25 @@ std::vector<int> stage_counts(const cost_table& profile, const plan_options& o) 
 // The stages of a split and their per-micro-batch scale: what a candidate is scored with.
 cost_table stage_costs(const cost_table& profile, const plan_options& o, const std::vector<int>& boundaries, int M) {
   cost_table c;
-  c.stages = profile.layers.empty() ? profile.stages : group_layers(profile.layers, boundaries);
   c.links = profile.links;
   c.action_overhead_us = profile.action_overhead_us;
+  c.step_overhead_us = profile.step_overhead_us;
   c.microbatch_rows = profile.microbatch_rows;
   c.jitter = profile.jitter;
   c.seed = profile.seed;
+  const bool affine = std::any_of(profile.layers.begin(), profile.layers.end(), [](const layer_cost& l) {
+    return l.F_per_row != 0 || l.I_per_row != 0 || l.W_per_row != 0 || l.B_per_row != 0;
+  });
+  if (o.global_batch > 0 && profile.microbatch_rows > 0 && affine) {
+    // The layers at the average micro-batch (affine in the rows where profiled at two sizes), uneven
+    // micro-batches in proportion around it.
+    const std::int64_t rows = std::max<std::int64_t>(1, o.global_batch / M);
+    c.stages = group_layers(layers_at_rows(profile, rows), boundaries);
+    c.microbatch_rows = rows;
+    c.scale_by_rows(o.global_batch, M);
+    return c;
+  }
+  c.stages = profile.layers.empty() ? profile.stages : group_layers(profile.layers, boundaries);
   if (o.global_batch > 0 && profile.microbatch_rows > 0) // costs scale with the rows of each micro-batch
     for (std::int64_t rows : chunk_sizes(o.global_batch, M))
       c.microbatch_scale.push_back(static_cast<double>(rows) / static_cast<double>(profile.microbatch_rows));
@@ -185,10 +200,10 @@ plan_result make_plan(const cost_table& profile, const plan_options& o) {
         const flat_result& r = ev.evaluate(add_communication(s), costs, o.links, uncapped);
         out.actions += r.actions;
         plan_candidate c{.schedule = name, .stages_per_rank = V, .microbatches = M, .boundaries = boundaries,
-                         .split_points = split_points, .step_us = r.makespan_us,
+                         .split_points = split_points, .step_us = r.makespan_us + profile.step_overhead_us,
                          .bubble_fraction = r.bubble_fraction, .peak_memory_bytes = r.peak_memory_bytes()};
         const double work = out.rows_known ? static_cast<double>(o.global_batch) : static_cast<double>(M);
-        c.throughput = r.makespan_us > 0 ? work / (r.makespan_us * 1e-6) : 0.0;
+        c.throughput = c.step_us > 0 ? work / (c.step_us * 1e-6) : 0.0;
         c.fits = o.memory.cap_bytes == 0 || c.peak_memory_bytes <= o.memory.cap_bytes;
         out.candidates.push_back(std::move(c));
       }
@@ -221,6 +236,51 @@ std::string to_plan_json(const plan_candidate& c, int num_ranks) {
                          {"peak_memory_bytes", c.peak_memory_bytes},
                          {"fits", c.fits}};
   return j.dump(2) + "\n";
+}
+
+emitted_plan load_plan(const std::string& dir) {
+  const std::string path = dir + "/plan.json", where = "plan file '" + path + "'";
+  const std::string text = read_text_file(path, where + ": cannot open it");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw input_error(where + ": malformed JSON: " + e.what());
+  }
+  if (!j.is_object())
+    throw input_error(where + ": expected an object");
+  auto size = [&](const char* k) {
+    if (!j.contains(k) || !j[k].is_number_integer() || j[k].get<std::int64_t>() < 1 || j[k].get<std::int64_t>() > (1 << 20))
+      throw input_error(where + ": " + k + " must be a whole number from 1 to 1048576" +
+                        (j.contains(k) ? " (got " + j[k].dump() + ")" : " (missing)"));
+    return static_cast<int>(j[k].get<std::int64_t>());
+  };
+  emitted_plan p;
+  if (!j.contains("schedule") || !j["schedule"].is_string())
+    throw input_error(where + ": schedule must be a schedule name");
+  p.schedule = j["schedule"].get<std::string>();
+  p.ranks = size("ranks");
+  p.stages_per_rank = size("stages_per_rank");
+  p.microbatches = size("microbatches");
+  if (j.contains("boundaries")) {
+    const auto& b = j["boundaries"];
+    if (!b.is_array())
+      throw input_error(where + ": boundaries must be an array of layer indices");
+    for (std::size_t i = 0; i < b.size(); ++i) {
+      if (!b[i].is_number_integer() || b[i].get<std::int64_t>() < 0 || b[i].get<std::int64_t>() > (1 << 20))
+        throw input_error(where + ": boundaries[" + std::to_string(i) + "] must be a layer index (got " + b[i].dump() + ")");
+      const int v = static_cast<int>(b[i].get<std::int64_t>());
+      if ((i == 0 && v != 0) || (i > 0 && v <= p.boundaries.back()))
+        throw input_error(where + ": boundaries must start at 0 and increase (boundaries[" + std::to_string(i) +
+                          "] is " + std::to_string(v) + ")");
+      p.boundaries.push_back(v);
+    }
+    if (!p.boundaries.empty() &&
+        static_cast<std::int64_t>(p.boundaries.size()) != static_cast<std::int64_t>(p.ranks) * p.stages_per_rank)
+      throw input_error(where + ": " + std::to_string(p.boundaries.size()) + " boundaries for " +
+                        std::to_string(p.ranks) + " ranks x " + std::to_string(p.stages_per_rank) + " stages");
+  }
+  return p;
 }
 
 } // namespace pippy

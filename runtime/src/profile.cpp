@@ -57,6 +57,26 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
   out.step_overhead_us = std::max(0.0, step_gap_us(t, context.steps));
   out.links = context.links;
   out.layers = context.layers;
+  // The layers were timed alone in one process, the stages beside the other ranks: each kind's layer times
+  // (and slopes) are scaled by the stages' total over the layers' total, so that layers regrouped into the
+  // run's own split add up to what the run measured.
+  auto total = [](const auto& items, auto field) {
+    double sum = 0;
+    for (const auto& x : items)
+      sum += x.*field;
+    return sum;
+  };
+  auto calibrate = [&](double stage_cost::*stage_field, double layer_cost::*time, double layer_cost::*per_row) {
+    const double layers = total(out.layers, time), stages = total(out.stages, stage_field);
+    if (!(layers > 0) || !(stages > 0))
+      return;
+    for (auto& l : out.layers)
+      l.*time *= stages / layers, l.*per_row *= stages / layers;
+  };
+  calibrate(&stage_cost::F, &layer_cost::F, &layer_cost::F_per_row);
+  calibrate(&stage_cost::I, &layer_cost::I, &layer_cost::I_per_row);
+  calibrate(&stage_cost::W, &layer_cost::W, &layer_cost::W_per_row);
+  calibrate(&stage_cost::B, &layer_cost::B, &layer_cost::B_per_row);
   out.microbatch_rows = context.microbatch_rows;
   return out;
 }

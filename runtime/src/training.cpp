@@ -86,23 +86,19 @@ void print_step_ms(const std::vector<std::vector<double>>& step_us_per_rank) {
   std::cout << "step_ms " << slowest[slowest.size() / 2] / 1000 << "\n" << std::flush;
 }
 
-std::vector<layer_cost> measure_layers(const training_job& job, int repeats) {
-  const int L = job.num_layers;
-  if (L < 1)
-    return {};
-  const auto shape = make_schedule({.name = "gpipe", .num_ranks = L, .num_microbatches = job.microbatches});
-  auto mods = job.make_stages(shape);
-  if (static_cast<int>(mods.size()) != L)
-    throw input_error("the model was split into " + std::to_string(mods.size()) + " layers, not " + std::to_string(L));
-  std::vector<stage_executor> layers;
-  for (int i = 0; i < L; ++i)
-    layers.emplace_back(i, L, mods[static_cast<std::size_t>(i)], nullptr, job.loss);
-  auto [inputs, target] = job.batch(0);
-  const auto first_inputs = split_tensors(inputs, job.microbatches).at(0);
-  const auto first_target = split_tensors({target}, job.microbatches).at(0).at(0);
-  const auto n = static_cast<std::size_t>(L);
+namespace {
+// F, I, W and B of each layer on one micro-batch (`inputs`, `target`): medians of `repeats` rounds after one
+// to warm up; `out_bytes` gets each layer's output bytes.
+struct layer_times {
+  std::vector<double> F, I, W, B;
+  std::vector<std::uint64_t> out_bytes;
+};
+layer_times time_layers(std::vector<stage_executor>& layers, const std::vector<torch::Tensor>& inputs,
+                        const torch::Tensor& target, int repeats) {
+  const auto n = layers.size();
   std::vector<std::vector<double>> f(n), i_(n), w(n), b(n);
-  std::vector<std::uint64_t> out_bytes(n, 0);
+  layer_times out;
+  out.out_bytes.assign(n, 0);
   auto timed = [](auto&& run, std::vector<double>* into) {
     const double t0 = now_us();
     run();
@@ -110,12 +106,12 @@ std::vector<layer_cost> measure_layers(const training_job& job, int repeats) {
       into->push_back(now_us() - t0);
   };
   auto forward_all = [&](bool keep) {
-    std::vector<torch::Tensor> x = first_inputs;
+    std::vector<torch::Tensor> x = inputs;
     for (std::size_t k = 0; k < n; ++k) {
       auto& ex = layers[k];
       ex.begin_step();
-      timed([&] { x = ex.forward(0, x, ex.is_last() ? first_target : torch::Tensor()); }, keep ? &f[k] : nullptr);
-      out_bytes[k] = bytes_of(x);
+      timed([&] { x = ex.forward(0, x, ex.is_last() ? target : torch::Tensor()); }, keep ? &f[k] : nullptr);
+      out.out_bytes[k] = bytes_of(x);
     }
   };
   for (int r = 0; r <= repeats; ++r) {
@@ -135,14 +131,49 @@ std::vector<layer_cost> measure_layers(const training_job& job, int repeats) {
     std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
     return v[v.size() / 2];
   };
-  std::vector<layer_cost> out;
   for (std::size_t k = 0; k < n; ++k) {
+    out.F.push_back(median(f[k]));
+    out.I.push_back(median(i_[k]));
+    out.W.push_back(median(w[k]));
+    out.B.push_back(median(b[k]));
+  }
+  return out;
+}
+} // namespace
+
+std::vector<layer_cost> measure_layers(const training_job& job, int repeats) {
+  const int L = job.num_layers;
+  if (L < 1)
+    return {};
+  const auto shape = make_schedule({.name = "gpipe", .num_ranks = L, .num_microbatches = job.microbatches});
+  auto mods = job.make_stages(shape);
+  if (static_cast<int>(mods.size()) != L)
+    throw input_error("the model was split into " + std::to_string(mods.size()) + " layers, not " + std::to_string(L));
+  std::vector<stage_executor> layers;
+  for (int i = 0; i < L; ++i)
+    layers.emplace_back(i, L, mods[static_cast<std::size_t>(i)], nullptr, job.loss);
+  auto [inputs, target] = job.batch(0);
+  const auto first = time_layers(layers, split_tensors(inputs, job.microbatches).at(0),
+                                 split_tensors({target}, job.microbatches).at(0).at(0), repeats);
+  const std::int64_t rows = inputs.at(0).size(0), first_rows = split_tensors(inputs, job.microbatches).at(0).at(0).size(0);
+  // The whole batch as a second size gives each time's slope in the rows.
+  std::optional<layer_times> whole;
+  if (rows > first_rows)
+    whole = time_layers(layers, inputs, target, repeats);
+  std::vector<layer_cost> out;
+  for (std::size_t k = 0; k < static_cast<std::size_t>(L); ++k) {
     std::string name = layers[k].module().describe(); // what the layer runs ("2:torch::nn::Linear")
     if (name.empty() || name.size() > 120)
       name = "layer" + std::to_string(k);
-    out.push_back(layer_cost{.name = name, .F = median(f[k]), .I = median(i_[k]), .W = median(w[k]), .B = median(b[k]),
-                             .activation_bytes = out_bytes[k], .output_bytes = out_bytes[k],
-                             .param_bytes = layers[k].parameter_bytes()});
+    layer_cost c{.name = name, .F = first.F[k], .I = first.I[k], .W = first.W[k], .B = first.B[k],
+                 .activation_bytes = first.out_bytes[k], .output_bytes = first.out_bytes[k],
+                 .param_bytes = layers[k].parameter_bytes()};
+    if (whole) {
+      const double more = static_cast<double>(rows - first_rows);
+      c.F_per_row = (whole->F[k] - c.F) / more, c.I_per_row = (whole->I[k] - c.I) / more;
+      c.W_per_row = (whole->W[k] - c.W) / more, c.B_per_row = (whole->B[k] - c.B) / more;
+    }
+    out.push_back(c);
   }
   return out;
 }

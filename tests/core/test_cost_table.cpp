@@ -156,3 +156,37 @@ TEST_CASE("a link is fitted to one-way times at several sizes", "[core][cost]") 
   CHECK_THROWS_WITH(fit_link({{1000, 1}, {1000, 2}}), "fit_link: needs times at two or more different sizes");
   CHECK_THROWS_WITH(fit_link({}), "fit_link: needs times at two or more different sizes");
 }
+
+TEST_CASE("layers at another micro-batch size: affine with per-row slopes, else in proportion", "[core][cost]") {
+  cost_table t = uniform_costs(1, stage_cost{});
+  t.microbatch_rows = 16;
+  t.layers = {layer_cost{.name = "a", .F = 100, .I = 40, .W = 60, .B = 100, .F_per_row = 2, .I_per_row = 1,
+                         .W_per_row = 0.5, .B_per_row = 1.5, .activation_bytes = 1600, .output_bytes = 160},
+              layer_cost{.name = "b", .F = 10, .I = 4, .W = 6, .B = 10, .activation_bytes = 16}};
+  const auto at64 = layers_at_rows(t, 64); // 48 rows more
+  CHECK(at64[0].F == 100 + 2 * 48);
+  CHECK(at64[0].I == 40 + 48);
+  CHECK(at64[0].W == 60 + 24);
+  CHECK(at64[0].B == 100 + 72);
+  CHECK(at64[0].activation_bytes == 6400);
+  CHECK(at64[0].output_bytes == 640);
+  CHECK(at64[1].F == 40); // no slopes: 4x the rows, 4x the time
+  CHECK(at64[1].B == 40);
+  CHECK(at64[1].activation_bytes == 64);
+  // Fewer rows: the fixed part stays; a slope never takes a time below 0.
+  t.layers[0].F_per_row = 10;
+  CHECK(layers_at_rows(t, 4)[0].F == 0);
+  CHECK(layers_at_rows(t, 8)[0].I == 40 - 8);
+  // The slopes go through the cost file; a layer without them writes none.
+  const auto text = to_cost_json(t);
+  const auto back = parse_cost_json(text, "x.json");
+  CHECK(back.layers[0].W_per_row == 0.5);
+  CHECK(back.layers[1].F_per_row == 0);
+  CHECK(text.find("\"F_per_row\"") == text.rfind("\"F_per_row\"")); // only layer a has them
+  CHECK_THROWS_WITH(parse_cost_json(R"({"stages":[{"F":1}],"layers":[{"F":1,"I":1,"W":1,"B_per_row":"x"}]})", "c.json"),
+                    "c.json: layers[0].B_per_row must be a finite number of microseconds per row (got \"x\")");
+  cost_table unknown;
+  unknown.layers = t.layers;
+  CHECK_THROWS_WITH(layers_at_rows(unknown, 8),
+                    "layers_at_rows: needs the profile's microbatch_rows and a positive number of rows (got 0 and 8)");
+}

@@ -3,6 +3,8 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <limits>
 #include <random>
@@ -235,4 +237,32 @@ TEST_CASE("planner: bad options name the option", "[core][planner][errors]") {
                     Catch::StartsWith("schedule: unknown name '2f2b' (known: gpipe, 1f1b"));
   CHECK_THROWS_WITH(make_plan(profile, plan_options{.num_ranks = 3, .schedules = {"zbv"}, .microbatches = {1}}),
                     "schedule: no schedule takes any of the stages-per-rank and microbatches tried on 3 ranks");
+}
+
+TEST_CASE("plan.json reads back what pippy plan --emit writes, and bad files name the field", "[core][planner]") {
+  const std::string dir = "test_plan_dir";
+  std::filesystem::create_directories(dir);
+  auto write = [&](const std::string& text) { std::ofstream(dir + "/plan.json") << text; };
+  plan_candidate c{.schedule = "zbv", .stages_per_rank = 2, .microbatches = 8, .boundaries = {0, 2, 3, 5},
+                   .split_points = {"b", "c", "d"}, .step_us = 123.5};
+  write(to_plan_json(c, 2));
+  const auto p = load_plan(dir);
+  CHECK(p.schedule == "zbv");
+  CHECK(p.ranks == 2);
+  CHECK(p.stages_per_rank == 2);
+  CHECK(p.microbatches == 8);
+  CHECK(p.boundaries == std::vector<int>{0, 2, 3, 5});
+  const std::string where = "plan file 'test_plan_dir/plan.json': ";
+  write(R"({"schedule":"1f1b","ranks":2,"stages_per_rank":1,"microbatches":0})");
+  CHECK_THROWS_WITH(load_plan(dir), where + "microbatches must be a whole number from 1 to 1048576 (got 0)");
+  write(R"({"schedule":"1f1b","ranks":2,"stages_per_rank":1,"microbatches":4,"boundaries":[0,3,3]})");
+  CHECK_THROWS_WITH(load_plan(dir), where + "boundaries must start at 0 and increase (boundaries[2] is 3)");
+  write(R"({"schedule":"1f1b","ranks":2,"stages_per_rank":1,"microbatches":4,"boundaries":[0,3,5]})");
+  CHECK_THROWS_WITH(load_plan(dir), where + "3 boundaries for 2 ranks x 1 stages");
+  write(R"({"schedule":"1f1b","ranks":1e300,"stages_per_rank":1,"microbatches":4})");
+  CHECK_THROWS_WITH(load_plan(dir), where + "ranks must be a whole number from 1 to 1048576 (got 1e+300)");
+  write(R"({"ranks":2)");
+  CHECK_THROWS_WITH(load_plan(dir), Catch::StartsWith(where + "malformed JSON"));
+  std::filesystem::remove_all(dir);
+  CHECK_THROWS_WITH(load_plan(dir), where + "cannot open it");
 }

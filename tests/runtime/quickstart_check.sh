@@ -56,7 +56,8 @@ if len(losses) != steps or not all(math.isfinite(x) and x > 0 for x in losses):
 elif abs(losses[0] - math.log(10)) > 0.1:
     bad.append(f"first loss {losses[0]}, expected about ln 10 = {math.log(10):.4f}")
 m = re.search(r"^measured step_us (\S+) bubble (\S+) ", txt, re.M)
-costs = json.load(open(f"{out}/measured-costs.json"))["stages"]
+profile = json.load(open(f"{out}/measured-costs.json"))
+costs = profile["stages"]
 busiest = max(M * (c["F"] + c["B"]) + c["U"] for c in costs)
 if not m:
     bad.append("no `measured step_us` line")
@@ -67,7 +68,13 @@ else:
     if not 0 <= bubble < 1:
         bad.append(f"measured bubble {bubble} is not in [0, 1)")
 pred = json.load(open(f"{out}/predicted.txt"))
-serial = sum(M * (c["F"] + c["B"]) + c["U"] for c in costs)
+# All work one after the other: compute, the runtime's overhead before each compute action, and every
+# transfer over the slowest link.
+S = len(costs)
+slowest = max((l["latency_us"] + (max(c.get("output_bytes", 0) for c in costs) / (l["bandwidth_gbps"] * 1e3)
+                                  if l["bandwidth_gbps"] > 0 else 0) for l in profile.get("links", [])), default=0)
+serial = (sum(M * (c["F"] + c["B"]) + c["U"] for c in costs) + S * (2 * M + 1) * profile.get("action_overhead_us", 0)
+          + 2 * M * (S - 1) * slowest)
 if not busiest * (1 - 1e-6) <= pred["makespan_us"] <= serial * (1 + 1e-6):
     bad.append(f"predicted step {pred['makespan_us']} us not in [busiest stage {busiest}, all work {serial}]")
 if not 0 <= pred["bubble_fraction"] < 1:

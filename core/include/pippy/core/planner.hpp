@@ -33,7 +33,8 @@ struct plan_candidate {
   int microbatches = 1;
   std::vector<int> boundaries;           // first layer of each stage (empty without per-layer costs)
   std::vector<std::string> split_points; // names of the layers where stages 1.. begin
-  double step_us = 0;                    // predicted step time (the flat evaluator's makespan)
+  double step_us = 0;                    // predicted step time: the flat evaluator's makespan + the profile's
+                                         // step overhead (pippy sim's step_us)
   double throughput = 0;                 // rows/s with a global batch, else micro-batches/s
   double bubble_fraction = 0;
   std::uint64_t peak_memory_bytes = 0;   // the largest rank's peak
@@ -68,5 +69,16 @@ std::vector<int> balanced_split(const std::vector<double>& times, int num_stages
 // plan.json: {"schedule", "ranks", "stages_per_rank", "microbatches", "boundaries", "split_points",
 // "predicted_step_us", "bubble_fraction", "peak_memory_bytes", "fits"}.
 std::string to_plan_json(const plan_candidate& c, int num_ranks);
+
+// What a runner needs from plan.json (`--plan DIR`): the schedule, its shape and the split.
+struct emitted_plan {
+  std::string schedule;
+  int ranks = 1, stages_per_rank = 1, microbatches = 1;
+  std::vector<int> boundaries; // first layer of each stage (starting with 0); empty: the profile's stages
+};
+// Reads DIR/plan.json. Throws input_error naming the file and field when it is missing or malformed:
+// sizes must be positive (at most 1 << 20), boundaries must start at 0, increase, and number
+// ranks * stages_per_rank.
+emitted_plan load_plan(const std::string& dir);
 
 } // namespace pippy

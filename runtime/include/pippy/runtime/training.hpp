@@ -62,9 +62,10 @@ struct training_job {
 
 // Per-layer costs: the model split into its job.num_layers finest stages, run in this process on the
 // first micro-batch of step 0: F through every layer, then I and W back through them, then F and B,
-// `repeats` times after one to warm up; each time is the median. A layer's activation and output bytes
-// are the bytes of its output (what the runtime holds for its backward and what a split after it
-// sends); its parameter bytes are its own.
+// `repeats` times after one to warm up; each time is the median. The same on the whole batch gives each
+// time's slope per row (a planner's other micro-batch sizes). A layer's activation and output bytes are
+// the bytes of its output on the micro-batch (what the runtime holds for its backward and what a split
+// after it sends); its parameter bytes are its own.
 std::vector<layer_cost> measure_layers(const training_job& job, int repeats = 5);
 
 // Throws input_error for bad options, peer_error when a peer is lost.

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# plan_validation.sh BUILD_DIR [OUT_DIR] [TOP]: runs the planner's top TOP (5) plans for real and compares.
+# MyNetwork (batch 128, 1 thread per process) is profiled on 2 Gloo processes (`pippy run --bind-cores`,
+# 1F1B, 8 micro-batches, 40 steps; the profile has its 7 modules' per-layer costs). `pippy plan` ranks
+# schedule x V x M x split for a global batch of 128 rows; each of its top plans then trains 40 steps
+# with `mynetwork --plan` and its measured step (`measured step_us`, the steps after the first) is put
+# beside the prediction. Prints the table, whether the predicted best is the measured best or within 5%
+# of it, and the Spearman correlation of the two rankings.
+set -euo pipefail
+build=$(cd "$1" && pwd)
+out=${2:-$(mktemp -d "${TMPDIR:-/tmp}/plan_validation.XXXXXX")}
+top=${3:-5}
+mkdir -p "$out"
+pippy=$build/tools/pippy mynetwork=$build/examples/mynetwork
+common="--batch 128 --steps 40 --threads 1"
+"$pippy" run --nproc 2 --bind-cores -- "$mynetwork" --schedule 1f1b --microbatches 8 $common \
+  --profile "$out/profile.json" >"$out/profile.log" 2>&1
+"$pippy" plan --cost-file "$out/profile.json" --ranks 2 --global-batch 128 --top "$top" --json >"$out/plans.json"
+python3 - "$out" "$top" <<'PY'
+import json, os, sys
+out, top = sys.argv[1], int(sys.argv[2])
+plans = json.load(open(f"{out}/plans.json"))["plans"][:top]
+for k, p in enumerate(plans):
+    os.makedirs(f"{out}/plan{k}", exist_ok=True)
+    json.dump({key: p[key] for key in ("schedule", "stages_per_rank", "microbatches", "boundaries")} | {"ranks": 2},
+              open(f"{out}/plan{k}/plan.json", "w"))
+PY
+for ((k = 0; k < top; ++k)); do
+  [[ -f $out/plan$k/plan.json ]] || break
+  "$pippy" run --nproc 2 --bind-cores -- "$mynetwork" --plan "$out/plan$k" $common >"$out/plan$k/run.log" 2>&1 ||
+    { echo "error: plan $k failed (see $out/plan$k/run.log)" >&2; exit 1; }
+done
+python3 - "$out" <<'PY'
+import json, os, re, sys
+out = sys.argv[1]
+plans = json.load(open(f"{out}/plans.json"))["plans"]
+rows = []
+for k, p in enumerate(plans):
+    log = f"{out}/plan{k}/run.log"
+    if not os.path.exists(log):
+        break
+    m = re.search(r"^measured step_us ([0-9.e+]+)", open(log).read(), re.M)
+    rows.append((k, p, float(m.group(1)) / 1000))
+print(f"{'#':>2} {'schedule':<18} {'V':>2} {'M':>3} {'split':<16} {'predicted_ms':>12} {'measured_ms':>11}")
+for k, p, meas in rows:
+    split = ",".join(map(str, p["boundaries"][1:]))
+    print(f"{k + 1:>2} {p['schedule']:<18} {p['stages_per_rank']:>2} {p['microbatches']:>3} {split:<16} "
+          f"{p['predicted_step_us'] / 1000:>12.3f} {meas:>11.3f}")
+def ranks(values):
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    r = [0.0] * len(values)
+    for pos, i in enumerate(order):
+        r[i] = pos + 1.0
+    return r
+pred = [p["predicted_step_us"] for _, p, _ in rows]
+meas = [m for _, _, m in rows]
+rp, rm = ranks(pred), ranks(meas)
+n = len(rows)
+rho = 1 - 6 * sum((a - b) ** 2 for a, b in zip(rp, rm)) / (n * (n * n - 1)) if n > 1 else 1.0
+best_measured = min(meas)
+gap = 100 * (meas[0] - best_measured) / best_measured
+print(f"predicted best (#1) measured {meas[0]:.3f} ms, measured best {best_measured:.3f} ms: {gap:.1f}% slower")
+print(f"spearman {rho:.2f}")
+PY
