@@ -3,8 +3,8 @@
 # MyNetwork (batch 128, 1 thread per process) is profiled on 2 Gloo processes (`pippy run --bind-cores`,
 # 1F1B, 8 micro-batches, 40 steps; the profile has its 7 modules' per-layer costs). `pippy plan` ranks
 # schedule x V x M x split for a global batch of 128 rows; each of its top plans then trains 40 steps
-# with `mynetwork --plan` and its measured step (`measured step_us`, the steps after the first) is put
-# beside the prediction. Prints the table, whether the predicted best is the measured best or within 5%
+# with `mynetwork --plan`, three times in turn, and the median of its measured steps (`measured step_us`,
+# the steps after the first) is put beside the prediction. Prints the table, whether the predicted best is the measured best or within 5%
 # of it, and the Spearman correlation of the two rankings.
 set -euo pipefail
 build=$(cd "$1" && pwd)
@@ -25,10 +25,14 @@ for k, p in enumerate(plans):
     json.dump({key: p[key] for key in ("schedule", "stages_per_rank", "microbatches", "boundaries")} | {"ranks": 2},
               open(f"{out}/plan{k}/plan.json", "w"))
 PY
-for ((k = 0; k < top; ++k)); do
-  [[ -f $out/plan$k/plan.json ]] || break
-  "$pippy" run --nproc 2 --bind-cores -- "$mynetwork" --plan "$out/plan$k" $common >"$out/plan$k/run.log" 2>&1 ||
-    { echo "error: plan $k failed (see $out/plan$k/run.log)" >&2; exit 1; }
+# Three rounds, the plans in turn in each, so that the machine's drift falls on every plan alike.
+for round in 1 2 3; do
+  for ((k = 0; k < top; ++k)); do
+    [[ -f $out/plan$k/plan.json ]] || break
+    log=$out/plan$k/run$round.log
+    "$pippy" run --nproc 2 --bind-cores -- "$mynetwork" --plan "$out/plan$k" $common >"$log" 2>&1 ||
+      { echo "error: plan $k failed (see $log)" >&2; exit 1; }
+  done
 done
 python3 - "$out" <<'PY'
 import json, os, re, sys
@@ -36,11 +40,12 @@ out = sys.argv[1]
 plans = json.load(open(f"{out}/plans.json"))["plans"]
 rows = []
 for k, p in enumerate(plans):
-    log = f"{out}/plan{k}/run.log"
-    if not os.path.exists(log):
+    logs = [f"{out}/plan{k}/run{r}.log" for r in (1, 2, 3)]
+    if not all(os.path.exists(log) for log in logs):
         break
-    m = re.search(r"^measured step_us ([0-9.e+]+)", open(log).read(), re.M)
-    rows.append((k, p, float(m.group(1)) / 1000))
+    steps = sorted(float(re.search(r"^measured step_us ([0-9.e+]+)", open(log).read(), re.M).group(1)) / 1000
+                   for log in logs)
+    rows.append((k, p, steps[1]))  # the median of the three rounds
 print(f"{'#':>2} {'schedule':<18} {'V':>2} {'M':>3} {'split':<16} {'predicted_ms':>12} {'measured_ms':>11}")
 for k, p, meas in rows:
     split = ",".join(map(str, p["boundaries"][1:]))

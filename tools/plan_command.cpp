@@ -107,7 +107,8 @@ command add_plan_command(CLI::App& app) {
       const nlohmann::json out{{"ranks", po.num_ranks},          {"layers", plan.layers},
                                {"per_layer", plan.per_layer},    {"global_batch", po.global_batch},
                                {"memory_cap_bytes", o->memory_cap}, {"candidates", plan.candidates.size()},
-                               {"skipped", plan.skipped},        {"actions", plan.actions},
+                               {"skipped", plan.skipped},        {"repeats", plan.repeats},
+                               {"actions", plan.actions},
                                {"plan_wall_s", plan_s},          {"plans", plans}};
       std::cout << out.dump(2) << "\n";
     } else {
@@ -117,8 +118,9 @@ command add_plan_command(CLI::App& app) {
         std::printf(", global batch %lld rows", static_cast<long long>(po.global_batch));
       if (o->memory_cap > 0)
         std::printf(", memory cap %lld bytes", o->memory_cap);
-      std::printf("\n%zu candidates scored in %.3f s (%zu actions); %zu schedule/V/M combinations refused\n",
-                  plan.candidates.size(), plan_s, plan.actions, plan.skipped);
+      std::printf("\n%zu candidates scored in %.3f s (%zu actions); %zu schedule/V/M combinations refused, %zu the "
+                  "same as another schedule\n",
+                  plan.candidates.size(), plan_s, plan.actions, plan.skipped, plan.repeats);
       if (po.global_batch > 0 && profile.microbatch_rows == 0)
         std::printf("note: the profile has no microbatch_rows, so its costs are used as they are for every M\n");
       std::printf("%4s  %-16s %3s %5s %14s %14s %15s %8s %16s %5s\n", "#", "schedule", "V", "M", "step_us",

@@ -189,6 +189,7 @@ plan_result make_plan(const cost_table& profile, const plan_options& o) {
                                                                 : std::vector<std::string>{};
     for (int M : Ms) {
       const cost_table costs = stage_costs(profile, o, boundaries, M);
+      std::vector<std::vector<std::vector<action>>> scored; // action lists of this V and M, to drop repeats
       for (const auto& name : names) {
         schedule s;
         try {
@@ -197,6 +198,11 @@ plan_result make_plan(const cost_table& profile, const plan_options& o) {
           ++out.skipped; // this schedule does not take this V or M
           continue;
         }
+        if (std::find(scored.begin(), scored.end(), s.ranks) != scored.end()) {
+          ++out.repeats; // the same actions under another name (interleaved-zb with V = 1 is zb-h1)
+          continue;
+        }
+        scored.push_back(s.ranks);
         const flat_result& r = ev.evaluate(add_communication(s), costs, o.links, uncapped);
         out.actions += r.actions;
         plan_candidate c{.schedule = name, .stages_per_rank = V, .microbatches = M, .boundaries = boundaries,

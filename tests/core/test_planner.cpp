@@ -266,3 +266,14 @@ TEST_CASE("plan.json reads back what pippy plan --emit writes, and bad files nam
   std::filesystem::remove_all(dir);
   CHECK_THROWS_WITH(load_plan(dir), where + "cannot open it");
 }
+
+TEST_CASE("a schedule that repeats another's actions under a new name is scored once", "[core][planner]") {
+  // With one stage per rank interleaved-zb is ZB-H1: the first name in the list is kept.
+  cost_table profile = uniform_costs(2, stage_cost{.F = 1, .I = 1, .W = 1, .B = 2});
+  const auto plan = make_plan(profile, plan_options{.num_ranks = 2, .schedules = {"zb-h1", "interleaved-zb", "gpipe"},
+                                                    .microbatches = {4}, .stages_per_rank = {1}});
+  REQUIRE(plan.candidates.size() == 2);
+  CHECK(plan.repeats == 1);
+  for (const auto& c : plan.candidates)
+    CHECK(c.schedule != "interleaved-zb");
+}

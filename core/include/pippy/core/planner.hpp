@@ -19,7 +19,8 @@ struct plan_options {
   // without one.
   std::vector<int> microbatches;
   // Rows per step (0 = unknown). With the profile's microbatch_rows, a micro-batch of r rows costs
-  // r / microbatch_rows times the profile's compute time and bytes; without them, costs are as given.
+  // r / microbatch_rows times the profile's compute time and bytes, or its layers' times at r rows where
+  // they have per-row slopes (layers_at_rows); without them, costs are as given.
   std::int64_t global_batch = 0;
   // V to try; empty: 1 up to layers / R (with per-layer costs), else the profile's stages / R.
   std::vector<int> stages_per_rank;
@@ -46,6 +47,7 @@ struct plan_result {
   // candidate) or by step time per micro-batch (without one, M micro-batches of the profile's size).
   std::vector<plan_candidate> candidates;
   std::size_t skipped = 0; // schedule, V and M combinations a generator refused
+  std::size_t repeats = 0; // combinations whose actions equal an earlier schedule's (the first name is kept)
   std::size_t actions = 0; // actions evaluated, over every lowered candidate schedule
   int layers = 0;          // layers the splits cut (the profile's stages without per-layer costs)
   bool per_layer = false;  // the profile had per-layer costs
