@@ -1,21 +1,28 @@
 #!/usr/bin/env bash
-# plan_validation.sh BUILD_DIR [OUT_DIR] [TOP]: runs the planner's top TOP (5) plans for real and compares.
-# MyNetwork (batch 128, 1 thread per process) is profiled on 2 Gloo processes (`pippy run --bind-cores`,
-# 1F1B, 8 micro-batches, 40 steps; the profile has its 7 modules' per-layer costs). `pippy plan` ranks
-# schedule x V x M x split for a global batch of 128 rows; each of its top plans then trains 40 steps
-# with `mynetwork --plan`, three times in turn, and the median of its measured steps (`measured step_us`,
+# plan_validation.sh BUILD_DIR [OUT_DIR] [TOP] [MODEL]: runs the planner's top TOP (5) plans for real and
+# compares. MODEL mynetwork (default: batch 128, profiled with 8 micro-batches; per-layer costs of its 7
+# modules) or gpt (the example's 6-block GPT, batch 32, profiled with 4 micro-batches; a layer per block) is
+# profiled on 2 Gloo processes (`pippy run --bind-cores`, 1F1B, 40 steps, 1 thread per process).
+# `pippy plan` ranks schedule x V x M x split for a global batch of the same rows; each of its top plans then trains 40 steps
+# with `--plan`, three times in turn, and the median of its measured steps (`measured step_us`,
 # the steps after the first) is put beside the prediction. Prints the table, whether the predicted best is the measured best or within 5%
 # of it, and the Spearman correlation of the two rankings.
 set -euo pipefail
 build=$(cd "$1" && pwd)
 out=${2:-$(mktemp -d "${TMPDIR:-/tmp}/plan_validation.XXXXXX")}
 top=${3:-5}
+model=${4:-mynetwork}
 mkdir -p "$out"
-pippy=$build/tools/pippy mynetwork=$build/examples/mynetwork
-common="--batch 128 --steps 40 --threads 1"
-"$pippy" run --nproc 2 --bind-cores -- "$mynetwork" --schedule 1f1b --microbatches 8 $common \
+pippy=$build/tools/pippy program=$build/examples/$model
+case $model in
+  mynetwork) batch=128 profile_mb=8 ;;
+  gpt) batch=32 profile_mb=4 ;;
+  *) echo "error: MODEL must be mynetwork or gpt (got '$model')" >&2; exit 2 ;;
+esac
+common="--batch $batch --steps 40 --threads 1"
+"$pippy" run --nproc 2 --bind-cores -- "$program" --schedule 1f1b --microbatches $profile_mb $common \
   --profile "$out/profile.json" >"$out/profile.log" 2>&1
-"$pippy" plan --cost-file "$out/profile.json" --ranks 2 --global-batch 128 --top "$top" --json >"$out/plans.json"
+"$pippy" plan --cost-file "$out/profile.json" --ranks 2 --global-batch $batch --top "$top" --json >"$out/plans.json"
 python3 - "$out" "$top" <<'PY'
 import json, os, sys
 out, top = sys.argv[1], int(sys.argv[2])
@@ -30,7 +37,7 @@ for round in 1 2 3; do
   for ((k = 0; k < top; ++k)); do
     [[ -f $out/plan$k/plan.json ]] || break
     log=$out/plan$k/run$round.log
-    "$pippy" run --nproc 2 --bind-cores -- "$mynetwork" --plan "$out/plan$k" $common >"$log" 2>&1 ||
+    "$pippy" run --nproc 2 --bind-cores -- "$program" --plan "$out/plan$k" $common >"$log" 2>&1 ||
       { echo "error: plan $k failed (see $log)" >&2; exit 1; }
   done
 done

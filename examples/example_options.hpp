@@ -8,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "pippy/core/planner.hpp"
 #include "pippy/runtime/training.hpp"
 
 namespace pippy::examples {
@@ -44,6 +45,27 @@ inline void add_run_options(CLI::App& app, training_job& job) {
   app.add_flag("--time", job.time_steps, "a barrier before each step; print step_ms (median, after the first step)");
   app.add_option("--export-dir", job.export_dir,
                  "write the initial parameters, the data and the final parameters here (for a peer to train the same)");
+}
+
+// --plan DIR: `pippy plan --emit`'s plan.
+inline void add_plan_option(CLI::App& app, std::string& plan_dir) {
+  app.add_option("--plan", plan_dir,
+                 "run pippy plan's DIR/plan.json: its schedule, stages per rank, micro-batches and split (--split manual)")
+      ->type_name("DIR");
+}
+
+// Sets the job's schedule, V and M from DIR/plan.json and returns the plan's split: the first layer of
+// stages 1.. (empty without a plan). Throws input_error naming the file and field.
+inline std::vector<int> apply_plan(const std::string& plan_dir, training_job& job) {
+  if (plan_dir.empty())
+    return {};
+  const emitted_plan plan = load_plan(plan_dir);
+  job.schedule = plan.schedule;
+  job.stages_per_rank = plan.stages_per_rank;
+  job.microbatches = plan.microbatches;
+  if (plan.boundaries.size() < 2)
+    return {};
+  return {plan.boundaries.begin() + 1, plan.boundaries.end()};
 }
 
 // SGD with momentum, the examples' optimizer (pipelined and unsplit alike).

@@ -97,7 +97,22 @@ int main(int argc, char** argv) {
   app.add_option("--seq", o.config.block_size, "sequence length")->check(CLI::PositiveNumber);
   examples::add_optimizer_options(app, o);
   examples::add_run_options(app, job);
+  std::string plan_dir;
+  examples::add_plan_option(app, plan_dir);
   CLI11_PARSE(app, argc, argv);
+  std::vector<int> planned_split; // the plan's blocks where stages 1.. begin
+  try {
+    if (!plan_dir.empty() && o.split != "manual")
+      throw input_error("--plan needs --split manual (the plan's boundaries index the blocks)");
+    planned_split = examples::apply_plan(plan_dir, job);
+  } catch (const input_error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  }
+  // The layers of a per-layer profile: one block per stage (the embeddings go with the first, the head
+  // with the last).
+  if (o.split == "manual")
+    job.num_layers = static_cast<int>(o.config.n_layer);
 
   models::GPT model{nullptr}; // the stages share its tensors (replicate: copies)
   std::vector<tied_group> tied;
@@ -107,8 +122,14 @@ int main(int argc, char** argv) {
       throw input_error("--batch " + std::to_string(o.batch) + " must be a multiple of --microbatches " +
                         std::to_string(s.shape.num_microbatches) + " (the traced graph has a fixed micro-batch shape)");
     model = make_model(o);
-    if (o.split == "manual")
+    if (o.split == "manual" && !planned_split.empty() && static_cast<int>(planned_split.size()) + 1 == S) {
+      std::vector<std::pair<std::string, split_point>> points;
+      for (int b : planned_split)
+        points.emplace_back("blocks." + std::to_string(b), split_point::beginning);
+      annotate_split_points(*model, points);
+    } else if (o.split == "manual") {
       annotate_split_points(*model, models::gpt_manual_split(o.config, S));
+    }
     auto [x, y] = counting_batch(o, 0);
     auto p = pippy::pipeline(
         *model, [&](const std::vector<torch::Tensor>& xs) { return std::vector<torch::Tensor>{model->forward(xs[0])}; },

@@ -17,7 +17,6 @@
 #include "pippy/compiler/compiler.hpp"
 #endif
 #include "pippy/core/error.hpp"
-#include "pippy/core/planner.hpp"
 #include "pippy/runtime/environment.hpp"
 #include "pippy/runtime/gloo_transport.hpp"
 #include "pippy/runtime/pipeline_engine.hpp"
@@ -135,25 +134,18 @@ int main(int argc, char** argv) {
   app.add_option("--fail-how", fail_how, "...kill: it dies; stop: it hangs (SIGSTOP)")
       ->check(CLI::IsMember({"kill", "stop"}));
   std::string plan_dir;
-  app.add_option("--plan", plan_dir,
-                 "run pippy plan's DIR/plan.json: its schedule, stages per rank, micro-batches and split (--split manual)");
+  examples::add_plan_option(app, plan_dir);
   CLI11_PARSE(app, argc, argv);
   job.fail_signal = fail_how == "stop" ? SIGSTOP : SIGKILL;
-  std::vector<std::size_t> planned_split; // the plan's boundaries after 0: Sequential modules where stages 1.. begin
-  if (!plan_dir.empty()) {
-    try {
-      const auto plan = load_plan(plan_dir);
-      if (o.split != "manual")
-        throw input_error("--plan needs --split manual (the plan's boundaries index the Sequential's modules)");
-      job.schedule = plan.schedule;
-      job.stages_per_rank = plan.stages_per_rank;
-      job.microbatches = plan.microbatches;
-      for (std::size_t i = 1; i < plan.boundaries.size(); ++i)
-        planned_split.push_back(static_cast<std::size_t>(plan.boundaries[i]));
-    } catch (const input_error& e) {
-      std::cerr << "error: " << e.what() << "\n";
-      return 2;
-    }
+  std::vector<std::size_t> planned_split; // the plan's Sequential modules where stages 1.. begin
+  try {
+    if (!plan_dir.empty() && o.split != "manual")
+      throw input_error("--plan needs --split manual (the plan's boundaries index the Sequential's modules)");
+    for (int b : examples::apply_plan(plan_dir, job))
+      planned_split.push_back(static_cast<std::size_t>(b));
+  } catch (const input_error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
   }
 
   const mynetwork_options net{.in_dim = o.in_dim, .dims = o.dims};

@@ -58,25 +58,33 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
   out.links = context.links;
   out.layers = context.layers;
   // The layers were timed alone in one process, the stages beside the other ranks: each kind's layer times
-  // (and slopes) are scaled by the stages' total over the layers' total, so that layers regrouped into the
-  // run's own split add up to what the run measured.
-  auto total = [](const auto& items, auto field) {
+  // (and slopes) are scaled by the stages' measured total over the layers' total, so that layers regrouped
+  // into the run's own split add up to what the run measured. A kind the run did not measure (I and W of
+  // a schedule with full backwards, B of a zero-bubble one) takes the factor of what it makes up (B), or
+  // of its parts (I + W), keeping the layers' own split between I and W.
+  auto measured_everywhere = [&](action_kind k) {
+    return std::all_of(a.begin(), a.end(), [&](const acc& x) { return x.n[static_cast<std::size_t>(k)] > 0; });
+  };
+  auto total = [](const auto& items, auto... fields) {
     double sum = 0;
     for (const auto& x : items)
-      sum += x.*field;
+      sum += (0.0 + ... + (x.*fields));
     return sum;
   };
-  auto calibrate = [&](double stage_cost::*stage_field, double layer_cost::*time, double layer_cost::*per_row) {
-    const double layers = total(out.layers, time), stages = total(out.stages, stage_field);
-    if (!(layers > 0) || !(stages > 0))
-      return;
-    for (auto& l : out.layers)
-      l.*time *= stages / layers, l.*per_row *= stages / layers;
-  };
-  calibrate(&stage_cost::F, &layer_cost::F, &layer_cost::F_per_row);
-  calibrate(&stage_cost::I, &layer_cost::I, &layer_cost::I_per_row);
-  calibrate(&stage_cost::W, &layer_cost::W, &layer_cost::W_per_row);
-  calibrate(&stage_cost::B, &layer_cost::B, &layer_cost::B_per_row);
+  auto ratio = [](double stages, double layers) { return stages > 0 && layers > 0 ? stages / layers : 1.0; };
+  const double f_F = ratio(total(out.stages, &stage_cost::F), total(out.layers, &layer_cost::F));
+  const bool have_b = measured_everywhere(action_kind::full_backward),
+             have_iw = measured_everywhere(action_kind::backward_input) && measured_everywhere(action_kind::backward_weight);
+  const double f_IW = ratio(total(out.stages, &stage_cost::I, &stage_cost::W), total(out.layers, &layer_cost::I, &layer_cost::W));
+  const double f_B = have_b || !have_iw ? ratio(total(out.stages, &stage_cost::B), total(out.layers, &layer_cost::B)) : f_IW;
+  const double f_I = have_iw ? ratio(total(out.stages, &stage_cost::I), total(out.layers, &layer_cost::I)) : f_B;
+  const double f_W = have_iw ? ratio(total(out.stages, &stage_cost::W), total(out.layers, &layer_cost::W)) : f_B;
+  for (auto& l : out.layers) {
+    l.F *= f_F, l.F_per_row *= f_F;
+    l.I *= f_I, l.I_per_row *= f_I;
+    l.W *= f_W, l.W_per_row *= f_W;
+    l.B *= f_B, l.B_per_row *= f_B;
+  }
   out.microbatch_rows = context.microbatch_rows;
   return out;
 }

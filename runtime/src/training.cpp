@@ -158,8 +158,14 @@ std::vector<layer_cost> measure_layers(const training_job& job, int repeats) {
   const std::int64_t rows = inputs.at(0).size(0), first_rows = split_tensors(inputs, job.microbatches).at(0).at(0).size(0);
   // The whole batch as a second size gives each time's slope in the rows.
   std::optional<layer_times> whole;
-  if (rows > first_rows)
-    whole = time_layers(layers, inputs, target, repeats);
+  if (rows > first_rows) {
+    try {
+      whole = time_layers(layers, inputs, target, repeats);
+    } catch (const std::exception&) {
+      // Stages traced at the micro-batch's shape (the compiler's graphs) take no other size: no slopes,
+      // a planner scales these times in proportion to the rows. The layers are not used again.
+    }
+  }
   std::vector<layer_cost> out;
   for (std::size_t k = 0; k < static_cast<std::size_t>(L); ++k) {
     std::string name = layers[k].module().describe(); // what the layer runs ("2:torch::nn::Linear")
