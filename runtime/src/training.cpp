@@ -62,7 +62,7 @@ void report_measured(const training_job& job, trace t, int num_stages, const pro
   auto steady = step_range(t, steps, steps > 1 ? 1 : 0);
   const auto sum = summarize(steady, std::max(1, steps - 1));
   std::cout << "measured step_us " << sum.step_us << " bubble " << sum.bubble_fraction
-            << " (steps after the first)\n";
+            << " (steps after the first) median_step_us " << median_step_us(steady, std::max(1, steps - 1)) << "\n";
   if (!job.profile_file.empty()) {
     profile_context with_steps = context;
     with_steps.steps = std::max(1, steps - 1);

@@ -550,3 +550,23 @@ TEST_CASE("the gap between steps: first compute start of a step minus the last c
   CHECK(step_gap_us(t, 3) == 59.5);
   CHECK(step_gap_us(t, 1) == 0);
 }
+
+TEST_CASE("the median step: from a step's first start to the next one's, the last one's with the mean gap",
+          "[traces][metrics]") {
+  // One rank, four steps of one F and one B: starts 0, 100, 300 (a stall), 400; each step's actions end
+  // 40 us after its start (gaps 60, 160, 60: mean 93.33).
+  trace t;
+  t.num_ranks = 1;
+  for (double base : {0.0, 100.0, 300.0, 400.0}) {
+    t.events.push_back(ev(0, "0F0", base, base + 10));
+    t.events.push_back(ev(0, "0B0", base + 10, base + 40));
+  }
+  const auto b = bounds_of_steps(t, 4);
+  CHECK(b.first_start_us == std::vector<double>{0, 100, 300, 400});
+  CHECK(b.last_end_us == std::vector<double>{40, 140, 340, 440});
+  CHECK(step_gap_us(t, 4) == Approx(280.0 / 3));
+  // Steps of 100, 200, 100 and 40 + 93.33: the median (of 4, the upper middle) is 133.33.
+  CHECK(median_step_us(t, 4) == Approx(40 + 280.0 / 3));
+  CHECK(median_step_us(t, 0) == 0);
+  CHECK(bounds_of_steps(t, 0).first_start_us.empty());
+}

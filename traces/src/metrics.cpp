@@ -164,30 +164,53 @@ trace step_range(const trace& t, int steps, int first) {
   return out;
 }
 
-double step_gap_us(const trace& t, int steps) {
-  if (steps < 2)
-    return 0.0;
+step_bounds bounds_of_steps(const trace& t, int steps) {
+  step_bounds out;
+  if (steps < 1)
+    return out;
   std::map<int, std::vector<const trace_event*>> by_rank;
   for (const auto& e : t.events)
     if (is_compute(e.act.kind)) // transfers may be posted before their step begins
       by_rank[e.rank].push_back(&e);
   constexpr double inf = std::numeric_limits<double>::infinity();
-  std::vector<double> first(static_cast<std::size_t>(steps), inf), last(static_cast<std::size_t>(steps), -inf);
+  out.first_start_us.assign(static_cast<std::size_t>(steps), inf);
+  out.last_end_us.assign(static_cast<std::size_t>(steps), -inf);
   for (auto& [r, evs] : by_rank) {
     std::stable_sort(evs.begin(), evs.end(), [](const trace_event* a, const trace_event* b) { return a->start_us < b->start_us; });
     const std::size_t per_step = evs.size() / static_cast<std::size_t>(steps);
     for (std::size_t i = 0; i < per_step * static_cast<std::size_t>(steps); ++i) {
       const auto k = i / per_step;
-      first[k] = std::min(first[k], evs[i]->start_us);
-      last[k] = std::max(last[k], evs[i]->end_us);
+      out.first_start_us[k] = std::min(out.first_start_us[k], evs[i]->start_us);
+      out.last_end_us[k] = std::max(out.last_end_us[k], evs[i]->end_us);
     }
   }
+  return out;
+}
+
+double step_gap_us(const trace& t, int steps) {
+  const auto b = bounds_of_steps(t, steps);
   double sum = 0;
   int n = 0;
-  for (int k = 1; k < steps; ++k)
-    if (std::isfinite(first[static_cast<std::size_t>(k)]) && std::isfinite(last[static_cast<std::size_t>(k - 1)]))
-      sum += first[static_cast<std::size_t>(k)] - last[static_cast<std::size_t>(k - 1)], ++n;
+  for (std::size_t k = 1; k < b.first_start_us.size(); ++k)
+    if (std::isfinite(b.first_start_us[k]) && std::isfinite(b.last_end_us[k - 1]))
+      sum += b.first_start_us[k] - b.last_end_us[k - 1], ++n;
   return n ? sum / n : 0.0;
+}
+
+double median_step_us(const trace& t, int steps) {
+  const auto b = bounds_of_steps(t, steps);
+  const double gap = step_gap_us(t, steps);
+  std::vector<double> each;
+  for (std::size_t k = 0; k < b.first_start_us.size(); ++k) {
+    const double next = k + 1 < b.first_start_us.size() ? b.first_start_us[k + 1] : b.last_end_us[k] + gap;
+    if (std::isfinite(b.first_start_us[k]) && std::isfinite(next))
+      each.push_back(next - b.first_start_us[k]);
+  }
+  if (each.empty())
+    return 0.0;
+  const auto mid = each.begin() + static_cast<std::ptrdiff_t>(each.size() / 2);
+  std::nth_element(each.begin(), mid, each.end());
+  return *mid;
 }
 
 void shift_to_zero(trace& t) {

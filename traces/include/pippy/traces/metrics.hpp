@@ -94,10 +94,19 @@ std::string render_grid(const schedule& s, const evaluation& e);
 // equal parts (every rank runs the same actions each step), and each rank's memory samples from its first
 // kept event on.
 trace step_range(const trace& t, int steps, int first);
-// The runtime's time between consecutive steps: the mean, over steps k = 1..steps-1, of the first start
-// of a compute action of step k (over all ranks) minus the last end of one of step k-1, each rank's
-// compute actions cut into `steps` equal parts; 0 when steps < 2.
+// Each step's first compute start and last compute end over all ranks, each rank's compute actions cut
+// into `steps` equal parts (every rank runs the same actions each step); empty when steps < 1.
+struct step_bounds {
+  std::vector<double> first_start_us, last_end_us;
+};
+step_bounds bounds_of_steps(const trace& t, int steps);
+// The runtime's time between consecutive steps: the mean, over steps k = 1..steps-1, of step k's first
+// start minus step k-1's last end; 0 when steps < 2.
 double step_gap_us(const trace& t, int steps);
+// The median step when steps follow each other: step k lasts from its first start to the next step's
+// (the last step: to its last end plus the mean gap), so a stall in one step does not move it. 0 when
+// steps < 1.
+double median_step_us(const trace& t, int steps);
 // Moves every event and sample so that the first event starts at 0.
 void shift_to_zero(trace& t);
 
