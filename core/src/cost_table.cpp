@@ -329,6 +329,8 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
         return std::nullopt;
       if (!e[k].is_number() || e[k].get<double>() < 0)
         throw input_error(where + k + " must be a non-negative number of bytes (got " + e[k].dump() + ")");
+      if (!(e[k].get<double>() < 0x1p63)) // a value the conversion cannot hold
+        throw input_error(where + k + " is too large (got " + e[k].dump() + ")");
       return static_cast<std::uint64_t>(e[k].get<double>());
     };
     auto F = time("F"), I = time("I"), W = time("W"), B = time("B");

@@ -94,6 +94,8 @@ TEST_CASE("cost file errors in layers, links and overhead name the field", "[cor
   CHECK_THROWS_WITH(parse(R"("action_overhead_us": -3)"),
                     "c.json: action_overhead_us must be a finite non-negative number of microseconds (got -3)");
   CHECK(parse(R"("action_overhead_us": 3)").action_overhead_us == 3);
+  CHECK_THROWS_WITH(parse_cost_json(R"({"stages":[{"F":1,"activation_bytes":1e300}]})", "c.json"),
+                    "c.json: stages[0].activation_bytes is too large (got 1e+300)");
 }
 
 TEST_CASE("layers regroup into stages: times and held bytes add up, a stage sends its last layer's output",
