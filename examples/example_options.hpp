@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "pippy/core/planner.hpp"
+#include "pippy/runtime/environment.hpp"
 #include "pippy/runtime/training.hpp"
 
 namespace pippy::examples {
@@ -60,6 +61,10 @@ inline std::vector<int> apply_plan(const std::string& plan_dir, training_job& jo
   if (plan_dir.empty())
     return {};
   const emitted_plan plan = load_plan(plan_dir);
+  const int world = job.in_process > 0 ? job.in_process : read_dist_env().world_size;
+  if (plan.ranks != world)
+    throw input_error("plan file '" + plan_dir + "/plan.json': the plan is for " + std::to_string(plan.ranks) +
+                      " ranks, this run has " + std::to_string(world));
   job.schedule = plan.schedule;
   job.stages_per_rank = plan.stages_per_rank;
   job.microbatches = plan.microbatches;

@@ -500,7 +500,13 @@ std::vector<layer_cost> layers_at_rows(const cost_table& t, std::int64_t rows) {
     const bool affine = l.F_per_row != 0 || l.I_per_row != 0 || l.W_per_row != 0 || l.B_per_row != 0;
     auto at = [&](double time, double per_row) { return affine ? std::max(0.0, time + per_row * more) : time * ratio; };
     l.F = at(l.F, l.F_per_row), l.I = at(l.I, l.I_per_row), l.W = at(l.W, l.W_per_row), l.B = at(l.B, l.B_per_row);
-    auto bytes = [&](std::uint64_t b) { return static_cast<std::uint64_t>(static_cast<double>(b) * ratio); };
+    auto bytes = [&](std::uint64_t b) {
+      const double v = static_cast<double>(b) * ratio;
+      if (!(v < 0x1p63))
+        throw input_error("layers_at_rows: layer '" + l.name + "' would hold more than 2^63 bytes at " +
+                          std::to_string(rows) + " rows");
+      return static_cast<std::uint64_t>(v);
+    };
     l.activation_bytes = bytes(l.activation_bytes), l.output_bytes = bytes(l.output_bytes);
   }
   return out;

@@ -78,10 +78,25 @@ std::vector<int> stage_counts(const cost_table& profile, const plan_options& o) 
   return out;
 }
 
+// The profile's optimizer steps (U of its stages) shared among regrouped stages by parameter bytes (an
+// optimizer's time follows the parameters it updates), or evenly without parameter sizes.
+void share_optimizer_step(const cost_table& profile, std::vector<stage_cost>& stages) {
+  double total_u = 0, total_params = 0;
+  for (const auto& s : profile.stages)
+    total_u += s.U;
+  for (const auto& s : stages)
+    total_params += static_cast<double>(s.param_bytes);
+  for (auto& s : stages)
+    s.U = total_params > 0 ? total_u * static_cast<double>(s.param_bytes) / total_params
+                           : total_u / static_cast<double>(stages.size());
+}
+
 // The stages of a split and their per-micro-batch scale: what a candidate is scored with.
 cost_table stage_costs(const cost_table& profile, const plan_options& o, const std::vector<int>& boundaries, int M) {
   cost_table c;
-  c.links = profile.links;
+  for (const auto& l : profile.links) // a profile of more ranks than the plan's: the others' links go
+    if (l.src < o.num_ranks && l.dst < o.num_ranks)
+      c.links.push_back(l);
   c.action_overhead_us = profile.action_overhead_us;
   c.step_overhead_us = profile.step_overhead_us;
   c.microbatch_rows = profile.microbatch_rows;
@@ -95,11 +110,14 @@ cost_table stage_costs(const cost_table& profile, const plan_options& o, const s
     // micro-batches in proportion around it.
     const std::int64_t rows = std::max<std::int64_t>(1, o.global_batch / M);
     c.stages = group_layers(layers_at_rows(profile, rows), boundaries);
+    share_optimizer_step(profile, c.stages);
     c.microbatch_rows = rows;
     c.scale_by_rows(o.global_batch, M);
     return c;
   }
   c.stages = profile.layers.empty() ? profile.stages : group_layers(profile.layers, boundaries);
+  if (!profile.layers.empty())
+    share_optimizer_step(profile, c.stages);
   if (o.global_batch > 0 && profile.microbatch_rows > 0) // costs scale with the rows of each micro-batch
     for (std::int64_t rows : chunk_sizes(o.global_batch, M))
       c.microbatch_scale.push_back(static_cast<double>(rows) / static_cast<double>(profile.microbatch_rows));

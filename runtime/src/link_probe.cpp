@@ -1,5 +1,7 @@
 #include "pippy/runtime/link_probe.hpp"
 
+#include "pippy/core/error.hpp"
+
 #include <algorithm>
 #include <sstream>
 
@@ -17,6 +19,17 @@ std::string link_key(int a, int b) { return "pippy/links/" + std::to_string(a) +
 } // namespace
 
 std::vector<link_cost> probe_links(tensor_channel& channel, const link_probe_options& options) {
+  // Checked on every rank before any message, so that all of them refuse alike instead of one waiting.
+  std::vector<std::uint64_t> distinct; // in float32 elements, as sent
+  for (std::uint64_t b : options.sizes)
+    distinct.push_back(std::max<std::uint64_t>(1, b / 4));
+  std::sort(distinct.begin(), distinct.end());
+  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+  if (distinct.size() < 2 || options.repeats < 1 ||
+      static_cast<std::uint64_t>(options.sizes.size()) * static_cast<std::uint64_t>(options.repeats + 1) > 4096 ||
+      distinct.back() > (std::uint64_t{1} << 30))
+    throw input_error("link probe: needs two or more different sizes up to 4 GiB and 1 or more repeats, at most "
+                      "4096 messages per pair");
   gloo_transport& net = channel.transport();
   const int me = net.rank(), R = net.world_size();
   using dir = tensor_channel::direction;

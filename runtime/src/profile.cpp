@@ -53,7 +53,7 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
       c.param_bytes = it->second;
     out.stages.push_back(c);
   }
-  out.action_overhead_us = action_overhead_us(compute_metrics(t));
+  out.action_overhead_us = action_overhead_us(t, context.steps);
   out.step_overhead_us = std::max(0.0, step_gap_us(t, context.steps));
   out.links = context.links;
   out.layers = context.layers;

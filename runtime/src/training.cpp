@@ -317,8 +317,15 @@ int train_pipelined(const training_job& job, const dist_env& env) {
   }
   // Layers one by one, in the process that writes the profile.
   std::vector<layer_cost> layer_costs;
-  if (!job.profile_file.empty() && my_rank <= 0 && !job.forward_only)
-    layer_costs = measure_layers(job);
+  // Its peers wait meanwhile (within the c10d timeout); a layer that cannot be measured leaves the profile
+  // without layers rather than failing the run.
+  if (!job.profile_file.empty() && my_rank <= 0 && !job.forward_only) {
+    try {
+      layer_costs = measure_layers(job);
+    } catch (const std::exception& e) {
+      say(std::string("warning: --profile: the layers were not measured: ") + e.what());
+    }
+  }
   if (!transport) {
     report_measured(job, events(), S,
                     {.activation_bytes = activations(), .param_bytes = param_bytes, .layers = layer_costs,

@@ -277,3 +277,25 @@ TEST_CASE("a schedule that repeats another's actions under a new name is scored 
   for (const auto& c : plan.candidates)
     CHECK(c.schedule != "interleaved-zb");
 }
+
+TEST_CASE("regrouped layers share the profile's optimizer step by parameter bytes, other ranks' links are dropped",
+          "[core][planner]") {
+  cost_table profile;
+  profile.stages = {stage_cost{.U = 30}, stage_cost{.U = 10}, stage_cost{.U = 20}};
+  for (int i = 0; i < 4; ++i)
+    profile.layers.push_back(layer_cost{.name = "l" + std::to_string(i), .F = 1, .I = 1, .W = 1, .B = 2,
+                                        .param_bytes = i == 0 ? 300u : 100u});
+  // A profile taken on 3 ranks: the link 2 -> 0 means nothing to a 2-rank plan.
+  profile.links = {link_cost{.src = 0, .dst = 1, .latency_us = 5}, link_cost{.src = 2, .dst = 0, .latency_us = 5}};
+  const plan_options o{.num_ranks = 2, .schedules = {"gpipe"}, .microbatches = {2}, .stages_per_rank = {1}};
+  const auto plan = make_plan(profile, o);
+  REQUIRE(!plan.candidates.empty());
+  const auto costs = plan_costs(profile, o, plan.candidates.front());
+  REQUIRE(costs.stages.size() == 2);
+  // Boundaries {0, 2}: 400 and 200 parameter bytes of 600 share U = 60.
+  CHECK(plan.candidates.front().boundaries == std::vector<int>{0, 2});
+  CHECK(costs.stages[0].U == Approx(40));
+  CHECK(costs.stages[1].U == Approx(20));
+  REQUIRE(costs.links.size() == 1);
+  CHECK(costs.links[0].src == 0);
+}

@@ -570,3 +570,26 @@ TEST_CASE("the median step: from a step's first start to the next one's, the las
   CHECK(median_step_us(t, 0) == 0);
   CHECK(bounds_of_steps(t, 0).first_start_us.empty());
 }
+
+TEST_CASE("per-action overhead over several steps: an action's inputs come from its own step", "[traces][metrics]") {
+  // Three steps 100 us apart. Rank 0: 0F0 b..b+10, 3 us of overhead, 0F1 b+13..b+50. Rank 1 waits for
+  // each: 1F0 b+30..b+35, 1F1 b+60..b+65. Read step by step, the only gaps whose inputs were there are
+  // rank 0's 3 us. Read as one step, steps 1 and 2 find step 0's producers (ended long before) and their
+  // waits of 65 and 25 us, and rank 0's 50 us between steps, count too.
+  trace t;
+  t.num_ranks = 2;
+  for (double b : {0.0, 100.0, 200.0}) {
+    t.events.push_back(ev(0, "0F0", b, b + 10));
+    t.events.push_back(ev(0, "0F1", b + 13, b + 50));
+    t.events.push_back(ev(1, "1F0", b + 30, b + 35));
+    t.events.push_back(ev(1, "1F1", b + 60, b + 65));
+  }
+  CHECK(action_overhead_us(t, 3) == 3);
+  CHECK(action_overhead_us(compute_metrics(t)) == 25); // 3, 3, 3, 25, 25, 50, 50, 65, 65
+  // step_range with a count keeps exactly those steps.
+  const auto one = step_range(t, 3, 1, 1);
+  REQUIRE(one.events.size() == 4);
+  CHECK(one.events.front().start_us >= 100);
+  for (const auto& e : one.events)
+    CHECK(e.end_us <= 165);
+}

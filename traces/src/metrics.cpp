@@ -138,7 +138,7 @@ std::string idle_gap::describe() const {
 
 std::vector<std::size_t> data_dependencies(const trace& t, std::size_t i) { return action_index(t).deps(t, i); }
 
-trace step_range(const trace& t, int steps, int first) {
+trace step_range(const trace& t, int steps, int first, int count) {
   trace out = t;
   out.events.clear();
   if (steps < 1)
@@ -150,8 +150,11 @@ trace step_range(const trace& t, int steps, int first) {
     std::stable_sort(evs.begin(), evs.end(),
                      [](const trace_event& a, const trace_event& b) { return a.start_us < b.start_us; });
     const std::size_t per_step = evs.size() / static_cast<std::size_t>(steps);
-    out.events.insert(out.events.end(), evs.begin() + static_cast<std::ptrdiff_t>(per_step * static_cast<std::size_t>(first)),
-                      evs.end());
+    const std::size_t from = std::min(evs.size(), per_step * static_cast<std::size_t>(std::max(0, first)));
+    const std::size_t to = count < 0 ? evs.size()
+                                     : std::min(evs.size(), from + per_step * static_cast<std::size_t>(count));
+    out.events.insert(out.events.end(), evs.begin() + static_cast<std::ptrdiff_t>(from),
+                      evs.begin() + static_cast<std::ptrdiff_t>(to));
   }
   // Memory samples of each rank from its first kept event on.
   std::map<int, double> from;
@@ -230,6 +233,19 @@ double action_overhead_us(const trace_metrics& m) {
   for (const auto& g : m.gaps)
     if (g.cause == idle_cause::ordering && g.next)
       gaps.push_back(g.duration_us());
+  if (gaps.empty())
+    return 0.0;
+  const auto mid = gaps.begin() + static_cast<std::ptrdiff_t>(gaps.size() / 2);
+  std::nth_element(gaps.begin(), mid, gaps.end());
+  return *mid;
+}
+
+double action_overhead_us(const trace& t, int steps) {
+  std::vector<double> gaps;
+  for (int k = 0; k < std::max(1, steps); ++k)
+    for (const auto& g : compute_metrics(steps > 1 ? step_range(t, steps, k, 1) : t).gaps)
+      if (g.cause == idle_cause::ordering && g.next)
+        gaps.push_back(g.duration_us());
   if (gaps.empty())
     return 0.0;
   const auto mid = gaps.begin() + static_cast<std::ptrdiff_t>(gaps.size() / 2);

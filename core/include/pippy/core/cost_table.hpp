@@ -238,7 +238,8 @@ void save_cost_file(const cost_table& t, const std::string& path, std::string_vi
 std::vector<layer_cost> layers_at_rows(const cost_table& t, std::int64_t rows);
 
 // Stage costs of a split of t.layers into contiguous groups: boundaries[k] is the first layer of stage k
-// (boundaries[0] = 0). Times and held bytes add up; a stage sends its last layer's output. U stays 0.
+// (boundaries[0] = 0). Times and held bytes add up; a stage sends its last layer's output. U stays 0 (the
+// planner shares the profile's optimizer steps among the stages by parameter bytes).
 std::vector<stage_cost> group_layers(const std::vector<layer_cost>& layers, const std::vector<int>& boundaries);
 
 // Roofline: time = max(FLOPs / peak FLOP/s, bytes / memory bandwidth) per action.

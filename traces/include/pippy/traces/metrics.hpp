@@ -93,7 +93,8 @@ std::string render_grid(const schedule& s, const evaluation& e);
 // Trace slicing. The events of steps [first, steps): each rank's events in start order cut into `steps`
 // equal parts (every rank runs the same actions each step), and each rank's memory samples from its first
 // kept event on.
-trace step_range(const trace& t, int steps, int first);
+// `count` >= 0 keeps only that many steps from `first` on.
+trace step_range(const trace& t, int steps, int first, int count = -1);
 // Each step's first compute start and last compute end over all ranks, each rank's compute actions cut
 // into `steps` equal parts (every rank runs the same actions each step); empty when steps < 1.
 struct step_bounds {
@@ -114,6 +115,9 @@ void shift_to_zero(trace& t);
 // between two compute actions of a rank whose inputs had all ended before the gap began (cause
 // ordering); 0 without such gaps. The simulator adds it before each compute action (cost_table).
 double action_overhead_us(const trace_metrics& m);
+// The same over a trace of `steps` steps, each step's metrics on their own (an action's inputs are found
+// in its own step, not in an earlier one's).
+double action_overhead_us(const trace& t, int steps);
 
 // The memory samples of one rank sorted by time (the memory curve).
 std::vector<memory_sample> memory_curve(const trace& t, int rank);
