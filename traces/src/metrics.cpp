@@ -228,29 +228,29 @@ void shift_to_zero(trace& t) {
     m.t_us = std::max(0.0, m.t_us - lo);
 }
 
-double action_overhead_us(const trace_metrics& m) {
-  std::vector<double> gaps;
+namespace {
+// Adds the gaps between two compute actions of a rank whose inputs had all ended before the gap began
+// (not the wait before a rank's first action: that is the step's start).
+void add_overhead_gaps(const trace_metrics& m, double& sum, std::size_t& n) {
   for (const auto& g : m.gaps)
-    if (g.cause == idle_cause::ordering && g.next)
-      gaps.push_back(g.duration_us());
-  if (gaps.empty())
-    return 0.0;
-  const auto mid = gaps.begin() + static_cast<std::ptrdiff_t>(gaps.size() / 2);
-  std::nth_element(gaps.begin(), mid, gaps.end());
-  return *mid;
+    if (g.cause == idle_cause::ordering && g.next && g.start_us > m.start_us)
+      sum += g.duration_us(), ++n;
+}
+} // namespace
+
+double action_overhead_us(const trace_metrics& m) {
+  double sum = 0;
+  std::size_t n = 0;
+  add_overhead_gaps(m, sum, n);
+  return n ? sum / static_cast<double>(n) : 0.0;
 }
 
 double action_overhead_us(const trace& t, int steps) {
-  std::vector<double> gaps;
+  double sum = 0;
+  std::size_t n = 0;
   for (int k = 0; k < std::max(1, steps); ++k)
-    for (const auto& g : compute_metrics(steps > 1 ? step_range(t, steps, k, 1) : t).gaps)
-      if (g.cause == idle_cause::ordering && g.next)
-        gaps.push_back(g.duration_us());
-  if (gaps.empty())
-    return 0.0;
-  const auto mid = gaps.begin() + static_cast<std::ptrdiff_t>(gaps.size() / 2);
-  std::nth_element(gaps.begin(), mid, gaps.end());
-  return *mid;
+    add_overhead_gaps(compute_metrics(steps > 1 ? step_range(t, steps, k, 1) : t), sum, n);
+  return n ? sum / static_cast<double>(n) : 0.0;
 }
 
 std::vector<memory_sample> memory_curve(const trace& t, int rank) {

@@ -111,9 +111,10 @@ double median_step_us(const trace& t, int steps);
 // Moves every event and sample so that the first event starts at 0.
 void shift_to_zero(trace& t);
 
-// The runtime's own time per compute action, read off a measured trace: the median of the idle gaps
+// The runtime's own time per compute action, read off a measured trace: the mean of the idle gaps
 // between two compute actions of a rank whose inputs had all ended before the gap began (cause
-// ordering); 0 without such gaps. The simulator adds it before each compute action (cost_table).
+// ordering); 0 without such gaps. The mean, since the simulator adds it before each compute action and a
+// step's time is their sum.
 double action_overhead_us(const trace_metrics& m);
 // The same over a trace of `steps` steps, each step's metrics on their own (an action's inputs are found
 // in its own step, not in an earlier one's).
