@@ -317,7 +317,19 @@ int main(int argc, char** argv) {
   app.add_option("--output", o.output_file, "--eval: write every step's output here (torch.save'd dict \"out.K\")");
   examples::add_optimizer_options(app, o);
   examples::add_run_options(app, job);
+  std::string plan_dir;
+  examples::add_plan_option(app, plan_dir);
   CLI11_PARSE(app, argc, argv);
+  try {
+    // The trainer's profile has no per-layer costs, so its plans keep the profile's stages: a plan that
+    // regroups layers needs a split this program cannot name yet.
+    if (!examples::apply_plan(plan_dir, job).empty())
+      throw input_error("--plan " + plan_dir + ": the plan splits layers; pippy-train runs plans of the profile's own "
+                        "stages (planned from a profile without \"layers\")");
+  } catch (const input_error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  }
   if (!o.output_file.empty() && !job.forward_only) {
     std::cerr << "error: --output writes the outputs of --eval; add --eval\n";
     return 2;
