@@ -145,6 +145,8 @@ std::vector<layer_cost> measure_layers(const training_job& job, int repeats) {
   const int L = job.num_layers;
   if (L < 1)
     return {};
+  if (repeats < 1)
+    throw input_error("measure_layers: repeats must be at least 1 (got " + std::to_string(repeats) + ")");
   const auto shape = make_schedule({.name = "gpipe", .num_ranks = L, .num_microbatches = job.microbatches});
   auto mods = job.make_stages(shape);
   if (static_cast<int>(mods.size()) != L)
