@@ -150,13 +150,17 @@ int main(int argc, char** argv) {
 
   const mynetwork_options net{.in_dim = o.in_dim, .dims = o.dims};
   torch::nn::AnyModule compiled_model; // keeps the compiler's model (shared weights) alive
+  // The Sequential's modules where stages 1.. begin: the plan's split where it has one for this many
+  // stages (measure_layers asks for the finest), else the default.
+  auto boundaries_for = [&](int num_stages) {
+    const bool planned = !planned_split.empty() && static_cast<int>(planned_split.size()) + 1 == num_stages;
+    return planned ? planned_split : mynetwork_boundaries(net, num_stages);
+  };
   job.make_stages = [&](const schedule& s) {
     if (o.split == "compiler")
       return compiler_stages(o, s, compiled_model);
     auto model = make_mynetwork(o.seed, net);
-    // The plan's split where it has one for this many stages (measure_layers asks for the finest).
-    const bool planned = !planned_split.empty() && static_cast<int>(planned_split.size()) + 1 == s.shape.num_stages();
-    return split_sequential(model, planned ? planned_split : mynetwork_boundaries(net, s.shape.num_stages()));
+    return split_sequential(model, boundaries_for(s.shape.num_stages()));
   };
   if (o.split == "manual")
     job.num_layers = static_cast<int>(2 * net.dims.size() + 1); // the Sequential's modules
@@ -165,9 +169,7 @@ int main(int argc, char** argv) {
     nlohmann::json m{{"model", "mynetwork"}, {"in_dim", net.in_dim}, {"dims", net.dims}, {"classes", net.classes},
                      {"batch", o.batch}, {"lr", o.lr}, {"momentum", examples::sgd_momentum}, {"split", o.split}};
     if (o.split == "manual") // indices of the Sequential's modules where stages 1.. begin
-      m["stage_boundaries"] = !planned_split.empty() && static_cast<int>(planned_split.size()) + 1 == num_stages
-                                  ? planned_split
-                                  : mynetwork_boundaries(net, num_stages);
+      m["stage_boundaries"] = boundaries_for(num_stages);
     return m.dump();
   };
   job.loss = ce;

@@ -474,7 +474,7 @@ std::string to_cost_json(const cost_table& t, std::string_view source) {
       nlohmann::json e{{"name", l.name}, {"F", l.F}, {"I", l.I}, {"W", l.W}, {"B", l.B},
                        {"activation_bytes", l.activation_bytes}, {"output_bytes", l.output_bytes},
                        {"param_bytes", l.param_bytes}};
-      if (l.F_per_row != 0 || l.I_per_row != 0 || l.W_per_row != 0 || l.B_per_row != 0) {
+      if (l.has_slopes()) {
         e["F_per_row"] = l.F_per_row, e["I_per_row"] = l.I_per_row;
         e["W_per_row"] = l.W_per_row, e["B_per_row"] = l.B_per_row;
       }
@@ -497,7 +497,7 @@ std::vector<layer_cost> layers_at_rows(const cost_table& t, std::int64_t rows) {
   const double more = static_cast<double>(rows - t.microbatch_rows);
   std::vector<layer_cost> out = t.layers;
   for (auto& l : out) {
-    const bool affine = l.F_per_row != 0 || l.I_per_row != 0 || l.W_per_row != 0 || l.B_per_row != 0;
+    const bool affine = l.has_slopes();
     auto at = [&](double time, double per_row) { return affine ? std::max(0.0, time + per_row * more) : time * ratio; };
     l.F = at(l.F, l.F_per_row), l.I = at(l.I, l.I_per_row), l.W = at(l.W, l.W_per_row), l.B = at(l.B, l.B_per_row);
     auto bytes = [&](std::uint64_t b) {

@@ -102,9 +102,7 @@ cost_table stage_costs(const cost_table& profile, const plan_options& o, const s
   c.microbatch_rows = profile.microbatch_rows;
   c.jitter = profile.jitter;
   c.seed = profile.seed;
-  const bool affine = std::any_of(profile.layers.begin(), profile.layers.end(), [](const layer_cost& l) {
-    return l.F_per_row != 0 || l.I_per_row != 0 || l.W_per_row != 0 || l.B_per_row != 0;
-  });
+  const bool affine = std::any_of(profile.layers.begin(), profile.layers.end(), [](const layer_cost& l) { return l.has_slopes(); });
   if (o.global_batch > 0 && profile.microbatch_rows > 0 && affine) {
     // The layers at the average micro-batch (affine in the rows where profiled at two sizes), uneven
     // micro-batches in proportion around it.

@@ -7,6 +7,7 @@
 
 #include "pippy/runtime/gloo_transport.hpp"
 #include "pippy/runtime/pipeline_engine.hpp"
+#include "pippy/traces/metrics.hpp"
 
 namespace pippy {
 namespace {
@@ -55,8 +56,7 @@ std::vector<link_cost> probe_links(tensor_channel& channel, const link_probe_opt
             }
           }
           if (me == a) {
-            std::nth_element(trips.begin(), trips.begin() + static_cast<std::ptrdiff_t>(trips.size() / 2), trips.end());
-            points.push_back({static_cast<double>(elems * 4), trips[trips.size() / 2] / 2});
+            points.push_back({static_cast<double>(elems * 4), median_of(std::move(trips)) / 2});
           }
         }
         if (me == a) {

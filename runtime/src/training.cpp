@@ -82,8 +82,7 @@ void print_step_ms(const std::vector<std::vector<double>>& step_us_per_rank) {
     slowest.erase(slowest.begin()); // the first step warms up
   if (slowest.empty())
     return;
-  std::nth_element(slowest.begin(), slowest.begin() + static_cast<std::ptrdiff_t>(slowest.size() / 2), slowest.end());
-  std::cout << "step_ms " << slowest[slowest.size() / 2] / 1000 << "\n" << std::flush;
+  std::cout << "step_ms " << median_of(std::move(slowest)) / 1000 << "\n" << std::flush;
 }
 
 namespace {
@@ -127,15 +126,11 @@ layer_times time_layers(std::vector<stage_executor>& layers, const std::vector<t
     for (std::size_t k = n; k-- > 0;)
       timed([&] { g = layers[k].full_backward(0, g); }, keep ? &b[k] : nullptr);
   }
-  auto median = [](std::vector<double> v) {
-    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
-    return v[v.size() / 2];
-  };
   for (std::size_t k = 0; k < n; ++k) {
-    out.F.push_back(median(f[k]));
-    out.I.push_back(median(i_[k]));
-    out.W.push_back(median(w[k]));
-    out.B.push_back(median(b[k]));
+    out.F.push_back(median_of(f[k]));
+    out.I.push_back(median_of(i_[k]));
+    out.W.push_back(median_of(w[k]));
+    out.B.push_back(median_of(b[k]));
   }
   return out;
 }

@@ -593,3 +593,10 @@ TEST_CASE("per-action overhead over several steps: an action's inputs come from 
   for (const auto& e : one.events)
     CHECK(e.end_us <= 165);
 }
+
+TEST_CASE("the median of measured values is one that occurred: the upper middle of an even count", "[traces][metrics]") {
+  CHECK(median_of({5, 1, 3}) == 3);
+  CHECK(median_of({4, 1, 3, 2}) == 3);
+  CHECK(median_of({7}) == 7);
+  CHECK(median_of({}) == 0);
+}

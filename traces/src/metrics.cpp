@@ -167,6 +167,14 @@ trace step_range(const trace& t, int steps, int first, int count) {
   return out;
 }
 
+double median_of(std::vector<double> values) {
+  if (values.empty())
+    return 0.0;
+  const auto mid = values.begin() + static_cast<std::ptrdiff_t>(values.size() / 2);
+  std::nth_element(values.begin(), mid, values.end());
+  return *mid;
+}
+
 step_bounds bounds_of_steps(const trace& t, int steps) {
   step_bounds out;
   if (steps < 1)
@@ -209,11 +217,7 @@ double median_step_us(const trace& t, int steps) {
     if (std::isfinite(b.first_start_us[k]) && std::isfinite(next))
       each.push_back(next - b.first_start_us[k]);
   }
-  if (each.empty())
-    return 0.0;
-  const auto mid = each.begin() + static_cast<std::ptrdiff_t>(each.size() / 2);
-  std::nth_element(each.begin(), mid, each.end());
-  return *mid;
+  return median_of(std::move(each));
 }
 
 void shift_to_zero(trace& t) {

@@ -34,6 +34,7 @@ struct layer_cost {
   // Microseconds per row more (measured at a second size): time(rows) = F + F_per_row * (rows - microbatch_rows).
   // All 0 = not measured; times then scale in proportion to the rows.
   double F_per_row = 0, I_per_row = 0, W_per_row = 0, B_per_row = 0;
+  bool has_slopes() const { return F_per_row != 0 || I_per_row != 0 || W_per_row != 0 || B_per_row != 0; }
   std::uint64_t activation_bytes = 0; // what its backward keeps (inputs of the layer)
   std::uint64_t output_bytes = 0;     // its output: what a split after it sends
   std::uint64_t param_bytes = 0;

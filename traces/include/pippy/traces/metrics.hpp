@@ -95,6 +95,10 @@ std::string render_grid(const schedule& s, const evaluation& e);
 // kept event on.
 // `count` >= 0 keeps only that many steps from `first` on.
 trace step_range(const trace& t, int steps, int first, int count = -1);
+// The median of measured values as the runtime reports them: the upper middle one of an even count (a
+// value that occurred), 0 for none.
+double median_of(std::vector<double> values);
+
 // Each step's first compute start and last compute end over all ranks, each rank's compute actions cut
 // into `steps` equal parts (every rank runs the same actions each step); empty when steps < 1.
 struct step_bounds {
