@@ -21,7 +21,8 @@
 
 #include "models/gpt.hpp"
 #include "pippy/core/generators.hpp"
-#include "pippy/gpu/cuda_pipeline.hpp"
+#include "pippy/gpu/cuda_backend.hpp"
+#include "pippy/gpu/cuda_executor.hpp"
 #include "pippy/runtime/environment.hpp"
 
 using namespace pippy;
@@ -146,12 +147,12 @@ int main(int argc, char** argv) {
     caf::actor_system_config cfg_caf;
     configure_for_training(cfg_caf);
     caf::actor_system sys{cfg_caf};
-    gpu::cuda_pipeline_options po{.device = dev};
+    gpu::cuda_backend_options po{.device = dev};
     if (env.world_size > 1) {
       po.store = gpu::connect_store(env, std::chrono::seconds(300));
       po.rank = env.rank;
     }
-    gpu::cuda_pipeline pl(sys, sched, stages, po);
+    step_driver pl(sys, sched, stages, gpu::cuda_backend(po));
     std::optional<double> loss;
     for (int i = 0; i < o.warmup; ++i)
       loss = pl.step({idx}, tgt);

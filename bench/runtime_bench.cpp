@@ -10,15 +10,20 @@
 #include <caf/atom.hpp>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
+#include <map>
+#include <tuple>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 
+#include "pippy/core/dependencies.hpp"
 #include "pippy/core/generators.hpp"
-#include "pippy/runtime/actor_backend.hpp"
+#include "pippy/runtime/step_driver.hpp"
 #include "pippy/runtime/pipeline_engine.hpp"
 #include "pippy/runtime/sequential_stage.hpp"
+#include "pippy/traces/metrics.hpp"
 
 using namespace pippy;
 
@@ -27,7 +32,50 @@ struct result {
   double wall_per_step_us = 0;
   double actions_per_step = 0;
   double busy_per_step_us = 0;
+  double start_delay_us = 0; // mean over compute actions of start - ready
 };
+
+// How late the runtime starts an action, on average: start minus the moment it could have started (the
+// end of the rank's previous compute action and of its inputs' producers, core's dependency rule). A
+// perfect runtime scores 0 whatever the schedule's bubbles; the message latency between ranks counts.
+double mean_start_delay_us(const trace& t, int steps, int first) {
+  double sum = 0;
+  std::size_t n = 0;
+  for (int k = first; k < steps; ++k) {
+    const trace one = step_range(t, steps, k, 1);
+    std::map<std::tuple<int, int, int>, double> end; // (stage, kind, micro-batch) -> end
+    int num_stages = 0;
+    for (const auto& e : one.events)
+      if (is_compute(e.act.kind)) {
+        end[{e.act.stage, static_cast<int>(e.act.kind), e.act.microbatch}] = e.end_us;
+        num_stages = std::max(num_stages, e.act.stage + 1);
+      }
+    std::map<int, double> rank_free;
+    std::vector<const trace_event*> order;
+    for (const auto& e : one.events)
+      if (is_compute(e.act.kind))
+        order.push_back(&e);
+    std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->start_us < b->start_us; });
+    for (const auto* e : order) {
+      auto free = rank_free.find(e->rank);
+      if (free != rank_free.end()) { // a rank's first action waits for the step to start
+        double ready = free->second;
+        for (const dependency& d : inputs_of(e->act, num_stages))
+          for (int i = 0; i < d.num_kinds; ++i)
+            for (int mb = 0; mb < (d.microbatch == no_microbatch ? 1024 : 1); ++mb) {
+              auto it = end.find({d.stage, static_cast<int>(d.kinds[static_cast<std::size_t>(i)]),
+                                  d.microbatch == no_microbatch ? mb : d.microbatch});
+              if (it != end.end())
+                ready = std::max(ready, it->second);
+            }
+        sum += std::max(0.0, e->start_us - ready);
+        ++n;
+      }
+      rank_free[e->rank] = e->end_us;
+    }
+  }
+  return n ? sum / static_cast<double>(n) : 0.0;
+}
 
 torch::Tensor loss_fn(const torch::Tensor& out, const torch::Tensor& y) {
   return torch::nn::functional::mse_loss(out, y);
@@ -49,16 +97,17 @@ result run(const std::string& runtime, int R, int M, int K) {
         s, R, m, std::make_shared<torch::optim::SGD>(m->parameters(), torch::optim::SGDOptions(0.01)), loss_fn));
   }
   caf::actor_system_config cfg;
-  configure_for_training(cfg);
+  const char* poll = std::getenv("PIPPY_POLL_US"); // default: what an in-process training run polls
+  configure_for_training(cfg, 2, poll ? std::chrono::microseconds(std::atoi(poll)) : in_process_poll);
   if (const char* m = std::getenv("PIPPY_MODERATE_POLLS")) // compare with CAF's default (500)
     cfg.set("work-stealing.moderate-poll-attempts", static_cast<size_t>(std::atoi(m)));
   caf::actor_system sys{cfg};
   std::unique_ptr<pipeline_engine> engine;
-  std::unique_ptr<actor_pipeline> actors;
+  std::unique_ptr<step_driver> actors;
   if (runtime == "engine")
     engine = std::make_unique<pipeline_engine>(sched, stages);
   else
-    actors = std::make_unique<actor_pipeline>(sys, sched, stages);
+    actors = std::make_unique<step_driver>(sys, sched, stages, cpu_backend());
   auto x = torch::randn({2L * M, 4});
   auto y = torch::randn({2L * M, 4});
   auto step = [&] { return engine ? engine->step({x}, y) : actors->step({x}, y); };
@@ -80,7 +129,9 @@ result run(const std::string& runtime, int R, int M, int K) {
     step();
   const double wall = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
   const auto [b1, n1] = busy();
-  return {wall / K, static_cast<double>(n1 - n0) / K, (b1 - b0) / K};
+  const int warmup = 3;
+  return {wall / K, static_cast<double>(n1 - n0) / K, (b1 - b0) / K,
+          mean_start_delay_us(engine ? engine->events() : actors->events(), warmup + K, warmup)};
 }
 // F, B, I and W of one stage of 4 x Linear(512)+ReLU on 16 rows (a micro-batch of the pipeline bench):
 // does the split backward cost what the full one does (I + W close to B)?
@@ -139,13 +190,13 @@ int main(int argc, char** argv) {
   split_backward_costs(true);
   split_backward_costs(false);
   std::printf("tiny stages (Linear(4,4)+ReLU, 2 rows per micro-batch), R=%d in one process, M=%d, %d steps\n", R, M, K);
-  std::printf("%-8s %14s %10s %14s %16s %20s\n", "runtime", "wall/step us", "actions", "wall/action us",
-              "compute/action us", "overhead/action us");
+  std::printf("%-8s %14s %10s %14s %16s %20s %16s\n", "runtime", "wall/step us", "actions", "wall/action us",
+              "compute/action us", "overhead/action us", "start delay us");
   for (const char* rt : {"engine", "actors"}) {
     const auto r = run(rt, R, M, K);
-    std::printf("%-8s %14.1f %10.0f %14.2f %16.2f %20.2f\n", rt, r.wall_per_step_us, r.actions_per_step,
+    std::printf("%-8s %14.1f %10.0f %14.2f %16.2f %20.2f %16.2f\n", rt, r.wall_per_step_us, r.actions_per_step,
                 r.wall_per_step_us / r.actions_per_step, r.busy_per_step_us / r.actions_per_step,
-                (R * r.wall_per_step_us - r.busy_per_step_us) / r.actions_per_step);
+                (R * r.wall_per_step_us - r.busy_per_step_us) / r.actions_per_step, r.start_delay_us);
   }
   return 0;
 }

@@ -32,17 +32,23 @@ inline void add_optimizer_options(CLI::App& app, common_options& o) {
 inline void add_schedule_options(CLI::App& app, training_job& job) {
   app.add_option("--schedule", job.schedule, "schedule name (pippy schedule --list)");
   app.add_option("--runtime", job.runtime, "actors: the stage actors shared with the simulator; engine: a plain loop")
-      ->check(CLI::IsMember({"actors", "engine"}));
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, runtime_kind>{{"actors", runtime_kind::actors}, {"engine", runtime_kind::engine}}))
+      ->default_str("actors");
 }
 
 // Where the ranks run, how long a lost peer may take, and what is written: --in-process, --timeout,
-// --trace, --step-trace, --profile, --time, --export-dir.
+// --trace, --step-trace, --profile, --live, --time, --export-dir.
 inline void add_run_options(CLI::App& app, training_job& job) {
   app.add_option("--in-process", job.in_process, "run all R ranks of the schedule in this process");
   app.add_option("--timeout", job.timeout_s, "c10d timeout in seconds (a lost peer is reported by then)");
   app.add_option("--trace", job.trace_file, "write the measured Chrome trace here (rank 0)");
   app.add_option("--step-trace", job.step_trace_file, "write the last step's measured trace here (rank 0)");
   app.add_option("--profile", job.profile_file, "write measured per-stage costs (simulator cost file)");
+  app.add_option("--live", job.live,
+                 "publish every rank's events as they happen for `pippy-view --live`: a TCP PORT on 127.0.0.1 (0: any "
+                 "free one, printed) served by rank 0, or a FILE.jsonl")
+      ->type_name("PORT|FILE");
   app.add_flag("--time", job.time_steps, "a barrier before each step; print step_ms (median, after the first step)");
   app.add_option("--export-dir", job.export_dir,
                  "write the initial parameters, the data and the final parameters here (for a peer to train the same)");

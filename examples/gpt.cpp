@@ -17,7 +17,7 @@
 #include "pippy/compiler/compiler.hpp"
 #include "pippy/core/error.hpp"
 #include "pippy/runtime/environment.hpp"
-#include "pippy/runtime/gloo_transport.hpp"
+#include "pippy/runtime/gloo_group.hpp"
 #include "pippy/runtime/pipeline_engine.hpp"
 #include "pippy/runtime/run_export.hpp"
 #include "pippy/runtime/training.hpp"

@@ -18,7 +18,7 @@
 #endif
 #include "pippy/core/error.hpp"
 #include "pippy/runtime/environment.hpp"
-#include "pippy/runtime/gloo_transport.hpp"
+#include "pippy/runtime/gloo_group.hpp"
 #include "pippy/runtime/pipeline_engine.hpp"
 #include "pippy/runtime/reference_models.hpp"
 #include "pippy/runtime/run_export.hpp"

@@ -94,23 +94,8 @@ command add_sim_command(CLI::App& app) {
     so.pace = o->pace;
     std::unique_ptr<live_publisher> pub;
     if (!o->live.empty()) {
-      live_publisher_options lo;
-      const bool file = o->live.find('/') != std::string::npos ||
-                        (o->live.size() > 6 && o->live.compare(o->live.size() - 6, 6, ".jsonl") == 0);
-      if (file) {
-        lo.path = o->live;
-      } else {
-        std::size_t used = 0;
-        int port = -1;
-        try {
-          port = std::stoi(o->live, &used);
-        } catch (const std::exception&) {
-          used = 0;
-        }
-        if (used != o->live.size() || port < 0 || port > 65535)
-          throw input_error("--live: expected a TCP port (0-65535) or a FILE.jsonl path (got '" + o->live + "')");
-        lo.port = port;
-      }
+      const live_publisher_options lo = live_target(o->live);
+      const bool file = is_file_target(lo);
       pub = std::make_unique<live_publisher>(lo); // throws input_error naming the port or file
       if (file)
         std::fprintf(stderr, "live: writing to %s\n", o->live.c_str());

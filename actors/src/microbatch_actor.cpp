@@ -27,9 +27,12 @@ caf::behavior microbatch_actor(caf::stateful_actor<microbatch_state>* self, int 
         st.end_us = std::max(st.end_us, std::max(p.input_grad_end_us, p.weight_grad_end_us));
         if (p.loss)
           st.loss = p.loss;
-        if (++st.seen == st.expected) {
+        if (++st.seen == st.expected) { // done for this step; the actor serves the next one
           self->send(supervisor, microbatch_finished{st.id, st.end_us, st.loss});
-          self->quit();
+          st.seen = 0;
+          st.end_us = 0;
+          st.loss.reset();
+          st.stages.clear();
         }
       },
   };

@@ -2,10 +2,21 @@
 
 #include <caf/all.hpp>
 
+#include <cxxabi.h>
+
+#include <cstdlib>
+#include <memory>
+
 #include "detail.hpp"
 #include "pippy/core/error.hpp"
 
 namespace pippy::actors {
+
+std::string type_name(const std::type_info& type) {
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> name(abi::__cxa_demangle(type.name(), nullptr, nullptr, &status), std::free);
+  return status == 0 && name ? std::string(name.get()) : std::string(type.name());
+}
 
 pipeline_handles spawn_pipeline(caf::actor_system& sys, const pipeline_setup& setup) {
   if (!setup.plan)

@@ -25,8 +25,10 @@ public:
 
   caf::behavior make_behavior() override {
     return {
-        [this](start_atom) {
+        [this](start_atom) { // a new step: the inputs of the last one were all consumed
           pos_ = 0;
+          last_end_ = 0;
+          state_ = state::idle;
           advance();
         },
         [this](const turn& t) {
@@ -34,17 +36,24 @@ public:
           last_end_ = t.last_end_us;
           advance();
         },
-        [this](const completion& c) { on_completion(c); },
-        [this](const payload& p) { on_payload(p); },
+        [this](completion& c) {
+          if (finish(c))
+            advance();
+        },
+        [this](payload& p) { on_payload(p); },
         [this](const send_done& d) {
-          if (!d.error.empty())
-            return fail(d.act, d.error);
+          if (d.error)
+            return fail(d.act, *d.error);
           state_ = state::idle;
           ++pos_;
           advance();
         },
     };
   }
+
+  // The actor lives for the whole job; the rank context it shares with its rank's other stage actors
+  // holds their handles, so it lets go of the context when it exits (no reference cycle).
+  void on_exit() override { ctx_.reset(); }
 
 private:
   int last_stage() const { return ctx_->num_stages - 1; }
@@ -67,19 +76,19 @@ private:
         return wait();
       switch (a.kind) {
       case action_kind::forward:
-        state_ = state::busy;
-        ctx_->exec->run(a, std::move(in_f_[mb(a)]), me());
-        return;
       case action_kind::backward_input:
       case action_kind::full_backward:
-        state_ = state::busy;
-        ctx_->exec->run(a, std::move(in_b_[mb(a)]), me());
-        return;
       case action_kind::backward_weight:
-      case action_kind::optimizer_step:
-        state_ = state::busy;
-        ctx_->exec->run(a, {}, me());
-        return;
+      case action_kind::optimizer_step: {
+        auto done = ctx_->exec->run(a, take_input(a), me());
+        if (!done) { // its completion comes as a message
+          state_ = state::busy;
+          return;
+        }
+        if (!finish(*done))
+          return;
+        continue; // finish moved past it
+      }
       case action_kind::send_f:
       case action_kind::send_b: {
         const bool fwd = a.kind == action_kind::send_f;
@@ -103,6 +112,20 @@ private:
     send(ctx_->supervisor, rank_finished{ctx_->rank, last_end_});
   }
 
+  // What compute action `a` consumes, taken out of the stage (each input is consumed once per step, so
+  // the next step starts clean).
+  payload_data take_input(const action& a) {
+    if (a.kind == action_kind::forward) {
+      has_in_f_[mb(a)] = 0;
+      return std::move(in_f_[mb(a)]);
+    }
+    if (is_input_backward(a.kind)) {
+      has_in_b_[mb(a)] = 0;
+      return std::move(in_b_[mb(a)]);
+    }
+    return {};
+  }
+
   void wait() { state_ = state::blocked; }
 
   // Core's rule: inputs from a neighbour stage must have arrived (in memory or received); the rest
@@ -114,13 +137,13 @@ private:
     return true;
   }
 
-  void on_payload(const payload& p) {
+  void on_payload(payload& p) {
     const auto m = static_cast<std::size_t>(p.microbatch);
     if (p.kind == action_kind::send_f) {
-      in_f_[m] = p.data;
+      in_f_[m] = std::move(p.data);
       has_in_f_[m] = 1;
     } else {
-      in_b_[m] = p.data;
+      in_b_[m] = std::move(p.data);
       has_in_b_[m] = 1;
     }
     if (state_ == state::blocked) { // the current action may have waited for exactly this input
@@ -129,9 +152,12 @@ private:
     }
   }
 
-  void on_completion(const completion& c) {
-    if (!c.error.empty())
-      return fail(c.act, c.error);
+  // Takes in the completion of the current action and moves past it; false when it failed.
+  bool finish(completion& c) {
+    if (c.error) {
+      fail(c.act, *c.error);
+      return false;
+    }
     last_end_ = c.end_us;
     const action& a = c.act;
     if (a.kind == action_kind::forward && a.stage < last_stage())
@@ -142,18 +168,18 @@ private:
       track(c);
     state_ = state::idle;
     ++pos_;
-    advance();
+    return true;
   }
 
   // An output for a neighbour stage: in memory if it is on this rank, else kept for the SEND action.
-  void hand_over(int to, action_kind kind, int microbatch, const completion& c) {
+  void hand_over(int to, action_kind kind, int microbatch, completion& c) {
     if (local(to)) {
       send(ctx_->stage_actors[static_cast<std::size_t>(to)],
-           payload{stage_, to, microbatch, kind, c.output_bytes, c.output});
+           payload{stage_, to, microbatch, kind, c.output_bytes, std::move(c.output)});
       return;
     }
     auto& out = kind == action_kind::send_f ? out_f_ : out_b_;
-    out[static_cast<std::size_t>(microbatch)] = {c.output_bytes, c.output};
+    out[static_cast<std::size_t>(microbatch)] = {c.output_bytes, std::move(c.output)};
   }
 
   void track(const completion& c) {
@@ -181,14 +207,14 @@ private:
     }
   }
 
-  void fail(const action& a, const std::string& error) {
+  void fail(const action& a, const failure& error) {
     send(ctx_->supervisor, stage_failed{ctx_->rank, a, error});
     quit();
   }
 
   struct output {
     std::uint64_t bytes = 0;
-    opaque data;
+    payload_data data;
   };
 
   const int stage_;
@@ -196,7 +222,7 @@ private:
   std::size_t pos_ = 0;
   enum class state : std::uint8_t { idle, blocked, busy } state_ = state::idle;
   double last_end_ = 0;
-  std::vector<opaque> in_f_, in_b_;
+  std::vector<payload_data> in_f_, in_b_;
   std::vector<char> has_in_f_, has_in_b_; // the payload for this micro-batch arrived
   std::vector<output> out_f_, out_b_;
   std::vector<progress> progress_; // per micro-batch, until the stage is done with it

@@ -5,7 +5,7 @@
 #include <caf/all.hpp>
 
 #include "pippy/gpu/cuda_payload.hpp"
-#include "pippy/runtime/pipeline_engine.hpp"
+#include "pippy/runtime/clock.hpp"
 #include "pippy/runtime/tensor_channel.hpp"
 
 namespace pippy::gpu {
@@ -25,13 +25,15 @@ void reset_peak(c10::DeviceIndex device) { c10::cuda::CUDACachingAllocator::rese
 
 cuda_executor::cuda_executor(int rank, std::vector<std::shared_ptr<stage_executor>> stages, const step_batch& batch,
                              event_log& log, cuda_executor_options options)
-    : threaded_executor(rank, std::move(stages), batch, log), options_(options),
+    : compute_executor(rank, std::move(stages), batch, log, compute_thread::own), options_(options),
       stream_(c10::cuda::getStreamFromPool(options.high_priority_stream, options.device)) {}
 
 cuda_executor::~cuda_executor() { stop_worker(); }
 
 void cuda_executor::begin_step() {
   c10::cuda::CUDAGuard device(options_.device);
+  // The batch was copied to the device on the driver thread's current stream; the rank's stream starts after it.
+  c10::cuda::getCurrentCUDAStream(options_.device).synchronize();
   stream_.synchronize(); // idle, so the anchor runs (almost) at once
   anchor_ = timed_event();
   anchor_us_ = now_us();
@@ -40,7 +42,7 @@ void cuda_executor::begin_step() {
   timed_.clear();
 }
 
-void cuda_executor::finish_step() {
+void cuda_executor::end_step() {
   c10::cuda::CUDAGuard device(options_.device);
   stream_.synchronize();
   std::vector<timed> done;
@@ -58,8 +60,7 @@ void cuda_executor::finish_step() {
   }
 }
 
-void cuda_executor::execute(job& j) {
-  const action& a = j.act;
+actors::completion cuda_executor::compute(const action& a, const actors::payload_data& input) {
   actors::completion c;
   c.act = a;
   c.start_us = now_us();
@@ -70,7 +71,7 @@ void cuda_executor::execute(job& j) {
     c10::cuda::CUDAGuard device_guard(options_.device);
     c10::cuda::CUDAStreamGuard stream_guard(stream_);
     t.start->record(stream_);
-    auto r = run_stage_action(a, [&]() -> const tensors& { return consume_on(unwrap(j.input), stream_); });
+    auto r = run_stage_action(a, [&]() -> const tensors& { return consume_on(unwrap(input), stream_); });
     c.loss = r.loss;
     t.end->record(stream_);
     if (r.output && !r.output->empty()) {
@@ -83,15 +84,14 @@ void cuda_executor::execute(job& j) {
     if (options_.synchronous)
       t.end->synchronize();
   } catch (const std::exception& e) {
-    c.error = "rank " + std::to_string(rank_) + ": " + to_string(a) + " on cuda:" + std::to_string(options_.device) +
-              ": " + e.what();
+    c.error = failure_of(a, e, " on cuda:" + std::to_string(options_.device));
   }
   c.end_us = now_us(); // launch time; finish_step() logs the GPU times
-  if (c.error.empty() && t.end->isCreated()) {
+  if (!c.error && t.end->isCreated()) {
     std::lock_guard lock(timed_mu_);
     timed_.push_back(std::move(t));
   }
-  caf::anon_send(j.reply_to, std::move(c));
+  return c;
 }
 
 } // namespace pippy::gpu

@@ -10,8 +10,8 @@
 
 #include "pippy/core/error.hpp"
 #include "pippy/gpu/cuda_payload.hpp"
-#include "pippy/runtime/gloo_transport.hpp" // peer_error
-#include "pippy/runtime/pipeline_engine.hpp" // now_us
+#include "pippy/core/failure.hpp" // peer_error
+#include "pippy/runtime/clock.hpp"
 
 namespace pippy::gpu {
 
@@ -213,8 +213,8 @@ void nccl_transport::begin_step(const caf::actor& supervisor) {
     receiver_.join();
   {
     std::lock_guard lock(mu_);
-    if (!error_.empty())
-      throw peer_error(-1, error_);
+    if (error_) // an earlier step failed; the step driver does not start another
+      return;
     supervisor_ = supervisor;
     sends_posted_ = 0;
     receiver_done_ = false;
@@ -233,30 +233,29 @@ void nccl_transport::begin_step(const caf::actor& supervisor) {
   receiver_ = std::thread([this] { receiver_loop(); });
 }
 
-void nccl_transport::end_step() {
+std::optional<failure> nccl_transport::end_step() {
   bool ok;
   {
     std::unique_lock lock(mu_);
     ok = cv_.wait_for(lock, opt_.timeout, [&] {
-      return !error_.empty() ||
+      return error_ ||
              (receiver_done_ && sends_posted_ == sends_expected_ && pending_.empty() && processing_ == 0);
     });
   }
   if (!ok)
-    fail("rank " + std::to_string(rank_) + ": the step's transfers did not finish within " +
-         std::to_string(opt_.timeout.count()) + " ms");
+    fail({failure_kind::timeout, "rank " + std::to_string(rank_) + ": the step's transfers did not finish within " +
+                                     std::to_string(opt_.timeout.count()) + " ms"});
   if (receiver_.joinable())
     receiver_.join();
   std::lock_guard lock(mu_);
-  if (!error_.empty())
-    throw peer_error(-1, error_);
+  return error_;
 }
 
-void nccl_transport::fail(const std::string& why) {
+void nccl_transport::fail(failure why) {
   caf::actor sup;
   {
     std::lock_guard lock(mu_);
-    if (!error_.empty())
+    if (error_)
       return;
     error_ = why;
     sup = supervisor_;
@@ -266,7 +265,7 @@ void nccl_transport::fail(const std::string& why) {
     for (auto& [peer, l] : *links)
       l.comm->abort();
   if (sup)
-    caf::anon_send(sup, actors::stage_failed{rank_, action{}, why});
+    caf::anon_send(sup, actors::stage_failed{rank_, action{}, std::move(why)});
   cv_.notify_all();
 }
 
@@ -298,8 +297,10 @@ void nccl_transport::sender_loop() {
     try {
       post_send(p);
     } catch (const std::exception& e) {
-      fail("rank " + std::to_string(rank_) + ": sending " + to_string(action{p.src_stage, p.kind, p.microbatch}) +
-           " failed: " + e.what());
+      fail({failure_kind::peer_lost,
+            "rank " + std::to_string(rank_) + ": sending " + to_string(action{p.src_stage, p.kind, p.microbatch}) +
+                " failed: " + e.what(),
+            plan_.shape.rank_of(p.dst_stage)});
     }
     {
       std::lock_guard lock(mu_);
@@ -312,7 +313,7 @@ void nccl_transport::sender_loop() {
 void nccl_transport::post_send(const actors::payload& p) {
   {
     std::lock_guard lock(mu_);
-    if (!error_.empty()) // the communicators may be aborted: post nothing more
+    if (error_) // the communicators may be aborted: post nothing more
       return;
   }
   const cuda_tensors& in = unwrap(p.data);
@@ -402,7 +403,7 @@ void nccl_transport::receiver_loop() { // failures go through fail(), which repo
         continue;
       {
         std::lock_guard lock(mu_);
-        if (stop_ || !error_.empty())
+        if (stop_ || error_)
           break;
       }
       // NCCL matches the k-th receive on this link with the sender's k-th send: receive that payload
@@ -446,7 +447,7 @@ void nccl_transport::receiver_loop() { // failures go through fail(), which repo
       add_pending(std::move(pd));
     }
   } catch (const std::exception& e) {
-    fail("rank " + std::to_string(rank_) + ": receiving failed: " + e.what());
+    fail({failure_kind::peer_lost, "rank " + std::to_string(rank_) + ": receiving failed: " + e.what()});
   }
   {
     std::lock_guard lock(mu_);
@@ -520,14 +521,16 @@ void nccl_transport::poller_loop() {
       cv_.notify_all();
     }
     if (!timeout_msg.empty()) // a timeout or a CUDA error
-      fail(timeout_msg);
+      fail({failure_kind::timeout, timeout_msg});
     if (std::chrono::steady_clock::now() - last_check > std::chrono::milliseconds(100)) {
       last_check = std::chrono::steady_clock::now();
       for (auto* links : {&out_, &in_})
         for (auto& [peer, l] : *links)
           if (auto r = l.comm->async_error(); r != ncclSuccess && r != ncclInProgress)
-            fail("rank " + std::to_string(rank_) + ": NCCL error on the link with rank " + std::to_string(peer) +
-                 ": " + ncclGetErrorString(r));
+            fail({failure_kind::peer_lost,
+                  "rank " + std::to_string(rank_) + ": NCCL error on the link with rank " + std::to_string(peer) +
+                      ": " + ncclGetErrorString(r),
+                  peer});
     }
     std::this_thread::sleep_for(opt_.poll_interval);
   }

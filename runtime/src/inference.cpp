@@ -1,7 +1,7 @@
 #include "pippy/runtime/inference.hpp"
 
 #include "pippy/core/generators.hpp"
-#include "pippy/runtime/gloo_transport.hpp"
+#include "pippy/runtime/gloo_group.hpp"
 #include "pippy/runtime/microbatch.hpp"
 #include "pippy/runtime/pipeline_engine.hpp"
 #include "pippy/runtime/stage_executor.hpp"
@@ -30,7 +30,7 @@ pipeline_stage::pipeline_stage(std::vector<std::shared_ptr<stage_module>> all_st
   first_ = plan.shape.rank_of(0) == env.rank;
   last_ = plan.shape.rank_of(num_stages_ - 1) == env.rank;
   if (R > 1)
-    net_ = std::make_unique<gloo_transport>(env, options.timeout);
+    net_ = std::make_unique<gloo_group>(env, options.timeout);
   engine_ = std::make_unique<pipeline_engine>(plan, executors_, net_.get());
 }
 

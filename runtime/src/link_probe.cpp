@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <sstream>
 
-#include "pippy/runtime/gloo_transport.hpp"
-#include "pippy/runtime/pipeline_engine.hpp"
+#include "pippy/runtime/gloo_group.hpp"
+#include "pippy/runtime/clock.hpp"
 #include "pippy/traces/metrics.hpp"
 
 namespace pippy {
@@ -31,7 +31,7 @@ std::vector<link_cost> probe_links(tensor_channel& channel, const link_probe_opt
       distinct.back() > (std::uint64_t{1} << 30))
     throw input_error("link probe: needs two or more different sizes up to 4 GiB and 1 or more repeats, at most "
                       "4096 messages per pair");
-  gloo_transport& net = channel.transport();
+  gloo_group& net = channel.transport();
   const int me = net.rank(), R = net.world_size();
   using dir = tensor_channel::direction;
   for (int a = 0; a < R; ++a)

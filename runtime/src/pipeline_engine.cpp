@@ -9,15 +9,9 @@
 
 namespace pippy {
 
-double now_us() {
-  using namespace std::chrono;
-  return static_cast<double>(duration_cast<nanoseconds>(system_clock::now().time_since_epoch()).count()) /
-         1000.0;
-}
-
 pipeline_engine::pipeline_engine(const schedule& compute_only,
                                  std::vector<std::shared_ptr<stage_executor>> stages,
-                                 gloo_transport* transport)
+                                 gloo_group* transport)
     : stages_(std::move(stages)), transport_(transport) {
   if (compute_only.has_communication())
     throw input_error("pipeline_engine takes a compute-only schedule (it lowers communication itself)");

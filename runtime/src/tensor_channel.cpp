@@ -52,7 +52,7 @@ std::vector<torch::Tensor> tensor_channel::recv(direction d, int from_stage, int
     const int64_t* w = meta.data_ptr<int64_t>();
     entries = decode_tensor_header({w, w + meta_len}, max_tensors, "rank " + std::to_string(src));
   } catch (const std::invalid_argument& e) {
-    throw peer_error(src, "stage " + std::to_string(from_stage) + ": " + e.what());
+    throw failure_error({failure_kind::shape_mismatch, "stage " + std::to_string(from_stage) + ": " + e.what(), src});
   }
   auto into = receive_buffers(entries, torch::TensorOptions());
   net_.recv(into, src, tag_of(static_cast<int>(d), from_stage, microbatch)).get();

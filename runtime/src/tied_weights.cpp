@@ -12,7 +12,7 @@ int tied_tag(std::size_t group) { return 3 * 1024 * 4096 * 16 + static_cast<int>
 } // namespace
 
 tied_sync::tied_sync(std::vector<tied_group> groups, std::map<int, std::map<std::size_t, torch::Tensor>> local,
-                     const pipeline_shape& shape, gloo_transport* net)
+                     const pipeline_shape& shape, gloo_group* net)
     : groups_(std::move(groups)), local_(std::move(local)), shape_(shape), net_(net) {
   for (std::size_t g = 0; g < groups_.size(); ++g) {
     std::set<int> ranks;

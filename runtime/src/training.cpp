@@ -15,12 +15,13 @@
 
 #include "pippy/core/error.hpp"
 #include "pippy/core/generators.hpp"
-#include "pippy/runtime/actor_backend.hpp"
-#include "pippy/runtime/gloo_transport.hpp"
+#include "pippy/runtime/gloo_group.hpp"
 #include "pippy/runtime/link_probe.hpp"
+#include "pippy/runtime/live_feed.hpp"
 #include "pippy/runtime/microbatch.hpp"
 #include "pippy/runtime/pipeline_engine.hpp"
 #include "pippy/runtime/profile.hpp"
+#include "pippy/runtime/step_driver.hpp"
 #include "pippy/runtime/run_export.hpp"
 #include "pippy/traces/chrome_trace.hpp"
 #include "pippy/traces/metrics.hpp"
@@ -193,9 +194,9 @@ int train_pipelined(const training_job& job, const dist_env& env) {
     throw input_error("the model was split into " + std::to_string(mods.size()) + " stages, schedule '" +
                       job.schedule + "' needs " + std::to_string(S));
   const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(job.timeout_s * 1000));
-  std::unique_ptr<gloo_transport> transport;
+  std::unique_ptr<gloo_group> transport;
   if (job.in_process == 0)
-    transport = std::make_unique<gloo_transport>(env, timeout);
+    transport = std::make_unique<gloo_group>(env, timeout);
   const int my_rank = transport ? transport->rank() : -1;
   if (job.microbatches > 1 && my_rank <= 0) // every rank built every stage: one warns, once
     for (int s = 0; s < S; ++s)
@@ -248,22 +249,37 @@ int train_pipelined(const training_job& job, const dist_env& env) {
   }
   // The same stage actors as the simulator (runtime "actors"), or the plain engine (runtime "engine").
   caf::actor_system_config cfg;
-  configure_for_training(cfg);
+  configure_for_training(cfg, 2, transport ? std::chrono::microseconds(0) : in_process_poll);
   caf::actor_system sys{cfg};
   std::unique_ptr<tensor_channel> channel;
   if (transport)
     channel = std::make_unique<tensor_channel>(*transport);
+  // Declared before the runtimes, which forward to it: they go first.
+  std::unique_ptr<live_job_feed> live;
+  if (!job.live.empty()) {
+    live = std::make_unique<live_job_feed>(job.live, std::max(my_rank, 0), transport.get());
+    if (my_rank <= 0)
+      say(live->port() >= 0 ? "live: publishing on 127.0.0.1:" + std::to_string(live->port())
+                            : "live: writing to " + job.live);
+  }
   std::unique_ptr<pipeline_engine> engine;
-  std::unique_ptr<actor_pipeline> actors;
-  if (job.runtime == "engine")
+  std::unique_ptr<step_driver> actors;
+  switch (job.runtime) {
+  case runtime_kind::engine:
     engine = std::make_unique<pipeline_engine>(sched, stages, transport.get());
-  else if (job.runtime == "actors")
-    actors = std::make_unique<actor_pipeline>(sys, sched, stages, channel.get(), timeout, [&](const std::string& why) {
+    break;
+  case runtime_kind::actors:
+    actors = std::make_unique<step_driver>(sys, sched, stages, cpu_backend(channel.get()), timeout, [&](const failure& f) {
       if (transport) // peers wait on this process's transfers until it exits: report and exit now
-        exit_now(why, 1);
+        exit_now(f.message, 1);
     });
-  else
-    throw input_error("runtime must be actors or engine, got '" + job.runtime + "'");
+    break;
+  }
+  if (live && actors)
+    actors->forward_events_to([l = live.get()](const trace_event& e) { l->publish(e); },
+                              [l = live.get()](const memory_sample& m) { l->publish(m); });
+  // The plain loop has no log to forward: its events and samples go after each step.
+  std::size_t engine_published = 0, engine_samples = 0;
   auto events = [&] { return engine ? engine->events() : actors->events(); };
   auto activations = [&] { return engine ? engine->activation_bytes() : actors->activation_bytes(); };
   // The profile's links, measured before the steps so that nothing else is on the wire.
@@ -284,6 +300,8 @@ int train_pipelined(const training_job& job, const dist_env& env) {
     if (job.time_steps && transport)
       transport->barrier();
     const double t0 = now_us();
+    if (live)
+      live->step_started(k, t0);
     const torch::Tensor want = job.forward_only ? torch::Tensor() : target;
     std::optional<double> loss;
     if (engine && transport) {
@@ -304,6 +322,13 @@ int train_pipelined(const training_job& job, const dist_env& env) {
       print_loss(k, *loss);
     }
     step_us.push_back(now_us() - t0);
+    if (live && engine) {
+      const trace t = engine->events();
+      for (; engine_published < t.events.size(); ++engine_published)
+        live->publish(t.events[engine_published]);
+      for (; engine_samples < t.memory.size(); ++engine_samples)
+        live->publish(t.memory[engine_samples]);
+    }
   }
   if (!job.export_dir.empty()) {
     std::vector<const torch::nn::Module*> mine;

@@ -130,7 +130,7 @@ public:
     st_.record(memory_sample{rank_, 0.0, memory_.bytes()});
   }
 
-  void run(const action& a, actors::opaque, const caf::actor& reply_to) override {
+  std::optional<actors::completion> run(const action& a, actors::payload_data, const caf::actor& reply_to) override {
     const double t0 = st_.clock.now() + (is_compute(a.kind) ? costs_.action_overhead_us : 0.0);
     const memory_effect effect = memory_effect_of(costs_, a, forward_only_);
     actors::completion done{.act = a, .start_us = t0, .end_us = t0};
@@ -138,10 +138,10 @@ public:
       out_of_memory oom{rank_, a, memory_.needed(effect), memory_.cap_bytes(), t0};
       if (!st_.oom || oom.before(*st_.oom))
         st_.oom = oom;
-      done.error = oom.message();
-      st_.timeline.markers.push_back({.rank = rank_, .t_us = t0, .name = "OOM", .detail = done.error});
+      done.error = failure{failure_kind::out_of_memory, oom.message()};
+      st_.timeline.markers.push_back({.rank = rank_, .t_us = t0, .name = "OOM", .detail = done.error->message});
       st_.clock.post(t0, reply_to, caf::make_message(std::move(done)));
-      return;
+      return std::nullopt;
     }
     if (effect.activations_at_start > 0)
       st_.record(memory_sample{rank_, t0, memory_.bytes()});
@@ -156,6 +156,7 @@ public:
       done.output_bytes = costs_.transfer_bytes(action_kind::send_b, a.stage, a.microbatch);
     st_.record(trace_event{.rank = rank_, .act = a, .start_us = t0, .end_us = t1});
     st_.clock.post(t1, reply_to, caf::make_message(std::move(done)));
+    return std::nullopt; // completes in virtual time
   }
 
   rank_stats stats() const {
@@ -180,6 +181,8 @@ public:
 
   void attach(int stage, const caf::actor& a) override { stages_[static_cast<std::size_t>(stage)] = a; }
   bool blocking() const override { return links_.blocking_send; }
+  void begin_step(const caf::actor&) override {} // virtual links cannot fail
+  std::optional<failure> end_step() override { return std::nullopt; }
 
   void send(actors::payload p, const caf::actor& sender) override {
     const int src = shape_.rank_of(p.src_stage), dst = shape_.rank_of(p.dst_stage);
@@ -214,7 +217,7 @@ struct outcome {
 caf::behavior collector(caf::event_based_actor*, std::shared_ptr<outcome> out) {
   return {
       [out](const actors::rank_finished& f) { out->rank_done[static_cast<std::size_t>(f.rank)] = 1; },
-      [out](const actors::stage_failed& f) { out->failures.push_back(f.error); },
+      [out](const actors::stage_failed& f) { out->failures.push_back(f.error.message); },
       [out](const actors::microbatch_finished& f) {
         out->microbatch_end[static_cast<std::size_t>(f.microbatch)] = f.end_us;
       },
@@ -261,6 +264,7 @@ sim_result simulate(const schedule& input, const sim_options& options) {
     auto handles = actors::spawn_pipeline(
         sys, actors::pipeline_setup{.plan = &s, .executors = exec_ptrs, .net = &net, .supervisor = sup,
                                     .track_microbatches = options.track_microbatches});
+    net.begin_step(sup);
     handles.start();
     result.actor_runs += sched.run();
     std::size_t next_report = options.progress_every;
@@ -285,6 +289,8 @@ sim_result simulate(const schedule& input, const sim_options& options) {
     } catch (...) {
       hook_error = std::current_exception(); // shut the actors down first, then rethrow
     }
+    if (auto lost = net.end_step())
+      out->failures.push_back(lost->message);
     handles.stop();
     caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
     sched.run();

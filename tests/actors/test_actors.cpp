@@ -1,5 +1,6 @@
 // The stage and micro-batch actors against hand-written executor and transport twins (no simulator):
-// order of execution, data flowing through the opaque payloads, blocking sends, failures.
+// order of execution, data flowing through the typed payloads, blocking sends, failures, completions
+// returned at once or sent later, several steps through the same actors.
 #include <caf/all.hpp>
 #include <caf/scheduler/test_coordinator.hpp>
 #include <catch2/catch.hpp>
@@ -28,8 +29,9 @@ struct recording_executor final : executor {
   std::vector<action>* log = nullptr;
   std::vector<std::string>* errors = nullptr;
   std::optional<action> fail_at;
+  bool completes_in_place = false; // return the completion instead of sending it
 
-  void run(const action& a, opaque input, const caf::actor& reply_to) override {
+  std::optional<completion> run(const action& a, payload_data input, const caf::actor& reply_to) override {
     log->push_back(a);
     auto tag = [](int stage, char kind, int mb) { return std::to_string(stage) + kind + std::to_string(mb); };
     std::string expect;
@@ -37,19 +39,22 @@ struct recording_executor final : executor {
       expect = tag(a.stage - 1, 'F', a.microbatch);
     if (is_input_backward(a.kind) && a.stage < num_stages - 1)
       expect = tag(a.stage + 1, 'B', a.microbatch);
-    const auto* got = static_cast<const std::string*>(input.get());
+    const auto* got = input.get_if<std::string>();
     if (expect.empty() ? got != nullptr : (!got || *got != expect))
       errors->push_back(to_string(a) + " got " + (got ? *got : "nothing") + ", expected " + expect);
     completion c{.act = a, .start_us = 0, .end_us = 0};
     if (fail_at && *fail_at == a)
-      c.error = "boom at " + to_string(a);
+      c.error = failure{failure_kind::compute_error, "boom at " + to_string(a)};
     if (a.kind == action_kind::forward)
-      c.output = std::make_shared<const std::string>(tag(a.stage, 'F', a.microbatch)), c.output_bytes = 8;
+      c.output = payload_data::of(tag(a.stage, 'F', a.microbatch)), c.output_bytes = 8;
     if (is_input_backward(a.kind))
-      c.output = std::make_shared<const std::string>(tag(a.stage, 'B', a.microbatch)), c.output_bytes = 8;
+      c.output = payload_data::of(tag(a.stage, 'B', a.microbatch)), c.output_bytes = 8;
     if (a.kind == action_kind::forward && a.stage == num_stages - 1)
       c.loss = 0.5 + a.microbatch;
+    if (completes_in_place)
+      return c;
     caf::anon_send(reply_to, std::move(c));
+    return std::nullopt;
   }
 };
 
@@ -58,13 +63,19 @@ struct direct_transport final : transport {
   bool block = false;
   int sent = 0;
   std::optional<action> fail_at; // this transfer fails: nothing is delivered, the sender hears why
+  int steps_begun = 0, steps_ended = 0;
   void attach(int stage, const caf::actor& a) override { stages[stage] = a; }
+  void begin_step(const caf::actor&) override { ++steps_begun; }
+  std::optional<failure> end_step() override {
+    ++steps_ended;
+    return std::nullopt;
+  }
   bool blocking() const override { return block; }
   void send(payload p, const caf::actor& sender) override {
     ++sent;
     const action a{p.src_stage, p.kind, p.microbatch};
     if (fail_at && *fail_at == a) {
-      caf::anon_send(sender, send_done{a, 0, "link down during " + to_string(a)});
+      caf::anon_send(sender, send_done{a, 0, failure{failure_kind::peer_lost, "link down during " + to_string(a)}});
       return;
     }
     caf::anon_send(stages.at(p.dst_stage), std::move(p));
@@ -98,7 +109,7 @@ struct run_result {
 };
 
 run_result run(const schedule& compute_only, bool blocking, std::optional<action> fail_at = {},
-               std::optional<action> fail_send = {}) {
+               std::optional<action> fail_send = {}, bool completes_in_place = false) {
   const schedule s = add_communication(compute_only);
   caf::actor_system_config cfg;
   cfg.set("scheduler.policy", caf::atom("testing"));
@@ -113,7 +124,7 @@ run_result run(const schedule& compute_only, bool blocking, std::optional<action
     for (int r = 0; r < R; ++r) {
       auto& e = execs[static_cast<std::size_t>(r)];
       e.rank = r, e.num_stages = s.shape.num_stages(), e.log = &res.logs[static_cast<std::size_t>(r)];
-      e.errors = &res.errors, e.fail_at = fail_at;
+      e.errors = &res.errors, e.fail_at = fail_at, e.completes_in_place = completes_in_place;
       ptrs.push_back(&e);
     }
     direct_transport net;
@@ -148,10 +159,10 @@ TEST_CASE("stage actors run each rank's list in order and pass payloads between 
                     schedule_options{.name = "interleaved-1f1b", .num_ranks = 2, .num_microbatches = 4, .stages_per_rank = 3},
                     schedule_options{.name = "zbv", .num_ranks = 3, .num_microbatches = 6},
                     schedule_options{.name = "zb-h2", .num_ranks = 3, .num_microbatches = 6}}) {
-    for (bool blocking : {false, true}) {
-      INFO(opts.name << (blocking ? " blocking" : " async"));
+    for (auto [blocking, in_place] : {std::pair{false, false}, {true, false}, {false, true}, {true, true}}) {
+      INFO(opts.name << (blocking ? " blocking" : " async") << (in_place ? ", completions returned" : ", completions sent"));
       const schedule s = make_schedule(opts);
-      const auto r = run(s, blocking);
+      const auto r = run(s, blocking, {}, {}, in_place);
       CHECK(r.errors.empty());
       for (const auto& e : r.errors)
         UNSCOPED_INFO(e);
@@ -182,7 +193,8 @@ TEST_CASE("a failed action stops its rank and is reported with the action", "[ac
   REQUIRE(r.out.failures.size() == 1);
   CHECK(r.out.failures[0].rank == 1);
   CHECK(r.out.failures[0].act == bad);
-  CHECK(r.out.failures[0].error == "boom at 1B2");
+  CHECK(r.out.failures[0].error.kind == failure_kind::compute_error);
+  CHECK(r.out.failures[0].error.message == "boom at 1B2");
   // Rank 1 ran nothing after 1B2; it never finished, and micro-batch 2 never completed.
   CHECK(r.logs[1].back() == bad);
   CHECK(std::find(r.out.ranks_done.begin(), r.out.ranks_done.end(), 1) == r.out.ranks_done.end());
@@ -196,7 +208,8 @@ TEST_CASE("a transport error on a blocking send stops its rank and is reported w
   REQUIRE(r.out.failures.size() == 1);
   CHECK(r.out.failures[0].rank == 0);
   CHECK(r.out.failures[0].act == bad);
-  CHECK(r.out.failures[0].error == "link down during 0SEND_F3");
+  CHECK(r.out.failures[0].error.kind == failure_kind::peer_lost);
+  CHECK(r.out.failures[0].error.message == "link down during 0SEND_F3");
   // Rank 0 ran its list up to the failed send and nothing after it (1F1B at R=3 by hand: warm-up 0F0 0F1
   // 0F2, then 0B0 0F3 0B1 ...; the send of 0F3 follows 0F3).
   CHECK(r.logs[0] == std::vector<action>{{0, action_kind::forward, 0}, {0, action_kind::forward, 1},
@@ -295,17 +308,18 @@ struct threaded_executor final : executor {
       lock.unlock();
       completion c{.act = a};
       if (a.kind == action_kind::forward || is_input_backward(a.kind))
-        c.output = std::make_shared<const int>(a.microbatch), c.output_bytes = 4;
+        c.output = payload_data::of(a.microbatch), c.output_bytes = 4;
       ++ran;
       caf::anon_send(to, std::move(c));
     }
   }};
-  void run(const action& a, opaque, const caf::actor& reply_to) override {
+  std::optional<completion> run(const action& a, payload_data, const caf::actor& reply_to) override {
     {
       std::lock_guard lock(mu);
       work.emplace_back(a, reply_to);
     }
     cv.notify_one();
+    return std::nullopt;
   }
   ~threaded_executor() override {
     {
@@ -325,6 +339,8 @@ struct locked_transport final : transport {
     stages[stage] = a;
   }
   bool blocking() const override { return false; }
+  void begin_step(const caf::actor&) override {}
+  std::optional<failure> end_step() override { return std::nullopt; }
   void send(payload p, const caf::actor&) override {
     caf::actor to;
     {
@@ -357,7 +373,7 @@ TEST_CASE("the same actors on CAF's threaded scheduler with completions from oth
   bool timed_out = false;
   while (!timed_out && (ranks < 3 || microbatches < 6))
     self->receive([&](const rank_finished&) { ++ranks; }, [&](const microbatch_finished&) { ++microbatches; },
-                  [&](const stage_failed& f) { FAIL(f.error); },
+                  [&](const stage_failed& f) { FAIL(f.error.describe()); },
                   caf::after(std::chrono::seconds(10)) >> [&] { timed_out = true; });
   CHECK_FALSE(timed_out);
   CHECK(ranks == 3);
@@ -371,4 +387,81 @@ TEST_CASE("the same actors on CAF's threaded scheduler with completions from oth
     ran += e->ran;
   CHECK(ran == compute);
   h.stop();
+}
+
+TEST_CASE("the actors live for the whole job: one spawn serves many steps, in the same order each time",
+          "[actors]") {
+  const schedule s =
+      add_communication(make_schedule({.name = "interleaved-1f1b", .num_ranks = 2, .num_microbatches = 4,
+                                       .stages_per_rank = 2}));
+  caf::actor_system_config cfg;
+  cfg.set("scheduler.policy", caf::atom("testing"));
+  caf::actor_system sys{cfg};
+  auto& sched = dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler());
+  std::vector<std::vector<action>> logs(2);
+  std::vector<std::string> errors;
+  std::vector<recording_executor> execs(2);
+  std::vector<executor*> ptrs;
+  for (int r = 0; r < 2; ++r) {
+    auto& e = execs[static_cast<std::size_t>(r)];
+    e.rank = r, e.num_stages = 4, e.log = &logs[static_cast<std::size_t>(r)], e.errors = &errors;
+    e.completes_in_place = r == 1; // one rank of each kind
+    ptrs.push_back(&e);
+  }
+  direct_transport net;
+  auto out = std::make_shared<outcome>();
+  auto sup = collect(sys, out);
+  const std::size_t before = sys.registry().running();
+  auto h = spawn_pipeline(sys, pipeline_setup{.plan = &s, .executors = ptrs, .net = &net, .supervisor = sup});
+  const std::size_t spawned = sys.registry().running();
+  CHECK(spawned == before + 4 + 4); // 4 stage actors, 4 micro-batch actors
+  const int steps = 5;
+  for (int k = 1; k <= steps; ++k) {
+    INFO("step " << k);
+    for (auto& l : logs)
+      l.clear();
+    net.begin_step(sup);
+    h.start();
+    sched.run();
+    CHECK(!net.end_step());
+    CHECK(out->ranks_done.size() == static_cast<std::size_t>(2 * k));
+    CHECK(out->microbatches.size() == 4u);
+    for (int r = 0; r < 2; ++r)
+      CHECK(logs[static_cast<std::size_t>(r)] == compute_order(s, r));
+    CHECK(sys.registry().running() == spawned); // no actor spawned or lost between steps
+  }
+  CHECK(errors.empty()); // every input was the neighbour's output of the same step
+  CHECK(out->failures.empty());
+  CHECK(net.steps_begun == steps);
+  CHECK(net.steps_ended == steps);
+
+  // Stopped, the actors are destroyed once the last outside handle goes: the stage actors and the rank
+  // context they share do not keep each other alive.
+  std::vector<caf::weak_actor_ptr> weak;
+  for (const auto& a : h.stages)
+    weak.push_back(caf::actor_cast<caf::weak_actor_ptr>(a));
+  h.stop();
+  sched.run();
+  CHECK(sys.registry().running() == before);
+  h = {};
+  net.stages.clear();
+  for (const auto& w : weak)
+    CHECK(!w.lock());
+  caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
+  sched.run();
+}
+
+TEST_CASE("a payload is typed: unwrapped as another type it is a type_mismatch naming both types", "[actors]") {
+  const auto d = payload_data::of(std::string("activation"));
+  CHECK(d.as<std::string>(std::string()) == "activation");
+  CHECK(d.get_if<int>() == nullptr);
+  try {
+    (void)d.as<int>(0);
+    FAIL("no error");
+  } catch (const failure_error& e) {
+    CHECK(e.what_failed().kind == failure_kind::type_mismatch);
+    CHECK_THAT(e.what(), Catch::Contains("payload holds std::") && Catch::Contains("string") &&
+                             Catch::Contains(", expected int"));
+  }
+  CHECK(payload_data{}.as<int>(7) == 7); // empty: the caller's "none"
 }

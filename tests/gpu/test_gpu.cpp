@@ -19,7 +19,7 @@
 #include "helpers.hpp"
 #include "models/gpt.hpp"
 #include "pippy/core/generators.hpp"
-#include "pippy/gpu/cuda_pipeline.hpp"
+#include "pippy/gpu/cuda_backend.hpp"
 #include "pippy/gpu/nccl_transport.hpp"
 
 using namespace pippy;
@@ -64,7 +64,7 @@ struct gpu_run {
   pippy::pipe p;
   std::unique_ptr<caf::actor_system_config> cfg;
   std::unique_ptr<caf::actor_system> sys;
-  std::unique_ptr<gpu::cuda_pipeline> pipeline;
+  std::unique_ptr<step_driver> pipeline;
 };
 
 gpu_run make_run(gpt_fixture& f, const schedule& s, c10::intrusive_ptr<c10d::Store> store = {}) {
@@ -84,8 +84,8 @@ gpu_run make_run(gpt_fixture& f, const schedule& s, c10::intrusive_ptr<c10d::Sto
   r.cfg = std::make_unique<caf::actor_system_config>();
   configure_for_training(*r.cfg);
   r.sys = std::make_unique<caf::actor_system>(*r.cfg);
-  r.pipeline = std::make_unique<gpu::cuda_pipeline>(
-      *r.sys, s, std::move(stages), gpu::cuda_pipeline_options{.device = 0, .store = std::move(store), .rank = 0});
+  r.pipeline = std::make_unique<step_driver>(
+      *r.sys, s, std::move(stages), gpu::cuda_backend({.device = 0, .store = std::move(store), .rank = 0}));
   return r;
 }
 

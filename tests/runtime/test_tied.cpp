@@ -6,7 +6,7 @@
 #include <caf/actor_system_config.hpp>
 
 #include "pippy/core/generators.hpp"
-#include "pippy/runtime/actor_backend.hpp"
+#include "pippy/runtime/step_driver.hpp"
 #include "pippy/runtime/pipeline_engine.hpp"
 #include "pippy/runtime/tied_weights.hpp"
 
@@ -67,11 +67,11 @@ TEST_CASE("replicated tied weight: copies get the summed gradient and stay equal
         configure_for_training(cfg);
         caf::actor_system sys{cfg};
         std::unique_ptr<pipeline_engine> engine;
-        std::unique_ptr<actor_pipeline> actors;
+        std::unique_ptr<step_driver> actors;
         if (std::string(rt) == "engine")
           engine = std::make_unique<pipeline_engine>(s, ex);
         else
-          actors = std::make_unique<actor_pipeline>(sys, s, ex);
+          actors = std::make_unique<step_driver>(sys, s, ex, cpu_backend());
         for (int k = 0; k < K; ++k) {
           auto& [x, y] = data[static_cast<std::size_t>(k)];
           auto loss = engine ? engine->step({x}, y) : actors->step({x}, y);

@@ -54,6 +54,28 @@ bool is_host_port(const std::string& spec) {
   return split_host_port(spec).second > 0;
 }
 
+live_publisher_options live_target(const std::string& spec, const std::string& flag) {
+  live_publisher_options o;
+  const bool file = spec.find('/') != std::string::npos ||
+                    (spec.size() > 6 && spec.compare(spec.size() - 6, 6, ".jsonl") == 0);
+  if (file) {
+    o.path = spec;
+    o.truncate = true; // a second run replaces the first one's stream
+    return o;
+  }
+  std::size_t used = 0;
+  int port = -1;
+  try {
+    port = std::stoi(spec, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != spec.size() || port < 0 || port > 65535)
+    throw input_error(flag + ": expected a TCP port (0-65535) or a FILE.jsonl path (got '" + spec + "')");
+  o.port = port;
+  return o;
+}
+
 live_publisher::live_publisher(live_publisher_options options) : o_(std::move(options)) {
   if (o_.port >= 0) {
     listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -79,7 +101,7 @@ live_publisher::live_publisher(live_publisher_options options) : o_(std::move(op
     set_nonblocking(listen_fd_);
   }
   if (!o_.path.empty()) {
-    file_fd_ = ::open(o_.path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    file_fd_ = ::open(o_.path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (o_.truncate ? O_TRUNC : 0), 0644);
     if (file_fd_ < 0) {
       if (listen_fd_ >= 0)
         ::close(listen_fd_);

@@ -22,18 +22,20 @@ struct pipeline_handles {
   std::vector<caf::actor> stages;       // by stage id; empty handle where the stage is not local
   std::vector<caf::actor> microbatches; // by micro-batch id; empty unless tracked
   std::vector<int> local_ranks;
-  // Sends start_atom to the actor owning each local rank's first action (a rank with nothing to do
-  // reports rank_finished at once).
+  // Starts a step: sends start_atom to the actor owning each local rank's first action (a rank with
+  // nothing to do reports rank_finished at once).
   void start() const;
-  // Asks every actor to quit.
+  // Asks every actor to quit (for good).
   void stop() const;
 
   const schedule* plan_ = nullptr;
   caf::actor supervisor_;
 };
 
-// One spawn runs the schedule once (one training step): the actors keep per-micro-batch state for it.
-// Spawn again for the next step. Throws input_error when the setup does not fit the schedule (ranks, missing transport...).
+// The actors are spawned once and serve every step: each start() runs the schedule once (one training
+// step); start the next step only after every local rank finished (rank_finished) the previous one. A
+// stage that failed has quit: spawn a new pipeline. Throws input_error when the setup does not fit the
+// schedule (ranks, missing transport...).
 pipeline_handles spawn_pipeline(caf::actor_system& sys, const pipeline_setup& setup);
 
 } // namespace pippy::actors

@@ -1,20 +1,56 @@
 #pragma once
 // The message protocol of stage and micro-batch actors, in one screen. Messages are values (copyable);
-// the opaque `data` pointers are shared, never copied, and must not be modified after they are sent.
+// the `data` they carry is shared, never copied, and must not be modified after it is sent.
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
+#include <typeinfo>
 
 #include "pippy/core/action.hpp"
+#include "pippy/core/failure.hpp"
 
 namespace pippy::actors {
 
-// Backend data that travels with a message (a tensor, a list of tensors, an autograd context...).
-// The simulator leaves it empty. Owned jointly by whoever holds the pointer; immutable once sent.
-using opaque = std::shared_ptr<const void>;
+// The readable name of a C++ type (demangled).
+std::string type_name(const std::type_info& type);
+
+// Backend data that travels with a message (CPU tensors, CUDA tensors with their ready event...); the
+// simulator leaves it empty. Owned jointly by whoever holds it; immutable once sent. It remembers the
+// type it was made from: as<T>() on anything else throws failure_error (type_mismatch) naming both
+// types, so a CPU payload reaching a CUDA executor is an error, never a misread.
+class payload_data {
+public:
+  payload_data() = default;
+  template <class T>
+  static payload_data of(T value) {
+    payload_data d;
+    d.ptr_ = std::make_shared<const T>(std::move(value));
+    d.type_ = &typeid(T);
+    return d;
+  }
+  explicit operator bool() const { return ptr_ != nullptr; }
+  // The held value; `none` when empty.
+  template <class T>
+  const T& as(const T& none) const {
+    if (!ptr_)
+      return none;
+    if (*type_ != typeid(T))
+      throw failure_error({failure_kind::type_mismatch,
+                           "payload holds " + type_name(*type_) + ", expected " + type_name(typeid(T))});
+    return *static_cast<const T*>(ptr_.get());
+  }
+  template <class T>
+  const T* get_if() const {
+    return ptr_ && *type_ == typeid(T) ? static_cast<const T*>(ptr_.get()) : nullptr;
+  }
+
+private:
+  std::shared_ptr<const void> ptr_;
+  const std::type_info* type_ = &typeid(void);
+};
 
 // start_atom: the pipeline sends it to the stage actor that owns its rank's first action.
 using start_atom = caf::atom_constant<caf::atom("pp_start")>;
@@ -27,7 +63,7 @@ struct payload {
   int microbatch = no_microbatch;
   action_kind kind = action_kind::send_f; // send_f: activation forward; send_b: gradient backward
   std::uint64_t bytes = 0;
-  opaque data;
+  payload_data data;
 };
 
 // Executor -> stage actor, exactly once per executor::run. Times in microseconds on the executor's
@@ -36,17 +72,17 @@ struct completion {
   action act;
   double start_us = 0;
   double end_us = 0;
-  opaque output;               // F: activation for the next stage; I/B: gradient for the previous one
+  payload_data output;         // F: activation for the next stage; I/B: gradient for the previous one
   std::uint64_t output_bytes = 0;
   std::optional<double> loss;  // F of the last stage, where the backend computes one
-  std::string error;           // non-empty: the action failed (out of memory, backend error)
+  std::optional<failure> error; // the action failed (out of memory, backend error)
 };
 
 // Transport -> sending stage actor, only for blocking transports: the transfer is over.
 struct send_done {
   action act;
   double end_us = 0;
-  std::string error;
+  std::optional<failure> error;
 };
 
 // Stage actor -> stage actor of the same rank: the rank's list continues at `position`, which is yours.
@@ -75,7 +111,7 @@ struct rank_finished { // the rank ran its whole list
 struct stage_failed {  // an action failed; the stage actor quits
   int rank = 0;
   action act;
-  std::string error;
+  failure error;
 };
 struct microbatch_finished { // every stage ran F and all backward work on it
   int microbatch = 0;

@@ -1,19 +1,19 @@
 #pragma once
 // actors::executor on a CUDA device, by composition over the CPU backend's stage_executor (libtorch
 // autograd does the work; the tensors and modules just live on the GPU).
-//   - One worker thread per rank (a threaded_executor, like torch_executor), so CAF handlers never wait
-//     for the GPU; it sets
+//   - One worker thread per rank (a compute_executor with compute_thread::own), so CAF handlers never
+//     wait for the GPU; it sets
 //     c10::cuda::CUDAGuard and CUDAStreamGuard around every action (the current device and stream are
 //     thread-local and would not follow an actor across threads).
 //   - Each rank computes on its own stream from the pool. An action's completion is sent as soon as its
 //     kernels are queued: the CPU runs ahead and the outputs carry a CUDA event (cuda_tensors), which the
 //     consumer's stream waits for, on the device. Only the last stage's loss (.item() inside
 //     stage_executor::forward) synchronizes the CPU with its stream.
-//   - Times: CUDA events around every action; finish_step() turns them into wall-clock trace events
+//   - Times: CUDA events around every action; end_step() turns them into wall-clock trace events
 //     (anchored to one host timestamp per step), so the trace shows when the GPU ran the action, not
 //     when it was launched. Memory: the caching allocator's allocated bytes (device-wide) after each action.
 // Thread safety: run() may be called from any thread (one action of the rank at a time, per the
-// executor contract); finish_step() from the driver thread once the rank's actions completed.
+// executor contract); begin_step() and end_step() from the driver's thread (step_driver).
 #include <ATen/cuda/CUDAEvent.h>
 #include <c10/cuda/CUDAStream.h>
 
@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "pippy/actors/seams.hpp"
-#include "pippy/runtime/actor_backend.hpp"
+#include "pippy/runtime/executors.hpp"
 #include "pippy/runtime/stage_executor.hpp"
 #include "pippy/traces/trace.hpp"
 
@@ -36,7 +36,7 @@ struct cuda_executor_options {
   bool synchronous = false;
 };
 
-class cuda_executor : public threaded_executor {
+class cuda_executor : public compute_executor {
 public:
   // stages: by stage id, set for the stages of `rank` (their modules already on `options.device`). The
   // executor borrows `batch` (inputs and targets on the device) and `log`.
@@ -44,11 +44,12 @@ public:
                 event_log& log, cuda_executor_options options = {});
   ~cuda_executor() override;
 
-  // Before the step's first run(): records the timing anchor.
-  void begin_step();
+  // Before the step's first run(): waits for the step's batch (copied on the driver thread's stream) and
+  // records the timing anchor.
+  void begin_step() override;
   // After the rank's last completion: waits for its stream, writes the step's GPU-timed trace events and
   // memory samples into the log. Throws if a CUDA error surfaced.
-  void finish_step();
+  void end_step() override;
 
   const c10::cuda::CUDAStream& stream() const { return stream_; }
   c10::DeviceIndex device() const { return options_.device; }
@@ -59,7 +60,7 @@ private:
     std::shared_ptr<at::cuda::CUDAEvent> start, end;
     std::uint64_t allocated_bytes = 0;
   };
-  void execute(job& j) override;
+  actors::completion compute(const action& a, const actors::payload_data& input) override;
 
   cuda_executor_options options_;
   c10::cuda::CUDAStream stream_;

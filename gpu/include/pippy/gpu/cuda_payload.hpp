@@ -1,10 +1,11 @@
 #pragma once
-// What travels between stages on the GPU backend (inside actors::opaque): the boundary tensors, on the
+// What travels between stages on the GPU backend (an actors::payload_data of cuda_tensors: a CPU payload
+// reaching a CUDA executor is a type_mismatch failure, not a misread): the boundary tensors, on the
 // device, and the CUDA event after which they are valid. Nothing is copied when a payload is handed
 // from one stage to another in the same process (same rank, or another rank on the same GPU): the
 // consumer makes its stream wait for the event (on the GPU, the CPU does not block) and records its
 // stream on the tensors so that the caching allocator does not reuse their memory too early.
-// Immutable once wrapped; shared by whoever holds the opaque pointer; thread-safe to read.
+// Immutable once wrapped; shared by whoever holds the payload; thread-safe to read.
 #include <ATen/cuda/CUDAEvent.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/torch.h>
@@ -22,13 +23,14 @@ struct cuda_tensors {
   std::shared_ptr<at::cuda::CUDAEvent> ready;
 };
 
-inline actors::opaque wrap(std::vector<torch::Tensor> t, std::shared_ptr<at::cuda::CUDAEvent> ready) {
-  return std::make_shared<const cuda_tensors>(cuda_tensors{std::move(t), std::move(ready)});
+inline actors::payload_data wrap(std::vector<torch::Tensor> t, std::shared_ptr<at::cuda::CUDAEvent> ready) {
+  return actors::payload_data::of(cuda_tensors{std::move(t), std::move(ready)});
 }
 
-inline const cuda_tensors& unwrap(const actors::opaque& o) {
+// The payload's CUDA tensors (none when empty); throws failure_error (type_mismatch) for anything else.
+inline const cuda_tensors& unwrap(const actors::payload_data& o) {
   static const cuda_tensors none;
-  return o ? *static_cast<const cuda_tensors*>(o.get()) : none;
+  return o.as<cuda_tensors>(none);
 }
 
 // Makes `stream` wait (on the device) until `in` is ready, and tells the caching allocator that the

@@ -48,7 +48,7 @@
 #include "pippy/runtime/tensor_header.hpp"
 #include "pippy/actors/seams.hpp"
 #include "pippy/core/schedule.hpp"
-#include "pippy/runtime/actor_backend.hpp"
+#include "pippy/runtime/event_log.hpp"
 #include "pippy/runtime/environment.hpp"
 
 namespace pippy::gpu {
@@ -84,7 +84,7 @@ private:
 };
 
 // The rendezvous store of `env` (c10d TCPStore at MASTER_ADDR:MASTER_PORT + port_offset; rank 0 serves
-// it). Use port_offset 1 when a gloo_transport of the same job already serves MASTER_PORT.
+// it). Use port_offset 1 when a gloo_group of the same job already serves MASTER_PORT.
 c10::intrusive_ptr<c10d::Store> connect_store(const dist_env& env, std::chrono::milliseconds timeout,
                                               int port_offset = 0);
 
@@ -113,13 +113,12 @@ public:
   nccl_transport& operator=(const nccl_transport&) = delete;
 
   void attach(int stage, const caf::actor& stage_actor) override;
-  void send(actors::payload p, const caf::actor& sender) override;
-  bool blocking() const override { return false; }
-
   // Starts the step's receives; a failure is reported to `supervisor` as stage_failed.
-  void begin_step(const caf::actor& supervisor);
-  // Waits (host) until the step's transfers completed; throws peer_error on failure or timeout.
-  void end_step();
+  void begin_step(const caf::actor& supervisor) override;
+  void send(actors::payload p, const caf::actor& sender) override;
+  // Waits (host) until the step's transfers completed: the failure (peer lost, timeout), if any.
+  std::optional<failure> end_step() override;
+  bool blocking() const override { return false; }
 
   int rank() const { return rank_; }
   // The peers this rank sends to / receives from (one communicator each).
@@ -155,7 +154,7 @@ private:
   void receiver_loop();
   void poller_loop();
   void add_pending(pending p);
-  void fail(const std::string& why);
+  void fail(failure why);
   caf::actor stage_actor(int stage);
   std::vector<tensor_header_entry> recv_meta(int dir, int stage, int mb);
   std::string meta_key(int dir, int stage, int mb) const;
@@ -185,7 +184,7 @@ private:
   std::size_t sends_expected_ = 0, sends_posted_ = 0; // this step
   bool receiver_done_ = true;
   bool stop_ = false;
-  std::string error_;
+  std::optional<failure> error_;
   // Shapes go through the store once per (direction, stage, micro-batch): a later transfer of that key
   // must have the same header (checked on the sender), since a store round trip per message is slow.
   std::map<std::tuple<int, int, int>, std::vector<int64_t>> sent_meta_;

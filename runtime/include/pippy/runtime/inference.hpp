@@ -19,7 +19,7 @@
 
 namespace pippy {
 
-class gloo_transport;
+class gloo_group;
 class pipeline_engine;
 class stage_executor;
 
@@ -65,7 +65,7 @@ private:
       all.push_back(p.stage(s));
     return all;
   }
-  std::unique_ptr<gloo_transport> net_;
+  std::unique_ptr<gloo_group> net_;
   std::vector<std::shared_ptr<stage_executor>> executors_;
   std::unique_ptr<pipeline_engine> engine_;
   int num_stages_ = 0;

@@ -9,7 +9,8 @@
 #include <vector>
 
 #include "pippy/core/schedule.hpp"
-#include "pippy/runtime/gloo_transport.hpp"
+#include "pippy/runtime/clock.hpp"
+#include "pippy/runtime/gloo_group.hpp"
 #include "pippy/runtime/microbatch.hpp"
 #include "pippy/runtime/stage_executor.hpp"
 #include "pippy/runtime/tensor_channel.hpp"
@@ -31,7 +32,7 @@ class pipeline_engine {
 public:
   // stages[s] must be set for every stage this process runs (all stages without a transport).
   pipeline_engine(const schedule& compute_only, std::vector<std::shared_ptr<stage_executor>> stages,
-                  gloo_transport* transport = nullptr);
+                  gloo_group* transport = nullptr);
 
   // One step on a whole batch: inputs (stage 0's arguments, split into micro-batches with specs) and
   // target (split along dim 0; the last stage's loss). Returns the batch's loss where this process
@@ -55,7 +56,7 @@ private:
 
   schedule sched_;
   std::vector<std::shared_ptr<stage_executor>> stages_;
-  gloo_transport* transport_;
+  gloo_group* transport_;
   std::vector<int> local_ranks_;
   int num_stages_;
   int microbatches_;
@@ -72,8 +73,5 @@ private:
   std::map<int, std::uint64_t> activation_bytes_;
   trace trace_;
 };
-
-// Wall-clock microseconds (shared by processes on one host), the time base of measured traces.
-double now_us();
 
 } // namespace pippy

@@ -6,30 +6,30 @@
 #include <tuple>
 #include <vector>
 
-#include "pippy/runtime/gloo_transport.hpp"
+#include "pippy/runtime/gloo_group.hpp"
 
 namespace pippy {
 
 // Activations (forward) and gradients (backward) between stages on different ranks, over a
-// gloo_transport. Every transfer is preceded by a small header with the tensors' dtypes and shapes, so
+// gloo_group. Every transfer is preceded by a small header with the tensors' dtypes and shapes, so
 // micro-batches may differ in size (an uneven last one) and sequence lengths may change from step to
 // step. Tags are unique per (direction, stage, micro-batch, tensor index).
 // Thread-safe: one thread may send while another receives.
 class tensor_channel {
 public:
   enum class direction { forward = 0, backward = 1 };
-  explicit tensor_channel(gloo_transport& net) : net_(net) {}
+  explicit tensor_channel(gloo_group& net) : net_(net) {}
 
   // Posts the sends and returns at once. `from_stage` is the producing stage.
   void send(direction d, int from_stage, int microbatch, const std::vector<torch::Tensor>& tensors, int dst);
   // Blocks until the tensors produced by `from_stage` for `microbatch` arrived from rank src; throws
-  // peer_error when src is lost.
+  // peer_error when src is lost, failure_error (shape_mismatch) for a header that cannot be read.
   std::vector<torch::Tensor> recv(direction d, int from_stage, int microbatch, int src);
 
-  gloo_transport& transport() { return net_; }
+  gloo_group& transport() { return net_; }
 
 private:
-  gloo_transport& net_;
+  gloo_group& net_;
 };
 
 // Bytes of the defined tensors.

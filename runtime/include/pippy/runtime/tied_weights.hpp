@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "pippy/core/topology.hpp"
-#include "pippy/runtime/gloo_transport.hpp"
+#include "pippy/runtime/gloo_group.hpp"
 
 namespace pippy {
 
@@ -27,7 +27,7 @@ public:
   // local: for each local holder stage, its copy of each group's tensor (group index -> tensor).
   // net: the transport when the holders span processes (nullptr: every holder is local).
   tied_sync(std::vector<tied_group> groups, std::map<int, std::map<std::size_t, torch::Tensor>> local,
-            const pipeline_shape& shape, gloo_transport* net);
+            const pipeline_shape& shape, gloo_group* net);
   // Whether stage s holds a tied copy (then its U goes through before_step).
   bool holds(int stage) const { return local_.count(stage) > 0; }
   // Stage s's U: `step` runs once every local holder has reached its U and the gradients are summed
@@ -39,7 +39,7 @@ private:
   std::vector<tied_group> groups_;
   std::map<int, std::map<std::size_t, torch::Tensor>> local_;
   pipeline_shape shape_;
-  gloo_transport* net_;
+  gloo_group* net_;
   std::mutex mu_;
   std::map<int, std::function<void()>> waiting_;
 };

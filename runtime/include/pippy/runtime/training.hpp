@@ -21,17 +21,21 @@
 
 namespace pippy {
 
+// What runs the steps: the stage actors shared with the simulator, or the plain loop (pipeline_engine).
+enum class runtime_kind : std::uint8_t { actors, engine };
+
 struct training_job {
   std::string schedule = "1f1b";
   int microbatches = 6;
   int steps = 5;
   int stages_per_rank = 0;     // 0: the schedule's default
-  std::string runtime = "actors"; // actors | engine
+  runtime_kind runtime = runtime_kind::actors;
   int in_process = 0;          // > 0: run that many ranks in this process (no c10d)
   double timeout_s = 60;       // c10d timeout: a lost peer is reported by then
   std::string trace_file;      // Chrome trace of every step (rank 0)
   std::string step_trace_file; // Chrome trace of the last step only (to put beside a simulated step)
   std::string profile_file;    // measured per-stage costs (simulator cost file)
+  std::string live;            // PORT or FILE.jsonl: every rank's events as they happen (live_feed.hpp)
   int fail_rank = -1, fail_step = -1; // fault injection: that rank sends itself fail_signal at that step
   int fail_signal = 9;                // SIGKILL (dies) or SIGSTOP (hangs: peers must time out)
   std::string export_dir;             // init, data and final parameters for a peer (run_export.hpp)

@@ -17,6 +17,7 @@ struct live_publisher_options {
   int port = -1;             // TCP port on `host` to serve the JSON-lines stream; 0 = any free port; -1 = no server
   std::string host = "127.0.0.1";
   std::string path;          // append each line to this file as well ("" = no file)
+  bool truncate = false;     // empty the file first
   std::size_t queue_capacity = 1 << 16; // lines waiting for the background thread; beyond it the oldest are dropped
   std::size_t replay_capacity = 1 << 18; // lines kept to replay to a viewer that connects late (0 = none)
   std::size_t client_buffer_limit = 64u << 20; // bytes pending for one slow viewer before it is dropped
@@ -118,5 +119,10 @@ private:
 
 // True when spec looks like HOST:PORT (a port number after the last colon and no such file).
 bool is_host_port(const std::string& spec);
+
+// What `--live SPEC` publishes to: a FILE (the spec has a '/' or ends in .jsonl) or a TCP PORT (0-65535,
+// 0 = any free port). Throws input_error naming `flag` and the spec otherwise.
+live_publisher_options live_target(const std::string& spec, const std::string& flag = "--live");
+inline bool is_file_target(const live_publisher_options& o) { return !o.path.empty(); }
 
 } // namespace pippy

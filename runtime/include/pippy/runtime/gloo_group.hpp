@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "pippy/core/failure.hpp" // peer_error
 #include "pippy/runtime/environment.hpp"
 
 namespace c10d {
@@ -21,28 +22,18 @@ class Work;
 
 namespace pippy {
 
-// Thrown when a peer cannot be reached (died, timed out); the message names both ranks.
-class peer_error : public std::runtime_error {
-public:
-  peer_error(int peer, const std::string& what) : std::runtime_error(what), peer_(peer) {}
-  int peer() const { return peer_; }
-
-private:
-  int peer_;
-};
-
 // Tensors between processes with c10d: a TCPStore rendezvous (rank 0 serves it at MASTER_ADDR:
 // MASTER_PORT) and one ProcessGroupGloo. send and recv only post (Gloo's own I/O thread moves the
 // bytes); every blocking Work::wait runs on one of this object's two waiter threads (one for sends,
 // one for receives, so that a send waiting for its peer never delays a receive that already arrived),
 // which fulfil the futures recv returns. The caller never blocks inside c10d, and a dead peer turns
 // into a peer_error after at most `timeout`. Thread-safe.
-class gloo_transport {
+class gloo_group {
 public:
-  gloo_transport(const dist_env& env, std::chrono::milliseconds timeout);
-  ~gloo_transport();
-  gloo_transport(const gloo_transport&) = delete;
-  gloo_transport& operator=(const gloo_transport&) = delete;
+  gloo_group(const dist_env& env, std::chrono::milliseconds timeout);
+  ~gloo_group();
+  gloo_group(const gloo_group&) = delete;
+  gloo_group& operator=(const gloo_group&) = delete;
 
   int rank() const { return env_.rank; }
   int world_size() const { return env_.world_size; }

@@ -1,4 +1,4 @@
-#include "pippy/runtime/gloo_transport.hpp"
+#include "pippy/runtime/gloo_group.hpp"
 
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
@@ -6,7 +6,7 @@
 
 namespace pippy {
 
-gloo_transport::gloo_transport(const dist_env& env, std::chrono::milliseconds timeout)
+gloo_group::gloo_group(const dist_env& env, std::chrono::milliseconds timeout)
     : env_(env), timeout_(timeout) {
   c10d::TCPStoreOptions so;
   so.port = static_cast<std::uint16_t>(env.master_port);
@@ -30,7 +30,7 @@ gloo_transport::gloo_transport(const dist_env& env, std::chrono::milliseconds ti
   recv_waiter_.thread = std::thread([this] { wait_loop(recv_waiter_); });
 }
 
-gloo_transport::~gloo_transport() {
+gloo_group::~gloo_group() {
   for (auto* w : {&send_waiter_, &recv_waiter_}) {
     {
       std::lock_guard lock(w->mu);
@@ -42,7 +42,7 @@ gloo_transport::~gloo_transport() {
   }
 }
 
-void gloo_transport::enqueue(waiter& w, pending p) {
+void gloo_group::enqueue(waiter& w, pending p) {
   {
     std::lock_guard lock(w.mu);
     w.queue.push_back(std::move(p));
@@ -50,7 +50,7 @@ void gloo_transport::enqueue(waiter& w, pending p) {
   w.cv.notify_one();
 }
 
-void gloo_transport::wait_loop(waiter& w) {
+void gloo_group::wait_loop(waiter& w) {
   for (;;) {
     pending p;
     {
@@ -75,7 +75,7 @@ void gloo_transport::wait_loop(waiter& w) {
   }
 }
 
-void gloo_transport::send(const std::vector<torch::Tensor>& tensors, int dst, int tag) {
+void gloo_group::send(const std::vector<torch::Tensor>& tensors, int dst, int tag) {
   pending p;
   p.peer = dst;
   p.what = "sending to";
@@ -95,7 +95,7 @@ void gloo_transport::send(const std::vector<torch::Tensor>& tensors, int dst, in
   enqueue(send_waiter_, std::move(p));
 }
 
-std::shared_future<void> gloo_transport::recv(std::vector<torch::Tensor> into, int src, int tag) {
+std::shared_future<void> gloo_group::recv(std::vector<torch::Tensor> into, int src, int tag) {
   pending p;
   p.peer = src;
   p.what = "receiving from";
@@ -116,7 +116,7 @@ std::shared_future<void> gloo_transport::recv(std::vector<torch::Tensor> into, i
   return fut;
 }
 
-void gloo_transport::flush() {
+void gloo_group::flush() {
   std::vector<std::shared_future<void>> sends;
   {
     std::lock_guard lock(post_mu_);
@@ -127,7 +127,7 @@ void gloo_transport::flush() {
     f.get();
 }
 
-void gloo_transport::barrier() {
+void gloo_group::barrier() {
   c10::intrusive_ptr<c10d::Work> work;
   {
     std::lock_guard lock(post_mu_);
@@ -143,11 +143,11 @@ void gloo_transport::barrier() {
   fut.get();
 }
 
-void gloo_transport::store_set(const std::string& key, const std::string& value) {
+void gloo_group::store_set(const std::string& key, const std::string& value) {
   store_->set(key, std::vector<uint8_t>(value.begin(), value.end()));
 }
 
-std::string gloo_transport::store_get(const std::string& key) {
+std::string gloo_group::store_get(const std::string& key) {
   auto v = store_->get(key);
   return std::string(v.begin(), v.end());
 }
