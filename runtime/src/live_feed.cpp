@@ -4,7 +4,9 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <optional>
 
+#include "pippy/runtime/environment.hpp"
 #include "pippy/runtime/gloo_group.hpp"
 #include "pippy/traces/chrome_trace.hpp"
 
@@ -22,27 +24,32 @@ std::pair<std::string, std::string> peer_bind_and_name() {
   ::gethostname(name, sizeof name - 1);
   return {"0.0.0.0", name};
 }
+
+live_publisher_options in_idle_time(live_publisher_options o) {
+  o.on_thread_start = [] { yield_to_other_threads(); };
+  return o;
+}
 } // namespace
 
 live_job_feed::live_job_feed(const std::string& spec, int rank, gloo_group* group) : rank_(rank) {
   if (rank_ <= 0) {
-    out_ = std::make_unique<live_publisher>(live_target(spec));
-    if (!group)
-      return;
-    for (int r = 1; r < group->world_size(); ++r)
-      peers_.push_back(std::make_unique<live_reader>(group->store_get("pippy/live/" + std::to_string(r))));
-    puller_ = std::thread([this] { pull(); });
-    return;
+    out_ = std::make_unique<live_publisher>(in_idle_time(live_target(spec)));
+    if (group)
+      for (int r = 1; r < group->world_size(); ++r)
+        peers_.push_back(std::make_unique<live_reader>(group->store_get("pippy/live/" + std::to_string(r))));
+  } else {
+    const auto [bind, name] = peer_bind_and_name();
+    out_ = std::make_unique<live_publisher>(in_idle_time({.port = 0, .host = bind}));
+    group->store_set("pippy/live/" + std::to_string(rank_), name + ":" + std::to_string(out_->port()));
   }
-  const auto [bind, name] = peer_bind_and_name();
-  out_ = std::make_unique<live_publisher>(live_publisher_options{.port = 0, .host = bind});
-  group->store_set("pippy/live/" + std::to_string(rank_), name + ":" + std::to_string(out_->port()));
+  pump_ = std::thread([this] { pump(); });
 }
 
 live_job_feed::~live_job_feed() {
   stopping_ = true;
-  if (puller_.joinable())
-    puller_.join();
+  if (pump_.joinable())
+    pump_.join();
+  pass(); // what came after the pump's last pass
   out_->flush();
 }
 
@@ -51,29 +58,44 @@ void live_job_feed::step_started(int step, double t_us) {
     out_->publish_line(to_json_line(trace_marker{.rank = 0, .t_us = t_us, .name = "step " + std::to_string(step)}));
 }
 
-void live_job_feed::pull() {
+bool live_job_feed::pass() {
+  std::vector<trace_event> events;
+  std::vector<memory_sample> samples;
+  {
+    std::lock_guard lock(mu_);
+    events.swap(events_);
+    samples.swap(samples_);
+  }
+  for (const auto& e : events)
+    out_->publish(e);
+  for (const auto& m : samples)
+    out_->publish(m);
+  bool open = false;
+  std::vector<std::string> lines;
+  for (auto& r : peers_) {
+    r->poll_lines(lines);
+    open |= r->status() == live_reader::state::connecting || r->status() == live_reader::state::open;
+  }
+  for (auto& l : lines)
+    out_->publish_line(std::move(l));
+  return open;
+}
+
+void live_job_feed::pump() {
+  yield_to_other_threads();
   using clock = std::chrono::steady_clock;
   std::optional<clock::time_point> give_up;
   for (;;) {
-    std::size_t got = 0;
-    bool open = false;
-    for (auto& r : peers_) {
-      trace t;
-      got += r->poll(t);
-      for (const auto& e : t.events)
-        out_->publish(e);
-      for (const auto& m : t.memory)
-        out_->publish(m);
-      open |= r->status() == live_reader::state::connecting || r->status() == live_reader::state::open;
+    const bool peers_open = pass();
+    if (stopping_) {
+      if (!peers_open) // the peers close their streams as they exit
+        return;
+      if (!give_up)
+        give_up = clock::now() + std::chrono::seconds(5);
+      else if (clock::now() > *give_up)
+        return;
     }
-    if (!open)
-      return;
-    if (stopping_ && !give_up) // the peers close their streams as they exit
-      give_up = clock::now() + std::chrono::seconds(5);
-    if (give_up && clock::now() > *give_up)
-      return;
-    if (got == 0)
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    std::this_thread::sleep_for(std::chrono::milliseconds(stopping_ ? 2 : 10));
   }
 }
 

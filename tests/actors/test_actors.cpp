@@ -144,6 +144,38 @@ run_result run(const schedule& compute_only, bool blocking, std::optional<action
   return res;
 }
 
+// A pipeline's parts for a test that drives CAF's testing scheduler itself: recording executors for
+// `ranks` ranks of a schedule of `num_stages` stages, a direct transport, and a collecting supervisor.
+class stepped_run {
+public:
+  stepped_run(int ranks, int num_stages) : logs_(static_cast<std::size_t>(ranks)), execs_(static_cast<std::size_t>(ranks)) {
+    cfg_.set("scheduler.policy", caf::atom("testing"));
+    sys_ = std::make_unique<caf::actor_system>(cfg_);
+    sched_ = &dynamic_cast<caf::scheduler::test_coordinator&>(sys_->scheduler());
+    for (int r = 0; r < ranks; ++r) {
+      auto& e = execs_[static_cast<std::size_t>(r)];
+      e.rank = r, e.num_stages = num_stages, e.log = &logs_[static_cast<std::size_t>(r)], e.errors = &errors_;
+      ptrs_.push_back(&e);
+    }
+    sup_ = collect(*sys_, out_);
+  }
+  auto parts() {
+    return std::tie(*sys_, *sched_, logs_, errors_, execs_, ptrs_, net_, out_, sup_);
+  }
+
+private:
+  caf::actor_system_config cfg_;
+  std::unique_ptr<caf::actor_system> sys_; // declared before every handle: goes last
+  caf::scheduler::test_coordinator* sched_ = nullptr;
+  std::vector<std::vector<action>> logs_;
+  std::vector<std::string> errors_;
+  std::vector<recording_executor> execs_;
+  std::vector<executor*> ptrs_;
+  direct_transport net_;
+  std::shared_ptr<outcome> out_ = std::make_shared<outcome>();
+  caf::actor sup_;
+};
+
 std::vector<action> compute_order(const schedule& s, int rank) {
   std::vector<action> out;
   for (const auto& a : s.ranks[static_cast<std::size_t>(rank)])
@@ -226,22 +258,8 @@ TEST_CASE("a transport error on a blocking send stops its rank and is reported w
 TEST_CASE("stop in the middle of a run: every actor quits, at most the action in flight per rank follows",
           "[actors]") {
   const schedule s = add_communication(make_schedule({.name = "1f1b", .num_ranks = 3, .num_microbatches = 6}));
-  caf::actor_system_config cfg;
-  cfg.set("scheduler.policy", caf::atom("testing"));
-  caf::actor_system sys{cfg};
-  auto& sched = dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler());
-  std::vector<std::vector<action>> logs(3);
-  std::vector<std::string> errors;
-  std::vector<recording_executor> execs(3);
-  std::vector<executor*> ptrs;
-  for (int r = 0; r < 3; ++r) {
-    auto& e = execs[static_cast<std::size_t>(r)];
-    e.rank = r, e.num_stages = 3, e.log = &logs[static_cast<std::size_t>(r)], e.errors = &errors;
-    ptrs.push_back(&e);
-  }
-  direct_transport net;
-  auto out = std::make_shared<outcome>();
-  auto sup = collect(sys, out);
+  stepped_run run(3, 3);
+  auto [sys, sched, logs, errors, execs, ptrs, net, out, sup] = run.parts();
   const std::size_t before = sys.registry().running();
   auto h = spawn_pipeline(sys, pipeline_setup{.plan = &s, .executors = ptrs, .net = &net, .supervisor = sup});
   CHECK(sys.registry().running() == before + 3 + 6); // 3 stage actors, 6 micro-batch actors
@@ -394,23 +412,9 @@ TEST_CASE("the actors live for the whole job: one spawn serves many steps, in th
   const schedule s =
       add_communication(make_schedule({.name = "interleaved-1f1b", .num_ranks = 2, .num_microbatches = 4,
                                        .stages_per_rank = 2}));
-  caf::actor_system_config cfg;
-  cfg.set("scheduler.policy", caf::atom("testing"));
-  caf::actor_system sys{cfg};
-  auto& sched = dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler());
-  std::vector<std::vector<action>> logs(2);
-  std::vector<std::string> errors;
-  std::vector<recording_executor> execs(2);
-  std::vector<executor*> ptrs;
-  for (int r = 0; r < 2; ++r) {
-    auto& e = execs[static_cast<std::size_t>(r)];
-    e.rank = r, e.num_stages = 4, e.log = &logs[static_cast<std::size_t>(r)], e.errors = &errors;
-    e.completes_in_place = r == 1; // one rank of each kind
-    ptrs.push_back(&e);
-  }
-  direct_transport net;
-  auto out = std::make_shared<outcome>();
-  auto sup = collect(sys, out);
+  stepped_run run(2, 4);
+  auto [sys, sched, logs, errors, execs, ptrs, net, out, sup] = run.parts();
+  execs[1].completes_in_place = true; // one rank of each kind
   const std::size_t before = sys.registry().running();
   auto h = spawn_pipeline(sys, pipeline_setup{.plan = &s, .executors = ptrs, .net = &net, .supervisor = sup});
   const std::size_t spawned = sys.registry().running();

@@ -150,6 +150,8 @@ void live_publisher::flush() {
 }
 
 void live_publisher::run() {
+  if (o_.on_thread_start)
+    o_.on_thread_start();
   std::vector<client> clients;
   std::deque<std::string> replay;
   std::deque<std::string> batch;
@@ -385,10 +387,29 @@ live_reader::~live_reader() {
 }
 
 std::size_t live_reader::poll(trace& into) {
+  read_available();
+  return consume(into);
+}
+
+std::size_t live_reader::poll_lines(std::vector<std::string>& into) {
+  read_available();
+  std::size_t start = 0, n = 0;
+  for (std::size_t nl; (nl = pending_.find('\n', start)) != std::string::npos; start = nl + 1) {
+    if (nl > start) {
+      into.emplace_back(pending_, start, nl - start);
+      ++n;
+    }
+    ++line_no_;
+  }
+  pending_.erase(0, start);
+  return n;
+}
+
+void live_reader::read_available() {
   if (state_ == state::connecting)
     check_connect();
   if (state_ != state::open)
-    return 0;
+    return;
   char buf[1 << 16];
   for (int rounds = 0; rounds < 256; ++rounds) { // at most 16 MiB a call keeps the GUI responsive
     const ssize_t n = ::read(fd_, buf, sizeof buf);
@@ -408,7 +429,6 @@ std::size_t live_reader::poll(trace& into) {
     }
     break; // n == 0 on a file: at its current end, more may come later
   }
-  return consume(into);
 }
 
 std::size_t live_reader::consume(trace& into) {

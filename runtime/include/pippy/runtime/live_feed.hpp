@@ -3,11 +3,13 @@
 // samples, and a marker at each step's start, reach one JSON-lines stream as they happen, served by rank
 // 0 through traces' live_publisher (what `pippy sim --live` serves and `pippy-view --live` reads). A
 // rank in another process publishes on a free port of its own, announced through the rendezvous store;
-// rank 0 pulls those streams on a thread of its own and republishes them. Nothing here blocks a training
-// thread: publish() formats a line and queues it (a full queue drops its oldest line; a viewer that
-// falls 64 MiB behind is dropped).
+// rank 0 relays those streams' lines as they are. A training thread only appends the event to a buffer:
+// a thread of the feed's own formats and publishes the buffer every 10 ms and, like the publisher's
+// thread, yields to every other thread (SCHED_IDLE), so that it runs in the pipeline's idle time. A
+// full publisher queue drops its oldest line; a viewer that falls 64 MiB behind is dropped.
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -30,21 +32,32 @@ public:
   live_job_feed(const live_job_feed&) = delete;
   live_job_feed& operator=(const live_job_feed&) = delete;
 
-  void publish(const trace_event& e) { out_->publish(e); }
-  void publish(const memory_sample& m) { out_->publish(m); }
+  void publish(const trace_event& e) {
+    std::lock_guard lock(mu_);
+    events_.push_back(e);
+  }
+  void publish(const memory_sample& m) {
+    std::lock_guard lock(mu_);
+    samples_.push_back(m);
+  }
   // Rank 0: a "step K" marker at t_us (the step's start); other ranks: nothing.
   void step_started(int step, double t_us);
   int port() const { return out_->port(); }
   std::uint64_t dropped() const { return out_->dropped(); }
 
 private:
-  void pull();
+  void pump();
+  // Publishes what the buffers hold and what the peers sent; whether a peer's stream is still open.
+  bool pass();
 
   int rank_;
   std::unique_ptr<live_publisher> out_;
   std::vector<std::unique_ptr<live_reader>> peers_; // rank 0, with a group
+  std::mutex mu_;
+  std::vector<trace_event> events_;
+  std::vector<memory_sample> samples_;
   std::atomic<bool> stopping_{false};
-  std::thread puller_;
+  std::thread pump_;
 };
 
 } // namespace pippy

@@ -3,6 +3,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -22,6 +23,7 @@ struct live_publisher_options {
   std::size_t replay_capacity = 1 << 18; // lines kept to replay to a viewer that connects late (0 = none)
   std::size_t client_buffer_limit = 64u << 20; // bytes pending for one slow viewer before it is dropped
   int tail_wait_ms = 500; // on stop, how long viewers still reading are given to take what is pending
+  std::function<void()> on_thread_start; // runs first on the background thread (e.g. to lower its priority)
 };
 
 // Publishes a running job's events as JSON lines (the same lines as to_json_line) to any viewer that
@@ -89,6 +91,8 @@ public:
   // While the connect is pending it only checks it (no wait) and returns 0. A read that fails (a reset
   // connection) ends the source, with the error in errors().
   std::size_t poll(trace& into);
+  // The same, but the new complete lines as they are (not parsed; blank lines left out): for a relay.
+  std::size_t poll_lines(std::vector<std::string>& into);
   state status() const { return state_; }
   bool connecting() const { return state_ == state::connecting; }
   // True while the source is open: false while connecting, once a TCP peer closed the stream, or
@@ -102,6 +106,7 @@ public:
 private:
   void start_connect();  // tries addrs_ from next_addr_ until one is pending or open, else failed
   void check_connect();  // finishes a pending connect without waiting
+  void read_available(); // appends what has arrived to pending_ (at most 16 MiB)
   std::size_t consume(trace& into);
   std::string spec_;
   bool tcp_ = false;

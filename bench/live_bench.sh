@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# live_bench.sh BUILD_DIR [ROUNDS]: what publishing a training job live costs its steps (issue 15).
+# MyNetwork, 1f1b, batch 128 in 8 micro-batches, 40 steps on 2 processes, run in turn ROUNDS times (default
+# 5) each way: without --live; with --live 0 and no viewer; with --live 0 and a slow viewer (connects,
+# never reads: the publisher's queue and the socket fill up until the viewer is dropped); with --live to a
+# file. Each run's number is the runtime's `measured step_us` (steps after the first); the table gives the
+# median of the rounds and its ratio to the run without --live. PIPPY_RUN_OPTS adds options to `pippy run`
+# (e.g. --bind-cores).
+set -euo pipefail
+build=$(cd "$1" && pwd)
+rounds=${2:-5}
+pippy=$build/tools/pippy mynetwork=$build/examples/mynetwork
+py=$("$(dirname "$0")"/../scripts/pyenv.sh)/bin/python
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"; kill $(jobs -p) 2>/dev/null || true' EXIT
+run_opts=(${PIPPY_RUN_OPTS:-})
+args=(--schedule 1f1b --microbatches 8 --batch 128 --steps 40 --threads 1 --seed 1)
+step_us() { sed -n 's/^measured step_us \([0-9.e+-]*\).*/\1/p' "$1"; }
+slow_viewer() { # connects to the port rank 0 prints, then sleeps without reading
+  "$py" - "$1" <<'PY' &
+import re, socket, sys, time
+deadline = time.time() + 60
+while time.time() < deadline:
+    m = re.search(r"live: publishing on 127\.0\.0\.1:(\d+)", open(sys.argv[1]).read())
+    if m:
+        s = socket.create_connection(("127.0.0.1", int(m.group(1))))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        time.sleep(120)
+        break
+    time.sleep(0.01)
+PY
+}
+declare -A runs
+for ((k = 0; k < rounds; ++k)); do
+  for mode in none absent slow file; do
+    log=$tmp/$mode-$k.log
+    case $mode in
+    none) "$pippy" run --nproc 2 "${run_opts[@]}" -- "$mynetwork" "${args[@]}" >"$log" 2>&1 ;;
+    absent) "$pippy" run --nproc 2 "${run_opts[@]}" -- "$mynetwork" "${args[@]}" --live 0 >"$log" 2>&1 ;;
+    slow)
+      : >"$log"
+      slow_viewer "$log"
+      viewer=$!
+      "$pippy" run --nproc 2 "${run_opts[@]}" -- "$mynetwork" "${args[@]}" --live 0 >"$log" 2>&1
+      kill $viewer 2>/dev/null || true ;;
+    file) "$pippy" run --nproc 2 "${run_opts[@]}" -- "$mynetwork" "${args[@]}" --live "$tmp/live.jsonl" >"$log" 2>&1 ;;
+    esac
+    runs[$mode]+="$(step_us "$log") "
+  done
+done
+median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+base=$(median <<<"${runs[none]}")
+printf "| --live | median step ms | vs without | runs (ms) |\n|---|---|---|---|\n"
+for mode in none absent slow file; do
+  m=$(median <<<"${runs[$mode]}")
+  printf "| %s | %.2f | %.3f | %s |\n" "$mode" "$(awk -v x="$m" 'BEGIN {print x / 1000}')" \
+    "$(awk -v x="$m" -v b="$base" 'BEGIN {print x / b}')" "$(for v in ${runs[$mode]}; do awk -v x="$v" 'BEGIN {printf "%.1f ", x / 1000}'; done)"
+done
