@@ -149,7 +149,7 @@ int main(int argc, char** argv) {
     caf::actor_system sys{cfg_caf};
     gpu::cuda_backend_options po{.device = dev};
     if (env.world_size > 1) {
-      po.store = gpu::connect_store(env, std::chrono::seconds(300));
+      po.store = connect_store(env, std::chrono::seconds(300));
       po.rank = env.rank;
     }
     step_driver pl(sys, sched, stages, gpu::cuda_backend(po));

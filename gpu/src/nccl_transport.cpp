@@ -82,22 +82,6 @@ void nccl_comm::abort() {
     ncclCommAbort(comm_);
 }
 
-c10::intrusive_ptr<c10d::Store> connect_store(const dist_env& env, std::chrono::milliseconds timeout,
-                                              int port_offset) {
-  c10d::TCPStoreOptions so;
-  so.port = static_cast<std::uint16_t>(env.master_port + port_offset);
-  so.isServer = env.rank == 0;
-  so.numWorkers = static_cast<std::size_t>(env.world_size);
-  so.waitWorkers = true;
-  so.timeout = timeout;
-  try {
-    return c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
-  } catch (const std::exception& e) {
-    throw peer_error(0, "rank " + std::to_string(env.rank) + ": rendezvous at " + env.master_addr + ":" +
-                            std::to_string(so.port) + " failed: " + e.what());
-  }
-}
-
 // ---- nccl_transport
 
 nccl_transport::owned_stream::owned_stream(c10::DeviceIndex d) : device(d) {

@@ -3,23 +3,29 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include "gloo_backend.hpp"
+#include "pippy/runtime/store.hpp"
 
 namespace pippy {
 
-gloo_group::gloo_group(const dist_env& env, std::chrono::milliseconds timeout)
-    : env_(env), timeout_(timeout) {
+c10::intrusive_ptr<c10d::Store> connect_store(const dist_env& env, std::chrono::milliseconds timeout,
+                                              int port_offset) {
   c10d::TCPStoreOptions so;
-  so.port = static_cast<std::uint16_t>(env.master_port);
+  so.port = static_cast<std::uint16_t>(env.master_port + port_offset);
   so.isServer = env.rank == 0;
   so.numWorkers = static_cast<std::size_t>(env.world_size);
   so.waitWorkers = true;
   so.timeout = timeout;
   try {
-    store_ = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
+    return c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
   } catch (const std::exception& e) {
     throw peer_error(0, "rank " + std::to_string(env.rank) + ": rendezvous at " + env.master_addr + ":" +
-                            std::to_string(env.master_port) + " failed: " + e.what());
+                            std::to_string(so.port) + " failed: " + e.what());
   }
+}
+
+gloo_group::gloo_group(const dist_env& env, std::chrono::milliseconds timeout)
+    : env_(env), timeout_(timeout) {
+  store_ = connect_store(env, timeout);
   try {
     pg_ = make_gloo_backend(store_, env.rank, env.world_size, timeout, env.master_addr);
   } catch (const std::exception& e) {

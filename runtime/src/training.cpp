@@ -13,6 +13,8 @@
 #include <optional>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "pippy/core/error.hpp"
 #include "pippy/core/generators.hpp"
 #include "pippy/runtime/gloo_group.hpp"
@@ -35,6 +37,48 @@ void print_loss(int step, double loss) {
 }
 
 namespace {
+
+// What a rank hands rank 0 at the end of a multi-process run, through the store: its measured trace,
+// the sizes it saw, and its wall time per step. One JSON document:
+// {"trace": <Chrome trace>, "activation_bytes": {"stage": bytes}, "param_bytes": {...}, "step_us": [...]}.
+struct rank_report {
+  trace measured;
+  std::map<int, std::uint64_t> activation_bytes, param_bytes;
+  std::vector<double> step_us;
+};
+
+std::string to_report_json(const rank_report& r) {
+  auto by_stage = [](const std::map<int, std::uint64_t>& m) {
+    nlohmann::json j = nlohmann::json::object();
+    for (const auto& [s, b] : m)
+      j[std::to_string(s)] = b;
+    return j;
+  };
+  return nlohmann::json{{"trace", nlohmann::json::parse(to_chrome_json(r.measured))},
+                        {"activation_bytes", by_stage(r.activation_bytes)},
+                        {"param_bytes", by_stage(r.param_bytes)},
+                        {"step_us", r.step_us}}
+      .dump();
+}
+
+// Throws input_error naming `source` and the field when the report is not one of ours.
+rank_report parse_report_json(const std::string& text, const std::string& source) {
+  try {
+    const auto j = nlohmann::json::parse(text);
+    rank_report r;
+    r.measured = parse_chrome_json(j.at("trace").dump(), source);
+    for (const auto* field : {"activation_bytes", "param_bytes"})
+      for (const auto& [s, b] : j.at(field).items())
+        (std::string(field) == "activation_bytes" ? r.activation_bytes : r.param_bytes)[std::stoi(s)] =
+            b.get<std::uint64_t>();
+    r.step_us = j.at("step_us").get<std::vector<double>>();
+    return r;
+  } catch (const input_error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw input_error(source + ": " + e.what());
+  }
+}
 // A multi-process run whose step failed here: say so and exit without unwinding (peers blocked on this
 // process's transfers see it gone at once; c10d objects may block in their destructors).
 [[noreturn]] void exit_now(const std::string& why, int status) {
@@ -356,42 +400,23 @@ int train_pipelined(const training_job& job, const dist_env& env) {
       print_step_ms({step_us});
     return 0;
   }
-  // Gather every rank's events and sizes on rank 0 through the rendezvous store.
-  std::ostringstream lines;
-  const auto my_events = events();
-  for (const auto& e : my_events.events)
-    lines << to_json_line(e) << "\n";
-  for (const auto& m : my_events.memory)
-    lines << to_json_line(m) << "\n";
-  for (auto& [s, b] : activations())
-    lines << "A " << s << " " << b << "\n";
-  for (auto& [s, b] : param_bytes)
-    lines << "P " << s << " " << b << "\n";
-  for (double us : step_us)
-    lines << "T " << us << "\n";
-  transport->store_set("pippy/events/" + std::to_string(my_rank), lines.str());
+  // Gather every rank's report on rank 0 through the rendezvous store.
+  transport->store_set("pippy/report/" + std::to_string(my_rank),
+                       to_report_json(rank_report{events(), activations(), param_bytes, step_us}));
   if (my_rank == 0) {
     trace all;
     all.num_ranks = ranks;
-    all.run = my_events.run;
+    all.run = events().run;
     std::map<int, std::uint64_t> act, params;
-    std::vector<std::vector<double>> times(static_cast<std::size_t>(ranks));
+    std::vector<std::vector<double>> times;
     for (int r = 0; r < ranks; ++r) {
-      std::istringstream in(transport->store_get("pippy/events/" + std::to_string(r)));
-      std::string line;
-      while (std::getline(in, line)) {
-        if (line.rfind("T ", 0) == 0) {
-          times[static_cast<std::size_t>(r)].push_back(std::stod(line.substr(2)));
-        } else if (line.rfind("A ", 0) == 0 || line.rfind("P ", 0) == 0) {
-          std::istringstream f(line.substr(2));
-          int s = 0;
-          std::uint64_t b = 0;
-          f >> s >> b;
-          (line[0] == 'A' ? act : params)[s] = b;
-        } else if (!line.empty()) {
-          parse_json_line(line, all, "rank " + std::to_string(r));
-        }
-      }
+      rank_report got = parse_report_json(transport->store_get("pippy/report/" + std::to_string(r)),
+                                          "rank " + std::to_string(r) + "'s report");
+      all.events.insert(all.events.end(), got.measured.events.begin(), got.measured.events.end());
+      all.memory.insert(all.memory.end(), got.measured.memory.begin(), got.measured.memory.end());
+      act.merge(got.activation_bytes);
+      params.merge(got.param_bytes);
+      times.push_back(std::move(got.step_us));
     }
     report_measured(job, all, S,
                     {.activation_bytes = act, .param_bytes = params, .links = links, .layers = layer_costs,

@@ -49,6 +49,7 @@
 #include "pippy/actors/seams.hpp"
 #include "pippy/core/schedule.hpp"
 #include "pippy/runtime/event_log.hpp"
+#include "pippy/runtime/store.hpp"
 #include "pippy/runtime/environment.hpp"
 
 namespace pippy::gpu {
@@ -83,10 +84,7 @@ private:
   std::atomic<bool> aborted_{false};
 };
 
-// The rendezvous store of `env` (c10d TCPStore at MASTER_ADDR:MASTER_PORT + port_offset; rank 0 serves
-// it). Use port_offset 1 when a gloo_group of the same job already serves MASTER_PORT.
-c10::intrusive_ptr<c10d::Store> connect_store(const dist_env& env, std::chrono::milliseconds timeout,
-                                              int port_offset = 0);
+// connect_store: runtime/store.hpp (the one rendezvous, shared with gloo_group).
 
 enum class delivery {
   on_post,    // a receive's payload goes to the stage actor as soon as it is posted (with its event):
