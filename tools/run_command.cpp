@@ -1,6 +1,8 @@
-// pippy run --nproc N -- PROGRAM ARGS...: a local launcher in torchrun's manner. Starts N processes with
-// RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT (a free port unless
-// given); their output goes straight to ours. When one fails, it says which rank and how, gives the
+// pippy run --nproc N -- PROGRAM ARGS...: a launcher in torchrun's manner. Starts N processes with
+// RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, GROUP_RANK, MASTER_ADDR and MASTER_PORT (a free port
+// unless given); their output goes straight to ours. Across hosts, torchrun's flags: one launcher per node,
+// `--nnodes N --node-rank K --nproc-per-node P --master-addr A --master-port Q`: its ranks are K*P ..
+// K*P+P-1 of N*P (the ranks' rendezvous names a node that does not arrive in time). When one fails, it says which rank and how, gives the
 // others --grace seconds to notice and exit by themselves (the backend names the lost peer within its
 // c10d timeout), then stops them (SIGTERM to each rank's process group, SIGKILL 3 s later); the exit
 // status is the first failing rank's. On SIGINT or SIGTERM it stops every rank the same way at once and
@@ -35,7 +37,9 @@ namespace pippy::cli {
 namespace {
 
 struct run_options {
-  int nproc = 1;
+  int nproc = 1; // on this node
+  int nnodes = 1;
+  int node_rank = 0;
   std::string master_addr = "127.0.0.1";
   int master_port = 0;
   double grace_s = 10;
@@ -122,9 +126,17 @@ void on_signal(int sig) { interrupted = sig; }
 int run(const run_options& o) {
   if (o.nproc < 1)
     throw input_error("run: --nproc must be at least 1");
+  if (o.nnodes < 1 || o.node_rank < 0 || o.node_rank >= o.nnodes)
+    throw input_error("run: --node-rank " + std::to_string(o.node_rank) + " is outside [0, --nnodes " +
+                      std::to_string(o.nnodes) + ")");
+  if (o.nnodes > 1 && o.master_port <= 0)
+    throw input_error("run: --nnodes " + std::to_string(o.nnodes) +
+                      " needs --master-port (every node's launcher must name the same one)");
   if (o.program.empty())
     throw input_error("run: no program given (pippy run --nproc N -- PROGRAM ARGS...)");
   const int port = o.master_port > 0 ? o.master_port : free_port();
+  const int world = o.nnodes * o.nproc;
+  const auto global = [&](int local) { return o.node_rank * o.nproc + local; };
   std::vector<pid_t> pids(static_cast<std::size_t>(o.nproc), -1);
   cpu_set_t allowed;
   CPU_ZERO(&allowed);
@@ -138,17 +150,19 @@ int run(const run_options& o) {
       throw input_error(std::string("run: fork failed: ") + std::strerror(errno));
     if (pid == 0) {
       ::setpgid(0, 0); // its own process group: stopping a rank stops what it started too
-      ::setenv("RANK", std::to_string(r).c_str(), 1);
+      ::setenv("RANK", std::to_string(global(r)).c_str(), 1);
       ::setenv("LOCAL_RANK", std::to_string(r).c_str(), 1);
-      ::setenv("WORLD_SIZE", std::to_string(o.nproc).c_str(), 1);
+      ::setenv("WORLD_SIZE", std::to_string(world).c_str(), 1);
       ::setenv("LOCAL_WORLD_SIZE", std::to_string(o.nproc).c_str(), 1);
-      ::setenv("GROUP_RANK", "0", 1);
+      ::setenv("GROUP_RANK", std::to_string(o.node_rank).c_str(), 1);
+      ::setenv("ROLE_RANK", std::to_string(global(r)).c_str(), 1);
+      ::setenv("ROLE_WORLD_SIZE", std::to_string(world).c_str(), 1);
       ::setenv("MASTER_ADDR", o.master_addr.c_str(), 1);
       ::setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
       if (o.bind_cores) {
         const cpu_set_t mine = share_of(allowed, r, o.nproc);
         if (::sched_setaffinity(0, sizeof mine, &mine) != 0)
-          line{} << "pippy run: rank " << r << ": --bind-cores: " << std::strerror(errno);
+          line{} << "pippy run: rank " << global(r) << ": --bind-cores: " << std::strerror(errno);
         ::setenv("PIPPY_COMPUTE_YIELDS", "1", 1);
       }
       std::vector<char*> argv;
@@ -156,8 +170,7 @@ int run(const run_options& o) {
         argv.push_back(const_cast<char*>(a.c_str()));
       argv.push_back(nullptr);
       ::execvp(argv[0], argv.data());
-      line{} << "pippy run: rank " << r << ": cannot start '" << o.program[0] << "': " << std::strerror(errno)
-               ;
+      line{} << "pippy run: rank " << global(r) << ": cannot start '" << o.program[0] << "': " << std::strerror(errno);
       ::_exit(127);
     }
     ::setpgid(pid, pid); // also here, so a signal to the group cannot race the child's own setpgid
@@ -185,7 +198,7 @@ int run(const run_options& o) {
       --running;
       const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
       if (!ok) {
-        line{} << "pippy run: rank " << rank << " (pid " << pid << ") " << describe(status);
+        line{} << "pippy run: rank " << global(rank) << " (pid " << pid << ") " << describe(status);
         if (first_failed < 0) {
           first_failed = rank;
           result = exit_code(status);
@@ -221,7 +234,7 @@ int run(const run_options& o) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   if (first_failed >= 0 && first_failed < o.nproc)
-    line{} << "pippy run: failed: rank " << first_failed << " was the first to fail";
+    line{} << "pippy run: failed: rank " << global(first_failed) << " was the first to fail";
   return first_failed >= 0 ? std::max(result, 1) : 0;
 }
 
@@ -230,10 +243,21 @@ int run(const run_options& o) {
 command add_run_command(CLI::App& app) {
   auto o = std::make_shared<run_options>();
   auto* sub = app.add_subcommand("run", "launch N local processes of a program with torchrun's environment");
-  sub->add_option("--nproc", o->nproc, "number of processes (ranks)")->check(CLI::PositiveNumber);
-  sub->add_option("--master-addr", o->master_addr, "rendezvous address");
-  sub->add_option("--master-port", o->master_port, "rendezvous port (0: a free one)");
-  sub->add_option("--grace", o->grace_s, "seconds the others get to exit by themselves after one fails");
+  sub->add_option("--nproc,--nproc-per-node", o->nproc, "number of processes (ranks) on this node")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  sub->add_option("--nnodes", o->nnodes, "number of nodes, one launcher each")
+      ->check(CLI::Range(1, 65536))
+      ->capture_default_str();
+  sub->add_option("--node-rank", o->node_rank, "this node's index (torchrun's GROUP_RANK)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  sub->add_option("--master-addr", o->master_addr, "rendezvous address (node 0's)")->capture_default_str();
+  sub->add_option("--master-port", o->master_port, "rendezvous port (0: a free one; required with --nnodes > 1)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  sub->add_option("--grace", o->grace_s, "seconds the others get to exit by themselves after one fails")
+      ->capture_default_str();
   sub->add_flag("--bind-cores", o->bind_cores,
                 "give each rank its own share of the CPUs, and let its compute thread yield to its transport "
                 "threads (for a machine given to the job: other work starves the compute)");

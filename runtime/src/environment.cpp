@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <sched.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <optional>
 
@@ -41,11 +42,15 @@ dist_env read_dist_env() {
     e.rank = get_int("RANK", 0);
     e.world_size = get_int("WORLD_SIZE", 1);
     e.local_rank = get_int("LOCAL_RANK", e.rank);
+    e.local_world_size = get_int("LOCAL_WORLD_SIZE", e.world_size);
+    e.node_rank = get_int("GROUP_RANK", 0);
   } else if (get("SLURM_PROCID")) {
     e.launcher = "slurm";
     e.rank = get_int("SLURM_PROCID", 0);
     e.world_size = get_int("SLURM_NTASKS", 1);
     e.local_rank = get_int("SLURM_LOCALID", 0);
+    e.node_rank = get_int("SLURM_NODEID", 0);
+    e.local_world_size = std::max(1, e.world_size / std::max(1, get_int("SLURM_NNODES", 1)));
     if (auto a = get("SLURM_LAUNCH_NODE_IPADDR"))
       e.master_addr = *a;
   }
@@ -57,6 +62,9 @@ dist_env read_dist_env() {
   if (e.rank < 0 || e.rank >= e.world_size)
     throw input_error("RANK " + std::to_string(e.rank) + " is outside [0, " +
                       std::to_string(e.world_size) + ")");
+  if (e.local_world_size < 1 || e.node_rank < 0)
+    throw input_error("LOCAL_WORLD_SIZE must be at least 1 and GROUP_RANK at least 0, got " +
+                      std::to_string(e.local_world_size) + " and " + std::to_string(e.node_rank));
   if (e.master_port <= 0 || e.master_port > 65535)
     throw input_error("MASTER_PORT " + std::to_string(e.master_port) + " is not a TCP port");
   return e;

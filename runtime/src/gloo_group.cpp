@@ -2,6 +2,10 @@
 
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include <algorithm>
+#include <cstdio>
+#include <thread>
+
 #include "gloo_backend.hpp"
 #include "pippy/runtime/store.hpp"
 
@@ -9,18 +13,63 @@ namespace pippy {
 
 c10::intrusive_ptr<c10d::Store> connect_store(const dist_env& env, std::chrono::milliseconds timeout,
                                               int port_offset) {
+  const std::string where = env.master_addr + ":" + std::to_string(env.master_port + port_offset);
+  char secs[32];
+  std::snprintf(secs, sizeof secs, "%g s", static_cast<double>(timeout.count()) / 1000.0);
   c10d::TCPStoreOptions so;
   so.port = static_cast<std::uint16_t>(env.master_port + port_offset);
   so.isServer = env.rank == 0;
   so.numWorkers = static_cast<std::size_t>(env.world_size);
-  so.waitWorkers = true;
+  so.waitWorkers = false; // we wait ourselves, to name who is missing
   so.timeout = timeout;
+  c10::intrusive_ptr<c10d::Store> store;
   try {
-    return c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
+    store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
   } catch (const std::exception& e) {
-    throw peer_error(0, "rank " + std::to_string(env.rank) + ": rendezvous at " + env.master_addr + ":" +
-                            std::to_string(so.port) + " failed: " + e.what());
+    throw peer_error(0, "rank " + std::to_string(env.rank) + " (node " + std::to_string(env.node_rank) +
+                            "): rendezvous at " + where + " failed (node 0, which serves it, is not up?): " + e.what());
   }
+  // Every rank checks in; rank 0 waits for all of them and names the nodes that did not arrive, the
+  // others wait for rank 0's go.
+  const std::string round = "pippy/arrived/" + std::to_string(port_offset) + "/";
+  try {
+    store->set(round + std::to_string(env.rank), std::vector<uint8_t>{'1'});
+    if (env.rank == 0) {
+      std::vector<std::string> keys;
+      for (int r = 0; r < env.world_size; ++r)
+        keys.push_back(round + std::to_string(r));
+      const auto deadline = std::chrono::steady_clock::now() + timeout;
+      while (!store->check(keys)) {
+        if (std::chrono::steady_clock::now() > deadline) {
+          std::string missing;
+          int first_missing = -1;
+          std::vector<int> nodes;
+          for (int r = 0; r < env.world_size; ++r)
+            if (!store->check({keys[static_cast<std::size_t>(r)]})) {
+              if (first_missing < 0)
+                first_missing = r;
+              const int node = r / std::max(1, env.local_world_size);
+              if (nodes.empty() || nodes.back() != node)
+                nodes.push_back(node);
+            }
+          for (std::size_t i = 0; i < nodes.size(); ++i)
+            missing += (i ? ", " : "") + std::to_string(nodes[i]);
+          throw peer_error(first_missing, "rank 0: rendezvous at " + where + ": node(s) " + missing +
+                                              " did not arrive within " + secs + " (" + std::to_string(env.local_world_size) + " rank(s) a node)");
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      store->set(round + "all", std::vector<uint8_t>{'1'});
+    } else {
+      store->wait({round + "all"}, timeout);
+    }
+  } catch (const peer_error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw peer_error(0, "rank " + std::to_string(env.rank) + " (node " + std::to_string(env.node_rank) +
+                            "): rendezvous at " + where + ": not every node arrived within " + secs + ": " + e.what());
+  }
+  return store;
 }
 
 gloo_group::gloo_group(const dist_env& env, std::chrono::milliseconds timeout)

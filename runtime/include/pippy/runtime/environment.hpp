@@ -4,13 +4,16 @@
 namespace pippy {
 
 // Where this process sits in a job, read from the launcher's environment: torchrun / `pippy run`
-// (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) or Slurm's srun (SLURM_PROCID,
-// SLURM_NTASKS, SLURM_LOCALID; MASTER_ADDR/MASTER_PORT still name the rendezvous, defaulting to
-// SLURM_LAUNCH_NODE_IPADDR and 29500). Without either: a single process, world size 1.
+// (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, GROUP_RANK, MASTER_ADDR, MASTER_PORT) or Slurm's
+// srun (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, SLURM_NODEID, SLURM_NNODES; MASTER_ADDR/MASTER_PORT
+// still name the rendezvous, defaulting to SLURM_LAUNCH_NODE_IPADDR and 29500). Without either: a single
+// process, world size 1.
 struct dist_env {
   int rank = 0;
   int world_size = 1;
   int local_rank = 0;
+  int local_world_size = 1; // processes on this node
+  int node_rank = 0;        // torchrun's GROUP_RANK
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
   std::string launcher = "none"; // torchrun | slurm | none
