@@ -37,10 +37,15 @@ inline void add_schedule_options(CLI::App& app, training_job& job) {
       ->default_str("actors");
 }
 
-// Where the ranks run, how long a lost peer may take, and what is written: --in-process, --timeout,
+// Where the ranks run, how long a lost peer may take, and what is written: --in-process, --dp, --timeout,
 // --trace, --step-trace, --profile, --live, --time, --export-dir.
 inline void add_run_options(CLI::App& app, training_job& job) {
   app.add_option("--in-process", job.in_process, "run all R ranks of the schedule in this process");
+  app.add_option("--dp", job.data_parallel,
+                 "data-parallel replicas of the pipeline: WORLD_SIZE = pipeline ranks x DP, each replica trains its "
+                 "slice of the batch and the stages' gradients are averaged over the replicas before each optimizer step")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
   app.add_option("--timeout", job.timeout_s, "c10d timeout in seconds (a lost peer is reported by then)");
   app.add_option("--trace", job.trace_file, "write the measured Chrome trace here (rank 0)");
   app.add_option("--step-trace", job.step_trace_file, "write the last step's measured trace here (rank 0)");

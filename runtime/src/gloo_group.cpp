@@ -1,5 +1,6 @@
 #include "pippy/runtime/gloo_group.hpp"
 
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <algorithm>
@@ -75,10 +76,24 @@ c10::intrusive_ptr<c10d::Store> connect_store(const dist_env& env, std::chrono::
 gloo_group::gloo_group(const dist_env& env, std::chrono::milliseconds timeout)
     : env_(env), timeout_(timeout) {
   store_ = connect_store(env, timeout);
+  connect();
+}
+
+gloo_group::gloo_group(const c10::intrusive_ptr<c10d::Store>& job_store, const std::string& prefix, int rank,
+                       int size, const std::string& master_addr, std::chrono::milliseconds timeout)
+    : timeout_(timeout) {
+  env_.rank = rank;
+  env_.world_size = size;
+  env_.master_addr = master_addr;
+  store_ = c10::make_intrusive<c10d::PrefixStore>(prefix, job_store);
+  connect();
+}
+
+void gloo_group::connect() {
   try {
-    pg_ = make_gloo_backend(store_, env.rank, env.world_size, timeout, env.master_addr);
+    pg_ = make_gloo_backend(store_, env_.rank, env_.world_size, timeout_, env_.master_addr);
   } catch (const std::exception& e) {
-    throw peer_error(-1, "rank " + std::to_string(env.rank) + ": connecting the process group failed: " +
+    throw peer_error(-1, "rank " + std::to_string(env_.rank) + ": connecting the process group failed: " +
                              e.what());
   }
   send_waiter_.thread = std::thread([this] { wait_loop(send_waiter_); });
@@ -188,10 +203,23 @@ void gloo_group::barrier() {
     std::lock_guard lock(post_mu_);
     work = pg_->barrier();
   }
+  wait_for(std::move(work), "barrier");
+}
+
+void gloo_group::allreduce_sum(std::vector<torch::Tensor>& tensors) {
+  c10::intrusive_ptr<c10d::Work> work;
+  {
+    std::lock_guard lock(post_mu_);
+    work = pg_->allreduce(tensors);
+  }
+  wait_for(std::move(work), "all-reduce");
+}
+
+void gloo_group::wait_for(c10::intrusive_ptr<c10d::Work> work, const std::string& what) {
   pending p;
   p.peer = -1;
-  p.what = "barrier";
-  p.works.push_back(work);
+  p.what = what;
+  p.works.push_back(std::move(work));
   p.done = std::make_shared<std::promise<void>>();
   auto fut = p.done->get_future();
   enqueue(recv_waiter_, std::move(p));

@@ -24,6 +24,9 @@
 #include "pippy/runtime/pipeline_engine.hpp"
 #include "pippy/runtime/profile.hpp"
 #include "pippy/runtime/step_driver.hpp"
+#include "pippy/runtime/store.hpp"
+
+#include <torch/csrc/distributed/c10d/Store.hpp>
 #include "pippy/runtime/run_export.hpp"
 #include "pippy/traces/chrome_trace.hpp"
 #include "pippy/traces/metrics.hpp"
@@ -227,7 +230,18 @@ std::vector<layer_cost> measure_layers(const training_job& job, int repeats) {
 }
 
 int train_pipelined(const training_job& job, const dist_env& env) {
-  const int ranks = job.in_process > 0 ? job.in_process : env.world_size;
+  // pp x dp: WORLD_SIZE = R pipeline ranks x D replicas, replica-major (global rank = d * R + r).
+  const int D = job.data_parallel;
+  if (D < 1)
+    throw input_error("--dp must be at least 1, got " + std::to_string(D));
+  if (D > 1 && job.in_process > 0)
+    throw input_error("--dp " + std::to_string(D) + " needs one process per rank (not --in-process)");
+  if (env.world_size % D != 0)
+    throw input_error("WORLD_SIZE " + std::to_string(env.world_size) + " is not a multiple of --dp " +
+                      std::to_string(D) + " (pipeline ranks x replicas)");
+  const int ranks = job.in_process > 0 ? job.in_process : env.world_size / D;
+  const int replica = job.in_process > 0 ? 0 : env.rank / ranks;
+  const bool first_replica = replica == 0; // writes the files and prints, for all replicas
   auto sched = make_schedule({.name = job.schedule, .num_ranks = ranks, .num_microbatches = job.microbatches,
                               .stages_per_rank = job.stages_per_rank});
   if (job.forward_only)
@@ -238,9 +252,18 @@ int train_pipelined(const training_job& job, const dist_env& env) {
     throw input_error("the model was split into " + std::to_string(mods.size()) + " stages, schedule '" +
                       job.schedule + "' needs " + std::to_string(S));
   const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(job.timeout_s * 1000));
-  std::unique_ptr<gloo_group> transport;
-  if (job.in_process == 0)
+  std::unique_ptr<gloo_group> transport; // this replica's pipeline ranks
+  std::unique_ptr<gloo_group> replicas;  // with --dp: the D replicas of this pipeline rank
+  if (job.in_process == 0 && D == 1) {
     transport = std::make_unique<gloo_group>(env, timeout);
+  } else if (job.in_process == 0) {
+    const auto store = connect_store(env, timeout);
+    const int r = env.rank % ranks;
+    transport = std::make_unique<gloo_group>(store, "pp" + std::to_string(replica) + "/", r, ranks, env.master_addr,
+                                             timeout);
+    replicas = std::make_unique<gloo_group>(store, "dp" + std::to_string(r) + "/", replica, D, env.master_addr,
+                                            timeout);
+  }
   const int my_rank = transport ? transport->rank() : -1;
   if (job.microbatches > 1 && my_rank <= 0) // every rank built every stage: one warns, once
     for (int s = 0; s < S; ++s)
@@ -252,7 +275,7 @@ int train_pipelined(const training_job& job, const dist_env& env) {
             "micro-batches, not one step on the whole batch");
         break;
       }
-  if (!job.export_dir.empty() && my_rank <= 0) { // every rank built every stage: one of them writes the start
+  if (!job.export_dir.empty() && my_rank <= 0 && first_replica) { // every rank built every stage: one writes the start
     std::vector<const torch::nn::Module*> all;
     for (auto& m : mods)
       all.push_back(m.get());
@@ -291,6 +314,41 @@ int train_pipelined(const training_job& job, const dist_env& env) {
             [t = tied.get()](int stage, std::function<void()> step) { t->before_step(stage, std::move(step)); });
     }
   }
+  if (replicas && !job.forward_only) {
+    // Before each U: the stage's gradients averaged over the replicas (one bucket per stage), after the
+    // tied copies' sum within the replica where the stage holds one, so that sum spans the replicas too.
+    for (int s = 0; s < S; ++s) {
+      auto& ex = stages[static_cast<std::size_t>(s)];
+      if (!ex)
+        continue;
+      auto average = [g = replicas.get(), D, params = unique_parameters(*mods[static_cast<std::size_t>(s)])](
+                         int, std::function<void()> step) {
+        std::vector<torch::Tensor> grads;
+        for (const auto& p : params)
+          if (p.grad().defined())
+            grads.push_back(p.grad().reshape(-1));
+        if (!grads.empty()) {
+          std::vector<torch::Tensor> bucket{torch::cat(grads)};
+          g->allreduce_sum(bucket);
+          bucket[0].div_(D);
+          std::int64_t at = 0;
+          for (const auto& p : params)
+            if (p.grad().defined()) {
+              const auto n = p.grad().numel();
+              p.grad().copy_(bucket[0].narrow(0, at, n).view_as(p.grad()));
+              at += n;
+            }
+        }
+        step();
+      };
+      if (tied && tied->holds(s))
+        ex->set_step_gate([t = tied.get(), average](int stage, std::function<void()> step) {
+          t->before_step(stage, [average, stage, step = std::move(step)] { average(stage, step); });
+        });
+      else
+        ex->set_step_gate(average);
+    }
+  }
   // The same stage actors as the simulator (runtime "actors"), or the plain engine (runtime "engine").
   caf::actor_system_config cfg;
   configure_for_training(cfg, 2, transport ? std::chrono::microseconds(0) : in_process_poll);
@@ -300,7 +358,7 @@ int train_pipelined(const training_job& job, const dist_env& env) {
     channel = std::make_unique<tensor_channel>(*transport);
   // Declared before the runtimes, which forward to it: they go first.
   std::unique_ptr<live_job_feed> live;
-  if (!job.live.empty()) {
+  if (!job.live.empty() && first_replica) { // the first replica's pipeline: the others run the same schedule
     live = std::make_unique<live_job_feed>(job.live, std::max(my_rank, 0), transport.get());
     if (my_rank <= 0)
       say(live->port() >= 0 ? "live: publishing on 127.0.0.1:" + std::to_string(live->port())
@@ -339,6 +397,17 @@ int train_pipelined(const training_job& job, const dist_env& env) {
       std::raise(job.fail_signal);
     }
     auto [inputs, target] = job.batch(k);
+    if (D > 1) { // this replica's slice of the global batch
+      const auto global_rows = target.defined() ? target.size(0) : inputs.at(0).size(0);
+      if (global_rows % D != 0)
+        throw input_error("a batch of " + std::to_string(global_rows) + " rows does not split into --dp " +
+                          std::to_string(D) + " equal slices");
+      const auto per = global_rows / D;
+      for (auto& x : inputs)
+        x = x.narrow(0, replica * per, per);
+      if (target.defined())
+        target = target.narrow(0, replica * per, per);
+    }
     if (!inputs.empty() && inputs[0].dim() > 0)
       rows = inputs[0].size(0) / std::max(1, job.microbatches);
     if (job.time_steps && transport)
@@ -363,7 +432,13 @@ int train_pipelined(const training_job& job, const dist_env& env) {
       std::vector<std::vector<torch::Tensor>> per_mb = stages[static_cast<std::size_t>(S - 1)]->take_outputs();
       job.on_outputs(k, merge_outputs(per_mb));
     } else if (loss && !job.forward_only) {
-      print_loss(k, *loss);
+      if (replicas) { // the global batch's loss: the replicas' mean
+        std::vector<torch::Tensor> l{torch::tensor({*loss}, torch::kDouble)};
+        replicas->allreduce_sum(l);
+        loss = l[0].item<double>() / D;
+      }
+      if (first_replica)
+        print_loss(k, *loss);
     }
     step_us.push_back(now_us() - t0);
     if (live && engine) {
@@ -374,7 +449,7 @@ int train_pipelined(const training_job& job, const dist_env& env) {
         live->publish(t.memory[engine_samples]);
     }
   }
-  if (!job.export_dir.empty()) {
+  if (!job.export_dir.empty() && first_replica) {
     std::vector<const torch::nn::Module*> mine;
     for (int s = 0; s < S; ++s)
       if (stages[static_cast<std::size_t>(s)])
@@ -385,7 +460,7 @@ int train_pipelined(const training_job& job, const dist_env& env) {
   std::vector<layer_cost> layer_costs;
   // Its peers wait meanwhile (within the c10d timeout); a layer that cannot be measured leaves the profile
   // without layers rather than failing the run.
-  if (!job.profile_file.empty() && my_rank <= 0 && !job.forward_only) {
+  if (!job.profile_file.empty() && my_rank <= 0 && first_replica && !job.forward_only) {
     try {
       layer_costs = measure_layers(job);
     } catch (const std::exception& e) {
@@ -398,6 +473,10 @@ int train_pipelined(const training_job& job, const dist_env& env) {
                      .microbatch_rows = rows});
     if (job.time_steps)
       print_step_ms({step_us});
+    return 0;
+  }
+  if (!first_replica) { // the first replica reports for all
+    transport->barrier();
     return 0;
   }
   // Gather every rank's report on rank 0 through the rendezvous store.

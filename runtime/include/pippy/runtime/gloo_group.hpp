@@ -31,6 +31,10 @@ namespace pippy {
 class gloo_group {
 public:
   gloo_group(const dist_env& env, std::chrono::milliseconds timeout);
+  // A group of some of a job's ranks, met through keys under `prefix` of the job's store: this process
+  // is `rank` of `size` in it (a pipeline replica, or the replicas of one pipeline rank).
+  gloo_group(const c10::intrusive_ptr<c10d::Store>& job_store, const std::string& prefix, int rank, int size,
+             const std::string& master_addr, std::chrono::milliseconds timeout);
   ~gloo_group();
   gloo_group(const gloo_group&) = delete;
   gloo_group& operator=(const gloo_group&) = delete;
@@ -48,6 +52,8 @@ public:
   void flush();
   // All ranks meet (through the process group).
   void barrier();
+  // Sums `tensors` (CPU, contiguous) over the group's ranks, in place; throws peer_error.
+  void allreduce_sum(std::vector<torch::Tensor>& tensors);
   // Shared key-value store of the rendezvous, for small control data (traces, profiles).
   void store_set(const std::string& key, const std::string& value);
   std::string store_get(const std::string& key);
@@ -69,6 +75,8 @@ private:
   };
   void wait_loop(waiter& w);
   void enqueue(waiter& w, pending p);
+  void connect(); // the process group over store_, and the waiters
+  void wait_for(c10::intrusive_ptr<c10d::Work> work, const std::string& what);
 
   dist_env env_;
   std::chrono::milliseconds timeout_;

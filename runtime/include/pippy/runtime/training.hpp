@@ -31,6 +31,7 @@ struct training_job {
   int stages_per_rank = 0;     // 0: the schedule's default
   runtime_kind runtime = runtime_kind::actors;
   int in_process = 0;          // > 0: run that many ranks in this process (no c10d)
+  int data_parallel = 1;       // D replicas of the pipeline: WORLD_SIZE = R x D, gradients averaged before U
   double timeout_s = 60;       // c10d timeout: a lost peer is reported by then
   std::string trace_file;      // Chrome trace of every step (rank 0)
   std::string step_trace_file; // Chrome trace of the last step only (to put beside a simulated step)

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# data_parallel.sh PIPPY MYNETWORK PYTHON SCHEDULE [MYNETWORK ARGS...]: pp x dp. MyNetwork trains 3 steps
+# unsplit on the global batch, and as 2 pipeline ranks x 2 replicas (--dp 2) on 4 processes: each replica
+# its half of the batch, the stages' gradients averaged over the replicas before each optimizer step. The
+# losses (the replicas' mean) and every final parameter must equal the unsplit run's to 1e-5 relative.
+set -euo pipefail
+pippy=$1 mynetwork=$2 py=$3 schedule=$4
+shift 4
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+common=(--steps 3 --seed 7 --batch 64 --microbatches 4 --timeout 30 "$@")
+"$pippy" run --nproc 1 -- "$mynetwork" "${common[@]}" --export-dir "$tmp/unsplit" >"$tmp/unsplit.txt" 2>&1 ||
+  { cat "$tmp/unsplit.txt"; exit 1; }
+"$pippy" run --nproc 4 -- "$mynetwork" --dp 2 --schedule "$schedule" "${common[@]}" --export-dir "$tmp/dp" \
+  >"$tmp/dp.txt" 2>&1 || { cat "$tmp/dp.txt"; exit 1; }
+"$py" - "$tmp" <<'PY'
+import glob, re, sys, torch
+tmp = sys.argv[1]
+loss = lambda f: [float(x) for x in re.findall(r"^step \d+ loss (\S+)", open(f).read(), re.M)]
+a, b = loss(f"{tmp}/unsplit.txt"), loss(f"{tmp}/dp.txt")
+print("unsplit:", a, "\npp=2 x dp=2:", b)
+assert len(a) == len(b) == 3, f"FAIL: {len(a)} and {len(b)} loss lines (one per step, printed once)"
+assert all(abs(x - y) <= 1e-5 * abs(x) for x, y in zip(a, b)), "FAIL: losses differ"
+load = lambda f: torch.load(f, weights_only=False)
+ref = load(f"{tmp}/unsplit/final.rank0.pt")
+got = {}
+for f in sorted(glob.glob(f"{tmp}/dp/final.rank*.pt")):
+    got.update(load(f))
+assert sorted(got) == sorted(ref), f"FAIL: parameters {sorted(got)} vs {sorted(ref)}"
+worst = max(((got[k] - ref[k]).norm() / ref[k].norm()).item() for k in ref)
+print(f"parameters: worst relative difference {worst:.2e}")
+assert worst <= 1e-5, "FAIL: parameters differ"
+print("PASS")
+PY
+# A world that is not pipeline ranks x replicas is refused, naming both numbers.
+status=0
+"$pippy" run --nproc 3 -- "$mynetwork" --dp 2 --schedule "$schedule" "${common[@]}" >"$tmp/bad.txt" 2>&1 || status=$?
+[[ $status -ne 0 ]] && grep -q 'WORLD_SIZE 3 is not a multiple of --dp 2' "$tmp/bad.txt" ||
+  { echo "FAIL: WORLD_SIZE 3 with --dp 2"; cat "$tmp/bad.txt"; exit 1; }
+echo "WORLD_SIZE 3 with --dp 2: refused"
