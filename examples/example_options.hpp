@@ -46,6 +46,12 @@ inline void add_run_options(CLI::App& app, training_job& job) {
                  "slice of the batch and the stages' gradients are averaged over the replicas before each optimizer step")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
+  app.add_option("--dp-sync", job.grad_sync,
+                 "when the replicas' gradients are all-reduced: overlap (from a stage's last backward on, beside the "
+                 "rest of the pipeline) or at-step (at its optimizer step)")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, grad_sync_mode>{{"overlap", grad_sync_mode::overlap}, {"at-step", grad_sync_mode::at_step}}))
+      ->default_str("overlap");
   app.add_option("--timeout", job.timeout_s, "c10d timeout in seconds (a lost peer is reported by then)");
   app.add_option("--trace", job.trace_file, "write the measured Chrome trace here (rank 0)");
   app.add_option("--step-trace", job.step_trace_file, "write the last step's measured trace here (rank 0)");

@@ -29,6 +29,8 @@ command add_sim_command(CLI::App& app) {
     double jitter = 0;
     std::uint64_t seed = 0;
     bool json = false, no_optimizer_step = false;
+    int dp = 1;
+    grad_sync_mode dp_sync = grad_sync_mode::overlap;
   };
   auto o = std::make_shared<options>();
   auto* sub = app.add_subcommand("sim", "Simulate a schedule in virtual time (times in microseconds)");
@@ -57,6 +59,15 @@ command add_sim_command(CLI::App& app) {
                   "Play the simulation at this many virtual microseconds per wall-clock microsecond (0 = as fast as possible)");
   sub->add_flag("--json", o->json, "Print one JSON object");
   sub->add_flag("--no-optimizer-step", o->no_optimizer_step, "Leave out the U action of each stage");
+  sub->add_option("--dp", o->dp,
+                  "Data-parallel replicas of the pipeline: before each U the stage's param_bytes are all-reduced over "
+                  "them (ring, on the link between ranks R apart)")
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  sub->add_option("--dp-sync", o->dp_sync, "When that all-reduce starts: overlap (at the stage's last backward) or at-step")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, grad_sync_mode>{{"overlap", grad_sync_mode::overlap}, {"at-step", grad_sync_mode::at_step}}))
+      ->default_str("overlap");
   sub->add_option("--batch", o->batch,
                   "Rows per step (0 = even micro-batches): micro-batches get torch.tensor_split sizes and their costs "
                   "and activation bytes scale with their rows (the costs are for batch/M rows)");
@@ -92,6 +103,10 @@ command add_sim_command(CLI::App& app) {
     if (!(o->live_wait_s >= 0))
       throw input_error("--live-wait-s must be non-negative (got " + std::to_string(o->live_wait_s) + ")");
     so.pace = o->pace;
+    so.data_parallel = o->dp;
+    so.grad_sync = o->dp_sync;
+    if (o->dp > 1 && o->no_optimizer_step)
+      throw input_error("--dp " + std::to_string(o->dp) + " models the all-reduce before each U: drop --no-optimizer-step");
     std::unique_ptr<live_publisher> pub;
     if (!o->live.empty()) {
       const live_publisher_options lo = live_target(o->live);

@@ -206,13 +206,21 @@ void gloo_group::barrier() {
   wait_for(std::move(work), "barrier");
 }
 
-void gloo_group::allreduce_sum(std::vector<torch::Tensor>& tensors) {
-  c10::intrusive_ptr<c10d::Work> work;
+void gloo_group::allreduce_sum(std::vector<torch::Tensor>& tensors) { allreduce_sum_async(tensors).get(); }
+
+std::shared_future<void> gloo_group::allreduce_sum_async(std::vector<torch::Tensor> tensors) {
+  pending p;
   {
     std::lock_guard lock(post_mu_);
-    work = pg_->allreduce(tensors);
+    p.works.push_back(pg_->allreduce(tensors));
   }
-  wait_for(std::move(work), "all-reduce");
+  p.peer = -1;
+  p.what = "all-reduce";
+  p.keep_alive = std::move(tensors);
+  p.done = std::make_shared<std::promise<void>>();
+  std::shared_future<void> fut = p.done->get_future().share();
+  enqueue(recv_waiter_, std::move(p));
+  return fut;
 }
 
 void gloo_group::wait_for(c10::intrusive_ptr<c10d::Work> work, const std::string& what) {

@@ -11,6 +11,7 @@
 #include <iostream>
 #include <limits>
 #include <optional>
+#include <future>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -63,6 +64,62 @@ std::string to_report_json(const rank_report& r) {
                         {"step_us", r.step_us}}
       .dump();
 }
+
+// The data-parallel gradient sync of one stage: its gradients summed over the replicas (one bucket) and
+// divided by their number before its optimizer step. With `overlap`, the all-reduce starts as soon as
+// the step's last micro-batch's weight gradients are in (its last B or W), so it runs beside the rest
+// of the pipeline; U waits for it. Without, U runs it.
+class replica_grad_sync {
+public:
+  replica_grad_sync(gloo_group& replicas, std::vector<torch::Tensor> params, int microbatches, bool overlap)
+      : replicas_(replicas), params_(std::move(params)), microbatches_(microbatches), overlap_(overlap) {}
+
+  void weight_grads_in() {
+    if (++seen_ == microbatches_ && overlap_)
+      start();
+  }
+
+  void before_step(const std::function<void()>& step) {
+    if (!pending_.valid())
+      start();
+    pending_.get();
+    pending_ = {};
+    seen_ = 0;
+    const double replicas = replicas_.world_size();
+    std::int64_t at = 0;
+    for (const auto& p : params_)
+      if (p.grad().defined()) {
+        const auto n = p.grad().numel();
+        p.grad().copy_(bucket_.narrow(0, at, n).view_as(p.grad()).div(replicas));
+        at += n;
+      }
+    step();
+  }
+
+private:
+  void start() {
+    std::vector<torch::Tensor> grads;
+    for (const auto& p : params_)
+      if (p.grad().defined())
+        grads.push_back(p.grad().reshape(-1));
+    if (grads.empty()) { // nothing to sum (every replica agrees: the same stage)
+      std::promise<void> none;
+      none.set_value();
+      pending_ = none.get_future().share();
+      return;
+    }
+    bucket_ = torch::cat(grads);
+    pending_ = replicas_.allreduce_sum_async({bucket_});
+  }
+
+  gloo_group& replicas_;
+  const std::vector<torch::Tensor> params_;
+  const int microbatches_;
+  const bool overlap_;
+  int seen_ = 0;
+  torch::Tensor bucket_;
+  std::shared_future<void> pending_;
+};
 
 // Throws input_error naming `source` and the field when the report is not one of ours.
 rank_report parse_report_json(const std::string& text, const std::string& source) {
@@ -314,39 +371,26 @@ int train_pipelined(const training_job& job, const dist_env& env) {
             [t = tied.get()](int stage, std::function<void()> step) { t->before_step(stage, std::move(step)); });
     }
   }
+  // With --dp: a stage's gradients averaged over its D replicas before each U, in one bucket; after the
+  // tied copies' sum within the replica where the stage holds one, so that sum spans the replicas too.
+  std::vector<std::unique_ptr<replica_grad_sync>> grad_syncs;
   if (replicas && !job.forward_only) {
-    // Before each U: the stage's gradients averaged over the replicas (one bucket per stage), after the
-    // tied copies' sum within the replica where the stage holds one, so that sum spans the replicas too.
     for (int s = 0; s < S; ++s) {
       auto& ex = stages[static_cast<std::size_t>(s)];
       if (!ex)
         continue;
-      auto average = [g = replicas.get(), D, params = unique_parameters(*mods[static_cast<std::size_t>(s)])](
-                         int, std::function<void()> step) {
-        std::vector<torch::Tensor> grads;
-        for (const auto& p : params)
-          if (p.grad().defined())
-            grads.push_back(p.grad().reshape(-1));
-        if (!grads.empty()) {
-          std::vector<torch::Tensor> bucket{torch::cat(grads)};
-          g->allreduce_sum(bucket);
-          bucket[0].div_(D);
-          std::int64_t at = 0;
-          for (const auto& p : params)
-            if (p.grad().defined()) {
-              const auto n = p.grad().numel();
-              p.grad().copy_(bucket[0].narrow(0, at, n).view_as(p.grad()));
-              at += n;
-            }
-        }
-        step();
-      };
+      auto* sync = grad_syncs
+                       .emplace_back(std::make_unique<replica_grad_sync>(
+                           *replicas, unique_parameters(*mods[static_cast<std::size_t>(s)]), job.microbatches,
+                           job.grad_sync == grad_sync_mode::overlap))
+                       .get();
+      ex->set_after_weight_grads([sync](int) { sync->weight_grads_in(); });
       if (tied && tied->holds(s))
-        ex->set_step_gate([t = tied.get(), average](int stage, std::function<void()> step) {
-          t->before_step(stage, [average, stage, step = std::move(step)] { average(stage, step); });
+        ex->set_step_gate([t = tied.get(), sync](int stage, std::function<void()> step) {
+          t->before_step(stage, [sync, step = std::move(step)] { sync->before_step(step); });
         });
       else
-        ex->set_step_gate(average);
+        ex->set_step_gate([sync](int, std::function<void()> step) { sync->before_step(step); });
     }
   }
   // The same stage actors as the simulator (runtime "actors"), or the plain engine (runtime "engine").

@@ -126,12 +126,18 @@ public:
   // forward_only: the plan has no backward (inference), so F holds its activations only while it runs.
   sim_executor(shared_state& st, const sim_options& o, const pipeline_shape& shape, int rank, bool forward_only)
       : st_(st), costs_(o.costs), rank_(rank), forward_only_(forward_only),
-        memory_(static_memory_bytes(o.costs, o.memory, shape, rank), o.memory.cap_bytes) {
+        memory_(static_memory_bytes(o.costs, o.memory, shape, rank), o.memory.cap_bytes),
+        replicas_(o.data_parallel), grad_sync_(o.grad_sync), microbatches_(shape.num_microbatches),
+        replica_link_(o.links.between(rank, shape.num_ranks + rank)),
+        weight_grads_(static_cast<std::size_t>(shape.num_stages()), 0),
+        grads_synced_(static_cast<std::size_t>(shape.num_stages()), 0.0) {
     st_.record(memory_sample{rank_, 0.0, memory_.bytes()});
   }
 
   std::optional<actors::completion> run(const action& a, actors::payload_data, const caf::actor& reply_to) override {
-    const double t0 = st_.clock.now() + (is_compute(a.kind) ? costs_.action_overhead_us : 0.0);
+    double t0 = st_.clock.now() + (is_compute(a.kind) ? costs_.action_overhead_us : 0.0);
+    if (a.kind == action_kind::optimizer_step && replicas_ > 1)
+      t0 = after_grad_sync(a.stage, t0);
     const memory_effect effect = memory_effect_of(costs_, a, forward_only_);
     actors::completion done{.act = a, .start_us = t0, .end_us = t0};
     if (!memory_.start(effect)) {
@@ -147,6 +153,9 @@ public:
       st_.record(memory_sample{rank_, t0, memory_.bytes()});
     const double t1 = t0 + costs_(a);
     done.end_us = t1;
+    if ((a.kind == action_kind::full_backward || a.kind == action_kind::backward_weight) && replicas_ > 1 &&
+        ++weight_grads_[static_cast<std::size_t>(a.stage)] == microbatches_ && grad_sync_ == grad_sync_mode::overlap)
+      start_grad_sync(a.stage, t1); // the step's last weight gradients are in
     memory_.end(effect);
     if (effect.changes_at_end)
       st_.record(memory_sample{rank_, t1, memory_.bytes()});
@@ -165,11 +174,36 @@ public:
   }
 
 private:
+  // The all-reduce of `stage`'s gradients over the replicas, posted at `at`: it runs once the link
+  // between the replicas is free (one at a time, in posting order, as the runtime's process group does).
+  void start_grad_sync(int stage, double at) {
+    const auto s = static_cast<std::size_t>(stage);
+    const auto bytes = s < costs_.stages.size() ? costs_.stages[s].param_bytes : 0;
+    replica_link_free_ = std::max(at, replica_link_free_) + allreduce_time(bytes, replicas_, replica_link_);
+    grads_synced_[s] = replica_link_free_;
+  }
+  // When U of `stage` may start (not before t0): once its all-reduce is over, posted at its last backward
+  // (overlap) or now (at_step).
+  double after_grad_sync(int stage, double t0) {
+    const auto s = static_cast<std::size_t>(stage);
+    if (grad_sync_ == grad_sync_mode::at_step || weight_grads_[s] < microbatches_)
+      start_grad_sync(stage, t0);
+    weight_grads_[s] = 0;
+    return std::max(t0, grads_synced_[s]);
+  }
+
   shared_state& st_;
   const cost_table& costs_;
   const int rank_;
   const bool forward_only_;
   rank_memory memory_;
+  const int replicas_;
+  const grad_sync_mode grad_sync_;
+  const int microbatches_;
+  const link_class replica_link_;
+  std::vector<int> weight_grads_;    // per stage: micro-batches whose weight gradients are in, this step
+  std::vector<double> grads_synced_; // per stage: when its all-reduce is over
+  double replica_link_free_ = 0;
 };
 
 // Links in virtual time: latency + bytes / bandwidth; a directed link carries one transfer at a time.

@@ -103,3 +103,35 @@ TEST_CASE("forward-only schedules: one micro-batch of activations at a time, mak
     CHECK(f.ranks[static_cast<std::size_t>(r)].peak_memory_bytes + 300 == t.ranks[static_cast<std::size_t>(r)].peak_memory_bytes);
   }
 }
+
+TEST_CASE("pp x dp: U waits for the ring all-reduce of the stage's parameters, overlapped or at the step",
+          "[simulator][closed-form]") {
+  const double F = 3, I = 2, W = 2, B = I + W;
+  const std::uint64_t P = 6'000'000; // parameter bytes per stage
+  const double bw = 2;               // GB/s
+  for (int D : {2, 3, 4}) {
+    INFO("D=" << D);
+    const double T = 2.0 * (D - 1) / D * static_cast<double>(P) / (bw * 1e3); // no latency: transfers cost 0
+    auto with_dp = [&](const schedule& s, grad_sync_mode mode) {
+      auto o = test::uniform_options(s, F, I, W);
+      for (auto& c : o.costs.stages)
+        c.param_bytes = P;
+      o.links = sim::link_model::uniform(0, bw);
+      o.data_parallel = D;
+      o.grad_sync = mode;
+      return sim::simulate(s, o).makespan_us;
+    };
+    // One rank, two stages, one micro-batch: 0F0 1F0 1B0 0B0 0U 1U. Overlapped, stage 1's all-reduce
+    // starts at 1B0's end and stage 0's after both it and 0B0; at the step, both run at the end in turn.
+    const auto v2 = make("interleaved-1f1b", 1, 1, 2);
+    CHECK(with_dp(v2, grad_sync_mode::overlap) == Approx(std::max(2 * F + 2 * B, 2 * F + B + T) + T));
+    CHECK(with_dp(v2, grad_sync_mode::at_step) == Approx(2 * F + 2 * B + 2 * T));
+    // 1F1B: each rank's U follows its last B, so both modes give (m+p-1)(F+B) + T (the first stage ends last).
+    for (auto mode : {grad_sync_mode::overlap, grad_sync_mode::at_step})
+      CHECK(with_dp(make("1f1b", 2, 4), mode) == Approx((4 + 2 - 1) * (F + B) + T));
+  }
+  // One replica: nothing to wait for.
+  auto o = test::uniform_options(make("1f1b", 2, 4), F, I, W);
+  o.data_parallel = 1;
+  CHECK(sim::simulate(make("1f1b", 2, 4), o).makespan_us == (4 + 2 - 1) * (F + B));
+}

@@ -78,6 +78,22 @@ inline transfer_time time_transfer(double posted, double link_free, std::uint64_
   return transfer_time{.start = start, .link_free = start + busy, .arrive = start + busy + link.latency_us};
 }
 
+// Data parallelism (pp x dp): when a stage's gradients are all-reduced over its replicas. overlap: from
+// the stage's last backward of the step (its last B or W) on, beside the rest of the pipeline; at_step:
+// at its optimizer step. Either way U waits for it.
+enum class grad_sync_mode : std::uint8_t { overlap, at_step };
+
+// A ring all-reduce of `bytes` over `replicas` ranks (Gloo's and NCCL's ring): each link carries
+// 2 (D-1) / D of the bytes, in 2 (D-1) steps of one latency each. 0 for one replica.
+inline double allreduce_time(std::uint64_t bytes, int replicas, const link_class& link) {
+  if (replicas <= 1)
+    return 0.0;
+  const double d = replicas;
+  const double busy =
+      link.bandwidth_gbps > 0 ? 2.0 * (d - 1) / d * static_cast<double>(bytes) / (link.bandwidth_gbps * 1e3) : 0.0;
+  return busy + 2.0 * (d - 1) * link.latency_us;
+}
+
 // The link that explains one-way times measured at several sizes: latency + bytes / bandwidth fitted by
 // least squares over (bytes, microseconds) points. A slope that is not positive (sizes too alike, noise)
 // gives unlimited bandwidth; a negative intercept gives latency 0. Throws input_error without two

@@ -54,6 +54,9 @@ public:
   void barrier();
   // Sums `tensors` (CPU, contiguous) over the group's ranks, in place; throws peer_error.
   void allreduce_sum(std::vector<torch::Tensor>& tensors);
+  // The same without waiting: the future is ready once the sums are in `tensors` (kept alive until
+  // then), or holds a peer_error. Posting order must be the same on every rank of the group.
+  std::shared_future<void> allreduce_sum_async(std::vector<torch::Tensor> tensors);
   // Shared key-value store of the rendezvous, for small control data (traces, profiles).
   void store_set(const std::string& key, const std::string& value);
   std::string store_get(const std::string& key);

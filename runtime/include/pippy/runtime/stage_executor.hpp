@@ -77,6 +77,9 @@ public:
   std::size_t split_weight_passes() const { return split_w_; }
   // U goes through `gate` (it calls the given step now or later), e.g. tied_sync::before_step.
   void set_step_gate(std::function<void(int stage, std::function<void()> step)> gate) { gate_ = std::move(gate); }
+  // Called after each micro-batch's weight gradients were accumulated (the end of its W, or of its B):
+  // e.g. to start the data-parallel all-reduce once the step's last one is in.
+  void set_after_weight_grads(std::function<void(int mb)> f) { after_weight_grads_ = std::move(f); }
   // Off: W always makes the second pass (for comparisons; on by default).
   void set_split_weight(bool on) { split_enabled_ = on; }
   std::size_t fallback_weight_passes() const { return fallback_w_; }
@@ -120,6 +123,7 @@ private:
   bool forward_only_ = false;
   std::map<int, std::vector<torch::Tensor>> outputs_; // forward-only, last stage
   std::function<void(int, std::function<void()>)> gate_;
+  std::function<void(int)> after_weight_grads_;
   void optimizer_step();
 };
 

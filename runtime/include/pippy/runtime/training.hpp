@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "pippy/compiler/stage_module.hpp"
+#include "pippy/core/cost_table.hpp" // grad_sync_mode
 #include "pippy/core/schedule.hpp"
 #include "pippy/runtime/environment.hpp"
 #include "pippy/runtime/profile.hpp"
@@ -32,6 +33,7 @@ struct training_job {
   runtime_kind runtime = runtime_kind::actors;
   int in_process = 0;          // > 0: run that many ranks in this process (no c10d)
   int data_parallel = 1;       // D replicas of the pipeline: WORLD_SIZE = R x D, gradients averaged before U
+  grad_sync_mode grad_sync = grad_sync_mode::overlap;
   double timeout_s = 60;       // c10d timeout: a lost peer is reported by then
   std::string trace_file;      // Chrome trace of every step (rank 0)
   std::string step_trace_file; // Chrome trace of the last step only (to put beside a simulated step)
