@@ -52,6 +52,9 @@ inline void add_run_options(CLI::App& app, training_job& job) {
       ->transform(CLI::CheckedTransformer(
           std::map<std::string, grad_sync_mode>{{"overlap", grad_sync_mode::overlap}, {"at-step", grad_sync_mode::at_step}}))
       ->default_str("overlap");
+  app.add_flag("--zero1", job.zero1,
+               "with --dp: ZeRO-1, each replica keeps the optimizer state of 1/DP of a stage's parameters and the "
+               "updated parameters are all-gathered after each step");
   app.add_option("--timeout", job.timeout_s, "c10d timeout in seconds (a lost peer is reported by then)");
   app.add_option("--trace", job.trace_file, "write the measured Chrome trace here (rank 0)");
   app.add_option("--step-trace", job.step_trace_file, "write the last step's measured trace here (rank 0)");

@@ -223,6 +223,20 @@ std::shared_future<void> gloo_group::allreduce_sum_async(std::vector<torch::Tens
   return fut;
 }
 
+std::vector<torch::Tensor> gloo_group::allgather(const torch::Tensor& mine) {
+  std::vector<std::vector<torch::Tensor>> out(1);
+  for (int r = 0; r < env_.world_size; ++r)
+    out[0].push_back(torch::empty_like(mine));
+  std::vector<torch::Tensor> in{mine.contiguous()};
+  c10::intrusive_ptr<c10d::Work> work;
+  {
+    std::lock_guard lock(post_mu_);
+    work = pg_->allgather(out, in);
+  }
+  wait_for(std::move(work), "all-gather");
+  return out[0];
+}
+
 void gloo_group::wait_for(c10::intrusive_ptr<c10d::Work> work, const std::string& what) {
   pending p;
   p.peer = -1;

@@ -18,6 +18,7 @@
 
 #include "pippy/core/error.hpp"
 #include "pippy/core/generators.hpp"
+#include "pippy/runtime/data_parallel.hpp"
 #include "pippy/runtime/gloo_group.hpp"
 #include "pippy/runtime/link_probe.hpp"
 #include "pippy/runtime/live_feed.hpp"
@@ -64,62 +65,6 @@ std::string to_report_json(const rank_report& r) {
                         {"step_us", r.step_us}}
       .dump();
 }
-
-// The data-parallel gradient sync of one stage: its gradients summed over the replicas (one bucket) and
-// divided by their number before its optimizer step. With `overlap`, the all-reduce starts as soon as
-// the step's last micro-batch's weight gradients are in (its last B or W), so it runs beside the rest
-// of the pipeline; U waits for it. Without, U runs it.
-class replica_grad_sync {
-public:
-  replica_grad_sync(gloo_group& replicas, std::vector<torch::Tensor> params, int microbatches, bool overlap)
-      : replicas_(replicas), params_(std::move(params)), microbatches_(microbatches), overlap_(overlap) {}
-
-  void weight_grads_in() {
-    if (++seen_ == microbatches_ && overlap_)
-      start();
-  }
-
-  void before_step(const std::function<void()>& step) {
-    if (!pending_.valid())
-      start();
-    pending_.get();
-    pending_ = {};
-    seen_ = 0;
-    const double replicas = replicas_.world_size();
-    std::int64_t at = 0;
-    for (const auto& p : params_)
-      if (p.grad().defined()) {
-        const auto n = p.grad().numel();
-        p.grad().copy_(bucket_.narrow(0, at, n).view_as(p.grad()).div(replicas));
-        at += n;
-      }
-    step();
-  }
-
-private:
-  void start() {
-    std::vector<torch::Tensor> grads;
-    for (const auto& p : params_)
-      if (p.grad().defined())
-        grads.push_back(p.grad().reshape(-1));
-    if (grads.empty()) { // nothing to sum (every replica agrees: the same stage)
-      std::promise<void> none;
-      none.set_value();
-      pending_ = none.get_future().share();
-      return;
-    }
-    bucket_ = torch::cat(grads);
-    pending_ = replicas_.allreduce_sum_async({bucket_});
-  }
-
-  gloo_group& replicas_;
-  const std::vector<torch::Tensor> params_;
-  const int microbatches_;
-  const bool overlap_;
-  int seen_ = 0;
-  torch::Tensor bucket_;
-  std::shared_future<void> pending_;
-};
 
 // Throws input_error naming `source` and the field when the report is not one of ours.
 rank_report parse_report_json(const std::string& text, const std::string& source) {
@@ -291,6 +236,8 @@ int train_pipelined(const training_job& job, const dist_env& env) {
   const int D = job.data_parallel;
   if (D < 1)
     throw input_error("--dp must be at least 1, got " + std::to_string(D));
+  if (job.zero1 && D < 2)
+    throw input_error("--zero1 shards the optimizer state over the replicas: it needs --dp 2 or more");
   if (D > 1 && job.in_process > 0)
     throw input_error("--dp " + std::to_string(D) + " needs one process per rank (not --in-process)");
   if (env.world_size % D != 0)
@@ -344,9 +291,16 @@ int train_pipelined(const training_job& job, const dist_env& env) {
     if (transport && sched.shape.rank_of(s) != my_rank)
       continue; // every rank built all stages the same way and keeps its own
     auto& m = mods[static_cast<std::size_t>(s)];
-    stages[static_cast<std::size_t>(s)] =
-        std::make_shared<stage_executor>(s, S, m, job.forward_only ? nullptr : job.make_optimizer(unique_parameters(*m)),
-                                         job.loss);
+    std::shared_ptr<torch::optim::Optimizer> optimizer;
+    if (!job.forward_only && job.zero1 && replicas) {
+      auto sharded = std::make_shared<zero1_optimizer>(unique_parameters(*m), *replicas, job.make_optimizer);
+      say("rank " + std::to_string(env.rank) + ": stage " + std::to_string(s) + ": ZeRO-1 optimizer state for " +
+          std::to_string(sharded->slice_size()) + " of " + std::to_string(sharded->total_size()) + " parameters");
+      optimizer = sharded;
+    } else if (!job.forward_only) {
+      optimizer = job.make_optimizer(unique_parameters(*m));
+    }
+    stages[static_cast<std::size_t>(s)] = std::make_shared<stage_executor>(s, S, m, optimizer, job.loss);
     stages[static_cast<std::size_t>(s)]->set_forward_only(job.forward_only);
     param_bytes[s] = stages[static_cast<std::size_t>(s)]->parameter_bytes();
   }
@@ -382,7 +336,7 @@ int train_pipelined(const training_job& job, const dist_env& env) {
       auto* sync = grad_syncs
                        .emplace_back(std::make_unique<replica_grad_sync>(
                            *replicas, unique_parameters(*mods[static_cast<std::size_t>(s)]), job.microbatches,
-                           job.grad_sync == grad_sync_mode::overlap))
+                           job.grad_sync))
                        .get();
       ex->set_after_weight_grads([sync](int) { sync->weight_grads_in(); });
       if (tied && tied->holds(s))

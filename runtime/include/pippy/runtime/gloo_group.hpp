@@ -57,6 +57,8 @@ public:
   // The same without waiting: the future is ready once the sums are in `tensors` (kept alive until
   // then), or holds a peer_error. Posting order must be the same on every rank of the group.
   std::shared_future<void> allreduce_sum_async(std::vector<torch::Tensor> tensors);
+  // Every rank's `mine` (the same size everywhere), in rank order; throws peer_error.
+  std::vector<torch::Tensor> allgather(const torch::Tensor& mine);
   // Shared key-value store of the rendezvous, for small control data (traces, profiles).
   void store_set(const std::string& key, const std::string& value);
   std::string store_get(const std::string& key);

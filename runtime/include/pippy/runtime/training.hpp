@@ -34,6 +34,7 @@ struct training_job {
   int in_process = 0;          // > 0: run that many ranks in this process (no c10d)
   int data_parallel = 1;       // D replicas of the pipeline: WORLD_SIZE = R x D, gradients averaged before U
   grad_sync_mode grad_sync = grad_sync_mode::overlap;
+  bool zero1 = false;          // with data_parallel > 1: ZeRO-1, optimizer state sharded over the replicas
   double timeout_s = 60;       // c10d timeout: a lost peer is reported by then
   std::string trace_file;      // Chrome trace of every step (rank 0)
   std::string step_trace_file; // Chrome trace of the last step only (to put beside a simulated step)
