@@ -103,8 +103,7 @@ command add_sim_command(CLI::App& app) {
     if (!(o->live_wait_s >= 0))
       throw input_error("--live-wait-s must be non-negative (got " + std::to_string(o->live_wait_s) + ")");
     so.pace = o->pace;
-    so.data_parallel = o->dp;
-    so.grad_sync = o->dp_sync;
+    so.data_parallel = {.replicas = o->dp, .sync = o->dp_sync};
     if (o->dp > 1 && o->no_optimizer_step)
       throw input_error("--dp " + std::to_string(o->dp) + " models the all-reduce before each U: drop --no-optimizer-step");
     std::unique_ptr<live_publisher> pub;

@@ -24,15 +24,17 @@ std::uint64_t flat_result::peak_memory_bytes() const {
 }
 
 const flat_result& flat_evaluator::evaluate(const schedule& s, const cost_table& costs, const link_model& links,
-                                            const memory_model& memory) {
+                                            const memory_model& memory, const data_parallel_model& dp) {
   validate_models(s.shape, costs, links, memory);
+  if (dp.replicas < 1)
+    throw input_error("data parallel: replicas must be at least 1, got " + std::to_string(dp.replicas));
   if (s.has_communication()) {
     evaluated_ = &s;
   } else {
     lowered_ = add_communication(s);
     evaluated_ = &lowered_;
   }
-  prepare(*evaluated_, costs, links, memory);
+  prepare(*evaluated_, costs, links, memory, dp);
   run(links.blocking_send, costs.action_overhead_us);
   return result_;
 }
@@ -41,7 +43,7 @@ const flat_result& flat_evaluator::evaluate(const schedule& s, const cost_table&
 // actor (core's inputs_of for what it waits for; F's output goes to stage + 1, I/B's gradient to
 // stage - 1, in memory on the same rank, else by the rank's SEND).
 void flat_evaluator::prepare(const schedule& s, const cost_table& costs, const link_model& links,
-                             const memory_model& memory) {
+                             const memory_model& memory, const data_parallel_model& dp) {
   const pipeline_shape& shape = s.shape;
   const int R = shape.num_ranks, S = shape.num_stages(), M = shape.num_microbatches;
   if (static_cast<int>(s.ranks.size()) != R)
@@ -65,6 +67,11 @@ void flat_evaluator::prepare(const schedule& s, const cost_table& costs, const l
         throw input_error("schedule: rank " + std::to_string(r) + " has " + to_string(a) + ", outside " +
                           std::to_string(S) + " stages and " + std::to_string(M) + " micro-batches");
       op o;
+      o.stage = a.stage;
+      if (dp.replicas > 1)
+        o.dp_role = a.kind == action_kind::full_backward || a.kind == action_kind::backward_weight ? 1
+                    : a.kind == action_kind::optimizer_step                                         ? 2
+                                                                                                    : 0;
       for (const dependency& d : inputs_of(a, S)) // at most one input comes from a neighbour stage
         if (d.from_neighbour())
           o.wait = d.forward_data() ? fwd(a.stage, a.microbatch) : bwd(a.stage, a.microbatch);
@@ -106,6 +113,18 @@ void flat_evaluator::prepare(const schedule& s, const cost_table& costs, const l
   for (int r = 0; r < R; ++r)
     memory_.emplace_back(static_memory_bytes(costs, memory, shape, r), memory.cap_bytes);
   slot_.assign(static_cast<std::size_t>(2 * S) * static_cast<std::size_t>(M), not_yet);
+  dp_ = dp;
+  microbatches_ = M;
+  dp_seen_.assign(static_cast<std::size_t>(S), 0);
+  dp_synced_.assign(static_cast<std::size_t>(S), 0.0);
+  dp_time_.assign(static_cast<std::size_t>(S), 0.0);
+  dp_link_free_.assign(static_cast<std::size_t>(R), 0.0);
+  if (dp.replicas > 1)
+    for (int st = 0; st < S; ++st) {
+      const auto bytes = static_cast<std::size_t>(st) < costs.stages.size() ? costs.stages[static_cast<std::size_t>(st)].param_bytes : 0;
+      const int r = shape.rank_of(st);
+      dp_time_[static_cast<std::size_t>(st)] = allreduce_time(bytes, dp.replicas, links.between(r, R + r));
+    }
 }
 
 // Runs each rank's ops in order until one waits for an input that is not there yet; filling an input
@@ -156,7 +175,19 @@ void flat_evaluator::run(bool blocking_send, double overhead_us) {
         t = std::max(t, in);
       }
       if (o.cls == compute) {
-        const double t0 = t + overhead_us;
+        double t0 = t + overhead_us;
+        auto start_sync = [&](double at) { // the stage's all-reduce, on the rank's link to its replicas
+          const auto st = static_cast<std::size_t>(o.stage);
+          dp_link_free_[r] = std::max(at, dp_link_free_[r]) + dp_time_[st];
+          dp_synced_[st] = dp_link_free_[r];
+        };
+        if (o.dp_role == 2) { // U waits for the all-reduce (posted now unless at the last backward)
+          const auto st = static_cast<std::size_t>(o.stage);
+          if (dp_.sync == grad_sync_mode::at_step || dp_seen_[st] < microbatches_)
+            start_sync(t0);
+          dp_seen_[st] = 0;
+          t0 = std::max(t0, dp_synced_[st]);
+        }
         const memory_effect effect{.held_at_start = o.held, .freed_at_end = o.freed,
                                    .activations_at_start = o.activations_at_start,
                                    .activations_freed_at_end = o.activations_freed_at_end};
@@ -169,6 +200,9 @@ void flat_evaluator::run(bool blocking_send, double overhead_us) {
           break;
         }
         const double t1 = t0 + o.cost;
+        if (o.dp_role == 1 && ++dp_seen_[static_cast<std::size_t>(o.stage)] == microbatches_ &&
+            dp_.sync == grad_sync_mode::overlap)
+          start_sync(t1);
         mem.end(effect);
         start_[pc] = t0, end_[pc] = t1;
         rr.busy_us += t1 - t0;

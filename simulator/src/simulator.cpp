@@ -127,7 +127,7 @@ public:
   sim_executor(shared_state& st, const sim_options& o, const pipeline_shape& shape, int rank, bool forward_only)
       : st_(st), costs_(o.costs), rank_(rank), forward_only_(forward_only),
         memory_(static_memory_bytes(o.costs, o.memory, shape, rank), o.memory.cap_bytes),
-        replicas_(o.data_parallel), grad_sync_(o.grad_sync), microbatches_(shape.num_microbatches),
+        replicas_(o.data_parallel.replicas), grad_sync_(o.data_parallel.sync), microbatches_(shape.num_microbatches),
         replica_link_(o.links.between(rank, shape.num_ranks + rank)),
         weight_grads_(static_cast<std::size_t>(shape.num_stages()), 0),
         grads_synced_(static_cast<std::size_t>(shape.num_stages()), 0.0) {

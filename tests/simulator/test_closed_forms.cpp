@@ -117,8 +117,7 @@ TEST_CASE("pp x dp: U waits for the ring all-reduce of the stage's parameters, o
       for (auto& c : o.costs.stages)
         c.param_bytes = P;
       o.links = sim::link_model::uniform(0, bw);
-      o.data_parallel = D;
-      o.grad_sync = mode;
+      o.data_parallel = {.replicas = D, .sync = mode};
       return sim::simulate(s, o).makespan_us;
     };
     // One rank, two stages, one micro-batch: 0F0 1F0 1B0 0B0 0U 1U. Overlapped, stage 1's all-reduce
@@ -132,6 +131,6 @@ TEST_CASE("pp x dp: U waits for the ring all-reduce of the stage's parameters, o
   }
   // One replica: nothing to wait for.
   auto o = test::uniform_options(make("1f1b", 2, 4), F, I, W);
-  o.data_parallel = 1;
+  o.data_parallel = {.replicas = 1};
   CHECK(sim::simulate(make("1f1b", 2, 4), o).makespan_us == (4 + 2 - 1) * (F + B));
 }

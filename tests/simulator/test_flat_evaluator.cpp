@@ -63,6 +63,17 @@ std::vector<configuration> configurations(const schedule& s, std::uint32_t seed)
       o.costs.links = {link_cost{.src = 0, .dst = 1, .latency_us = 0.05, .bandwidth_gbps = 0.25},
                        link_cost{.src = R - 1, .dst = 0, .latency_us = 3, .bandwidth_gbps = 0}};
   });
+  add("pp x dp, all-reduce overlapped, 2 hosts", [&](sim::sim_options& o) {
+    o.links.intra_host = {0.2, 1};
+    o.links.inter_host = {1.5, 0.5};
+    o.links.ranks_per_host = R; // the replicas on the next host
+    o.data_parallel = {.replicas = 3, .sync = grad_sync_mode::overlap};
+  });
+  add("pp x dp, all-reduce at the step, with overhead", [](sim::sim_options& o) {
+    o.links = link_model::uniform(0.3, 0.8);
+    o.costs.action_overhead_us = 0.11;
+    o.data_parallel = {.replicas = 2, .sync = grad_sync_mode::at_step};
+  });
   add("blocking sends", [](sim::sim_options& o) {
     o.links = link_model::uniform(0.4, 2);
     o.links.blocking_send = true;
@@ -92,7 +103,7 @@ std::vector<schedule> sweep() {
 void check_same(const schedule& s, const sim::sim_options& o) {
   const sim::sim_result ref = sim::simulate(s, o);
   flat_evaluator ev;
-  const flat_result& r = ev.evaluate(s, o.costs, o.links, o.memory);
+  const flat_result& r = ev.evaluate(s, o.costs, o.links, o.memory, o.data_parallel);
   std::map<std::pair<int, action>, const trace_event*> at;
   for (const auto& e : ref.timeline.events)
     at[{e.rank, e.act}] = &e;

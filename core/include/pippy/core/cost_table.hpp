@@ -83,6 +83,15 @@ inline transfer_time time_transfer(double posted, double link_free, std::uint64_
 // at its optimizer step. Either way U waits for it.
 enum class grad_sync_mode : std::uint8_t { overlap, at_step };
 
+// pp x dp as the simulator and the flat evaluator model it: the pipeline is one of `replicas` (global
+// rank = replica x R + rank); before each U the stage's param_bytes are all-reduced over them
+// (allreduce_time on the link between ranks R apart), posted at the stage's last backward of the step
+// (overlap) or at U (at_step), one at a time per rank; U waits for it.
+struct data_parallel_model {
+  int replicas = 1;
+  grad_sync_mode sync = grad_sync_mode::overlap;
+};
+
 // A ring all-reduce of `bytes` over `replicas` ranks (Gloo's and NCCL's ring): each link carries
 // 2 (D-1) / D of the bytes, in 2 (D-1) steps of one latency each. 0 for one replica.
 inline double allreduce_time(std::uint64_t bytes, int replicas, const link_class& link) {

@@ -47,7 +47,7 @@ public:
   // the field when the models do not fit the schedule (validate_models) or an action's stage or
   // micro-batch is out of range. The result lives until the next call.
   const flat_result& evaluate(const schedule& s, const cost_table& costs, const link_model& links = {},
-                              const memory_model& memory = {});
+                              const memory_model& memory = {}, const data_parallel_model& dp = {});
 
   // The lowered schedule of the last call: `s` itself when it had communication actions (then valid
   // while `s` is), else the evaluator's own lowering.
@@ -71,12 +71,15 @@ private:
     std::int32_t link = 0;    // SEND: src * R + dst
     std::int8_t activations_at_start = 0, activations_freed_at_end = 0; // memory_effect's counts
     std::uint8_t cls = 0;     // compute, send or receive
+    std::uint8_t dp_role = 0; // with replicas: 1 = B or W (weight gradients in), 2 = U
+    std::int32_t stage = 0;
   };
   double time_of(const std::vector<double>& times, int rank, std::size_t i) const {
     const std::size_t k = offset_[static_cast<std::size_t>(rank)] + i;
     return k < pc_[static_cast<std::size_t>(rank)] ? times[k] : -1.0; // ops from pc_ on never ran
   }
-  void prepare(const schedule& s, const cost_table& costs, const link_model& links, const memory_model& memory);
+  void prepare(const schedule& s, const cost_table& costs, const link_model& links, const memory_model& memory,
+               const data_parallel_model& dp);
   void run(bool blocking_send, double overhead_us);
 
   const schedule* evaluated_ = nullptr;
@@ -94,6 +97,13 @@ private:
   std::vector<rank_memory> memory_;
   std::vector<int> ready_;
   std::vector<double> start_, end_;   // per op; set for the ops a rank ran (before its pc_)
+  // pp x dp (data_parallel_model): per stage the micro-batches whose weight gradients are in and the end
+  // of its all-reduce; per rank the link to its replicas and when it is free.
+  data_parallel_model dp_;
+  int microbatches_ = 0;
+  std::vector<int> dp_seen_;
+  std::vector<double> dp_synced_, dp_time_;
+  std::vector<double> dp_link_free_;
 };
 
 } // namespace pippy

@@ -23,12 +23,9 @@ struct sim_options {
   cost_table costs;        // one entry per stage
   link_model links;
   memory_model memory;
-  // pp x dp: the pipeline is one of `data_parallel` replicas (global rank = replica x R + rank); before
-  // each U the stage's gradients (its param_bytes) are all-reduced over them (allreduce_time on the link
-  // between replicas), starting as grad_sync says; the replicas of one rank share one link, one
-  // all-reduce at a time. Needs the schedule's U actions.
-  int data_parallel = 1;
-  grad_sync_mode grad_sync = grad_sync_mode::overlap;
+  // pp x dp: the all-reduce of each stage's gradients over the pipeline's replicas before its U (core's
+  // data_parallel_model, as the flat evaluator has it). Needs the schedule's U actions.
+  data_parallel_model data_parallel;
   bool track_microbatches = true;
   // Called every `progress_every` delivered events with (events, virtual now); may be empty.
   std::function<void(std::size_t, double)> on_progress;
