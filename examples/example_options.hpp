@@ -75,16 +75,18 @@ inline void add_plan_option(CLI::App& app, std::string& plan_dir) {
       ->type_name("DIR");
 }
 
-// Sets the job's schedule, V and M from DIR/plan.json and returns the plan's split: the first layer of
+// Sets the job's schedule, V, M and replicas (--dp) from DIR/plan.json and returns the plan's split: the first layer of
 // stages 1.. (empty without a plan). Throws input_error naming the file and field.
 inline std::vector<int> apply_plan(const std::string& plan_dir, training_job& job) {
   if (plan_dir.empty())
     return {};
   const emitted_plan plan = load_plan(plan_dir);
   const int world = job.in_process > 0 ? job.in_process : read_dist_env().world_size;
-  if (plan.ranks != world)
+  if (plan.ranks * plan.replicas != world)
     throw input_error("plan file '" + plan_dir + "/plan.json': the plan is for " + std::to_string(plan.ranks) +
-                      " ranks, this run has " + std::to_string(world));
+                      " ranks x " + std::to_string(plan.replicas) + " replicas, this run has " + std::to_string(world) +
+                      " processes");
+  job.data_parallel = plan.replicas;
   job.schedule = plan.schedule;
   job.stages_per_rank = plan.stages_per_rank;
   job.microbatches = plan.microbatches;

@@ -30,7 +30,7 @@ void emit(const std::string& dir, const plan_options& po, const plan_candidate& 
   std::filesystem::create_directories(dir, ec);
   if (ec)
     throw input_error("--emit: cannot create directory '" + dir + "': " + ec.message());
-  const std::string csv = to_csv(plan_schedule(po, best)), json = to_plan_json(best, po.num_ranks);
+  const std::string csv = to_csv(plan_schedule(po, best)), json = to_plan_json(best, best.ranks);
   write_file_atomically(dir + "/schedule.csv", [&](std::ostream& out) { out << csv; });
   write_file_atomically(dir + "/plan.json", [&](std::ostream& out) { out << json; });
 }
@@ -40,7 +40,7 @@ void emit(const std::string& dir, const plan_options& po, const plan_candidate& 
 command add_plan_command(CLI::App& app) {
   struct options {
     std::string cost_file, emit_dir;
-    int ranks = 0, top = 5;
+    int ranks = 0, processes = 0, top = 5;
     long long memory_cap = 0, global_batch = 0;
     std::vector<int> microbatches;
     std::vector<std::string> schedules;
@@ -52,7 +52,12 @@ command add_plan_command(CLI::App& app) {
   sub->add_option("--cost-file", o->cost_file,
                   "Profile (a cost file; with per-layer costs, \"layers\", the layers are split into stages)")
       ->type_name("PROFILE");
-  sub->add_option("--ranks", o->ranks, "Pipeline ranks R");
+  auto* ranks = sub->add_option("--ranks", o->ranks, "Pipeline ranks R");
+  auto* processes = sub->add_option("--processes", o->processes,
+                                    "Plan pp x dp instead: every R x D = this many processes, D replicas of an R-rank "
+                                    "pipeline sharing the global batch (needs --global-batch)")
+                        ->check(CLI::Range(1, 1 << 16));
+  ranks->excludes(processes);
   sub->add_option("--memory-cap", o->memory_cap, "Memory per rank in bytes (0 = none): plans that exceed it rank last")
       ->type_name("BYTES");
   auto* batch = sub->add_option("--global-batch", o->global_batch,
@@ -67,8 +72,9 @@ command add_plan_command(CLI::App& app) {
   return {sub, [o, batch, mbs] {
     if (o->cost_file.empty())
       throw input_error("--cost-file is required: a profile (`pippy run ... --profile FILE` writes one)");
-    if (o->ranks < 1)
-      throw input_error("--ranks is required: the number of pipeline ranks, at least 1 (got " + std::to_string(o->ranks) + ")");
+    if (o->ranks < 1 && o->processes < 1)
+      throw input_error("--ranks (or --processes) is required: the number of pipeline ranks, at least 1 (got " +
+                        std::to_string(o->ranks) + ")");
     if (o->top < 1)
       throw input_error("--top must be at least 1 (got " + std::to_string(o->top) + ")");
     if (o->memory_cap < 0)
@@ -79,7 +85,7 @@ command add_plan_command(CLI::App& app) {
       throw input_error("--global-batch must be at least 1 row (got " + std::to_string(o->global_batch) + ")");
     const cost_table profile = load_cost_file(o->cost_file);
     plan_options po{.num_ranks = o->ranks, .schedules = o->schedules, .microbatches = o->microbatches,
-                    .global_batch = o->global_batch, .links = make_link_model(o->links)};
+                    .global_batch = o->global_batch, .links = make_link_model(o->links), .processes = o->processes};
     po.memory.cap_bytes = static_cast<std::uint64_t>(o->memory_cap);
     const auto t0 = std::chrono::steady_clock::now();
     const plan_result plan = make_plan(profile, po);
@@ -89,7 +95,9 @@ command add_plan_command(CLI::App& app) {
     std::vector<double> simulated;
     for (std::size_t k = 0; k < K; ++k) {
       const plan_candidate& c = plan.candidates[k];
-      sim::sim_options so{.costs = plan_costs(profile, po, c), .links = po.links, .track_microbatches = false};
+      sim::sim_options so{.costs = plan_costs(profile, po, c), .links = po.links,
+                          .data_parallel = {.replicas = c.replicas, .sync = po.data_parallel.sync},
+                          .track_microbatches = false};
       so.memory.state_factor = po.memory.state_factor; // no cap: the full step, as predicted
       simulated.push_back(sim::simulate(plan_schedule(po, c), so).step_us);
     }
@@ -97,14 +105,15 @@ command add_plan_command(CLI::App& app) {
     if (o->json) {
       nlohmann::json plans = nlohmann::json::array();
       for (std::size_t k = 0; k < K; ++k) {
-        auto j = nlohmann::json::parse(to_plan_json(plan.candidates[k], po.num_ranks));
+        auto j = nlohmann::json::parse(to_plan_json(plan.candidates[k], plan.candidates[k].ranks));
         j["rank"] = k + 1;
         j["simulated_step_us"] = simulated[k];
         j["throughput"] = plan.candidates[k].throughput;
         j["throughput_unit"] = unit;
         plans.push_back(j);
       }
-      const nlohmann::json out{{"ranks", po.num_ranks},          {"layers", plan.layers},
+      const nlohmann::json out{{"ranks", po.num_ranks},          {"processes", po.processes},
+                               {"layers", plan.layers},
                                {"per_layer", plan.per_layer},    {"global_batch", po.global_batch},
                                {"memory_cap_bytes", o->memory_cap}, {"candidates", plan.candidates.size()},
                                {"skipped", plan.skipped},        {"repeats", plan.repeats},
@@ -112,8 +121,12 @@ command add_plan_command(CLI::App& app) {
                                {"plan_wall_s", plan_s},          {"plans", plans}};
       std::cout << out.dump(2) << "\n";
     } else {
-      std::printf("plan: %d ranks, %d %s from '%s'", po.num_ranks, plan.layers, plan.per_layer ? "layers" : "stages",
-                  o->cost_file.c_str());
+      if (po.processes > 0)
+        std::printf("plan: %d processes as R x D, %d %s from '%s'", po.processes, plan.layers,
+                    plan.per_layer ? "layers" : "stages", o->cost_file.c_str());
+      else
+        std::printf("plan: %d ranks, %d %s from '%s'", po.num_ranks, plan.layers, plan.per_layer ? "layers" : "stages",
+                    o->cost_file.c_str());
       if (po.global_batch > 0)
         std::printf(", global batch %lld rows", static_cast<long long>(po.global_batch));
       if (o->memory_cap > 0)
@@ -123,12 +136,13 @@ command add_plan_command(CLI::App& app) {
                   plan.candidates.size(), plan_s, plan.actions, plan.skipped, plan.repeats);
       if (po.global_batch > 0 && profile.microbatch_rows == 0)
         std::printf("note: the profile has no microbatch_rows, so its costs are used as they are for every M\n");
-      std::printf("%4s  %-16s %3s %5s %14s %14s %15s %8s %16s %5s\n", "#", "schedule", "V", "M", "step_us",
+      std::printf("%4s  %-16s %5s %3s %5s %14s %14s %15s %8s %16s %5s\n", "#", "schedule", "RxD", "V", "M", "step_us",
                   "sim_step_us", unit, "bubble", "peak_mem_bytes", "fits");
       for (std::size_t k = 0; k < K; ++k) {
         const plan_candidate& c = plan.candidates[k];
-        std::printf("%4zu  %-16s %3d %5d %14.3f %14.3f %15.1f %8.4f %16llu %5s\n", k + 1, c.schedule.c_str(),
-                    c.stages_per_rank, c.microbatches, c.step_us, simulated[k], c.throughput, c.bubble_fraction,
+        const std::string shape = std::to_string(c.ranks) + "x" + std::to_string(c.replicas);
+        std::printf("%4zu  %-16s %5s %3d %5d %14.3f %14.3f %15.1f %8.4f %16llu %5s\n", k + 1, c.schedule.c_str(),
+                    shape.c_str(), c.stages_per_rank, c.microbatches, c.step_us, simulated[k], c.throughput, c.bubble_fraction,
                     static_cast<unsigned long long>(c.peak_memory_bytes), c.fits ? "yes" : "no");
       }
       const plan_candidate& best = plan.candidates.front();

@@ -169,16 +169,70 @@ std::vector<int> balanced_split(const std::vector<double>& times, int num_stages
   return boundaries;
 }
 
+namespace {
+// The options of one replica of a candidate: its ranks, and its share of the global batch.
+plan_options replica_options(const plan_options& options, const plan_candidate& c) {
+  plan_options o = options;
+  o.processes = 0;
+  if (c.ranks > 0)
+    o.num_ranks = c.ranks;
+  o.data_parallel.replicas = c.replicas;
+  if (o.global_batch > 0)
+    o.global_batch /= c.replicas;
+  return o;
+}
+
+plan_result plan_one_shape(const cost_table& profile, const plan_options& o);
+} // namespace
+
 schedule plan_schedule(const plan_options& options, const plan_candidate& c) {
-  return make_schedule({.name = c.schedule, .num_ranks = options.num_ranks, .num_microbatches = c.microbatches,
+  return make_schedule({.name = c.schedule, .num_ranks = c.ranks > 0 ? c.ranks : options.num_ranks,
+                        .num_microbatches = c.microbatches,
                         .stages_per_rank = c.stages_per_rank});
 }
 
 cost_table plan_costs(const cost_table& profile, const plan_options& options, const plan_candidate& c) {
-  return stage_costs(profile, options, c.boundaries, c.microbatches);
+  return stage_costs(profile, replica_options(options, c), c.boundaries, c.microbatches);
 }
 
 plan_result make_plan(const cost_table& profile, const plan_options& o) {
+  if (o.processes <= 0)
+    return plan_one_shape(profile, o);
+  if (o.global_batch <= 0)
+    throw input_error("processes: planning R x D needs the global batch (--global-batch), which the replicas share");
+  plan_result out;
+  std::string why;
+  for (int D = 1; D <= o.processes; ++D) {
+    if (o.processes % D != 0 || o.global_batch % D != 0)
+      continue;
+    plan_options one = o;
+    one.processes = 0;
+    one.num_ranks = o.processes / D;
+    one.global_batch = o.global_batch / D;
+    one.data_parallel.replicas = D;
+    try {
+      plan_result r = plan_one_shape(profile, one);
+      for (auto& c : r.candidates) {
+        c.throughput *= D; // every replica's rows in one step
+        out.candidates.push_back(std::move(c));
+      }
+      out.skipped += r.skipped, out.repeats += r.repeats, out.actions += r.actions;
+      out.layers = r.layers, out.per_layer = r.per_layer, out.rows_known = r.rows_known;
+    } catch (const input_error& e) {
+      why = e.what(); // this R has no candidate (e.g. more stages than layers)
+    }
+  }
+  if (out.candidates.empty())
+    throw input_error("processes: no R x D = " + num(o.processes) + " has a candidate" + (why.empty() ? "" : ": " + why));
+  std::stable_sort(out.candidates.begin(), out.candidates.end(), [](const plan_candidate& a, const plan_candidate& b) {
+    return std::make_tuple(!a.fits, a.step_us, a.peak_memory_bytes, a.replicas) <
+           std::make_tuple(!b.fits, b.step_us, b.peak_memory_bytes, b.replicas);
+  });
+  return out;
+}
+
+namespace {
+plan_result plan_one_shape(const cost_table& profile, const plan_options& o) {
   if (o.num_ranks < 1)
     throw input_error("ranks must be at least 1 (got " + num(o.num_ranks) + ")");
   std::vector<std::string> names = o.schedules;
@@ -219,9 +273,9 @@ plan_result make_plan(const cost_table& profile, const plan_options& o) {
           continue;
         }
         scored.push_back(s.ranks);
-        const flat_result& r = ev.evaluate(add_communication(s), costs, o.links, uncapped);
+        const flat_result& r = ev.evaluate(add_communication(s), costs, o.links, uncapped, o.data_parallel);
         out.actions += r.actions;
-        plan_candidate c{.schedule = name, .stages_per_rank = V, .microbatches = M, .boundaries = boundaries,
+        plan_candidate c{.schedule = name, .ranks = o.num_ranks, .replicas = o.data_parallel.replicas, .stages_per_rank = V, .microbatches = M, .boundaries = boundaries,
                          .split_points = split_points, .step_us = r.makespan_us + profile.step_overhead_us,
                          .bubble_fraction = r.bubble_fraction, .peak_memory_bytes = r.peak_memory_bytes()};
         const double work = out.rows_known ? static_cast<double>(o.global_batch) : static_cast<double>(M);
@@ -245,10 +299,12 @@ plan_result make_plan(const cost_table& profile, const plan_options& o) {
   });
   return out;
 }
+} // namespace
 
 std::string to_plan_json(const plan_candidate& c, int num_ranks) {
   const nlohmann::json j{{"schedule", c.schedule},
-                         {"ranks", num_ranks},
+                         {"ranks", c.ranks > 0 ? c.ranks : num_ranks},
+                         {"replicas", c.replicas},
                          {"stages_per_rank", c.stages_per_rank},
                          {"microbatches", c.microbatches},
                          {"boundaries", c.boundaries},
@@ -282,6 +338,7 @@ emitted_plan load_plan(const std::string& dir) {
     throw input_error(where + ": schedule must be a schedule name");
   p.schedule = j["schedule"].get<std::string>();
   p.ranks = size("ranks");
+  p.replicas = j.contains("replicas") ? size("replicas") : 1; // plans before pp x dp have none
   p.stages_per_rank = size("stages_per_rank");
   p.microbatches = size("microbatches");
   if (j.contains("boundaries")) {

@@ -8,6 +8,7 @@
 #include <functional>
 #include <limits>
 #include <random>
+#include <set>
 
 #include "pippy/core/error.hpp"
 #include "pippy/core/flat_evaluator.hpp"
@@ -298,4 +299,38 @@ TEST_CASE("regrouped layers share the profile's optimizer step by parameter byte
   CHECK(costs.stages[1].U == Approx(20));
   REQUIRE(costs.links.size() == 1);
   CHECK(costs.links[0].src == 0);
+}
+
+TEST_CASE("planner: pp x dp, every R x D of the processes, each replica a share of the batch", "[core][planner]") {
+  cost_table profile = layered_profile({1, 1, 1, 1, 1, 1, 1, 1});
+  profile.microbatch_rows = 4;
+  for (auto& l : profile.layers)
+    l.param_bytes = 1'000'000;
+  plan_options o{.schedules = {"1f1b"}, .global_batch = 32, .links = link_model::uniform(1, 0.5), .processes = 4};
+  const plan_result plan = make_plan(profile, o);
+  std::set<std::pair<int, int>> shapes;
+  flat_evaluator ev;
+  for (const auto& c : plan.candidates) {
+    INFO(c.ranks << "x" << c.replicas << " V=" << c.stages_per_rank << " M=" << c.microbatches);
+    CHECK(c.ranks * c.replicas == 4);
+    shapes.insert({c.ranks, c.replicas});
+    // Its step: one replica's pipeline on G / D rows, with the all-reduce of D replicas.
+    const plan_options one{.num_ranks = c.ranks, .schedules = o.schedules, .global_batch = 32 / c.replicas,
+                           .links = o.links};
+    const flat_result& r = ev.evaluate(plan_schedule(o, c), plan_costs(profile, o, c), o.links, {},
+                                       data_parallel_model{.replicas = c.replicas});
+    CHECK(r.makespan_us == c.step_us);
+    plan_candidate alone = c; // the same pipeline planned alone on its share of the batch
+    alone.replicas = 1;
+    CHECK(plan_costs(profile, o, c).microbatch_scale == plan_costs(profile, one, alone).microbatch_scale);
+    CHECK(c.throughput == Approx(32 / (c.step_us * 1e-6)));
+  }
+  CHECK(shapes == std::set<std::pair<int, int>>{{4, 1}, {2, 2}, {1, 4}});
+  for (std::size_t i = 1; i < plan.candidates.size(); ++i)
+    CHECK(plan.candidates[i - 1].step_us <= plan.candidates[i].step_us);
+  // One replica's all-reduce of 2 stages x 4 layers x 1 MB over 0.5 GB/s is slower than pipelining them:
+  // the planner prefers fewer replicas here.
+  CHECK(plan.candidates.front().replicas < 4);
+  o.global_batch = 0;
+  CHECK_THROWS_WITH(make_plan(profile, o), Catch::StartsWith("processes: planning R x D needs the global batch"));
 }

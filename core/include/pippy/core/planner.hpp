@@ -26,10 +26,17 @@ struct plan_options {
   std::vector<int> stages_per_rank;
   link_model links;
   memory_model memory; // a candidate fits when no rank's peak exceeds cap_bytes (0 = no cap)
+  // pp x dp: with processes > 0 (and a global batch), every R x D = processes is tried, R pipeline ranks
+  // and D replicas that each take global_batch / D rows (num_ranks is then ignored); the all-reduce before
+  // each U follows data_parallel.sync.
+  int processes = 0;
+  data_parallel_model data_parallel;
 };
 
 struct plan_candidate {
   std::string schedule;
+  int ranks = 0;    // pipeline ranks R (0: plan_options::num_ranks)
+  int replicas = 1; // data-parallel replicas D (R x D processes)
   int stages_per_rank = 1;
   int microbatches = 1;
   std::vector<int> boundaries;           // first layer of each stage (empty without per-layer costs)
@@ -75,7 +82,7 @@ std::string to_plan_json(const plan_candidate& c, int num_ranks);
 // What a runner needs from plan.json (`--plan DIR`): the schedule, its shape and the split.
 struct emitted_plan {
   std::string schedule;
-  int ranks = 1, stages_per_rank = 1, microbatches = 1;
+  int ranks = 1, replicas = 1, stages_per_rank = 1, microbatches = 1;
   std::vector<int> boundaries; // first layer of each stage (starting with 0); empty: the profile's stages
 };
 // Reads DIR/plan.json. Throws input_error naming the file and field when it is missing or malformed:
