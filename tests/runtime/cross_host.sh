@@ -25,16 +25,17 @@ if ! ip netns add "$a" 2>"$tmp/err" || ! ip netns add "$b" 2>>"$tmp/err"; then
   echo "SKIP: cannot make network namespaces here: $(cat "$tmp/err")"
   exit 77
 fi
-set -e
-ip link add "va$id" type veth peer name "vb$id"
-ip link set "va$id" netns "$a"
-ip link set "vb$id" netns "$b"
-ip -n "$a" addr add "$net.1/24" dev "va$id"
-ip -n "$b" addr add "$net.2/24" dev "vb$id"
-for ns in "$a" "$b"; do ip -n "$ns" link set lo up; done
-ip -n "$a" link set "va$id" up
-ip -n "$b" link set "vb$id" up
-set +e
+wire() {
+  ip link add "va$id" type veth peer name "vb$id" &&
+    ip link set "va$id" netns "$a" && ip link set "vb$id" netns "$b" &&
+    ip -n "$a" addr add "$net.1/24" dev "va$id" && ip -n "$b" addr add "$net.2/24" dev "vb$id" &&
+    ip -n "$a" link set lo up && ip -n "$b" link set lo up &&
+    ip -n "$a" link set "va$id" up && ip -n "$b" link set "vb$id" up
+}
+if ! wire 2>"$tmp/err"; then
+  echo "SKIP: cannot join the namespaces with a veth pair here: $(cat "$tmp/err")"
+  exit 77
+fi
 port=29611
 node() { # NAMESPACE IFACE RANK ARGS...
   local ns=$1 ifname=$2 rank=$3
