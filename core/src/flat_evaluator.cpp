@@ -123,7 +123,7 @@ void flat_evaluator::prepare(const schedule& s, const cost_table& costs, const l
     for (int st = 0; st < S; ++st) {
       const auto bytes = static_cast<std::size_t>(st) < costs.stages.size() ? costs.stages[static_cast<std::size_t>(st)].param_bytes : 0;
       const int r = shape.rank_of(st);
-      dp_time_[static_cast<std::size_t>(st)] = allreduce_time(bytes, dp.replicas, links.between(r, R + r));
+      dp_time_[static_cast<std::size_t>(st)] = allreduce_time(bytes, dp.replicas, replica_link(links, r, R));
     }
 }
 

@@ -10,11 +10,12 @@
 #include <iomanip>
 #include <iostream>
 #include <limits>
-#include <optional>
 #include <future>
+#include <optional>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
+#include <torch/csrc/distributed/c10d/Store.hpp> // the job store connect_store returns
 
 #include "pippy/core/error.hpp"
 #include "pippy/core/generators.hpp"
@@ -27,8 +28,6 @@
 #include "pippy/runtime/profile.hpp"
 #include "pippy/runtime/step_driver.hpp"
 #include "pippy/runtime/store.hpp"
-
-#include <torch/csrc/distributed/c10d/Store.hpp>
 #include "pippy/runtime/run_export.hpp"
 #include "pippy/traces/chrome_trace.hpp"
 #include "pippy/traces/metrics.hpp"

@@ -128,7 +128,7 @@ public:
       : st_(st), costs_(o.costs), rank_(rank), forward_only_(forward_only),
         memory_(static_memory_bytes(o.costs, o.memory, shape, rank), o.memory.cap_bytes),
         replicas_(o.data_parallel.replicas), grad_sync_(o.data_parallel.sync), microbatches_(shape.num_microbatches),
-        replica_link_(o.links.between(rank, shape.num_ranks + rank)),
+        replica_link_(replica_link(o.links, rank, shape.num_ranks)),
         weight_grads_(static_cast<std::size_t>(shape.num_stages()), 0),
         grads_synced_(static_cast<std::size_t>(shape.num_stages()), 0.0) {
     st_.record(memory_sample{rank_, 0.0, memory_.bytes()});

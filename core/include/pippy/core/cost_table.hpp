@@ -91,6 +91,11 @@ struct data_parallel_model {
   int replicas = 1;
   grad_sync_mode sync = grad_sync_mode::overlap;
 };
+// The link between rank r's replicas: that of ranks r and R + r (the next replica; across hosts when the
+// link model puts them there).
+inline const link_class& replica_link(const link_model& links, int rank, int num_ranks) {
+  return links.between(rank, num_ranks + rank);
+}
 
 // A ring all-reduce of `bytes` over `replicas` ranks (Gloo's and NCCL's ring): each link carries
 // 2 (D-1) / D of the bytes, in 2 (D-1) steps of one latency each. 0 for one replica.
