@@ -69,21 +69,20 @@ zero1_optimizer::zero1_optimizer(
   total_ = all.numel();
   const std::int64_t d = replicas_.rank(), D = replicas_.world_size();
   const std::int64_t per = (total_ + D - 1) / D; // the last slice is padded to the same size
-  const std::int64_t begin = std::min(total_, d * per), end = std::min(total_, begin + per);
+  begin_ = std::min(total_, d * per);
+  count_ = std::min(total_, begin_ + per) - begin_;
   slice_ = torch::zeros({per}, all.options());
-  slice_.narrow(0, 0, end - begin).copy_(all.narrow(0, begin, end - begin));
+  slice_.narrow(0, 0, count_).copy_(all.narrow(0, begin_, count_));
   slice_.set_requires_grad(true);
   inner_ = make_inner({slice_});
 }
 
 torch::Tensor zero1_optimizer::step(LossClosure) {
   torch::NoGradGuard no_grad;
-  const std::int64_t d = replicas_.rank(), per = slice_.numel();
-  const std::int64_t begin = std::min(total_, d * per), n = std::min(total_, begin + per) - begin;
   // The gradients are the replicas' average already (replica_grad_sync, before this step).
   const auto grads = flat_copy(parameters(), true);
   auto g = torch::zeros_like(slice_);
-  g.narrow(0, 0, n).copy_(grads.narrow(0, begin, n));
+  g.narrow(0, 0, count_).copy_(grads.narrow(0, begin_, count_));
   slice_.mutable_grad() = g;
   inner_->step();
   // Every replica's updated slice into every copy of the parameters.

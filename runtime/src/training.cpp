@@ -399,11 +399,9 @@ int train_pipelined(const training_job& job, const dist_env& env) {
       if (global_rows % D != 0)
         throw input_error("a batch of " + std::to_string(global_rows) + " rows does not split into --dp " +
                           std::to_string(D) + " equal slices");
-      const auto per = global_rows / D;
-      for (auto& x : inputs)
-        x = x.narrow(0, replica * per, per);
+      inputs = split_tensors(inputs, D).at(static_cast<std::size_t>(replica));
       if (target.defined())
-        target = target.narrow(0, replica * per, per);
+        target = split_tensors({target}, D).at(static_cast<std::size_t>(replica)).at(0);
     }
     if (!inputs.empty() && inputs[0].dim() > 0)
       rows = inputs[0].size(0) / std::max(1, job.microbatches);
@@ -477,12 +475,14 @@ int train_pipelined(const training_job& job, const dist_env& env) {
     return 0;
   }
   // Gather every rank's report on rank 0 through the rendezvous store.
+  trace mine = events();
+  const std::string run_name = mine.run;
   transport->store_set("pippy/report/" + std::to_string(my_rank),
-                       to_report_json(rank_report{events(), activations(), param_bytes, step_us}));
+                       to_report_json(rank_report{std::move(mine), activations(), param_bytes, step_us}));
   if (my_rank == 0) {
     trace all;
     all.num_ranks = ranks;
-    all.run = events().run;
+    all.run = run_name;
     std::map<int, std::uint64_t> act, params;
     std::vector<std::vector<double>> times;
     for (int r = 0; r < ranks; ++r) {

@@ -53,7 +53,8 @@ public:
 private:
   gloo_group& replicas_;
   std::int64_t total_ = 0; // elements of all parameters
-  torch::Tensor slice_;    // this replica's part of them, a leaf the inner optimizer updates
+  std::int64_t begin_ = 0, count_ = 0; // this replica's part of them (the padding after count_ excluded)
+  torch::Tensor slice_;    // that part, padded to the common size, a leaf the inner optimizer updates
   std::shared_ptr<torch::optim::Optimizer> inner_;
 };
 
