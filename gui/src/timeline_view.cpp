@@ -328,9 +328,46 @@ std::pair<double, double> TimelineView::data_range() const {
     hi = any ? std::max(hi, pn->m.end_us) : pn->m.end_us;
     any = true;
   }
-  if (!any || hi <= lo)
-    hi = lo + 1;
+  // Finite and within the bounds the view draws (NaN compares false, so it becomes a bound too), and
+  // never empty: lo + 1 would equal lo far from zero.
+  lo = lo >= -max_view_us ? std::min(lo, max_view_us) : -max_view_us;
+  hi = hi <= max_view_us ? std::max(hi, -max_view_us) : max_view_us;
+  if (!any || !(hi > lo)) {
+    lo = std::min(lo, max_view_us / 2);
+    hi = lo + std::max(1.0, std::abs(lo) * 1e-9);
+  }
   return {lo, hi};
+}
+
+std::vector<double> TimelineView::axis_ticks(double t_lo, double t_hi, std::size_t max_ticks) {
+  std::vector<double> ticks;
+  const double span = t_hi - t_lo;
+  if (!std::isfinite(t_lo) || !std::isfinite(t_hi) || !std::isfinite(span) || !(span > 0) || max_ticks == 0)
+    return ticks;
+  double step = std::pow(10.0, std::floor(std::log10(std::max(span / 8, 1e-9))));
+  for (double mult : {1.0, 2.0, 5.0, 10.0})
+    if (span / (step * mult) <= 10) {
+      step *= mult;
+      break;
+    }
+  // Far from zero a step below the spacing of doubles there would not move a tick: widen it (by
+  // tens, at most ~600 times before it overflows) until the first tick and the next differ.
+  double first = std::ceil(t_lo / step) * step;
+  while (std::isfinite(step) && std::isfinite(first) && first + step == first) {
+    step *= 10;
+    first = std::ceil(t_lo / step) * step;
+  }
+  if (!std::isfinite(step) || !std::isfinite(first))
+    return ticks;
+  // t = first + k * step rather than t += step: no error builds up, and the count bounds the loop.
+  for (std::size_t k = 0; k < max_ticks; ++k) {
+    const double t = first + static_cast<double>(k) * step;
+    if (!std::isfinite(t) || !(t <= t_hi))
+      break;
+    if (ticks.empty() || t > ticks.back())
+      ticks.push_back(t);
+  }
+  return ticks;
 }
 
 void TimelineView::follow_head() {
@@ -340,7 +377,7 @@ void TimelineView::follow_head() {
     return;
   }
   const auto [lo, hi] = data_range(); // keep the zoom, bring the head into view
-  t0_ = hi - us_per_px_ * (width() - left_margin - right_margin) * 0.95;
+  t0_ = std::clamp(hi - us_per_px_ * (width() - left_margin - right_margin) * 0.95, -max_view_us, max_view_us);
   update();
 }
 
@@ -356,8 +393,9 @@ void TimelineView::fit() {
 
 void TimelineView::zoom(double factor, double anchor_x) {
   const double t = t_of(anchor_x);
-  us_per_px_ = std::clamp(us_per_px_ / factor, 1e-6, 1e12);
-  t0_ = t - (anchor_x - left_margin) * us_per_px_;
+  if (std::isfinite(factor) && factor > 0) // a view fitted to a span beyond 1e12 us may stay that wide
+    us_per_px_ = std::clamp(us_per_px_ / factor, 1e-6, std::max(1e12, us_per_px_));
+  t0_ = std::clamp(t - (anchor_x - left_margin) * us_per_px_, -max_view_us, max_view_us);
   fit_mode_ = false;
   if (!follow_)
     return update();
@@ -366,7 +404,7 @@ void TimelineView::zoom(double factor, double anchor_x) {
 }
 
 void TimelineView::pan_pixels(double dx) {
-  t0_ -= dx * us_per_px_;
+  t0_ = std::clamp(t0_ - dx * us_per_px_, -max_view_us, max_view_us);
   follow_ = false;
   update();
 }
@@ -482,15 +520,10 @@ void TimelineView::paint(QPainter& p, const QRect& area) {
   p.setPen(QColor(90, 90, 90));
   p.drawLine(QPointF(plot_l, axis_y + axis_height - 2), QPointF(plot_r, axis_y + axis_height - 2));
   {
-    const double span = (plot_r - plot_l) * us_per_px_;
-    double step = std::pow(10.0, std::floor(std::log10(std::max(span / 8, 1e-9))));
-    for (double mult : {1.0, 2.0, 5.0, 10.0})
-      if (span / (step * mult) <= 10) {
-        step *= mult;
-        break;
-      }
-    for (double t = std::ceil(t0_ / step) * step; x_of(t) <= plot_r; t += step) {
+    for (const double t : axis_ticks(t_of(plot_l), t_of(plot_r))) {
       const double x = x_of(t);
+      if (!std::isfinite(x))
+        continue;
       p.drawLine(QPointF(x, axis_y + axis_height - 6), QPointF(x, axis_y + axis_height - 2));
       p.drawText(QPointF(x + 2, axis_y + axis_height - 7), us_text(t));
     }

@@ -90,6 +90,13 @@ public:
   std::vector<std::size_t> highlighted_dependencies() const { return deps_; }
   QString tooltip_at(QPointF pos) const;
 
+  // Times of the time axis' ticks within [t_lo, t_hi]: 1, 2 or 5 x 10^k apart, at most 10-odd for a
+  // finite view and never more than max_ticks, each distinct, finite and advancing (a step lost in
+  // the spacing of doubles far from zero is widened until it is not). Empty when the view is not finite.
+  static std::vector<double> axis_ticks(double t_lo, double t_hi, std::size_t max_ticks = 64);
+  // Times outside +-max_view_us are drawn at this bound: a span of two of them (2e300) stays finite.
+  static constexpr double max_view_us = 1e300;
+
   static QColor bubble_color();
   static QColor marker_color(); // the red tick of a trace_marker (the simulator's OOM) across its rank's lanes
   static QColor action_color(const action& a); // RGB: hue by micro-batch, shade by kind
