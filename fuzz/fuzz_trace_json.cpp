@@ -1,4 +1,5 @@
-// Fuzzes a Chrome trace file (ours or PyTorch's): parse, then the metrics `pippy trace summary` prints.
+// Fuzzes a Chrome trace file (ours or PyTorch's): parse, then what `pippy trace summary` prints
+// (compute_metrics, format_summary).
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -11,7 +12,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string_view text(reinterpret_cast<const char*>(data), size);
   try {
     const auto t = pippy::parse_chrome_json(text, "fuzz.json");
-    (void)pippy::compute_metrics(t);
+    (void)pippy::format_summary(t, pippy::compute_metrics(t));
   } catch (const pippy::input_error&) {
     // A rejection with a message: expected. Anything else escapes and libFuzzer reports it.
   }

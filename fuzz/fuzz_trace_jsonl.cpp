@@ -1,5 +1,5 @@
 // Fuzzes the live JSON-lines stream: every line into one trace, as the live reader does (a bad line is
-// rejected and the next one read), then the metrics of what was read.
+// rejected and the next one read), then what `pippy trace summary` prints of what was read.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -24,7 +24,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     a = b + 1;
   }
   try {
-    (void)pippy::compute_metrics(t);
+    (void)pippy::format_summary(t, pippy::compute_metrics(t));
   } catch (const pippy::input_error&) {
   }
   return 0;
