@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what pippy-cpp needs and is missing, and nothing else (a second run installs nothing):
-# - Debian bookworm packages: compilers, CAF, Qt 6, nlohmann_json, Catch2, CLI11, Xvfb;
+# - Debian bookworm packages: compilers (clang with libFuzzer's runtime for scripts/fuzz.sh), CAF, Qt 6,
+#   nlohmann_json, Catch2, CLI11, Xvfb;
 # - the project's Python environment (scripts/requirements.txt: torch 2.11 with libtorch, c10d and
 #   torch.distributed.pipelining; transformers) in the shared cache directory that scripts/pyenv.sh names,
 #   without a pip cache beside it. Prints the environment's path on the last line.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 packages=(
-  build-essential cmake ninja-build ccache pkg-config python3 python3-venv
+  build-essential cmake ninja-build ccache pkg-config python3 python3-venv clang libclang-rt-14-dev
   libcaf-dev nlohmann-json3-dev catch2 libcli11-dev
   qt6-base-dev qt6-qpa-plugins xvfb xauth
 )
