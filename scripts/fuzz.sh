@@ -19,6 +19,9 @@ declare -A max_len=([schedule_csv]=4096 [schedule_json]=4096 [cost_json]=4096 [c
                     [trace_json]=8192 [trace_jsonl]=8192)
 harnesses=(${FUZZ_HARNESSES:-schedule_csv schedule_json cost_json cost_spec trace_json trace_jsonl})
 
+for h in "${harnesses[@]}"; do
+  [[ -n ${max_len[$h]:-} ]] || { echo "fuzz: no harness '$h' (one of: ${!max_len[*]})" >&2; exit 2; }
+done
 command -v clang++ >/dev/null || { echo "fuzz: clang++ is missing (scripts/setup.sh installs it)" >&2; exit 2; }
 start=$SECONDS
 set -e
