@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The torch-free build (core, traces, actors, simulator, tools, and the Qt viewer where Qt is installed)
+# with AddressSanitizer, LeakSanitizer and UndefinedBehaviorSanitizer, and its CTest suite: any sanitizer
+# report fails the test that made it (UBSan does not recover, LSan runs at every process's exit).
+# Suppressions for leaks that are not ours (libraries we link) are in scripts/lsan.supp, each with why.
+# Env: BUILD_DIR (default build-asan), CXX (default clang++; g++ works too), JOBS (default nproc).
+# Extra arguments go to ctest (e.g. -L core, -R schedule).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+build=${BUILD_DIR:-build-asan}
+jobs=${JOBS:-$(nproc)}
+start=$SECONDS
+cxx=${CXX:-clang++}
+# -O1 with line tables only (enough for the reports' file:line) keeps the build short; a Debug build
+# keeps assertions on.
+flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+opt="-O1 -g1"
+if [[ $cxx == *clang* ]]; then
+  flags+=" -Wno-unknown-warning-option"
+  opt="-O1 -gline-tables-only"
+fi
+gui=OFF
+pkg-config --exists Qt6Widgets 2>/dev/null && gui=ON
+CXX=$cxx cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="$opt" \
+  -DCMAKE_CXX_FLAGS="$flags" -DPIPPY_BUILD_TORCH=OFF -DPIPPY_BUILD_CUDA=OFF -DPIPPY_BUILD_BENCH=OFF \
+  -DPIPPY_BUILD_GUI=$gui -DPIPPY_BUILD_TESTS=ON >/dev/null
+cmake --build "$build" -j "$jobs"
+echo "sanitize: built in $((SECONDS - start)) s (GUI $gui)"
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:strict_string_checks=1}
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$root/scripts/lsan.supp:print_suppressions=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+cd "$build"
+rc=0
+ctest --output-on-failure -j "$jobs" --timeout 900 "$@" || rc=$?
+echo "sanitize: $((SECONDS - start)) s in all, ctest exit $rc"
+exit "$rc"
