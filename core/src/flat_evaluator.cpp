@@ -16,6 +16,15 @@ constexpr std::int32_t stopped = -2; // blocked_ of a rank that ran out of memor
 
 } // namespace
 
+std::vector<std::uint64_t> static_memory_bytes_by_rank(const cost_table& costs, const memory_model& memory,
+                                                       const pipeline_shape& shape) {
+  std::vector<std::uint64_t> bytes(static_cast<std::size_t>(std::max(0, shape.num_ranks)), 0);
+  for (int s = 0; s < shape.num_stages(); ++s) // cost_table.cpp's static_memory_bytes, term for term
+    bytes.at(static_cast<std::size_t>(shape.rank_of(s))) += static_cast<std::uint64_t>(
+        static_cast<double>(costs.stages.at(static_cast<std::size_t>(s)).param_bytes) * memory.state_factor);
+  return bytes;
+}
+
 std::uint64_t flat_result::peak_memory_bytes() const {
   std::uint64_t peak = 0;
   for (const auto& r : ranks)
@@ -49,11 +58,8 @@ void flat_evaluator::prepare(const schedule& s, const cost_table& costs, const l
   if (static_cast<int>(s.ranks.size()) != R)
     throw input_error("schedule: " + std::to_string(s.ranks.size()) + " rank lists for " + std::to_string(R) + " ranks");
   const bool forward_only = runs_forward_only(s);
-  const auto R2 = static_cast<std::size_t>(R) * static_cast<std::size_t>(R);
-  link_.assign(R2, link_class{});
-  link_free_.assign(R2, 0.0);
-  std::vector<char>& seen = seen_links_;
-  seen.assign(R2, 0);
+  link_.clear();
+  link_index_.clear();
   auto fwd = [&](int stage, int mb) { return static_cast<std::int32_t>(stage * M + mb); };
   auto bwd = [&](int stage, int mb) { return static_cast<std::int32_t>((S + stage) * M + mb); };
   ops_.clear();
@@ -97,11 +103,12 @@ void flat_evaluator::prepare(const schedule& s, const cost_table& costs, const l
         o.fill = forward ? fwd(to, a.microbatch) : bwd(to, a.microbatch);
         o.fill_rank = shape.rank_of(to);
         const int src = shape.rank_of(a.stage);
-        o.link = src * R + o.fill_rank;
-        if (!seen[static_cast<std::size_t>(o.link)]) {
-          seen[static_cast<std::size_t>(o.link)] = 1;
-          link_[static_cast<std::size_t>(o.link)] = link_between(costs, links, src, o.fill_rank);
-        }
+        const auto key = static_cast<std::uint64_t>(src) * static_cast<std::uint64_t>(R) +
+                         static_cast<std::uint64_t>(o.fill_rank);
+        const auto [it, added] = link_index_.try_emplace(key, static_cast<std::int32_t>(link_.size()));
+        if (added)
+          link_.push_back(link_between(costs, links, src, o.fill_rank));
+        o.link = it->second;
       } else {
         o.cls = receive;
       }
@@ -109,9 +116,10 @@ void flat_evaluator::prepare(const schedule& s, const cost_table& costs, const l
     }
   }
   offset_[static_cast<std::size_t>(R)] = ops_.size();
+  link_free_.assign(link_.size(), 0.0);
   memory_.clear();
-  for (int r = 0; r < R; ++r)
-    memory_.emplace_back(static_memory_bytes(costs, memory, shape, r), memory.cap_bytes);
+  for (const std::uint64_t bytes : static_memory_bytes_by_rank(costs, memory, shape))
+    memory_.emplace_back(bytes, memory.cap_bytes);
   slot_.assign(static_cast<std::size_t>(2 * S) * static_cast<std::size_t>(M), not_yet);
   dp_ = dp;
   microbatches_ = M;

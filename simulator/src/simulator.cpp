@@ -11,9 +11,11 @@
 #include <thread>
 #include <type_traits>
 #include <sstream>
+#include <unordered_map>
 
 #include "pippy/actors/pipeline.hpp"
 #include "pippy/core/error.hpp"
+#include "pippy/core/flat_evaluator.hpp"
 #include "pippy/core/validate.hpp"
 
 namespace pippy::sim {
@@ -124,13 +126,12 @@ struct shared_state {
 class sim_executor final : public actors::executor {
 public:
   // forward_only: the plan has no backward (inference), so F holds its activations only while it runs.
-  sim_executor(shared_state& st, const sim_options& o, const pipeline_shape& shape, int rank, bool forward_only)
-      : st_(st), costs_(o.costs), rank_(rank), forward_only_(forward_only),
-        memory_(static_memory_bytes(o.costs, o.memory, shape, rank), o.memory.cap_bytes),
+  // static_bytes: the rank's static_memory_bytes (computed for all ranks at once by the caller).
+  sim_executor(shared_state& st, const sim_options& o, const pipeline_shape& shape, int rank, bool forward_only,
+               std::uint64_t static_bytes)
+      : st_(st), costs_(o.costs), rank_(rank), forward_only_(forward_only), memory_(static_bytes, o.memory.cap_bytes),
         replicas_(o.data_parallel.replicas), grad_sync_(o.data_parallel.sync), microbatches_(shape.num_microbatches),
-        replica_link_(replica_link(o.links, rank, shape.num_ranks)),
-        weight_grads_(static_cast<std::size_t>(shape.num_stages()), 0),
-        grads_synced_(static_cast<std::size_t>(shape.num_stages()), 0.0) {
+        replica_link_(replica_link(o.links, rank, shape.num_ranks)) {
     st_.record(memory_sample{rank_, 0.0, memory_.bytes()});
   }
 
@@ -154,7 +155,7 @@ public:
     const double t1 = t0 + costs_(a);
     done.end_us = t1;
     if ((a.kind == action_kind::full_backward || a.kind == action_kind::backward_weight) && replicas_ > 1 &&
-        ++weight_grads_[static_cast<std::size_t>(a.stage)] == microbatches_ && grad_sync_ == grad_sync_mode::overlap)
+        ++grads_of(a.stage).weight_grads == microbatches_ && grad_sync_ == grad_sync_mode::overlap)
       start_grad_sync(a.stage, t1); // the step's last weight gradients are in
     memory_.end(effect);
     if (effect.changes_at_end)
@@ -180,16 +181,29 @@ private:
     const auto s = static_cast<std::size_t>(stage);
     const auto bytes = s < costs_.stages.size() ? costs_.stages[s].param_bytes : 0;
     replica_link_free_ = std::max(at, replica_link_free_) + allreduce_time(bytes, replicas_, replica_link_);
-    grads_synced_[s] = replica_link_free_;
+    grads_of(stage).synced = replica_link_free_;
   }
   // When U of `stage` may start (not before t0): once its all-reduce is over, posted at its last backward
   // (overlap) or now (at_step).
   double after_grad_sync(int stage, double t0) {
-    const auto s = static_cast<std::size_t>(stage);
-    if (grad_sync_ == grad_sync_mode::at_step || weight_grads_[s] < microbatches_)
+    if (grad_sync_ == grad_sync_mode::at_step || grads_of(stage).weight_grads < microbatches_)
       start_grad_sync(stage, t0);
-    weight_grads_[s] = 0;
-    return std::max(t0, grads_synced_[s]);
+    grad_state& g = grads_of(stage);
+    g.weight_grads = 0;
+    return std::max(t0, g.synced);
+  }
+  // Per local stage (a rank runs a handful): not a table over every stage of the pipeline, which on
+  // every rank made ranks x stages.
+  struct grad_state {
+    int stage = 0;
+    int weight_grads = 0; // micro-batches whose weight gradients are in, this step
+    double synced = 0;    // when its all-reduce is over
+  };
+  grad_state& grads_of(int stage) {
+    for (auto& g : grads_)
+      if (g.stage == stage)
+        return g;
+    return grads_.emplace_back(grad_state{.stage = stage});
   }
 
   shared_state& st_;
@@ -201,17 +215,19 @@ private:
   const grad_sync_mode grad_sync_;
   const int microbatches_;
   const link_class replica_link_;
-  std::vector<int> weight_grads_;    // per stage: micro-batches whose weight gradients are in, this step
-  std::vector<double> grads_synced_; // per stage: when its all-reduce is over
+  std::vector<grad_state> grads_; // the stages it has seen a B, W or U of
   double replica_link_free_ = 0;
 };
 
 // Links in virtual time: latency + bytes / bandwidth; a directed link carries one transfer at a time.
+// Only the rank pairs that carry a transfer have an entry (a pipeline rank talks to a few neighbours):
+// memory linear in ranks, where an R x R table took 1 GB at R = 8000 and overflowed int at R = 46341.
 class sim_transport final : public actors::transport {
 public:
   sim_transport(shared_state& st, const link_model& links, const cost_table& costs, const pipeline_shape& shape)
-      : st_(st), links_(links), costs_(costs), shape_(shape), stages_(static_cast<std::size_t>(shape.num_stages())),
-        link_free_(static_cast<std::size_t>(shape.num_ranks * shape.num_ranks), 0.0) {}
+      : st_(st), links_(links), costs_(costs), shape_(shape), stages_(static_cast<std::size_t>(shape.num_stages())) {
+    link_free_.reserve(2 * static_cast<std::size_t>(shape.num_ranks)); // next and previous rank, in a pipeline
+  }
 
   void attach(int stage, const caf::actor& a) override { stages_[static_cast<std::size_t>(stage)] = a; }
   bool blocking() const override { return links_.blocking_send; }
@@ -220,7 +236,8 @@ public:
 
   void send(actors::payload p, const caf::actor& sender) override {
     const int src = shape_.rank_of(p.src_stage), dst = shape_.rank_of(p.dst_stage);
-    double& free_at = link_free_[static_cast<std::size_t>(src * shape_.num_ranks + dst)];
+    double& free_at = link_free_[static_cast<std::uint64_t>(src) * static_cast<std::uint64_t>(shape_.num_ranks) +
+                                 static_cast<std::uint64_t>(dst)]; // 0 (free) when first used
     const transfer_time tt = time_transfer(st_.clock.now(), free_at, p.bytes, link_between(costs_, links_, src, dst));
     free_at = tt.link_free;
     const double start = tt.start, arrive = tt.arrive;
@@ -239,7 +256,7 @@ private:
   const cost_table& costs_;
   const pipeline_shape& shape_;
   std::vector<caf::actor> stages_;
-  std::vector<double> link_free_;
+  std::unordered_map<std::uint64_t, double> link_free_; // src * R + dst -> when that link is free
 };
 
 struct outcome {
@@ -286,8 +303,10 @@ sim_result simulate(const schedule& input, const sim_options& options) {
     const bool forward_only = runs_forward_only(s);
     std::vector<std::unique_ptr<sim_executor>> execs;
     std::vector<actors::executor*> exec_ptrs;
+    const auto static_bytes = static_memory_bytes_by_rank(options.costs, options.memory, shape); // one pass
     for (int r = 0; r < R; ++r) {
-      execs.push_back(std::make_unique<sim_executor>(st, options, shape, r, forward_only));
+      execs.push_back(std::make_unique<sim_executor>(st, options, shape, r, forward_only,
+                                                     static_bytes[static_cast<std::size_t>(r)]));
       exec_ptrs.push_back(execs.back().get());
     }
     sim_transport net(st, options.links, options.costs, shape);

@@ -4,6 +4,7 @@
 #include <tuple>
 
 #include "pippy/core/error.hpp"
+#include "pippy/core/flat_evaluator.hpp"
 #include "sim_helpers.hpp"
 
 using namespace pippy;
@@ -133,4 +134,22 @@ TEST_CASE("pp x dp: U waits for the ring all-reduce of the stage's parameters, o
   auto o = test::uniform_options(make("1f1b", 2, 4), F, I, W);
   o.data_parallel = {.replicas = 1};
   CHECK(sim::simulate(make("1f1b", 2, 4), o).makespan_us == (4 + 2 - 1) * (F + B));
+}
+
+// Issue 14: the simulator kept an R x R table of link times (R = 8000: 512 MB of it; int overflow from
+// R = 46341). Links now exist only between ranks that send. 3000 ranks stay a quick test (the actors
+// still keep a stage table per rank), and latency puts every link to work:
+// GPipe with latency L: (M + R - 1)(F + B) + 2 (R - 1) L.
+TEST_CASE("GPipe on 3000 ranks with link latency: (m+p-1)(F+B) + 2(p-1)L, as the flat evaluator says",
+          "[simulator][closed-form][scale]") {
+  const int p = 3000, m = 2;
+  const auto s = make_schedule({.name = "gpipe", .num_ranks = p, .num_microbatches = m, .optimizer_steps = false});
+  const auto opts = uniform_options(s, 1, 1, 1, 0.5); // F = 1, B = 2, L = 0.5
+  const auto r = sim::simulate(s, opts);
+  REQUIRE(r.completed);
+  CHECK(r.makespan_us == (m + p - 1) * 3.0 + 2 * (p - 1) * 0.5);
+  CHECK(r.makespan_us == 12002);
+  CHECK(r.ranks[p - 1].first_start_us == (p - 1) * 1.5);
+  flat_evaluator ev;
+  CHECK(ev.evaluate(s, opts.costs, opts.links).makespan_us == r.makespan_us);
 }

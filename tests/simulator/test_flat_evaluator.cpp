@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 #include <map>
 #include <random>
+#include <tuple>
 
 #include "pippy/core/error.hpp"
 #include "pippy/core/flat_evaluator.hpp"
@@ -227,4 +228,53 @@ TEST_CASE("flat evaluator: reuses its buffers across schedules of other sizes, a
   schedule broken = small;
   broken.ranks[1][0].microbatch = 7;
   CHECK_THROWS_WITH(ev.evaluate(broken, o_small.costs), "schedule: rank 1 has 1F7, outside 2 stages and 2 micro-batches");
+}
+
+// Issue 14: link state was an R x R table (R = 8000: 1 GB; R = 100000: 80 GB, never finished) and each
+// rank's static memory walked every stage. Now both are linear in ranks: 100000 ranks take a second.
+// GPipe with latency L between neighbours: (M + R - 1)(F + B) + 2 (R - 1) L.
+TEST_CASE("flat evaluator: 100000 ranks, GPipe with latency, in linear memory", "[simulator][flat][scale]") {
+  const int R = 100000, M = 2;
+  const auto s = make_schedule({.name = "gpipe", .num_ranks = R, .num_microbatches = M, .optimizer_steps = false});
+  const auto o = pippy::test::uniform_options(s, 1, 1, 1, 0.5); // F = 1, B = 2
+  flat_evaluator ev;
+  const flat_result& r = ev.evaluate(s, o.costs, o.links);
+  REQUIRE(r.completed);
+  CHECK(r.makespan_us == (M + R - 1) * 3.0 + 2 * (R - 1) * 0.5); // 400002
+  CHECK(r.makespan_us == 400002);
+  REQUIRE(r.ranks.size() == static_cast<std::size_t>(R));
+  CHECK(r.ranks[0].first_start_us == 0);
+  CHECK(r.ranks[R - 1].first_start_us == (R - 1) * 1.5); // F + L per hop
+  CHECK(r.ranks[R - 1].busy_us == M * 3.0);
+  CHECK(r.actions == s.num_actions() + 4u * static_cast<std::size_t>(M) * (R - 1)); // SEND and RECV, F and B
+  // 1F1B needs M >= R, and limits caps stages x micro-batches at 2^22: 500 ranks and micro-batches.
+  const int R2 = 500;
+  const auto s2 = make_schedule({.name = "1f1b", .num_ranks = R2, .num_microbatches = R2, .optimizer_steps = false});
+  const auto o2 = pippy::test::uniform_options(s2, 1, 1, 1);
+  CHECK(ev.evaluate(s2, o2.costs, o2.links).makespan_us == (2.0 * R2 - 1) * 3); // 2997
+}
+
+TEST_CASE("static_memory_bytes_by_rank = static_memory_bytes of each rank, looped and V-shaped",
+          "[simulator][flat]") {
+  for (auto [R, V, placement] : {std::tuple{4, 1, placement_style::looped}, {3, 3, placement_style::looped},
+                                 {4, 2, placement_style::v_shape}, {5, 4, placement_style::v_shape}}) {
+    const pipeline_shape shape{.num_ranks = R, .stages_per_rank = V, .num_microbatches = 1, .placement = placement};
+    cost_table costs;
+    for (int st = 0; st < shape.num_stages(); ++st)
+      costs.stages.push_back(stage_cost{.param_bytes = 1000u + 37u * static_cast<std::uint64_t>(st * st)});
+    const memory_model memory{.state_factor = 3.7};
+    const auto all = static_memory_bytes_by_rank(costs, memory, shape);
+    REQUIRE(all.size() == static_cast<std::size_t>(R));
+    for (int r = 0; r < R; ++r) {
+      INFO("R=" << R << " V=" << V << " rank " << r);
+      CHECK(all[static_cast<std::size_t>(r)] == static_memory_bytes(costs, memory, shape, r));
+    }
+  }
+  // By hand: R = 2, V = 2 in a V, stages 0..3 of 10, 20, 30, 40 bytes, factor 4: rank 0 holds stages 0
+  // and 3 (200 bytes), rank 1 stages 1 and 2 (200 bytes); looped, rank 0 holds 0 and 2 (160), rank 1 240.
+  cost_table c{.stages = {stage_cost{.param_bytes = 10}, stage_cost{.param_bytes = 20}, stage_cost{.param_bytes = 30},
+                          stage_cost{.param_bytes = 40}}};
+  CHECK(static_memory_bytes_by_rank(c, {}, {.num_ranks = 2, .stages_per_rank = 2, .placement = placement_style::v_shape}) ==
+        std::vector<std::uint64_t>{200, 200});
+  CHECK(static_memory_bytes_by_rank(c, {}, {.num_ranks = 2, .stages_per_rank = 2}) == std::vector<std::uint64_t>{160, 240});
 }

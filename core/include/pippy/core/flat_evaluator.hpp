@@ -3,17 +3,26 @@
 // simulator's actors follow (core's dependency rule, memory rule and link timing), so that for one
 // configuration it gives the same start and end of every action as sim::simulate, and the same step
 // time, peaks and out-of-memory action. Made for the planner, which scores thousands of candidates: flat
-// arrays indexed by (direction, stage, micro-batch), ranks run from a ready stack, links indexed
-// src * R + dst, and buffers that an evaluator object keeps from one call to the next.
+// arrays indexed by (direction, stage, micro-batch), ranks run from a ready stack, links numbered in
+// the order their first transfer appears (only the rank pairs that carry one: memory and time linear in
+// ranks and actions, never ranks squared), and buffers that an evaluator object keeps from one call to
+// the next.
 // Not thread-safe: one flat_evaluator per thread.
 #include <cstdint>
 #include <optional>
+#include <unordered_map>
 #include <vector>
 
 #include "pippy/core/cost_table.hpp"
 #include "pippy/core/schedule.hpp"
 
 namespace pippy {
+
+// static_memory_bytes of every rank, in one pass over the stages (static_memory_bytes(rank) asks
+// pipeline_shape::stages_of, which walks every stage: once per rank that is ranks x stages). The same
+// sums, stage by stage in increasing order, so equal to it rank for rank. The simulator uses it too.
+std::vector<std::uint64_t> static_memory_bytes_by_rank(const cost_table& costs, const memory_model& memory,
+                                                       const pipeline_shape& shape);
 
 struct flat_rank_result {
   double busy_us = 0;         // its compute time (a rank's compute actions never overlap)
@@ -68,7 +77,7 @@ private:
     std::int32_t wait = -1;   // the data slot it waits for, or -1
     std::int32_t fill = -1;   // the data slot it fills (at its end, or at arrival for a SEND), or -1
     std::int32_t fill_rank = 0; // the rank that consumes `fill`
-    std::int32_t link = 0;    // SEND: src * R + dst
+    std::int32_t link = 0;    // SEND: its link's index in link_ and link_free_
     std::int8_t activations_at_start = 0, activations_freed_at_end = 0; // memory_effect's counts
     std::uint8_t cls = 0;     // compute, send or receive
     std::uint8_t dp_role = 0; // with replicas: 1 = B or W (weight gradients in), 2 = U
@@ -91,9 +100,9 @@ private:
   std::vector<std::int32_t> blocked_; // the slot each rank waits for, or -1
   std::vector<double> now_;           // each rank's clock
   std::vector<double> slot_;          // when each (direction, stage, micro-batch) input was there; -1 not yet
-  std::vector<double> link_free_;     // src * R + dst
-  std::vector<link_class> link_;      // src * R + dst
-  std::vector<char> seen_links_;      // link_ filled for this pair
+  std::vector<double> link_free_;     // per link that carries a transfer: when it is free
+  std::vector<link_class> link_;      // ... and its class
+  std::unordered_map<std::uint64_t, std::int32_t> link_index_; // src * R + dst -> index in link_
   std::vector<rank_memory> memory_;
   std::vector<int> ready_;
   std::vector<double> start_, end_;   // per op; set for the ops a rank ran (before its pc_)
