@@ -3,11 +3,14 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 
 #include "pippy/core/error.hpp"
+#include "pippy/core/json_input.hpp"
+#include "pippy/core/limits.hpp"
 #include "pippy/core/topology.hpp"
 #include "pippy/core/text_file.hpp"
 
@@ -53,8 +56,9 @@ stage_cost complete(std::optional<double> F, std::optional<double> I, std::optio
   auto check = [&](const char* field, std::optional<double> v) {
     if (v && !(*v >= 0) )
       throw input_error(where + field + " must be a non-negative number of microseconds (got " + num(*v) + ")");
-    if (v && !std::isfinite(*v))
-      throw input_error(where + field + " must be finite (got " + num(*v) + ")");
+    if (v && !(*v <= limits::max_time_us))
+      throw input_error(where + field + " must be at most " + num(limits::max_time_us) + " microseconds (got " + num(*v) +
+                        ")");
   };
   check("F", F), check("I", I), check("W", W), check("B", B), check("U", U);
   stage_cost c;
@@ -70,8 +74,9 @@ stage_cost complete(std::optional<double> F, std::optional<double> I, std::optio
     c.B = *B;
     c.I = I.value_or(*B - W.value_or(*B / 2));
     c.W = W.value_or(*B - c.I);
-    if (c.I < 0 || c.W < 0)
-      throw input_error(where + "I and W must not exceed B (B=" + num(c.B) + ")");
+    // B is the fused backward: its parts, measured or given, cannot take longer (a rounding's slack).
+    if (c.I < 0 || c.W < 0 || c.I + c.W > c.B * (1 + 1e-9))
+      throw input_error(where + "I + W must not exceed B (I=" + num(c.I) + ", W=" + num(c.W) + ", B=" + num(c.B) + ")");
   } else {
     c.B = 2, c.I = 1, c.W = 1;
   }
@@ -289,20 +294,22 @@ stage_cost parse_cost_spec(std::string_view spec) {
 }
 
 cost_table parse_cost_json(std::string_view text, const std::string& source) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text.begin(), text.end());
-  } catch (const nlohmann::json::parse_error& e) {
-    throw input_error(source + ": malformed JSON: " + e.what());
-  }
+  const nlohmann::json j = parse_json(text, source);
   if (!j.is_object() || !j.contains("stages") || !j["stages"].is_array())
     throw input_error(source + ": missing 'stages' array (expected {\"stages\": [{\"F\": .., \"B\": ..}, ...]})");
+  // A misspelt field would silently fall back to its default: every key must be one this file knows.
+  reject_unknown_keys(j, {"stages", "device", "unit", "source", "action_overhead_us", "step_overhead_us",
+                          "microbatch_rows", "links", "layers"},
+                      source + ": ");
+  if (j.contains("unit") && j["unit"] != "us")
+    throw input_error(source + ": 'unit' must be \"us\" (microseconds), got " + j["unit"].dump());
   // Optional roofline: {"device": {"peak_flops": .., "memory_bandwidth": ..}} plus per stage
   // "forward_flops"/"forward_bytes" (and "backward_factor", default 2) give F = max(FLOPs/peak,
   // bytes/bandwidth), B = factor * F, unless the stage gives its times.
   std::optional<device_spec> device;
   if (j.contains("device")) {
     const auto& d = j["device"];
+    reject_unknown_keys(d, {"peak_flops", "memory_bandwidth"}, source + ": device.");
     auto positive = [&](const char* k) {
       if (!d.is_object() || !d.contains(k) || !d[k].is_number() || !(d[k].get<double>() > 0))
         throw input_error(source + ": device." + k + " must be a positive number");
@@ -317,6 +324,9 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
     const auto& e = arr[i];
     if (!e.is_object())
       throw input_error(source + ": stages[" + std::to_string(i) + "] must be an object");
+    reject_unknown_keys(e, {"F", "I", "W", "B", "U", "activation_bytes", "weight_input_bytes", "param_bytes",
+                            "output_bytes", "forward_flops", "forward_bytes", "backward_factor"},
+                        where);
     auto time = [&](const char* k) -> std::optional<double> {
       if (!e.contains(k))
         return std::nullopt;
@@ -327,11 +337,7 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
     auto size = [&](const char* k) -> std::optional<std::uint64_t> {
       if (!e.contains(k))
         return std::nullopt;
-      if (!e[k].is_number() || e[k].get<double>() < 0)
-        throw input_error(where + k + " must be a non-negative number of bytes (got " + e[k].dump() + ")");
-      if (!(e[k].get<double>() < 0x1p63)) // a value the conversion cannot hold
-        throw input_error(where + k + " is too large (got " + e[k].dump() + ")");
-      return static_cast<std::uint64_t>(e[k].get<double>());
+      return static_cast<std::uint64_t>(json_integer(e[k], where + k + " (bytes)", 0, limits::max_bytes));
     };
     auto F = time("F"), I = time("I"), W = time("W"), B = time("B");
     const auto flops = time("forward_flops"), bytes = time("forward_bytes"), factor = time("backward_factor");
@@ -364,28 +370,24 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
       throw input_error(source + ": '" + k + "' must be an array");
     return &j[k];
   };
-  // A finite non-negative number; `what` names the unit in the error.
-  auto number = [&](const nlohmann::json& e, const std::string& where, const char* k, const char* what) {
+  // A finite non-negative number up to `hi`; `what` names the unit in the error.
+  auto number = [&](const nlohmann::json& e, const std::string& where, const char* k, const char* what,
+                    double hi = limits::max_time_us) {
     if (!e.contains(k))
       throw input_error(where + k + " is missing");
-    if (!e[k].is_number() || !(e[k].get<double>() >= 0) || !std::isfinite(e[k].get<double>()))
-      throw input_error(where + k + " must be a finite non-negative " + what + " (got " + e[k].dump() + ")");
-    return e[k].get<double>();
+    return json_number(e[k], where + k, what, 0.0, hi);
   };
   auto bytes = [&](const nlohmann::json& e, const std::string& where, const char* k) -> std::uint64_t {
     if (!e.contains(k))
       return 0;
-    const double v = number(e, where, k, "number of bytes");
-    if (v >= 0x1p63)
-      throw input_error(where + k + " is too large (got " + e[k].dump() + ")");
-    return static_cast<std::uint64_t>(v);
+    return static_cast<std::uint64_t>(json_integer(e[k], where + k + " (bytes)", 0, limits::max_bytes));
   };
   if (j.contains("action_overhead_us"))
     t.action_overhead_us = number(j, source + ": ", "action_overhead_us", "number of microseconds");
   if (j.contains("step_overhead_us"))
     t.step_overhead_us = number(j, source + ": ", "step_overhead_us", "number of microseconds");
   if (j.contains("microbatch_rows")) {
-    const double rows = number(j, source + ": ", "microbatch_rows", "number of rows");
+    const double rows = number(j, source + ": ", "microbatch_rows", "number of rows", 1e15);
     if (rows != std::floor(rows) || rows > 1e15)
       throw input_error(source + ": microbatch_rows must be a whole number of rows (got " + j["microbatch_rows"].dump() + ")");
     t.microbatch_rows = static_cast<std::int64_t>(rows);
@@ -396,6 +398,7 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
       const std::string where = source + ": links[" + std::to_string(i) + "].";
       if (!e.is_object())
         throw input_error(source + ": links[" + std::to_string(i) + "] must be an object");
+      reject_unknown_keys(e, {"src", "dst", "latency_us", "bandwidth_gbps"}, where);
       auto rank = [&](const char* k) {
         if (!e.contains(k) || !e[k].is_number_integer() || e[k].get<std::int64_t>() < 0 ||
             e[k].get<std::int64_t>() > (1 << 20))
@@ -404,7 +407,7 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
       };
       t.links.push_back(link_cost{.src = rank("src"), .dst = rank("dst"),
                                   .latency_us = number(e, where, "latency_us", "number of microseconds"),
-                                  .bandwidth_gbps = number(e, where, "bandwidth_gbps", "number of GB/s")});
+                                  .bandwidth_gbps = number(e, where, "bandwidth_gbps", "number of GB/s", std::numeric_limits<double>::max())});
     }
   }
   if (const auto* layers = array_of("layers")) {
@@ -413,6 +416,9 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
       const std::string where = source + ": layers[" + std::to_string(i) + "].";
       if (!e.is_object())
         throw input_error(source + ": layers[" + std::to_string(i) + "] must be an object");
+      reject_unknown_keys(e, {"name", "F", "I", "W", "B", "F_per_row", "I_per_row", "W_per_row", "B_per_row",
+                              "activation_bytes", "output_bytes", "param_bytes"},
+                          where);
       layer_cost l;
       if (e.contains("name")) {
         if (!e["name"].is_string())
@@ -428,9 +434,8 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
       auto slope = [&](const char* k) {
         if (!e.contains(k))
           return 0.0;
-        if (!e[k].is_number() || !std::isfinite(e[k].get<double>()))
-          throw input_error(where + k + " must be a finite number of microseconds per row (got " + e[k].dump() + ")");
-        return e[k].get<double>();
+        return json_number(e[k], where + k, "number of microseconds per row", -limits::max_time_us,
+                           limits::max_time_us);
       };
       l.F_per_row = slope("F_per_row"), l.I_per_row = slope("I_per_row");
       l.W_per_row = slope("W_per_row"), l.B_per_row = slope("B_per_row");

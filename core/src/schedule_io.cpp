@@ -5,6 +5,8 @@
 #include <sstream>
 
 #include "pippy/core/error.hpp"
+#include "pippy/core/json_input.hpp"
+#include "pippy/core/limits.hpp"
 #include "pippy/core/text_file.hpp"
 
 namespace pippy {
@@ -18,11 +20,21 @@ pipeline_shape infer_shape(const std::vector<std::vector<action>>& ranks, const 
       max_stage = std::max(max_stage, a.stage);
       max_mb = std::max(max_mb, a.microbatch);
     }
-  const int R = static_cast<int>(ranks.size());
-  if (R == 0 || max_stage < 0)
+  if (ranks.empty() || max_stage < 0)
     throw input_error(source + ": no actions");
   if (max_mb < 0)
     throw input_error(source + ": no action names a micro-batch");
+  // Sizes come from numbers in the file: bound them before computing with them or sizing anything.
+  if (ranks.size() > static_cast<std::size_t>(limits::max_ranks))
+    throw input_error(source + ": " + std::to_string(ranks.size()) + " ranks; at most " +
+                      std::to_string(limits::max_ranks) + " are allowed");
+  if (max_stage >= limits::max_stages)
+    throw input_error(source + ": stage " + std::to_string(max_stage) + " is beyond the " +
+                      std::to_string(limits::max_stages) + " stages a schedule may have");
+  if (max_mb >= limits::max_microbatches)
+    throw input_error(source + ": micro-batch " + std::to_string(max_mb) + " is beyond the " +
+                      std::to_string(limits::max_microbatches) + " micro-batches a schedule may have");
+  const int R = static_cast<int>(ranks.size());
   const int S = max_stage + 1;
   if (S % R != 0)
     throw input_error(source + ": " + std::to_string(S) + " stages do not divide evenly over " + std::to_string(R) +
@@ -137,20 +149,18 @@ std::string to_json(const schedule& s) {
 }
 
 schedule schedule_from_json(std::string_view text, const std::string& source) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw input_error(source + ": not valid JSON (" + e.what() + ")");
-  }
+  const nlohmann::json j = parse_json(text, source);
   if (!j.is_object())
     throw input_error(source + ": expected a JSON object with \"actions\"");
-  auto field_int = [&](const char* name) -> std::optional<int> {
+  reject_unknown_keys(j, {"name", "ranks", "stages_per_rank", "microbatches", "placement", "actions"}, source + ": ");
+  // The sizes are implied by the actions; a field that gives one must agree with them.
+  auto check_size = [&](const char* name, int implied, std::int64_t bound) {
     if (!j.contains(name))
-      return std::nullopt;
-    if (!j[name].is_number_integer())
-      throw input_error(source + ": field \"" + name + "\" must be an integer");
-    return j[name].get<int>();
+      return;
+    const auto v = json_integer(j[name], source + ": field \"" + name + "\"", 1, bound);
+    if (v != implied)
+      throw input_error(source + ": field \"" + std::string(name) + "\" is " + std::to_string(v) +
+                        " but the actions imply " + std::to_string(implied));
   };
   if (!j.contains("actions") || !j["actions"].is_array())
     throw input_error(source + ": field \"actions\" must be an array of rank lists");
@@ -182,13 +192,9 @@ schedule schedule_from_json(std::string_view text, const std::string& source) {
     s.ranks.push_back(std::move(list));
   }
   s.shape = infer_shape(s.ranks, source);
-  if (auto r = field_int("ranks"); r && *r != s.shape.num_ranks)
-    throw input_error(source + ": field \"ranks\" is " + std::to_string(*r) + " but \"actions\" has " +
-                      std::to_string(s.shape.num_ranks) + " rows");
-  if (auto v = field_int("stages_per_rank"))
-    s.shape.stages_per_rank = *v;
-  if (auto m = field_int("microbatches"))
-    s.shape.num_microbatches = *m;
+  check_size("ranks", s.shape.num_ranks, limits::max_ranks);
+  check_size("stages_per_rank", s.shape.stages_per_rank, limits::max_stages);
+  check_size("microbatches", s.shape.num_microbatches, limits::max_microbatches);
   if (j.contains("placement")) {
     if (!j["placement"].is_string() || (j["placement"] != "looped" && j["placement"] != "v"))
       throw input_error(source + ": field \"placement\" must be \"looped\" or \"v\"");

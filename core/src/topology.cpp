@@ -1,8 +1,10 @@
 #include "pippy/core/topology.hpp"
 
+#include <limits>
 #include <string>
 
 #include "pippy/core/error.hpp"
+#include "pippy/core/limits.hpp"
 
 namespace pippy {
 
@@ -17,10 +19,15 @@ int pipeline_shape::rank_of(int stage) const {
 }
 
 std::vector<int> pipeline_shape::stages_of(int rank) const {
+  // One stage per lap of R stages (the inverse of rank_of), so a call costs V, not R x V.
   std::vector<int> out;
-  for (int s = 0; s < num_stages(); ++s)
-    if (rank_of(s) == rank)
-      out.push_back(s);
+  if (rank < 0 || rank >= num_ranks)
+    return out;
+  out.reserve(static_cast<std::size_t>(stages_per_rank));
+  for (int lap = 0; lap < stages_per_rank; ++lap) {
+    const bool folded = placement == placement_style::v_shape && lap % 2 == 1;
+    out.push_back(lap * num_ranks + (folded ? num_ranks - 1 - rank : rank));
+  }
   return out;
 }
 
@@ -34,6 +41,22 @@ void pipeline_shape::validate() const {
   if (placement == placement_style::v_shape && stages_per_rank % 2 != 0)
     throw input_error("stages-per-rank must be even for a V-shaped placement (got " +
                       std::to_string(stages_per_rank) + ")");
+  // Bounds before anything is sized by them; the products are checked, so they cannot wrap.
+  if (num_ranks > limits::max_ranks)
+    throw input_error("ranks must be at most " + std::to_string(limits::max_ranks) + " (got " +
+                      std::to_string(num_ranks) + ")");
+  if (num_microbatches > limits::max_microbatches)
+    throw input_error("microbatches must be at most " + std::to_string(limits::max_microbatches) + " (got " +
+                      std::to_string(num_microbatches) + ")");
+  const std::int64_t stages = limits::checked_mul(num_ranks, stages_per_rank).value_or(std::numeric_limits<std::int64_t>::max());
+  if (stages > limits::max_stages)
+    throw input_error("ranks x stages-per-rank must be at most " + std::to_string(limits::max_stages) + " stages (got " +
+                      std::to_string(num_ranks) + " x " + std::to_string(stages_per_rank) + " = " +
+                      std::to_string(stages) + ")");
+  if (*limits::checked_mul(stages, num_microbatches) > limits::max_stage_microbatches) // both at most 2^20 here
+    throw input_error("stages x microbatches must be at most " + std::to_string(limits::max_stage_microbatches) +
+                      " (got " + std::to_string(stages) + " x " + std::to_string(num_microbatches) + " = " +
+                      std::to_string(stages * num_microbatches) + ")");
 }
 
 std::vector<std::int64_t> chunk_sizes(std::int64_t rows, int chunks) {

@@ -116,6 +116,32 @@ private:
     return it == list.end() ? -1 : static_cast<int>(it - list.begin());
   }
 
+  // Every stage forwards every micro-batch once, so a schedule holds at least S x M actions. Checked
+  // before the S x M tables below are sized, so that their size follows the schedule's length, not a
+  // number in it; a schedule that passes goes on to the full checks, which report in their own order.
+  std::optional<violation> check_length() const {
+    if (static_cast<std::int64_t>(s_.num_actions()) >= static_cast<std::int64_t>(S_) * M_)
+      return std::nullopt;
+    std::vector<std::pair<int, int>> forwards; // (stage, micro-batch), no more than the actions
+    for (const auto& list : s_.ranks)
+      for (const auto& a : list)
+        if (a.kind == action_kind::forward)
+          forwards.emplace_back(a.stage, a.microbatch);
+    std::sort(forwards.begin(), forwards.end());
+    std::pair<int, int> want{0, 0}; // the first (stage, micro-batch) in order that no F names
+    for (const auto& f : forwards) {
+      if (f > want)
+        break;
+      if (f == want)
+        want = want.second + 1 < M_ ? std::pair{want.first, want.second + 1} : std::pair{want.first + 1, 0};
+    }
+    return violation{.why = "stage " + std::to_string(want.first) + " micro-batch " + std::to_string(want.second) +
+                            " is never forwarded (no " + to_string(action{want.first, action_kind::forward, want.second}) +
+                            "; " + std::to_string(S_) + " stages x " + std::to_string(M_) +
+                            " micro-batches need that many forwards, and the schedule holds " +
+                            std::to_string(s_.num_actions()) + " actions)"};
+  }
+
   std::optional<violation> check_static() {
     try {
       shape_.validate();
@@ -125,6 +151,8 @@ private:
     if (static_cast<int>(s_.ranks.size()) != shape_.num_ranks)
       return violation{.why = "the schedule lists " + std::to_string(s_.ranks.size()) + " ranks but its shape has " +
                               std::to_string(shape_.num_ranks)};
+    if (auto v = check_length())
+      return v;
     // First (rank, position) of every action, indexed like done_; rank -1 where it never appears.
     std::vector<std::pair<int, int>> seen(static_cast<std::size_t>(num_action_kinds) * S_ * M_, {-1, -1});
     for (int r = 0; r < static_cast<int>(s_.ranks.size()); ++r) {

@@ -71,7 +71,7 @@ TEST_CASE("malformed JSON schedules name the field") {
   CHECK_THROWS_WITH(schedule_from_json("{\"actions\": 1}", "s.json"),
                     "s.json: field \"actions\" must be an array of rank lists");
   CHECK_THROWS_WITH(schedule_from_json("{\"ranks\": 3, \"actions\": [[\"0F0\",\"0B0\"]]}", "s.json"),
-                    "s.json: field \"ranks\" is 3 but \"actions\" has 1 rows");
+                    "s.json: field \"ranks\" is 3 but the actions imply 1");
   CHECK_THROWS_WITH(schedule_from_json("{\"actions\": [[\"0F0\",\"0B0\"]], \"placement\": \"zigzag\"}", "s.json"),
                     "s.json: field \"placement\" must be \"looped\" or \"v\"");
   CHECK_THROWS_WITH(schedule_from_json("{", "s.json"), Catch::Contains("s.json: not valid JSON"));
