@@ -61,7 +61,7 @@ TEST_CASE("pippy trace summary of bad files fails with the reason", "[traces][cl
   std::ofstream(f) << "{\"traceEvents\":[{\"ph\":\"X\",\"name\":\"0F0\",\"pid\":-1,\"ts\":0,\"dur\":1}]}";
   auto r = run_pippy("trace summary " + f);
   CHECK(r.exit_code == 2);
-  CHECK_THAT(r.output, Catch::Contains("traceEvents[0]: field \"pid\" (the rank) must not be negative"));
+  CHECK_THAT(r.output, Catch::Contains("traceEvents[0]: field \"pid\" (the rank) is out of range (from 0 to 1048575): -1"));
   std::ofstream(f, std::ios::trunc) << "";
   r = run_pippy("trace summary " + f);
   CHECK(r.exit_code == 2);

@@ -6,15 +6,32 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "pippy/core/error.hpp"
+#include "pippy/core/json_input.hpp"
+#include "pippy/core/limits.hpp"
 #include "pippy/core/text_file.hpp"
 
 namespace pippy {
 namespace {
+
+// The largest |timestamp| or duration a trace may hold, in microseconds: epoch-based times (about 1.7e15
+// today) fit with room; beyond, a viewer's span or a sum of them would lose all precision.
+constexpr double max_trace_us = 1e18;
+
+// A trace numbers its ranks from 0 and each rank has at least one element (its name or an event), so a
+// rank count above the number of elements is a number in the file, not a size: refused before any
+// per-rank table is sized by it.
+void check_rank_count(const trace& t, std::size_t elements, const std::string& source) {
+  if (static_cast<std::size_t>(t.num_ranks) > elements)
+    throw input_error(source + ": names " + std::to_string(t.num_ranks) + " ranks (pids 0 to " +
+                      std::to_string(t.num_ranks - 1) + ") but holds only " + std::to_string(elements) +
+                      " trace events; ranks are numbered from 0");
+}
 
 using json = nlohmann::json;
 
@@ -112,17 +129,17 @@ template <class Where> void add_event(const json& e, trace& t, const Where& wher
     fail("expected an object");
   const auto ph_it = e.find("ph");
   const std::string_view ph = ph_it != e.end() && ph_it->is_string() ? std::string_view(ph_it->get_ref<const std::string&>()) : std::string_view();
+  // Times in microseconds, as other tools write them too (since the epoch: about 1.7e15 today).
   auto number = [&](const char* field) {
-    if (!e.contains(field) || !e[field].is_number())
-      fail(std::string("field \"") + field + "\" must be a number");
-    return e[field].get<double>();
+    if (!e.contains(field))
+      fail(std::string("field \"") + field + "\" must be a finite number");
+    return json_number(e[field], where() + ": field \"" + field + "\"", "number of microseconds", -max_trace_us,
+                       max_trace_us);
   };
   auto rank_of = [&]() {
-    if (!e.contains("pid") || !e["pid"].is_number_integer())
+    if (!e.contains("pid"))
       fail("field \"pid\" (the rank) must be an integer");
-    const int rank = e["pid"].get<int>();
-    if (rank < 0)
-      fail("field \"pid\" (the rank) must not be negative");
+    const auto rank = static_cast<int>(json_integer(e["pid"], where() + ": field \"pid\" (the rank)", 0, limits::max_ranks - 1));
     t.num_ranks = std::max(t.num_ranks, rank + 1);
     return rank;
   };
@@ -130,9 +147,11 @@ template <class Where> void add_event(const json& e, trace& t, const Where& wher
     memory_sample m{.rank = rank_of(), .t_us = number("ts"), .bytes = 0};
     if (!e.contains("args") || !e["args"].is_object() || !e["args"].contains("bytes") || !e["args"]["bytes"].is_number())
       fail("memory counter without numeric args.bytes");
-    if (e["args"]["bytes"].get<double>() < 0)
-      fail("memory counter with negative args.bytes");
-    m.bytes = e["args"]["bytes"].get<std::uint64_t>();
+    const auto& bytes = e["args"]["bytes"];
+    m.bytes = bytes.is_number_unsigned() ? bytes.get<std::uint64_t>()
+                                         : static_cast<std::uint64_t>(json_integer(
+                                               bytes, where() + ": memory counter args.bytes", 0,
+                                               std::numeric_limits<std::int64_t>::max()));
     t.memory.push_back(m);
     return;
   }
@@ -166,7 +185,7 @@ template <class Where> void add_event(const json& e, trace& t, const Where& wher
     if (a.contains("bytes") && a["bytes"].is_number_unsigned())
       ev.bytes = a["bytes"].get<std::uint64_t>();
     if (a.contains("peer") && a["peer"].is_number_integer())
-      ev.peer = a["peer"].get<int>();
+      ev.peer = static_cast<int>(json_integer(a["peer"], where() + ": args.peer", -1, limits::max_ranks - 1));
     ev.source = a.value("source", "simulated") == "measured" ? event_source::measured : event_source::simulated;
   }
   t.events.push_back(ev);
@@ -221,11 +240,11 @@ void save_chrome_trace(const trace& t, const std::string& path) {
 namespace {
 
 // otherData's run name and rank count; both optional, as other tools write neither.
-void read_other_data(const json& o, trace& t) {
+void read_other_data(const json& o, trace& t, const std::string& source) {
   if (o.contains("run") && o["run"].is_string())
     t.run = o["run"].get<std::string>();
   if (o.contains("ranks") && o["ranks"].is_number_integer())
-    t.num_ranks = std::max(0, o["ranks"].get<int>());
+    t.num_ranks = static_cast<int>(json_integer(o["ranks"], source + ": otherData.ranks", 0, limits::max_ranks));
 }
 
 // Files written by write_chrome_json hold one event per line: parsing line by line keeps each DOM small
@@ -244,7 +263,7 @@ std::optional<trace> parse_own_layout(std::string_view text, const std::string& 
     const json other = json::parse(text.substr(head.size(), list_at - head.size()));
     if (!other.is_object())
       return std::nullopt;
-    read_other_data(other, t);
+    read_other_data(other, t, source);
     std::size_t pos = list_at + list.size(), i = 0;
     bool closed = false;
     while (pos < text.size()) {
@@ -264,6 +283,7 @@ std::optional<trace> parse_own_layout(std::string_view text, const std::string& 
     }
     if (!closed || text.find_first_not_of(" \t\r\n", pos) != std::string_view::npos || t.events.empty())
       return std::nullopt;
+    check_rank_count(t, i, source);
     return t;
   } catch (const std::exception&) {
     return std::nullopt;
@@ -275,12 +295,7 @@ std::optional<trace> parse_own_layout(std::string_view text, const std::string& 
 trace parse_chrome_json(std::string_view text, const std::string& source) {
   if (auto fast = parse_own_layout(text, source))
     return std::move(*fast);
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::parse_error& e) {
-    throw input_error(source + ": not valid JSON (" + e.what() + ")");
-  }
+  const json j = parse_json(text, source);
   trace t;
   const json* events = nullptr;
   if (j.is_array()) {
@@ -288,7 +303,7 @@ trace parse_chrome_json(std::string_view text, const std::string& source) {
   } else if (j.is_object() && j.contains("traceEvents") && j["traceEvents"].is_array()) {
     events = &j["traceEvents"];
     if (j.contains("otherData") && j["otherData"].is_object())
-      read_other_data(j["otherData"], t);
+      read_other_data(j["otherData"], t, source);
   } else {
     throw input_error(source + ": expected an object with a \"traceEvents\" array");
   }
@@ -302,6 +317,7 @@ trace parse_chrome_json(std::string_view text, const std::string& source) {
   }
   if (t.events.empty())
     throw input_error(source + ": no pipeline actions in the trace");
+  check_rank_count(t, events->size(), source);
   return t;
 }
 
@@ -328,12 +344,7 @@ std::string to_json_line(const memory_sample& m) {
 std::string to_json_line(const trace_marker& m) { return marker_json(m).dump() + "\n"; }
 
 void parse_json_line(std::string_view line, trace& t, const std::string& source) {
-  json j;
-  try {
-    j = json::parse(line);
-  } catch (const json::parse_error& e) {
-    throw input_error(source + ": not valid JSON (" + e.what() + ")");
-  }
+  const json j = parse_json(line, source);
   try {
     add_event(j, t, [&] { return source; });
   } catch (const json::exception& e) {

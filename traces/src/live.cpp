@@ -77,6 +77,8 @@ live_publisher_options live_target(const std::string& spec, const std::string& f
 }
 
 live_publisher::live_publisher(live_publisher_options options) : o_(std::move(options)) {
+  if (o_.port > 65535) // htons would serve on the port modulo 2^16
+    throw input_error("live publisher: port " + std::to_string(o_.port) + " is not a TCP port (0-65535)");
   if (o_.port >= 0) {
     listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (listen_fd_ < 0)
