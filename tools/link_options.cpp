@@ -7,11 +7,18 @@
 namespace pippy::cli {
 
 void add_link_options(CLI::App& sub, link_options& o) {
-  sub.add_option("--latency-us", o.latency_us, "Link latency per transfer")->capture_default_str();
-  sub.add_option("--bandwidth-gbps", o.bandwidth_gbps, "Link bandwidth in GB/s (0 = unlimited)")->capture_default_str();
-  sub.add_option("--ranks-per-host", o.ranks_per_host, "Ranks per host (0 = one host)");
-  sub.add_option("--inter-host-latency-us", o.inter_latency_us, "Latency between hosts (default --latency-us)");
-  sub.add_option("--inter-host-bandwidth-gbps", o.inter_bandwidth_gbps, "Bandwidth between hosts (default --bandwidth-gbps)");
+  const auto time = within(0, limits::max_time_us), bandwidth = within(0, 1e12);
+  sub.add_option("--latency-us", o.latency_us, "Link latency per transfer")->check(time)->capture_default_str();
+  sub.add_option("--bandwidth-gbps", o.bandwidth_gbps, "Link bandwidth in GB/s (0 = unlimited)")
+      ->check(bandwidth)
+      ->capture_default_str();
+  sub.add_option("--ranks-per-host", o.ranks_per_host, "Ranks per host (0 = one host)")
+      ->check(CLI::Range(0, static_cast<int>(limits::max_ranks)));
+  sub.add_option("--inter-host-latency-us", o.inter_latency_us, "Latency between hosts (default --latency-us)")
+      ->check(time);
+  sub.add_option("--inter-host-bandwidth-gbps", o.inter_bandwidth_gbps,
+                 "Bandwidth between hosts (default --bandwidth-gbps)")
+      ->check(bandwidth);
   sub.add_flag("--blocking-send", o.blocking_send, "Sends block the sender until delivered (default: async)");
 }
 

@@ -257,6 +257,7 @@ command add_run_command(CLI::App& app) {
       ->check(CLI::Range(0, 65535))
       ->capture_default_str();
   sub->add_option("--grace", o->grace_s, "seconds the others get to exit by themselves after one fails")
+      ->check(within(0, 3600))
       ->capture_default_str();
   sub->add_flag("--bind-cores", o->bind_cores,
                 "give each rank its own share of the CPUs, and let its compute thread yield to its transport "

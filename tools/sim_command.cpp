@@ -46,17 +46,22 @@ command add_sim_command(CLI::App& app) {
                                     "\"forward_flops\"/\"forward_bytes\" (roofline)");
   cost->excludes(cost_file);
   add_link_options(*sub, o->links);
-  sub->add_option("--activation-bytes", o->activation_bytes, "Activation bytes per stage and micro-batch (overrides the cost file)");
-  sub->add_option("--memory-cap", o->memory_cap, "Memory cap per rank in bytes (0 = none): overflow is reported as OOM");
-  sub->add_option("--jitter", o->jitter, "Scale each compute time by 1 + jitter*u, u in [-1,1], seeded");
+  sub->add_option("--activation-bytes", o->activation_bytes, "Activation bytes per stage and micro-batch (overrides the cost file)")
+      ->check(CLI::Range(0LL, static_cast<long long>(limits::max_bytes)));
+  sub->add_option("--memory-cap", o->memory_cap, "Memory cap per rank in bytes (0 = none): overflow is reported as OOM")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--jitter", o->jitter, "Scale each compute time by 1 + jitter*u, u in [-1,1], seeded")
+      ->check(within(0, 1));
   sub->add_option("--seed", o->seed, "Seed of the jitter");
   sub->add_option("--trace", o->trace_path, "Write a Chrome trace (Perfetto) to this file");
   sub->add_option("--live", o->live,
                   "Publish every event and memory sample as it happens (JSON lines) for `pippy-view --live`: a TCP "
                   "port on 127.0.0.1 (0 = any free port), or a file when the argument ends in .jsonl or contains '/'");
-  sub->add_option("--live-wait-s", o->live_wait_s, "With --live PORT: wait up to this many seconds for a viewer before starting");
+  sub->add_option("--live-wait-s", o->live_wait_s, "With --live PORT: wait up to this many seconds for a viewer before starting")
+      ->check(within(0, 86400));
   sub->add_option("--pace", o->pace,
-                  "Play the simulation at this many virtual microseconds per wall-clock microsecond (0 = as fast as possible)");
+                  "Play the simulation at this many virtual microseconds per wall-clock microsecond (0 = as fast as possible)")
+      ->check(within(0, 1e12));
   sub->add_flag("--json", o->json, "Print one JSON object");
   sub->add_flag("--no-optimizer-step", o->no_optimizer_step, "Leave out the U action of each stage");
   sub->add_option("--dp", o->dp,

@@ -36,13 +36,15 @@ command add_trace_command(CLI::App& app) {
   make->add_option("--ranks", o->gen.num_ranks, "Pipeline ranks R")->capture_default_str();
   make->add_option("--microbatches", o->gen.num_microbatches, "Micro-batches M")->capture_default_str();
   make->add_option("--stages-per-rank", o->gen.stages_per_rank, "Stages per rank V");
-  make->add_option("--us-per-unit", o->us_per_unit, "Microseconds per cost unit")->capture_default_str();
+  make->add_option("--us-per-unit", o->us_per_unit, "Microseconds per cost unit")
+      ->check(within(1e-6, 1e6))
+      ->capture_default_str();
   make->add_option("-o,--output", o->out, "Chrome trace file to write")->required();
   auto* publish = sub->add_subcommand("publish", "Replay a trace as a live JSON-lines stream (a stand-in for a running job)");
   publish->add_option("FILE", o->file, "Chrome trace-event JSON file")->required();
-  publish->add_option("--port", o->port, "TCP port to serve on (0 = any)")->capture_default_str();
+  publish->add_option("--port", o->port, "TCP port to serve on (0 = any)")->check(CLI::Range(0, 65535))->capture_default_str();
   publish->add_option("--jsonl", o->jsonl, "Append the lines to this file as well");
-  publish->add_option("--delay-ms", o->delay_ms, "Pause between events")->capture_default_str();
+  publish->add_option("--delay-ms", o->delay_ms, "Pause between events")->check(within(0, 60000))->capture_default_str();
   return {sub, [o, summary, diff, make, publish] {
     if (summary->parsed()) {
       const trace t = load_chrome_trace(o->file);
