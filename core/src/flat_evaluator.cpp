@@ -16,15 +16,6 @@ constexpr std::int32_t stopped = -2; // blocked_ of a rank that ran out of memor
 
 } // namespace
 
-std::vector<std::uint64_t> static_memory_bytes_by_rank(const cost_table& costs, const memory_model& memory,
-                                                       const pipeline_shape& shape) {
-  std::vector<std::uint64_t> bytes(static_cast<std::size_t>(std::max(0, shape.num_ranks)), 0);
-  for (int s = 0; s < shape.num_stages(); ++s) // cost_table.cpp's static_memory_bytes, term for term
-    bytes.at(static_cast<std::size_t>(shape.rank_of(s))) += static_cast<std::uint64_t>(
-        static_cast<double>(costs.stages.at(static_cast<std::size_t>(s)).param_bytes) * memory.state_factor);
-  return bytes;
-}
-
 std::uint64_t flat_result::peak_memory_bytes() const {
   std::uint64_t peak = 0;
   for (const auto& r : ranks)
@@ -118,8 +109,8 @@ void flat_evaluator::prepare(const schedule& s, const cost_table& costs, const l
   offset_[static_cast<std::size_t>(R)] = ops_.size();
   link_free_.assign(link_.size(), 0.0);
   memory_.clear();
-  for (const std::uint64_t bytes : static_memory_bytes_by_rank(costs, memory, shape))
-    memory_.emplace_back(bytes, memory.cap_bytes);
+  for (int r = 0; r < R; ++r) // stages_of lists a rank's V stages directly: linear in ranks
+    memory_.emplace_back(static_memory_bytes(costs, memory, shape, r), memory.cap_bytes);
   slot_.assign(static_cast<std::size_t>(2 * S) * static_cast<std::size_t>(M), not_yet);
   dp_ = dp;
   microbatches_ = M;

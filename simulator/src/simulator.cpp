@@ -15,7 +15,6 @@
 
 #include "pippy/actors/pipeline.hpp"
 #include "pippy/core/error.hpp"
-#include "pippy/core/flat_evaluator.hpp"
 #include "pippy/core/validate.hpp"
 
 namespace pippy::sim {
@@ -126,10 +125,9 @@ struct shared_state {
 class sim_executor final : public actors::executor {
 public:
   // forward_only: the plan has no backward (inference), so F holds its activations only while it runs.
-  // static_bytes: the rank's static_memory_bytes (computed for all ranks at once by the caller).
-  sim_executor(shared_state& st, const sim_options& o, const pipeline_shape& shape, int rank, bool forward_only,
-               std::uint64_t static_bytes)
-      : st_(st), costs_(o.costs), rank_(rank), forward_only_(forward_only), memory_(static_bytes, o.memory.cap_bytes),
+  sim_executor(shared_state& st, const sim_options& o, const pipeline_shape& shape, int rank, bool forward_only)
+      : st_(st), costs_(o.costs), rank_(rank), forward_only_(forward_only),
+        memory_(static_memory_bytes(o.costs, o.memory, shape, rank), o.memory.cap_bytes),
         replicas_(o.data_parallel.replicas), grad_sync_(o.data_parallel.sync), microbatches_(shape.num_microbatches),
         replica_link_(replica_link(o.links, rank, shape.num_ranks)) {
     st_.record(memory_sample{rank_, 0.0, memory_.bytes()});
@@ -303,10 +301,8 @@ sim_result simulate(const schedule& input, const sim_options& options) {
     const bool forward_only = runs_forward_only(s);
     std::vector<std::unique_ptr<sim_executor>> execs;
     std::vector<actors::executor*> exec_ptrs;
-    const auto static_bytes = static_memory_bytes_by_rank(options.costs, options.memory, shape); // one pass
     for (int r = 0; r < R; ++r) {
-      execs.push_back(std::make_unique<sim_executor>(st, options, shape, r, forward_only,
-                                                     static_bytes[static_cast<std::size_t>(r)]));
+      execs.push_back(std::make_unique<sim_executor>(st, options, shape, r, forward_only));
       exec_ptrs.push_back(execs.back().get());
     }
     sim_transport net(st, options.links, options.costs, shape);

@@ -254,8 +254,10 @@ TEST_CASE("flat evaluator: 100000 ranks, GPipe with latency, in linear memory", 
   CHECK(ev.evaluate(s2, o2.costs, o2.links).makespan_us == (2.0 * R2 - 1) * 3); // 2997
 }
 
-TEST_CASE("static_memory_bytes_by_rank = static_memory_bytes of each rank, looped and V-shaped",
+TEST_CASE("static_memory_bytes sums the stages that rank_of places on the rank, looped and V-shaped",
           "[simulator][flat]") {
+  // stages_of lists a rank's stages directly (not by walking all stages); the sums must still be over
+  // exactly the stages rank_of puts there.
   for (auto [R, V, placement] : {std::tuple{4, 1, placement_style::looped}, {3, 3, placement_style::looped},
                                  {4, 2, placement_style::v_shape}, {5, 4, placement_style::v_shape}}) {
     const pipeline_shape shape{.num_ranks = R, .stages_per_rank = V, .num_microbatches = 1, .placement = placement};
@@ -263,18 +265,23 @@ TEST_CASE("static_memory_bytes_by_rank = static_memory_bytes of each rank, loope
     for (int st = 0; st < shape.num_stages(); ++st)
       costs.stages.push_back(stage_cost{.param_bytes = 1000u + 37u * static_cast<std::uint64_t>(st * st)});
     const memory_model memory{.state_factor = 3.7};
-    const auto all = static_memory_bytes_by_rank(costs, memory, shape);
-    REQUIRE(all.size() == static_cast<std::size_t>(R));
+    std::vector<std::uint64_t> by_walk(static_cast<std::size_t>(R), 0);
+    for (int st = 0; st < shape.num_stages(); ++st)
+      by_walk[static_cast<std::size_t>(shape.rank_of(st))] += static_cast<std::uint64_t>(
+          static_cast<double>(costs.stages[static_cast<std::size_t>(st)].param_bytes) * memory.state_factor);
     for (int r = 0; r < R; ++r) {
       INFO("R=" << R << " V=" << V << " rank " << r);
-      CHECK(all[static_cast<std::size_t>(r)] == static_memory_bytes(costs, memory, shape, r));
+      CHECK(by_walk[static_cast<std::size_t>(r)] == static_memory_bytes(costs, memory, shape, r));
     }
   }
   // By hand: R = 2, V = 2 in a V, stages 0..3 of 10, 20, 30, 40 bytes, factor 4: rank 0 holds stages 0
   // and 3 (200 bytes), rank 1 stages 1 and 2 (200 bytes); looped, rank 0 holds 0 and 2 (160), rank 1 240.
   cost_table c{.stages = {stage_cost{.param_bytes = 10}, stage_cost{.param_bytes = 20}, stage_cost{.param_bytes = 30},
                           stage_cost{.param_bytes = 40}}};
-  CHECK(static_memory_bytes_by_rank(c, {}, {.num_ranks = 2, .stages_per_rank = 2, .placement = placement_style::v_shape}) ==
-        std::vector<std::uint64_t>{200, 200});
-  CHECK(static_memory_bytes_by_rank(c, {}, {.num_ranks = 2, .stages_per_rank = 2}) == std::vector<std::uint64_t>{160, 240});
+  const pipeline_shape vee{.num_ranks = 2, .stages_per_rank = 2, .placement = placement_style::v_shape};
+  const pipeline_shape looped{.num_ranks = 2, .stages_per_rank = 2};
+  CHECK(static_memory_bytes(c, {}, vee, 0) == 200);
+  CHECK(static_memory_bytes(c, {}, vee, 1) == 200);
+  CHECK(static_memory_bytes(c, {}, looped, 0) == 160);
+  CHECK(static_memory_bytes(c, {}, looped, 1) == 240);
 }

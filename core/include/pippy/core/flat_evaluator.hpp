@@ -18,12 +18,6 @@
 
 namespace pippy {
 
-// static_memory_bytes of every rank, in one pass over the stages (static_memory_bytes(rank) asks
-// pipeline_shape::stages_of, which walks every stage: once per rank that is ranks x stages). The same
-// sums, stage by stage in increasing order, so equal to it rank for rank. The simulator uses it too.
-std::vector<std::uint64_t> static_memory_bytes_by_rank(const cost_table& costs, const memory_model& memory,
-                                                       const pipeline_shape& shape);
-
 struct flat_rank_result {
   double busy_us = 0;         // its compute time (a rank's compute actions never overlap)
   double first_start_us = 0;  // start of its first compute action (0 when it ran none)
