@@ -6,11 +6,18 @@
 // others --grace seconds to notice and exit by themselves (the backend names the lost peer within its
 // c10d timeout), then stops them (SIGTERM to each rank's process group, SIGKILL 3 s later); the exit
 // status is the first failing rank's. On SIGINT or SIGTERM it stops every rank the same way at once and
-// exits with 128 + the signal's number (130, 143). --bind-cores gives each rank its own share of the CPUs
+// exits with 128 + the signal's number (130, 143). The rank to blame is the first that failed by itself
+// for a reason of its own: one that exits 3 lost a peer and is a witness, and when all failures are
+// witnesses, the rank still running when the grace ends hung. Ranks die with the launcher (SIGKILL
+// included: PR_SET_PDEATHSIG), and carry the job's id (PIPPY_JOB_ID, --job-id) so that two jobs on one
+// port cannot mix. --max-restarts K stops every rank when one fails and starts them all again, up to K
+// times, as torchrun's elastic agent does (TORCHELASTIC_RESTART_COUNT tells them; they resume from their
+// checkpoint). --bind-cores gives each rank its own share of the CPUs
 // this launcher may use (DeepSpeed's --bind_cores_to_rank) and tells the runtime, through
 // PIPPY_COMPUTE_YIELDS=1, that its compute thread may yield to the rank's transport threads.
 #include <arpa/inet.h>
 #include <sched.h>
+#include <sys/prctl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -44,8 +51,48 @@ struct run_options {
   int master_port = 0;
   double grace_s = 10;
   bool bind_cores = false;
+  int max_restarts = 0;
+  std::string job_id; // empty: made up (one node) or derived from the program (several)
   std::vector<std::string> program;
 };
+
+// Restarted ranks learn their attempt as torchrun's do (TORCHELASTIC_RESTART_COUNT) and may resume from a
+// checkpoint; a rank that exits with this code lost a peer (peer_error): a witness, not the cause.
+constexpr int lost_peer_status = 3;
+
+// 64-bit FNV-1a: a job id that the launchers of one multi-node job derive alike from the same program.
+std::uint64_t fnv1a(const std::string& text, std::uint64_t h = 1469598103934665603ULL) {
+  for (unsigned char c : text)
+    h = (h ^ c) * 1099511628211ULL;
+  return h;
+}
+
+std::string hex(std::uint64_t x) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(x));
+  return buf;
+}
+
+// One node: random, so two jobs never share an id. Several: every node's launcher must find the same id
+// without talking, so it is the program and its arguments (give --job-id to tell two such jobs apart).
+std::string make_job_id(const run_options& o) {
+  if (!o.job_id.empty())
+    return o.job_id;
+  if (o.nnodes > 1) {
+    std::string all;
+    for (const auto& a : o.program)
+      all += a + '\0';
+    return "p" + hex(fnv1a(all));
+  }
+  std::uint64_t r = 0;
+  if (FILE* f = std::fopen("/dev/urandom", "rb")) {
+    if (std::fread(&r, sizeof r, 1, f) != 1)
+      r = 0;
+    std::fclose(f);
+  }
+  r ^= fnv1a(std::to_string(::getpid()) + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
+  return "j" + hex(r);
+}
 
 // The CPUs of rank r of n: an even share of `allowed`, or one CPU each (round robin) when the ranks
 // outnumber them.
@@ -123,20 +170,11 @@ struct line {
 volatile std::sig_atomic_t interrupted = 0; // the signal (SIGINT, SIGTERM) that asked us to stop
 void on_signal(int sig) { interrupted = sig; }
 
-int run(const run_options& o) {
-  if (o.nproc < 1)
-    throw input_error("run: --nproc must be at least 1");
-  if (o.nnodes < 1 || o.node_rank < 0 || o.node_rank >= o.nnodes)
-    throw input_error("run: --node-rank " + std::to_string(o.node_rank) + " is outside [0, --nnodes " +
-                      std::to_string(o.nnodes) + ")");
-  if (o.nnodes > 1 && o.master_port <= 0)
-    throw input_error("run: --nnodes " + std::to_string(o.nnodes) +
-                      " needs --master-port (every node's launcher must name the same one)");
-  if (o.program.empty())
-    throw input_error("run: no program given (pippy run --nproc N -- PROGRAM ARGS...)");
-  const int port = o.master_port > 0 ? o.master_port : free_port();
+// One attempt: starts the ranks and waits for them; the exit status as described at the top of the file.
+int run_attempt(const run_options& o, int port, const std::string& job_id, int attempt) {
   const int world = o.nnodes * o.nproc;
   const auto global = [&](int local) { return o.node_rank * o.nproc + local; };
+  const pid_t launcher = ::getpid();
   std::vector<pid_t> pids(static_cast<std::size_t>(o.nproc), -1);
   cpu_set_t allowed;
   CPU_ZERO(&allowed);
@@ -150,6 +188,12 @@ int run(const run_options& o) {
       throw input_error(std::string("run: fork failed: ") + std::strerror(errno));
     if (pid == 0) {
       ::setpgid(0, 0); // its own process group: stopping a rank stops what it started too
+      // A rank dies with its launcher, even one killed with SIGKILL (which cannot be caught and forwarded).
+      if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != launcher)
+        ::_exit(127);
+      ::setenv("PIPPY_JOB_ID", job_id.c_str(), 1);
+      ::setenv("TORCHELASTIC_RESTART_COUNT", std::to_string(attempt).c_str(), 1);
+      ::setenv("TORCHELASTIC_MAX_RESTARTS", std::to_string(o.max_restarts).c_str(), 1);
       ::setenv("RANK", std::to_string(global(r)).c_str(), 1);
       ::setenv("LOCAL_RANK", std::to_string(r).c_str(), 1);
       ::setenv("WORLD_SIZE", std::to_string(world).c_str(), 1);
@@ -182,11 +226,13 @@ int run(const run_options& o) {
   using clock = std::chrono::steady_clock;
   int running = o.nproc;
   int first_failed = -1, result = 0;
+  int cause = -1; // the first rank to fail by itself for a reason other than a lost peer
+  std::vector<bool> stopped(static_cast<std::size_t>(o.nproc), false); // by a signal (SIGSTOP, SIGTSTP)
   clock::time_point deadline{};
   bool terminated = false, killed = false;
   while (running > 0) {
     int status = 0;
-    const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+    const pid_t pid = ::waitpid(-1, &status, WNOHANG | WUNTRACED);
     if (pid > 0) {
       int rank = -1;
       for (int r = 0; r < o.nproc; ++r)
@@ -194,11 +240,19 @@ int run(const run_options& o) {
           rank = r;
       if (rank < 0)
         continue;
+      if (WIFSTOPPED(status)) { // still there, and likely the one its peers will soon report lost
+        line{} << "pippy run: rank " << global(rank) << " (pid " << pid << ") was stopped by signal "
+               << WSTOPSIG(status) << " (" << ::strsignal(WSTOPSIG(status)) << ")";
+        stopped[static_cast<std::size_t>(rank)] = true;
+        continue;
+      }
       pids[static_cast<std::size_t>(rank)] = -1;
       --running;
       const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
       if (!ok) {
         line{} << "pippy run: rank " << global(rank) << " (pid " << pid << ") " << describe(status);
+        if (cause < 0 && !terminated && exit_code(status) != lost_peer_status)
+          cause = rank;
         if (first_failed < 0) {
           first_failed = rank;
           result = exit_code(status);
@@ -220,9 +274,21 @@ int run(const run_options& o) {
     }
     if (failing && !terminated && clock::now() >= deadline) {
       line{} << "pippy run: stopping " << running << " remaining rank(s)";
-      for (auto p : pids)
-        if (p > 0)
-          ::kill(-p, SIGTERM);
+      // Every failure so far lost a peer: the hung one is among those still running, a stopped one first.
+      if (cause < 0 && first_failed < o.nproc)
+        for (int pass = 0; pass < 2 && cause < 0; ++pass)
+          for (int r = 0; r < o.nproc && cause < 0; ++r)
+            if (pids[static_cast<std::size_t>(r)] > 0 && (pass == 1 || stopped[static_cast<std::size_t>(r)])) {
+              cause = r;
+              line{} << "pippy run: rank " << global(r) << " did not exit after its peers lost it: it hung";
+            }
+      for (int r = 0; r < o.nproc; ++r) {
+        const pid_t p = pids[static_cast<std::size_t>(r)];
+        if (p <= 0)
+          continue;
+        ::kill(-p, SIGTERM);
+        ::kill(-p, SIGCONT); // a stopped rank gets its SIGTERM now
+      }
       terminated = true;
       deadline = clock::now() + std::chrono::seconds(3);
     } else if (terminated && !killed && clock::now() >= deadline) {
@@ -233,11 +299,40 @@ int run(const run_options& o) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  if (first_failed >= 0 && first_failed < o.nproc)
-    line{} << "pippy run: failed: rank " << global(first_failed) << " was the first to fail";
+  if (first_failed >= 0 && first_failed < o.nproc) {
+    if (cause >= 0 && cause != first_failed)
+      line{} << "pippy run: failed: rank " << global(cause) << " caused it (rank " << global(first_failed)
+             << ", the first to exit, lost a peer)";
+    else
+      line{} << "pippy run: failed: rank " << global(first_failed) << " was the first to fail";
+  }
   return first_failed >= 0 ? std::max(result, 1) : 0;
 }
 
+int run(const run_options& o) {
+  if (o.nproc < 1)
+    throw input_error("run: --nproc must be at least 1");
+  if (o.nnodes < 1 || o.node_rank < 0 || o.node_rank >= o.nnodes)
+    throw input_error("run: --node-rank " + std::to_string(o.node_rank) + " is outside [0, --nnodes " +
+                      std::to_string(o.nnodes) + ")");
+  if (o.nnodes > 1 && o.master_port <= 0)
+    throw input_error("run: --nnodes " + std::to_string(o.nnodes) +
+                      " needs --master-port (every node's launcher must name the same one)");
+  if (o.program.empty())
+    throw input_error("run: no program given (pippy run --nproc N -- PROGRAM ARGS...)");
+  if (o.max_restarts > 0 && o.nnodes > 1)
+    throw input_error("run: --max-restarts restarts the ranks of one node; with --nnodes " + std::to_string(o.nnodes) +
+                      " restart the launchers together instead (srun, or torchrun's elastic agent)");
+  const std::string job_id = make_job_id(o);
+  for (int attempt = 0;; ++attempt) {
+    const int port = o.master_port > 0 ? o.master_port : free_port();
+    const int status = run_attempt(o, port, job_id, attempt);
+    if (status == 0 || interrupted || attempt >= o.max_restarts)
+      return status;
+    line{} << "pippy run: restarting all ranks (restart " << attempt + 1 << " of " << o.max_restarts
+           << "; they resume from their last checkpoint, if they keep one)";
+  }
+}
 } // namespace
 
 command add_run_command(CLI::App& app) {
@@ -259,6 +354,18 @@ command add_run_command(CLI::App& app) {
   sub->add_option("--grace", o->grace_s, "seconds the others get to exit by themselves after one fails")
       ->check(within(0, 3600))
       ->capture_default_str();
+  sub->add_option("--max-restarts", o->max_restarts,
+                  "when a rank fails, stop them all and start them again, up to this many times (torchrun's "
+                  "--max-restarts; a restarted rank sees TORCHELASTIC_RESTART_COUNT and resumes from its checkpoint)")
+      ->check(CLI::Range(0, 1000))
+      ->capture_default_str();
+  sub->add_option("--job-id", o->job_id,
+                  "the job's identity (torchrun's --rdzv-id): the ranks' store keys live under it, and a rank that "
+                  "reaches another job's store stops at once (default: random on one node; from the program and "
+                  "its arguments on several)")
+      ->check([](const std::string& v) {
+        return v.empty() || v.size() > 128 || v.find('/') != std::string::npos ? "at most 128 characters, no '/'" : "";
+      });
   sub->add_flag("--bind-cores", o->bind_cores,
                 "give each rank its own share of the CPUs, and let its compute thread yield to its transport "
                 "threads (for a machine given to the job: other work starves the compute)");

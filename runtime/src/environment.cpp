@@ -57,6 +57,13 @@ dist_env read_dist_env() {
   if (auto a = get("MASTER_ADDR"))
     e.master_addr = *a;
   e.master_port = get_int("MASTER_PORT", e.master_port);
+  e.job_id = get("PIPPY_JOB_ID").value_or(get("TORCHELASTIC_RUN_ID").value_or(""));
+  if (e.job_id.size() > 128 || e.job_id.find('/') != std::string::npos)
+    throw input_error("the job id (PIPPY_JOB_ID or TORCHELASTIC_RUN_ID) '" + e.job_id.substr(0, 128) +
+                      "' must be at most 128 characters without '/'");
+  e.restart_count = get_int("TORCHELASTIC_RESTART_COUNT", 0);
+  if (e.restart_count < 0)
+    throw input_error("TORCHELASTIC_RESTART_COUNT must be at least 0, got " + std::to_string(e.restart_count));
   if (e.world_size < 1)
     throw input_error("WORLD_SIZE must be at least 1, got " + std::to_string(e.world_size));
   if (e.rank < 0 || e.rank >= e.world_size)

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "gloo_backend.hpp"
+#include "pippy/core/error.hpp"
 #include "pippy/runtime/store.hpp"
 
 namespace pippy {
@@ -27,8 +28,31 @@ c10::intrusive_ptr<c10d::Store> connect_store(const dist_env& env, std::chrono::
   try {
     store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
   } catch (const std::exception& e) {
+    if (so.isServer && std::string(e.what()).find("EADDRINUSE") != std::string::npos)
+      throw input_error("rank 0: cannot serve the rendezvous store at " + where +
+                        ": the port is in use (another job on this --master-port?)");
     throw peer_error(0, "rank " + std::to_string(env.rank) + " (node " + std::to_string(env.node_rank) +
                             "): rendezvous at " + where + " failed (node 0, which serves it, is not up?): " + e.what());
+  }
+  // The job's identity first: the rank serving the store writes it, every other rank reads it, and a rank that
+  // reached another job's store (two jobs given one --master-port) stops at once instead of joining it.
+  if (!env.job_id.empty()) {
+    const std::string key = "pippy/job/" + std::to_string(port_offset);
+    std::string owner;
+    try {
+      if (env.rank == 0)
+        store->set(key, std::vector<uint8_t>(env.job_id.begin(), env.job_id.end()));
+      const auto got = store->get(key); // waits (within the timeout) for the server's rank 0
+      owner.assign(got.begin(), got.end());
+    } catch (const std::exception& e) {
+      throw peer_error(0, "rank " + std::to_string(env.rank) + ": rendezvous at " + where +
+                              ": the store did not say whose it is within " + secs + ": " + e.what());
+    }
+    if (owner != env.job_id)
+      throw input_error("rank " + std::to_string(env.rank) + ": the store at " + where + " belongs to job '" + owner +
+                        "', not to this job '" + env.job_id + "': another job uses this --master-port; give each job "
+                        "its own port");
+    store = c10::make_intrusive<c10d::PrefixStore>("job/" + env.job_id, store); // nothing of another job's mixes in
   }
   // Every rank checks in; rank 0 waits for all of them and names the nodes that did not arrive, the
   // others wait for rank 0's go.

@@ -17,6 +17,10 @@ struct dist_env {
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
   std::string launcher = "none"; // torchrun | slurm | none
+  // The job's identity (PIPPY_JOB_ID from `pippy run`, else torchrun's TORCHELASTIC_RUN_ID; empty: none).
+  // The store's keys live under it, and a rank reaching another job's store is refused at once.
+  std::string job_id;
+  int restart_count = 0; // TORCHELASTIC_RESTART_COUNT: how often the launcher restarted the ranks
 };
 
 // Throws input_error naming the variable when one is set but malformed or out of range.
