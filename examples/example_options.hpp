@@ -6,6 +6,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <sstream>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "pippy/core/planner.hpp"
@@ -38,7 +41,8 @@ inline void add_schedule_options(CLI::App& app, training_job& job) {
 }
 
 // Where the ranks run, how long a lost peer may take, and what is written: --in-process, --dp, --timeout,
-// --trace, --step-trace, --profile, --live, --time, --export-dir.
+// --heartbeat-timeout, --checkpoint-dir, --checkpoint-every, --checkpoint-keep, --resume, --trace, --step-trace,
+// --profile, --live, --time, --export-dir.
 inline void add_run_options(CLI::App& app, training_job& job) {
   app.add_option("--in-process", job.in_process, "run all R ranks of the schedule in this process");
   app.add_option("--dp", job.data_parallel,
@@ -55,7 +59,24 @@ inline void add_run_options(CLI::App& app, training_job& job) {
   app.add_flag("--zero1", job.zero1,
                "with --dp: ZeRO-1, each replica keeps the optimizer state of 1/DP of a stage's parameters and the "
                "updated parameters are all-gathered after each step");
-  app.add_option("--timeout", job.timeout_s, "c10d timeout in seconds (a lost peer is reported by then)");
+  app.add_option("--timeout", job.timeout_s, "c10d timeout in seconds (a lost peer is reported by then)")
+      ->check(CLI::Range(0.1, 86400.0)) // NaN, which passes a range, train_pipelined refuses
+      ->capture_default_str();
+  app.add_option("--heartbeat-timeout", job.heartbeat_s,
+                 "seconds a rank may miss its heartbeat before it is named as not responding (0: none, only --timeout)")
+      ->check(CLI::Range(0.0, 86400.0))
+      ->capture_default_str();
+  app.add_option("--checkpoint-dir", job.checkpoint_dir,
+                 "write checkpoints here (DIR/step-K/: one shard per stage, manifest.json last)")
+      ->type_name("DIR");
+  app.add_option("--checkpoint-every", job.checkpoint_every, "a checkpoint after every N steps (0: none)")
+      ->check(CLI::Range(0, 1 << 30))
+      ->capture_default_str();
+  app.add_option("--checkpoint-keep", job.checkpoint_keep, "keep the newest K complete checkpoints")
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  app.add_flag("--resume", job.resume,
+               "continue from the newest complete checkpoint in --checkpoint-dir (a restarted rank does so by itself)");
   app.add_option("--trace", job.trace_file, "write the measured Chrome trace here (rank 0)");
   app.add_option("--step-trace", job.step_trace_file, "write the last step's measured trace here (rank 0)");
   app.add_option("--profile", job.profile_file, "write measured per-stage costs (simulator cost file)");
@@ -66,6 +87,19 @@ inline void add_run_options(CLI::App& app, training_job& job) {
   app.add_flag("--time", job.time_steps, "a barrier before each step; print step_ms (median, after the first step)");
   app.add_option("--export-dir", job.export_dir,
                  "write the initial parameters, the data and the final parameters here (for a peer to train the same)");
+}
+
+// Every option this process was started with, as (name, value), for the ranks to compare before the first
+// step (training_job::settings): ranks started differently refuse to run, naming the rank and the option.
+inline std::vector<std::pair<std::string, std::string>> settings_of(const CLI::App& app) {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::istringstream lines(app.config_to_str(/*default_also=*/true, /*write_description=*/false));
+  for (std::string line; std::getline(lines, line);) {
+    const auto eq = line.find('=');
+    if (eq != std::string::npos && !line.starts_with("#"))
+      out.emplace_back(line.substr(0, eq), line.substr(eq + 1));
+  }
+  return out;
 }
 
 // --plan DIR: `pippy plan --emit`'s plan.

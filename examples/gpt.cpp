@@ -100,6 +100,7 @@ int main(int argc, char** argv) {
   std::string plan_dir;
   examples::add_plan_option(app, plan_dir);
   CLI11_PARSE(app, argc, argv);
+  job.settings = examples::settings_of(app);
   std::vector<int> planned_split; // the plan's blocks where stages 1.. begin
   try {
     if (!plan_dir.empty() && o.split != "manual")

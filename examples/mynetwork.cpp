@@ -136,6 +136,7 @@ int main(int argc, char** argv) {
   std::string plan_dir;
   examples::add_plan_option(app, plan_dir);
   CLI11_PARSE(app, argc, argv);
+  job.settings = examples::settings_of(app);
   job.fail_signal = fail_how == "stop" ? SIGSTOP : SIGKILL;
   std::vector<std::size_t> planned_split; // the plan's Sequential modules where stages 1.. begin
   try {

@@ -320,6 +320,7 @@ int main(int argc, char** argv) {
   std::string plan_dir;
   examples::add_plan_option(app, plan_dir);
   CLI11_PARSE(app, argc, argv);
+  job.settings = examples::settings_of(app);
   try {
     // The trainer's profile has no per-layer costs, so its plans keep the profile's stages: a plan that
     // regroups layers needs a split this program cannot name yet.

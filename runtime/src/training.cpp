@@ -19,8 +19,11 @@
 
 #include "pippy/core/error.hpp"
 #include "pippy/core/generators.hpp"
+#include "pippy/core/json_input.hpp"
+#include "pippy/runtime/checkpoint.hpp"
 #include "pippy/runtime/data_parallel.hpp"
 #include "pippy/runtime/gloo_group.hpp"
+#include "pippy/runtime/job_guard.hpp"
 #include "pippy/runtime/link_probe.hpp"
 #include "pippy/runtime/live_feed.hpp"
 #include "pippy/runtime/microbatch.hpp"
@@ -68,7 +71,7 @@ std::string to_report_json(const rank_report& r) {
 // Throws input_error naming `source` and the field when the report is not one of ours.
 rank_report parse_report_json(const std::string& text, const std::string& source) {
   try {
-    const auto j = nlohmann::json::parse(text);
+    const auto j = parse_json(text, source);
     rank_report r;
     r.measured = parse_chrome_json(j.at("trace").dump(), source);
     for (const auto* field : {"activation_bytes", "param_bytes"})
@@ -83,6 +86,9 @@ rank_report parse_report_json(const std::string& text, const std::string& source
     throw input_error(source + ": " + e.what());
   }
 }
+// run_example's exit status for a lost peer: `pippy run` takes such a rank for a witness, not the cause.
+constexpr int lost_peer_status = 3;
+
 // A multi-process run whose step failed here: say so and exit without unwinding (peers blocked on this
 // process's transfers see it gone at once; c10d objects may block in their destructors).
 [[noreturn]] void exit_now(const std::string& why, int status) {
@@ -230,11 +236,58 @@ std::vector<layer_cost> measure_layers(const training_job& job, int repeats) {
   return out;
 }
 
+namespace {
+// What every rank of a job must have been started with alike, in the order it is reported: the runtime's
+// own settings, the example's (seed, batch, model options), then the model the stages were built as and
+// its initial parameters (a different seed shows there too, but is named first).
+job_settings settings_of(const training_job& job, const schedule& sched,
+                         const std::vector<std::shared_ptr<stage_module>>& mods, const std::string& signature) {
+  const auto yes_no = [](bool b) { return std::string(b ? "yes" : "no"); };
+  job_settings s{{"schedule", job.schedule},
+                 {"microbatches", std::to_string(job.microbatches)},
+                 {"steps", std::to_string(job.steps)},
+                 {"stages-per-rank", std::to_string(sched.shape.stages_per_rank)},
+                 {"runtime", job.runtime == runtime_kind::actors ? "actors" : "engine"},
+                 {"dp", std::to_string(job.data_parallel)},
+                 {"zero1", yes_no(job.zero1)},
+                 {"forward-only", yes_no(job.forward_only)},
+                 {"checkpoint-every", std::to_string(job.checkpoint_every)},
+                 {"resume", yes_no(job.resume)}};
+  for (const auto& [field, value] : job.settings) // the example's options; the runtime's above say it first
+    if (std::none_of(s.begin(), s.end(), [&](const auto& f) { return f.first == field; }))
+      s.emplace_back(field, value);
+  s.emplace_back("split signature", signature);
+  std::string values;
+  for (const auto& m : mods)
+    for (const auto& p : m->parameters()) {
+      const auto t = p.detach().contiguous();
+      values = digest_of(t.data_ptr(), static_cast<std::size_t>(t.nbytes()), values);
+    }
+  s.emplace_back("initial parameters", values);
+  return s;
+}
+
+std::vector<const torch::nn::Module*> modules_of(const std::vector<std::shared_ptr<stage_module>>& mods) {
+  std::vector<const torch::nn::Module*> all;
+  for (const auto& m : mods)
+    all.push_back(m.get());
+  return all;
+}
+} // namespace
+
 int train_pipelined(const training_job& job, const dist_env& env) {
   // pp x dp: WORLD_SIZE = R pipeline ranks x D replicas, replica-major (global rank = d * R + r).
   const int D = job.data_parallel;
   if (D < 1)
     throw input_error("--dp must be at least 1, got " + std::to_string(D));
+  if (!(job.timeout_s >= 0.1 && job.timeout_s <= 86400))
+    throw input_error("--timeout must be from 0.1 to 86400 s, got " + std::to_string(job.timeout_s));
+  if (!(job.heartbeat_s >= 0 && job.heartbeat_s <= 86400))
+    throw input_error("--heartbeat-timeout must be from 0 to 86400 s, got " + std::to_string(job.heartbeat_s));
+  if (job.checkpoint_every > 0 && job.checkpoint_dir.empty())
+    throw input_error("--checkpoint-every needs --checkpoint-dir");
+  if (job.resume && job.checkpoint_dir.empty())
+    throw input_error("--resume needs --checkpoint-dir");
   if (job.zero1 && D < 2)
     throw input_error("--zero1 shards the optimizer state over the replicas: it needs --dp 2 or more");
   if (D > 1 && job.in_process > 0)
@@ -257,10 +310,11 @@ int train_pipelined(const training_job& job, const dist_env& env) {
   const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(job.timeout_s * 1000));
   std::unique_ptr<gloo_group> transport; // this replica's pipeline ranks
   std::unique_ptr<gloo_group> replicas;  // with --dp: the D replicas of this pipeline rank
+  c10::intrusive_ptr<c10d::Store> job_store; // with --dp: the job's, which both groups share
   if (job.in_process == 0 && D == 1) {
     transport = std::make_unique<gloo_group>(env, timeout);
   } else if (job.in_process == 0) {
-    const auto store = connect_store(env, timeout);
+    const auto store = job_store = connect_store(env, timeout);
     const int r = env.rank % ranks;
     transport = std::make_unique<gloo_group>(store, "pp" + std::to_string(replica) + "/", r, ranks, env.master_addr,
                                              timeout);
@@ -268,6 +322,31 @@ int train_pipelined(const training_job& job, const dist_env& env) {
                                             timeout);
   }
   const int my_rank = transport ? transport->rank() : -1;
+  const bool checkpointing = !job.checkpoint_dir.empty();
+  if (checkpointing && job.zero1)
+    throw input_error("--checkpoint-dir with --zero1: the sharded optimizer state is not checkpointed yet");
+  if (checkpointing && job.forward_only)
+    throw input_error("--checkpoint-dir: inference has nothing to checkpoint");
+  const std::string signature = modules_of(mods).empty() ? "" : model_signature(modules_of(mods));
+  // Before anything runs, every rank checks that all were started alike, then beats.
+  std::unique_ptr<heartbeat> beat;
+  if (job.in_process == 0) {
+    store_access access;
+    if (D == 1) {
+      access = {[&](const std::string& k, const std::string& v) { transport->store_set(k, v); },
+                [&](const std::string& k) { return transport->store_get(k); }};
+    } else {
+      access = {[&](const std::string& k, const std::string& v) { job_store->set(k, std::vector<uint8_t>(v.begin(), v.end())); },
+                [&](const std::string& k) {
+                  const auto v = job_store->get(k);
+                  return std::string(v.begin(), v.end());
+                }};
+    }
+    const std::string verdict = agree_settings(access, env.rank, env.world_size, settings_of(job, sched, mods, signature));
+    if (!verdict.empty())
+      exit_now("rank " + std::to_string(env.rank) + ": " + verdict, 2);
+    beat = std::make_unique<heartbeat>(env, std::chrono::milliseconds(static_cast<std::int64_t>(job.heartbeat_s * 1000)));
+  }
   if (job.microbatches > 1 && my_rank <= 0) // every rank built every stage: one warns, once
     for (int s = 0; s < S; ++s)
       if (mods[static_cast<std::size_t>(s)]->uses_batch_statistics()) {
@@ -285,6 +364,7 @@ int train_pipelined(const training_job& job, const dist_env& env) {
     export_job(job, parameters_by_name(all), S, sched.shape.stages_per_rank);
   }
   std::vector<std::shared_ptr<stage_executor>> stages(static_cast<std::size_t>(S));
+  std::vector<std::shared_ptr<torch::optim::Optimizer>> optimizers(static_cast<std::size_t>(S)); // checkpointed
   std::map<int, std::uint64_t> param_bytes;
   for (int s = 0; s < S; ++s) {
     if (transport && sched.shape.rank_of(s) != my_rank)
@@ -299,6 +379,7 @@ int train_pipelined(const training_job& job, const dist_env& env) {
     } else if (!job.forward_only) {
       optimizer = job.make_optimizer(unique_parameters(*m));
     }
+    optimizers[static_cast<std::size_t>(s)] = optimizer;
     stages[static_cast<std::size_t>(s)] = std::make_shared<stage_executor>(s, S, m, optimizer, job.loss);
     stages[static_cast<std::size_t>(s)]->set_forward_only(job.forward_only);
     param_bytes[s] = stages[static_cast<std::size_t>(s)]->parameter_bytes();
@@ -370,7 +451,7 @@ int train_pipelined(const training_job& job, const dist_env& env) {
   case runtime_kind::actors:
     actors = std::make_unique<step_driver>(sys, sched, stages, cpu_backend(channel.get()), timeout, [&](const failure& f) {
       if (transport) // peers wait on this process's transfers until it exits: report and exit now
-        exit_now(f.message, 1);
+        exit_now(f.message, f.kind == failure_kind::peer_lost || f.kind == failure_kind::timeout ? lost_peer_status : 1);
     });
     break;
   }
@@ -385,10 +466,69 @@ int train_pipelined(const training_job& job, const dist_env& env) {
   std::vector<link_cost> links;
   if (!job.profile_file.empty() && channel)
     links = probe_links(*channel);
+  // Resume: this rank's stages from the newest complete checkpoint (any schedule's, over this split).
+  int first_step = 0;
+  if (checkpointing && (job.resume || env.restart_count > 0)) {
+    if (const auto found = latest_checkpoint(job.checkpoint_dir)) {
+      check_split(job.checkpoint_dir, *found, S, signature);
+      if (found->step >= job.steps)
+        throw input_error(checkpoint_step_dir(job.checkpoint_dir, found->step) +
+                          ": the checkpoint is at step " + std::to_string(found->step) + ", past --steps " +
+                          std::to_string(job.steps) + ": nothing is left to run");
+      bool rng_restored = false;
+      for (int s = 0; s < S; ++s)
+        if (stages[static_cast<std::size_t>(s)]) {
+          load_stage_shard(job.checkpoint_dir, *found, s, *mods[static_cast<std::size_t>(s)],
+                           optimizers[static_cast<std::size_t>(s)].get(), !rng_restored);
+          rng_restored = true;
+        }
+      first_step = found->step;
+      if (my_rank <= 0 && first_replica)
+        say("resumed from " + checkpoint_step_dir(job.checkpoint_dir, first_step) + " (written by schedule " +
+            found->schedule + "): steps " + std::to_string(first_step) + ".." + std::to_string(job.steps - 1));
+    } else if (my_rank <= 0 && first_replica) {
+      say("no checkpoint in " + job.checkpoint_dir + " yet: starting at step 0");
+    }
+  }
+  // Writes this rank's shards of the checkpoint before step `next`; rank 0 commits it once all are in.
+  auto checkpoint = [&](int next) {
+    const double t0 = now_us();
+    nlohmann::json mine = nlohmann::json::array();
+    std::vector<checkpoint_shard> shards;
+    for (int s = 0; s < S; ++s)
+      if (stages[static_cast<std::size_t>(s)]) {
+        shards.push_back(save_stage_shard(job.checkpoint_dir, next, s, *mods[static_cast<std::size_t>(s)],
+                                          optimizers[static_cast<std::size_t>(s)].get()));
+        mine.push_back({{"stage", s}, {"file", shards.back().file}, {"bytes", shards.back().bytes},
+                        {"digest", shards.back().digest}});
+      }
+    const double written_ms = (now_us() - t0) / 1000;
+    const std::string key = "pippy/checkpoint/" + std::to_string(next) + "/";
+    if (transport && my_rank != 0) {
+      transport->store_set(key + std::to_string(my_rank), mine.dump());
+      return;
+    }
+    for (int r = 1; transport && r < ranks; ++r) // the others' shards, as they report them
+      for (const auto& e : parse_json(transport->store_get(key + std::to_string(r)), "rank " + std::to_string(r) + "'s checkpoint shards"))
+        shards.push_back({.stage = e.at("stage").get<int>(), .file = e.at("file").get<std::string>(),
+                          .bytes = e.at("bytes").get<std::uint64_t>(), .digest = e.at("digest").get<std::string>()});
+    std::sort(shards.begin(), shards.end(), [](const auto& a, const auto& b) { return a.stage < b.stage; });
+    std::uint64_t bytes = 0;
+    for (const auto& sh : shards)
+      bytes += sh.bytes;
+    commit_checkpoint(job.checkpoint_dir,
+                      {.step = next, .num_stages = S, .model = signature, .schedule = job.schedule, .shards = shards},
+                      job.checkpoint_keep);
+    std::ostringstream line;
+    line << "checkpoint " << checkpoint_step_dir(job.checkpoint_dir, next) << ": " << shards.size() << " shard(s), "
+         << bytes << " bytes; rank 0 wrote its own in " << std::fixed << std::setprecision(1) << written_ms
+         << " ms and committed all in " << (now_us() - t0) / 1000 << " ms";
+    say(line.str());
+  };
   std::int64_t rows = 0; // of one micro-batch, for the profile
   std::vector<double> step_us; // this rank's wall time of each step
-  for (int k = 0; k < job.steps; ++k) {
-    if (k == job.fail_step && my_rank == job.fail_rank) {
+  for (int k = first_step; k < job.steps; ++k) {
+    if (k == job.fail_step && my_rank == job.fail_rank && env.restart_count == 0) {
       say("rank " + std::to_string(my_rank) + ": " + (job.fail_signal == SIGSTOP ? "stopping" : "killing") +
           " myself at step " + std::to_string(k) + " (--fail-rank)");
       std::raise(job.fail_signal);
@@ -436,6 +576,8 @@ int train_pipelined(const training_job& job, const dist_env& env) {
         print_loss(k, *loss);
     }
     step_us.push_back(now_us() - t0);
+    if (checkpointing && first_replica && job.checkpoint_every > 0 && (k + 1) % job.checkpoint_every == 0)
+      checkpoint(k + 1);
     if (live && engine) {
       const trace t = engine->events();
       for (; engine_published < t.events.size(); ++engine_published)
@@ -451,6 +593,8 @@ int train_pipelined(const training_job& job, const dist_env& env) {
         mine.push_back(mods[static_cast<std::size_t>(s)].get());
     export_final(job, std::max(my_rank, 0), parameters_by_name(mine));
   }
+  training_job ran = job; // what the reports cover: the steps this run ran (after a resume, not all)
+  ran.steps = job.steps - first_step;
   // Layers one by one, in the process that writes the profile.
   std::vector<layer_cost> layer_costs;
   // Its peers wait meanwhile (within the c10d timeout); a layer that cannot be measured leaves the profile
@@ -463,13 +607,15 @@ int train_pipelined(const training_job& job, const dist_env& env) {
     }
   }
   if (!transport) {
-    report_measured(job, events(), S,
+    report_measured(ran, events(), S,
                     {.activation_bytes = activations(), .param_bytes = param_bytes, .layers = layer_costs,
                      .microbatch_rows = rows});
     if (job.time_steps)
       print_step_ms({step_us});
     return 0;
   }
+  if (beat) // before the last barrier: a rank past it may exit, and must not be taken for a hung one
+    beat->finished();
   if (!first_replica) { // the first replica reports for all
     transport->barrier();
     return 0;
@@ -494,7 +640,7 @@ int train_pipelined(const training_job& job, const dist_env& env) {
       params.merge(got.param_bytes);
       times.push_back(std::move(got.step_us));
     }
-    report_measured(job, all, S,
+    report_measured(ran, all, S,
                     {.activation_bytes = act, .param_bytes = params, .links = links, .layers = layer_costs,
                      .microbatch_rows = rows});
     if (job.time_steps)
@@ -513,7 +659,7 @@ int run_example(const training_job& job, int threads, const std::function<int()>
     return train_pipelined(job, env);
   } catch (const peer_error& e) {
     say(std::string("error: ") + e.what());
-    std::_Exit(3); // c10d objects may block in their destructors once a peer is gone
+    std::_Exit(lost_peer_status); // c10d objects may block in their destructors once a peer is gone
   } catch (const input_error& e) {
     say(std::string("error: ") + e.what());
     return 2;

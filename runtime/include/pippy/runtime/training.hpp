@@ -41,8 +41,20 @@ struct training_job {
   std::string profile_file;    // measured per-stage costs (simulator cost file)
   std::string live;            // PORT or FILE.jsonl: every rank's events as they happen (live_feed.hpp)
   int fail_rank = -1, fail_step = -1; // fault injection: that rank sends itself fail_signal at that step
+                                      // (first attempt only: a restarted job runs through)
   int fail_signal = 9;                // SIGKILL (dies) or SIGSTOP (hangs: peers must time out)
   std::string export_dir;             // init, data and final parameters for a peer (run_export.hpp)
+  // Agreement and liveness of a multi-process job (job_guard.hpp): the example's own settings (seed, batch,
+  // model options...), compared between ranks before the first step with the runtime's own; and how long a
+  // rank may miss its heartbeat before it is named (0: no heartbeat, only the c10d timeout).
+  std::vector<std::pair<std::string, std::string>> settings;
+  double heartbeat_s = 10;
+  // Checkpoints (checkpoint.hpp): every `checkpoint_every` steps into checkpoint_dir, the newest
+  // `checkpoint_keep` kept. `resume` (or a launcher's restart) continues from the newest complete one.
+  std::string checkpoint_dir;
+  int checkpoint_every = 0;
+  int checkpoint_keep = 3;
+  bool resume = false;
   bool time_steps = false;            // a barrier before each step, then print `step_ms X` (the median of the
                                       // slowest rank's wall time per step, the first step left out)
   // Inference: the schedule's forwards only (forward_only()), no autograd, no loss, no optimizer step;
