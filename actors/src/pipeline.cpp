@@ -56,7 +56,6 @@ pipeline_handles spawn_pipeline(caf::actor_system& sys, const pipeline_setup& se
     ctx->num_stages = S;
     ctx->num_microbatches = M;
     ctx->list = &s.ranks[static_cast<std::size_t>(r)];
-    ctx->stage_actors.resize(static_cast<std::size_t>(S));
     ctx->microbatch_actors = h.microbatches;
     ctx->exec = setup.executors[static_cast<std::size_t>(r)];
     ctx->net = setup.net;
@@ -69,7 +68,7 @@ pipeline_handles spawn_pipeline(caf::actor_system& sys, const pipeline_setup& se
   // learns every local stage. Nothing runs before start().
   for (auto& ctx : contexts)
     for (int st : shape.stages_of(ctx->rank))
-      ctx->stage_actors[static_cast<std::size_t>(st)] = h.stages[static_cast<std::size_t>(st)];
+      ctx->stage_actors.emplace_back(st, h.stages[static_cast<std::size_t>(st)]);
   for (int st = 0; st < S; ++st)
     if (h.stages[static_cast<std::size_t>(st)])
       setup.net->attach(st, h.stages[static_cast<std::size_t>(st)]);

@@ -59,7 +59,7 @@ private:
   int last_stage() const { return ctx_->num_stages - 1; }
   caf::actor me() { return caf::actor_cast<caf::actor>(this); }
   bool local(int stage) const {
-    return stage >= 0 && stage <= last_stage() && ctx_->stage_actors[static_cast<std::size_t>(stage)];
+    return stage >= 0 && stage <= last_stage() && ctx_->stage_actor(stage);
   }
   static std::size_t mb(const action& a) { return static_cast<std::size_t>(a.microbatch); }
 
@@ -69,7 +69,7 @@ private:
     while (pos_ < list.size()) {
       const action& a = list[pos_];
       if (a.stage != stage_) {
-        send(ctx_->stage_actors[static_cast<std::size_t>(a.stage)], turn{pos_, last_end_});
+        send(ctx_->stage_actor(a.stage), turn{pos_, last_end_});
         return;
       }
       if (!inputs_arrived(a))
@@ -174,7 +174,7 @@ private:
   // An output for a neighbour stage: in memory if it is on this rank, else kept for the SEND action.
   void hand_over(int to, action_kind kind, int microbatch, completion& c) {
     if (local(to)) {
-      send(ctx_->stage_actors[static_cast<std::size_t>(to)],
+      send(ctx_->stage_actor(to),
            payload{stage_, to, microbatch, kind, c.output_bytes, std::move(c.output)});
       return;
     }

@@ -1,5 +1,7 @@
 #include "pippy/core/planner.hpp"
 
+#include "pippy/core/json_input.hpp"
+
 #include "pippy/core/text_file.hpp"
 
 #include <algorithm>
@@ -319,12 +321,7 @@ std::string to_plan_json(const plan_candidate& c, int num_ranks) {
 emitted_plan load_plan(const std::string& dir) {
   const std::string path = dir + "/plan.json", where = "plan file '" + path + "'";
   const std::string text = read_text_file(path, where + ": cannot open it");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw input_error(where + ": malformed JSON: " + e.what());
-  }
+  const nlohmann::json j = parse_json(text, where); // every nlohmann error, 1e309's out_of_range too
   if (!j.is_object())
     throw input_error(where + ": expected an object");
   auto size = [&](const char* k) {
