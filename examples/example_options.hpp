@@ -4,7 +4,9 @@
 #include <CLI/CLI.hpp>
 #include <torch/torch.h>
 
+#include <csignal>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -42,8 +44,11 @@ inline void add_schedule_options(CLI::App& app, training_job& job) {
 
 // Where the ranks run, how long a lost peer may take, and what is written: --in-process, --dp, --timeout,
 // --heartbeat-timeout, --checkpoint-dir, --checkpoint-every, --checkpoint-keep, --resume, --trace, --step-trace,
-// --profile, --live, --time, --export-dir.
+// --profile, --live, --time, --export-dir, and add_fault_options'.
+inline void add_fault_options(CLI::App& app, training_job& job);
+
 inline void add_run_options(CLI::App& app, training_job& job) {
+  add_fault_options(app, job);
   app.add_option("--in-process", job.in_process, "run all R ranks of the schedule in this process");
   app.add_option("--dp", job.data_parallel,
                  "data-parallel replicas of the pipeline: WORLD_SIZE = pipeline ranks x DP, each replica trains its "
@@ -87,6 +92,16 @@ inline void add_run_options(CLI::App& app, training_job& job) {
   app.add_flag("--time", job.time_steps, "a barrier before each step; print step_ms (median, after the first step)");
   app.add_option("--export-dir", job.export_dir,
                  "write the initial parameters, the data and the final parameters here (for a peer to train the same)");
+}
+
+// Fault injection, for tests of failures and restarts: --fail-rank R --fail-step K [--fail-how kill|stop]:
+// rank R kills (SIGKILL) or stops (SIGSTOP: it hangs) itself at the start of step K, on the first attempt.
+inline void add_fault_options(CLI::App& app, training_job& job) {
+  app.add_option("--fail-rank", job.fail_rank, "fault injection: this rank kills itself...");
+  app.add_option("--fail-step", job.fail_step, "...at the start of this step (first attempt only)...");
+  app.add_option("--fail-how", job.fail_signal, "...kill: it dies; stop: it hangs (SIGSTOP)")
+      ->transform(CLI::CheckedTransformer(std::map<std::string, int>{{"kill", SIGKILL}, {"stop", SIGSTOP}}))
+      ->default_str("kill");
 }
 
 // Every option this process was started with, as (name, value), for the ranks to compare before the first

@@ -128,16 +128,10 @@ int main(int argc, char** argv) {
   app.add_option("--dims", o.dims, "hidden layer sizes (README: 512,1024,256)")->delimiter(',');
   examples::add_optimizer_options(app, o);
   examples::add_run_options(app, job);
-  app.add_option("--fail-rank", job.fail_rank, "fault injection: this rank kills itself...");
-  app.add_option("--fail-step", job.fail_step, "...at the start of this step...");
-  std::string fail_how = "kill";
-  app.add_option("--fail-how", fail_how, "...kill: it dies; stop: it hangs (SIGSTOP)")
-      ->check(CLI::IsMember({"kill", "stop"}));
   std::string plan_dir;
   examples::add_plan_option(app, plan_dir);
   CLI11_PARSE(app, argc, argv);
   job.settings = examples::settings_of(app);
-  job.fail_signal = fail_how == "stop" ? SIGSTOP : SIGKILL;
   std::vector<std::size_t> planned_split; // the plan's Sequential modules where stages 1.. begin
   try {
     if (!plan_dir.empty() && o.split != "manual")
