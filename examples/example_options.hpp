@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "pippy/cli/options.hpp"
 #include "pippy/core/planner.hpp"
 #include "pippy/runtime/environment.hpp"
 #include "pippy/runtime/training.hpp"
@@ -37,8 +38,8 @@ inline void add_optimizer_options(CLI::App& app, common_options& o) {
 inline void add_schedule_options(CLI::App& app, training_job& job) {
   app.add_option("--schedule", job.schedule, "schedule name (pippy schedule --list)");
   app.add_option("--runtime", job.runtime, "actors: the stage actors shared with the simulator; engine: a plain loop")
-      ->transform(CLI::CheckedTransformer(
-          std::map<std::string, runtime_kind>{{"actors", runtime_kind::actors}, {"engine", runtime_kind::engine}}))
+      ->transform(cli::one_of(std::map<std::string, runtime_kind>{{"actors", runtime_kind::actors}, {"engine", runtime_kind::engine}}))
+      ->type_name("actors|engine")
       ->default_str("actors");
 }
 
@@ -58,18 +59,18 @@ inline void add_run_options(CLI::App& app, training_job& job) {
   app.add_option("--dp-sync", job.grad_sync,
                  "when the replicas' gradients are all-reduced: overlap (from a stage's last backward on, beside the "
                  "rest of the pipeline) or at-step (at its optimizer step)")
-      ->transform(CLI::CheckedTransformer(
-          std::map<std::string, grad_sync_mode>{{"overlap", grad_sync_mode::overlap}, {"at-step", grad_sync_mode::at_step}}))
+      ->transform(cli::one_of(std::map<std::string, grad_sync_mode>{{"overlap", grad_sync_mode::overlap}, {"at-step", grad_sync_mode::at_step}}))
+      ->type_name("overlap|at-step")
       ->default_str("overlap");
   app.add_flag("--zero1", job.zero1,
                "with --dp: ZeRO-1, each replica keeps the optimizer state of 1/DP of a stage's parameters and the "
                "updated parameters are all-gathered after each step");
   app.add_option("--timeout", job.timeout_s, "c10d timeout in seconds (a lost peer is reported by then)")
-      ->check(CLI::Range(0.1, 86400.0)) // NaN, which passes a range, train_pipelined refuses
+      ->check(cli::within(0.1, 86400))
       ->capture_default_str();
   app.add_option("--heartbeat-timeout", job.heartbeat_s,
                  "seconds a rank may miss its heartbeat before it is named as not responding (0: none, only --timeout)")
-      ->check(CLI::Range(0.0, 86400.0))
+      ->check(cli::within(0, 86400))
       ->capture_default_str();
   app.add_option("--checkpoint-dir", job.checkpoint_dir,
                  "write checkpoints here (DIR/step-K/: one shard per stage, manifest.json last)")
@@ -100,7 +101,8 @@ inline void add_fault_options(CLI::App& app, training_job& job) {
   app.add_option("--fail-rank", job.fail_rank, "fault injection: this rank kills itself...");
   app.add_option("--fail-step", job.fail_step, "...at the start of this step (first attempt only)...");
   app.add_option("--fail-how", job.fail_signal, "...kill: it dies; stop: it hangs (SIGSTOP)")
-      ->transform(CLI::CheckedTransformer(std::map<std::string, int>{{"kill", SIGKILL}, {"stop", SIGSTOP}}))
+      ->transform(cli::one_of(std::map<std::string, int>{{"kill", SIGKILL}, {"stop", SIGSTOP}}))
+      ->type_name("kill|stop")
       ->default_str("kill");
 }
 

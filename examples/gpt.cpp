@@ -80,6 +80,7 @@ int main(int argc, char** argv) {
   job.microbatches = 4;
   job.steps = 10;
   CLI::App app{"A small GPT split by the compiler and trained with a pipeline schedule"};
+  app.option_defaults()->always_capture_default(); // every option's help shows its default
   examples::add_schedule_options(app, job);
   app.add_option("--split", o.split, "manual: PiPPy-style split points at block beginnings; auto: balanced")
       ->check(CLI::IsMember({"manual", "auto"}));

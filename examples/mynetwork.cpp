@@ -116,6 +116,7 @@ int main(int argc, char** argv) {
   options o;
   training_job job;
   CLI::App app{"MyNetwork (PiPPy README) trained with a pipeline schedule on the real backend"};
+  app.option_defaults()->always_capture_default(); // every option's help shows its default
   examples::add_schedule_options(app, job);
   app.add_option("--split", o.split, "manual: slices of a Sequential; compiler: pipeline() on the model")
       ->check(CLI::IsMember({"manual", "compiler"}));

@@ -294,6 +294,7 @@ int main(int argc, char** argv) {
   job.microbatches = 4;
   job.steps = 3;
   CLI::App app{"pippy-train: a TorchScript model split by the compiler and trained with a pipeline schedule"};
+  app.option_defaults()->always_capture_default(); // every option's help shows its default
   app.add_option("--model", o.model_file, "TorchScript file (torch.jit.trace / torch.jit.script)")->required();
   auto* input = app.add_option("--input", o.inputs, "SHAPE[:DTYPE[:HIGH]] of each input's whole batch (synthetic data)");
   auto* data = app.add_option("--data", o.data_file, "torch.save'd dict {\"x0.K\", ..., \"y.K\"} per step K");

@@ -7,29 +7,9 @@
 #include "pippy/core/cost_table.hpp"
 #include "pippy/core/generators.hpp"
 #include "pippy/core/limits.hpp"
+#include "pippy/cli/options.hpp" // within(), one_of()
 
 namespace pippy::cli {
-
-// A number option within [lo, hi]. CLI::Range lets NaN through (every comparison with it is false) and
-// says nothing of infinities; this refuses both, and its message gives the range.
-inline CLI::Validator within(double lo, double hi) {
-  auto text = [](double v) {
-    std::ostringstream o;
-    o << v;
-    return o.str();
-  };
-  const std::string range = text(lo) + " to " + text(hi);
-  return CLI::Validator(
-      [lo, hi, range](std::string& value) -> std::string {
-        double v = 0;
-        if (!CLI::detail::lexical_cast(value, v))
-          return "'" + value + "' is not a number";
-        if (!(v >= lo && v <= hi))
-          return "must be a finite number from " + range + " (got " + value + ")";
-        return {};
-      },
-      "in [" + range + "]");
-}
 
 // Each subcommand registers its options and returns itself with the action to run when it is chosen.
 struct command {

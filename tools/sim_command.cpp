@@ -70,8 +70,8 @@ command add_sim_command(CLI::App& app) {
       ->check(CLI::Range(1, 1 << 20))
       ->capture_default_str();
   sub->add_option("--dp-sync", o->dp_sync, "When that all-reduce starts: overlap (at the stage's last backward) or at-step")
-      ->transform(CLI::CheckedTransformer(
-          std::map<std::string, grad_sync_mode>{{"overlap", grad_sync_mode::overlap}, {"at-step", grad_sync_mode::at_step}}))
+      ->transform(one_of(std::map<std::string, grad_sync_mode>{{"overlap", grad_sync_mode::overlap}, {"at-step", grad_sync_mode::at_step}}))
+      ->type_name("overlap|at-step")
       ->default_str("overlap");
   sub->add_option("--batch", o->batch,
                   "Rows per step (0 = even micro-batches): micro-batches get torch.tensor_split sizes and their costs "

@@ -21,6 +21,7 @@ command add_trace_command(CLI::App& app) {
     int port = -1;
     std::string jsonl;
     double delay_ms = 0;
+    bool force = false;
   };
   auto o = std::make_shared<options>();
   auto* sub = app.add_subcommand("trace", "Summarise, compare, make and publish traces");
@@ -31,6 +32,7 @@ command add_trace_command(CLI::App& app) {
   auto* diff = sub->add_subcommand("diff", "Per-rank and per-action-kind error of a prediction");
   diff->add_option("PREDICTED", o->predicted, "Predicted (simulated) trace")->required();
   diff->add_option("MEASURED", o->measured, "Measured trace of the same schedule")->required();
+  diff->add_flag("--force", o->force, "compare traces that are not of one schedule and size (matched by rank and action)");
   auto* make = sub->add_subcommand("make", "A trace of a generated schedule under unit costs (F=1, I=W=1, B=2)");
   make->add_option("--schedule", o->gen.name, "Schedule name")->capture_default_str();
   make->add_option("--ranks", o->gen.num_ranks, "Pipeline ranks R")->capture_default_str();
@@ -50,7 +52,11 @@ command add_trace_command(CLI::App& app) {
       const trace t = load_chrome_trace(o->file);
       std::cout << format_summary(t, compute_metrics(t), o->max_gaps);
     } else if (diff->parsed()) {
-      std::cout << format_diff(diff_traces(load_chrome_trace(o->predicted), load_chrome_trace(o->measured)));
+      const trace predicted = load_chrome_trace(o->predicted), measured = load_chrome_trace(o->measured);
+      if (const std::string why = why_not_comparable(predicted, measured); !why.empty() && !o->force)
+        throw input_error("trace diff: " + o->predicted + " and " + o->measured + " are not one schedule's prediction "
+                          "and measurement: " + why + " (--force compares them anyway)");
+      std::cout << format_diff(diff_traces(predicted, measured));
     } else if (make->parsed()) {
       o->gen.optimizer_steps = false;
       const schedule s = make_schedule(o->gen);

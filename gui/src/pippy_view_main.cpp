@@ -9,12 +9,14 @@
 #include "pippy/gui/timeline_view.hpp"
 
 namespace {
+// Asked for (--help): on stdout, status 0; after a mistake: on stderr, status 2.
 int usage(const char* why) {
+  std::ostream& out = why ? std::cerr : std::cout;
   if (why)
-    std::cerr << "pippy-view: " << why << "\n";
-  std::cerr << "usage: pippy-view [TRACE [TRACE]]                   open one or two traces (predicted above measured)\n"
+    out << "pippy-view: " << why << "\n";
+  out << "usage: pippy-view [TRACE [TRACE]]                   open one or two traces (predicted above measured)\n"
                "       pippy-view --live HOST:PORT | FILE.jsonl       follow a running job\n"
-               "       pippy-view --export out.png [--width W --height H] TRACE...   render offscreen\n"
+               "       pippy-view --export out.png [--width W (1600) --height H (fits every rank)] TRACE...   render offscreen\n"
                "keys: +/- zoom, arrows pan, F fit, End follow live head; wheel zooms, shift+wheel or drag pans\n";
   return why ? 2 : 0;
 }

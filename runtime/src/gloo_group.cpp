@@ -13,6 +13,13 @@
 
 namespace pippy {
 
+std::string without_backtrace(const std::exception& e) {
+  if (const auto* c10_error = dynamic_cast<const c10::Error*>(&e))
+    return c10_error->what_without_backtrace();
+  const std::string what = e.what();
+  return what.substr(0, what.find("\nException raised from"));
+}
+
 c10::intrusive_ptr<c10d::Store> connect_store(const dist_env& env, std::chrono::milliseconds timeout,
                                               int port_offset) {
   const std::string where = env.master_addr + ":" + std::to_string(env.master_port + port_offset);
@@ -32,7 +39,7 @@ c10::intrusive_ptr<c10d::Store> connect_store(const dist_env& env, std::chrono::
       throw input_error("rank 0: cannot serve the rendezvous store at " + where +
                         ": the port is in use (another job on this --master-port?)");
     throw peer_error(0, "rank " + std::to_string(env.rank) + " (node " + std::to_string(env.node_rank) +
-                            "): rendezvous at " + where + " failed (node 0, which serves it, is not up?): " + e.what());
+                            "): rendezvous at " + where + " failed (node 0, which serves it, is not up?): " + without_backtrace(e));
   }
   // The job's identity first: the rank serving the store writes it, every other rank reads it, and a rank that
   // reached another job's store (two jobs given one --master-port) stops at once instead of joining it.
@@ -46,7 +53,7 @@ c10::intrusive_ptr<c10d::Store> connect_store(const dist_env& env, std::chrono::
       owner.assign(got.begin(), got.end());
     } catch (const std::exception& e) {
       throw peer_error(0, "rank " + std::to_string(env.rank) + ": rendezvous at " + where +
-                              ": the store did not say whose it is within " + secs + ": " + e.what());
+                              ": the store did not say whose it is within " + secs + ": " + without_backtrace(e));
     }
     if (owner != env.job_id)
       throw input_error("rank " + std::to_string(env.rank) + ": the store at " + where + " belongs to job '" + owner +
@@ -92,7 +99,7 @@ c10::intrusive_ptr<c10d::Store> connect_store(const dist_env& env, std::chrono::
     throw;
   } catch (const std::exception& e) {
     throw peer_error(0, "rank " + std::to_string(env.rank) + " (node " + std::to_string(env.node_rank) +
-                            "): rendezvous at " + where + ": not every node arrived within " + secs + ": " + e.what());
+                            "): rendezvous at " + where + ": not every node arrived within " + secs + ": " + without_backtrace(e));
   }
   return store;
 }
@@ -118,7 +125,7 @@ void gloo_group::connect() {
     pg_ = make_gloo_backend(store_, env_.rank, env_.world_size, timeout_, env_.master_addr);
   } catch (const std::exception& e) {
     throw peer_error(-1, "rank " + std::to_string(env_.rank) + ": connecting the process group failed: " +
-                             e.what());
+                             without_backtrace(e));
   }
   send_waiter_.thread = std::thread([this] { wait_loop(send_waiter_); });
   recv_waiter_.thread = std::thread([this] { wait_loop(recv_waiter_); });
@@ -163,8 +170,8 @@ void gloo_group::wait_loop(waiter& w) {
       const std::string me = "rank " + std::to_string(env_.rank) + ": ";
       const std::string peer = "rank " + std::to_string(p.peer);
       p.done->set_exception(std::make_exception_ptr(peer_error(
-          p.peer, p.peer < 0 ? me + p.what + " failed (a rank died or timed out): " + e.what()
-                             : me + p.what + " " + peer + " failed (" + peer + " died or timed out): " + e.what())));
+          p.peer, p.peer < 0 ? me + p.what + " failed (a rank died or timed out): " + without_backtrace(e)
+                             : me + p.what + " " + peer + " failed (" + peer + " died or timed out): " + without_backtrace(e))));
     }
   }
 }
@@ -183,7 +190,7 @@ void gloo_group::send(const std::vector<torch::Tensor>& tensors, int dst, int ta
     }
   } catch (const std::exception& e) {
     throw peer_error(dst, "rank " + std::to_string(env_.rank) + ": sending to rank " + std::to_string(dst) +
-                              " failed: " + e.what());
+                              " failed: " + without_backtrace(e));
   }
   sends_.push_back(p.done->get_future().share());
   enqueue(send_waiter_, std::move(p));
@@ -203,7 +210,7 @@ std::shared_future<void> gloo_group::recv(std::vector<torch::Tensor> into, int s
     }
   } catch (const std::exception& e) {
     throw peer_error(src, "rank " + std::to_string(env_.rank) + ": receiving from rank " +
-                              std::to_string(src) + " failed: " + e.what());
+                              std::to_string(src) + " failed: " + without_backtrace(e));
   }
   p.keep_alive = std::move(into);
   enqueue(recv_waiter_, std::move(p));

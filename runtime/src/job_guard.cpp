@@ -1,5 +1,7 @@
 #include "pippy/runtime/job_guard.hpp"
 
+#include "pippy/runtime/store.hpp"
+
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
@@ -55,12 +57,6 @@ std::string differences(const job_settings& theirs, const job_settings& ours) {
     if (!t.contains(field))
       add(field, "none", value);
   return out;
-}
-
-// c10's errors carry a backtrace after their first line.
-std::string first_line(const std::exception& e) {
-  const std::string what = e.what();
-  return what.substr(0, what.find('\n'));
 }
 
 void report(const std::string& line) {
@@ -128,7 +124,7 @@ heartbeat::heartbeat(const dist_env& env, std::chrono::milliseconds timeout) : e
     store_ = c10::make_intrusive<c10d::TCPStore>(env_.master_addr, so);
   } catch (const std::exception& e) {
     throw peer_error(0, "rank " + std::to_string(env_.rank) + ": the heartbeat cannot reach the store at " +
-                            env_.master_addr + ":" + std::to_string(env_.master_port) + ": " + e.what());
+                            env_.master_addr + ":" + std::to_string(env_.master_port) + ": " + without_backtrace(e));
   }
   store_ = c10::make_intrusive<c10d::PrefixStore>("pippy/heartbeat/" + env_.job_id, store_);
   thread_ = std::thread([this] { loop(); });
@@ -193,7 +189,7 @@ void heartbeat::loop() {
       if (stop_)
         return;
       if (env_.rank != 0)
-        say_and_exit("rank " + me + ": rank 0 is not responding: the store it serves failed (" + first_line(e) + ")");
+        say_and_exit("rank " + me + ": rank 0 is not responding: the store it serves failed (" + without_backtrace(e) + ")");
     }
     std::this_thread::sleep_for(period);
   }

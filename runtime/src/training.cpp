@@ -117,7 +117,8 @@ void report_measured(const training_job& job, trace t, int num_stages, const pro
   auto steady = step_range(t, steps, steps > 1 ? 1 : 0);
   const auto sum = summarize(steady, std::max(1, steps - 1));
   std::cout << "measured step_us " << sum.step_us << " bubble " << sum.bubble_fraction
-            << " (steps after the first) median_step_us " << median_step_us(steady, std::max(1, steps - 1)) << "\n";
+            << (steps > 1 ? " (steps after the first)" : " (the only step, its warm-up included)") << " median_step_us "
+            << median_step_us(steady, std::max(1, steps - 1)) << "\n";
   if (!job.profile_file.empty()) {
     profile_context with_steps = context;
     with_steps.steps = std::max(1, steps - 1);
@@ -651,6 +652,10 @@ int train_pipelined(const training_job& job, const dist_env& env) {
 }
 
 int run_example(const training_job& job, int threads, const std::function<int()>& unsplit) {
+  // c10d logs each failed store call as a warning with a whole backtrace; ranks say what failed in one line.
+  // TORCH_CPP_LOG_LEVEL, where set, decides instead.
+  if (std::getenv("TORCH_CPP_LOG_LEVEL") == nullptr)
+    FLAGS_caffe2_log_level = std::max(FLAGS_caffe2_log_level, 2); // errors only
   try {
     at::set_num_threads(threads);
     const auto env = read_dist_env();

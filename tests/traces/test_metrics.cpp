@@ -600,3 +600,23 @@ TEST_CASE("the median of measured values is one that occurred: the upper middle 
   CHECK(median_of({7}) == 7);
   CHECK(median_of({}) == 0);
 }
+
+TEST_CASE("why_not_comparable: one schedule's step is comparable, more steps or another size is not", "[traces][diff]") {
+  const auto one = make_schedule({.name = "1f1b", .num_ranks = 2, .num_microbatches = 4, .optimizer_steps = false});
+  const trace step = trace_from_evaluation(evaluate(one, unit_costs{}), "one step", 1000);
+  CHECK(why_not_comparable(step, step).empty());
+  trace slower = step; // the same actions, other times: comparable
+  for (auto& e : slower.events)
+    e.end_us += 10;
+  CHECK(why_not_comparable(step, slower).empty());
+  trace three = step; // the same step three times, as a measured run's whole trace
+  for (int k = 1; k < 3; ++k)
+    for (const auto& e : step.events)
+      three.events.push_back(e);
+  CHECK(why_not_comparable(step, three) ==
+        "their compute actions differ (16 and 48): the second looks like 3 steps; compare one step (a run's "
+        "--step-trace file)");
+  const auto other = make_schedule({.name = "1f1b", .num_ranks = 4, .num_microbatches = 4, .optimizer_steps = false});
+  CHECK(why_not_comparable(step, trace_from_evaluation(evaluate(other, unit_costs{}), "R=4", 1000)) ==
+        "the traces have 2 and 4 ranks");
+}

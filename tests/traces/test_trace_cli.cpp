@@ -56,6 +56,26 @@ TEST_CASE("pippy trace diff prints per-rank and per-kind error", "[traces][cli]"
   std::filesystem::remove(b);
 }
 
+TEST_CASE("pippy trace diff refuses traces of another schedule or size unless --force", "[traces][cli]") {
+  const auto a = tmp("d1.json"), b = tmp("d2.json"), c = tmp("d3.json");
+  REQUIRE(run_pippy("trace make --schedule 1f1b --ranks 2 --microbatches 4 -o " + a).exit_code == 0);
+  REQUIRE(run_pippy("trace make --schedule interleaved-1f1b --ranks 4 --microbatches 8 -o " + b).exit_code == 0);
+  REQUIRE(run_pippy("trace make --schedule gpipe --ranks 2 --microbatches 2 -o " + c).exit_code == 0);
+  auto r = run_pippy("trace diff " + a + " " + b);
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.output, Catch::Contains("are not one schedule's prediction and measurement: the traces have 2 and 4 ranks "
+                                       "(--force compares them anyway)"));
+  r = run_pippy("trace diff " + a + " " + c);
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.output, Catch::Contains("their compute actions differ (16 and 8): another schedule, or another number "
+                                       "of micro-batches or stages"));
+  r = run_pippy("trace diff --force " + a + " " + c);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.output, Catch::Contains("step time: predicted"));
+  for (const auto& f : {a, b, c})
+    std::filesystem::remove(f);
+}
+
 TEST_CASE("pippy trace summary of bad files fails with the reason", "[traces][cli]") {
   const auto f = tmp("bad.json");
   std::ofstream(f) << "{\"traceEvents\":[{\"ph\":\"X\",\"name\":\"0F0\",\"pid\":-1,\"ts\":0,\"dur\":1}]}";

@@ -421,6 +421,35 @@ trace_metrics compute_metrics(const trace& t, metrics_depth depth) {
   return m;
 }
 
+std::string why_not_comparable(const trace& predicted, const trace& measured) {
+  if (predicted.num_ranks != measured.num_ranks)
+    return "the traces have " + std::to_string(predicted.num_ranks) + " and " + std::to_string(measured.num_ranks) +
+           " ranks";
+  // Each trace's compute actions as (rank, action) -> how often: equal for one schedule's step.
+  auto compute = [](const trace& t) {
+    std::map<std::pair<int, action>, int> n;
+    for (const auto& e : t.events)
+      if (is_compute(e.act.kind))
+        ++n[{e.rank, e.act}];
+    return n;
+  };
+  const auto p = compute(predicted), m = compute(measured);
+  if (p == m)
+    return {};
+  std::size_t np = 0, nm = 0;
+  for (const auto& [k, c] : p)
+    np += static_cast<std::size_t>(c);
+  for (const auto& [k, c] : m)
+    nm += static_cast<std::size_t>(c);
+  std::string why = "their compute actions differ (" + std::to_string(np) + " and " + std::to_string(nm) + ")";
+  if (np > 0 && nm > np && nm % np == 0)
+    why += ": the second looks like " + std::to_string(nm / np) +
+           " steps; compare one step (a run's --step-trace file)";
+  else
+    why += ": another schedule, or another number of micro-batches or stages";
+  return why;
+}
+
 trace_diff diff_traces(const trace& predicted, const trace& measured) {
   trace_diff d;
   const auto pm = compute_metrics(predicted), mm = compute_metrics(measured);

@@ -6,6 +6,8 @@
 #include <c10/util/intrusive_ptr.h>
 
 #include <chrono>
+#include <exception>
+#include <string>
 
 #include "pippy/runtime/environment.hpp"
 
@@ -17,5 +19,9 @@ namespace pippy {
 
 c10::intrusive_ptr<c10d::Store> connect_store(const dist_env& env, std::chrono::milliseconds timeout,
                                               int port_offset = 0);
+
+// An exception's message without c10's backtrace ("Exception raised from ... frame #0 ..."), which c10d's
+// errors carry: what a rank says when its rendezvous or a transfer fails is one line, not a stack.
+std::string without_backtrace(const std::exception& e);
 
 } // namespace pippy

@@ -147,6 +147,9 @@ struct trace_diff {
   std::vector<diff_row> kinds; // only kinds present in either trace
 };
 trace_diff diff_traces(const trace& predicted, const trace& measured);
+// Why two traces are not one schedule's prediction and measurement (empty when they are): another number of
+// ranks, or compute actions that differ (another schedule or size, or a multi-step trace beside one step).
+std::string why_not_comparable(const trace& predicted, const trace& measured);
 
 // Human-readable reports (what `pippy trace summary` and `pippy trace diff` print).
 std::string format_summary(const trace& t, const trace_metrics& m, std::size_t max_gaps = 20);
