@@ -50,7 +50,7 @@ command add_trace_command(CLI::App& app) {
   return {sub, [o, summary, diff, make, publish] {
     if (summary->parsed()) {
       const trace t = load_chrome_trace(o->file);
-      std::cout << format_summary(t, compute_metrics(t), o->max_gaps);
+      std::cout << format_steps(t) << format_summary(t, compute_metrics(t), o->max_gaps);
     } else if (diff->parsed()) {
       const trace predicted = load_chrome_trace(o->predicted), measured = load_chrome_trace(o->measured);
       if (const std::string why = why_not_comparable(predicted, measured); !why.empty() && !o->force)

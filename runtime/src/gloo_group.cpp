@@ -73,21 +73,25 @@ c10::intrusive_ptr<c10d::Store> connect_store(const dist_env& env, std::chrono::
       const auto deadline = std::chrono::steady_clock::now() + timeout;
       while (!store->check(keys)) {
         if (std::chrono::steady_clock::now() > deadline) {
-          std::string missing;
-          int first_missing = -1;
-          std::vector<int> nodes;
+          std::string ranks, nodes;
+          int first_missing = -1, count = 0, last_node = -1;
           for (int r = 0; r < env.world_size; ++r)
             if (!store->check({keys[static_cast<std::size_t>(r)]})) {
               if (first_missing < 0)
                 first_missing = r;
+              if (++count <= 8)
+                ranks += (count > 1 ? ", " : "") + std::to_string(r);
               const int node = r / std::max(1, env.local_world_size);
-              if (nodes.empty() || nodes.back() != node)
-                nodes.push_back(node);
+              if (node != last_node)
+                nodes += (nodes.empty() ? "" : ", ") + std::to_string(node);
+              last_node = node;
             }
-          for (std::size_t i = 0; i < nodes.size(); ++i)
-            missing += (i ? ", " : "") + std::to_string(nodes[i]);
-          throw peer_error(first_missing, "rank 0: rendezvous at " + where + ": node(s) " + missing +
-                                              " did not arrive within " + secs + " (" + std::to_string(env.local_world_size) + " rank(s) a node)");
+          if (count > 8)
+            ranks += " and " + std::to_string(count - 8) + " more";
+          throw peer_error(first_missing, "rank 0: rendezvous at " + where + ": rank(s) " + ranks + " of " +
+                                              std::to_string(env.world_size) + " (node(s) " + nodes +
+                                              ") did not arrive within " + secs + " (started? the same MASTER_ADDR, "
+                                              "MASTER_PORT and WORLD_SIZE?)");
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
       }

@@ -49,6 +49,6 @@ elapsed=$(($(date +%s) - start))
 cat "$tmp/alone.txt"
 [[ $status -ne 0 ]] || { echo "FAIL: node 0 alone succeeded"; exit 1; }
 ((elapsed < 30)) || { echo "FAIL: took ${elapsed} s"; exit 1; }
-grep -q 'node(s) 1 did not arrive within 3 s' "$tmp/alone.txt" || { echo "FAIL: node 1 not named"; exit 1; }
+grep -q 'rank(s) 1 of 2 (node(s) 1) did not arrive within 3 s' "$tmp/alone.txt" || { echo "FAIL: node 1 not named"; exit 1; }
 ! pgrep -f -- "--seed 3 --timeout 3" >/dev/null 2>&1 || { echo "FAIL: a process was left behind"; exit 1; }
 echo PASS

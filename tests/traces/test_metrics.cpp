@@ -620,3 +620,28 @@ TEST_CASE("why_not_comparable: one schedule's step is comparable, more steps or 
   CHECK(why_not_comparable(step, trace_from_evaluation(evaluate(other, unit_costs{}), "R=4", 1000)) ==
         "the traces have 2 and 4 ranks");
 }
+
+TEST_CASE("a trace of several steps is summarised per step", "[traces][summary]") {
+  const auto one = make_schedule({.name = "gpipe", .num_ranks = 2, .num_microbatches = 2, .optimizer_steps = false});
+  const trace step = trace_from_evaluation(evaluate(one, unit_costs{}), "one step", 1000);
+  CHECK(steps_in(step) == 1);
+  CHECK(format_steps(step).empty());
+  // GPipe R=2 M=2 under unit costs: F=1, B=2 -> a step of 1+1+1 + 2+2+2 = 9 units, bubble 1 - 12/18 = 1/3.
+  // Three steps 1000 us apart, the second twice as slow.
+  trace three;
+  three.num_ranks = 2;
+  double at = 0;
+  for (int k = 0; k < 3; ++k) {
+    const double scale = k == 1 ? 2 : 1;
+    for (auto e : step.events) {
+      e.start_us = at + e.start_us * scale, e.end_us = at + e.end_us * scale;
+      three.events.push_back(e);
+    }
+    at += 9000 * scale + 1000;
+  }
+  CHECK(steps_in(three) == 3);
+  const std::string text = format_steps(three);
+  CHECK_THAT(text, Catch::Contains("steps: 3"));
+  CHECK_THAT(text, Catch::Contains("   0     9000.000  0.3333\n   1    18000.000  0.3333\n   2     9000.000  0.3333\n"));
+  CHECK_THAT(text, Catch::Contains("step time: mean 12000.000 us, min 9000.000 us, max 18000.000 us"));
+}

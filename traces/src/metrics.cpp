@@ -167,6 +167,43 @@ trace step_range(const trace& t, int steps, int first, int count) {
   return out;
 }
 
+int steps_in(const trace& t) {
+  std::map<std::pair<int, action>, int> count;
+  for (const auto& e : t.events)
+    if (is_compute(e.act.kind))
+      ++count[{e.rank, e.act}];
+  int k = 0;
+  for (const auto& [key, n] : count) {
+    if (k != 0 && n != k)
+      return 1;
+    k = n;
+  }
+  return std::max(k, 1);
+}
+
+std::string format_steps(const trace& t) {
+  const int k = steps_in(t);
+  if (k < 2)
+    return {};
+  std::ostringstream o;
+  o << "steps: " << k << " (the whole trace's numbers below count the time between steps too)\n";
+  o << "step      time_us    bubble\n";
+  std::vector<double> times;
+  for (int s = 0; s < k; ++s) {
+    const auto m = compute_metrics(step_range(t, k, s, 1), metrics_depth::summary);
+    times.push_back(m.step_time_us);
+    char line[96];
+    std::snprintf(line, sizeof line, "%4d  %11.3f  %.4f\n", s, m.step_time_us, m.bubble_fraction);
+    o << line;
+  }
+  double sum = 0;
+  for (double x : times)
+    sum += x;
+  o << "step time: mean " << fmt("%.3f", sum / k) << " us, min " << fmt("%.3f", *std::min_element(times.begin(), times.end()))
+    << " us, max " << fmt("%.3f", *std::max_element(times.begin(), times.end())) << " us\n";
+  return o.str();
+}
+
 double median_of(std::vector<double> values) {
   if (values.empty())
     return 0.0;
@@ -519,7 +556,10 @@ std::string format_summary(const trace& t, const trace_metrics& m, std::size_t m
     o << "run: " << t.run << "\n";
   o << "ranks: " << m.ranks.size() << "  events: " << m.num_events << " (" << m.num_compute << " compute, "
     << m.num_comm << " communication)\n";
-  o << "step time: " << fmt("%.3f", m.step_time_us) << " us\n";
+  if (const int k = steps_in(t); k > 1)
+    o << "time of all " << k << " steps: " << fmt("%.3f", m.step_time_us) << " us\n";
+  else
+    o << "step time: " << fmt("%.3f", m.step_time_us) << " us\n";
   for (const auto& mk : t.markers)
     o << "marker: " << mk.name << " on rank " << mk.rank << " at " << fmt("%.3f", mk.t_us) << " us"
       << (mk.detail.empty() ? "" : ": " + mk.detail) << "\n";

@@ -95,6 +95,13 @@ std::string render_grid(const schedule& s, const evaluation& e);
 // kept event on.
 // `count` >= 0 keeps only that many steps from `first` on.
 trace step_range(const trace& t, int steps, int first, int count = -1);
+// How many steps a trace holds: k when every compute action of every rank occurs exactly k times (a
+// measured run of k steps), else 1.
+int steps_in(const trace& t);
+// Per step of a trace of several (steps_in): each step's time (its first start to its last end) and
+// bubble, then their mean, min and max. Empty for one step.
+std::string format_steps(const trace& t);
+
 // The median of measured values as the runtime reports them: the upper middle one of an even count (a
 // value that occurred), 0 for none.
 double median_of(std::vector<double> values);
