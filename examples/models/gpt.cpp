@@ -72,7 +72,8 @@ torch::Tensor GPTImpl::forward(torch::Tensor idx) {
 std::vector<int64_t> gpt_stage_first_blocks(const gpt_config& c, int num_stages) {
   if (num_stages < 1 || num_stages > c.n_layer)
     throw input_error("gpt: cannot split " + std::to_string(c.n_layer) + " blocks into " + std::to_string(num_stages) +
-                      " stages (1.." + std::to_string(c.n_layer) + ")");
+                      " stages (1.." + std::to_string(c.n_layer) + "): give --layers " + std::to_string(std::max(num_stages, 1)) +
+                      " or more, or run fewer ranks or --stages-per-rank");
   std::vector<int64_t> first;
   for (int i = 1; i < num_stages; ++i)
     first.push_back(i * c.n_layer / num_stages);

@@ -60,7 +60,8 @@ std::vector<std::shared_ptr<stage_module>> split_sequential(const torch::nn::Seq
 std::vector<std::size_t> even_boundaries(std::size_t num_modules, int num_stages) {
   if (num_stages < 1 || static_cast<std::size_t>(num_stages) > num_modules)
     throw input_error("cannot split " + std::to_string(num_modules) + " modules into " +
-                      std::to_string(num_stages) + " stages");
+                      std::to_string(num_stages) + " stages (at most " + std::to_string(num_modules) +
+                      "): run fewer ranks or --stages-per-rank, or give the model more layers");
   std::vector<std::size_t> b;
   const auto s = static_cast<std::size_t>(num_stages);
   for (std::size_t i = 1; i < s; ++i)
