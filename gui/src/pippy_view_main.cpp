@@ -61,12 +61,17 @@ int main(int argc, char** argv) {
   if (!exp.empty()) {
     if (files.isEmpty())
       return usage("--export needs at least one TRACE");
+    // Every lane, or say what is cut: a given height too small grows to fit, up to the limit of 20000.
+    const int fits = view.fitting_height(), limit = 20000;
     if (h == 0) {
-      int lanes = 0;
-      for (const auto& pn : view.panels())
-        lanes += static_cast<int>(pn->lanes.size()) + (pn->t.memory.empty() ? 0 : pn->t.num_ranks) + 3;
-      h = std::clamp(120 + lanes * 26, 200, 4000);
+      h = std::clamp(fits, 200, limit);
+    } else if (h < fits) {
+      std::cerr << "pippy-view: --height " << h << " would cut lanes off (all of them need " << fits << " px): ";
+      h = std::min(fits, limit);
+      std::cerr << "the image is " << h << " px high\n";
     }
+    if (fits > h)
+      std::cerr << "pippy-view: the lanes need " << fits << " px; the image shows the top " << h << " px\n";
     const QImage img = view.render_image(QSize(w, h));
     if (!img.save(QString::fromStdString(exp))) {
       std::cerr << "pippy-view: cannot write " << exp << "\n";

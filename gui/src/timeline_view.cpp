@@ -449,6 +449,14 @@ void TimelineView::resizeEvent(QResizeEvent*) {
     fit();
 }
 
+int TimelineView::fitting_height() {
+  layout(width());
+  double y = header_height() + axis_height;
+  for (const auto& pn : panels_)
+    y = pn->top + pn->height + panel_gap;
+  return static_cast<int>(std::ceil(y));
+}
+
 QImage TimelineView::render_image(QSize size) {
   resize(size);
   fit();

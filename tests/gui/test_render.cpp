@@ -552,12 +552,28 @@ TEST_CASE("pippy-view --export writes a PNG of the given size, and fails cleanly
   const trace t = test::schedule_trace("gpipe", 4, 4);
   const std::string in = test::temp_file("export-in.json", to_chrome_json(t));
   const std::string out = (std::filesystem::temp_directory_path() / ("pippy-export-" + std::to_string(::getpid()) + ".png")).string();
-  const std::string cmd = std::string(PIPPY_VIEW_EXE) + " --export " + out + " --width 900 --height 300 " + in + " " + in;
+  const std::string cmd = std::string(PIPPY_VIEW_EXE) + " --export " + out + " --width 900 --height 700 " + in + " " + in;
   REQUIRE(std::system(cmd.c_str()) == 0);
   QImage img(QString::fromStdString(out));
   REQUIRE(!img.isNull());
   CHECK(img.width() == 900);
-  CHECK(img.height() == 300);
+  CHECK(img.height() == 700);
+  // A height that would cut lanes off grows to fit them all, and says so (issue 18 item 6).
+  const std::string said = (std::filesystem::temp_directory_path() / ("pippy-export-" + std::to_string(::getpid()) + ".said")).string();
+  REQUIRE(std::system((std::string(PIPPY_VIEW_EXE) + " --export " + out + " --width 900 --height 150 " + in + " " + in +
+                       " 2>" + said).c_str()) == 0);
+  {
+    TimelineView fit;
+    REQUIRE(fit.open_files({QString::fromStdString(in), QString::fromStdString(in)}));
+    const int fits = fit.fitting_height();
+    CHECK(fits > 300);
+    CHECK(QImage(QString::fromStdString(out)).height() == fits);
+    std::ifstream s(said);
+    const std::string text((std::istreambuf_iterator<char>(s)), std::istreambuf_iterator<char>());
+    CHECK_THAT(text, Catch::Contains("pippy-view: --height 150 would cut lanes off (all of them need " +
+                                     std::to_string(fits) + " px): the image is " + std::to_string(fits) + " px high\n"));
+  }
+  std::filesystem::remove(said);
   std::size_t bubble = 0;
   for (int y = 0; y < img.height(); ++y)
     for (int x = 0; x < img.width(); ++x)

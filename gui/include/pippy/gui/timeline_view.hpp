@@ -79,6 +79,8 @@ public:
 
   void paint(QPainter& p, const QRect& area);
   QImage render_image(QSize size); // fits the view to the size and draws into an image
+  // The height in pixels that shows every lane of every open trace (lanes have a fixed height).
+  int fitting_height();
 
   // For tests and the status bar.
   const std::vector<std::unique_ptr<panel>>& panels() const { return panels_; }
