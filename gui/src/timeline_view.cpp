@@ -10,6 +10,7 @@
 #include <QWheelEvent>
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -198,10 +199,10 @@ bool TimelineView::start_live(const QString& spec, int poll_ms) {
   try {
     live_ = std::make_unique<live_reader>(live_spec_);
   } catch (const std::exception& e) {
-    std::cerr << "pippy-view: " << e.what() << "\n";
-    pn->error = e.what();
-    if (!tcp) { // a file that cannot be opened stays an error; a stream may not have started yet
-      panels_.push_back(std::move(pn));
+    pn->error = waiting_for_file() ? live_spec_ + ": waiting for the file to appear" : e.what();
+    std::cerr << "pippy-view: " << pn->error << "\n";
+    if (!tcp && !waiting_for_file()) { // a file there that cannot be read stays an error; a stream or a file
+      panels_.push_back(std::move(pn)); // may not have started yet
       update();
       return false;
     }
@@ -219,6 +220,11 @@ bool TimelineView::start_live(const QString& spec, int poll_ms) {
   timer_->start(poll_ms);
   poll_live();
   return live_ != nullptr;
+}
+
+bool TimelineView::waiting_for_file() const {
+  std::error_code ec;
+  return !is_host_port(live_spec_) && !std::filesystem::exists(live_spec_, ec);
 }
 
 void TimelineView::set_live_status(const std::string& status) {
@@ -253,7 +259,7 @@ void TimelineView::poll_live() {
     try {
       live_ = std::make_unique<live_reader>(live_spec_);
     } catch (const std::exception& e) {
-      schedule_retry(e.what());
+      schedule_retry(waiting_for_file() ? live_spec_ + ": waiting for the file to appear" : e.what());
       return;
     }
   }

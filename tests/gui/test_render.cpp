@@ -547,6 +547,26 @@ TEST_CASE("a live JSON-lines file is followed as it grows", "[gui][live]") {
   std::filesystem::remove(path);
 }
 
+TEST_CASE("a live JSON-lines file that does not exist yet is waited for, then followed", "[gui][live]") {
+  test::app();
+  const std::string path = test::temp_file("later.jsonl", "");
+  std::filesystem::remove(path);
+  TimelineView view;
+  view.resize(1000, 300);
+  CHECK_FALSE(view.start_live(QString::fromStdString(path), 5)); // not open yet, but retried
+  REQUIRE(view.panels().size() == 1);
+  CHECK_THAT(view.panels()[0]->error, Catch::Contains("waiting for the file to appear"));
+  const trace src = test::schedule_trace("gpipe", 2, 3);
+  {
+    live_publisher pub({.path = path});
+    for (const auto& e : src.events)
+      pub.publish(e);
+  }
+  REQUIRE(test::wait_for([&] { return view.panels()[0]->t.events.size() == src.events.size(); }));
+  CHECK(view.panels()[0]->error.empty());
+  std::filesystem::remove(path);
+}
+
 TEST_CASE("pippy-view --export writes a PNG of the given size, and fails cleanly on bad input", "[gui][export]") {
   test::app();
   const trace t = test::schedule_trace("gpipe", 4, 4);

@@ -123,6 +123,7 @@ protected:
 
 private:
   void layout(double width);
+  bool waiting_for_file() const; // a live FILE.jsonl that does not exist yet: retried like a stream
   double header_height() const;
   double x_of(double t) const { return left_margin + (t - t0_) / us_per_px_; }
   double t_of(double x) const { return t0_ + (x - left_margin) * us_per_px_; }
