@@ -155,6 +155,13 @@ command add_sim_command(CLI::App& app) {
     }
     if (!o->trace_path.empty())
       save_chrome_trace(r.timeline, o->trace_path);
+    // One count of actions everywhere (the trace's and the viewer's): compute actions, and transfers, each a
+    // send and its receive.
+    std::size_t compute_actions = 0;
+    for (const auto& list : s.ranks)
+      for (const auto& a : list)
+        compute_actions += is_compute(a.kind) ? 1 : 0;
+    const std::size_t transfers = r.actions > compute_actions ? (r.actions - compute_actions) / 2 : 0;
     if (o->json) {
       nlohmann::json ranks = nlohmann::json::array();
       for (const auto& rs : r.ranks)
@@ -170,7 +177,9 @@ command add_sim_command(CLI::App& app) {
                        {"step_us", r.step_us},
                        {"bubble_fraction", r.bubble_fraction},
                        {"steady_bubble_fraction", r.steady_bubble_fraction},
-                       {"actions", r.actions},
+                       {"actions", r.actions}, // what ran: compute, sends and receives
+                       {"compute_actions", compute_actions},
+                       {"transfers", transfers},
                        {"completed", r.completed},
                        {"per_rank", ranks}};
       j["oom"] = r.oom ? nlohmann::json{{"rank", r.oom->rank}, {"action", to_string(r.oom->at)},
@@ -179,8 +188,8 @@ command add_sim_command(CLI::App& app) {
                        : nlohmann::json(nullptr);
       std::cout << j.dump(2) << "\n";
     } else {
-      std::printf("%s: R=%d V=%d M=%d, %zu actions\n", s.name.c_str(), s.shape.num_ranks, s.shape.stages_per_rank,
-                  s.shape.num_microbatches, r.actions);
+      std::printf("%s: R=%d V=%d M=%d, %zu compute actions, %zu transfers\n", s.name.c_str(), s.shape.num_ranks,
+                  s.shape.stages_per_rank, s.shape.num_microbatches, compute_actions, transfers);
       std::printf("makespan %.3f us, bubble fraction %.4f\n", r.makespan_us, r.bubble_fraction);
       std::printf("%5s %12s %12s %8s %10s %16s\n", "rank", "busy_us", "idle_us", "bubble", "peak_acts", "peak_mem_bytes");
       for (const auto& rs : r.ranks)

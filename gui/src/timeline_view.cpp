@@ -516,11 +516,12 @@ void TimelineView::paint(QPainter& p, const QRect& area) {
     p.setPen(pn.error.empty() ? Qt::black : Qt::red);
     QString text = QString::fromStdString(pn.title) + "\n";
     if (!pn.t.events.empty())
-      text += QString("step %1   bubble %2%   utilisation %3%   %4 actions\n")
+      text += QString("step %1   bubble %2%   utilisation %3%   %4 compute actions, %5 transfers\n")
                   .arg(us_text(pn.m.step_time_us))
                   .arg(100 * pn.m.bubble_fraction, 0, 'f', 1)
                   .arg(100 * pn.m.utilisation, 0, 'f', 1)
-                  .arg(pn.m.num_events) +
+                  .arg(pn.m.num_compute)
+                  .arg(pn.m.num_comm) +
               QString("critical path %1 actions   peak memory %2")
                   .arg(pn.m.critical_path.size())
                   .arg(bytes_text(pn.m.peak_memory));

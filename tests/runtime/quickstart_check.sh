@@ -36,7 +36,7 @@ grep -q "^bubble fraction: 0.2500 " <<<"$uniform" || fail "unit-cost bubble is n
 for f in measured:$((39 * steps)) measured-step:39 predicted:39; do
   name=${f%%:*} want=${f#*:}
   s=$("$pippy" trace summary "$out/$name.json") || fail "pippy trace summary cannot read $name.json"
-  grep -qE "^ranks: 3  events: [0-9]+ \($want compute," <<<"$s" ||
+  grep -qE "^ranks: 3  actions: $want compute, [0-9]+ transfers" <<<"$s" ||
     fail "$name.json: expected 3 ranks and $want compute actions: $(sed -n 2p <<<"$s")"
 done
 

@@ -554,8 +554,7 @@ std::string format_summary(const trace& t, const trace_metrics& m, std::size_t m
   std::ostringstream o;
   if (!t.run.empty())
     o << "run: " << t.run << "\n";
-  o << "ranks: " << m.ranks.size() << "  events: " << m.num_events << " (" << m.num_compute << " compute, "
-    << m.num_comm << " communication)\n";
+  o << "ranks: " << m.ranks.size() << "  actions: " << m.num_compute << " compute, " << m.num_comm << " transfers\n";
   if (const int k = steps_in(t); k > 1)
     o << "time of all " << k << " steps: " << fmt("%.3f", m.step_time_us) << " us\n";
   else
