@@ -179,12 +179,23 @@ void split_backward_costs(bool split) {
 
 int main(int argc, char** argv) {
   int R = 2, M = 16, K = 50;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  const char* usage = "usage: runtime_bench [--ranks R (2)] [--microbatches M (16)] [--steps K (50)]\n"
+                      "  per-action overhead of the stage actors and the plain engine on tiny stages, in one process\n";
+  for (int i = 1; i < argc; i += 2) {
     const std::string a = argv[i];
-    const int v = std::atoi(argv[i + 1]);
-    if (a == "--ranks") R = v;
-    else if (a == "--microbatches") M = v;
-    else if (a == "--steps") K = v;
+    if (a == "-h" || a == "--help") {
+      std::fputs(usage, stdout);
+      return 0;
+    }
+    int* into = a == "--ranks" ? &R : a == "--microbatches" ? &M : a == "--steps" ? &K : nullptr;
+    char* end = nullptr;
+    const long v = i + 1 < argc ? std::strtol(argv[i + 1], &end, 10) : 0;
+    if (into == nullptr || i + 1 >= argc || *end != 0 || v < 1 || v > 100000) {
+      std::fprintf(stderr, "runtime_bench: bad option '%s'%s\n%s", a.c_str(),
+                   into ? " (a whole number from 1 to 100000 follows it)" : "", usage);
+      return 2;
+    }
+    *into = static_cast<int>(v);
   }
   at::set_num_threads(1);
   split_backward_costs(true);

@@ -16,7 +16,7 @@ command add_trace_command(CLI::App& app) {
   struct options {
     std::string file, predicted, measured, out;
     std::size_t max_gaps = 20;
-    schedule_options gen{.name = "gpipe", .num_ranks = 4, .num_microbatches = 8};
+    schedule_options gen{.name = "1f1b", .num_ranks = 4, .num_microbatches = 8}; // as schedule and sim
     double us_per_unit = 1000;
     int port = -1;
     std::string jsonl;

@@ -21,7 +21,7 @@ void refused(const std::string& args, const std::string& message) {
 TEST_CASE("pippy's number options refuse NaN, infinities, negatives and out-of-range values") {
   // Were ignored (inter-host), printed makespan null and exited 0 (inf), or wrapped the peak memory.
   refused("sim --inter-host-latency-us -1", "--inter-host-latency-us: must be a finite number from 0 to 1e+12 (got -1)");
-  refused("sim --inter-host-bandwidth-gbps nan", "--inter-host-bandwidth-gbps: must be a finite number from 0 to 1e+12 (got nan)");
+  refused("sim --inter-host-bandwidth-gbps nan", "--inter-host-bandwidth-gb-per-s: must be a finite number from 0 to 1e+12 (got nan)");
   refused("sim --latency-us inf", "--latency-us: must be a finite number from 0 to 1e+12 (got inf)");
   refused("sim --activation-bytes 9223372036854775807",
           "--activation-bytes: Value 9223372036854775807 not in range 0 to 1099511627776");
