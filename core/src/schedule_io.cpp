@@ -105,8 +105,8 @@ schedule schedule_from_csv(std::string_view text, const std::string& source) {
     std::string_view line = text.substr(pos, eol - pos);
     pos = eol + 1;
     ++line_no;
-    if (trim(line).empty())
-      continue; // blank lines separate nothing; a rank with no actions would make no sense
+    if (trim(line).empty() || trim(line).front() == '#')
+      continue; // blank lines separate nothing (a rank with no actions would make no sense); # starts a comment
     std::vector<action> list;
     std::size_t col = 0, start = 0;
     while (start <= line.size()) {

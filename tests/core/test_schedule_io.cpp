@@ -41,6 +41,9 @@ TEST_CASE("CSV: empty cells are idle slots, quotes and spaces are ignored, V pla
   }
   CHECK(s.shape.num_ranks == 2);
   CHECK(s.shape.num_microbatches == 1);
+  // Lines starting with '#' are comments (examples/data/my_schedule.csv says how it was made).
+  auto commented = schedule_from_csv("# made by hand\n,0F0, \"0B0\"\n  # rank 1:\n1F0,1B0,\n", "c.csv");
+  CHECK(commented.ranks == s.ranks);
   auto v = schedule_from_csv("0F0,3F0,3B0,0B0\n1F0,2F0,2B0,1B0\n", "v.csv");
   CHECK(v.shape.placement == placement_style::v_shape);
   CHECK(v.shape.stages_per_rank == 2);

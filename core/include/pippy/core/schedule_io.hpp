@@ -8,7 +8,7 @@
 namespace pippy {
 
 // CSV as torchtitan's custom schedules write it: one row per rank, one action per cell in PyTorch's
-// spelling ("0F1", "1SEND_B0"), an empty cell for nothing. The shape is read off the actions: stages and
+// spelling ("0F1", "1SEND_B0"), an empty cell for nothing, a line starting with '#' a comment. The shape is read off the actions: stages and
 // micro-batches from the largest indices, the placement (looped or V) from where the stages sit.
 std::string to_csv(const schedule& s);
 // `source` names the input in errors ("my.csv:3, column 2: ...").
