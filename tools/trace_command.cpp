@@ -44,8 +44,8 @@ command add_trace_command(CLI::App& app) {
   make->add_option("-o,--output", o->out, "Chrome trace file to write")->required();
   auto* publish = sub->add_subcommand("publish", "Replay a trace as a live JSON-lines stream (a stand-in for a running job)");
   publish->add_option("FILE", o->file, "Chrome trace-event JSON file")->required();
-  publish->add_option("--port", o->port, "TCP port to serve on (0 = any)")->check(CLI::Range(0, 65535))->capture_default_str();
-  publish->add_option("--jsonl", o->jsonl, "Append the lines to this file as well");
+  publish->add_option("--port", o->port, "TCP port to serve on (0 = any free one, -1 = none)")->check(CLI::Range(0, 65535))->capture_default_str();
+  publish->add_option("--jsonl", o->jsonl, "Write the lines to this file as well (replacing it)");
   publish->add_option("--delay-ms", o->delay_ms, "Pause between events")->check(within(0, 60000))->capture_default_str();
   return {sub, [o, summary, diff, make, publish] {
     if (summary->parsed()) {
@@ -67,7 +67,7 @@ command add_trace_command(CLI::App& app) {
       std::stable_sort(t.events.begin(), t.events.end(), [](auto& a, auto& b) { return a.end_us < b.end_us; });
       if (o->port < 0 && o->jsonl.empty())
         throw input_error("trace publish: give --port or --jsonl");
-      live_publisher pub({.port = o->port, .path = o->jsonl});
+      live_publisher pub({.port = o->port, .path = o->jsonl, .truncate = true}); // as --live FILE: a rerun replaces
       if (pub.port() >= 0)
         std::cout << "serving on 127.0.0.1:" << pub.port() << std::endl;
       for (const auto& e : t.events) {
