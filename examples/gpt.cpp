@@ -59,16 +59,14 @@ int run_unsplit(const options& o, const training_job& job) {
   auto opt = sgd(unique_parameters(*model), o.lr); // the tied embedding/head weight once
   if (!job.export_dir.empty())
     export_job(job, parameters_by_name({model.get()}), 1, 1);
+  unsplit_run run;
   for (int k = 0; k < job.steps; ++k) {
     auto [x, y] = counting_batch(o, k);
-    auto loss = lm_loss(model->forward(x), y);
-    loss.backward();
-    opt->step();
-    opt->zero_grad();
-    print_loss(k, loss.item<double>());
+    run.step(k, [&] { return lm_loss(model->forward(x), y); }, *opt);
   }
   if (!job.export_dir.empty())
     export_final(job, 0, parameters_by_name({model.get()}));
+  run.report(job, *model, o.batch);
   return 0;
 }
 

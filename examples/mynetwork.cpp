@@ -49,34 +49,14 @@ int run_unsplit(const options& o, const training_job& job) {
   auto opt = sgd(model->parameters(), o.lr);
   if (!job.export_dir.empty())
     export_job(job, parameters_by_name({model.get()}), 1, 1);
-  trace t;
-  t.num_ranks = 1;
-  t.run = "unsplit measured";
-  auto rec = [&](action_kind k, double s, double e) {
-    t.events.push_back({.rank = 0, .act = {0, k, k == action_kind::optimizer_step ? no_microbatch : 0},
-                        .start_us = s, .end_us = e, .source = event_source::measured});
-  };
+  unsplit_run run;
   for (int k = 0; k < job.steps; ++k) {
     auto data = synthetic_batch(o.seed, k, o.batch, net.in_dim, net.classes);
-    const double t0 = now_us();
-    auto loss = ce(model->forward(data.x), data.y);
-    const double t1 = now_us();
-    loss.backward();
-    const double t2 = now_us();
-    opt->step();
-    opt->zero_grad();
-    const double t3 = now_us();
-    rec(action_kind::forward, t0, t1);
-    rec(action_kind::full_backward, t1, t2);
-    rec(action_kind::optimizer_step, t2, t3);
-    print_loss(k, loss.item<double>());
+    run.step(k, [&] { return ce(model->forward(data.x), data.y); }, *opt);
   }
   if (!job.export_dir.empty())
     export_final(job, 0, parameters_by_name({model.get()}));
-  std::uint64_t pb = 0;
-  for (auto& p : model->parameters())
-    pb += static_cast<std::uint64_t>(p.numel()) * p.element_size();
-  report_measured(job, t, 1, {.param_bytes = {{0, pb}}, .microbatch_rows = o.batch});
+  run.report(job, *model, o.batch);
   return 0;
 }
 

@@ -126,6 +126,36 @@ void report_measured(const training_job& job, trace t, int num_stages, const pro
   }
 }
 
+double unsplit_run::step(int k, const std::function<torch::Tensor()>& forward_loss, torch::optim::Optimizer& optimizer) {
+  auto rec = [&](action_kind kind, double s, double e) {
+    measured_.events.push_back({.rank = 0, .act = {0, kind, kind == action_kind::optimizer_step ? no_microbatch : 0},
+                                .start_us = s, .end_us = e, .source = event_source::measured});
+  };
+  const double t0 = now_us();
+  auto loss = forward_loss();
+  const double t1 = now_us();
+  loss.backward();
+  const double t2 = now_us();
+  optimizer.step();
+  optimizer.zero_grad();
+  const double t3 = now_us();
+  rec(action_kind::forward, t0, t1);
+  rec(action_kind::full_backward, t1, t2);
+  rec(action_kind::optimizer_step, t2, t3);
+  const double value = loss.item<double>();
+  print_loss(k, value);
+  return value;
+}
+
+void unsplit_run::report(const training_job& job, const torch::nn::Module& model, std::int64_t microbatch_rows) {
+  measured_.num_ranks = 1;
+  measured_.run = "unsplit measured";
+  std::uint64_t bytes = 0;
+  for (const auto& p : model.parameters())
+    bytes += static_cast<std::uint64_t>(p.numel()) * p.element_size();
+  report_measured(job, measured_, 1, {.param_bytes = {{0, bytes}}, .microbatch_rows = microbatch_rows});
+}
+
 void print_step_ms(const std::vector<std::vector<double>>& step_us_per_rank) {
   std::vector<double> slowest; // a step lasts until its slowest rank is done
   for (const auto& rank : step_us_per_rank)

@@ -102,6 +102,19 @@ void report_measured(const training_job& job, trace t, int num_stages, const pro
 int run_example(const training_job& job, int threads, const std::function<int()>& unsplit);
 
 void print_loss(int step, double loss);
+
+// An example's unsplit run (WORLD_SIZE=1), measured as a one-rank pipeline: each step's F, B and U are
+// recorded, and report() prints the same `measured step_us` line and writes the same files as a pipelined run.
+class unsplit_run {
+public:
+  // One training step: loss = forward_loss(), its backward, the optimizer's step and zero_grad; prints
+  // `step K loss X` and returns the loss.
+  double step(int k, const std::function<torch::Tensor()>& forward_loss, torch::optim::Optimizer& optimizer);
+  void report(const training_job& job, const torch::nn::Module& model, std::int64_t microbatch_rows);
+
+private:
+  trace measured_;
+};
 // `step_ms X` from each rank's wall time per step (as time_steps says).
 void print_step_ms(const std::vector<std::vector<double>>& step_us_per_rank);
 // One write per message, so lines of processes sharing a terminal or pipe do not interleave.
