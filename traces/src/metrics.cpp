@@ -167,13 +167,20 @@ trace step_range(const trace& t, int steps, int first, int count) {
   return out;
 }
 
-int steps_in(const trace& t) {
+namespace {
+// A trace's compute actions as (rank, action) -> how often it holds each.
+std::map<std::pair<int, action>, int> compute_action_counts(const trace& t) {
   std::map<std::pair<int, action>, int> count;
   for (const auto& e : t.events)
     if (is_compute(e.act.kind))
       ++count[{e.rank, e.act}];
+  return count;
+}
+} // namespace
+
+int steps_in(const trace& t) {
   int k = 0;
-  for (const auto& [key, n] : count) {
+  for (const auto& [key, n] : compute_action_counts(t)) {
     if (k != 0 && n != k)
       return 1;
     k = n;
@@ -462,15 +469,8 @@ std::string why_not_comparable(const trace& predicted, const trace& measured) {
   if (predicted.num_ranks != measured.num_ranks)
     return "the traces have " + std::to_string(predicted.num_ranks) + " and " + std::to_string(measured.num_ranks) +
            " ranks";
-  // Each trace's compute actions as (rank, action) -> how often: equal for one schedule's step.
-  auto compute = [](const trace& t) {
-    std::map<std::pair<int, action>, int> n;
-    for (const auto& e : t.events)
-      if (is_compute(e.act.kind))
-        ++n[{e.rank, e.act}];
-    return n;
-  };
-  const auto p = compute(predicted), m = compute(measured);
+  // Equal for one schedule's step.
+  const auto p = compute_action_counts(predicted), m = compute_action_counts(measured);
   if (p == m)
     return {};
   std::size_t np = 0, nm = 0;
