@@ -37,7 +37,9 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "pippy/core/digest.hpp"
 #include "pippy/core/error.hpp"
+#include "pippy/core/failure.hpp" // lost_peer_exit_status
 
 namespace pippy::cli {
 
@@ -56,23 +58,6 @@ struct run_options {
   std::vector<std::string> program;
 };
 
-// Restarted ranks learn their attempt as torchrun's do (TORCHELASTIC_RESTART_COUNT) and may resume from a
-// checkpoint; a rank that exits with this code lost a peer (peer_error): a witness, not the cause.
-constexpr int lost_peer_status = 3;
-
-// 64-bit FNV-1a: a job id that the launchers of one multi-node job derive alike from the same program.
-std::uint64_t fnv1a(const std::string& text, std::uint64_t h = 1469598103934665603ULL) {
-  for (unsigned char c : text)
-    h = (h ^ c) * 1099511628211ULL;
-  return h;
-}
-
-std::string hex(std::uint64_t x) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(x));
-  return buf;
-}
-
 // One node: random, so two jobs never share an id. Several: every node's launcher must find the same id
 // without talking, so it is the program and its arguments (give --job-id to tell two such jobs apart).
 std::string make_job_id(const run_options& o) {
@@ -82,7 +67,7 @@ std::string make_job_id(const run_options& o) {
     std::string all;
     for (const auto& a : o.program)
       all += a + '\0';
-    return "p" + hex(fnv1a(all));
+    return "p" + hex16(fnv1a(all));
   }
   std::uint64_t r = 0;
   if (FILE* f = std::fopen("/dev/urandom", "rb")) {
@@ -91,7 +76,7 @@ std::string make_job_id(const run_options& o) {
     std::fclose(f);
   }
   r ^= fnv1a(std::to_string(::getpid()) + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
-  return "j" + hex(r);
+  return "j" + hex16(r);
 }
 
 // The CPUs of rank r of n: an even share of `allowed`, or one CPU each (round robin) when the ranks
@@ -251,7 +236,7 @@ int run_attempt(const run_options& o, int port, const std::string& job_id, int a
       const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
       if (!ok) {
         line{} << "pippy run: rank " << global(rank) << " (pid " << pid << ") " << describe(status);
-        if (cause < 0 && !terminated && exit_code(status) != lost_peer_status)
+        if (cause < 0 && !terminated && exit_code(status) != lost_peer_exit_status)
           cause = rank;
         if (first_failed < 0) {
           first_failed = rank;

@@ -65,6 +65,27 @@ void describe_tensors(std::ostringstream& out, const std::string& kind,
 }
 } // namespace
 
+nlohmann::json shards_to_json(const std::vector<checkpoint_shard>& shards) {
+  nlohmann::json j = nlohmann::json::array();
+  for (const auto& s : shards)
+    j.push_back({{"stage", s.stage}, {"file", s.file}, {"bytes", s.bytes}, {"digest", s.digest}});
+  return j;
+}
+
+std::vector<checkpoint_shard> shards_from_json(const nlohmann::json& j, int num_stages) {
+  std::vector<checkpoint_shard> shards;
+  for (const auto& s : j) {
+    checkpoint_shard shard{.stage = static_cast<int>(json_integer(s.at("stage"), "shards[].stage", 0, num_stages - 1)),
+                           .file = s.at("file").get<std::string>(),
+                           .bytes = static_cast<std::uint64_t>(json_integer(s.at("bytes"), "shards[].bytes", 0, limits::max_bytes)),
+                           .digest = s.at("digest").get<std::string>()};
+    if (shard.file.find('/') != std::string::npos || shard.file.empty())
+      throw input_error("shard file '" + shard.file + "' is not a file name in the step's directory");
+    shards.push_back(shard);
+  }
+  return shards;
+}
+
 std::string checkpoint_step_dir(const std::string& dir, int step) { return dir + "/step-" + std::to_string(step); }
 
 std::string model_signature(const std::vector<const torch::nn::Module*>& stages) {
@@ -121,9 +142,7 @@ checkpoint_shard save_stage_shard(const std::string& dir, int step, int stage, c
 }
 
 void commit_checkpoint(const std::string& dir, const checkpoint_manifest& m, int keep) {
-  nlohmann::json shards = nlohmann::json::array();
-  for (const auto& s : m.shards)
-    shards.push_back({{"stage", s.stage}, {"file", s.file}, {"bytes", s.bytes}, {"digest", s.digest}});
+  const nlohmann::json shards = shards_to_json(m.shards);
   const nlohmann::json j{{"format", "pippy-checkpoint 1"}, {"step", m.step},     {"num_stages", m.num_stages},
                          {"model", m.model},                 {"schedule", m.schedule}, {"shards", shards}};
   write_file_atomically(manifest_path(dir, m.step), [&](std::ostream& out) { out << j.dump(2) << "\n"; });
@@ -158,15 +177,7 @@ std::optional<checkpoint_manifest> latest_checkpoint(const std::string& dir) {
       m.num_stages = static_cast<int>(json_integer(j.at("num_stages"), "num_stages", 1, limits::max_stages));
       m.model = j.at("model").get<std::string>();
       m.schedule = j.at("schedule").get<std::string>();
-      for (const auto& s : j.at("shards")) {
-        checkpoint_shard shard{.stage = static_cast<int>(json_integer(s.at("stage"), "shards[].stage", 0, m.num_stages - 1)),
-                               .file = s.at("file").get<std::string>(),
-                               .bytes = static_cast<std::uint64_t>(json_integer(s.at("bytes"), "shards[].bytes", 0, limits::max_bytes)),
-                               .digest = s.at("digest").get<std::string>()};
-        if (shard.file.find('/') != std::string::npos || shard.file.empty())
-          throw input_error("shard file '" + shard.file + "' is not a file name in the step's directory");
-        m.shards.push_back(shard);
-      }
+      m.shards = shards_from_json(j.at("shards"), m.num_stages);
     } catch (const input_error& e) {
       throw input_error(path + ": " + e.what());
     } catch (const std::exception& e) {

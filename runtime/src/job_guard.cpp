@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "pippy/core/digest.hpp"
 #include "pippy/core/error.hpp"
 #include "pippy/core/failure.hpp"
 #include "pippy/core/json_input.hpp"
@@ -19,7 +20,6 @@
 namespace pippy {
 
 namespace {
-constexpr std::uint64_t fnv_offset = 1469598103934665603ULL, fnv_prime = 1099511628211ULL;
 
 std::string to_text(const job_settings& s) {
   nlohmann::json j = nlohmann::json::array();
@@ -67,7 +67,7 @@ void report(const std::string& line) {
 
 void say_and_exit(const std::string& line) {
   report(line);
-  std::_Exit(3); // a lost peer (run_example's status): the transport may be blocked on it, so no unwinding
+  std::_Exit(lost_peer_exit_status); // the transport may be blocked on the lost rank, so no unwinding
 }
 
 std::string seconds(std::chrono::milliseconds d) {
@@ -78,15 +78,7 @@ std::string seconds(std::chrono::milliseconds d) {
 } // namespace
 
 std::string digest_of(const void* data, std::size_t bytes, std::string seed) {
-  std::uint64_t h = fnv_offset;
-  for (unsigned char c : seed)
-    h = (h ^ c) * fnv_prime;
-  const auto* p = static_cast<const unsigned char*>(data);
-  for (std::size_t i = 0; i < bytes; ++i)
-    h = (h ^ p[i]) * fnv_prime;
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
+  return hex16(fnv1a(data, bytes, fnv1a(seed)));
 }
 
 std::string agree_settings(const store_access& store, int rank, int world, const job_settings& mine) {
@@ -181,7 +173,7 @@ void heartbeat::loop() {
             store_->set("hung", std::vector<uint8_t>(them.begin(), them.end()));
             std::this_thread::sleep_for(2 * period);
           }
-          std::_Exit(3);
+          std::_Exit(lost_peer_exit_status);
         }
       }
     } catch (const std::exception& e) {

@@ -86,9 +86,6 @@ rank_report parse_report_json(const std::string& text, const std::string& source
     throw input_error(source + ": " + e.what());
   }
 }
-// run_example's exit status for a lost peer: `pippy run` takes such a rank for a witness, not the cause.
-constexpr int lost_peer_status = 3;
-
 // A multi-process run whose step failed here: say so and exit without unwinding (peers blocked on this
 // process's transfers see it gone at once; c10d objects may block in their destructors).
 [[noreturn]] void exit_now(const std::string& why, int status) {
@@ -358,7 +355,7 @@ int train_pipelined(const training_job& job, const dist_env& env) {
     throw input_error("--checkpoint-dir with --zero1: the sharded optimizer state is not checkpointed yet");
   if (checkpointing && job.forward_only)
     throw input_error("--checkpoint-dir: inference has nothing to checkpoint");
-  const std::string signature = modules_of(mods).empty() ? "" : model_signature(modules_of(mods));
+  const std::string signature = model_signature(modules_of(mods));
   // Before anything runs, every rank checks that all were started alike, then beats.
   std::unique_ptr<heartbeat> beat;
   if (job.in_process == 0) {
@@ -389,10 +386,7 @@ int train_pipelined(const training_job& job, const dist_env& env) {
         break;
       }
   if (!job.export_dir.empty() && my_rank <= 0 && first_replica) { // every rank built every stage: one writes the start
-    std::vector<const torch::nn::Module*> all;
-    for (auto& m : mods)
-      all.push_back(m.get());
-    export_job(job, parameters_by_name(all), S, sched.shape.stages_per_rank);
+    export_job(job, parameters_by_name(modules_of(mods)), S, sched.shape.stages_per_rank);
   }
   std::vector<std::shared_ptr<stage_executor>> stages(static_cast<std::size_t>(S));
   std::vector<std::shared_ptr<torch::optim::Optimizer>> optimizers(static_cast<std::size_t>(S)); // checkpointed
@@ -482,7 +476,7 @@ int train_pipelined(const training_job& job, const dist_env& env) {
   case runtime_kind::actors:
     actors = std::make_unique<step_driver>(sys, sched, stages, cpu_backend(channel.get()), timeout, [&](const failure& f) {
       if (transport) // peers wait on this process's transfers until it exits: report and exit now
-        exit_now(f.message, f.kind == failure_kind::peer_lost || f.kind == failure_kind::timeout ? lost_peer_status : 1);
+        exit_now(f.message, f.kind == failure_kind::peer_lost || f.kind == failure_kind::timeout ? lost_peer_exit_status : 1);
     });
     break;
   }
@@ -524,25 +518,26 @@ int train_pipelined(const training_job& job, const dist_env& env) {
   // Writes this rank's shards of the checkpoint before step `next`; rank 0 commits it once all are in.
   auto checkpoint = [&](int next) {
     const double t0 = now_us();
-    nlohmann::json mine = nlohmann::json::array();
     std::vector<checkpoint_shard> shards;
     for (int s = 0; s < S; ++s)
-      if (stages[static_cast<std::size_t>(s)]) {
+      if (stages[static_cast<std::size_t>(s)])
         shards.push_back(save_stage_shard(job.checkpoint_dir, next, s, *mods[static_cast<std::size_t>(s)],
                                           optimizers[static_cast<std::size_t>(s)].get()));
-        mine.push_back({{"stage", s}, {"file", shards.back().file}, {"bytes", shards.back().bytes},
-                        {"digest", shards.back().digest}});
-      }
     const double written_ms = (now_us() - t0) / 1000;
     const std::string key = "pippy/checkpoint/" + std::to_string(next) + "/";
     if (transport && my_rank != 0) {
-      transport->store_set(key + std::to_string(my_rank), mine.dump());
+      transport->store_set(key + std::to_string(my_rank), shards_to_json(shards).dump());
       return;
     }
-    for (int r = 1; transport && r < ranks; ++r) // the others' shards, as they report them
-      for (const auto& e : parse_json(transport->store_get(key + std::to_string(r)), "rank " + std::to_string(r) + "'s checkpoint shards"))
-        shards.push_back({.stage = e.at("stage").get<int>(), .file = e.at("file").get<std::string>(),
-                          .bytes = e.at("bytes").get<std::uint64_t>(), .digest = e.at("digest").get<std::string>()});
+    for (int r = 1; transport && r < ranks; ++r) { // the others' shards, as they report them
+      const std::string source = "rank " + std::to_string(r) + "'s checkpoint shards";
+      try {
+        for (auto& shard : shards_from_json(parse_json(transport->store_get(key + std::to_string(r)), source), S))
+          shards.push_back(std::move(shard));
+      } catch (const std::exception& e) { // nlohmann's type errors too
+        throw input_error(source + ": " + e.what());
+      }
+    }
     std::sort(shards.begin(), shards.end(), [](const auto& a, const auto& b) { return a.stage < b.stage; });
     std::uint64_t bytes = 0;
     for (const auto& sh : shards)
@@ -694,7 +689,7 @@ int run_example(const training_job& job, int threads, const std::function<int()>
     return train_pipelined(job, env);
   } catch (const peer_error& e) {
     say(std::string("error: ") + e.what());
-    std::_Exit(lost_peer_status); // c10d objects may block in their destructors once a peer is gone
+    std::_Exit(lost_peer_exit_status); // c10d objects may block in their destructors once a peer is gone
   } catch (const input_error& e) {
     say(std::string("error: ") + e.what());
     return 2;

@@ -45,4 +45,8 @@ public:
   int peer() const { return what_failed().peer; }
 };
 
+// The exit status of a rank that stopped because it lost a peer: `pippy run` takes such a rank for a witness,
+// not the cause, and blames the rank that failed for a reason of its own.
+inline constexpr int lost_peer_exit_status = 3;
+
 } // namespace pippy

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace pippy {
 
 struct checkpoint_shard {
@@ -28,6 +30,11 @@ struct checkpoint_manifest {
   std::string schedule; // what wrote it (informative: another schedule over the same split may resume)
   std::vector<checkpoint_shard> shards; // one per stage, by stage
 };
+
+// Shards as JSON, the manifest's "shards" and what a rank reports to rank 0, and back: from_json throws
+// input_error naming the field (a stage outside [0, num_stages), a size past 1 TiB, a file name with '/').
+nlohmann::json shards_to_json(const std::vector<checkpoint_shard>& shards);
+std::vector<checkpoint_shard> shards_from_json(const nlohmann::json& j, int num_stages);
 
 // Names, shapes and dtypes of every stage's parameters and buffers, in stage order: equal for the same
 // model split the same way.
