@@ -268,7 +268,7 @@ private:
   }
 
   void complete(int r, const action& a, double end, std::deque<int>& ready) {
-    if (a.kind == action_kind::recv_f || a.kind == action_kind::recv_b) {
+    if (is_receive(a.kind)) {
       const int src = shape_.rank_of(a.kind == action_kind::recv_f ? a.stage - 1 : a.stage + 1);
       channels_[{src, r}].pop_front();
     }

@@ -17,7 +17,6 @@ namespace pippy::gpu {
 
 namespace {
 bool is_send(action_kind k) { return k == action_kind::send_f || k == action_kind::send_b; }
-bool is_recv(action_kind k) { return k == action_kind::recv_f || k == action_kind::recv_b; }
 int dst_stage_of(const action& send) { return send.kind == action_kind::send_f ? send.stage + 1 : send.stage - 1; }
 // Transports made in one job share the store: each gets a prefix from a per-process count, the same on
 // every rank because every rank makes its transports in the same order (one program, SPMD).
@@ -126,7 +125,7 @@ nccl_transport::nccl_transport(c10::intrusive_ptr<c10d::Store> store, int rank, 
     }
   std::size_t recvs = 0;
   for (const auto& a : plan_.ranks[static_cast<std::size_t>(rank_)])
-    if (is_recv(a.kind) && plan_.shape.rank_of(a.kind == action_kind::recv_f ? a.stage - 1 : a.stage + 1) != rank_)
+    if (is_receive(a.kind) && plan_.shape.rank_of(a.kind == action_kind::recv_f ? a.stage - 1 : a.stage + 1) != rank_)
       ++recvs;
   std::size_t incoming = 0;
   for (const auto& [src, seq] : incoming_)
@@ -379,7 +378,7 @@ void nccl_transport::receiver_loop() { // failures go through fail(), which repo
   try {
     c10::cuda::CUDAGuard device(opt_.device);
     for (const auto& a : plan_.ranks[static_cast<std::size_t>(rank_)]) {
-      if (!is_recv(a.kind))
+      if (!is_receive(a.kind))
         continue;
       const int from = a.kind == action_kind::recv_f ? a.stage - 1 : a.stage + 1;
       const int src = plan_.shape.rank_of(from);

@@ -73,7 +73,7 @@ void gloo_transport::begin_step(const caf::actor& supervisor) {
     receiver_.join();
   receiver_ = std::thread([this, supervisor] {
     for (const auto& a : plan_.ranks[static_cast<std::size_t>(rank_)]) {
-      if (a.kind != action_kind::recv_f && a.kind != action_kind::recv_b)
+      if (!is_receive(a.kind))
         continue;
       const bool fwd = a.kind == action_kind::recv_f;
       const int from = fwd ? a.stage - 1 : a.stage + 1;

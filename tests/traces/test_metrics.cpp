@@ -139,6 +139,33 @@ TEST_CASE("GPipe with 4 stages and 4 micro-batches has bubble (R-1)/(M+R-1)", "[
   CHECK(text.find("bubble fraction: 0.4286") != std::string::npos);
 }
 
+TEST_CASE("a transfer is counted once whether a trace records its send alone or both ends", "[traces][metrics][diff]") {
+  trace simulated;
+  simulated.num_ranks = 2;
+  simulated.events = {ev(0, "0F0", 0, 10), ev(0, "0SEND_F0", 10, 12), ev(1, "1F0", 12, 20)};
+  trace measured = simulated;
+  measured.events.push_back(ev(1, "1RECV_F0", 10, 13));
+  measured.events[2] = ev(1, "1F0", 13, 21);
+  const auto ms = compute_metrics(simulated), mm = compute_metrics(measured);
+  CHECK(ms.num_comm == 1);
+  CHECK(ms.num_receives == 0);
+  CHECK(mm.num_comm == 1);
+  CHECK(mm.num_sends == 1);
+  CHECK(mm.num_receives == 1);
+  CHECK_THAT(format_summary(measured, mm), Catch::Contains("2 compute, 1 transfers (1 sends, 1 receives)"));
+  CHECK_THAT(format_summary(simulated, ms), Catch::Contains("2 compute, 1 transfers\n"));
+  // The receive has no counterpart in the simulation: left out of the comparison, not "only measured".
+  const auto d = diff_traces(simulated, measured);
+  CHECK(d.matched == 3);
+  CHECK(d.only_measured == 0);
+  CHECK(d.receives_unpaired == 1);
+  CHECK_THAT(format_diff(d), Catch::Contains("receives not compared: 1"));
+  // Two measured traces compare their receives too.
+  const auto both = diff_traces(measured, measured);
+  CHECK(both.matched == 4);
+  CHECK(both.receives_unpaired == 0);
+}
+
 TEST_CASE("metrics of an empty trace are zero, not a crash", "[traces][metrics]") {
   trace t;
   const auto m = compute_metrics(t);

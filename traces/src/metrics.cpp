@@ -344,9 +344,10 @@ trace_metrics compute_metrics(const trace& t, metrics_depth depth) {
       m.kind_us[static_cast<std::size_t>(e.act.kind)] += e.duration_us();
     } else {
       comm[static_cast<std::size_t>(e.rank)].push_back({e.start_us, e.end_us});
-      ++m.num_comm;
+      ++(is_receive(e.act.kind) ? m.num_receives : m.num_sends);
     }
   }
+  m.num_comm = std::max(m.num_sends, m.num_receives);
   std::vector<std::size_t> pos_in_rank(t.events.size(), 0);
   const action_index idx = depth == metrics_depth::full ? action_index(t) : action_index();
   double total_busy = 0, steady_span = 0, steady_idle = 0;
@@ -494,9 +495,14 @@ trace_diff diff_traces(const trace& predicted, const trace& measured) {
   d.measured_step_us = mm.step_time_us;
   d.predicted_bubble = pm.bubble_fraction;
   d.measured_bubble = mm.bubble_fraction;
+  // A receive is compared only where both traces record receives.
+  const bool compare_receives = pm.num_receives > 0 && mm.num_receives > 0;
+  d.receives_unpaired = compare_receives ? 0 : pm.num_receives + mm.num_receives;
+  auto compared = [&](const trace_event& e) { return compare_receives || !is_receive(e.act.kind); };
   std::map<std::pair<int, action>, const trace_event*> meas;
   for (const auto& e : measured.events)
-    meas.emplace(std::pair{e.rank, e.act}, &e);
+    if (compared(e))
+      meas.emplace(std::pair{e.rank, e.act}, &e);
   const int R = static_cast<int>(std::max(pm.ranks.size(), mm.ranks.size()));
   std::vector<diff_row> ranks(static_cast<std::size_t>(R));
   std::vector<diff_row> kinds(num_action_kinds);
@@ -507,6 +513,8 @@ trace_diff diff_traces(const trace& predicted, const trace& measured) {
   for (int k = 0; k < num_action_kinds; ++k)
     kinds[static_cast<std::size_t>(k)].name = std::string(to_string(static_cast<action_kind>(k)));
   for (const auto& e : predicted.events) {
+    if (!compared(e))
+      continue;
     auto it = meas.find({e.rank, e.act});
     if (it == meas.end()) {
       ++d.only_predicted;
@@ -554,7 +562,10 @@ std::string format_summary(const trace& t, const trace_metrics& m, std::size_t m
   std::ostringstream o;
   if (!t.run.empty())
     o << "run: " << t.run << "\n";
-  o << "ranks: " << m.ranks.size() << "  actions: " << m.num_compute << " compute, " << m.num_comm << " transfers\n";
+  o << "ranks: " << m.ranks.size() << "  actions: " << m.num_compute << " compute, " << m.num_comm << " transfers";
+  if (m.num_receives > 0)
+    o << " (" << m.num_sends << " sends, " << m.num_receives << " receives)";
+  o << "\n";
   if (const int k = steps_in(t); k > 1)
     o << "time of all " << k << " steps: " << fmt("%.3f", m.step_time_us) << " us\n";
   else
@@ -613,6 +624,9 @@ std::string format_diff(const trace_diff& d) {
     << "\n";
   o << "matched actions: " << d.matched << "  only predicted: " << d.only_predicted << "  only measured: " << d.only_measured
     << "\n";
+  if (d.receives_unpaired > 0)
+    o << "receives not compared: " << d.receives_unpaired
+      << " (the other trace records each transfer by its send alone)\n";
   auto table = [&](const char* title, const std::vector<diff_row>& rows) {
     o << title << "         matched  predicted_us   measured_us     error   mean|rel err|\n";
     for (const auto& r : rows) {

@@ -62,7 +62,10 @@ struct trace_metrics {
   // the spans: the bubble left in steady state when consecutive steps overlap (the zero-bubble paper's
   // measure). Ranks that did no work have no span.
   double steady_bubble_fraction = 0;
-  std::size_t num_events = 0, num_compute = 0, num_comm = 0;
+  std::size_t num_events = 0, num_compute = 0;
+  // A transfer is one send and its receive. A simulated trace records the send alone (the link's time); a
+  // measured one records both ends, each on its own rank, so the transfers are the larger of the two counts.
+  std::size_t num_sends = 0, num_receives = 0, num_comm = 0;
   std::vector<rank_metrics> ranks;
   std::vector<idle_gap> gaps;      // every idle gap of every rank longer than 0, by rank then time
   // Per action kind (index = action_kind): count and total duration of compute events.
@@ -150,6 +153,9 @@ struct trace_diff {
   double predicted_step_us = 0, measured_step_us = 0;
   double predicted_bubble = 0, measured_bubble = 0;
   std::size_t matched = 0, only_predicted = 0, only_measured = 0;
+  // Receives of the one trace that records them, beside one that records transfers by their sends alone (a
+  // simulation): not compared, and not counted as unmatched.
+  std::size_t receives_unpaired = 0;
   std::vector<diff_row> ranks;
   std::vector<diff_row> kinds; // only kinds present in either trace
 };
