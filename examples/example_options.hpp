@@ -34,6 +34,13 @@ inline void add_optimizer_options(CLI::App& app, common_options& o) {
   app.add_option("--threads", o.threads, "libtorch intra-op threads per process")->check(CLI::PositiveNumber);
 }
 
+// --split: how the model becomes stages, the same two words in every example. manual: at the split points the
+// example's author chose (manual_help says where); auto: pipeline() balances the model into the schedule's stages.
+inline void add_split_option(CLI::App& app, std::string& split, const std::string& manual_help) {
+  app.add_option("--split", split, "manual: " + manual_help + "; auto: pipeline() balances the model into the schedule's stages")
+      ->check(CLI::IsMember({"manual", "auto"}));
+}
+
 // --schedule and --runtime.
 inline void add_schedule_options(CLI::App& app, training_job& job) {
   app.add_option("--schedule", job.schedule, "schedule name (pippy schedule --list)");

@@ -80,8 +80,7 @@ int main(int argc, char** argv) {
   CLI::App app{"A small GPT split by the compiler and trained with a pipeline schedule"};
   app.option_defaults()->always_capture_default(); // every option's help shows its default
   examples::add_schedule_options(app, job);
-  app.add_option("--split", o.split, "manual: PiPPy-style split points at block beginnings; auto: balanced")
-      ->check(CLI::IsMember({"manual", "auto"}));
+  examples::add_split_option(app, o.split, "PiPPy-style split points at block beginnings");
   app.add_option("--tied", o.tied, "tied embedding/head weight: transmit | replicate")
       ->check(CLI::IsMember({"transmit", "replicate"}));
   app.add_option("--microbatches", job.microbatches, "micro-batches per step (must divide --batch)")

@@ -2,8 +2,8 @@
 //   pippy run --nproc 3 -- mynetwork --schedule 1f1b --microbatches 6 --steps 5 --seed 0 [--trace t.json]
 // With WORLD_SIZE=1 it trains the unsplit model on the same data; every schedule and the unsplit run
 // print the same `step N loss X` lines (to float32 rounding). --in-process R runs all R ranks of the
-// schedule in this one process instead. --split compiler cuts the compiler's MyNetwork
-// (examples/models) with pipeline() and PiPPy's split points; --split manual (default) slices a
+// schedule in this one process instead. --split auto cuts the compiler's MyNetwork (examples/models)
+// with pipeline(), balanced into the schedule's stages; --split manual (default) slices a
 // torch::nn::Sequential by hand.
 #include <CLI/CLI.hpp>
 #include <torch/torch.h>
@@ -61,20 +61,17 @@ int run_unsplit(const options& o, const training_job& job) {
 }
 
 #if PIPPY_WITH_COMPILER
-// The compiler's path: the unmodified MyNetwork module, split by pipeline() at PiPPy's split points
-// (3 stages) or automatically (other stage counts).
+// The compiler's path: the unmodified MyNetwork module, balanced into the schedule's stages by pipeline().
 std::vector<std::shared_ptr<stage_module>> compiler_stages(const options& o, const schedule& s,
                                                            torch::nn::AnyModule& keep_alive) {
   torch::manual_seed(o.seed); // the same initial weights as make_mynetwork (same layers, same order)
   auto net = models::MyNetwork(o.in_dim, o.dims);
   keep_alive = torch::nn::AnyModule(net);
   const int S = s.shape.num_stages();
-  if (S == 3 && o.dims.size() >= 2)
-    annotate_split_points(*net, {{"layer0", split_point::end}, {"layer1", split_point::end}});
   const auto rows = chunk_sizes(o.batch, s.shape.num_microbatches).front();
   auto p = pipeline(
       *net, [&](const std::vector<torch::Tensor>& xs) { return std::vector<torch::Tensor>{net(xs[0])}; },
-      {torch::zeros({rows, o.in_dim})}, {.num_stages = S == 3 ? 0 : S, .num_ranks = s.shape.num_ranks,
+      {torch::zeros({rows, o.in_dim})}, {.num_stages = S, .num_ranks = s.shape.num_ranks,
                                          .stages_per_rank = s.shape.stages_per_rank});
   if (p.num_stages() != S)
     throw input_error("the compiler split MyNetwork into " + std::to_string(p.num_stages()) + " stages, the schedule needs " +
@@ -86,7 +83,7 @@ std::vector<std::shared_ptr<stage_module>> compiler_stages(const options& o, con
 }
 #else
 std::vector<std::shared_ptr<stage_module>> compiler_stages(const options&, const schedule&, torch::nn::AnyModule&) {
-  throw input_error("--split compiler: built without the compiler (pippy::models)");
+  throw input_error("--split auto: built without the compiler (pippy::models)");
 }
 #endif
 
@@ -98,8 +95,7 @@ int main(int argc, char** argv) {
   CLI::App app{"MyNetwork (PiPPy README) trained with a pipeline schedule on the real backend"};
   app.option_defaults()->always_capture_default(); // every option's help shows its default
   examples::add_schedule_options(app, job);
-  app.add_option("--split", o.split, "manual: slices of a Sequential; compiler: pipeline() on the model")
-      ->check(CLI::IsMember({"manual", "compiler"}));
+  examples::add_split_option(app, o.split, "slices of a torch::nn::Sequential at the layers");
   app.add_option("--microbatches", job.microbatches, "micro-batches per step")->check(CLI::PositiveNumber);
   app.add_option("--steps", job.steps, "training steps")->check(CLI::PositiveNumber);
   app.add_option("--seed", o.seed, "seed of the model and the synthetic data");
@@ -133,7 +129,7 @@ int main(int argc, char** argv) {
     return planned ? planned_split : mynetwork_boundaries(net, num_stages);
   };
   job.make_stages = [&](const schedule& s) {
-    if (o.split == "compiler")
+    if (o.split == "auto")
       return compiler_stages(o, s, compiled_model);
     auto model = make_mynetwork(o.seed, net);
     return split_sequential(model, boundaries_for(s.shape.num_stages()));

@@ -498,8 +498,8 @@ int train_pipelined(const training_job& job, const dist_env& env) {
       check_split(job.checkpoint_dir, *found, S, signature);
       if (found->step >= job.steps)
         throw input_error(checkpoint_step_dir(job.checkpoint_dir, found->step) +
-                          ": the checkpoint is at step " + std::to_string(found->step) + ", past --steps " +
-                          std::to_string(job.steps) + ": nothing is left to run");
+                          ": the checkpoint has run " + std::to_string(found->step) + " steps and --steps is " +
+                          std::to_string(job.steps) + ": nothing is left to run (a larger --steps continues)");
       bool rng_restored = false;
       for (int s = 0; s < S; ++s)
         if (stages[static_cast<std::size_t>(s)]) {
