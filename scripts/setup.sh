@@ -10,7 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 packages=(
   build-essential cmake ninja-build ccache pkg-config python3 python3-venv clang libclang-rt-14-dev
   libcaf-dev nlohmann-json3-dev catch2 libcli11-dev
-  qt6-base-dev qt6-qpa-plugins xvfb xauth
+  qt6-base-dev qt6-svg-dev qt6-qpa-plugins xvfb xauth
 )
 missing=()
 for p in "${packages[@]}"; do

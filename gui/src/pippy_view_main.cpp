@@ -6,6 +6,7 @@
 #include <iostream>
 #include <string>
 
+#include "pippy/gui/main_window.hpp"
 #include "pippy/gui/timeline_view.hpp"
 
 namespace {
@@ -16,15 +17,17 @@ int usage(const char* why) {
     out << "pippy-view: " << why << "\n";
   out << "usage: pippy-view [TRACE [TRACE]]                   open one or two traces (predicted above measured)\n"
                "       pippy-view --live HOST:PORT | FILE.jsonl       follow a running job\n"
-               "       pippy-view --export out.png [--width W (1600) --height H (fits every rank)] TRACE...   render offscreen\n"
-               "keys: +/- zoom, arrows pan, F fit, End follow live head; wheel zooms, shift+wheel or drag pans\n";
+               "       pippy-view --export out.png|out.svg [--width W (1600) --height H (fits every rank)] TRACE...   render offscreen\n"
+               "keys and mouse (also Help > Keys and mouse, or ?):\n";
+  for (const auto& [keys, what] : pippy::gui::TimelineView::key_bindings())
+    out << "  " << keys.toStdString() << ": " << what.toStdString() << "\n";
   return why ? 2 : 0;
 }
 } // namespace
 
 int main(int argc, char** argv) {
   std::string live, exp;
-  int w = 1600, h = 0;
+  int w = pippy::gui::TimelineView::default_export_width, h = 0;
   QStringList files;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -56,33 +59,23 @@ int main(int argc, char** argv) {
   if (!exp.empty() && (platform == nullptr || *platform == 0)) // --export never needs a display
     qputenv("QT_QPA_PLATFORM", "offscreen");
   QApplication app(argc, argv);
-  pippy::gui::TimelineView view;
-  bool ok = files.isEmpty() || view.open_files(files);
   if (!exp.empty()) {
     if (files.isEmpty())
       return usage("--export needs at least one TRACE");
-    // Every lane, or say what is cut: a given height too small grows to fit, up to the limit of 20000.
-    const int fits = view.fitting_height(), limit = 20000;
-    if (h == 0) {
-      h = std::clamp(fits, 200, limit);
-    } else if (h < fits) {
-      std::cerr << "pippy-view: --height " << h << " would cut lanes off (all of them need " << fits << " px): ";
-      h = std::min(fits, limit);
-      std::cerr << "the image is " << h << " px high\n";
-    }
-    if (fits > h)
-      std::cerr << "pippy-view: the lanes need " << fits << " px; the image shows the top " << h << " px\n";
-    const QImage img = view.render_image(QSize(w, h));
-    if (!img.save(QString::fromStdString(exp))) {
-      std::cerr << "pippy-view: cannot write " << exp << "\n";
-      return 1;
-    }
-    return ok ? 0 : 1;
+    pippy::gui::TimelineView view;
+    const bool ok = view.open_files(files);
+    QString note;
+    const bool written = view.export_to(QString::fromStdString(exp), w, h, &note);
+    if (!note.isEmpty())
+      std::cerr << "pippy-view: " << note.toStdString() << "\n";
+    return written && ok ? 0 : 1;
   }
-  view.setWindowTitle("pippy-view");
+  pippy::gui::MainWindow window;
+  if (!files.isEmpty())
+    window.open(files);
   if (!live.empty())
-    view.start_live(QString::fromStdString(live)); // shows its connection state in the window title
-  view.resize(1400, 700);
-  view.show();
+    window.connect_live(QString::fromStdString(live)); // shows its connection state in the window title
+  window.resize(1400, 760);
+  window.show();
   return app.exec();
 }

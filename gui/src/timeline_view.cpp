@@ -6,6 +6,7 @@
 #include <QMouseEvent>
 #include <QPainter>
 #include <QPainterPath>
+#include <QSvgGenerator>
 #include <QToolTip>
 #include <QWheelEvent>
 #include <algorithm>
@@ -141,6 +142,35 @@ TimelineView::~TimelineView() = default;
 
 QColor TimelineView::bubble_color() { return QColor(250, 205, 205); }
 QColor TimelineView::marker_color() { return QColor(220, 0, 0); }
+QColor TimelineView::step_marker_color() { return QColor(40, 90, 210); }
+bool TimelineView::is_step_marker(const trace_marker& m) { return m.name.rfind("step ", 0) == 0; }
+QColor TimelineView::transfer_color() { return QColor(110, 110, 110); }
+
+void TimelineView::paint_action_box(QPainter& p, const QRectF& box, const action& a) {
+  const QColor c = action_color(a);
+  p.fillRect(box, c);
+  if (a.kind == action_kind::backward_weight)
+    p.fillRect(box, QBrush(c.darker(160), Qt::BDiagPattern));
+  else if (a.kind == action_kind::backward_input)
+    p.fillRect(box, QBrush(c.lighter(150), Qt::Dense6Pattern));
+}
+
+const std::vector<std::pair<QString, QString>>& TimelineView::key_bindings() {
+  static const std::vector<std::pair<QString, QString>> keys = {
+      {"+ or =", "zoom in around the middle"},
+      {"-", "zoom out around the middle"},
+      {"Left / Right", "pan"},
+      {"F, 0 or Home", "fit the whole run"},
+      {"End", "follow a live run's newest actions again"},
+      {"Esc", "clear the selection"},
+      {"?", "this help"},
+      {"wheel", "zoom around the cursor"},
+      {"Shift+wheel, or drag", "pan"},
+      {"hover", "an action's stage, micro-batch, start, duration and bytes; a marker's detail"},
+      {"click", "select an action: its micro-batch highlighted on every rank, its dependencies drawn"},
+  };
+  return keys;
+}
 
 QColor TimelineView::action_color(const action& a) {
   return action_color_hsv(a).toRgb();
@@ -183,12 +213,75 @@ bool TimelineView::open_files(const QStringList& paths) {
       pn->error = e.what();
       panels_.push_back(std::move(pn));
     }
+    panels_.back()->source = path.toStdString();
   }
   update();
   return ok;
 }
 
+void TimelineView::close_live() {
+  if (timer_)
+    timer_->stop();
+  live_.reset();
+  if (live_panel_)
+    panels_.erase(std::find_if(panels_.begin(), panels_.end(), [&](const auto& pn) { return pn.get() == live_panel_; }));
+  live_panel_ = nullptr;
+  live_spec_.clear();
+  live_status_.clear();
+  follow_ = false;
+  update();
+}
+
+void TimelineView::close_all() {
+  close_live();
+  panels_.clear();
+  selected_.reset();
+  selected_mb_ = no_microbatch;
+  deps_.clear();
+  follow_ = false;
+  fitted_ = false;
+  update();
+}
+
+QStringList TimelineView::files() const {
+  QStringList out;
+  for (const auto& pn : panels_)
+    if (!pn->source.empty())
+      out << QString::fromStdString(pn->source);
+  return out;
+}
+
+bool TimelineView::reload() {
+  bool ok = true;
+  for (auto& pn : panels_) {
+    if (pn->source.empty())
+      continue;
+    try {
+      trace t = load_any_trace(pn->source);
+      pn->title = pn->source + (t.run.empty() ? "" : " (" + t.run + ")");
+      pn->t = std::move(t);
+      pn->error.clear();
+    } catch (const std::exception& e) {
+      ok = false;
+      std::cerr << "pippy-view: " << e.what() << "\n";
+      pn->t = trace();
+      pn->error = e.what();
+    }
+    pn->rebuild();
+  }
+  selected_.reset(); // event indices of the old traces
+  selected_mb_ = no_microbatch;
+  deps_.clear();
+  fitted_ = false;
+  update();
+  return ok;
+}
+
 bool TimelineView::start_live(const QString& spec, int poll_ms) {
+  close_live(); // one live source at a time
+  selected_.reset(); // its panel's events may be gone
+  selected_mb_ = no_microbatch;
+  deps_.clear();
   auto pn = std::make_unique<panel>();
   pn->title = "live: " + spec.toStdString();
   const bool tcp = is_host_port(spec.toStdString());
@@ -233,8 +326,7 @@ void TimelineView::set_live_status(const std::string& status) {
   live_status_ = status;
   if (live_panel_)
     live_panel_->title = "live: " + status;
-  if (isWindow())
-    setWindowTitle(QString::fromStdString("pippy-view - " + status));
+  window()->setWindowTitle(QString::fromStdString("pippy-view - " + status));
   update();
 }
 
@@ -409,6 +501,41 @@ void TimelineView::zoom(double factor, double anchor_x) {
   update();
 }
 
+void TimelineView::show_range(double t_lo, double t_hi) {
+  if (!(t_hi > t_lo) || !std::isfinite(t_lo) || !std::isfinite(t_hi))
+    return;
+  const double w = std::max(10.0, width() - left_margin - right_margin);
+  us_per_px_ = std::clamp((t_hi - t_lo) / w, 1e-6, std::max(1e12, (t_hi - t_lo) / w));
+  t0_ = std::clamp(t_lo, -max_view_us, max_view_us);
+  fitted_ = true;
+  fit_mode_ = false;
+  follow_ = false;
+  update();
+}
+
+int TimelineView::steps() const {
+  for (const auto& pn : panels_)
+    if (!pn->t.events.empty())
+      return steps_in(pn->t);
+  return 0;
+}
+
+bool TimelineView::zoom_to_step(int k) {
+  for (const auto& pn : panels_) {
+    if (pn->t.events.empty())
+      continue;
+    const int n = steps_in(pn->t);
+    if (k < 0 || k >= n)
+      return false;
+    const auto b = bounds_of_steps(pn->t, n);
+    const double lo = b.first_start_us[static_cast<std::size_t>(k)], hi = b.last_end_us[static_cast<std::size_t>(k)];
+    const double margin = (hi - lo) * 0.02;
+    show_range(lo - margin, hi + margin);
+    return true;
+  }
+  return false;
+}
+
 void TimelineView::pan_pixels(double dx) {
   t0_ = std::clamp(t0_ - dx * us_per_px_, -max_view_us, max_view_us);
   follow_ = false;
@@ -463,6 +590,64 @@ int TimelineView::fitting_height() {
   return static_cast<int>(std::ceil(y));
 }
 
+bool TimelineView::export_to(const QString& path, int width, int height, QString* note) {
+  if (note)
+    note->clear();
+  // The view the user looks at is left as it was: its size, zoom and position.
+  struct restore {
+    TimelineView& v;
+    QSize size = v.size();
+    double t0 = v.t0_, us_per_px = v.us_per_px_;
+    bool fitted = v.fitted_, fit_mode = v.fit_mode_;
+    ~restore() {
+      v.resize(size);
+      v.t0_ = t0, v.us_per_px_ = us_per_px, v.fitted_ = fitted, v.fit_mode_ = fit_mode;
+      v.update();
+    }
+  } keep{*this};
+  auto say = [&](const QString& text) {
+    if (note)
+      *note += (note->isEmpty() ? "" : "\n") + text;
+  };
+  width = std::clamp(width, 100, max_export_size);
+  resize(width, std::max(height, 200));
+  const int fits = fitting_height();
+  if (height == 0) {
+    height = std::clamp(fits, 200, max_export_size);
+  } else if (height < fits) {
+    const int grown = std::min(fits, max_export_size);
+    say(QString("--height %1 would cut lanes off (all of them need %2 px): the image is %3 px high")
+            .arg(height)
+            .arg(fits)
+            .arg(grown));
+    height = grown;
+  }
+  if (fits > height)
+    say(QString("the lanes need %1 px; the image shows the top %2 px").arg(fits).arg(height));
+  const QSize size(width, height);
+  if (path.endsWith(".svg", Qt::CaseInsensitive)) {
+    resize(size);
+    fit();
+    QSvgGenerator svg;
+    svg.setFileName(path);
+    svg.setSize(size);
+    svg.setViewBox(QRect(QPoint(0, 0), size));
+    svg.setTitle("pippy-view");
+    QPainter p;
+    if (!p.begin(&svg)) {
+      say("cannot write " + path);
+      return false;
+    }
+    paint(p, QRect(QPoint(0, 0), size));
+    return p.end();
+  }
+  if (!render_image(size).save(path)) {
+    say("cannot write " + path);
+    return false;
+  }
+  return true;
+}
+
 QImage TimelineView::render_image(QSize size) {
   resize(size);
   fit();
@@ -484,14 +669,16 @@ static QString bytes_text(std::uint64_t b) {
   return QString::number(b) + " B";
 }
 
-static QString us_text(double us) {
+QString TimelineView::time_text(double us, char format, int precision) {
   const double a = std::abs(us);
   if (a >= 1e6)
-    return QString::number(us / 1e6, 'g', 4) + " s";
+    return QString::number(us / 1e6, format, precision) + " s";
   if (a >= 1e3)
-    return QString::number(us / 1e3, 'g', 4) + " ms";
-  return QString::number(us, 'g', 4) + " us";
+    return QString::number(us / 1e3, format, precision) + " ms";
+  return QString::number(us, format, precision) + " us";
 }
+
+static QString us_text(double us) { return TimelineView::time_text(us, 'g', 4); }
 
 void TimelineView::paint(QPainter& p, const QRect& area) {
   if (!fitted_)
@@ -615,7 +802,7 @@ void TimelineView::draw_panel(QPainter& p, panel& pn, const QRect& area) {
       }
       ++drawn_;
       if (l.comm) {
-        p.fillRect(box, QColor(110, 110, 110));
+        p.fillRect(box, transfer_color());
         if (e.peer >= 0 && arrows.size() < 5000) { // a thin arrow to the receiving rank's lanes
           for (const lane& to : pn.lanes)
             if (to.rank == e.peer && !to.comm) {
@@ -627,11 +814,7 @@ void TimelineView::draw_panel(QPainter& p, panel& pn, const QRect& area) {
         continue;
       }
       const QColor c = action_color(e.act);
-      p.fillRect(box, c);
-      if (e.act.kind == action_kind::backward_weight)
-        p.fillRect(box, QBrush(c.darker(160), Qt::BDiagPattern));
-      else if (e.act.kind == action_kind::backward_input)
-        p.fillRect(box, QBrush(c.lighter(150), Qt::Dense6Pattern));
+      paint_action_box(p, box, e.act);
       const bool highlighted = selected_mb_ != no_microbatch && e.act.microbatch == selected_mb_;
       if (highlighted) {
         p.setPen(QPen(Qt::black, 2));
@@ -700,7 +883,7 @@ void TimelineView::draw_panel(QPainter& p, panel& pn, const QRect& area) {
     p.drawPolygon(head, 3);
   }
   p.setBrush(Qt::NoBrush);
-  // Markers (the simulator's OOM): a red tick across all lanes of the marker's rank.
+  // Markers: a tick across all lanes of the marker's rank, red (the simulator's OOM) or blue (a step).
   for (const auto& mk : pn.t.markers) {
     const double x = x_of(mk.t_us);
     if (x < plot_l - 1 || x > plot_r + 1)
@@ -713,7 +896,7 @@ void TimelineView::draw_panel(QPainter& p, panel& pn, const QRect& area) {
       }
     if (y0 < 0)
       continue;
-    p.fillRect(QRectF(x - 1, y0, 3, y1 - y0), marker_color());
+    p.fillRect(QRectF(x - 1, y0, 3, y1 - y0), is_step_marker(mk) ? step_marker_color() : marker_color());
   }
   // Dependencies of the selected action.
   if (selected_ && panels_[selected_->panel].get() == &pn) {
@@ -807,6 +990,19 @@ QString TimelineView::tooltip_at(QPointF pos) const {
   return s;
 }
 
+std::optional<double> TimelineView::time_at(double x) const {
+  if (x < left_margin || x > width() - right_margin)
+    return std::nullopt;
+  return t_of(x);
+}
+
+QString TimelineView::selection_text() const {
+  if (!selected_)
+    return {};
+  const auto& e = panels_[selected_->panel]->t.events[selected_->event];
+  return QString("%1 on rank %2: %3").arg(QString::fromStdString(to_string(e.act))).arg(e.rank).arg(us_text(e.duration_us()));
+}
+
 std::optional<int> TimelineView::select_at(QPointF pos) {
   const auto h = hit_at(pos);
   deps_.clear();
@@ -818,6 +1014,8 @@ std::optional<int> TimelineView::select_at(QPointF pos) {
     deps_ = data_dependencies(pn.t, h->event);
   }
   update();
+  if (on_selection)
+    on_selection();
   if (!h)
     return std::nullopt;
   return selected_mb_;
@@ -865,7 +1063,14 @@ void TimelineView::mousePressEvent(QMouseEvent* e) {
   }
 }
 
+void TimelineView::leaveEvent(QEvent*) {
+  if (on_cursor)
+    on_cursor(std::nullopt);
+}
+
 void TimelineView::mouseMoveEvent(QMouseEvent* e) {
+  if (on_cursor)
+    on_cursor(time_at(e->position().x()));
   if (drag_from_ && (e->buttons() & Qt::LeftButton)) {
     const double dx = e->position().x() - drag_from_->x();
     if (std::abs(dx) >= 1) {

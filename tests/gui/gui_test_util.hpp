@@ -1,4 +1,6 @@
 #pragma once
+#include <catch2/catch.hpp>
+
 #include <QApplication>
 #include <QElapsedTimer>
 #include <cstdlib>
@@ -29,6 +31,15 @@ inline QApplication& app() {
 inline trace schedule_trace(const char* name, int R, int M, int V = 0) {
   auto s = make_schedule({.name = name, .num_ranks = R, .num_microbatches = M, .stages_per_rank = V, .optimizer_steps = false});
   return trace_from_evaluation(evaluate(s, unit_costs{}), std::string(name) + " R=" + std::to_string(R) + " M=" + std::to_string(M));
+}
+
+// The index of action `name` (as PyTorch spells it, "0F1") on `rank`; fails the test when there is none.
+inline std::size_t find_event(const trace& t, const char* name, int rank) {
+  for (std::size_t i = 0; i < t.events.size(); ++i)
+    if (to_string(t.events[i].act) == name && t.events[i].rank == rank)
+      return i;
+  FAIL("no " << name << " on rank " << rank);
+  return 0;
 }
 
 inline std::string temp_file(const std::string& name, const std::string& content) {

@@ -29,13 +29,6 @@ using namespace pippy;
 using pippy::gui::TimelineView;
 
 namespace {
-std::size_t find_event(const trace& t, const char* name, int rank) {
-  for (std::size_t i = 0; i < t.events.size(); ++i)
-    if (to_string(t.events[i].act) == name && t.events[i].rank == rank)
-      return i;
-  FAIL("no " << name << " on rank " << rank);
-  return 0;
-}
 // Colours compared as 0xAARRGGBB text, so a failure prints them.
 std::string pixel(const QImage& img, QPointF p) { return QString::number(img.pixel(int(p.x()), int(p.y())), 16).toStdString(); }
 std::string rgb(const QColor& c) { return QString::number(c.rgba(), 16).toStdString(); }
@@ -153,16 +146,16 @@ TEST_CASE("two traces share one time axis, the second drawn below the first", "[
     for (const auto& lb : b.lanes)
       CHECK(lb.y > la.y + la.height);
   // The same action at the same time lands at the same x in both.
-  const auto ra = view.event_rect(0, find_event(a.t, "1F0", 1));
-  const auto rb = view.event_rect(1, find_event(b.t, "1F0", 1));
+  const auto ra = view.event_rect(0, test::find_event(a.t, "1F0", 1));
+  const auto rb = view.event_rect(1, test::find_event(b.t, "1F0", 1));
   REQUIRE(ra);
   REQUIRE(rb);
   CHECK(ra->left() == Approx(rb->left()));
   CHECK(rb->top() > ra->bottom());
   CHECK(view.drawn_actions() == 64);
   // 1F1B's rank 0 waits for 1B0 at a different time than GPipe's: its box sits elsewhere.
-  const auto ga = view.event_rect(0, find_event(a.t, "0B0", 0));
-  const auto gb = view.event_rect(1, find_event(b.t, "0B0", 0));
+  const auto ga = view.event_rect(0, test::find_event(a.t, "0B0", 0));
+  const auto gb = view.event_rect(1, test::find_event(b.t, "0B0", 0));
   CHECK(ga->left() > gb->left());
 }
 
@@ -243,7 +236,7 @@ TEST_CASE("tooltip, click highlight with dependencies, zoom and pan", "[gui][int
   view.add_trace(test::schedule_trace("gpipe", 4, 4), "gpipe");
   view.render_image(QSize(1200, 400));
   const auto& pn = *view.panels()[0];
-  const auto i = find_event(pn.t, "2B1", 2);
+  const auto i = test::find_event(pn.t, "2B1", 2);
   const auto r = view.event_rect(0, i);
   REQUIRE(r);
   const QString tip = view.tooltip_at(r->center());
@@ -635,7 +628,7 @@ std::size_t inked(const QImage& img) {
 TEST_CASE("a trace spanning 1e300 us is drawn, its axis ticks bounded", "[gui][render][robust]") {
   test::app();
   trace t = test::schedule_trace("gpipe", 4, 4);
-  const std::size_t far = find_event(t, "0F1", 0);
+  const std::size_t far = test::find_event(t, "0F1", 0);
   t.events[far].start_us = -1e300, t.events[far].end_us = -1e300 + 1;
   TimelineView view;
   view.add_trace(t, "far");
@@ -690,8 +683,8 @@ TEST_CASE("zoomed far in on a trace far from zero, the axis still ends", "[gui][
 TEST_CASE("a trace from -1.7e308 to 1.7e308 us (an infinite span) is drawn without hanging", "[gui][render][robust]") {
   test::app();
   trace t = test::schedule_trace("gpipe", 4, 4);
-  t.events[find_event(t, "0F1", 0)].start_us = -1.7e308;
-  t.events[find_event(t, "3B3", 3)].end_us = 1.7e308;
+  t.events[test::find_event(t, "0F1", 0)].start_us = -1.7e308;
+  t.events[test::find_event(t, "3B3", 3)].end_us = 1.7e308;
   TimelineView view;
   view.add_trace(t, "inf");
   QImage img;

@@ -3,12 +3,14 @@
 #include <catch2/catch.hpp>
 
 #include <QGuiApplication>
+#include <QMenuBar>
 #include <QWindow>
 
 #include "gui_test_util.hpp"
 #ifdef PIPPY_EXE
 #include "live_job.hpp"
 #endif
+#include "pippy/gui/main_window.hpp"
 #include "pippy/gui/timeline_view.hpp"
 #include "pippy/traces/live.hpp"
 
@@ -33,6 +35,36 @@ TEST_CASE("a real window opens a trace file and draws it", "[gui][xvfb]") {
   REQUIRE(r);
   CHECK(QString::number(shot.pixel(int(r->left() + 3), int(r->top() + 3)), 16).toStdString() ==
         QString::number(TimelineView::action_color(t.events[0].act).rgba(), 16).toStdString());
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("the desktop window shows menus, the timeline and the legend in the same colours", "[gui][xvfb][window]") {
+  setenv("QT_QPA_PLATFORM", "xcb", 1);
+  test::app();
+  REQUIRE(QGuiApplication::platformName() == "xcb");
+  const trace t = test::schedule_trace("zb-h1", 2, 4);
+  const std::string path = test::temp_file("desktop.json", to_chrome_json(t));
+  pippy::gui::MainWindow w;
+  REQUIRE(w.open({QString::fromStdString(path)}));
+  w.resize(1300, 600);
+  w.show();
+  REQUIRE(test::wait_for([&] { return w.windowHandle() && w.windowHandle()->isExposed(); }));
+  w.repaint();
+  REQUIRE(test::wait_for([&] { return w.view().drawn_actions() == t.events.size(); }));
+  QStringList menus;
+  for (QAction* a : w.menuBar()->actions())
+    menus << a->text().remove('&');
+  CHECK(menus == QStringList({"File", "View", "Live", "Help"}));
+  const QImage shot = w.grab().toImage();
+  // The F swatch of the legend and the first forward box of the timeline, both as the window shows them.
+  const QRect swatch = w.legend().swatches().at("F");
+  const QPoint in_legend = w.legend().mapTo(&w, swatch.center());
+  const auto box = w.view().event_rect(0, 0);
+  REQUIRE(box);
+  const QPoint in_view = w.view().mapTo(&w, QPoint(int(box->left() + 3), int(box->top() + 3)));
+  CHECK(QString::number(shot.pixel(in_legend), 16).toStdString() ==
+        QString::number(TimelineView::action_color(t.events[0].act).rgba(), 16).toStdString());
+  CHECK(shot.pixel(in_legend) == shot.pixel(in_view));
   std::filesystem::remove(path);
 }
 

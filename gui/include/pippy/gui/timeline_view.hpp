@@ -5,6 +5,7 @@
 #include <QStringList>
 #include <QTimer>
 #include <QWidget>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -33,6 +34,7 @@ struct lane {
 // One trace drawn as a block of lanes, with its metrics and the error it failed with, if any.
 struct panel {
   std::string title;
+  std::string source; // the file it was read from (reloaded from there), empty for a live or added trace
   trace t;
   trace_metrics m;
   std::vector<lane> lanes;
@@ -56,6 +58,11 @@ public:
   // a panel showing its error, which is also printed to stderr. Returns false if any failed.
   bool open_files(const QStringList& paths);
   void add_trace(trace t, const std::string& title);
+  void close_all();  // every panel, and the live source
+  void close_live(); // the live source and its panel
+  // Reads every panel's file again (a trace rewritten by a new run); the live panel keeps following.
+  bool reload();
+  QStringList files() const; // the files of the open panels, in order
   // Follows a running job: "HOST:PORT" or a growing JSON-lines file. A file that cannot be opened
   // gives an error panel. A HOST:PORT is connected without blocking the GUI thread (the timer finishes
   // the connect); one that refuses or times out is retried with a bounded back-off (0.25 s doubling
@@ -73,6 +80,11 @@ public:
   void follow_head();
   void zoom(double factor, double anchor_x);
   void pan_pixels(double dx);
+  void show_range(double t_lo, double t_hi); // [t_lo, t_hi] across the plot
+  // Steps of the first trace (traces' steps_in: 1 unless it was measured over several) and the view on
+  // step k of them (its first start to its last end). False when there is no step k.
+  int steps() const;
+  bool zoom_to_step(int k);
   bool following() const { return follow_; }
   double view_start_us() const { return t0_; }
   double us_per_pixel() const { return us_per_px_; }
@@ -81,6 +93,11 @@ public:
   QImage render_image(QSize size); // fits the view to the size and draws into an image
   // The height in pixels that shows every lane of every open trace (lanes have a fixed height).
   int fitting_height();
+  // Writes the whole run, fitted, as PNG or (by the name's .svg) SVG: `pippy-view --export` and the File
+  // menu alike. height 0: every lane; a height too small for them grows to fit (up to 20000 px), and
+  // `note` says so. False, with `note` saying why, when the file cannot be written.
+  bool export_to(const QString& path, int width, int height, QString* note = nullptr);
+  static constexpr int default_export_width = 1600, max_export_size = 20000;
 
   // For tests and the status bar.
   const std::vector<std::unique_ptr<panel>>& panels() const { return panels_; }
@@ -91,6 +108,16 @@ public:
   std::optional<int> select_at(QPointF pos);
   std::vector<std::size_t> highlighted_dependencies() const { return deps_; }
   QString tooltip_at(QPointF pos) const;
+  // The time under x (the cursor), when x is over the plot.
+  std::optional<double> time_at(double x) const;
+  // What the selection is: the selected action, its rank and duration ("" when none).
+  QString selection_text() const;
+  // Called with the time under the cursor (nullopt when it leaves the plot) and after each selection.
+  std::function<void(std::optional<double>)> on_cursor;
+  std::function<void()> on_selection;
+
+  // Every key and mouse gesture, as (keys, what it does): the help dialog and `pippy-view --help`.
+  static const std::vector<std::pair<QString, QString>>& key_bindings();
 
   // Times of the time axis' ticks within [t_lo, t_hi]: 1, 2 or 5 x 10^k apart, at most 10-odd for a
   // finite view and never more than max_ticks, each distinct, finite and advancing (a step lost in
@@ -99,9 +126,16 @@ public:
   // Times outside +-max_view_us are drawn at this bound: a span of two of them (2e300) stays finite.
   static constexpr double max_view_us = 1e300;
 
+  // A time in us, ms or s by its size, as QString::number(value, format, precision) writes the number.
+  static QString time_text(double us, char format = 'g', int precision = 4);
   static QColor bubble_color();
   static QColor marker_color(); // the red tick of a trace_marker (the simulator's OOM) across its rank's lanes
+  static QColor step_marker_color(); // the tick of a "step K" marker (a live job's step boundary)
+  static bool is_step_marker(const trace_marker& m);
+  static QColor transfer_color(); // a transfer on its rank's communication sub-lane
   static QColor action_color(const action& a); // RGB: hue by micro-batch, shade by kind
+  // An action's box as the timeline draws it: its colour, and I and W's patterns. The legend uses it too.
+  static void paint_action_box(QPainter& p, const QRectF& box, const action& a);
 
 private:
   static QColor action_color_hsv(const action& a);
@@ -119,6 +153,7 @@ protected:
   void mousePressEvent(QMouseEvent*) override;
   void mouseMoveEvent(QMouseEvent*) override;
   void mouseReleaseEvent(QMouseEvent*) override;
+  void leaveEvent(QEvent*) override;
   bool event(QEvent*) override;
 
 private:

@@ -1,0 +1,295 @@
+// pippy-view's desktop window (issue 16): menus and toolbar, legend, keys help, status bar, recent files,
+// reload, export through the menu, zoom to a step. Offscreen: the actions that would ask the user
+// (file dialogs, a step) are given their answers.
+#include <catch2/catch.hpp>
+
+#include <QAction>
+#include <QFileInfo>
+#include <QMouseEvent>
+#include <QSettings>
+#include <QTemporaryDir>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <unistd.h>
+
+#include "gui_test_util.hpp"
+#include "pippy/gui/main_window.hpp"
+#include "pippy/traces/live.hpp"
+
+using namespace pippy;
+using pippy::gui::LegendWidget;
+using pippy::gui::MainWindow;
+using pippy::gui::TimelineView;
+
+namespace {
+std::string rgb(QRgb c) { return QString::number(c, 16).toStdString(); }
+
+// The colour most pixels of r have (a pattern's lines are the minority).
+QRgb dominant(const QImage& img, const QRect& r) {
+  std::map<QRgb, int> n;
+  for (int y = r.top(); y <= r.bottom(); ++y)
+    for (int x = r.left(); x <= r.right(); ++x)
+      ++n[img.pixel(x, y)];
+  return std::max_element(n.begin(), n.end(), [](const auto& a, const auto& b) { return a.second < b.second; })->first;
+}
+
+// A private settings folder, so recent files neither read nor touch the user's.
+void private_settings(const QTemporaryDir& dir) {
+  QSettings::setPath(QSettings::NativeFormat, QSettings::UserScope, dir.path());
+  QSettings("pippy-cpp", "pippy-view").clear();
+}
+
+} // namespace
+
+TEST_CASE("the legend's swatches are the colours the timeline draws", "[gui][window][legend]") {
+  test::app();
+  const trace t = test::schedule_trace("zb-h1", 2, 4); // F, I and W
+  TimelineView view;
+  view.add_trace(t, "zb-h1");
+  const QImage timeline = view.render_image(QSize(1400, 300));
+  LegendWidget legend;
+  legend.resize(legend.sizeHint());
+  const QImage key = legend.grab().toImage();
+  REQUIRE(!legend.swatches().empty());
+  // Each kind's swatch and a box of that kind (micro-batch 0) on the timeline: the same main colour, also
+  // for I and W, whose boxes carry a pattern.
+  for (const char* name : {"0F0", "0I0", "0W0"}) {
+    const std::size_t i = test::find_event(t, name, 0);
+    const auto box = view.event_rect(0, i);
+    REQUIRE(box);
+    const QString kind = QString::fromStdString(std::string(to_string(t.events[i].act.kind)));
+    INFO(name);
+    REQUIRE(legend.swatches().count(kind));
+    CHECK(rgb(dominant(key, legend.swatches().at(kind).adjusted(2, 2, -2, -2))) ==
+          rgb(dominant(timeline, box->toRect().adjusted(3, 3, -3, -3))));
+  }
+  for (const auto kind : {action_kind::forward, action_kind::full_backward, action_kind::optimizer_step}) {
+    const action a{.stage = 0, .kind = kind, .microbatch = kind == action_kind::optimizer_step ? no_microbatch : 0};
+    const QRect r = legend.swatches().at(QString::fromStdString(std::string(to_string(kind))));
+    CHECK(rgb(key.pixel(r.center())) == rgb(TimelineView::action_color(a).rgba()));
+  }
+  for (int mb = 0; mb < 8; ++mb)
+    CHECK(rgb(key.pixel(legend.swatches().at(QString("micro-batch %1").arg(mb)).center())) ==
+          rgb(TimelineView::action_color({.stage = 0, .kind = action_kind::forward, .microbatch = mb}).rgba()));
+  CHECK(rgb(key.pixel(legend.swatches().at("transfer").center())) == rgb(TimelineView::transfer_color().rgba()));
+  CHECK(rgb(key.pixel(legend.swatches().at("bubble").center())) == rgb(TimelineView::bubble_color().rgba()));
+  CHECK(rgb(key.pixel(legend.swatches().at("OOM marker").center())) == rgb(TimelineView::marker_color().rgba()));
+  CHECK(rgb(key.pixel(legend.swatches().at("step marker").center())) == rgb(TimelineView::step_marker_color().rgba()));
+}
+
+TEST_CASE("a step marker is drawn in its own colour, an OOM marker in red", "[gui][window][markers]") {
+  test::app();
+  trace t;
+  t.num_ranks = 1;
+  t.events = {{0, parse_action("0F0"), 0, 10}, {0, parse_action("0B0"), 10, 30}, {0, parse_action("0F0"), 40, 50},
+              {0, parse_action("0B0"), 50, 70}};
+  t.markers = {{0, 35, "step 1", ""}, {0, 20, "OOM", "out of memory"}};
+  TimelineView view;
+  view.add_trace(t, "markers");
+  const QImage img = view.render_image(QSize(900, 200));
+  const double y = view.panels()[0]->lanes[0].y + TimelineView::lane_height / 2;
+  auto x_of = [&](double us) { return int(TimelineView::left_margin + (us - view.view_start_us()) / view.us_per_pixel()); };
+  CHECK(rgb(img.pixel(x_of(35), int(y))) == rgb(TimelineView::step_marker_color().rgba()));
+  CHECK(rgb(img.pixel(x_of(20), int(y))) == rgb(TimelineView::marker_color().rgba()));
+}
+
+TEST_CASE("export through the menu writes the same PNG as pippy-view --export, and an SVG", "[gui][window][export]") {
+  test::app();
+  QTemporaryDir dir;
+  private_settings(dir);
+  const std::string in = test::temp_file("menu-export.json", to_chrome_json(test::schedule_trace("1f1b", 4, 8)));
+  const QString menu_png = dir.filePath("menu.png"), cli_png = dir.filePath("cli.png");
+  MainWindow w;
+  w.resize(1100, 600);
+  REQUIRE(w.open({QString::fromStdString(in)}));
+  w.view().zoom(3, 300);
+  const int width_before = w.view().width();
+  const double start_before = w.view().view_start_us(), scale_before = w.view().us_per_pixel();
+  QString asked_filter;
+  w.ask_save = [&](const QString& filter) {
+    asked_filter = filter;
+    return filter.contains("PNG") ? menu_png : dir.filePath("menu"); // the SVG name without its extension
+  };
+  w.action("export_png")->trigger();
+  CHECK(asked_filter.contains("*.png"));
+  REQUIRE(std::system((std::string(PIPPY_VIEW_EXE) + " --export " + cli_png.toStdString() + " " + in).c_str()) == 0);
+  const QImage a(menu_png), b(cli_png);
+  REQUIRE(!a.isNull());
+  REQUIRE(!b.isNull());
+  CHECK(a.size() == b.size());
+  CHECK(a == b);
+  CHECK(w.status_text().contains("exported " + menu_png));
+  // The view the user looks at keeps its size, zoom and position.
+  CHECK(w.view().width() == width_before);
+  CHECK(w.view().view_start_us() == start_before);
+  CHECK(w.view().us_per_pixel() == scale_before);
+
+  w.action("export_svg")->trigger();
+  std::ifstream svg(dir.filePath("menu.svg").toStdString());
+  const std::string text((std::istreambuf_iterator<char>(svg)), std::istreambuf_iterator<char>());
+  CHECK_THAT(text, Catch::Contains("<svg"));
+  CHECK_THAT(text, Catch::Contains("</svg>"));
+  // --export writes SVG too, chosen by the name.
+  const QString cli_svg = dir.filePath("cli.svg");
+  REQUIRE(std::system((std::string(PIPPY_VIEW_EXE) + " --export " + cli_svg.toStdString() + " " + in).c_str()) == 0);
+  CHECK(QFileInfo(cli_svg).size() > 1000);
+  std::filesystem::remove(in);
+}
+
+TEST_CASE("the status bar shows the time under the cursor and the selected action", "[gui][window][status]") {
+  test::app();
+  QTemporaryDir dir;
+  private_settings(dir);
+  const trace t = test::schedule_trace("gpipe", 2, 2);
+  const std::string in = test::temp_file("status.json", to_chrome_json(t));
+  MainWindow w;
+  w.resize(1000, 500);
+  w.show();
+  REQUIRE(w.open({QString::fromStdString(in)}));
+  QApplication::processEvents();
+  TimelineView& v = w.view();
+  v.fit();
+  const auto box = v.event_rect(0, 0);
+  REQUIRE(box);
+  const QPointF at = box->center();
+  QMouseEvent move(QEvent::MouseMove, at, v.mapToGlobal(at), Qt::NoButton, Qt::NoButton, Qt::NoModifier);
+  QApplication::sendEvent(&v, &move);
+  const auto time = v.time_at(at.x());
+  REQUIRE(time);
+  CHECK(*time >= t.events[0].start_us);
+  CHECK(*time <= t.events[0].end_us);
+  CHECK(w.status_text().startsWith("t = "));
+  QMouseEvent press(QEvent::MouseButtonPress, at, v.mapToGlobal(at), Qt::LeftButton, Qt::LeftButton, Qt::NoModifier);
+  QApplication::sendEvent(&v, &press);
+  QMouseEvent release(QEvent::MouseButtonRelease, at, v.mapToGlobal(at), Qt::LeftButton, Qt::NoButton, Qt::NoModifier);
+  QApplication::sendEvent(&v, &release);
+  const auto& e = t.events[0];
+  CHECK(w.status_text().contains(QString("selected %1 on rank %2: ").arg(QString::fromStdString(to_string(e.act))).arg(e.rank)));
+  // Off the plot (the lane labels): no time.
+  QMouseEvent off(QEvent::MouseMove, QPointF(10, at.y()), v.mapToGlobal(QPointF(10, at.y())), Qt::NoButton, Qt::NoButton,
+                  Qt::NoModifier);
+  QApplication::sendEvent(&v, &off);
+  CHECK_FALSE(w.status_text().contains("t = "));
+  std::filesystem::remove(in);
+}
+
+TEST_CASE("the keys help lists every key and gesture and each menu shortcut", "[gui][window][keys]") {
+  test::app();
+  MainWindow w;
+  const QString text = w.keys_text();
+  for (const auto& [keys, what] : TimelineView::key_bindings()) {
+    CHECK(text.contains(keys));
+    CHECK(text.contains(what));
+  }
+  for (const char* name : {"open", "reload", "export_png", "export_svg", "fit", "zoom_step", "follow", "legend", "connect", "keys"}) {
+    INFO(name);
+    REQUIRE(w.action(name));
+    REQUIRE_FALSE(w.action(name)->shortcut().isEmpty());
+    CHECK(text.contains(w.action(name)->shortcut().toString(QKeySequence::NativeText)));
+  }
+  // The legend's action shows and hides its dock.
+  w.show();
+  w.action("legend")->trigger();
+  CHECK_FALSE(w.legend().isVisible());
+  w.action("legend")->trigger();
+  CHECK(w.legend().isVisible());
+}
+
+TEST_CASE("recent files remember what was opened, and reload reads the files again", "[gui][window][files]") {
+  test::app();
+  QTemporaryDir dir;
+  private_settings(dir);
+  const std::string a = test::temp_file("recent-a.json", to_chrome_json(test::schedule_trace("gpipe", 4, 4)));
+  const std::string b = test::temp_file("recent-b.json", to_chrome_json(test::schedule_trace("1f1b", 2, 4)));
+  const QString qa = QFileInfo(QString::fromStdString(a)).absoluteFilePath(), qb = QFileInfo(QString::fromStdString(b)).absoluteFilePath();
+  {
+    MainWindow w;
+    w.ask_open = [&] { return QStringList{qa}; };
+    w.action("open")->trigger();
+    REQUIRE(w.view().panels().size() == 1);
+    CHECK(w.view().panels()[0]->t.num_ranks == 4);
+    CHECK(w.windowTitle().contains(qa));
+    // The file is rewritten by a new run: reload shows the new trace.
+    std::ofstream(a) << to_chrome_json(test::schedule_trace("zb-h1", 3, 6));
+    w.action("reload")->trigger();
+    REQUIRE(w.view().panels().size() == 1);
+    CHECK(w.view().panels()[0]->t.num_ranks == 3);
+    CHECK(w.view().panels()[0]->error.empty());
+    REQUIRE(w.open({qb, qa})); // predicted and measured: two panels
+    CHECK(w.view().panels().size() == 2);
+    CHECK(w.recent_files() == QStringList({qb, qa}));
+  }
+  // Another window (another session) starts with them; opening one again moves it first, no duplicates.
+  MainWindow w2;
+  CHECK(w2.recent_files() == QStringList({qb, qa}));
+  REQUIRE(w2.open({qa}));
+  CHECK(w2.recent_files() == QStringList({qa, qb}));
+  // Opening more than two asks again instead.
+  w2.ask_open = [&] { return QStringList{qa, qb, qa}; };
+  w2.action("open")->trigger();
+  CHECK(w2.view().panels().size() == 1);
+  CHECK(w2.status_text().contains("one or two traces"));
+  std::filesystem::remove(a);
+  std::filesystem::remove(b);
+}
+
+TEST_CASE("zoom to a step shows that step of a multi-step trace", "[gui][window][steps]") {
+  test::app();
+  QTemporaryDir dir;
+  private_settings(dir);
+  // Three steps of 1F1B, 100 us apart.
+  const trace one = test::schedule_trace("1f1b", 2, 4);
+  const double span = compute_metrics(one).end_us;
+  trace three = one;
+  for (int k = 1; k < 3; ++k)
+    for (auto e : one.events) {
+      e.start_us += k * (span + 100);
+      e.end_us += k * (span + 100);
+      three.events.push_back(e);
+    }
+  REQUIRE(steps_in(three) == 3);
+  const std::string in = test::temp_file("steps.json", to_chrome_json(three));
+  MainWindow w;
+  w.resize(1200, 500);
+  REQUIRE(w.open({QString::fromStdString(in)}));
+  w.view().fit();
+  int asked = 0;
+  w.ask_step = [&](int steps) {
+    asked = steps;
+    return 1;
+  };
+  w.action("zoom_step")->trigger();
+  CHECK(asked == 3);
+  const double lo = span + 100, hi = 2 * span + 100, margin = 0.02 * span;
+  const double width = w.view().width() - TimelineView::left_margin - TimelineView::right_margin;
+  CHECK(w.view().view_start_us() == Approx(lo - margin));
+  CHECK(w.view().us_per_pixel() * width == Approx(hi - lo + 2 * margin));
+  // One step: nothing to choose, and the window says so.
+  const std::string single = test::temp_file("one-step.json", to_chrome_json(one));
+  REQUIRE(w.open({QString::fromStdString(single)}));
+  asked = 0;
+  w.action("zoom_step")->trigger();
+  CHECK(asked == 0);
+  CHECK(w.status_text().contains("one step"));
+  std::filesystem::remove(in);
+  std::filesystem::remove(single);
+}
+
+TEST_CASE("connect to a live job from the Live menu follows a JSON-lines file", "[gui][window][live]") {
+  test::app();
+  const trace src = test::schedule_trace("gpipe", 2, 2);
+  std::string lines;
+  for (const auto& e : src.events)
+    lines += to_json_line(e) + "\n";
+  const std::string path = test::temp_file("window-live.jsonl", lines);
+  MainWindow w;
+  w.ask_live = [&] { return QString::fromStdString(path); };
+  w.action("connect")->trigger();
+  REQUIRE(test::wait_for([&] { return !w.view().panels().empty() && w.view().panels().back()->t.events.size() == src.events.size(); }));
+  CHECK(w.action("follow")->isChecked());
+  CHECK(w.view().following());
+  std::filesystem::remove(path);
+}
