@@ -9,7 +9,9 @@
 #include <QKeySequence>
 #include <QMenuBar>
 #include <QMessageBox>
+#include <QFontDatabase>
 #include <QPainter>
+#include <QPlainTextEdit>
 #include <QStatusBar>
 #include <QToolBar>
 #include <algorithm>
@@ -137,6 +139,14 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   legend_dock_->setObjectName("legend");
   legend_dock_->setWidget(legend_);
   addDockWidget(Qt::RightDockWidgetArea, legend_dock_);
+  summary_ = new QPlainTextEdit;
+  summary_->setReadOnly(true);
+  summary_->setLineWrapMode(QPlainTextEdit::NoWrap);
+  summary_->setFont(QFontDatabase::systemFont(QFontDatabase::FixedFont));
+  summary_dock_ = new QDockWidget("Summary", this);
+  summary_dock_->setObjectName("summary");
+  summary_dock_->setWidget(summary_);
+  addDockWidget(Qt::BottomDockWidgetArea, summary_dock_);
 
   ask_open = [this] {
     return QFileDialog::getOpenFileNames(this, "Open one or two traces", {},
@@ -170,6 +180,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   add("reload", "&Reload", QKeySequence(Qt::CTRL | Qt::Key_R), [this] {
     if (!view_->reload())
       message("reload: " + view_->errors().join("; "));
+    update_summary();
   });
   add("export_png", "Export &PNG...", QKeySequence(Qt::CTRL | Qt::Key_E), [this] {
     const QString path = ask_save("PNG image (*.png)");
@@ -199,11 +210,18 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
       view_->pan_pixels(0); // stops following, keeps the view
   });
   follow->setCheckable(true);
-  QAction* legend = legend_dock_->toggleViewAction(); // checked while the dock shows, whoever hides it
-  legend->setText("&Legend");
-  legend->setShortcut(QKeySequence(Qt::Key_L));
-  actions_["legend"] = legend;
-  addAction(legend);
+  auto* critical = add("critical_path", "&Critical path", QKeySequence(Qt::Key_C),
+                       [this] { view_->show_critical_path(action("critical_path")->isChecked()); });
+  critical->setCheckable(true);
+  // Checked while their docks show, whoever hides them.
+  for (auto [name, dock, text, key] : {std::tuple{"legend", legend_dock_, "&Legend", Qt::Key_L},
+                                       std::tuple{"summary", summary_dock_, "S&ummary", Qt::Key_U}}) {
+    QAction* a = dock->toggleViewAction();
+    a->setText(text);
+    a->setShortcut(QKeySequence(key));
+    actions_[name] = a;
+    addAction(a);
+  }
   add("connect", "&Connect to a live job...", QKeySequence(Qt::CTRL | Qt::Key_L), [this] {
     if (const QString spec = ask_live(); !spec.isEmpty())
       connect_live(spec);
@@ -225,8 +243,10 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   QMenu* viewm = menuBar()->addMenu("&View");
   for (const char* n : {"fit", "zoom_in", "zoom_out", "zoom_step", "follow"})
     viewm->addAction(action(n));
+  viewm->addAction(action("critical_path"));
   viewm->addSeparator();
   viewm->addAction(action("legend"));
+  viewm->addAction(action("summary"));
   QMenu* live = menuBar()->addMenu("&Live");
   live->addAction(action("connect"));
   live->addAction(action("follow"));
@@ -263,6 +283,7 @@ bool MainWindow::open(const QStringList& paths) {
   action("follow")->setChecked(false);
   const bool ok = view_->open_files(paths);
   remember(paths);
+  update_summary();
   message(ok ? QString() : "could not open: " + view_->errors().join("; "));
   update_title();
   return ok;
@@ -271,6 +292,7 @@ bool MainWindow::open(const QStringList& paths) {
 bool MainWindow::connect_live(const QString& spec) {
   const bool ok = view_->start_live(spec);
   action("follow")->setChecked(true);
+  update_summary();
   update_title();
   return ok;
 }
@@ -317,6 +339,23 @@ QString MainWindow::status_text() const {
     if (!l->text().isEmpty())
       parts << l->text();
   return parts.join("  |  ");
+}
+
+QString MainWindow::summary_text() const { return summary_->toPlainText(); }
+
+void MainWindow::update_summary() {
+  QString text;
+  const auto& panels = view_->panels();
+  for (const auto& pn : panels) {
+    if (pn->comparison || pn->t.events.empty())
+      continue;
+    text += QString::fromStdString(pn->title) + "\n" + QString::fromStdString(format_summary(pn->t, pn->m, 5)) + "\n";
+  }
+  if (view_->comparison())
+    text += "trace diff: " + QString::fromStdString(panels[0]->title) + " (predicted) against " +
+            QString::fromStdString(panels[1]->title) + " (measured)\n" +
+            QString::fromStdString(format_diff(diff_traces(panels[0]->t, panels[1]->t)));
+  summary_->setPlainText(text);
 }
 
 void MainWindow::update_title() {

@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <set>
 #include <sstream>
@@ -123,6 +124,9 @@ void panel::finish_update(bool with_metrics) {
   if (!with_metrics)
     return;
   m = compute_metrics(t);
+  on_critical_path.assign(t.events.size(), 0);
+  for (const auto i : m.critical_path)
+    on_critical_path[i] = 1;
   gaps_of_rank.assign(static_cast<std::size_t>(t.num_ranks), {});
   for (std::size_t g = 0; g < m.gaps.size(); ++g)
     if (m.gaps[g].rank < t.num_ranks)
@@ -194,27 +198,87 @@ void TimelineView::add_trace(trace t, const std::string& title) {
   pn->t = std::move(t);
   pn->rebuild();
   panels_.push_back(std::move(pn));
+  update_comparison();
   fitted_ = false;
   update();
+}
+
+double TimelineView::comparison_error(double predicted_start, double predicted_us, double measured_start, double measured_us) {
+  const double off = std::max(std::abs(measured_start - predicted_start), std::abs(measured_us - predicted_us));
+  if (off == 0)
+    return 0;
+  return predicted_us > 0 ? off / predicted_us : std::numeric_limits<double>::infinity();
+}
+
+QColor TimelineView::error_color(double error) {
+  const double f = std::isfinite(error) ? std::clamp(error / error_scale, 0.0, 1.0) : 1.0;
+  return QColor::fromHsv(static_cast<int>(std::lround(120 * (1 - f))), 200, 210).toRgb();
+}
+
+QColor TimelineView::critical_path_color() { return QColor(255, 140, 0); }
+
+void TimelineView::show_critical_path(bool on) {
+  critical_path_ = on;
+  update();
+}
+
+const panel* TimelineView::comparison() const {
+  for (const auto& pn : panels_)
+    if (pn->comparison)
+      return pn.get();
+  return nullptr;
+}
+
+void TimelineView::update_comparison() {
+  std::erase_if(panels_, [](const auto& pn) { return pn->comparison; });
+  if (panels_.size() != 2 || live_panel_)
+    return;
+  const trace& pt = panels_[0]->t;
+  const trace& mt = panels_[1]->t;
+  if (pt.events.empty() || mt.events.empty() || !why_not_comparable(pt, mt).empty())
+    return;
+  const double p0 = panels_[0]->m.start_us, m0 = panels_[1]->m.start_us;
+  std::map<std::pair<int, action>, const trace_event*> predicted;
+  for (const auto& e : pt.events)
+    if (is_compute(e.act.kind))
+      predicted.emplace(std::pair{e.rank, e.act}, &e);
+  auto cmp = std::make_unique<panel>();
+  cmp->comparison = true;
+  cmp->title = "comparison: each measured action coloured by its error against the prediction (green: equal, red: off by " +
+               std::to_string(static_cast<int>(100 * error_scale)) + "% of its predicted time or more)";
+  cmp->t.num_ranks = mt.num_ranks;
+  for (const auto& e : mt.events) {
+    const auto it = is_compute(e.act.kind) ? predicted.find({e.rank, e.act}) : predicted.end();
+    if (it == predicted.end())
+      continue;
+    const trace_event& pe = *it->second;
+    cmp->t.events.push_back(e);
+    cmp->predicted.emplace_back(pe.start_us - p0, pe.duration_us());
+    cmp->error_of.push_back(comparison_error(pe.start_us - p0, pe.duration_us(), e.start_us - m0, e.duration_us()));
+  }
+  cmp->rebuild();
+  panels_.push_back(std::move(cmp));
 }
 
 bool TimelineView::open_files(const QStringList& paths) {
   bool ok = true;
   for (const auto& path : paths) {
+    auto pn = std::make_unique<panel>();
+    pn->source = path.toStdString();
     try {
-      trace t = load_any_trace(path.toStdString());
-      const std::string title = path.toStdString() + (t.run.empty() ? "" : " (" + t.run + ")");
-      add_trace(std::move(t), title);
+      pn->t = load_any_trace(pn->source);
+      pn->title = pn->source + (pn->t.run.empty() ? "" : " (" + pn->t.run + ")");
     } catch (const std::exception& e) {
       ok = false;
       std::cerr << "pippy-view: " << e.what() << "\n";
-      auto pn = std::make_unique<panel>();
-      pn->title = path.toStdString();
+      pn->title = pn->source;
       pn->error = e.what();
-      panels_.push_back(std::move(pn));
     }
-    panels_.back()->source = path.toStdString();
+    pn->rebuild();
+    panels_.push_back(std::move(pn));
   }
+  update_comparison();
+  fitted_ = false;
   update();
   return ok;
 }
@@ -254,7 +318,7 @@ QStringList TimelineView::files() const {
 bool TimelineView::reload() {
   bool ok = true;
   for (auto& pn : panels_) {
-    if (pn->source.empty())
+    if (pn->source.empty() || pn->comparison)
       continue;
     try {
       trace t = load_any_trace(pn->source);
@@ -269,6 +333,7 @@ bool TimelineView::reload() {
     }
     pn->rebuild();
   }
+  update_comparison();
   selected_.reset(); // event indices of the old traces
   selected_mb_ = no_microbatch;
   deps_.clear();
@@ -301,6 +366,7 @@ bool TimelineView::start_live(const QString& spec, int poll_ms) {
     }
   }
   live_panel_ = panels_.emplace_back(std::move(pn)).get();
+  update_comparison(); // none beside a live run
   if (!live_)
     schedule_retry(live_panel_->error);
   else if (live_->connecting())
@@ -762,7 +828,7 @@ void TimelineView::draw_panel(QPainter& p, panel& pn, const QRect& area) {
       p.drawText(QRectF(2, l.y, left_margin - 6, l.height), Qt::AlignVCenter | Qt::AlignLeft, label);
     p.fillRect(QRectF(plot_l, l.y, plot_r - plot_l, l.height), QColor(246, 246, 246));
     // Bubbles: the rank's idle gaps (from the metrics), visible part only.
-    if (!l.comm && static_cast<std::size_t>(l.rank) < pn.gaps_of_rank.size()) {
+    if (!l.comm && !pn.comparison && static_cast<std::size_t>(l.rank) < pn.gaps_of_rank.size()) {
       const auto& gi = pn.gaps_of_rank[static_cast<std::size_t>(l.rank)];
       auto it = std::lower_bound(gi.begin(), gi.end(), t_lo,
                                  [&](std::uint32_t g, double t) { return pn.m.gaps[g].end_us < t; });
@@ -795,7 +861,7 @@ void TimelineView::draw_panel(QPainter& p, panel& pn, const QRect& area) {
         auto next = std::lower_bound(first, l.events.end(), col_end_t,
                                      [&](std::uint32_t a, double t) { return ev[a].start_us < t; });
         const std::size_t next_k = std::max<std::size_t>(k + 1, static_cast<std::size_t>(next - l.events.begin()));
-        p.fillRect(box, action_color(e.act));
+        p.fillRect(box, pn.comparison ? error_color(pn.error_of[l.events[k]]) : action_color(e.act));
         drawn_ += next_k - k;
         k = next_k;
         continue;
@@ -813,10 +879,16 @@ void TimelineView::draw_panel(QPainter& p, panel& pn, const QRect& area) {
         ++k;
         continue;
       }
-      const QColor c = action_color(e.act);
-      paint_action_box(p, box, e.act);
+      const QColor c = pn.comparison ? error_color(pn.error_of[l.events[k]]) : action_color(e.act);
+      if (pn.comparison)
+        p.fillRect(box, c);
+      else
+        paint_action_box(p, box, e.act);
       const bool highlighted = selected_mb_ != no_microbatch && e.act.microbatch == selected_mb_;
-      if (highlighted) {
+      if (critical_path_ && l.events[k] < pn.on_critical_path.size() && pn.on_critical_path[l.events[k]]) {
+        p.setPen(QPen(critical_path_color(), 3));
+        p.drawRect(box.adjusted(1.5, 1.5, -1.5, -1.5));
+      } else if (highlighted) {
         p.setPen(QPen(Qt::black, 2));
         p.drawRect(box.adjusted(1, 1, -1, -1));
       } else if (outline && box.width() >= 4) {
@@ -987,6 +1059,16 @@ QString TimelineView::tooltip_at(QPointF pos) const {
     s += QString("\nbytes %1 (%2)").arg(e.bytes).arg(bytes_text(e.bytes));
   if (e.peer >= 0)
     s += QString("\npeer rank %1").arg(e.peer);
+  const panel& pn = *panels_[h->panel];
+  if (pn.comparison) {
+    const auto [start, dur] = pn.predicted[h->event];
+    s += QString("\npredicted: start %1, duration %2\nmeasured: start %3, duration %4\nerror %5%")
+             .arg(us_text(start))
+             .arg(us_text(dur))
+             .arg(us_text(e.start_us - panels_[1]->m.start_us))
+             .arg(us_text(e.duration_us()))
+             .arg(100 * pn.error_of[h->event], 0, 'f', 1);
+  }
   return s;
 }
 
@@ -999,8 +1081,15 @@ std::optional<double> TimelineView::time_at(double x) const {
 QString TimelineView::selection_text() const {
   if (!selected_)
     return {};
-  const auto& e = panels_[selected_->panel]->t.events[selected_->event];
-  return QString("%1 on rank %2: %3").arg(QString::fromStdString(to_string(e.act))).arg(e.rank).arg(us_text(e.duration_us()));
+  const panel& pn = *panels_[selected_->panel];
+  const auto& e = pn.t.events[selected_->event];
+  const QString what = QString("%1 on rank %2: ").arg(QString::fromStdString(to_string(e.act))).arg(e.rank);
+  if (pn.comparison)
+    return what + QString("predicted %1, measured %2, error %3%")
+                      .arg(us_text(pn.predicted[selected_->event].second))
+                      .arg(us_text(e.duration_us()))
+                      .arg(100 * pn.error_of[selected_->event], 0, 'f', 1);
+  return what + us_text(e.duration_us());
 }
 
 std::optional<int> TimelineView::select_at(QPointF pos) {

@@ -23,6 +23,7 @@ using namespace pippy;
 using pippy::gui::LegendWidget;
 using pippy::gui::MainWindow;
 using pippy::gui::TimelineView;
+using pippy::gui::panel;
 
 namespace {
 std::string rgb(QRgb c) { return QString::number(c, 16).toStdString(); }
@@ -292,4 +293,111 @@ TEST_CASE("connect to a live job from the Live menu follows a JSON-lines file", 
   CHECK(w.action("follow")->isChecked());
   CHECK(w.view().following());
   std::filesystem::remove(path);
+}
+
+TEST_CASE("two traces of one schedule get a comparison lane: green where they agree, red where one was shifted",
+          "[gui][window][compare]") {
+  test::app();
+  QTemporaryDir dir;
+  private_settings(dir);
+  const trace predicted = test::schedule_trace("1f1b", 2, 4);
+  trace measured = predicted;
+  // The measurement starts elsewhere on the clock (as a real one does) and rank 1's last action, 1B3, ran
+  // 3 units late (nothing follows it on its lane to overlap).
+  for (auto& e : measured.events) {
+    e.start_us += 5000;
+    e.end_us += 5000;
+  }
+  const std::size_t late = test::find_event(measured, "1B3", 1);
+  measured.events[late].start_us += 3000;
+  measured.events[late].end_us += 3000;
+  const std::string p = test::temp_file("cmp-predicted.json", to_chrome_json(predicted));
+  const std::string m = test::temp_file("cmp-measured.json", to_chrome_json(measured));
+  MainWindow w;
+  w.resize(1400, 700);
+  REQUIRE(w.open({QString::fromStdString(p), QString::fromStdString(m)}));
+  TimelineView& v = w.view();
+  REQUIRE(v.panels().size() == 3);
+  const panel* cmp = v.comparison();
+  REQUIRE(cmp);
+  CHECK(cmp->t.events.size() == predicted.events.size()); // every compute action matched
+  const QImage img = v.render_image(QSize(1400, v.fitting_height()));
+  std::size_t green = 0, red = 0;
+  for (std::size_t i = 0; i < cmp->t.events.size(); ++i) {
+    const auto box = v.event_rect(2, i);
+    REQUIRE(box);
+    const QRgb c = img.pixel(QPoint(int(box->left() + 3), int(box->center().y()))); // beside the label
+    const bool shifted = to_string(cmp->t.events[i].act) == "1B3";
+    INFO(to_string(cmp->t.events[i].act) << " on rank " << cmp->t.events[i].rank);
+    CHECK(rgb(c) == rgb(TimelineView::error_color(cmp->error_of[i]).rgba()));
+    if (shifted) {
+      CHECK(cmp->error_of[i] == Approx(1.5)); // 3 units late on a 2-unit backward
+      CHECK(QColor(c).hue() == 0);
+    } else {
+      CHECK(cmp->error_of[i] < 1e-3); // equal but for the trace file's rounding of times
+      CHECK(QColor(c).hue() >= 119);
+    }
+    (shifted ? red : green) += 1;
+  }
+  CHECK(red == 1);
+  CHECK(green == cmp->t.events.size() - 1);
+  CHECK(TimelineView::error_color(0) == QColor::fromHsv(120, 200, 210).toRgb());
+  CHECK(TimelineView::error_color(TimelineView::error_scale) == QColor::fromHsv(0, 200, 210).toRgb());
+  // Hovering or clicking the shifted action shows both times.
+  const std::size_t i = test::find_event(cmp->t, "1B3", 1);
+  const auto box = v.event_rect(2, i);
+  REQUIRE(box);
+  const QString tip = v.tooltip_at(box->center());
+  CHECK(tip.contains("predicted: start"));
+  CHECK(tip.contains("measured: start"));
+  v.select_at(box->center());
+  CHECK(v.selection_text().contains("1B3 on rank 1: predicted"));
+  CHECK(v.selection_text().contains("error 150.0%"));
+  // The summary dock: each trace's summary and trace diff's numbers.
+  const QString text = w.summary_text();
+  CHECK(text.contains("bubble fraction"));
+  CHECK(text.contains(QString::fromStdString(format_diff(diff_traces(predicted, measured)))));
+  // Traces of other sizes: no comparison, and no diff in the summary.
+  const std::string other = test::temp_file("cmp-other.json", to_chrome_json(test::schedule_trace("gpipe", 2, 3)));
+  REQUIRE(w.open({QString::fromStdString(p), QString::fromStdString(other)}));
+  CHECK(v.panels().size() == 2);
+  CHECK(v.comparison() == nullptr);
+  CHECK_FALSE(w.summary_text().contains("trace diff"));
+  for (const auto& f : {p, m, other})
+    std::filesystem::remove(f);
+}
+
+TEST_CASE("the critical path is outlined on the timeline when asked", "[gui][window][critical]") {
+  test::app();
+  QTemporaryDir dir;
+  private_settings(dir);
+  const trace t = test::schedule_trace("gpipe", 3, 3);
+  const std::string in = test::temp_file("critical.json", to_chrome_json(t));
+  MainWindow w;
+  REQUIRE(w.open({QString::fromStdString(in)}));
+  TimelineView& v = w.view();
+  const auto& path = v.panels()[0]->m.critical_path;
+  REQUIRE(!path.empty());
+  std::vector<char> on(t.events.size(), 0);
+  for (auto i : path)
+    on[i] = 1;
+  auto edge_colours = [&](bool shown) {
+    if (shown != w.action("critical_path")->isChecked())
+      w.action("critical_path")->trigger();
+    CHECK(v.critical_path_shown() == shown);
+    const QImage img = v.render_image(QSize(1200, 400));
+    std::size_t outlined_on = 0, outlined_off = 0;
+    for (std::size_t i = 0; i < t.events.size(); ++i) {
+      const auto box = v.event_rect(0, i);
+      REQUIRE(box);
+      const bool orange = img.pixel(QPoint(int(box->left() + 2), int(box->center().y()))) ==
+                          TimelineView::critical_path_color().rgba();
+      (on[i] ? outlined_on : outlined_off) += orange;
+    }
+    return std::pair{outlined_on, outlined_off};
+  };
+  CHECK(edge_colours(false) == std::pair<std::size_t, std::size_t>{0, 0});
+  CHECK(edge_colours(true) == std::pair<std::size_t, std::size_t>{path.size(), 0});
+  CHECK(w.summary_text().contains("critical path"));
+  std::filesystem::remove(in);
 }

@@ -13,6 +13,7 @@
 class QAction;
 class QDockWidget;
 class QMenu;
+class QPlainTextEdit;
 
 namespace pippy::gui {
 
@@ -47,8 +48,11 @@ public:
   bool export_to(const QString& path);
   QStringList recent_files() const;
   QString status_text() const; // the status bar: cursor time, selection
+  // The summary dock's text: each trace's `pippy trace summary` (step time, bubble and peak memory per
+  // rank, critical path, idle causes) and, for two traces of one schedule, `pippy trace diff`'s.
+  QString summary_text() const;
   // Menu actions by name: open, reload, export_png, export_svg, quit, fit, zoom_in, zoom_out, zoom_step,
-  // follow, legend, connect, keys.
+  // follow, critical_path, legend, summary, connect, keys.
   QAction* action(const QString& name) const;
   // How the actions that ask the user ask: replaced in tests (the dialogs would wait for a person).
   std::function<QStringList()> ask_open;                  // file dialog, one or two traces
@@ -64,11 +68,14 @@ private:
   void rebuild_recent_menu();
   void update_status();
   void update_title();
+  void update_summary();
   void message(const QString& text); // the status bar's right side: what the last action said
 
   TimelineView* view_ = nullptr;
   LegendWidget* legend_ = nullptr;
   QDockWidget* legend_dock_ = nullptr;
+  QDockWidget* summary_dock_ = nullptr;
+  QPlainTextEdit* summary_ = nullptr;
   QMenu* recent_menu_ = nullptr;
   QLabel* cursor_label_ = nullptr;
   QLabel* selection_label_ = nullptr;

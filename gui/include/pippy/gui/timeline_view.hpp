@@ -40,7 +40,14 @@ struct panel {
   std::vector<lane> lanes;
   std::vector<std::vector<std::uint32_t>> gaps_of_rank; // indices into m.gaps, by start
   std::vector<double> memory_y;                         // per rank, top of its memory strip (or -1)
+  std::vector<char> on_critical_path;                   // per event: on m.critical_path
   std::string error;
+  // The comparison of two traces of one schedule: t holds the measured trace's compute actions that the
+  // prediction has too, at their measured times; per event, its error and the predicted start (from the
+  // predicted trace's first start) and duration.
+  bool comparison = false;
+  std::vector<double> error_of;
+  std::vector<std::pair<double, double>> predicted; // (start from the first start, duration)
   double top = 0, height = 0; // set by layout
   void rebuild();             // lanes and metrics from t
   bool add_event(std::size_t i); // false: its rank or stage has no lane yet (call rebuild)
@@ -93,6 +100,20 @@ public:
   QImage render_image(QSize size); // fits the view to the size and draws into an image
   // The height in pixels that shows every lane of every open trace (lanes have a fixed height).
   int fitting_height();
+  // With two traces of one schedule open (predicted, then measured: traces' why_not_comparable says
+  // none), a third block compares them: one lane per rank, each measured action coloured by its error
+  // against the prediction (comparison_error). The comparison panel, or null.
+  const panel* comparison() const;
+  // An action's error: the larger of its start's and its duration's difference (each trace's times from
+  // its own first start) over the predicted duration. 0 is drawn green, error_scale or more red.
+  static double comparison_error(double predicted_start, double predicted_us, double measured_start, double measured_us);
+  static QColor error_color(double error);
+  static constexpr double error_scale = 0.5;
+  // The critical path of each trace (traces' compute_metrics) outlined on the timeline.
+  void show_critical_path(bool on);
+  bool critical_path_shown() const { return critical_path_; }
+  static QColor critical_path_color();
+
   // Writes the whole run, fitted, as PNG or (by the name's .svg) SVG: `pippy-view --export` and the File
   // menu alike. height 0: every lane; a height too small for them grows to fit (up to 20000 px), and
   // `note` says so. False, with `note` saying why, when the file cannot be written.
@@ -169,6 +190,7 @@ private:
   std::optional<hit> hit_at(QPointF pos) const;
   const trace_marker* marker_at(QPointF pos) const; // a marker's tick within 3 px of pos, on its rank's lanes
   void draw_panel(QPainter& p, panel& pn, const QRect& area);
+  void update_comparison(); // after the open traces change
   void set_live_status(const std::string& status);
   void schedule_retry(const std::string& why);
 
@@ -190,6 +212,7 @@ private:
   int selected_mb_ = no_microbatch;
   std::vector<std::size_t> deps_;
   std::optional<QPointF> drag_from_;
+  bool critical_path_ = false;
 };
 
 // Loads a trace for the viewer: Chrome JSON, or JSON lines when the path ends in .jsonl. Throws input_error.
