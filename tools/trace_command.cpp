@@ -15,6 +15,7 @@ namespace pippy::cli {
 command add_trace_command(CLI::App& app) {
   struct options {
     std::string file, predicted, measured, out;
+    std::vector<std::string> parts;
     std::size_t max_gaps = 20;
     schedule_options gen{.name = "1f1b", .num_ranks = 4, .num_microbatches = 8}; // as schedule and sim
     double us_per_unit = 1000;
@@ -42,12 +43,16 @@ command add_trace_command(CLI::App& app) {
       ->check(within(1e-6, 1e6))
       ->capture_default_str();
   make->add_option("-o,--output", o->out, "Chrome trace file to write")->required();
+  auto* merge = sub->add_subcommand("merge", "One trace of the ranks that separate files hold (e.g. each process's torch.profiler trace)");
+  merge->add_option("FILES", o->parts, "Traces of different ranks (a torch.profiler file's rank is its distributedInfo.rank)")
+      ->required();
+  merge->add_option("-o,--output", o->out, "Chrome trace file to write")->required();
   auto* publish = sub->add_subcommand("publish", "Replay a trace as a live JSON-lines stream (a stand-in for a running job)");
   publish->add_option("FILE", o->file, "Chrome trace-event JSON file")->required();
   publish->add_option("--port", o->port, "TCP port to serve on (0 = any free one, -1 = none)")->check(CLI::Range(0, 65535))->capture_default_str();
   publish->add_option("--jsonl", o->jsonl, "Write the lines to this file as well (replacing it)");
   publish->add_option("--delay-ms", o->delay_ms, "Pause between events")->check(within(0, 60000))->capture_default_str();
-  return {sub, [o, summary, diff, make, publish] {
+  return {sub, [o, summary, diff, make, merge, publish] {
     if (summary->parsed()) {
       const trace t = load_chrome_trace(o->file);
       std::cout << format_steps(t) << format_summary(t, compute_metrics(t), o->max_gaps);
@@ -62,6 +67,13 @@ command add_trace_command(CLI::App& app) {
       const schedule s = make_schedule(o->gen);
       const auto run = o->gen.name + " R=" + std::to_string(o->gen.num_ranks) + " M=" + std::to_string(o->gen.num_microbatches);
       save_chrome_trace(trace_from_evaluation(evaluate(s, unit_costs{}), run, o->us_per_unit), o->out);
+    } else if (merge->parsed()) {
+      std::vector<trace> parts;
+      for (const auto& f : o->parts)
+        parts.push_back(load_chrome_trace(f));
+      const trace t = merge_ranks(parts, o->parts);
+      save_chrome_trace(t, o->out);
+      std::cout << "merged " << t.events.size() << " events of " << t.num_ranks << " ranks into " << o->out << "\n";
     } else if (publish->parsed()) {
       trace t = load_chrome_trace(o->file);
       std::stable_sort(t.events.begin(), t.events.end(), [](auto& a, auto& b) { return a.end_us < b.end_us; });

@@ -403,7 +403,7 @@ def worker(args) -> int:
     for k in range(ex.steps):
         x, y = ex.batch_at(k)
         dist.barrier()
-        profile = args.trace and k == ex.steps - 1
+        profile = (args.trace or args.profiler_dir) and k == ex.steps - 1
         prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) if profile else None
         if prof:
             prof.__enter__()
@@ -427,6 +427,8 @@ def worker(args) -> int:
         if prof:
             prof.__exit__(None, None, None)
             actions = profiled_actions(prof, mine)
+            if args.profiler_dir:  # torch.profiler's own file, as a user of torch.pp would write it
+                prof.export_chrome_trace(os.path.join(args.profiler_dir, f"rank{rank}.json"))
         if last:
             if len(losses) != ex.microbatches:
                 raise RuntimeError(f"the schedule returned {len(losses)} losses for {ex.microbatches} micro-batches")
@@ -557,6 +559,8 @@ def run_pipelined(args, ex: Export) -> int:
             cmd.append("--raw-torch")
         if args.trace:
             cmd += ["--trace", args.trace]  # the ranks profile their last step; the parent writes the file
+        if args.profiler_dir:
+            cmd += ["--profiler-dir", args.profiler_dir]
         procs, errs = [], []
         t_start = time.monotonic()
         try:
@@ -652,6 +656,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="write the final parameters here")
     ap.add_argument("--time", action="store_true", help="print step_ms, the median step time after the first")
     ap.add_argument("--trace", default=None, help="write the last step's actions as a Chrome trace (profiled)")
+    ap.add_argument("--profiler-dir", default=None,
+                    help="each rank writes torch.profiler's Chrome trace of the last step here (rankR.json)")
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds before a hung run is killed")
     ap.add_argument("--pg-timeout", type=float, default=None, help="Gloo timeout per operation (default 3/4 timeout)")
     ap.add_argument("--raw-torch", action="store_true",

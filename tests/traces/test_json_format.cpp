@@ -141,3 +141,39 @@ TEST_CASE("markers are written as Chrome instant events and read back", "[traces
   parse_json_line(R"({"ph":"i","name":"x","pid":0,"ts":1})", other, "other");
   CHECK(other.markers.empty());
 }
+
+TEST_CASE("a torch.profiler trace of torch.pp opens with its pipeline actions as one rank's", "[traces][chrome][torch]") {
+  // The shape of export_chrome_trace's file: times from baseTimeNanoseconds, the rank in distributedInfo,
+  // pid an OS process id; torch.pp marks actions with record_function.
+  const json j = {
+      {"schemaVersion", 1},
+      {"distributedInfo", {{"backend", "gloo"}, {"rank", 1}, {"world_size", 2}}},
+      {"baseTimeNanoseconds", 2000000000},
+      {"traceEvents",
+       {{{"ph", "X"}, {"cat", "cpu_op"}, {"name", "aten::mm"}, {"pid", 4242}, {"tid", 1}, {"ts", 11}, {"dur", 2}},
+        {{"ph", "X"}, {"cat", "user_annotation"}, {"name", "PP:3F0"}, {"pid", 4242}, {"tid", 1}, {"ts", 10}, {"dur", 5}},
+        {{"ph", "X"}, {"cat", "user_annotation"}, {"name", "PP:3SEND_F0"}, {"pid", 4242}, {"tid", 1}, {"ts", 15}, {"dur", 1}},
+        {{"ph", "X"}, {"cat", "user_annotation"}, {"name", "Backward 2"}, {"pid", 4242}, {"tid", 1}, {"ts", 20}, {"dur", 7}},
+        {{"ph", "X"}, {"cat", "user_annotation"}, {"name", "PP:UNSHARD"}, {"pid", 4242}, {"tid", 1}, {"ts", 30}, {"dur", 1}},
+        {{"ph", "X"}, {"cat", "gpu_user_annotation"}, {"name", "PP:3F0"}, {"pid", 0}, {"tid", 7}, {"ts", 10}, {"dur", 5}},
+        {{"ph", "i"}, {"name", "Iteration Start: PyTorch Profiler"}, {"pid", 4242}, {"tid", 1}, {"ts", 0}}}}};
+  const trace t = parse_chrome_json(j.dump(), "rank1.json");
+  CHECK(t.num_ranks == 2);
+  CHECK(t.run == "torch.profiler, rank 1");
+  REQUIRE(t.events.size() == 3);
+  CHECK(to_string(t.events[0].act) == "3F0");
+  CHECK(t.events[0].rank == 1);
+  CHECK(t.events[0].start_us == 2000000 + 10); // 2 s of base time, then ts
+  CHECK(t.events[0].end_us == 2000000 + 15);
+  CHECK(t.events[0].source == event_source::measured);
+  CHECK(to_string(t.events[1].act) == "3SEND_F0");
+  CHECK(to_string(t.events[2].act) == "1B2"); // GPipe's "Backward i": the rank's own stage
+  // Without any action of torch.pp: an error naming the file and what was looked for.
+  json none = j;
+  none["traceEvents"] = json::array({j["traceEvents"][0]});
+  CHECK_THROWS_WITH(parse_chrome_json(none.dump(), "rank1.json"),
+                    Catch::Contains("rank1.json: a torch.profiler trace without pipeline actions"));
+  json bad_rank = j;
+  bad_rank["distributedInfo"]["rank"] = -3;
+  CHECK_THROWS_WITH(parse_chrome_json(bad_rank.dump(), "rank1.json"), Catch::Contains("rank1.json: distributedInfo.rank"));
+}

@@ -292,10 +292,77 @@ std::optional<trace> parse_own_layout(std::string_view text, const std::string& 
 
 } // namespace
 
+namespace {
+// torch.profiler's export_chrome_trace, one file per process: its top level says so (distributedInfo,
+// baseTimeNanoseconds, deviceProperties or schemaVersion beside traceEvents).
+bool is_torch_profiler_trace(const json& j) {
+  return j.is_object() && j.contains("traceEvents") &&
+         (j.contains("distributedInfo") || j.contains("baseTimeNanoseconds") || j.contains("deviceProperties") ||
+          j.contains("schemaVersion"));
+}
+
+// The pipeline actions of one process's torch.profiler trace, as torch.distributed.pipelining marks them with
+// record_function: "PP:2F0" (its multi-stage runtime; SEND/RECV too), or "Forward i" / "Backward i" (its
+// single-stage GPipe, on the process's own stage: the rank). Every other range (aten ops, UNSHARD,
+// REDUCE_GRAD...) is left out. The rank is distributedInfo's; times are the profiler's base time plus ts.
+trace read_torch_profiler(const json& j, const std::string& source) {
+  trace t;
+  int rank = 0;
+  if (j.contains("distributedInfo") && j["distributedInfo"].is_object() && j["distributedInfo"].contains("rank"))
+    rank = static_cast<int>(json_integer(j["distributedInfo"]["rank"], source + ": distributedInfo.rank", 0, limits::max_ranks - 1));
+  t.num_ranks = rank + 1;
+  const double base = j.contains("baseTimeNanoseconds")
+                          ? json_number(j["baseTimeNanoseconds"], source + ": baseTimeNanoseconds", "number of nanoseconds", 0,
+                                        max_trace_us * 1000) / 1000
+                          : 0.0;
+  const auto& events = j["traceEvents"];
+  if (!events.is_array())
+    throw input_error(source + ": \"traceEvents\" must be an array");
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    const auto& e = events[i];
+    if (!e.is_object() || e.value("ph", "") != "X" || !e.contains("name") || !e["name"].is_string() ||
+        e.value("cat", "user_annotation") != "user_annotation") // gpu_user_annotation repeats a range on the device
+      continue;
+    const std::string& name = e["name"].get_ref<const std::string&>();
+    action a;
+    try {
+      if (name.rfind("PP:", 0) == 0) {
+        a = parse_action(name.substr(3));
+      } else if (name.rfind("Forward ", 0) == 0 || name.rfind("Backward ", 0) == 0) {
+        const bool fwd = name[0] == 'F';
+        const std::string mb = name.substr(fwd ? 8 : 9);
+        a = parse_action(std::to_string(rank) + (fwd ? "F" : "B") + mb);
+      } else {
+        continue;
+      }
+    } catch (const input_error&) {
+      continue; // UNSHARD, RESHARD, REDUCE_GRAD, an overlapped (F;B) pair: not one action of ours
+    }
+    const std::string where = source + ": traceEvents[" + std::to_string(i) + "] (" + name + ")";
+    if (!e.contains("ts") || !e.contains("dur"))
+      throw input_error(where + ": fields \"ts\" and \"dur\" must be numbers of microseconds");
+    trace_event ev;
+    ev.act = a;
+    ev.rank = rank;
+    ev.start_us = base + json_number(e["ts"], where + ": field \"ts\"", "number of microseconds", -max_trace_us, max_trace_us);
+    ev.end_us = ev.start_us + json_number(e["dur"], where + ": field \"dur\"", "number of microseconds", 0, max_trace_us);
+    ev.source = event_source::measured;
+    t.events.push_back(ev);
+  }
+  if (t.events.empty())
+    throw input_error(source + ": a torch.profiler trace without pipeline actions (torch.distributed.pipelining's "
+                               "record_function ranges \"PP:2F0\" or \"Forward 0\" / \"Backward 0\")");
+  t.run = "torch.profiler, rank " + std::to_string(rank);
+  return t;
+}
+} // namespace
+
 trace parse_chrome_json(std::string_view text, const std::string& source) {
   if (auto fast = parse_own_layout(text, source))
     return std::move(*fast);
   const json j = parse_json(text, source);
+  if (is_torch_profiler_trace(j))
+    return read_torch_profiler(j, source);
   trace t;
   const json* events = nullptr;
   if (j.is_array()) {

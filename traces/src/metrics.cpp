@@ -1,5 +1,7 @@
 #include "pippy/traces/metrics.hpp"
 
+#include "pippy/core/error.hpp"
+
 #include "pippy/core/dependencies.hpp"
 
 #include <algorithm>
@@ -7,6 +9,7 @@
 #include <cstdio>
 #include <limits>
 #include <map>
+#include <set>
 #include <numeric>
 #include <sstream>
 #include <unordered_map>
@@ -137,6 +140,30 @@ std::string idle_gap::describe() const {
 }
 
 std::vector<std::size_t> data_dependencies(const trace& t, std::size_t i) { return action_index(t).deps(t, i); }
+
+trace merge_ranks(const std::vector<trace>& parts, const std::vector<std::string>& names) {
+  trace out;
+  std::map<int, std::size_t> owner; // rank -> the part that holds it
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    const trace& t = parts[i];
+    std::set<int> ranks;
+    for (const auto& e : t.events)
+      ranks.insert(e.rank);
+    for (const int r : ranks)
+      if (const auto [it, fresh] = owner.emplace(r, i); !fresh)
+        throw input_error("trace merge: rank " + std::to_string(r) + " is in both " + names.at(it->second) + " and " +
+                          names.at(i) + " (merge the files of different ranks)");
+    out.num_ranks = std::max(out.num_ranks, t.num_ranks);
+    out.events.insert(out.events.end(), t.events.begin(), t.events.end());
+    out.memory.insert(out.memory.end(), t.memory.begin(), t.memory.end());
+    out.markers.insert(out.markers.end(), t.markers.begin(), t.markers.end());
+    if (out.run.empty())
+      out.run = t.run;
+  }
+  if (parts.size() > 1)
+    out.run = "merged from " + std::to_string(parts.size()) + " files (" + out.run + ", ...)";
+  return out;
+}
 
 trace step_range(const trace& t, int steps, int first, int count) {
   trace out = t;

@@ -98,6 +98,10 @@ std::string render_grid(const schedule& s, const evaluation& e);
 // kept event on.
 // `count` >= 0 keeps only that many steps from `first` on.
 trace step_range(const trace& t, int steps, int first, int count = -1);
+// One trace of the ranks that separate files hold (a process's torch.profiler trace each, or each rank's own
+// trace): events, memory and markers together, times as they are (one host's clock). `names` label the
+// parts in errors. Throws input_error when two parts hold the same rank.
+trace merge_ranks(const std::vector<trace>& parts, const std::vector<std::string>& names);
 // How many steps a trace holds: k when every compute action of every rank occurs exactly k times (a
 // measured run of k steps), else 1.
 int steps_in(const trace& t);
