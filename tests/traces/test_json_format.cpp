@@ -177,3 +177,34 @@ TEST_CASE("a torch.profiler trace of torch.pp opens with its pipeline actions as
   bad_rank["distributedInfo"]["rank"] = -3;
   CHECK_THROWS_WITH(parse_chrome_json(bad_rank.dump(), "rank1.json"), Catch::Contains("rank1.json: distributedInfo.rank"));
 }
+
+TEST_CASE("our own layout's fast reader gives what the JSON reader gives, and leaves it the odd lines", "[traces][chrome]") {
+  trace t;
+  t.num_ranks = 3;
+  t.run = "fast and slow";
+  t.events = {{0, parse_action("0F0"), -5.25, 10, 0, -1, event_source::simulated},
+              {0, parse_action("0SEND_F0"), 10, 12.5, 4096, 1, event_source::measured},
+              {1, parse_action("1RECV_F0"), 10, 13, 4096, -1, event_source::measured},
+              {2, parse_action("2U"), 1e15, 1e15 + 0.125, 0, -1, event_source::measured},
+              {1, parse_action("1I3"), 20, 20, 0, -1, event_source::simulated}};
+  t.memory = {{1, 3.5, 1 << 20}};
+  t.markers = {{2, 7, "step 1", "with \"quotes\""}};
+  const std::string text = to_chrome_json(t);
+  const trace fast = parse_chrome_json(text, "fast.json");
+  const trace slow = parse_chrome_json(" " + text, "slow.json"); // not our layout's first bytes: the JSON reader
+  CHECK(fast.events == t.events);
+  CHECK(slow.events == t.events);
+  CHECK(fast.num_ranks == slow.num_ranks);
+  CHECK(fast.memory.size() == 1);
+  CHECK(fast.markers.size() == 1);
+  // A line that says something the fast reader does not take goes to the JSON reader, which reads it or
+  // names what is wrong.
+  std::string edited = text;
+  const auto at = edited.find("\"pid\":1,");
+  REQUIRE(at != std::string::npos);
+  edited.replace(at, 8, "\"pid\":1.0,"); // a whole number written as a double: still rank 1
+  CHECK(parse_chrome_json(edited, "edited.json").events == t.events);
+  std::string bad = text;
+  bad.replace(bad.find("\"pid\":1,"), 8, "\"pid\":-1,");
+  CHECK_THROWS_WITH(parse_chrome_json(bad, "bad.json"), Catch::Contains("field \"pid\" (the rank)"));
+}
