@@ -328,7 +328,7 @@ void MainWindow::rebuild_recent_menu() {
 }
 
 void MainWindow::update_status() {
-  cursor_label_->setText(cursor_us_ ? "t = " + TimelineView::time_text(*cursor_us_, 'f', 3) : QString());
+  cursor_label_->setText(cursor_us_ ? "t = " + TimelineView::time_text(*cursor_us_ - view_->time_origin_us(), 'f', 3) : QString());
   const QString sel = view_->selection_text();
   selection_label_->setText(sel.isEmpty() ? QString() : "selected " + sel);
 }

@@ -788,8 +788,9 @@ void TimelineView::paint(QPainter& p, const QRect& area) {
   p.setPen(QColor(90, 90, 90));
   p.drawLine(QPointF(plot_l, axis_y + axis_height - 2), QPointF(plot_r, axis_y + axis_height - 2));
   {
-    for (const double t : axis_ticks(t_of(plot_l), t_of(plot_r))) {
-      const double x = x_of(t);
+    const double origin = time_origin_us();
+    for (const double t : axis_ticks(t_of(plot_l) - origin, t_of(plot_r) - origin)) {
+      const double x = x_of(t + origin);
       if (!std::isfinite(x))
         continue;
       p.drawLine(QPointF(x, axis_y + axis_height - 6), QPointF(x, axis_y + axis_height - 2));
@@ -1071,6 +1072,8 @@ QString TimelineView::tooltip_at(QPointF pos) const {
   }
   return s;
 }
+
+double TimelineView::time_origin_us() const { return data_range().first; }
 
 std::optional<double> TimelineView::time_at(double x) const {
   if (x < left_margin || x > width() - right_margin)

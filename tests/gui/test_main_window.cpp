@@ -401,3 +401,30 @@ TEST_CASE("the critical path is outlined on the timeline when asked", "[gui][win
   CHECK(w.summary_text().contains("critical path"));
   std::filesystem::remove(in);
 }
+
+TEST_CASE("a trace on the epoch's clock reads from 0 on the axis and in the status bar", "[gui][window][axis]") {
+  test::app();
+  QTemporaryDir dir;
+  private_settings(dir);
+  trace t = test::schedule_trace("gpipe", 2, 2);
+  for (auto& e : t.events) { // as a measured run or a torch.profiler file: microseconds since 1970
+    e.start_us += 1.7e15;
+    e.end_us += 1.7e15;
+  }
+  const std::string in = test::temp_file("epoch.json", to_chrome_json(t));
+  MainWindow w;
+  w.resize(1000, 500);
+  REQUIRE(w.open({QString::fromStdString(in)}));
+  TimelineView& v = w.view();
+  v.render_image(QSize(1000, 300));
+  CHECK(v.time_origin_us() == 1.7e15);
+  const auto box = v.event_rect(0, 0);
+  REQUIRE(box);
+  QMouseEvent move(QEvent::MouseMove, box->center(), v.mapToGlobal(box->center()), Qt::NoButton, Qt::NoButton,
+                   Qt::NoModifier);
+  QApplication::sendEvent(&v, &move);
+  const double from_start = *v.time_at(box->center().x()) - 1.7e15;
+  CHECK(w.status_text().startsWith("t = " + TimelineView::time_text(from_start, 'f', 3)));
+  CHECK(from_start < 2000); // within the first action (1000 us), not 1.7e15
+  std::filesystem::remove(in);
+}

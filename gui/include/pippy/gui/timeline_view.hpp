@@ -131,6 +131,9 @@ public:
   QString tooltip_at(QPointF pos) const;
   // The time under x (the cursor), when x is over the plot.
   std::optional<double> time_at(double x) const;
+  // Where the time axis counts from: the first start of the open traces, so that traces on the epoch's
+  // clock (measured runs, torch.profiler files: about 1.7e15 us) read 0, 1 ms, 2 ms... not 1.796e+09 s.
+  double time_origin_us() const;
   // What the selection is: the selected action, its rank and duration ("" when none).
   QString selection_text() const;
   // Called with the time under the cursor (nullopt when it leaves the plot) and after each selection.
