@@ -230,6 +230,9 @@ const panel* TimelineView::comparison() const {
 }
 
 void TimelineView::update_comparison() {
+  if (selected_ && (selected_->panel >= panels_.size() || panels_[selected_->panel]->comparison)) { // gone with it
+    clear_selection();
+  }
   std::erase_if(panels_, [](const auto& pn) { return pn->comparison; });
   if (panels_.size() != 2 || live_panel_)
     return;
@@ -287,21 +290,22 @@ void TimelineView::close_live() {
   if (timer_)
     timer_->stop();
   live_.reset();
-  if (live_panel_)
+  if (live_panel_) { // panels after it move: a selection's index would point elsewhere
+    clear_selection();
     panels_.erase(std::find_if(panels_.begin(), panels_.end(), [&](const auto& pn) { return pn.get() == live_panel_; }));
+  }
   live_panel_ = nullptr;
   live_spec_.clear();
   live_status_.clear();
   follow_ = false;
+  update_comparison(); // two traces left: they may be compared now
   update();
 }
 
 void TimelineView::close_all() {
   close_live();
   panels_.clear();
-  selected_.reset();
-  selected_mb_ = no_microbatch;
-  deps_.clear();
+  clear_selection();
   follow_ = false;
   fitted_ = false;
   update();
@@ -334,9 +338,7 @@ bool TimelineView::reload() {
     pn->rebuild();
   }
   update_comparison();
-  selected_.reset(); // event indices of the old traces
-  selected_mb_ = no_microbatch;
-  deps_.clear();
+  clear_selection(); // event indices of the old traces
   fitted_ = false;
   update();
   return ok;
@@ -344,9 +346,7 @@ bool TimelineView::reload() {
 
 bool TimelineView::start_live(const QString& spec, int poll_ms) {
   close_live(); // one live source at a time
-  selected_.reset(); // its panel's events may be gone
-  selected_mb_ = no_microbatch;
-  deps_.clear();
+  clear_selection(); // its panel's events may be gone
   auto pn = std::make_unique<panel>();
   pn->title = "live: " + spec.toStdString();
   const bool tcp = is_host_port(spec.toStdString());
@@ -361,6 +361,7 @@ bool TimelineView::start_live(const QString& spec, int poll_ms) {
     std::cerr << "pippy-view: " << pn->error << "\n";
     if (!tcp && !waiting_for_file()) { // a file there that cannot be read stays an error; a stream or a file
       panels_.push_back(std::move(pn)); // may not have started yet
+      update_comparison();
       update();
       return false;
     }
@@ -1054,7 +1055,7 @@ QString TimelineView::tooltip_at(QPointF pos) const {
     s += QString(", micro-batch %1").arg(e.act.microbatch);
   s += QString("\nkind %1\nstart %2\nduration %3")
            .arg(QString::fromStdString(std::string(to_string(e.act.kind))))
-           .arg(us_text(e.start_us))
+           .arg(us_text(e.start_us - time_origin_us())) // as the axis counts
            .arg(us_text(e.duration_us()));
   if (e.bytes)
     s += QString("\nbytes %1 (%2)").arg(e.bytes).arg(bytes_text(e.bytes));
@@ -1074,6 +1075,15 @@ QString TimelineView::tooltip_at(QPointF pos) const {
 }
 
 double TimelineView::time_origin_us() const { return data_range().first; }
+
+void TimelineView::clear_selection() {
+  const bool had = selected_.has_value();
+  selected_.reset();
+  selected_mb_ = no_microbatch;
+  deps_.clear();
+  if (had && on_selection)
+    on_selection();
+}
 
 std::optional<double> TimelineView::time_at(double x) const {
   if (x < left_margin || x > width() - right_margin)

@@ -428,3 +428,54 @@ TEST_CASE("a trace on the epoch's clock reads from 0 on the axis and in the stat
   CHECK(from_start < 2000); // within the first action (1000 us), not 1.7e15
   std::filesystem::remove(in);
 }
+
+TEST_CASE("a selection in the comparison goes when the comparison does", "[gui][window][compare]") {
+  test::app();
+  const trace t = test::schedule_trace("1f1b", 2, 4);
+  TimelineView v;
+  v.add_trace(t, "predicted");
+  v.add_trace(t, "measured");
+  v.render_image(QSize(1200, 500));
+  REQUIRE(v.comparison());
+  const auto box = v.event_rect(2, 0);
+  REQUIRE(box);
+  REQUIRE(v.select_at(box->center()));
+  CHECK_FALSE(v.selection_text().isEmpty());
+  v.add_trace(t, "a third"); // three traces: no comparison any more
+  CHECK(v.comparison() == nullptr);
+  CHECK(v.panels().size() == 3);
+  CHECK(v.selection_text().isEmpty());
+  CHECK_FALSE(v.render_image(QSize(1200, 600)).isNull());
+  // A live source closed beside two traces: they are compared again, and nothing points at the gone panel.
+  const std::string path = test::temp_file("sel-live.jsonl", to_json_line(t.events[0]));
+  TimelineView w;
+  w.add_trace(t, "predicted");
+  REQUIRE(w.start_live(QString::fromStdString(path), 5));
+  REQUIRE(test::wait_for([&] { return w.panels().back()->t.events.size() == 1; }));
+  w.render_image(QSize(1200, 500));
+  const auto live_box = w.event_rect(1, 0);
+  REQUIRE(live_box);
+  REQUIRE(w.select_at(live_box->center()));
+  w.close_live();
+  CHECK(w.selection_text().isEmpty());
+  CHECK(w.panels().size() == 1);
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("the status bar forgets a selection that reload or open took away", "[gui][window][status]") {
+  test::app();
+  QTemporaryDir dir;
+  private_settings(dir);
+  const std::string in = test::temp_file("forget.json", to_chrome_json(test::schedule_trace("gpipe", 2, 2)));
+  MainWindow w;
+  w.resize(1000, 500);
+  REQUIRE(w.open({QString::fromStdString(in)}));
+  w.view().render_image(QSize(1000, 300));
+  const auto box = w.view().event_rect(0, 0);
+  REQUIRE(box);
+  w.view().select_at(box->center());
+  REQUIRE(w.status_text().contains("selected"));
+  w.action("reload")->trigger();
+  CHECK_FALSE(w.status_text().contains("selected"));
+  std::filesystem::remove(in);
+}

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "pippy/core/error.hpp"
 #include "pippy/traces/chrome_trace.hpp"
 
 using namespace pippy;
@@ -207,4 +208,35 @@ TEST_CASE("our own layout's fast reader gives what the JSON reader gives, and le
   std::string bad = text;
   bad.replace(bad.find("\"pid\":1,"), 8, "\"pid\":-1,");
   CHECK_THROWS_WITH(parse_chrome_json(bad, "bad.json"), Catch::Contains("field \"pid\" (the rank)"));
+}
+
+TEST_CASE("odd torch.profiler files and odd lines of our layout are errors naming the file, never a crash",
+          "[traces][chrome][torch]") {
+  // Fields of other types are not actions: skipped, and a file with no action says so.
+  CHECK_THROWS_WITH(parse_chrome_json(R"({"schemaVersion":1,"traceEvents":[{"ph":1},{"ph":"X","cat":7,"name":"PP:0F0"}]})",
+                                      "odd.json"),
+                    Catch::Contains("odd.json: a torch.profiler trace without pipeline actions"));
+  // A rank number is not a size: one event cannot claim a million ranks.
+  CHECK_THROWS_WITH(
+      parse_chrome_json(R"({"distributedInfo":{"rank":1048575},"traceEvents":[{"ph":"X","name":"PP:0F0","ts":0,"dur":1}]})",
+                        "huge.json"),
+      Catch::Contains("huge.json"));
+  CHECK_THROWS_WITH(parse_chrome_json(R"({"baseTimeNanoseconds":1e21,"traceEvents":[{"ph":"X","name":"PP:0F0","ts":9e17,"dur":1}]})",
+                                      "late.json"),
+                    Catch::Contains("late.json"));
+  // Our layout's lines with numbers JSON does not allow (.5, 01, 5.) are refused as before the fast reader.
+  trace t;
+  t.num_ranks = 2;
+  t.events = {{1, parse_action("1F0"), 5, 10}};
+  const std::string text = to_chrome_json(t);
+  for (const auto& [from, to] : {std::pair<std::string, std::string>{"\"pid\":1,", "\"pid\":01,"},
+                                 {"\"dur\":5.0,", "\"dur\":.5,"},
+                                 {"\"ts\":5.0}", "\"ts\":5.}"}}) {
+    std::string bad = text;
+    const auto at = bad.find(from);
+    REQUIRE(at != std::string::npos);
+    bad.replace(at, from.size(), to);
+    INFO(to);
+    CHECK_THROWS_AS(parse_chrome_json(bad, "bad.json"), input_error);
+  }
 }

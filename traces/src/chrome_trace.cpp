@@ -301,21 +301,50 @@ private:
     s_.remove_prefix(w.size());
     return true;
   }
-  bool str(std::string_view& out) { // a string without escapes
+  bool str(std::string_view& out) { // printable ASCII without escapes; anything else is the JSON reader's
     if (!lit("\""))
       return false;
-    const auto end = s_.find_first_of("\"\\");
-    if (end == std::string_view::npos || s_[end] != '"')
-      return false;
-    out = s_.substr(0, end);
-    s_.remove_prefix(end + 1);
-    return true;
+    for (std::size_t i = 0; i < s_.size(); ++i) {
+      const auto c = static_cast<unsigned char>(s_[i]);
+      if (c == '"') {
+        out = s_.substr(0, i);
+        s_.remove_prefix(i + 1);
+        return true;
+      }
+      if (c < 0x20 || c >= 0x7f || c == '\\')
+        return false;
+    }
+    return false;
   }
+  // A number as JSON writes it (no leading zeros, digits on both sides of a point), read by from_chars.
   template <class T> bool parse_with_from_chars(T& v) {
-    const auto r = std::from_chars(s_.data(), s_.data() + s_.size(), v);
-    if (r.ec != std::errc() || r.ptr == s_.data())
+    std::size_t n = s_.starts_with('-') ? 1 : 0;
+    const std::size_t int_start = n;
+    while (n < s_.size() && s_[n] >= '0' && s_[n] <= '9')
+      ++n;
+    if (n == int_start || (s_[int_start] == '0' && n - int_start > 1))
       return false;
-    s_.remove_prefix(static_cast<std::size_t>(r.ptr - s_.data()));
+    if (n < s_.size() && s_[n] == '.') {
+      const std::size_t frac = ++n;
+      while (n < s_.size() && s_[n] >= '0' && s_[n] <= '9')
+        ++n;
+      if (n == frac)
+        return false;
+    }
+    if (n < s_.size() && (s_[n] == 'e' || s_[n] == 'E')) {
+      ++n;
+      if (n < s_.size() && (s_[n] == '+' || s_[n] == '-'))
+        ++n;
+      const std::size_t exp = n;
+      while (n < s_.size() && s_[n] >= '0' && s_[n] <= '9')
+        ++n;
+      if (n == exp)
+        return false;
+    }
+    const auto r = std::from_chars(s_.data(), s_.data() + n, v);
+    if (r.ec != std::errc() || r.ptr != s_.data() + n) // an integer field holding 1.5 or 1e3: not ours
+      return false;
+    s_.remove_prefix(n);
     return true;
   }
   bool uint(std::uint64_t& v) { return parse_with_from_chars(v); }
@@ -384,7 +413,7 @@ bool is_torch_profiler_trace(const json& j) {
 
 // The pipeline actions of one process's torch.profiler trace, as torch.distributed.pipelining marks them with
 // record_function: "PP:2F0" (its multi-stage runtime; SEND/RECV too), or "Forward i" / "Backward i" (its
-// single-stage GPipe, on the process's own stage: the rank). Every other range (aten ops, UNSHARD,
+// single-stage GPipe, on the process's own stage: the rank, so a pipeline without data parallelism). Every other range (aten ops, UNSHARD,
 // REDUCE_GRAD...) is left out. The rank is distributedInfo's; times are the profiler's base time plus ts.
 trace read_torch_profiler(const json& j, const std::string& source) {
   trace t;
@@ -401,8 +430,14 @@ trace read_torch_profiler(const json& j, const std::string& source) {
     throw input_error(source + ": \"traceEvents\" must be an array");
   for (std::size_t i = 0; i < events.size(); ++i) {
     const auto& e = events[i];
-    if (!e.is_object() || e.value("ph", "") != "X" || !e.contains("name") || !e["name"].is_string() ||
-        e.value("cat", "user_annotation") != "user_annotation") // gpu_user_annotation repeats a range on the device
+    const auto is = [&](const char* key, std::string_view want, bool absent_ok) {
+      const auto it = e.find(key);
+      if (it == e.end())
+        return absent_ok;
+      return it->is_string() && it->get_ref<const std::string&>() == want;
+    };
+    if (!e.is_object() || !is("ph", "X", false) || !e.contains("name") || !e["name"].is_string() ||
+        !is("cat", "user_annotation", true)) // gpu_user_annotation repeats a range on the device
       continue;
     const std::string& name = e["name"].get_ref<const std::string&>();
     action a;
@@ -427,12 +462,15 @@ trace read_torch_profiler(const json& j, const std::string& source) {
     ev.rank = rank;
     ev.start_us = base + json_number(e["ts"], where + ": field \"ts\"", "number of microseconds", -max_trace_us, max_trace_us);
     ev.end_us = ev.start_us + json_number(e["dur"], where + ": field \"dur\"", "number of microseconds", 0, max_trace_us);
+    if (!(std::abs(ev.start_us) <= max_trace_us && std::abs(ev.end_us) <= max_trace_us))
+      throw input_error(where + ": baseTimeNanoseconds plus ts and dur is beyond 1e18 microseconds");
     ev.source = event_source::measured;
     t.events.push_back(ev);
   }
   if (t.events.empty())
     throw input_error(source + ": a torch.profiler trace without pipeline actions (torch.distributed.pipelining's "
                                "record_function ranges \"PP:2F0\" or \"Forward 0\" / \"Backward 0\")");
+  check_rank_count(t, events.size(), source);
   t.run = "torch.profiler, rank " + std::to_string(rank);
   return t;
 }

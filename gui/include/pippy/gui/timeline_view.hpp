@@ -194,6 +194,7 @@ private:
   const trace_marker* marker_at(QPointF pos) const; // a marker's tick within 3 px of pos, on its rank's lanes
   void draw_panel(QPainter& p, panel& pn, const QRect& area);
   void update_comparison(); // after the open traces change
+  void clear_selection();   // and tells on_selection
   void set_live_status(const std::string& status);
   void schedule_retry(const std::string& why);
 
