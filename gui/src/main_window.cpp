@@ -13,6 +13,7 @@
 #include <QPainter>
 #include <QPlainTextEdit>
 #include <QStatusBar>
+#include <QTimer>
 #include <QToolBar>
 #include <algorithm>
 #include <cmath>
@@ -147,6 +148,14 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   summary_dock_->setObjectName("summary");
   summary_dock_->setWidget(summary_);
   addDockWidget(Qt::BottomDockWidgetArea, summary_dock_);
+  // A live job's summary grows with it: once a second, as often as anyone reads it.
+  summary_timer_ = new QTimer(this);
+  connect(summary_timer_, &QTimer::timeout, this, [this] {
+    if (!view_->live())
+      summary_timer_->stop();
+    else if (!summary_dock_->isHidden()) // not closed by the user
+      update_summary();
+  });
 
   ask_open = [this] {
     return QFileDialog::getOpenFileNames(this, "Open one or two traces", {},
@@ -293,6 +302,7 @@ bool MainWindow::connect_live(const QString& spec) {
   const bool ok = view_->start_live(spec);
   action("follow")->setChecked(true);
   update_summary();
+  summary_timer_->start(1000);
   update_title();
   return ok;
 }

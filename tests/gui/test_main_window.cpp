@@ -282,16 +282,22 @@ TEST_CASE("zoom to a step shows that step of a multi-step trace", "[gui][window]
 TEST_CASE("connect to a live job from the Live menu follows a JSON-lines file", "[gui][window][live]") {
   test::app();
   const trace src = test::schedule_trace("gpipe", 2, 2);
-  std::string lines;
-  for (const auto& e : src.events)
-    lines += to_json_line(e) + "\n";
-  const std::string path = test::temp_file("window-live.jsonl", lines);
+  std::string first, rest; // the job writes its first action, then the others while the window follows
+  for (std::size_t i = 0; i < src.events.size(); ++i)
+    (i == 0 ? first : rest) += to_json_line(src.events[i]);
+  const std::string path = test::temp_file("window-live.jsonl", first);
   MainWindow w;
   w.ask_live = [&] { return QString::fromStdString(path); };
   w.action("connect")->trigger();
-  REQUIRE(test::wait_for([&] { return !w.view().panels().empty() && w.view().panels().back()->t.events.size() == src.events.size(); }));
+  REQUIRE(test::wait_for([&] { return !w.view().panels().empty() && w.view().panels().back()->t.events.size() == 1; }));
   CHECK(w.action("follow")->isChecked());
   CHECK(w.view().following());
+  CHECK_FALSE(w.summary_text().contains("F x4"));
+  std::ofstream(path, std::ios::app) << rest;
+  REQUIRE(test::wait_for([&] { return w.view().panels().back()->t.events.size() == src.events.size(); }));
+  // The summary follows the job too (refreshed each second): all 4 F and 4 B of GPipe's 2 x 2.
+  REQUIRE(test::wait_for([&] { return w.summary_text().contains("per kind:  F x4"); }));
+  CHECK(w.summary_text().contains(" B x4 "));
   std::filesystem::remove(path);
 }
 

@@ -14,6 +14,7 @@ class QAction;
 class QDockWidget;
 class QMenu;
 class QPlainTextEdit;
+class QTimer;
 
 namespace pippy::gui {
 
@@ -76,6 +77,7 @@ private:
   QDockWidget* legend_dock_ = nullptr;
   QDockWidget* summary_dock_ = nullptr;
   QPlainTextEdit* summary_ = nullptr;
+  QTimer* summary_timer_ = nullptr; // refreshes the summary while a live job runs
   QMenu* recent_menu_ = nullptr;
   QLabel* cursor_label_ = nullptr;
   QLabel* selection_label_ = nullptr;

@@ -67,6 +67,7 @@ public:
   void add_trace(trace t, const std::string& title);
   void close_all();  // every panel, and the live source
   void close_live(); // the live source and its panel
+  bool live() const { return live_panel_ != nullptr; } // a live source is followed (or being connected)
   // Reads every panel's file again (a trace rewritten by a new run); the live panel keeps following.
   bool reload();
   QStringList files() const; // the files of the open panels, in order
