@@ -15,6 +15,7 @@
 #include <QStatusBar>
 #include <QTimer>
 #include <QToolBar>
+#include <tuple>
 #include <algorithm>
 #include <cmath>
 
@@ -86,17 +87,15 @@ void LegendWidget::paintEvent(QPaintEvent*) {
   y += 20;
   heading("Time");
   row("bubble", "bubble: the rank idles", [&](const QRect& r) { p.fillRect(r, TimelineView::bubble_color()); });
-  row("OOM marker", "marker: out of memory", [&](const QRect& r) {
-    p.fillRect(r, QColor(246, 246, 246));
-    p.fillRect(QRect(r.center().x() - 1, r.top(), 3, r.height()), TimelineView::marker_color());
-  });
-  row("step marker", "marker: a step begins", [&](const QRect& r) {
-    p.fillRect(r, QColor(246, 246, 246));
-    p.fillRect(QRect(r.center().x() - 1, r.top(), 3, r.height()), TimelineView::step_marker_color());
-  });
+  for (const auto& [name, text, colour] : {std::tuple{"OOM marker", "marker: out of memory", TimelineView::marker_color()},
+                                          std::tuple{"step marker", "marker: a step begins", TimelineView::step_marker_color()}})
+    row(name, text, [&](const QRect& r) { // a tick across a lane, as the timeline draws it
+      p.fillRect(r, TimelineView::lane_color());
+      p.fillRect(QRect(r.center().x() - 1, r.top(), 3, r.height()), colour);
+    });
   row("memory", "memory of the rank", [&](const QRect& r) {
-    p.fillRect(r, QColor(240, 244, 250));
-    p.setPen(QPen(QColor(30, 90, 200), 1.5));
+    p.fillRect(r, TimelineView::memory_color());
+    p.setPen(QPen(TimelineView::memory_line_color(), 1.5));
     p.drawLine(QPointF(r.left(), r.bottom() - 2), QPointF(r.center().x(), r.bottom() - 2));
     p.drawLine(QPointF(r.center().x(), r.bottom() - 2), QPointF(r.center().x(), r.top() + 2));
     p.drawLine(QPointF(r.center().x(), r.top() + 2), QPointF(r.right(), r.top() + 2));
@@ -191,16 +190,15 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
       message("reload: " + view_->errors().join("; "));
     update_summary();
   });
-  add("export_png", "Export &PNG...", QKeySequence(Qt::CTRL | Qt::Key_E), [this] {
-    const QString path = ask_save("PNG image (*.png)");
+  // Asks for a name (the format's extension added when it lacks it) and exports.
+  auto export_as = [this](const QString& format) {
+    const QString ext = "." + format.toLower();
+    const QString path = ask_save(format + " image (*" + ext + ")");
     if (!path.isEmpty())
-      export_to(path.endsWith(".png", Qt::CaseInsensitive) ? path : path + ".png");
-  });
-  add("export_svg", "Export &SVG...", QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_E), [this] {
-    const QString path = ask_save("SVG image (*.svg)");
-    if (!path.isEmpty())
-      export_to(path.endsWith(".svg", Qt::CaseInsensitive) ? path : path + ".svg");
-  });
+      export_to(path.endsWith(ext, Qt::CaseInsensitive) ? path : path + ext);
+  };
+  add("export_png", "Export &PNG...", QKeySequence(Qt::CTRL | Qt::Key_E), [export_as] { export_as("PNG"); });
+  add("export_svg", "Export &SVG...", QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_E), [export_as] { export_as("SVG"); });
   add("quit", "&Quit", QKeySequence::Quit, [this] { close(); });
   add("fit", "&Fit the whole run", QKeySequence(Qt::Key_F), [this] { view_->fit(); });
   add("zoom_in", "Zoom &in", QKeySequence(Qt::Key_Plus), [this, middle, zoom_step] { view_->zoom(zoom_step, middle()); });
@@ -250,9 +248,8 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   file->addSeparator();
   file->addAction(action("quit"));
   QMenu* viewm = menuBar()->addMenu("&View");
-  for (const char* n : {"fit", "zoom_in", "zoom_out", "zoom_step", "follow"})
+  for (const char* n : {"fit", "zoom_in", "zoom_out", "zoom_step", "follow", "critical_path"})
     viewm->addAction(action(n));
-  viewm->addAction(action("critical_path"));
   viewm->addSeparator();
   viewm->addAction(action("legend"));
   viewm->addAction(action("summary"));
@@ -364,7 +361,7 @@ void MainWindow::update_summary() {
   if (view_->comparison())
     text += "trace diff: " + QString::fromStdString(panels[0]->title) + " (predicted) against " +
             QString::fromStdString(panels[1]->title) + " (measured)\n" +
-            QString::fromStdString(format_diff(diff_traces(panels[0]->t, panels[1]->t)));
+            QString::fromStdString(format_diff(diff_traces(panels[0]->t, panels[1]->t, panels[0]->m, panels[1]->m)));
   summary_->setPlainText(text);
 }
 

@@ -149,6 +149,9 @@ QColor TimelineView::marker_color() { return QColor(220, 0, 0); }
 QColor TimelineView::step_marker_color() { return QColor(40, 90, 210); }
 bool TimelineView::is_step_marker(const trace_marker& m) { return m.name.rfind("step ", 0) == 0; }
 QColor TimelineView::transfer_color() { return QColor(110, 110, 110); }
+QColor TimelineView::lane_color() { return QColor(246, 246, 246); }
+QColor TimelineView::memory_color() { return QColor(240, 244, 250); }
+QColor TimelineView::memory_line_color() { return QColor(30, 90, 200); }
 
 void TimelineView::paint_action_box(QPainter& p, const QRectF& box, const action& a) {
   const QColor c = action_color(a);
@@ -241,20 +244,15 @@ void TimelineView::update_comparison() {
   if (pt.events.empty() || mt.events.empty() || !why_not_comparable(pt, mt).empty())
     return;
   const double p0 = panels_[0]->m.start_us, m0 = panels_[1]->m.start_us;
-  std::map<std::pair<int, action>, const trace_event*> predicted;
-  for (const auto& e : pt.events)
-    if (is_compute(e.act.kind))
-      predicted.emplace(std::pair{e.rank, e.act}, &e);
   auto cmp = std::make_unique<panel>();
   cmp->comparison = true;
   cmp->title = "comparison: each measured action coloured by its error against the prediction (green: equal, red: off by " +
                std::to_string(static_cast<int>(100 * error_scale)) + "% of its predicted time or more)";
   cmp->t.num_ranks = mt.num_ranks;
-  for (const auto& e : mt.events) {
-    const auto it = is_compute(e.act.kind) ? predicted.find({e.rank, e.act}) : predicted.end();
-    if (it == predicted.end())
-      continue;
-    const trace_event& pe = *it->second;
+  // Matched as trace diff matches them; transfers are not compared.
+  const auto matched = match_actions(pt, mt, [](const trace_event& e) { return is_compute(e.act.kind); });
+  for (const auto& [i, j] : matched.pairs) {
+    const trace_event &pe = pt.events[i], &e = mt.events[j];
     cmp->t.events.push_back(e);
     cmp->predicted.emplace_back(pe.start_us - p0, pe.duration_us());
     cmp->error_of.push_back(comparison_error(pe.start_us - p0, pe.duration_us(), e.start_us - m0, e.duration_us()));
@@ -263,21 +261,33 @@ void TimelineView::update_comparison() {
   panels_.push_back(std::move(cmp));
 }
 
+namespace {
+// (Re)reads panel pn from its file: its trace, title and lanes, or the error it failed with (also on
+// stderr). False when it failed.
+bool read_source(panel& pn) {
+  bool ok = true;
+  try {
+    pn.t = load_any_trace(pn.source);
+    pn.title = pn.source + (pn.t.run.empty() ? "" : " (" + pn.t.run + ")");
+    pn.error.clear();
+  } catch (const std::exception& e) {
+    ok = false;
+    std::cerr << "pippy-view: " << e.what() << "\n";
+    pn.t = trace();
+    pn.title = pn.source;
+    pn.error = e.what();
+  }
+  pn.rebuild();
+  return ok;
+}
+} // namespace
+
 bool TimelineView::open_files(const QStringList& paths) {
   bool ok = true;
   for (const auto& path : paths) {
     auto pn = std::make_unique<panel>();
     pn->source = path.toStdString();
-    try {
-      pn->t = load_any_trace(pn->source);
-      pn->title = pn->source + (pn->t.run.empty() ? "" : " (" + pn->t.run + ")");
-    } catch (const std::exception& e) {
-      ok = false;
-      std::cerr << "pippy-view: " << e.what() << "\n";
-      pn->title = pn->source;
-      pn->error = e.what();
-    }
-    pn->rebuild();
+    ok = read_source(*pn) && ok;
     panels_.push_back(std::move(pn));
   }
   update_comparison();
@@ -321,22 +331,9 @@ QStringList TimelineView::files() const {
 
 bool TimelineView::reload() {
   bool ok = true;
-  for (auto& pn : panels_) {
-    if (pn->source.empty() || pn->comparison)
-      continue;
-    try {
-      trace t = load_any_trace(pn->source);
-      pn->title = pn->source + (t.run.empty() ? "" : " (" + t.run + ")");
-      pn->t = std::move(t);
-      pn->error.clear();
-    } catch (const std::exception& e) {
-      ok = false;
-      std::cerr << "pippy-view: " << e.what() << "\n";
-      pn->t = trace();
-      pn->error = e.what();
-    }
-    pn->rebuild();
-  }
+  for (auto& pn : panels_)
+    if (!pn->source.empty() && !pn->comparison)
+      ok = read_source(*pn) && ok;
   update_comparison();
   clear_selection(); // event indices of the old traces
   fitted_ = false;
@@ -580,27 +577,27 @@ void TimelineView::show_range(double t_lo, double t_hi) {
   update();
 }
 
-int TimelineView::steps() const {
+const trace* TimelineView::first_trace() const {
   for (const auto& pn : panels_)
     if (!pn->t.events.empty())
-      return steps_in(pn->t);
-  return 0;
+      return &pn->t;
+  return nullptr;
+}
+
+int TimelineView::steps() const {
+  const trace* t = first_trace();
+  return t ? steps_in(*t) : 0;
 }
 
 bool TimelineView::zoom_to_step(int k) {
-  for (const auto& pn : panels_) {
-    if (pn->t.events.empty())
-      continue;
-    const int n = steps_in(pn->t);
-    if (k < 0 || k >= n)
-      return false;
-    const auto b = bounds_of_steps(pn->t, n);
-    const double lo = b.first_start_us[static_cast<std::size_t>(k)], hi = b.last_end_us[static_cast<std::size_t>(k)];
-    const double margin = (hi - lo) * 0.02;
-    show_range(lo - margin, hi + margin);
-    return true;
-  }
-  return false;
+  const int n = steps();
+  if (k < 0 || k >= n)
+    return false;
+  const auto b = bounds_of_steps(*first_trace(), n);
+  const double lo = b.first_start_us[static_cast<std::size_t>(k)], hi = b.last_end_us[static_cast<std::size_t>(k)];
+  const double margin = (hi - lo) * 0.02;
+  show_range(lo - margin, hi + margin);
+  return true;
 }
 
 void TimelineView::pan_pixels(double dx) {
@@ -828,7 +825,7 @@ void TimelineView::draw_panel(QPainter& p, panel& pn, const QRect& area) {
       label += QString(" s%1").arg(l.stage);
     if (!l.comm)
       p.drawText(QRectF(2, l.y, left_margin - 6, l.height), Qt::AlignVCenter | Qt::AlignLeft, label);
-    p.fillRect(QRectF(plot_l, l.y, plot_r - plot_l, l.height), QColor(246, 246, 246));
+    p.fillRect(QRectF(plot_l, l.y, plot_r - plot_l, l.height), lane_color());
     // Bubbles: the rank's idle gaps (from the metrics), visible part only.
     if (!l.comm && !pn.comparison && static_cast<std::size_t>(l.rank) < pn.gaps_of_rank.size()) {
       const auto& gi = pn.gaps_of_rank[static_cast<std::size_t>(l.rank)];
@@ -920,7 +917,7 @@ void TimelineView::draw_panel(QPainter& p, panel& pn, const QRect& area) {
       const double y0 = pn.memory_y[static_cast<std::size_t>(r)];
       if (y0 < 0)
         continue;
-      p.fillRect(QRectF(plot_l, y0, plot_r - plot_l, memory_height), QColor(240, 244, 250));
+      p.fillRect(QRectF(plot_l, y0, plot_r - plot_l, memory_height), memory_color());
       p.setPen(Qt::darkGray);
       p.drawText(QRectF(2, y0, left_margin - 6, memory_height), Qt::AlignVCenter | Qt::AlignLeft, "  memory");
       const auto curve = memory_curve(pn.t, r);
@@ -941,7 +938,7 @@ void TimelineView::draw_panel(QPainter& p, panel& pn, const QRect& area) {
       }
       if (started)
         path.lineTo(plot_r, prev_y);
-      p.setPen(QPen(QColor(30, 90, 200), 1.5));
+      p.setPen(QPen(memory_line_color(), 1.5));
       p.drawPath(path);
       p.setPen(Qt::darkGray);
       p.drawText(QRectF(plot_r + 4, y0, right_margin - 6, memory_height), Qt::AlignVCenter | Qt::AlignLeft,

@@ -515,9 +515,36 @@ std::string why_not_comparable(const trace& predicted, const trace& measured) {
   return why;
 }
 
+action_matching match_actions(const trace& predicted, const trace& measured,
+                              const std::function<bool(const trace_event&)>& compared) {
+  action_matching out;
+  std::map<std::pair<int, action>, std::size_t> meas; // the first measured event of each (rank, action)
+  for (std::size_t j = 0; j < measured.events.size(); ++j)
+    if (compared(measured.events[j]))
+      meas.emplace(std::pair{measured.events[j].rank, measured.events[j].act}, j);
+  for (std::size_t i = 0; i < predicted.events.size(); ++i) {
+    const trace_event& e = predicted.events[i];
+    if (!compared(e))
+      continue;
+    const auto it = meas.find({e.rank, e.act});
+    if (it == meas.end()) {
+      ++out.only_predicted;
+      continue;
+    }
+    out.pairs.emplace_back(i, it->second);
+    meas.erase(it);
+  }
+  out.only_measured = meas.size();
+  return out;
+}
+
 trace_diff diff_traces(const trace& predicted, const trace& measured) {
+  return diff_traces(predicted, measured, compute_metrics(predicted), compute_metrics(measured));
+}
+
+trace_diff diff_traces(const trace& predicted, const trace& measured, const trace_metrics& pm,
+                       const trace_metrics& mm) {
   trace_diff d;
-  const auto pm = compute_metrics(predicted), mm = compute_metrics(measured);
   d.predicted_step_us = pm.step_time_us;
   d.measured_step_us = mm.step_time_us;
   d.predicted_bubble = pm.bubble_fraction;
@@ -525,11 +552,11 @@ trace_diff diff_traces(const trace& predicted, const trace& measured) {
   // A receive is compared only where both traces record receives.
   const bool compare_receives = pm.num_receives > 0 && mm.num_receives > 0;
   d.receives_unpaired = compare_receives ? 0 : pm.num_receives + mm.num_receives;
-  auto compared = [&](const trace_event& e) { return compare_receives || !is_receive(e.act.kind); };
-  std::map<std::pair<int, action>, const trace_event*> meas;
-  for (const auto& e : measured.events)
-    if (compared(e))
-      meas.emplace(std::pair{e.rank, e.act}, &e);
+  const auto match = match_actions(predicted, measured,
+                                   [&](const trace_event& e) { return compare_receives || !is_receive(e.act.kind); });
+  d.matched = match.pairs.size();
+  d.only_predicted = match.only_predicted;
+  d.only_measured = match.only_measured;
   const int R = static_cast<int>(std::max(pm.ranks.size(), mm.ranks.size()));
   std::vector<diff_row> ranks(static_cast<std::size_t>(R));
   std::vector<diff_row> kinds(num_action_kinds);
@@ -539,16 +566,9 @@ trace_diff diff_traces(const trace& predicted, const trace& measured) {
     ranks[static_cast<std::size_t>(r)].name = "rank " + std::to_string(r);
   for (int k = 0; k < num_action_kinds; ++k)
     kinds[static_cast<std::size_t>(k)].name = std::string(to_string(static_cast<action_kind>(k)));
-  for (const auto& e : predicted.events) {
-    if (!compared(e))
-      continue;
-    auto it = meas.find({e.rank, e.act});
-    if (it == meas.end()) {
-      ++d.only_predicted;
-      continue;
-    }
-    const trace_event& me = *it->second;
-    ++d.matched;
+  for (const auto& [i, j] : match.pairs) {
+    const trace_event& e = predicted.events[i];
+    const trace_event& me = measured.events[j];
     auto& rr = ranks[static_cast<std::size_t>(e.rank)];
     auto& kr = kinds[static_cast<std::size_t>(e.act.kind)];
     ++rr.matched;
@@ -566,9 +586,7 @@ trace_diff diff_traces(const trace& predicted, const trace& measured) {
       kind_err[static_cast<std::size_t>(e.act.kind)] += rel;
       ++kind_n[static_cast<std::size_t>(e.act.kind)];
     }
-    meas.erase(it);
   }
-  d.only_measured = meas.size();
   for (int r = 0; r < R; ++r) {
     auto& rr = ranks[static_cast<std::size_t>(r)];
     if (rank_n[static_cast<std::size_t>(r)])

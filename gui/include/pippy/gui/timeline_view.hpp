@@ -158,6 +158,9 @@ public:
   static QColor step_marker_color(); // the tick of a "step K" marker (a live job's step boundary)
   static bool is_step_marker(const trace_marker& m);
   static QColor transfer_color(); // a transfer on its rank's communication sub-lane
+  static QColor lane_color();     // a lane's background
+  static QColor memory_color();   // a rank's memory strip, and its curve
+  static QColor memory_line_color();
   static QColor action_color(const action& a); // RGB: hue by micro-batch, shade by kind
   // An action's box as the timeline draws it: its colour, and I and W's patterns. The legend uses it too.
   static void paint_action_box(QPainter& p, const QRectF& box, const action& a);
@@ -195,6 +198,7 @@ private:
   const trace_marker* marker_at(QPointF pos) const; // a marker's tick within 3 px of pos, on its rank's lanes
   void draw_panel(QPainter& p, panel& pn, const QRect& area);
   void update_comparison(); // after the open traces change
+  const trace* first_trace() const; // the first open trace with events, or null
   void clear_selection();   // and tells on_selection
   void set_live_status(const std::string& status);
   void schedule_retry(const std::string& why);

@@ -1,5 +1,6 @@
 #pragma once
 #include <array>
+#include <functional>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -163,7 +164,19 @@ struct trace_diff {
   std::vector<diff_row> ranks;
   std::vector<diff_row> kinds; // only kinds present in either trace
 };
+// How a prediction and a measurement are matched, by trace diff and the viewer's comparison alike: the pairs
+// (index in predicted, index in measured) of one action on one rank, in the predicted trace's order. Only
+// the events `compared` takes part; each (rank, action) pairs once (its first event in each trace), and the
+// others are counted as found in one trace alone.
+struct action_matching {
+  std::vector<std::pair<std::size_t, std::size_t>> pairs;
+  std::size_t only_predicted = 0, only_measured = 0;
+};
+action_matching match_actions(const trace& predicted, const trace& measured,
+                              const std::function<bool(const trace_event&)>& compared);
 trace_diff diff_traces(const trace& predicted, const trace& measured);
+// The same with both traces' metrics already computed (a viewer holds them).
+trace_diff diff_traces(const trace& predicted, const trace& measured, const trace_metrics& pm, const trace_metrics& mm);
 // Why two traces are not one schedule's prediction and measurement (empty when they are): another number of
 // ranks, or compute actions that differ (another schedule or size, or a multi-step trace beside one step).
 std::string why_not_comparable(const trace& predicted, const trace& measured);
