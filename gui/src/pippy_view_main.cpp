@@ -66,8 +66,8 @@ int main(int argc, char** argv) {
     const bool ok = view.open_files(files);
     QString note;
     const bool written = view.export_to(QString::fromStdString(exp), w, h, &note);
-    if (!note.isEmpty())
-      std::cerr << "pippy-view: " << note.toStdString() << "\n";
+    for (const QString& line : note.split('\n', Qt::SkipEmptyParts)) // each line as the other messages
+      std::cerr << "pippy-view: " << line.toStdString() << "\n";
     return written && ok ? 0 : 1;
   }
   pippy::gui::MainWindow window;
