@@ -22,6 +22,11 @@ int dst_stage_of(const action& send) { return send.kind == action_kind::send_f ?
 // every rank because every rank makes its transports in the same order (one program, SPMD).
 std::atomic<int> transports_made{0};
 
+std::vector<torch::Tensor> with(std::vector<torch::Tensor> ts, torch::Tensor t) {
+  ts.push_back(std::move(t));
+  return ts;
+}
+
 std::uint64_t nbytes_of(const std::vector<torch::Tensor>& ts) {
   std::uint64_t n = 0;
   for (const auto& t : ts)
@@ -260,10 +265,6 @@ void nccl_transport::add_pending(pending p) {
   cv_.notify_all();
 }
 
-std::string nccl_transport::meta_key(int dir, int stage, int mb) const {
-  return prefix_ + "meta/" + std::to_string(dir) + "/" + std::to_string(stage) + "/" + std::to_string(mb);
-}
-
 // ---- sends
 
 void nccl_transport::sender_loop() {
@@ -279,6 +280,8 @@ void nccl_transport::sender_loop() {
     }
     try {
       post_send(p);
+    } catch (const input_error& e) { // the tensors do not fit the shape handshake's header
+      fail({failure_kind::shape_mismatch, "rank " + std::to_string(rank_) + ": " + e.what()});
     } catch (const std::exception& e) {
       fail({failure_kind::peer_lost,
             "rank " + std::to_string(rank_) + ": sending " + to_string(action{p.src_stage, p.kind, p.microbatch}) +
@@ -302,27 +305,19 @@ void nccl_transport::post_send(const actors::payload& p) {
   const cuda_tensors& in = unwrap(p.data);
   const int dst = plan_.shape.rank_of(p.dst_stage);
   link& l = out_.at(dst);
-  const int dir = p.kind == action_kind::send_f ? 0 : 1;
-  const auto key = std::make_tuple(dir, p.src_stage, p.microbatch);
-  const auto m = encode_tensor_header(in.tensors);
-  bool need_meta;
-  {
-    std::lock_guard lock(mu_);
-    auto it = sent_meta_.find(key);
-    need_meta = it == sent_meta_.end();
-    if (!need_meta && it->second != m)
-      throw input_error("stage " + std::to_string(p.src_stage) + " micro-batch " + std::to_string(p.microbatch) +
-                        ": boundary shapes changed since the first step; the NCCL transport agrees shapes once per "
-                        "micro-batch (use the same micro-batch shapes every step on GPUs)");
-  }
-  if (need_meta) {
-    const auto* b = reinterpret_cast<const std::uint8_t*>(m.data());
-    store_->set(meta_key(dir, p.src_stage, p.microbatch), std::vector<std::uint8_t>(b, b + m.size() * sizeof(int64_t)));
-    std::lock_guard lock(mu_);
-    sent_meta_[key] = m;
-  }
+  const auto words = frame_header(in.tensors, p.src_stage); // the shape handshake (tensor_header.hpp)
   c10::cuda::CUDAGuard device(opt_.device);
   c10::cuda::CUDAStreamGuard stream(l.stream);
+  // The header goes first and does not wait for the producer, so the receiver allocates and posts its
+  // receive while the producer's kernels still run. From pinned memory: the copy does not block the host.
+  auto staged = torch::empty({static_cast<int64_t>(header_words)}, torch::kLong).pin_memory();
+  std::copy(words.begin(), words.end(), staged.data_ptr<int64_t>());
+  auto header = staged.to(torch::Device(torch::kCUDA, opt_.device), /*non_blocking=*/true);
+  nccl_check(ncclGroupStart(), "ncclGroupStart");
+  nccl_check(ncclSend(header.data_ptr(), static_cast<size_t>(header.nbytes()), ncclUint8, l.peer_in_comm,
+                      l.comm->get(), l.stream.stream()),
+             "ncclSend (header)", l.comm->get());
+  nccl_check(ncclGroupEnd(), "ncclGroupEnd (header)", l.comm->get());
   if (in.ready)
     in.ready->block(l.stream); // after the producer's kernels, on the device
   std::vector<torch::Tensor> keep;
@@ -348,29 +343,45 @@ void nccl_transport::post_send(const actors::payload& p) {
                       .done = std::move(done),
                       .ev = trace_event{.rank = rank_, .act = {p.src_stage, p.kind, p.microbatch}, .start_us = t0,
                                         .bytes = nbytes_of(keep), .peer = dst, .source = event_source::measured},
-                      .keep_alive = std::move(keep),
+                      .keep_alive = with(std::move(keep), header),
                       .deliver = std::nullopt,
                       .posted = std::chrono::steady_clock::now()});
 }
 
 // ---- receives
 
-std::vector<tensor_header_entry> nccl_transport::recv_meta(int dir, int stage, int mb) {
-  const auto key = std::make_tuple(dir, stage, mb);
-  {
-    std::lock_guard lock(mu_);
-    if (auto it = recv_meta_.find(key); it != recv_meta_.end())
-      return it->second;
+// The shape handshake's receiving half: the header from `src`, read once it arrived. The receiver thread
+// waits for it on the host (the data's size is in it), watching for a stop, a failure and the timeout.
+std::optional<std::vector<tensor_header_entry>> nccl_transport::receive_header(link& l, int from_stage, int src) {
+  auto header = torch::empty({static_cast<int64_t>(header_words)},
+                             torch::TensorOptions().dtype(torch::kLong).device(torch::kCUDA, opt_.device));
+  nccl_check(ncclGroupStart(), "ncclGroupStart");
+  nccl_check(ncclRecv(header.data_ptr(), static_cast<size_t>(header.nbytes()), ncclUint8, l.peer_in_comm,
+                      l.comm->get(), l.stream.stream()),
+             "ncclRecv (header)", l.comm->get());
+  nccl_check(ncclGroupEnd(), "ncclGroupEnd (header)", l.comm->get());
+  auto host = torch::empty({static_cast<int64_t>(header_words)}, torch::kLong).pin_memory();
+  host.copy_(header, /*non_blocking=*/true);
+  at::cuda::CUDAEvent arrived;
+  arrived.record(l.stream);
+  const auto since = std::chrono::steady_clock::now();
+  while (!arrived.query()) {
+    {
+      std::lock_guard lock(mu_);
+      if (stop_ || error_)
+        return std::nullopt;
+    }
+    if (std::chrono::steady_clock::now() - since > opt_.timeout) {
+      fail({failure_kind::timeout,
+            "rank " + std::to_string(rank_) + ": no tensor header from rank " + std::to_string(src) + " for stage " +
+                std::to_string(from_stage) + " within " + std::to_string(opt_.timeout.count()) + " ms (rank " +
+                std::to_string(src) + " died or hangs)",
+            src});
+      return std::nullopt;
+    }
+    std::this_thread::sleep_for(opt_.poll_interval);
   }
-  const auto v = store_->get(meta_key(dir, stage, mb)); // first step only: waits for the sender's first send
-  if (v.size() % sizeof(int64_t) != 0 || v.empty())
-    throw std::runtime_error("malformed tensor metadata for " + meta_key(dir, stage, mb));
-  std::vector<int64_t> m(v.size() / sizeof(int64_t));
-  std::memcpy(m.data(), v.data(), v.size());
-  auto metas = decode_tensor_header(m, m.size(), "the store's " + meta_key(dir, stage, mb));
-  std::lock_guard lock(mu_);
-  recv_meta_[key] = metas;
-  return metas;
+  return read_header(host.data_ptr<int64_t>(), from_stage, src);
 }
 
 void nccl_transport::receiver_loop() { // failures go through fail(), which reports to supervisor_
@@ -392,12 +403,13 @@ void nccl_transport::receiver_loop() { // failures go through fail(), which repo
       // NCCL matches the k-th receive on this link with the sender's k-th send: receive that payload
       // (the same as `a` whenever both ranks order their transfers alike).
       const action& item = incoming_.at(src).at(next[src]++);
-      const int dir = item.kind == action_kind::send_f ? 0 : 1;
-      const auto metas = recv_meta(dir, item.stage, item.microbatch);
       link& l = in_.at(src);
       c10::cuda::CUDAStreamGuard stream(l.stream); // allocate on the receive stream
+      const auto entries = receive_header(l, item.stage, src);
+      if (!entries)
+        break; // stopped, or the step failed
       std::vector<torch::Tensor> into =
-          receive_buffers(metas, torch::TensorOptions().device(torch::Device(torch::kCUDA, opt_.device)));
+          receive_buffers(*entries, torch::TensorOptions().device(torch::Device(torch::kCUDA, opt_.device)));
       const double t0 = now_us();
       auto start = timed_event();
       start->record(l.stream);
@@ -429,6 +441,8 @@ void nccl_transport::receiver_loop() { // failures go through fail(), which repo
         pd.deliver = std::move(p);
       add_pending(std::move(pd));
     }
+  } catch (const failure_error& e) { // a header that cannot be read
+    fail(e.what_failed());
   } catch (const std::exception& e) {
     fail({failure_kind::peer_lost, "rank " + std::to_string(rank_) + ": receiving failed: " + e.what()});
   }

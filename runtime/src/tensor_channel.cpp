@@ -7,12 +7,11 @@
 namespace pippy {
 
 namespace {
-constexpr int max_tensors = 16;
-constexpr int meta_len = 64;
-// 3 channels (forward, backward, metadata) x 1024 stages x 4096 micro-batches x 16 tensors < 2^31.
+constexpr int max_tensors = static_cast<int>(max_boundary_tensors);
+// 3 channels (forward, backward, header) x 1024 stages x 4096 micro-batches x 16 tensors < 2^31.
 int tag_of(int channel, int stage, int mb) { return ((channel * 1024 + stage) * 4096 + mb) * max_tensors; }
-// Metadata of both directions share channel 2; the backward ones take the upper half of the slots.
-int meta_tag(tensor_channel::direction d, int stage, int mb) {
+// Headers of both directions share channel 2; the backward ones take the upper half of the slots.
+int header_tag(tensor_channel::direction d, int stage, int mb) {
   return tag_of(2, stage, mb) + static_cast<int>(d) * (max_tensors / 2);
 }
 } // namespace
@@ -27,35 +26,20 @@ std::uint64_t bytes_of(const std::vector<torch::Tensor>& ts) {
 
 void tensor_channel::send(direction d, int from_stage, int microbatch, const std::vector<torch::Tensor>& tensors,
                           int dst) {
-  if (tensors.size() > static_cast<std::size_t>(max_tensors))
-    throw input_error("stage " + std::to_string(from_stage) + ": more than " + std::to_string(max_tensors) +
-                      " tensors cross a stage boundary");
+  const auto words = frame_header(tensors, from_stage);
   if (from_stage >= 1024 || microbatch >= 4096)
     throw input_error("transport: stage or micro-batch index too large for the tag space");
-  for (const auto& t : tensors)
-    if (!t.defined())
-      throw input_error("stage " + std::to_string(from_stage) + ": an undefined tensor crosses a stage boundary");
-  const auto words = encode_tensor_header(tensors);
-  if (words.size() > static_cast<std::size_t>(meta_len))
-    throw input_error("stage " + std::to_string(from_stage) + ": boundary tensors have too many dimensions");
-  auto meta = torch::zeros({meta_len}, torch::kLong);
-  std::copy(words.begin(), words.end(), meta.data_ptr<int64_t>());
-  net_.send({meta}, dst, meta_tag(d, from_stage, microbatch));
-  net_.send(tensors, dst, tag_of(static_cast<int>(d), from_stage, microbatch));
+  auto header = torch::empty({static_cast<int64_t>(header_words)}, torch::kLong);
+  std::copy(words.begin(), words.end(), header.data_ptr<int64_t>());
+  net_.send({header}, dst, header_tag(d, from_stage, microbatch));
+  net_.send(defined_tensors(tensors), dst, tag_of(static_cast<int>(d), from_stage, microbatch));
 }
 
 std::vector<torch::Tensor> tensor_channel::recv(direction d, int from_stage, int microbatch, int src) {
-  auto meta = torch::zeros({meta_len}, torch::kLong);
-  net_.recv({meta}, src, meta_tag(d, from_stage, microbatch)).get();
-  std::vector<tensor_header_entry> entries;
-  try {
-    const int64_t* w = meta.data_ptr<int64_t>();
-    entries = decode_tensor_header({w, w + meta_len}, max_tensors, "rank " + std::to_string(src));
-  } catch (const std::invalid_argument& e) {
-    throw failure_error({failure_kind::shape_mismatch, "stage " + std::to_string(from_stage) + ": " + e.what(), src});
-  }
-  auto into = receive_buffers(entries, torch::TensorOptions());
-  net_.recv(into, src, tag_of(static_cast<int>(d), from_stage, microbatch)).get();
+  auto header = torch::empty({static_cast<int64_t>(header_words)}, torch::kLong);
+  net_.recv({header}, src, header_tag(d, from_stage, microbatch)).get();
+  auto into = receive_buffers(read_header(header.data_ptr<int64_t>(), from_stage, src), torch::TensorOptions());
+  net_.recv(defined_tensors(into), src, tag_of(static_cast<int>(d), from_stage, microbatch)).get();
   return into;
 }
 

@@ -2,13 +2,20 @@
 
 #include <stdexcept>
 
+#include "pippy/core/error.hpp"
+#include "pippy/core/failure.hpp"
+
 namespace pippy {
 namespace {
 // Far above any activation (an H200 holds 2^37 bytes), far below what would wrap around.
 constexpr int64_t max_header_elements = int64_t{1} << 40;
 } // namespace
 
-std::vector<int64_t> encode_tensor_header(const std::vector<torch::Tensor>& tensors) {
+std::vector<int64_t> frame_header(const std::vector<torch::Tensor>& tensors, int from_stage) {
+  if (tensors.size() > max_boundary_tensors)
+    throw input_error("stage " + std::to_string(from_stage) + ": " + std::to_string(tensors.size()) +
+                      " tensors cross a stage boundary, at most " + std::to_string(max_boundary_tensors) +
+                      " may");
   std::vector<int64_t> m{static_cast<int64_t>(tensors.size())};
   for (const auto& t : tensors) {
     m.push_back(t.defined() ? static_cast<int64_t>(t.scalar_type()) : -1);
@@ -17,37 +24,47 @@ std::vector<int64_t> encode_tensor_header(const std::vector<torch::Tensor>& tens
       for (auto s : t.sizes())
         m.push_back(s);
   }
+  if (m.size() > header_words)
+    throw input_error("stage " + std::to_string(from_stage) + ": the boundary tensors have " +
+                      std::to_string(m.size()) + " header words of shape and dtype, at most " +
+                      std::to_string(header_words) + " fit (too many dimensions)");
+  m.resize(header_words, 0);
   return m;
 }
 
-std::vector<tensor_header_entry> decode_tensor_header(const std::vector<int64_t>& m, std::size_t max_tensors,
-                                                      const std::string& from) {
+std::vector<tensor_header_entry> read_header(const int64_t* words, int from_stage, int peer) {
+  const std::string what = "stage " + std::to_string(from_stage) + ": a tensor header from rank " + std::to_string(peer);
+  auto bad = [&](const std::string& why) {
+    return failure_error({failure_kind::shape_mismatch, what + " " + why, peer});
+  };
   std::size_t pos = 0;
   auto next = [&]() {
-    if (pos >= m.size())
-      throw std::invalid_argument("a truncated tensor header from " + from);
-    return m[pos++];
+    if (pos >= header_words)
+      throw bad("is truncated");
+    return words[pos++];
   };
   const int64_t n = next();
-  if (n < 0 || static_cast<std::size_t>(n) > max_tensors)
-    throw std::invalid_argument("a tensor header from " + from + " announces " + std::to_string(n) + " tensors");
+  if (n < 0 || static_cast<std::size_t>(n) > max_boundary_tensors)
+    throw bad("announces " + std::to_string(n) + " tensors, at most " + std::to_string(max_boundary_tensors));
   std::vector<tensor_header_entry> out;
   for (int64_t i = 0; i < n; ++i) {
     tensor_header_entry e;
     const int64_t dtype = next();
     const int64_t nd = next();
     if (dtype < -1 || dtype >= static_cast<int64_t>(torch::ScalarType::NumOptions) ||
-        dtype == static_cast<int64_t>(torch::ScalarType::Undefined) || nd < 0 || nd > 64)
-      throw std::invalid_argument("a malformed tensor header from " + from);
+        dtype == static_cast<int64_t>(torch::ScalarType::Undefined))
+      throw bad("names an unknown dtype " + std::to_string(dtype) + " for tensor " + std::to_string(i));
+    if (nd < 0 || nd > static_cast<int64_t>(header_words))
+      throw bad("gives tensor " + std::to_string(i) + " " + std::to_string(nd) + " dimensions");
     e.defined = dtype >= 0;
     e.dtype = e.defined ? static_cast<torch::ScalarType>(dtype) : torch::kFloat;
     int64_t elements = 1;
     for (int64_t j = 0; j < nd; ++j) {
       const int64_t s = next();
       if (s < 0)
-        throw std::invalid_argument("a negative size in a tensor header from " + from);
+        throw bad("gives tensor " + std::to_string(i) + " a negative size");
       if (s > 0 && elements > max_header_elements / s)
-        throw std::invalid_argument("a tensor header from " + from + " announces more than 2^40 elements");
+        throw bad("announces more than 2^40 elements for tensor " + std::to_string(i));
       elements *= s;
       e.sizes.push_back(s);
     }
@@ -61,6 +78,14 @@ std::vector<torch::Tensor> receive_buffers(const std::vector<tensor_header_entry
   std::vector<torch::Tensor> out;
   for (const auto& e : entries)
     out.push_back(e.defined ? torch::empty(e.sizes, options.dtype(e.dtype)) : torch::Tensor());
+  return out;
+}
+
+std::vector<torch::Tensor> defined_tensors(const std::vector<torch::Tensor>& tensors) {
+  std::vector<torch::Tensor> out;
+  for (const auto& t : tensors)
+    if (t.defined())
+      out.push_back(t);
   return out;
 }
 

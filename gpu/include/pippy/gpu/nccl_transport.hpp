@@ -23,9 +23,9 @@
 // errors and a timeout, and on failure aborts the communicators and tells the supervisor (stage_failed).
 // Each communicator is used by one thread on each side (NCCL communicators are not thread-safe).
 //
-// Shapes and dtypes are agreed once per (direction, producing stage, micro-batch) as in tensor_channel,
-// but through the store (the first send writes a small key, the receiver reads and caches it), so later
-// steps move only the data. Stages on the same rank never come here (the stage actors hand payloads over
+// Shapes and dtypes: the shape handshake of tensor_header.hpp, as on Gloo. Each payload's header goes
+// on the link before its data, without waiting for the producer; the receiver thread waits (host) for
+// the header, allocates and posts the data receive. So shapes may change between steps on GPUs too. Stages on the same rank never come here (the stage actors hand payloads over
 // in memory, without copies).
 #include <ATen/cuda/CUDAEvent.h>
 #include <c10/cuda/CUDAStream.h>
@@ -154,8 +154,7 @@ private:
   void add_pending(pending p);
   void fail(failure why);
   caf::actor stage_actor(int stage);
-  std::vector<tensor_header_entry> recv_meta(int dir, int stage, int mb);
-  std::string meta_key(int dir, int stage, int mb) const;
+  std::optional<std::vector<tensor_header_entry>> receive_header(link& l, int from_stage, int src);
 
   c10::intrusive_ptr<c10d::Store> store_;
   int rank_, world_;
@@ -183,10 +182,6 @@ private:
   bool receiver_done_ = true;
   bool stop_ = false;
   std::optional<failure> error_;
-  // Shapes go through the store once per (direction, stage, micro-batch): a later transfer of that key
-  // must have the same header (checked on the sender), since a store round trip per message is slow.
-  std::map<std::tuple<int, int, int>, std::vector<int64_t>> sent_meta_;
-  std::map<std::tuple<int, int, int>, std::vector<tensor_header_entry>> recv_meta_;
 
   std::thread sender_, receiver_, poller_;
 };

@@ -11,9 +11,8 @@
 namespace pippy {
 
 // Activations (forward) and gradients (backward) between stages on different ranks, over a
-// gloo_group. Every transfer is preceded by a small header with the tensors' dtypes and shapes, so
-// micro-batches may differ in size (an uneven last one) and sequence lengths may change from step to
-// step. Tags are unique per (direction, stage, micro-batch, tensor index).
+// gloo_group. Shapes and dtypes travel by the shape handshake of tensor_header.hpp (a header before each
+// transfer, as on NCCL). Tags are unique per (direction, stage, micro-batch, tensor index).
 // Thread-safe: one thread may send while another receives.
 class tensor_channel {
 public:

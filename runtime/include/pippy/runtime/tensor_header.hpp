@@ -1,6 +1,10 @@
 #pragma once
-// How two ranks agree on the tensors of one transfer before the data moves (Gloo and NCCL alike):
-// a header of int64 words [count, (dtype or -1 if undefined, ndim, sizes...) per tensor].
+// The one shape handshake between ranks, the same for Gloo (tensor_channel) and NCCL (gpu's
+// nccl_transport): before each transfer's data, on the same link and in the same order, the sender sends
+// a header of exactly header_words int64 words, [count, (dtype or -1 if undefined, ndim, sizes...) per
+// tensor, zeros...]; the receiver reads it, checks it and allocates the buffers the data lands in. So the
+// shapes may change from one transfer to the next on either transport (an uneven last micro-batch,
+// sequence lengths that change between steps), and nothing is agreed out of band.
 #include <torch/torch.h>
 
 #include <cstdint>
@@ -9,22 +13,31 @@
 
 namespace pippy {
 
+// The header's fixed length, and the most tensors one transfer carries.
+inline constexpr std::size_t header_words = 64;
+inline constexpr std::size_t max_boundary_tensors = 16;
+
 struct tensor_header_entry {
   bool defined = true;
   torch::ScalarType dtype = torch::kFloat;
   std::vector<int64_t> sizes;
 };
 
-std::vector<int64_t> encode_tensor_header(const std::vector<torch::Tensor>& tensors);
+// The header the producing stage `from_stage` sends before `tensors`: header_words words. Throws
+// input_error naming the stage when they do not fit (more than max_boundary_tensors, too many dimensions).
+std::vector<int64_t> frame_header(const std::vector<torch::Tensor>& tensors, int from_stage);
 
-// The header's entries; words after the last entry are ignored (fixed-size buffers). A malformed header
-// (a count above max_tensors, an unknown dtype, a negative size, more than 2^40 elements, too few words) throws
-// std::invalid_argument naming `from`: a peer's bytes decide no allocation before they are checked.
-std::vector<tensor_header_entry> decode_tensor_header(const std::vector<int64_t>& words, std::size_t max_tensors,
-                                                      const std::string& from);
+// The entries of a header received from rank `peer` for stage `from_stage`'s transfer. A malformed header
+// (a count above max_boundary_tensors, an unknown dtype, a negative size, more than 2^40 elements, too few
+// words) throws failure_error of kind shape_mismatch naming the stage and the peer: a peer's bytes decide
+// no allocation before they are checked.
+std::vector<tensor_header_entry> read_header(const int64_t* words, int from_stage, int peer);
 
 // Empty tensors to receive into (undefined for undefined entries), with `options`' device.
 std::vector<torch::Tensor> receive_buffers(const std::vector<tensor_header_entry>& entries,
                                            const torch::TensorOptions& options);
+
+// The defined tensors of a transfer: what moves on the wire after the header.
+std::vector<torch::Tensor> defined_tensors(const std::vector<torch::Tensor>& tensors);
 
 } // namespace pippy

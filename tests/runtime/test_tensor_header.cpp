@@ -1,0 +1,123 @@
+// The shape handshake (tensor_header.hpp), which Gloo's tensor_channel and NCCL's transport share: the
+// header's framing and checks, and a transfer over a real in-process Gloo pair whose shapes change.
+#include <catch2/catch.hpp>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <future>
+
+#include "pippy/core/error.hpp"
+#include "pippy/core/failure.hpp"
+#include "pippy/runtime/gloo_group.hpp"
+#include "pippy/runtime/tensor_channel.hpp"
+#include "pippy/runtime/tensor_header.hpp"
+
+using namespace pippy;
+
+namespace {
+failure_kind kind_of_reading(const std::vector<int64_t>& words) {
+  std::vector<int64_t> full(words);
+  full.resize(header_words, 0);
+  try {
+    read_header(full.data(), 3, 1);
+  } catch (const failure_error& e) {
+    CHECK(e.what_failed().peer == 1);
+    CHECK_THAT(e.what(), Catch::Contains("stage 3") && Catch::Contains("rank 1"));
+    return e.what_failed().kind;
+  }
+  FAIL("the header was accepted");
+  return failure_kind::compute_error;
+}
+
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t n = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+} // namespace
+
+TEST_CASE("a header round-trips dtypes, shapes and undefined tensors", "[runtime][header]") {
+  const std::vector<torch::Tensor> ts{torch::zeros({3, 5}, torch::kFloat), torch::Tensor(),
+                                      torch::zeros({2, 1, 4}, torch::kLong), torch::zeros({}, torch::kHalf)};
+  const auto words = frame_header(ts, 0);
+  REQUIRE(words.size() == header_words);
+  const auto entries = read_header(words.data(), 0, 0);
+  REQUIRE(entries.size() == 4);
+  CHECK(entries[0].dtype == torch::kFloat);
+  CHECK(entries[0].sizes == std::vector<int64_t>{3, 5});
+  CHECK_FALSE(entries[1].defined);
+  CHECK(entries[2].dtype == torch::kLong);
+  CHECK(entries[2].sizes == std::vector<int64_t>{2, 1, 4});
+  CHECK(entries[3].dtype == torch::kHalf);
+  CHECK(entries[3].sizes.empty());
+  const auto into = receive_buffers(entries, torch::TensorOptions());
+  CHECK(into[0].sizes() == ts[0].sizes());
+  CHECK_FALSE(into[1].defined());
+  CHECK(defined_tensors(into).size() == 3);
+}
+
+TEST_CASE("tensors that do not fit the header are refused on the sending stage", "[runtime][header]") {
+  std::vector<torch::Tensor> many(max_boundary_tensors + 1, torch::zeros({1}));
+  CHECK_THROWS_WITH(frame_header(many, 4), Catch::Contains("stage 4") && Catch::Contains("17 tensors"));
+  std::vector<int64_t> dims(40, 1);
+  std::vector<torch::Tensor> deep{torch::zeros(dims), torch::zeros(dims)};
+  CHECK_THROWS_AS(frame_header(deep, 4), input_error);
+}
+
+TEST_CASE("a malformed header is a shape mismatch naming the stage and the peer", "[runtime][header]") {
+  CHECK(kind_of_reading({17}) == failure_kind::shape_mismatch);                      // too many tensors
+  CHECK(kind_of_reading({-1}) == failure_kind::shape_mismatch);                      // a negative count
+  CHECK(kind_of_reading({1, 999, 1, 4}) == failure_kind::shape_mismatch);            // an unknown dtype
+  CHECK(kind_of_reading({1, 6, 1, -4}) == failure_kind::shape_mismatch);             // a negative size
+  CHECK(kind_of_reading({1, 6, 3, 1 << 20, 1 << 20, 1 << 20}) == failure_kind::shape_mismatch); // 2^60 elements
+  std::vector<int64_t> truncated{1, 6, 70};
+  CHECK(kind_of_reading(truncated) == failure_kind::shape_mismatch); // more dimensions than words
+  std::vector<int64_t> runs_off{1, 6, 63};
+  runs_off.resize(header_words, 1);
+  CHECK(kind_of_reading(runs_off) == failure_kind::shape_mismatch); // sizes past the last word
+}
+
+TEST_CASE("over Gloo, shapes may change from one transfer to the next", "[runtime][header]") {
+  const int port = free_port();
+  auto run = [port](int rank) {
+    dist_env env;
+    env.rank = rank;
+    env.world_size = 2;
+    env.master_port = port;
+    gloo_group net(env, std::chrono::seconds(20));
+    tensor_channel channel(net);
+    std::vector<std::vector<torch::Tensor>> got;
+    for (int step = 0; step < 3; ++step) {
+      const int64_t seq = 16 - 5 * step; // 16, 11, 6 tokens
+      if (rank == 0) {
+        channel.send(tensor_channel::direction::forward, 0, 1,
+                     {torch::full({2, seq}, float(step)), torch::Tensor(), torch::arange(seq)}, 1);
+        net.flush();
+      } else {
+        got.push_back(channel.recv(tensor_channel::direction::forward, 0, 1, 0));
+      }
+    }
+    net.barrier();
+    return got;
+  };
+  auto r0 = std::async(std::launch::async, run, 0);
+  auto r1 = std::async(std::launch::async, run, 1);
+  r0.get();
+  const auto got = r1.get();
+  REQUIRE(got.size() == 3);
+  for (int step = 0; step < 3; ++step) {
+    const int64_t seq = 16 - 5 * step;
+    REQUIRE(got[step].size() == 3);
+    CHECK(got[step][0].equal(torch::full({2, seq}, float(step))));
+    CHECK_FALSE(got[step][1].defined());
+    CHECK(got[step][2].equal(torch::arange(seq)));
+  }
+}
