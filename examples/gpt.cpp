@@ -117,9 +117,11 @@ int main(int argc, char** argv) {
   std::vector<tied_group> tied;
   job.make_stages = [&](const pippy::schedule& s) {
     const int S = s.shape.num_stages();
-    if (o.batch % s.shape.num_microbatches != 0)
+    if (o.batch % (job.data_parallel * s.shape.num_microbatches) != 0)
       throw input_error("--batch " + std::to_string(o.batch) + " must be a multiple of --microbatches " +
-                        std::to_string(s.shape.num_microbatches) + " (the traced graph has a fixed micro-batch shape)");
+                        std::to_string(s.shape.num_microbatches) +
+                        (job.data_parallel > 1 ? " x --dp " + std::to_string(job.data_parallel) : std::string()) +
+                        " (the traced graph has a fixed micro-batch shape)");
     model = make_model(o);
     if (o.split == "manual" && !planned_split.empty() && static_cast<int>(planned_split.size()) + 1 == S) {
       std::vector<std::pair<std::string, split_point>> points;
@@ -132,7 +134,7 @@ int main(int argc, char** argv) {
     auto [x, y] = counting_batch(o, 0);
     auto p = pippy::pipeline(
         *model, [&](const std::vector<torch::Tensor>& xs) { return std::vector<torch::Tensor>{model->forward(xs[0])}; },
-        {x.narrow(0, 0, o.batch / s.shape.num_microbatches)}, split_options(s, o.split, o.tied));
+        pippy::traced_microbatch(job, {x}), split_options(s, o.split, o.tied));
     return stages_for(p, s, tied);
   };
   job.tied_groups = [&] { return tied; };

@@ -62,16 +62,15 @@ int run_unsplit(const options& o, const training_job& job) {
 
 #if PIPPY_WITH_COMPILER
 // The compiler's path: the unmodified MyNetwork module, balanced into the schedule's stages by pipeline().
-std::vector<std::shared_ptr<stage_module>> compiler_stages(const options& o, const schedule& s,
+std::vector<std::shared_ptr<stage_module>> compiler_stages(const options& o, const schedule& s, const training_job& job,
                                                            torch::nn::AnyModule& keep_alive) {
   torch::manual_seed(o.seed); // the same initial weights as make_mynetwork (same layers, same order)
   auto net = models::MyNetwork(o.in_dim, o.dims);
   keep_alive = torch::nn::AnyModule(net);
   const int S = s.shape.num_stages();
-  const auto rows = chunk_sizes(o.batch, s.shape.num_microbatches).front();
   auto p = pipeline(
       *net, [&](const std::vector<torch::Tensor>& xs) { return std::vector<torch::Tensor>{net(xs[0])}; },
-      {torch::zeros({rows, o.in_dim})}, {.num_stages = S, .num_ranks = s.shape.num_ranks,
+      traced_microbatch(job, {torch::zeros({o.batch, o.in_dim})}), {.num_stages = S, .num_ranks = s.shape.num_ranks,
                                          .stages_per_rank = s.shape.stages_per_rank});
   if (p.num_stages() != S)
     throw input_error("the compiler split MyNetwork into " + std::to_string(p.num_stages()) + " stages, the schedule needs " +
@@ -82,7 +81,8 @@ std::vector<std::shared_ptr<stage_module>> compiler_stages(const options& o, con
   return stages;
 }
 #else
-std::vector<std::shared_ptr<stage_module>> compiler_stages(const options&, const schedule&, torch::nn::AnyModule&) {
+std::vector<std::shared_ptr<stage_module>> compiler_stages(const options&, const schedule&, const training_job&,
+                                                           torch::nn::AnyModule&) {
   throw input_error("--split auto: built without the compiler (pippy::models)");
 }
 #endif
@@ -130,7 +130,7 @@ int main(int argc, char** argv) {
   };
   job.make_stages = [&](const schedule& s) {
     if (o.split == "auto")
-      return compiler_stages(o, s, compiled_model);
+      return compiler_stages(o, s, job, compiled_model);
     auto model = make_mynetwork(o.seed, net);
     return split_sequential(model, boundaries_for(s.shape.num_stages()));
   };

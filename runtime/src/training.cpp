@@ -303,6 +303,22 @@ std::vector<const torch::nn::Module*> modules_of(const std::vector<std::shared_p
 }
 } // namespace
 
+std::vector<torch::Tensor> replica_slice(const training_job& job, const std::vector<torch::Tensor>& global,
+                                         int replica) {
+  const int D = std::max(1, job.data_parallel);
+  if (D == 1)
+    return global;
+  const auto rows = global.empty() || global[0].dim() == 0 ? 0 : global[0].size(0);
+  if (rows % D != 0)
+    throw input_error("a batch of " + std::to_string(rows) + " rows does not split into --dp " + std::to_string(D) +
+                      " equal slices");
+  return split_tensors(global, D).at(static_cast<std::size_t>(replica));
+}
+
+std::vector<torch::Tensor> traced_microbatch(const training_job& job, const std::vector<torch::Tensor>& global_inputs) {
+  return split_tensors(replica_slice(job, global_inputs, 0), job.microbatches).at(0);
+}
+
 int train_pipelined(const training_job& job, const dist_env& env) {
   // pp x dp: WORLD_SIZE = R pipeline ranks x D replicas, replica-major (global rank = d * R + r).
   const int D = job.data_parallel;
@@ -430,8 +446,8 @@ int train_pipelined(const training_job& job, const dist_env& env) {
             [t = tied.get()](int stage, std::function<void()> step) { t->before_step(stage, std::move(step)); });
     }
   }
-  // With --dp: a stage's gradients averaged over its D replicas before each U, in one bucket; after the
-  // tied copies' sum within the replica where the stage holds one, so that sum spans the replicas too.
+  // With --dp: a stage's gradients averaged over its D replicas before each U, in one bucket; where the
+  // stage holds a tied copy, before the copies' sum within the replica, so that sum spans the replicas too.
   std::vector<std::unique_ptr<replica_grad_sync>> grad_syncs;
   if (replicas && !job.forward_only) {
     for (int s = 0; s < S; ++s) {
@@ -444,9 +460,12 @@ int train_pipelined(const training_job& job, const dist_env& env) {
                            job.grad_sync))
                        .get();
       ex->set_after_weight_grads([sync](int) { sync->weight_grads_in(); });
+      // A tied copy's gradient is averaged over the replicas first, then summed with the other copies in
+      // the replica: the same sum either way, and the all-reduce may have started at the last backward,
+      // before that sum (overlap).
       if (tied && tied->holds(s))
         ex->set_step_gate([t = tied.get(), sync](int stage, std::function<void()> step) {
-          t->before_step(stage, [sync, step = std::move(step)] { sync->before_step(step); });
+          sync->before_step([t, stage, step = std::move(step)] { t->before_step(stage, step); });
         });
       else
         ex->set_step_gate([sync](int, std::function<void()> step) { sync->before_step(step); });
@@ -561,13 +580,9 @@ int train_pipelined(const training_job& job, const dist_env& env) {
     }
     auto [inputs, target] = job.batch(k);
     if (D > 1) { // this replica's slice of the global batch
-      const auto global_rows = target.defined() ? target.size(0) : inputs.at(0).size(0);
-      if (global_rows % D != 0)
-        throw input_error("a batch of " + std::to_string(global_rows) + " rows does not split into --dp " +
-                          std::to_string(D) + " equal slices");
-      inputs = split_tensors(inputs, D).at(static_cast<std::size_t>(replica));
+      inputs = replica_slice(job, inputs, replica);
       if (target.defined())
-        target = split_tensors({target}, D).at(static_cast<std::size_t>(replica)).at(0);
+        target = replica_slice(job, {target}, replica).at(0);
     }
     if (!inputs.empty() && inputs[0].dim() > 0)
       rows = inputs[0].size(0) / std::max(1, job.microbatches);

@@ -88,6 +88,12 @@ struct training_job {
 // after it sends); its parameter bytes are its own.
 std::vector<layer_cost> measure_layers(const training_job& job, int repeats = 5);
 
+// The first stage's inputs of one micro-batch as the runtime cuts them from a global batch: this
+// replica's slice (--dp), then the first of job.microbatches. A graph traced with fixed shapes must be
+// traced on it. Throws input_error when the batch does not split into job.data_parallel equal slices.
+std::vector<torch::Tensor> replica_slice(const training_job& job, const std::vector<torch::Tensor>& global, int replica);
+std::vector<torch::Tensor> traced_microbatch(const training_job& job, const std::vector<torch::Tensor>& global_inputs);
+
 // Throws input_error for bad options, peer_error when a peer is lost.
 int train_pipelined(const training_job& job, const dist_env& env);
 
