@@ -4,7 +4,11 @@
 // hand-off to the rank's torch worker thread and back, payload hand-over between stages.
 //   runtime_bench [--ranks R] [--microbatches M] [--steps K]
 // Prints per runtime: wall time per step, compute actions per step, wall per action, compute per action
-// (measured inside the actions), and overhead per action = (R x wall - compute busy) / actions.
+// (measured inside the actions), overhead per action = (R x wall - compute busy) / actions (at R > 1 it
+// also counts the schedule's own bubbles), the runtime's lateness per action = R x (wall - replay) /
+// actions, where replay is the step time core's flat evaluator gives the same schedule with each action
+// taking its measured mean time and nothing else (no overhead, instant hand-over: a perfect runtime), and
+// the mean start delay.
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/atom.hpp>
@@ -19,9 +23,11 @@
 #include <string>
 
 #include "pippy/core/dependencies.hpp"
+#include "pippy/core/flat_evaluator.hpp"
 #include "pippy/core/generators.hpp"
 #include "pippy/runtime/step_driver.hpp"
 #include "pippy/runtime/pipeline_engine.hpp"
+#include "pippy/runtime/profile.hpp"
 #include "pippy/runtime/sequential_stage.hpp"
 #include "pippy/traces/metrics.hpp"
 
@@ -33,7 +39,22 @@ struct result {
   double actions_per_step = 0;
   double busy_per_step_us = 0;
   double start_delay_us = 0; // mean over compute actions of start - ready
+  double replay_us = 0;      // the step time of a perfect runtime with the measured action times
 };
+
+// The mean over the measured steps of what the flat evaluator gives each step with its own measured
+// stage costs and no runtime overhead.
+double mean_replay_us(const schedule& s, const trace& t, int steps, int first) {
+  flat_evaluator eval;
+  double sum = 0;
+  for (int k = first; k < steps; ++k) {
+    auto costs = measure_stage_costs(step_range(t, steps, k, 1), s.shape.num_stages(), {});
+    costs.action_overhead_us = 0;
+    costs.step_overhead_us = 0;
+    sum += eval.evaluate(s, costs).makespan_us;
+  }
+  return sum / std::max(1, steps - first);
+}
 
 // How late the runtime starts an action, on average: start minus the moment it could have started (the
 // end of the rank's previous compute action and of its inputs' producers, core's dependency rule). A
@@ -130,8 +151,9 @@ result run(const std::string& runtime, int R, int M, int K) {
   const double wall = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
   const auto [b1, n1] = busy();
   const int warmup = 3;
-  return {wall / K, static_cast<double>(n1 - n0) / K, (b1 - b0) / K,
-          mean_start_delay_us(engine ? engine->events() : actors->events(), warmup + K, warmup)};
+  const auto& events = engine ? engine->events() : actors->events();
+  return {wall / K, static_cast<double>(n1 - n0) / K, (b1 - b0) / K, mean_start_delay_us(events, warmup + K, warmup),
+          mean_replay_us(sched, events, warmup + K, warmup)};
 }
 // F, B, I and W of one stage of 4 x Linear(512)+ReLU on 16 rows (a micro-batch of the pipeline bench):
 // does the split backward cost what the full one does (I + W close to B)?
@@ -201,13 +223,15 @@ int main(int argc, char** argv) {
   split_backward_costs(true);
   split_backward_costs(false);
   std::printf("tiny stages (Linear(4,4)+ReLU, 2 rows per micro-batch), R=%d in one process, M=%d, %d steps\n", R, M, K);
-  std::printf("%-8s %14s %10s %14s %16s %20s %16s\n", "runtime", "wall/step us", "actions", "wall/action us",
-              "compute/action us", "overhead/action us", "start delay us");
+  std::printf("%-8s %14s %10s %14s %16s %20s %16s %16s %16s\n", "runtime", "wall/step us", "actions",
+              "wall/action us", "compute/action us", "overhead/action us", "replay/step us", "lateness/action us",
+              "start delay us");
   for (const char* rt : {"engine", "actors"}) {
     const auto r = run(rt, R, M, K);
-    std::printf("%-8s %14.1f %10.0f %14.2f %16.2f %20.2f %16.2f\n", rt, r.wall_per_step_us, r.actions_per_step,
-                r.wall_per_step_us / r.actions_per_step, r.busy_per_step_us / r.actions_per_step,
-                (R * r.wall_per_step_us - r.busy_per_step_us) / r.actions_per_step, r.start_delay_us);
+    std::printf("%-8s %14.1f %10.0f %14.2f %16.2f %20.2f %16.1f %16.2f %16.2f\n", rt, r.wall_per_step_us,
+                r.actions_per_step, r.wall_per_step_us / r.actions_per_step, r.busy_per_step_us / r.actions_per_step,
+                (R * r.wall_per_step_us - r.busy_per_step_us) / r.actions_per_step, r.replay_us,
+                R * (r.wall_per_step_us - r.replay_us) / r.actions_per_step, r.start_delay_us);
   }
   return 0;
 }
