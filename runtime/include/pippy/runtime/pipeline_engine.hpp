@@ -24,8 +24,8 @@ namespace pippy {
 //   handed over in memory). The result is that of the same schedule run on R processes.
 // - On R processes (transport != nullptr): this process runs rank transport->rank() of the schedule
 //   lowered with add_communication: SEND_x post a Gloo send, RECV_x post a receive and wait for it.
-//   Shapes and dtypes are agreed once per boundary and micro-batch (tensor_channel). Stages of one rank
-//   hand over in memory.
+//   Shapes and dtypes travel by the shape handshake (tensor_channel, tensor_header.hpp). Stages of one
+//   rank hand over in memory.
 // Every action is timed (wall clock, microseconds since the epoch) and recorded as a measured trace
 // event. Not thread-safe.
 class pipeline_engine {
