@@ -163,6 +163,10 @@ nccl_transport::~nccl_transport() {
   for (auto* t : {&sender_, &receiver_, &poller_})
     if (t->joinable())
       t->join();
+  if (abandoned_) // ncclCommDestroy would wait for the posted receive's peer
+    for (auto* links : {&out_, &in_})
+      for (auto& [peer, l] : *links)
+        l.comm->abort();
 }
 
 std::vector<int> nccl_transport::send_peers() const {
@@ -305,12 +309,13 @@ void nccl_transport::post_send(const actors::payload& p) {
   const cuda_tensors& in = unwrap(p.data);
   const int dst = plan_.shape.rank_of(p.dst_stage);
   link& l = out_.at(dst);
-  const auto words = frame_header(in.tensors, p.src_stage); // the shape handshake (tensor_header.hpp)
+  // The shape handshake (tensor_header.hpp).
+  const auto words = frame_header(in.tensors, {p.kind == action_kind::send_f ? 0 : 1, p.src_stage, p.microbatch});
   c10::cuda::CUDAGuard device(opt_.device);
   c10::cuda::CUDAStreamGuard stream(l.stream);
   // The header goes first and does not wait for the producer, so the receiver allocates and posts its
   // receive while the producer's kernels still run. From pinned memory: the copy does not block the host.
-  auto staged = torch::empty({static_cast<int64_t>(header_words)}, torch::kLong).pin_memory();
+  auto staged = torch::empty({static_cast<int64_t>(header_words)}, torch::TensorOptions(torch::kLong).pinned_memory(true));
   std::copy(words.begin(), words.end(), staged.data_ptr<int64_t>());
   auto header = staged.to(torch::Device(torch::kCUDA, opt_.device), /*non_blocking=*/true);
   nccl_check(ncclGroupStart(), "ncclGroupStart");
@@ -352,7 +357,8 @@ void nccl_transport::post_send(const actors::payload& p) {
 
 // The shape handshake's receiving half: the header from `src`, read once it arrived. The receiver thread
 // waits for it on the host (the data's size is in it), watching for a stop, a failure and the timeout.
-std::optional<std::vector<tensor_header_entry>> nccl_transport::receive_header(link& l, int from_stage, int src) {
+std::optional<std::vector<tensor_header_entry>> nccl_transport::receive_header(link& l, const transfer_key& due,
+                                                                               int src) {
   auto header = torch::empty({static_cast<int64_t>(header_words)},
                              torch::TensorOptions().dtype(torch::kLong).device(torch::kCUDA, opt_.device));
   nccl_check(ncclGroupStart(), "ncclGroupStart");
@@ -360,28 +366,38 @@ std::optional<std::vector<tensor_header_entry>> nccl_transport::receive_header(l
                       l.comm->get(), l.stream.stream()),
              "ncclRecv (header)", l.comm->get());
   nccl_check(ncclGroupEnd(), "ncclGroupEnd (header)", l.comm->get());
-  auto host = torch::empty({static_cast<int64_t>(header_words)}, torch::kLong).pin_memory();
+  auto host = torch::empty({static_cast<int64_t>(header_words)}, torch::TensorOptions(torch::kLong).pinned_memory(true));
   host.copy_(header, /*non_blocking=*/true);
   at::cuda::CUDAEvent arrived;
   arrived.record(l.stream);
   const auto since = std::chrono::steady_clock::now();
+  auto pause = opt_.poll_interval; // doubled up to 1 ms while the peer computes
+  auto stopped = [&] {
+    std::lock_guard lock(mu_);
+    return stop_ || error_.has_value();
+  };
   while (!arrived.query()) {
-    {
+    if (stopped()) {
       std::lock_guard lock(mu_);
-      if (stop_ || error_)
-        return std::nullopt;
+      abandoned_ = true;
+      return std::nullopt;
     }
     if (std::chrono::steady_clock::now() - since > opt_.timeout) {
       fail({failure_kind::timeout,
             "rank " + std::to_string(rank_) + ": no tensor header from rank " + std::to_string(src) + " for stage " +
-                std::to_string(from_stage) + " within " + std::to_string(opt_.timeout.count()) + " ms (rank " +
+                std::to_string(due.stage) + " within " + std::to_string(opt_.timeout.count()) + " ms (rank " +
                 std::to_string(src) + " died or hangs)",
             src});
       return std::nullopt;
     }
-    std::this_thread::sleep_for(opt_.poll_interval);
+    std::this_thread::sleep_for(pause);
+    pause = std::min<std::chrono::microseconds>(2 * pause, std::chrono::milliseconds(1));
   }
-  return read_header(host.data_ptr<int64_t>(), from_stage, src);
+  // An abort (fail() sets error_ first) also completes the event, with stale bytes in the buffer, and
+  // leaves the communicator freed: nothing more may be read or posted.
+  if (stopped())
+    return std::nullopt;
+  return read_header(host.data_ptr<int64_t>(), due, src);
 }
 
 void nccl_transport::receiver_loop() { // failures go through fail(), which reports to supervisor_
@@ -405,7 +421,8 @@ void nccl_transport::receiver_loop() { // failures go through fail(), which repo
       const action& item = incoming_.at(src).at(next[src]++);
       link& l = in_.at(src);
       c10::cuda::CUDAStreamGuard stream(l.stream); // allocate on the receive stream
-      const auto entries = receive_header(l, item.stage, src);
+      const auto entries =
+          receive_header(l, {item.kind == action_kind::send_f ? 0 : 1, item.stage, item.microbatch}, src);
       if (!entries)
         break; // stopped, or the step failed
       std::vector<torch::Tensor> into =

@@ -26,7 +26,7 @@ std::uint64_t bytes_of(const std::vector<torch::Tensor>& ts) {
 
 void tensor_channel::send(direction d, int from_stage, int microbatch, const std::vector<torch::Tensor>& tensors,
                           int dst) {
-  const auto words = frame_header(tensors, from_stage);
+  const auto words = frame_header(tensors, {static_cast<int>(d), from_stage, microbatch});
   if (from_stage >= 1024 || microbatch >= 4096)
     throw input_error("transport: stage or micro-batch index too large for the tag space");
   auto header = torch::empty({static_cast<int64_t>(header_words)}, torch::kLong);
@@ -38,7 +38,7 @@ void tensor_channel::send(direction d, int from_stage, int microbatch, const std
 std::vector<torch::Tensor> tensor_channel::recv(direction d, int from_stage, int microbatch, int src) {
   auto header = torch::empty({static_cast<int64_t>(header_words)}, torch::kLong);
   net_.recv({header}, src, header_tag(d, from_stage, microbatch)).get();
-  auto into = receive_buffers(read_header(header.data_ptr<int64_t>(), from_stage, src), torch::TensorOptions());
+  auto into = receive_buffers(read_header(header.data_ptr<int64_t>(), {static_cast<int>(d), from_stage, microbatch}, src), torch::TensorOptions());
   net_.recv(defined_tensors(into), src, tag_of(static_cast<int>(d), from_stage, microbatch)).get();
   return into;
 }

@@ -9,14 +9,21 @@ namespace pippy {
 namespace {
 // Far above any activation (an H200 holds 2^37 bytes), far below what would wrap around.
 constexpr int64_t max_header_elements = int64_t{1} << 40;
+constexpr int64_t header_magic = 0x70697070790001; // "pippy", protocol 1
+
+std::string describe(int64_t direction, int64_t stage, int64_t microbatch) {
+  return std::string(direction == 0 ? "activations" : direction == 1 ? "gradients" : "transfer") + " of stage " +
+         std::to_string(stage) + " micro-batch " + std::to_string(microbatch);
+}
 } // namespace
 
-std::vector<int64_t> frame_header(const std::vector<torch::Tensor>& tensors, int from_stage) {
+std::vector<int64_t> frame_header(const std::vector<torch::Tensor>& tensors, const transfer_key& key) {
+  const int from_stage = key.stage;
   if (tensors.size() > max_boundary_tensors)
     throw input_error("stage " + std::to_string(from_stage) + ": " + std::to_string(tensors.size()) +
                       " tensors cross a stage boundary, at most " + std::to_string(max_boundary_tensors) +
                       " may");
-  std::vector<int64_t> m{static_cast<int64_t>(tensors.size())};
+  std::vector<int64_t> m{header_magic, key.direction, key.stage, key.microbatch, static_cast<int64_t>(tensors.size())};
   for (const auto& t : tensors) {
     m.push_back(t.defined() ? static_cast<int64_t>(t.scalar_type()) : -1);
     m.push_back(t.defined() ? t.dim() : 0);
@@ -32,8 +39,9 @@ std::vector<int64_t> frame_header(const std::vector<torch::Tensor>& tensors, int
   return m;
 }
 
-std::vector<tensor_header_entry> read_header(const int64_t* words, int from_stage, int peer) {
-  const std::string what = "stage " + std::to_string(from_stage) + ": a tensor header from rank " + std::to_string(peer);
+std::vector<tensor_header_entry> read_header(const int64_t* words, const transfer_key& expected, int peer) {
+  const std::string what =
+      "stage " + std::to_string(expected.stage) + ": a tensor header from rank " + std::to_string(peer);
   auto bad = [&](const std::string& why) {
     return failure_error({failure_kind::shape_mismatch, what + " " + why, peer});
   };
@@ -43,6 +51,12 @@ std::vector<tensor_header_entry> read_header(const int64_t* words, int from_stag
       throw bad("is truncated");
     return words[pos++];
   };
+  if (next() != header_magic)
+    throw bad("is not one (no magic word): the link is out of step");
+  const int64_t direction = next(), stage = next(), microbatch = next();
+  if (direction != expected.direction || stage != expected.stage || microbatch != expected.microbatch)
+    throw bad("announces the " + describe(direction, stage, microbatch) + " where the " +
+              describe(expected.direction, expected.stage, expected.microbatch) + " is due");
   const int64_t n = next();
   if (n < 0 || static_cast<std::size_t>(n) > max_boundary_tensors)
     throw bad("announces " + std::to_string(n) + " tensors, at most " + std::to_string(max_boundary_tensors));

@@ -17,11 +17,19 @@
 using namespace pippy;
 
 namespace {
-failure_kind kind_of_reading(const std::vector<int64_t>& words) {
-  std::vector<int64_t> full(words);
+const transfer_key due{1, 3, 5}; // gradients of stage 3, micro-batch 5
+
+// A header for `due` whose words after the transfer's identity are `body` (count, entries...).
+std::vector<int64_t> with_body(const std::vector<int64_t>& body) {
+  auto full = frame_header({}, due);
+  std::copy(body.begin(), body.end(), full.begin() + 4);
+  return full;
+}
+
+failure_kind kind_of_reading(std::vector<int64_t> full) {
   full.resize(header_words, 0);
   try {
-    read_header(full.data(), 3, 1);
+    read_header(full.data(), due, 1);
   } catch (const failure_error& e) {
     CHECK(e.what_failed().peer == 1);
     CHECK_THAT(e.what(), Catch::Contains("stage 3") && Catch::Contains("rank 1"));
@@ -47,9 +55,9 @@ int free_port() {
 TEST_CASE("a header round-trips dtypes, shapes and undefined tensors", "[runtime][header]") {
   const std::vector<torch::Tensor> ts{torch::zeros({3, 5}, torch::kFloat), torch::Tensor(),
                                       torch::zeros({2, 1, 4}, torch::kLong), torch::zeros({}, torch::kHalf)};
-  const auto words = frame_header(ts, 0);
+  const auto words = frame_header(ts, {0, 2, 7});
   REQUIRE(words.size() == header_words);
-  const auto entries = read_header(words.data(), 0, 0);
+  const auto entries = read_header(words.data(), {0, 2, 7}, 0);
   REQUIRE(entries.size() == 4);
   CHECK(entries[0].dtype == torch::kFloat);
   CHECK(entries[0].sizes == std::vector<int64_t>{3, 5});
@@ -66,23 +74,34 @@ TEST_CASE("a header round-trips dtypes, shapes and undefined tensors", "[runtime
 
 TEST_CASE("tensors that do not fit the header are refused on the sending stage", "[runtime][header]") {
   std::vector<torch::Tensor> many(max_boundary_tensors + 1, torch::zeros({1}));
-  CHECK_THROWS_WITH(frame_header(many, 4), Catch::Contains("stage 4") && Catch::Contains("17 tensors"));
+  CHECK_THROWS_WITH(frame_header(many, {0, 4, 0}), Catch::Contains("stage 4") && Catch::Contains("17 tensors"));
   std::vector<int64_t> dims(40, 1);
   std::vector<torch::Tensor> deep{torch::zeros(dims), torch::zeros(dims)};
-  CHECK_THROWS_AS(frame_header(deep, 4), input_error);
+  CHECK_THROWS_AS(frame_header(deep, {0, 4, 0}), input_error);
 }
 
 TEST_CASE("a malformed header is a shape mismatch naming the stage and the peer", "[runtime][header]") {
-  CHECK(kind_of_reading({17}) == failure_kind::shape_mismatch);                      // too many tensors
-  CHECK(kind_of_reading({-1}) == failure_kind::shape_mismatch);                      // a negative count
-  CHECK(kind_of_reading({1, 999, 1, 4}) == failure_kind::shape_mismatch);            // an unknown dtype
-  CHECK(kind_of_reading({1, 6, 1, -4}) == failure_kind::shape_mismatch);             // a negative size
-  CHECK(kind_of_reading({1, 6, 3, 1 << 20, 1 << 20, 1 << 20}) == failure_kind::shape_mismatch); // 2^60 elements
-  std::vector<int64_t> truncated{1, 6, 70};
-  CHECK(kind_of_reading(truncated) == failure_kind::shape_mismatch); // more dimensions than words
-  std::vector<int64_t> runs_off{1, 6, 63};
-  runs_off.resize(header_words, 1);
+  CHECK(kind_of_reading(with_body({17})) == failure_kind::shape_mismatch);           // too many tensors
+  CHECK(kind_of_reading(with_body({-1})) == failure_kind::shape_mismatch);           // a negative count
+  CHECK(kind_of_reading(with_body({1, 999, 1, 4})) == failure_kind::shape_mismatch); // an unknown dtype
+  CHECK(kind_of_reading(with_body({1, 6, 1, -4})) == failure_kind::shape_mismatch);  // a negative size
+  CHECK(kind_of_reading(with_body({1, 6, 3, 1 << 20, 1 << 20, 1 << 20})) == failure_kind::shape_mismatch); // 2^60
+  CHECK(kind_of_reading(with_body({1, 6, 70})) == failure_kind::shape_mismatch); // more dimensions than words
+  auto runs_off = with_body({1, 6, 59});
+  std::fill(runs_off.begin() + 7, runs_off.end(), 1);
   CHECK(kind_of_reading(runs_off) == failure_kind::shape_mismatch); // sizes past the last word
+  CHECK(kind_of_reading({}) == failure_kind::shape_mismatch);       // zeros: no magic word
+}
+
+TEST_CASE("a header of another transfer than the one due is refused, naming both", "[runtime][header]") {
+  for (const transfer_key other : {transfer_key{0, 3, 5}, transfer_key{1, 2, 5}, transfer_key{1, 3, 4}}) {
+    const auto words = frame_header({torch::zeros({2})}, other);
+    CHECK_THROWS_WITH(read_header(words.data(), due, 1),
+                      Catch::Contains("gradients of stage 3 micro-batch 5 is due") && Catch::Contains("rank 1"));
+  }
+  const auto words = frame_header({torch::zeros({2})}, {0, 3, 4});
+  CHECK_THROWS_WITH(read_header(words.data(), due, 1), Catch::Contains("announces the activations of stage 3 micro-batch 4"));
+  CHECK(read_header(frame_header({torch::zeros({2})}, due).data(), due, 1).size() == 1);
 }
 
 TEST_CASE("over Gloo, shapes may change from one transfer to the next", "[runtime][header]") {

@@ -25,8 +25,9 @@
 //
 // Shapes and dtypes: the shape handshake of tensor_header.hpp, as on Gloo. Each payload's header goes
 // on the link before its data, without waiting for the producer; the receiver thread waits (host) for
-// the header, allocates and posts the data receive. So shapes may change between steps on GPUs too. Stages on the same rank never come here (the stage actors hand payloads over
-// in memory, without copies).
+// the header (polling its event, backing off to 1 ms), checks that it names the transfer due, allocates
+// and posts the data receive. So shapes may change between steps on GPUs too. Stages on the same rank
+// never come here (the stage actors hand payloads over in memory, without copies).
 #include <ATen/cuda/CUDAEvent.h>
 #include <c10/cuda/CUDAStream.h>
 #include <nccl.h>
@@ -154,7 +155,7 @@ private:
   void add_pending(pending p);
   void fail(failure why);
   caf::actor stage_actor(int stage);
-  std::optional<std::vector<tensor_header_entry>> receive_header(link& l, int from_stage, int src);
+  std::optional<std::vector<tensor_header_entry>> receive_header(link& l, const transfer_key& due, int src);
 
   c10::intrusive_ptr<c10d::Store> store_;
   int rank_, world_;
@@ -180,6 +181,7 @@ private:
   std::size_t processing_ = 0; // completed transfers the poller is logging / delivering
   std::size_t sends_expected_ = 0, sends_posted_ = 0; // this step
   bool receiver_done_ = true;
+  bool abandoned_ = false; // the receiver left a header receive posted (stopped mid-step): abort, not destroy
   bool stop_ = false;
   std::optional<failure> error_;
 
