@@ -1,6 +1,6 @@
 // pippy run --nproc N -- PROGRAM ARGS...: a launcher in torchrun's manner. Starts N processes with
-// RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, GROUP_RANK, MASTER_ADDR and MASTER_PORT (a free port
-// unless given); their output goes straight to ours. Across hosts, torchrun's flags: one launcher per node,
+// RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, GROUP_RANK, MASTER_ADDR and MASTER_PORT (unless given,
+// a free port that this launcher holds for the job and hands to rank 0: PIPPY_MASTER_LISTEN_FD); their output goes straight to ours. Across hosts, torchrun's flags: one launcher per node,
 // `--nnodes N --node-rank K --nproc-per-node P --master-addr A --master-port Q`: its ranks are K*P ..
 // K*P+P-1 of N*P (the ranks' rendezvous names a node that does not arrive in time). When one fails, it says which rank and how, gives the
 // others --grace seconds to notice and exit by themselves (the backend names the lost peer within its
@@ -16,6 +16,7 @@
 // this launcher may use (DeepSpeed's --bind_cores_to_rank) and tells the runtime, through
 // PIPPY_COMPUTE_YIELDS=1, that its compute thread may yield to the rank's transport threads.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <sys/prctl.h>
 #include <netinet/in.h>
@@ -100,22 +101,34 @@ cpu_set_t share_of(const cpu_set_t& allowed, int r, int n) {
   return mine;
 }
 
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0)
+// A port for the job's store that no other job can take: bound and listening here until the job ends,
+// and handed to rank 0 (PIPPY_MASTER_LISTEN_FD), whose store serves on it. A port only probed free and
+// closed again could be given to a job started beside this one before rank 0 binds it.
+struct held_port {
+  int fd = -1;
+  int port = 0;
+  held_port() = default;
+  held_port(const held_port&) = delete;
+  held_port& operator=(const held_port&) = delete;
+  ~held_port() {
+    if (fd >= 0)
+      ::close(fd);
+  }
+};
+
+void hold_free_port(held_port& h) {
+  h.fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (h.fd < 0)
     throw input_error(std::string("run: cannot open a socket: ") + std::strerror(errno));
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_addr.s_addr = htonl(INADDR_ANY);
   addr.sin_port = 0;
   socklen_t len = sizeof addr;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    ::close(fd);
+  if (::bind(h.fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(h.fd, 1024) != 0 ||
+      ::getsockname(h.fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
     throw input_error(std::string("run: cannot find a free port: ") + std::strerror(errno));
-  }
-  ::close(fd);
-  return ntohs(addr.sin_port);
+  h.port = ntohs(addr.sin_port);
 }
 
 std::string describe(int status) {
@@ -156,7 +169,7 @@ volatile std::sig_atomic_t interrupted = 0; // the signal (SIGINT, SIGTERM) that
 void on_signal(int sig) { interrupted = sig; }
 
 // One attempt: starts the ranks and waits for them; the exit status as described at the top of the file.
-int run_attempt(const run_options& o, int port, const std::string& job_id, int attempt) {
+int run_attempt(const run_options& o, int port, int listen_fd, const std::string& job_id, int attempt) {
   const int world = o.nnodes * o.nproc;
   const auto global = [&](int local) { return o.node_rank * o.nproc + local; };
   const pid_t launcher = ::getpid();
@@ -188,6 +201,9 @@ int run_attempt(const run_options& o, int port, const std::string& job_id, int a
       ::setenv("ROLE_WORLD_SIZE", std::to_string(world).c_str(), 1);
       ::setenv("MASTER_ADDR", o.master_addr.c_str(), 1);
       ::setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
+      ::unsetenv("PIPPY_MASTER_LISTEN_FD");
+      if (listen_fd >= 0 && global(r) == 0 && ::fcntl(listen_fd, F_SETFD, 0) == 0) // rank 0 inherits it
+        ::setenv("PIPPY_MASTER_LISTEN_FD", std::to_string(listen_fd).c_str(), 1);
       if (o.bind_cores) {
         const cpu_set_t mine = share_of(allowed, r, o.nproc);
         if (::sched_setaffinity(0, sizeof mine, &mine) != 0)
@@ -309,9 +325,12 @@ int run(const run_options& o) {
     throw input_error("run: --max-restarts restarts the ranks of one node; with --nnodes " + std::to_string(o.nnodes) +
                       " restart the launchers together instead (srun, or torchrun's elastic agent)");
   const std::string job_id = make_job_id(o);
+  held_port held;
+  if (o.master_port <= 0)
+    hold_free_port(held);
+  const int port = o.master_port > 0 ? o.master_port : held.port;
   for (int attempt = 0;; ++attempt) {
-    const int port = o.master_port > 0 ? o.master_port : free_port();
-    const int status = run_attempt(o, port, job_id, attempt);
+    const int status = run_attempt(o, port, held.fd, job_id, attempt);
     if (status == 0 || interrupted || attempt >= o.max_restarts)
       return status;
     line{} << "pippy run: restarting all ranks (restart " << attempt + 1 << " of " << o.max_restarts

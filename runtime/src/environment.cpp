@@ -61,6 +61,9 @@ dist_env read_dist_env() {
   if (e.job_id.size() > 128 || e.job_id.find('/') != std::string::npos)
     throw input_error("the job id (PIPPY_JOB_ID or TORCHELASTIC_RUN_ID) '" + e.job_id.substr(0, 128) +
                       "' must be at most 128 characters without '/'");
+  e.master_listen_fd = get_int("PIPPY_MASTER_LISTEN_FD", -1);
+  if (e.master_listen_fd < -1)
+    throw input_error("PIPPY_MASTER_LISTEN_FD must be a file descriptor, got " + std::to_string(e.master_listen_fd));
   e.restart_count = get_int("TORCHELASTIC_RESTART_COUNT", 0);
   if (e.restart_count < 0)
     throw input_error("TORCHELASTIC_RESTART_COUNT must be at least 0, got " + std::to_string(e.restart_count));

@@ -3,8 +3,12 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <thread>
 
 #include "gloo_backend.hpp"
@@ -31,6 +35,13 @@ c10::intrusive_ptr<c10d::Store> connect_store(const dist_env& env, std::chrono::
   so.numWorkers = static_cast<std::size_t>(env.world_size);
   so.waitWorkers = false; // we wait ourselves, to name who is missing
   so.timeout = timeout;
+  if (so.isServer && port_offset == 0 && env.master_listen_fd >= 0) {
+    const int fd = ::dup(env.master_listen_fd); // the store may close its copy; a restart's rank 0 needs one
+    if (fd < 0)
+      throw input_error("rank 0: PIPPY_MASTER_LISTEN_FD " + std::to_string(env.master_listen_fd) +
+                        " is not an open socket: " + std::strerror(errno));
+    so.masterListenFd = fd;
+  }
   c10::intrusive_ptr<c10d::Store> store;
   try {
     store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);

@@ -12,6 +12,24 @@ for r in 0 1 2; do
   grep -qE "^rank=$r world=3 local=$r addr=127.0.0.1 port=[0-9]+$" <<<"$out" || fail "rank $r's environment"
 done
 [[ $(grep -oE 'port=[0-9]+' <<<"$out" | sort -u | wc -l) -eq 1 ]] || fail "ranks got different ports"
+# The chosen port is held for the job from its choice on: no other process can bind it while the job runs,
+# and only rank 0 gets the listening socket to serve the store on (PIPPY_MASTER_LISTEN_FD, an open fd).
+bind_probe='import os, socket, sys
+s = socket.socket()
+try:
+    s.bind(("0.0.0.0", int(os.environ["MASTER_PORT"])))
+    print("rank", os.environ["RANK"], "could bind the port")
+except OSError:
+    print("rank", os.environ["RANK"], "port held")
+fd = os.environ.get("PIPPY_MASTER_LISTEN_FD")
+if fd is not None:
+    k = socket.socket(fileno=os.dup(int(fd)))
+    print("rank", os.environ["RANK"], "listen fd on port", k.getsockname()[1] == int(os.environ["MASTER_PORT"]))'
+out=$("$pippy" run --nproc 2 -- python3 -c "$bind_probe" 2>&1) || fail "the port probe: exit status $?"
+echo "$out"
+grep -q "rank 0 port held" <<<"$out" && grep -q "rank 1 port held" <<<"$out" || fail "the job's port could be bound"
+grep -q "rank 0 listen fd on port True" <<<"$out" || fail "rank 0 did not get the port's listening socket"
+! grep -q "rank 1 listen fd" <<<"$out" || fail "rank 1 got the listening socket"
 out=$("$pippy" run --nproc 2 --grace 5 -- sh -c '[ "$RANK" = 1 ] && exit 7; exit 0' 2>&1)
 rc=$?
 echo "$out"

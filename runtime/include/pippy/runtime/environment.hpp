@@ -20,6 +20,9 @@ struct dist_env {
   // The job's identity (PIPPY_JOB_ID from `pippy run`, else torchrun's TORCHELASTIC_RUN_ID; empty: none).
   // The store's keys live under it, and a rank reaching another job's store is refused at once.
   std::string job_id;
+  // PIPPY_MASTER_LISTEN_FD: a socket `pippy run` bound to MASTER_PORT and listens on, handed to rank 0 to
+  // serve the store on, so that no other job can take the port between its choice and its use. -1: none.
+  int master_listen_fd = -1;
   int restart_count = 0; // TORCHELASTIC_RESTART_COUNT: how often the launcher restarted the ranks
 };
 
