@@ -286,6 +286,8 @@ void nccl_transport::sender_loop() {
       post_send(p);
     } catch (const input_error& e) { // the tensors do not fit the shape handshake's header
       fail({failure_kind::shape_mismatch, "rank " + std::to_string(rank_) + ": " + e.what()});
+    } catch (const failure_error& e) { // a payload of another type than cuda_tensors (unwrap)
+      fail(e.what_failed());
     } catch (const std::exception& e) {
       fail({failure_kind::peer_lost,
             "rank " + std::to_string(rank_) + ": sending " + to_string(action{p.src_stage, p.kind, p.microbatch}) +
