@@ -27,12 +27,9 @@ std::vector<torch::Tensor> with(std::vector<torch::Tensor> ts, torch::Tensor t) 
   return ts;
 }
 
-std::uint64_t nbytes_of(const std::vector<torch::Tensor>& ts) {
-  std::uint64_t n = 0;
-  for (const auto& t : ts)
-    if (t.defined())
-      n += static_cast<std::uint64_t>(t.nbytes());
-  return n;
+// The transfer a SEND_F or SEND_B of `stage` starts, as the shape handshake names it.
+transfer_key key_of(action_kind send, int stage, int microbatch) {
+  return {send == action_kind::send_f ? 0 : 1, stage, microbatch};
 }
 } // namespace
 
@@ -312,7 +309,7 @@ void nccl_transport::post_send(const actors::payload& p) {
   const int dst = plan_.shape.rank_of(p.dst_stage);
   link& l = out_.at(dst);
   // The shape handshake (tensor_header.hpp).
-  const auto words = frame_header(in.tensors, {p.kind == action_kind::send_f ? 0 : 1, p.src_stage, p.microbatch});
+  const auto words = frame_header(in.tensors, key_of(p.kind, p.src_stage, p.microbatch));
   c10::cuda::CUDAGuard device(opt_.device);
   c10::cuda::CUDAStreamGuard stream(l.stream);
   // The header goes first and does not wait for the producer, so the receiver allocates and posts its
@@ -349,7 +346,7 @@ void nccl_transport::post_send(const actors::payload& p) {
   add_pending(pending{.start = std::move(start),
                       .done = std::move(done),
                       .ev = trace_event{.rank = rank_, .act = {p.src_stage, p.kind, p.microbatch}, .start_us = t0,
-                                        .bytes = nbytes_of(keep), .peer = dst, .source = event_source::measured},
+                                        .bytes = bytes_of(keep), .peer = dst, .source = event_source::measured},
                       .keep_alive = with(std::move(keep), header),
                       .deliver = std::nullopt,
                       .posted = std::chrono::steady_clock::now()});
@@ -423,8 +420,7 @@ void nccl_transport::receiver_loop() { // failures go through fail(), which repo
       const action& item = incoming_.at(src).at(next[src]++);
       link& l = in_.at(src);
       c10::cuda::CUDAStreamGuard stream(l.stream); // allocate on the receive stream
-      const auto entries =
-          receive_header(l, {item.kind == action_kind::send_f ? 0 : 1, item.stage, item.microbatch}, src);
+      const auto entries = receive_header(l, key_of(item.kind, item.stage, item.microbatch), src);
       if (!entries)
         break; // stopped, or the step failed
       std::vector<torch::Tensor> into =
@@ -441,7 +437,7 @@ void nccl_transport::receiver_loop() { // failures go through fail(), which repo
       nccl_check(ncclGroupEnd(), "ncclGroupEnd (recv)", l.comm->get());
       auto done = timed_event();
       done->record(l.stream);
-      const auto bytes = nbytes_of(into);
+      const auto bytes = bytes_of(into);
       actors::payload p{.src_stage = item.stage, .dst_stage = dst_stage_of(item), .microbatch = item.microbatch,
                         .kind = item.kind, .bytes = bytes, .data = wrap(into, done)};
       pending pd{.start = std::move(start),

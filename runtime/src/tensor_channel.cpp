@@ -16,14 +16,6 @@ int header_tag(tensor_channel::direction d, int stage, int mb) {
 }
 } // namespace
 
-std::uint64_t bytes_of(const std::vector<torch::Tensor>& ts) {
-  std::uint64_t n = 0;
-  for (const auto& t : ts)
-    if (t.defined())
-      n += static_cast<std::uint64_t>(t.numel()) * t.element_size();
-  return n;
-}
-
 void tensor_channel::send(direction d, int from_stage, int microbatch, const std::vector<torch::Tensor>& tensors,
                           int dst) {
   const auto words = frame_header(tensors, {static_cast<int>(d), from_stage, microbatch});
@@ -38,7 +30,8 @@ void tensor_channel::send(direction d, int from_stage, int microbatch, const std
 std::vector<torch::Tensor> tensor_channel::recv(direction d, int from_stage, int microbatch, int src) {
   auto header = torch::empty({static_cast<int64_t>(header_words)}, torch::kLong);
   net_.recv({header}, src, header_tag(d, from_stage, microbatch)).get();
-  auto into = receive_buffers(read_header(header.data_ptr<int64_t>(), {static_cast<int>(d), from_stage, microbatch}, src), torch::TensorOptions());
+  const transfer_key due{static_cast<int>(d), from_stage, microbatch};
+  auto into = receive_buffers(read_header(header.data_ptr<int64_t>(), due, src), torch::TensorOptions());
   net_.recv(defined_tensors(into), src, tag_of(static_cast<int>(d), from_stage, microbatch)).get();
   return into;
 }

@@ -95,6 +95,14 @@ std::vector<torch::Tensor> receive_buffers(const std::vector<tensor_header_entry
   return out;
 }
 
+std::uint64_t bytes_of(const std::vector<torch::Tensor>& ts) {
+  std::uint64_t n = 0;
+  for (const auto& t : ts)
+    if (t.defined())
+      n += static_cast<std::uint64_t>(t.numel()) * t.element_size();
+  return n;
+}
+
 std::vector<torch::Tensor> defined_tensors(const std::vector<torch::Tensor>& tensors) {
   std::vector<torch::Tensor> out;
   for (const auto& t : tensors)

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "pippy/runtime/gloo_group.hpp"
+#include "pippy/runtime/tensor_header.hpp" // bytes_of, and the shape handshake
 
 namespace pippy {
 
@@ -30,8 +31,5 @@ public:
 private:
   gloo_group& net_;
 };
-
-// Bytes of the defined tensors.
-std::uint64_t bytes_of(const std::vector<torch::Tensor>& ts);
 
 } // namespace pippy

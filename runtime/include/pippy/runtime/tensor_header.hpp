@@ -48,5 +48,7 @@ std::vector<torch::Tensor> receive_buffers(const std::vector<tensor_header_entry
 
 // The defined tensors of a transfer: what moves on the wire after the header.
 std::vector<torch::Tensor> defined_tensors(const std::vector<torch::Tensor>& tensors);
+// Bytes of the defined tensors (a transfer's size, without its header).
+std::uint64_t bytes_of(const std::vector<torch::Tensor>& ts);
 
 } // namespace pippy
