@@ -74,9 +74,12 @@ stage_cost complete(std::optional<double> F, std::optional<double> I, std::optio
     c.B = *B;
     c.I = I.value_or(*B - W.value_or(*B / 2));
     c.W = W.value_or(*B - c.I);
-    // B is the fused backward: its parts, measured or given, cannot take longer (a rounding's slack).
-    if (c.I < 0 || c.W < 0 || c.I + c.W > c.B * (1 + 1e-9))
-      throw input_error(where + "I + W must not exceed B (I=" + num(c.I) + ", W=" + num(c.W) + ", B=" + num(c.B) + ")");
+    // A part given alone is B minus the other. Both given may add up to more than B: a measured split
+    // backward can take longer than the fused one (W as a second pass, or measured in another context),
+    // and the runtime's profiles of DualPipeV, which runs both, do show it.
+    if (c.I < 0 || c.W < 0)
+      throw input_error(where + "I or W given alone must not exceed B (I=" + num(c.I) + ", W=" + num(c.W) +
+                        ", B=" + num(c.B) + ")");
   } else {
     c.B = 2, c.I = 1, c.W = 1;
   }

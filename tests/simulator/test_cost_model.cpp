@@ -43,7 +43,7 @@ TEST_CASE("cost spec (--cost) errors name the field", "[simulator][cost][errors]
   CHECK_THROWS_WITH(parse_cost_spec("F=1,X=2"), "--cost: 'X' is not one of F, I, W, B, U");
   CHECK_THROWS_WITH(parse_cost_spec("F=abc"), "--cost: F must be a number (got 'abc')");
   CHECK_THROWS_WITH(parse_cost_spec("F"), Catch::Contains("'F' is not KIND=MICROSECONDS"));
-  CHECK_THROWS_WITH(parse_cost_spec("B=2,I=3"), Catch::Contains("I + W must not exceed B (I=3, W=-1, B=2)"));
+  CHECK_THROWS_WITH(parse_cost_spec("B=2,I=3"), Catch::Contains("I or W given alone must not exceed B (I=3, W=-1, B=2)"));
 }
 
 TEST_CASE("cost file: values, defaults and sizes", "[simulator][cost]") {
