@@ -56,6 +56,30 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
   out.action_overhead_us = action_overhead_us(t, context.steps);
   out.step_overhead_us = std::max(0.0, step_gap_us(t, context.steps));
   out.links = context.links;
+  // The probe times each link with nothing else running. In the pipeline the transport threads share
+  // the ranks' cores with compute, and the waits for a transfer are longer (MyNetwork on 2 processes:
+  // 3x the probe's latency). A link the run waited on takes the latency that gives back the run's mean
+  // wait, as the simulator adds it up: wait = latency + bytes / bandwidth + the per-action overhead. Its
+  // bandwidth stays the probe's, fitted over sizes the run does not vary.
+  {
+    const auto waits = transfer_waits(t, context.steps);
+    for (auto& l : out.links) {
+      double sum = 0;
+      int n = 0;
+      for (const auto& w : waits) {
+        if (w.src != l.src || w.dst != l.dst || w.producer.stage < 0 || w.producer.stage >= num_stages)
+          continue;
+        const auto kind = w.producer.kind == action_kind::forward ? action_kind::send_f : action_kind::send_b;
+        if (kind == action_kind::send_b && w.producer.stage == 0)
+          continue;
+        const double bytes = static_cast<double>(out.transfer_bytes(kind, w.producer.stage, no_microbatch));
+        sum += w.wait_us - (l.bandwidth_gbps > 0 ? bytes / (l.bandwidth_gbps * 1e3) : 0.0);
+        ++n;
+      }
+      if (n > 0)
+        l.latency_us = std::max(0.0, sum / n - out.action_overhead_us);
+    }
+  }
   out.layers = context.layers;
   // The layers were timed alone in one process, the stages beside the other ranks: each kind's layer times
   // (and slopes) are scaled by the stages' measured total over the layers' total, so that layers regrouped

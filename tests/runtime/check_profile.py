@@ -97,9 +97,11 @@ def main():
             if (not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (lat, bw)) or lat < 0 or bw < 0
                     or (lat == 0 and bw == 0)):
                 bad.append(f"link {i}->{j}: latency {lat!r} us, bandwidth {bw!r} GB/s")
+            # One ping-pong measures both directions' bandwidth; a latency comes from the run's waits where
+            # it has some, so the two directions may differ there.
             back = links.get((j, i), {})
-            if (back.get("latency_us"), back.get("bandwidth_gbps")) != (lat, bw):
-                bad.append(f"link {i}->{j} and {j}->{i} differ (one ping-pong measures both)")
+            if back.get("bandwidth_gbps") != bw:
+                bad.append(f"link {i}->{j} and {j}->{i} differ in bandwidth (one ping-pong measures both)")
         print(f"links: " + "  ".join(f"{i}->{j} {l['latency_us']:.1f} us {l['bandwidth_gbps']:.3g} GB/s"
                                      for (i, j), l in sorted(links.items())))
     if a.layer_outputs:

@@ -328,6 +328,19 @@ double action_overhead_us(const trace& t, int steps) {
   return n ? sum / static_cast<double>(n) : 0.0;
 }
 
+std::vector<transfer_wait> transfer_waits(const trace& t, int steps) {
+  std::vector<transfer_wait> out;
+  for (int k = 0; k < std::max(1, steps); ++k) {
+    const auto m = compute_metrics(steps > 1 ? step_range(t, steps, k, 1) : t);
+    // Not the wait before a rank's first action: it may still have been running the step before.
+    for (const auto& g : m.gaps)
+      if ((g.cause == idle_cause::activation || g.cause == idle_cause::gradient) && g.waited_rank != g.rank &&
+          g.waited_for && g.start_us > m.start_us)
+        out.push_back({.src = g.waited_rank, .dst = g.rank, .producer = *g.waited_for, .wait_us = g.end_us - g.waited_end_us});
+  }
+  return out;
+}
+
 std::vector<memory_sample> memory_curve(const trace& t, int rank) {
   std::vector<memory_sample> out;
   for (const auto& m : t.memory)
@@ -434,6 +447,7 @@ trace_metrics compute_metrics(const trace& t, metrics_depth depth) {
           const auto& d = t.events[*last];
           g.waited_for = d.act;
           g.waited_rank = d.rank;
+          g.waited_end_us = d.end_us;
           if (e.act.kind == action_kind::forward && d.act.stage == e.act.stage - 1)
             g.cause = idle_cause::activation;
           else if (is_input_backward(e.act.kind) && d.act.stage == e.act.stage + 1)

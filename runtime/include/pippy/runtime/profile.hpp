@@ -22,7 +22,9 @@ struct profile_context {
 // Measured costs: each stage's time of a kind is the mean duration of that kind of the stage's actions in
 // the trace. Kinds a schedule did not run are derived: B = I + W when only I and W ran; I = W = B / 2 when
 // only B ran. The per-action overhead is traces' action_overhead_us of the trace; sizes, links and rows
-// and layers come from the context (weight_input_bytes is half the activations).
+// and layers come from the context (weight_input_bytes is half the activations). A link the trace shows
+// a rank waiting on (traces' transfer_waits) takes the latency that gives back the mean of those waits
+// with the probe's bandwidth and the overhead; the others keep the probe's.
 cost_table measure_stage_costs(const trace& t, int num_stages, const profile_context& context);
 
 // Bytes of heap this process has in use (glibc's mallinfo2: allocated chunks plus mmapped blocks; the

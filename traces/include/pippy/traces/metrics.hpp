@@ -38,6 +38,7 @@ struct idle_gap {
   std::optional<action> next;       // the action that ran after the gap (none for drain)
   std::optional<action> waited_for; // the dependency whose end closed the gap (activation/gradient/local)
   int waited_rank = -1;             // the rank that ran waited_for
+  double waited_end_us = 0;         // when waited_for ended
   double duration_us() const { return end_us - start_us; }
   std::string describe() const; // "rank 1 idle 0..1000 us: waiting for activation of stage 0 mb 0 (0F0 on rank 0)"
 };
@@ -138,6 +139,20 @@ double action_overhead_us(const trace_metrics& m);
 // The same over a trace of `steps` steps, each step's metrics on their own (an action's inputs are found
 // in its own step, not in an earlier one's).
 double action_overhead_us(const trace& t, int steps);
+
+// A transfer its consumer waited for: the consumer's rank sat idle from before its producer, on another
+// rank, ended until the consumer started (a gap of cause activation or gradient). wait_us = consumer start
+// - producer end holds the link's latency and time on the wire and the runtime's per-action overhead,
+// which the simulator adds up the same way.
+struct transfer_wait {
+  int src = 0, dst = 0;
+  action producer;
+  double wait_us = 0;
+};
+// Those of a trace of `steps` steps, each step's metrics on their own (as action_overhead_us), without
+// the wait before a rank's first action of a step (steps overlap: the rank may have been busy with the one
+// before).
+std::vector<transfer_wait> transfer_waits(const trace& t, int steps);
 
 // The memory samples of one rank sorted by time (the memory curve).
 std::vector<memory_sample> memory_curve(const trace& t, int rank);

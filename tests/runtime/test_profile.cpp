@@ -1,0 +1,78 @@
+// The measured cost file: a link the run waited on takes the latency that gives back the run's waits.
+#include <catch2/catch.hpp>
+
+#include "pippy/runtime/profile.hpp"
+#include "pippy/traces/metrics.hpp"
+
+using namespace pippy;
+
+namespace {
+trace_event ev(int rank, const char* a, double s, double e) {
+  return trace_event{.rank = rank, .act = parse_action(a), .start_us = s, .end_us = e, .source = event_source::measured};
+}
+
+// Two stages on two ranks, two micro-batches (GPipe), times in us. Rank 0 leaves 10 us between 0F0 and
+// 0F1 and between 0B1 and 0B0 with their inputs there (the per-action overhead: 10). Rank 1 starts 60
+// us after 0F0 ends and waits 80 us after 0F1 ends; rank 0 waits 50 us after 1B1 ends (0B0's gradient
+// came during 0B1).
+trace one_step(double shift = 0) {
+  trace t;
+  t.num_ranks = 2;
+  for (auto e : {ev(0, "0F0", 0, 100), ev(0, "0F1", 110, 210), ev(1, "1F0", 160, 200), ev(1, "1F1", 290, 330),
+                 ev(1, "1B1", 330, 400), ev(1, "1B0", 400, 470), ev(0, "0B1", 450, 500), ev(0, "0B0", 510, 560)}) {
+    e.start_us += shift, e.end_us += shift;
+    t.events.push_back(e);
+  }
+  return t;
+}
+} // namespace
+
+TEST_CASE("the waits for transfers: consumer start minus producer end, the consumer idle in between",
+          "[runtime][profile]") {
+  // By consumer rank, then time; not rank 1's wait for 0F0 before its first action (steps overlap, so a
+  // rank may have been busy with the step before then).
+  const auto waits = transfer_waits(one_step(), 1);
+  REQUIRE(waits.size() == 2);
+  CHECK(waits[0].src == 1);
+  CHECK(waits[0].dst == 0);
+  CHECK(to_string(waits[0].producer) == "1B1");
+  CHECK(waits[0].wait_us == 50);
+  CHECK(waits[1].src == 0);
+  CHECK(waits[1].dst == 1);
+  CHECK(to_string(waits[1].producer) == "0F1");
+  CHECK(waits[1].wait_us == 80);
+}
+
+TEST_CASE("a link the run waited on takes the latency of its waits; the probe's bandwidth stays", "[runtime][profile]") {
+  profile_context context;
+  context.activation_bytes = {{0, 2000}, {1, 3000}}; // stage 0's output: 2000 bytes, 2 us at 1 GB/s
+  context.links = {{.src = 0, .dst = 1, .latency_us = 5, .bandwidth_gbps = 1},
+                   {.src = 1, .dst = 0, .latency_us = 5, .bandwidth_gbps = 1}};
+  // Three steps 1 ms apart, each read on its own.
+  trace t;
+  t.num_ranks = 2;
+  for (double shift : {0.0, 1000.0, 2000.0})
+    for (const auto& e : one_step(shift).events)
+      t.events.push_back(e);
+  context.steps = 3;
+  const auto costs = measure_stage_costs(t, 2, context);
+  CHECK(costs.action_overhead_us == 10);
+  REQUIRE(costs.links.size() == 2);
+  // 0 -> 1: the wait of 80 = latency + 2 us on the wire + 10 us of overhead.
+  CHECK(costs.links[0].latency_us == Approx(68));
+  CHECK(costs.links[0].bandwidth_gbps == 1);
+  // 1 -> 0: the gradient of stage 1's input, stage 0's output (2000 bytes): 50 = 38 + 2 + 10.
+  CHECK(costs.links[1].latency_us == Approx(38));
+  CHECK(costs.links[1].bandwidth_gbps == 1);
+
+  // Without a wait on a link (here rank 1 alone) it keeps the probe's latency.
+  trace alone;
+  alone.num_ranks = 2;
+  for (const auto& e : one_step().events)
+    if (e.rank == 1)
+      alone.events.push_back(e);
+  context.steps = 1;
+  const auto probed = measure_stage_costs(alone, 2, context);
+  CHECK(probed.links[0].latency_us == 5);
+  CHECK(probed.links[1].latency_us == 5);
+}
