@@ -401,7 +401,7 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
       const std::string where = source + ": links[" + std::to_string(i) + "].";
       if (!e.is_object())
         throw input_error(source + ": links[" + std::to_string(i) + "] must be an object");
-      reject_unknown_keys(e, {"src", "dst", "latency_us", "bandwidth_gbps"}, where);
+      reject_unknown_keys(e, {"src", "dst", "latency_us", "bandwidth_gbps", "probe_latency_us"}, where);
       auto rank = [&](const char* k) {
         if (!e.contains(k) || !e[k].is_number_integer() || e[k].get<std::int64_t>() < 0 ||
             e[k].get<std::int64_t>() > (1 << 20))
@@ -410,7 +410,10 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
       };
       t.links.push_back(link_cost{.src = rank("src"), .dst = rank("dst"),
                                   .latency_us = number(e, where, "latency_us", "number of microseconds"),
-                                  .bandwidth_gbps = number(e, where, "bandwidth_gbps", "number of GB/s", std::numeric_limits<double>::max())});
+                                  .bandwidth_gbps = number(e, where, "bandwidth_gbps", "number of GB/s", std::numeric_limits<double>::max()),
+                                  .probe_latency_us = e.contains("probe_latency_us")
+                                                          ? number(e, where, "probe_latency_us", "number of microseconds")
+                                                          : 0.0});
     }
   }
   if (const auto* layers = array_of("layers")) {
@@ -473,8 +476,12 @@ std::string to_cost_json(const cost_table& t, std::string_view source) {
     j["microbatch_rows"] = t.microbatch_rows;
   if (!t.links.empty()) {
     auto& links = j["links"] = nlohmann::json::array();
-    for (const auto& l : t.links)
-      links.push_back({{"src", l.src}, {"dst", l.dst}, {"latency_us", l.latency_us}, {"bandwidth_gbps", l.bandwidth_gbps}});
+    for (const auto& l : t.links) {
+      nlohmann::json e{{"src", l.src}, {"dst", l.dst}, {"latency_us", l.latency_us}, {"bandwidth_gbps", l.bandwidth_gbps}};
+      if (l.probe_latency_us > 0)
+        e["probe_latency_us"] = l.probe_latency_us;
+      links.push_back(std::move(e));
+    }
   }
   if (!t.layers.empty()) {
     auto& layers = j["layers"] = nlohmann::json::array();

@@ -76,8 +76,10 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
         sum += w.wait_us - (l.bandwidth_gbps > 0 ? bytes / (l.bandwidth_gbps * 1e3) : 0.0);
         ++n;
       }
-      if (n > 0)
+      if (n > 0) {
+        l.probe_latency_us = l.latency_us;
         l.latency_us = std::max(0.0, sum / n - out.action_overhead_us);
+      }
     }
   }
   out.layers = context.layers;

@@ -16,7 +16,7 @@ TEST_CASE("cost file: layers, links, overhead and output bytes round-trip exactl
                          .param_bytes = 30},
               layer_cost{.name = "head", .F = 0.5, .I = 0.25, .W = 0.25, .B = 0.5, .activation_bytes = 1, .output_bytes = 2,
                          .param_bytes = 3}};
-  t.links = {link_cost{.src = 0, .dst = 1, .latency_us = 35.5, .bandwidth_gbps = 2.5},
+  t.links = {link_cost{.src = 0, .dst = 1, .latency_us = 35.5, .bandwidth_gbps = 2.5, .probe_latency_us = 12.5},
              link_cost{.src = 1, .dst = 0, .latency_us = 40, .bandwidth_gbps = 0}};
   t.action_overhead_us = 12.25;
   t.microbatch_rows = 16;
@@ -80,6 +80,8 @@ TEST_CASE("cost file errors in layers, links and overhead name the field", "[cor
   CHECK_THROWS_WITH(parse(R"("links": [{"src":0,"dst":1,"latency_us":-1,"bandwidth_gbps":1}])"),
                     "c.json: links[0].latency_us must be a finite number of microseconds from 0 to 1e+12 (got -1)");
   CHECK_THROWS_WITH(parse(R"("links": [{"src":0,"dst":1,"latency_us":1}])"), "c.json: links[0].bandwidth_gbps is missing");
+  CHECK_THROWS_WITH(parse(R"("links": [{"src":0,"dst":1,"latency_us":1,"bandwidth_gbps":1,"probe_latency_us":-2}])"),
+                    "c.json: links[0].probe_latency_us must be a finite number of microseconds from 0 to 1e+12 (got -2)");
   CHECK_THROWS_WITH(parse(R"("links": [{"src":0.5,"dst":1,"latency_us":1,"bandwidth_gbps":1}])"),
                     "c.json: links[0].src must be a rank number (got 0.5)");
   CHECK_THROWS_WITH(parse(R"("links": [{"src":0,"dst":2147483648,"latency_us":1,"bandwidth_gbps":1}])"),

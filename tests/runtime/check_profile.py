@@ -97,12 +97,15 @@ def main():
             if (not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (lat, bw)) or lat < 0 or bw < 0
                     or (lat == 0 and bw == 0)):
                 bad.append(f"link {i}->{j}: latency {lat!r} us, bandwidth {bw!r} GB/s")
+            probe = l.get("probe_latency_us", 0)
+            if not isinstance(probe, (int, float)) or not math.isfinite(probe) or probe < 0:
+                bad.append(f"link {i}->{j}: probe_latency_us {probe!r}")
             # One ping-pong measures both directions' bandwidth; a latency comes from the run's waits where
             # it has some, so the two directions may differ there.
             back = links.get((j, i), {})
             if back.get("bandwidth_gbps") != bw:
                 bad.append(f"link {i}->{j} and {j}->{i} differ in bandwidth (one ping-pong measures both)")
-        print(f"links: " + "  ".join(f"{i}->{j} {l['latency_us']:.1f} us {l['bandwidth_gbps']:.3g} GB/s"
+        print(f"links: " + "  ".join(f"{i}->{j} {l['latency_us']:.1f} us (probe {l.get('probe_latency_us', 0):.1f}) {l['bandwidth_gbps']:.3g} GB/s"
                                      for (i, j), l in sorted(links.items())))
     if a.layer_outputs:
         layers = costs.get("layers", [])

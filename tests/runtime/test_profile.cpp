@@ -61,6 +61,7 @@ TEST_CASE("a link the run waited on takes the latency of its waits; the probe's 
   // 0 -> 1: the wait of 80 = latency + 2 us on the wire + 10 us of overhead.
   CHECK(costs.links[0].latency_us == Approx(68));
   CHECK(costs.links[0].bandwidth_gbps == 1);
+  CHECK(costs.links[0].probe_latency_us == 5); // kept for the reader
   // 1 -> 0: the gradient of stage 1's input, stage 0's output (2000 bytes): 50 = 38 + 2 + 10.
   CHECK(costs.links[1].latency_us == Approx(38));
   CHECK(costs.links[1].bandwidth_gbps == 1);
@@ -75,4 +76,5 @@ TEST_CASE("a link the run waited on takes the latency of its waits; the probe's 
   const auto probed = measure_stage_costs(alone, 2, context);
   CHECK(probed.links[0].latency_us == 5);
   CHECK(probed.links[1].latency_us == 5);
+  CHECK(probed.links[0].probe_latency_us == 0);
 }

@@ -46,6 +46,9 @@ struct link_cost {
   int src = 0, dst = 0;
   double latency_us = 0;
   double bandwidth_gbps = 0; // gigabytes per second; 0 = unlimited
+  // What the ping-pong probe measured with nothing else running, where the latency above comes from the
+  // run's own waits (a profile); 0 = not given. Kept for the reader: the models use latency_us.
+  double probe_latency_us = 0;
   friend bool operator==(const link_cost&, const link_cost&) = default;
 };
 
