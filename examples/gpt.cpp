@@ -134,7 +134,7 @@ int main(int argc, char** argv) {
     auto [x, y] = counting_batch(o, 0);
     auto p = pippy::pipeline(
         *model, [&](const std::vector<torch::Tensor>& xs) { return std::vector<torch::Tensor>{model->forward(xs[0])}; },
-        pippy::traced_microbatch(job, {x}), split_options(s, o.split, o.tied));
+        pippy::traced_microbatch(job, {x}, s.shape.num_microbatches), split_options(s, o.split, o.tied));
     return stages_for(p, s, tied);
   };
   job.tied_groups = [&] { return tied; };

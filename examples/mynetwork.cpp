@@ -70,7 +70,7 @@ std::vector<std::shared_ptr<stage_module>> compiler_stages(const options& o, con
   const int S = s.shape.num_stages();
   auto p = pipeline(
       *net, [&](const std::vector<torch::Tensor>& xs) { return std::vector<torch::Tensor>{net(xs[0])}; },
-      traced_microbatch(job, {torch::zeros({o.batch, o.in_dim})}), {.num_stages = S, .num_ranks = s.shape.num_ranks,
+      traced_microbatch(job, {torch::zeros({o.batch, o.in_dim})}, s.shape.num_microbatches), {.num_stages = S, .num_ranks = s.shape.num_ranks,
                                          .stages_per_rank = s.shape.stages_per_rank});
   if (p.num_stages() != S)
     throw input_error("the compiler split MyNetwork into " + std::to_string(p.num_stages()) + " stages, the schedule needs " +

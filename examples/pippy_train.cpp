@@ -350,7 +350,7 @@ int main(int argc, char** argv) {
   std::vector<tied_group> tied;
   job.make_stages = [&](const pippy::schedule& s) {
     const auto& d = steps.at(0);
-    const auto example = traced_microbatch(job, d.x);
+    const auto example = traced_microbatch(job, d.x, s.shape.num_microbatches);
     model = load_script_file(o.model_file, "--model " + o.model_file);
     auto split = o.split;
     if (split.stages == 0 && split.split_at.empty())

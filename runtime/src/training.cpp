@@ -235,15 +235,33 @@ std::vector<layer_cost> measure_layers(const training_job& job, int repeats) {
   auto [inputs, target] = job.batch(0);
   const auto first = time_layers(layers, split_tensors(inputs, job.microbatches).at(0),
                                  split_tensors({target}, job.microbatches).at(0).at(0), repeats);
-  const std::int64_t rows = inputs.at(0).size(0), first_rows = split_tensors(inputs, job.microbatches).at(0).at(0).size(0);
+  std::int64_t rows = inputs.at(0).size(0);
+  const std::int64_t first_rows = split_tensors(inputs, job.microbatches).at(0).at(0).size(0);
   // The whole batch as a second size gives each time's slope in the rows.
   std::optional<layer_times> whole;
   if (rows > first_rows) {
     try {
       whole = time_layers(layers, inputs, target, repeats);
     } catch (const std::exception&) {
-      // Stages traced at the micro-batch's shape (the compiler's graphs) take no other size: no slopes,
-      // a planner scales these times in proportion to the rows. The layers are not used again.
+      // Stages traced at the micro-batch's shape (the compiler's graphs) take no other size: traced again
+      // on one micro-batch of this replica's whole slice, they give the second size. Failing that, no
+      // slopes: a planner scales these times in proportion to the rows.
+      try {
+        auto again = job.make_stages(make_schedule({.name = "gpipe", .num_ranks = L, .num_microbatches = 1}));
+        if (static_cast<int>(again.size()) == L) {
+          std::vector<stage_executor> whole_layers;
+          for (int i = 0; i < L; ++i)
+            whole_layers.emplace_back(i, L, again[static_cast<std::size_t>(i)], nullptr, job.loss);
+          const auto x = replica_slice(job, inputs, 0);
+          const auto y = replica_slice(job, {target}, 0).at(0);
+          if (x.at(0).size(0) > first_rows) {
+            whole = time_layers(whole_layers, x, y, repeats);
+            rows = x.at(0).size(0);
+          }
+        }
+      } catch (const std::exception&) {
+        whole.reset();
+      }
     }
   }
   std::vector<layer_cost> out;
@@ -315,8 +333,9 @@ std::vector<torch::Tensor> replica_slice(const training_job& job, const std::vec
   return split_tensors(global, D).at(static_cast<std::size_t>(replica));
 }
 
-std::vector<torch::Tensor> traced_microbatch(const training_job& job, const std::vector<torch::Tensor>& global_inputs) {
-  return split_tensors(replica_slice(job, global_inputs, 0), job.microbatches).at(0);
+std::vector<torch::Tensor> traced_microbatch(const training_job& job, const std::vector<torch::Tensor>& global_inputs,
+                                             int microbatches) {
+  return split_tensors(replica_slice(job, global_inputs, 0), microbatches).at(0);
 }
 
 int train_pipelined(const training_job& job, const dist_env& env) {

@@ -28,6 +28,8 @@ def main():
     ap.add_argument("--ranks", type=int, default=0, help="probed links: one per ordered pair of these ranks")
     ap.add_argument("--layer-outputs", default="", help="the per-layer profile's output bytes, layer by layer")
     ap.add_argument("--microbatch-rows", type=int, default=0)
+    ap.add_argument("--layers-with-slopes", type=int, default=0,
+                    help="this many layers, each timed at a second size: a slope per row, growing in total")
     a = ap.parse_args()
     bad = []
     with open(a.trace) as f:
@@ -123,6 +125,18 @@ def main():
         total = sum(l.get("param_bytes", 0) for l in layers)
         if total != sum(c.get("param_bytes", 0) for c in stages):
             bad.append(f"the layers hold {total} parameter bytes, the stages {sum(c.get('param_bytes', 0) for c in stages)}")
+    if a.layers_with_slopes:
+        layers = costs.get("layers", [])
+        if len(layers) != a.layers_with_slopes:
+            bad.append(f"{len(layers)} layers, expected {a.layers_with_slopes}")
+        slopes = ("F_per_row", "I_per_row", "W_per_row", "B_per_row")
+        for k, l in enumerate(layers):
+            if not any(l.get(key, 0) != 0 for key in slopes):
+                bad.append(f"layers[{k}] has no slope per row")
+        for key in ("F_per_row", "B_per_row"):
+            total = sum(l.get(key, 0) for l in layers)
+            if not total > 0:
+                bad.append(f"the layers' {key} add up to {total}: more rows must take longer")
     if a.microbatch_rows and costs.get("microbatch_rows") != a.microbatch_rows:
         bad.append(f"microbatch_rows {costs.get('microbatch_rows')!r}, expected {a.microbatch_rows}")
     overhead = costs.get("action_overhead_us")

@@ -83,16 +83,19 @@ struct training_job {
 // Per-layer costs: the model split into its job.num_layers finest stages, run in this process on the
 // first micro-batch of step 0: F through every layer, then I and W back through them, then F and B,
 // `repeats` times after one to warm up; each time is the median. The same on the whole batch gives each
-// time's slope per row (a planner's other micro-batch sizes). A layer's activation and output bytes are
+// time's slope per row (a planner's other micro-batch sizes); layers traced at a fixed shape are made
+// again (make_stages with one micro-batch) for it. A layer's activation and output bytes are
 // the bytes of its output on the micro-batch (what the runtime holds for its backward and what a split
 // after it sends); its parameter bytes are its own.
 std::vector<layer_cost> measure_layers(const training_job& job, int repeats = 5);
 
 // The first stage's inputs of one micro-batch as the runtime cuts them from a global batch: this
-// replica's slice (--dp), then the first of job.microbatches. A graph traced with fixed shapes must be
-// traced on it. Throws input_error when the batch does not split into job.data_parallel equal slices.
+// replica's slice (--dp), then the first of `microbatches` (the schedule's). A graph traced with fixed
+// shapes must be traced on it. Throws input_error when the batch does not split into job.data_parallel
+// equal slices.
 std::vector<torch::Tensor> replica_slice(const training_job& job, const std::vector<torch::Tensor>& global, int replica);
-std::vector<torch::Tensor> traced_microbatch(const training_job& job, const std::vector<torch::Tensor>& global_inputs);
+std::vector<torch::Tensor> traced_microbatch(const training_job& job, const std::vector<torch::Tensor>& global_inputs,
+                                             int microbatches);
 
 // Throws input_error for bad options, peer_error when a peer is lost.
 int train_pipelined(const training_job& job, const dist_env& env);
