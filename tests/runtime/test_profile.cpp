@@ -43,7 +43,7 @@ TEST_CASE("the waits for transfers: consumer start minus producer end, the consu
   CHECK(waits[1].wait_us == 80);
 }
 
-TEST_CASE("a link the run waited on takes the latency of its waits; the probe's bandwidth stays", "[runtime][profile]") {
+TEST_CASE("a link the run waited on takes the latency of its waits, and keeps the probe's bandwidth", "[runtime][profile]") {
   profile_context context;
   context.activation_bytes = {{0, 2000}, {1, 3000}}; // stage 0's output: 2000 bytes, 2 us at 1 GB/s
   context.links = {{.src = 0, .dst = 1, .latency_us = 5, .bandwidth_gbps = 1},
