@@ -72,8 +72,9 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
         const auto kind = w.producer.kind == action_kind::forward ? action_kind::send_f : action_kind::send_b;
         if (kind == action_kind::send_b && w.producer.stage == 0)
           continue;
-        const double bytes = static_cast<double>(out.transfer_bytes(kind, w.producer.stage, no_microbatch));
-        sum += w.wait_us - (l.bandwidth_gbps > 0 ? bytes / (l.bandwidth_gbps * 1e3) : 0.0);
+        const auto bytes = out.transfer_bytes(kind, w.producer.stage, no_microbatch);
+        const double on_the_wire = time_transfer(0, 0, bytes, link_class{.bandwidth_gbps = l.bandwidth_gbps}).arrive;
+        sum += w.wait_us - on_the_wire;
         ++n;
       }
       if (n > 0) {

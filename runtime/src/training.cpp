@@ -225,42 +225,41 @@ std::vector<layer_cost> measure_layers(const training_job& job, int repeats) {
     return {};
   if (repeats < 1)
     throw input_error("measure_layers: repeats must be at least 1 (got " + std::to_string(repeats) + ")");
-  const auto shape = make_schedule({.name = "gpipe", .num_ranks = L, .num_microbatches = job.microbatches});
-  auto mods = job.make_stages(shape);
-  if (static_cast<int>(mods.size()) != L)
-    throw input_error("the model was split into " + std::to_string(mods.size()) + " layers, not " + std::to_string(L));
-  std::vector<stage_executor> layers;
-  for (int i = 0; i < L; ++i)
-    layers.emplace_back(i, L, mods[static_cast<std::size_t>(i)], nullptr, job.loss);
+  // The model split into its L layers, traced (where it is traced) on micro-batches of a batch in `microbatches`.
+  auto layers_for = [&](int microbatches) {
+    auto mods = job.make_stages(make_schedule({.name = "gpipe", .num_ranks = L, .num_microbatches = microbatches}));
+    if (static_cast<int>(mods.size()) != L)
+      throw input_error("the model was split into " + std::to_string(mods.size()) + " layers, not " + std::to_string(L));
+    std::vector<stage_executor> layers;
+    for (int i = 0; i < L; ++i)
+      layers.emplace_back(i, L, mods[static_cast<std::size_t>(i)], nullptr, job.loss);
+    return layers;
+  };
+  auto layers = layers_for(job.microbatches);
   auto [inputs, target] = job.batch(0);
-  const auto first = time_layers(layers, split_tensors(inputs, job.microbatches).at(0),
-                                 split_tensors({target}, job.microbatches).at(0).at(0), repeats);
+  const auto first_inputs = split_tensors(inputs, job.microbatches).at(0);
+  const auto first = time_layers(layers, first_inputs, split_tensors({target}, job.microbatches).at(0).at(0), repeats);
   std::int64_t rows = inputs.at(0).size(0);
-  const std::int64_t first_rows = split_tensors(inputs, job.microbatches).at(0).at(0).size(0);
-  // The whole batch as a second size gives each time's slope in the rows.
+  const std::int64_t first_rows = first_inputs.at(0).size(0);
+  // The whole batch as a second size gives each time's slope in the rows. Stages traced at the
+  // micro-batch's shape (the compiler's graphs) take no other size: made again for one micro-batch of this
+  // replica's whole slice, they give the second size. Failing both, no slopes: a planner scales these
+  // times in proportion to the rows.
   std::optional<layer_times> whole;
   if (rows > first_rows) {
     try {
       whole = time_layers(layers, inputs, target, repeats);
     } catch (const std::exception&) {
-      // Stages traced at the micro-batch's shape (the compiler's graphs) take no other size: traced again
-      // on one micro-batch of this replica's whole slice, they give the second size. Failing that, no
-      // slopes: a planner scales these times in proportion to the rows.
+    }
+    if (!whole) {
       try {
-        auto again = job.make_stages(make_schedule({.name = "gpipe", .num_ranks = L, .num_microbatches = 1}));
-        if (static_cast<int>(again.size()) == L) {
-          std::vector<stage_executor> whole_layers;
-          for (int i = 0; i < L; ++i)
-            whole_layers.emplace_back(i, L, again[static_cast<std::size_t>(i)], nullptr, job.loss);
-          const auto x = replica_slice(job, inputs, 0);
-          const auto y = replica_slice(job, {target}, 0).at(0);
-          if (x.at(0).size(0) > first_rows) {
-            whole = time_layers(whole_layers, x, y, repeats);
-            rows = x.at(0).size(0);
-          }
+        const auto x = replica_slice(job, inputs, 0);
+        if (x.at(0).size(0) > first_rows) {
+          auto again = layers_for(1);
+          whole = time_layers(again, x, replica_slice(job, {target}, 0).at(0), repeats);
+          rows = x.at(0).size(0);
         }
       } catch (const std::exception&) {
-        whole.reset();
       }
     }
   }
