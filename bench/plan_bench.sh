@@ -23,6 +23,10 @@ links=(--latency-us 5 --bandwidth-gbps 25)
 echo "## all schedules, V = 1..6, M = 1..64, cap 3 GB"
 /usr/bin/time -f "wall %e s, user %U s, max RSS %M KB" \
   "$pippy" plan --cost-file "$profile" --ranks 8 --microbatches $(seq 1 64) --memory-cap 3000000000 "${links[@]}"
+echo "## the same, with a cost of 20 us per arrival landing inside compute (ends settled in time order)"
+sed 's/"action_overhead_us": 15,/"action_overhead_us": 15, "arrival_cost_us": 20,/' "$profile" >"$tmp/gpt48-arrivals.json"
+/usr/bin/time -f "wall %e s, user %U s, max RSS %M KB" \
+  "$pippy" plan --cost-file "$tmp/gpt48-arrivals.json" --ranks 8 --microbatches $(seq 1 64) --memory-cap 3000000000 "${links[@]}"
 echo "## all schedules, V = 1..6, M from the divisors of a global batch of 64 rows"
 /usr/bin/time -f "wall %e s, user %U s, max RSS %M KB" \
   "$pippy" plan --cost-file "$profile" --ranks 8 --global-batch 64 "${links[@]}"

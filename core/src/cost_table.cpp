@@ -228,6 +228,9 @@ void cost_table::validate(int num_stages, const std::string& source) const {
   if (!(step_overhead_us >= 0) || !std::isfinite(step_overhead_us))
     throw input_error(source + ": step_overhead_us must be a finite non-negative number (got " +
                       num(step_overhead_us) + ")");
+  if (!(arrival_cost_us >= 0) || !std::isfinite(arrival_cost_us))
+    throw input_error(source + ": arrival_cost_us must be a finite non-negative number (got " +
+                      num(arrival_cost_us) + ")");
 }
 
 void cost_table::validate_links(int num_ranks, const std::string& source) const {
@@ -302,7 +305,7 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
     throw input_error(source + ": missing 'stages' array (expected {\"stages\": [{\"F\": .., \"B\": ..}, ...]})");
   // A misspelt field would silently fall back to its default: every key must be one this file knows.
   reject_unknown_keys(j, {"stages", "device", "unit", "source", "action_overhead_us", "step_overhead_us",
-                          "microbatch_rows", "links", "layers"},
+                          "arrival_cost_us", "microbatch_rows", "links", "layers"},
                       source + ": ");
   if (j.contains("unit") && j["unit"] != "us")
     throw input_error(source + ": 'unit' must be \"us\" (microseconds), got " + j["unit"].dump());
@@ -389,6 +392,8 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
     t.action_overhead_us = number(j, source + ": ", "action_overhead_us", "number of microseconds");
   if (j.contains("step_overhead_us"))
     t.step_overhead_us = number(j, source + ": ", "step_overhead_us", "number of microseconds");
+  if (j.contains("arrival_cost_us"))
+    t.arrival_cost_us = number(j, source + ": ", "arrival_cost_us", "number of microseconds");
   if (j.contains("microbatch_rows")) {
     const double rows = number(j, source + ": ", "microbatch_rows", "number of rows", 1e15);
     if (rows != std::floor(rows))
@@ -472,6 +477,8 @@ std::string to_cost_json(const cost_table& t, std::string_view source) {
     j["action_overhead_us"] = t.action_overhead_us;
   if (t.step_overhead_us > 0)
     j["step_overhead_us"] = t.step_overhead_us;
+  if (t.arrival_cost_us > 0)
+    j["arrival_cost_us"] = t.arrival_cost_us;
   if (t.microbatch_rows > 0)
     j["microbatch_rows"] = t.microbatch_rows;
   if (!t.links.empty()) {

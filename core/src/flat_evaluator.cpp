@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <queue>
 #include <string>
 
 #include "pippy/core/dependencies.hpp"
@@ -13,6 +14,7 @@ namespace {
 enum op_class : std::uint8_t { compute, send, receive };
 constexpr double not_yet = -1; // a slot whose input has not arrived (times are never negative)
 constexpr std::int32_t stopped = -2; // blocked_ of a rank that ran out of memory: nothing wakes it
+constexpr std::int32_t computing = -3; // blocked_ of a rank whose action's end may still move (arrivals)
 
 } // namespace
 
@@ -35,6 +37,7 @@ const flat_result& flat_evaluator::evaluate(const schedule& s, const cost_table&
     evaluated_ = &lowered_;
   }
   prepare(*evaluated_, costs, links, memory, dp);
+  arrivals_.assign(costs.arrival_cost_us > 0 ? evaluated_->shape.num_ranks : 0, arrival_charges(costs.arrival_cost_us));
   run(links.blocking_send, costs.action_overhead_us);
   return result_;
 }
@@ -128,7 +131,10 @@ void flat_evaluator::prepare(const schedule& s, const cost_table& costs, const l
 
 // Runs each rank's ops in order until one waits for an input that is not there yet; filling an input
 // wakes the rank waiting for exactly it. Every time is a max and a sum of times that are already
-// final, so the order in which ranks run changes nothing.
+// final, so the order in which ranks run changes nothing. With a cost per arrival (arrival_charges) a
+// compute action's end is not final when it starts: the rank pauses there, and the actions are
+// finished in the order of their ends once no rank can run, as the simulator's clock does, so that
+// every transfer arriving before an end has been posted by then.
 void flat_evaluator::run(bool blocking_send, double overhead_us) {
   const auto R = offset_.size() - 1;
   pc_.assign(offset_.begin(), offset_.end() - 1);
@@ -154,13 +160,55 @@ void flat_evaluator::run(bool blocking_send, double overhead_us) {
       ready_.push_back(o.fill_rank);
     }
   };
-  while (!ready_.empty()) {
+  auto effect_of = [](const op& o) {
+    return memory_effect{.held_at_start = o.held, .freed_at_end = o.freed, .activations_at_start = o.activations_at_start,
+                         .activations_freed_at_end = o.activations_freed_at_end};
+  };
+  auto start_sync = [&](std::size_t r, const op& o, double at) { // the stage's all-reduce, on the rank's link to its replicas
+    const auto st = static_cast<std::size_t>(o.stage);
+    dp_link_free_[r] = std::max(at, dp_link_free_[r]) + dp_time_[st];
+    dp_synced_[st] = dp_link_free_[r];
+  };
+  // Compute op pc of rank r ends at t1 (it started at start_[pc]).
+  auto finish = [&](std::size_t r, std::size_t pc, double t1) {
+    const op& o = ops[pc];
+    if (o.dp_role == 1 && ++dp_seen_[static_cast<std::size_t>(o.stage)] == microbatches_ &&
+        dp_.sync == grad_sync_mode::overlap)
+      start_sync(r, o, t1);
+    memory_[r].end(effect_of(o));
+    end_[pc] = t1;
+    flat_rank_result& rr = result_.ranks[r];
+    rr.busy_us += t1 - start_[pc];
+    rr.last_end_us = t1;
+    first = std::min(first, start_[pc]), last = std::max(last, t1);
+    if (o.fill >= 0)
+      fill(o, t1);
+  };
+  using ending = std::pair<double, std::size_t>; // (end so far, rank) of the actions arrivals may lengthen
+  std::priority_queue<ending, std::vector<ending>, std::greater<>> ends;
+  const bool charged = !arrivals_.empty();
+  while (!ready_.empty() || !ends.empty()) {
+    if (ready_.empty()) { // the earliest end: every transfer arriving before it is posted
+      const auto [t1, ended] = ends.top();
+      ends.pop();
+      arrival_charges& charges = arrivals_[ended];
+      if (charges.end() > t1) { // an arrival lengthened it since
+        ends.push({charges.end(), ended});
+        continue;
+      }
+      charges.finish();
+      finish(ended, pc_[ended], t1);
+      now_[ended] = t1;
+      ++pc_[ended];
+      blocked[ended] = -1;
+      ready_.push_back(static_cast<int>(ended));
+      continue;
+    }
     const auto r = static_cast<std::size_t>(ready_.back());
     ready_.pop_back();
     std::size_t pc = pc_[r];
     const std::size_t end = offset_[r + 1];
     double now = now_[r];
-    flat_rank_result& rr = result_.ranks[r];
     rank_memory& mem = memory_[r];
     for (; pc < end; ++pc) {
       const op& o = ops[pc];
@@ -175,21 +223,14 @@ void flat_evaluator::run(bool blocking_send, double overhead_us) {
       }
       if (o.cls == compute) {
         double t0 = t + overhead_us;
-        auto start_sync = [&](double at) { // the stage's all-reduce, on the rank's link to its replicas
-          const auto st = static_cast<std::size_t>(o.stage);
-          dp_link_free_[r] = std::max(at, dp_link_free_[r]) + dp_time_[st];
-          dp_synced_[st] = dp_link_free_[r];
-        };
         if (o.dp_role == 2) { // U waits for the all-reduce (posted now unless at the last backward)
           const auto st = static_cast<std::size_t>(o.stage);
           if (dp_.sync == grad_sync_mode::at_step || dp_seen_[st] < microbatches_)
-            start_sync(t0);
+            start_sync(r, o, t0);
           dp_seen_[st] = 0;
           t0 = std::max(t0, dp_synced_[st]);
         }
-        const memory_effect effect{.held_at_start = o.held, .freed_at_end = o.freed,
-                                   .activations_at_start = o.activations_at_start,
-                                   .activations_freed_at_end = o.activations_freed_at_end};
+        const memory_effect effect = effect_of(o);
         if (!mem.start(effect)) {
           const out_of_memory oom{static_cast<int>(r), evaluated_->ranks[r][pc - offset_[r]], mem.needed(effect),
                                   mem.cap_bytes(), t0};
@@ -198,22 +239,20 @@ void flat_evaluator::run(bool blocking_send, double overhead_us) {
           blocked[r] = stopped;
           break;
         }
-        const double t1 = t0 + o.cost;
-        if (o.dp_role == 1 && ++dp_seen_[static_cast<std::size_t>(o.stage)] == microbatches_ &&
-            dp_.sync == grad_sync_mode::overlap)
-          start_sync(t1);
-        mem.end(effect);
-        start_[pc] = t0, end_[pc] = t1;
-        rr.busy_us += t1 - t0;
-        rr.last_end_us = t1;
-        first = std::min(first, t0), last = std::max(last, t1);
-        if (o.fill >= 0)
-          fill(o, t1);
-        now = t1;
+        start_[pc] = t0;
+        if (charged) { // paused until the clock reaches its end
+          ends.push({arrivals_[r].begin(t0, o.cost), r});
+          blocked[r] = computing;
+          break;
+        }
+        finish(r, pc, t0 + o.cost);
+        now = t0 + o.cost;
       } else if (o.cls == send) {
         double& free_at = link_free_[static_cast<std::size_t>(o.link)];
         const transfer_time tt = time_transfer(t, free_at, o.held, link_[static_cast<std::size_t>(o.link)]);
         free_at = tt.link_free;
+        if (charged)
+          arrivals_[static_cast<std::size_t>(o.fill_rank)].arrive(tt.arrive);
         start_[pc] = tt.start, end_[pc] = tt.arrive;
         first = std::min(first, tt.start), last = std::max(last, tt.arrive);
         fill(o, tt.arrive);

@@ -27,7 +27,13 @@ public:
   double now() const { return now_; }
   // The time of the next delivery, +infinity when nothing is queued.
   double next_time() const { return queue_.empty() ? std::numeric_limits<double>::infinity() : queue_.top().t; }
-  void post(double t, const caf::actor& dst, caf::message msg) { queue_.push({t, seq_++, dst, std::move(msg)}); }
+  void post(double t, const caf::actor& dst, caf::message msg) { queue_.push({t, seq_++, dst, std::move(msg), nullptr}); }
+  // Something of the simulator's own due at `t` (an action whose end may still move), in the same order.
+  struct timer {
+    virtual ~timer() = default;
+    virtual void fire() = 0;
+  };
+  void post(double t, timer& call) { queue_.push({t, seq_++, {}, {}, &call}); }
 
   // Delivers every message due at the earliest time; false when nothing is left.
   bool deliver_next(std::size_t& delivered) {
@@ -35,9 +41,12 @@ public:
       return false;
     now_ = queue_.top().t;
     while (!queue_.empty() && queue_.top().t == now_) {
-      const entry& e = queue_.top();
-      e.dst->enqueue(nullptr, caf::make_message_id(), e.msg, nullptr);
+      const entry e = queue_.top();
       queue_.pop();
+      if (e.call)
+        e.call->fire(); // may post more for now_, delivered in this loop
+      else
+        e.dst->enqueue(nullptr, caf::make_message_id(), e.msg, nullptr);
       ++delivered;
     }
     return true;
@@ -49,6 +58,7 @@ private:
     std::uint64_t seq;
     caf::actor dst;
     caf::message msg;
+    timer* call;
   };
   struct later {
     bool operator()(const entry& a, const entry& b) const { return a.t > b.t || (a.t == b.t && a.seq > b.seq); }
@@ -105,6 +115,7 @@ private:
 struct shared_state {
   engine clock;
   trace timeline;
+  std::vector<arrival_charges> arrivals; // per rank; empty when arrivals cost nothing
   std::optional<out_of_memory> oom;
   live_feed* live = nullptr; // set when the options have live hooks or pacing
 
@@ -122,7 +133,7 @@ struct shared_state {
 
 // The executor of one rank in virtual time: an action takes its cost; memory follows core's rule
 // (rank_memory), sampled where it changes.
-class sim_executor final : public actors::executor {
+class sim_executor final : public actors::executor, engine::timer {
 public:
   // forward_only: the plan has no backward (inference), so F holds its activations only while it runs.
   sim_executor(shared_state& st, const sim_options& o, const pipeline_shape& shape, int rank, bool forward_only)
@@ -150,20 +161,12 @@ public:
     }
     if (effect.activations_at_start > 0)
       st_.record(memory_sample{rank_, t0, memory_.bytes()});
-    const double t1 = t0 + costs_(a);
-    done.end_us = t1;
-    if ((a.kind == action_kind::full_backward || a.kind == action_kind::backward_weight) && replicas_ > 1 &&
-        ++grads_of(a.stage).weight_grads == microbatches_ && grad_sync_ == grad_sync_mode::overlap)
-      start_grad_sync(a.stage, t1); // the step's last weight gradients are in
-    memory_.end(effect);
-    if (effect.changes_at_end)
-      st_.record(memory_sample{rank_, t1, memory_.bytes()});
-    if (a.kind == action_kind::forward)
-      done.output_bytes = costs_.transfer_bytes(action_kind::send_f, a.stage, a.microbatch);
-    if (is_input_backward(a.kind) && a.stage > 0)
-      done.output_bytes = costs_.transfer_bytes(action_kind::send_b, a.stage, a.microbatch);
-    st_.record(trace_event{.rank = rank_, .act = a, .start_us = t0, .end_us = t1});
-    st_.clock.post(t1, reply_to, caf::make_message(std::move(done)));
+    running_ = running_action{.done = std::move(done), .effect = effect, .reply_to = reply_to};
+    if (st_.arrivals.empty()) {
+      finish(t0 + costs_(a));
+    } else { // transfers arriving while it runs may still lengthen it: settle its end when the clock is there
+      st_.clock.post(st_.arrivals[static_cast<std::size_t>(rank_)].begin(t0, costs_(a)), *this);
+    }
     return std::nullopt; // completes in virtual time
   }
 
@@ -173,6 +176,39 @@ public:
   }
 
 private:
+  struct running_action {
+    actors::completion done;
+    memory_effect effect;
+    caf::actor reply_to;
+  };
+  void fire() override {
+    auto& charges = st_.arrivals[static_cast<std::size_t>(rank_)];
+    if (charges.end() > st_.clock.now()) { // an arrival lengthened it since
+      st_.clock.post(charges.end(), *this);
+      return;
+    }
+    charges.finish();
+    finish(charges.end());
+  }
+  // The running action ends at t1.
+  void finish(double t1) {
+    actors::completion& done = running_.done;
+    const action& a = done.act;
+    done.end_us = t1;
+    if ((a.kind == action_kind::full_backward || a.kind == action_kind::backward_weight) && replicas_ > 1 &&
+        ++grads_of(a.stage).weight_grads == microbatches_ && grad_sync_ == grad_sync_mode::overlap)
+      start_grad_sync(a.stage, t1); // the step's last weight gradients are in
+    memory_.end(running_.effect);
+    if (running_.effect.changes_at_end)
+      st_.record(memory_sample{rank_, t1, memory_.bytes()});
+    if (a.kind == action_kind::forward)
+      done.output_bytes = costs_.transfer_bytes(action_kind::send_f, a.stage, a.microbatch);
+    if (is_input_backward(a.kind) && a.stage > 0)
+      done.output_bytes = costs_.transfer_bytes(action_kind::send_b, a.stage, a.microbatch);
+    st_.record(trace_event{.rank = rank_, .act = a, .start_us = done.start_us, .end_us = t1});
+    st_.clock.post(t1, running_.reply_to, caf::make_message(std::move(done)));
+  }
+
   // The all-reduce of `stage`'s gradients over the replicas, posted at `at`: it runs once the link
   // between the replicas is free (one at a time, in posting order, as the runtime's process group does).
   void start_grad_sync(int stage, double at) {
@@ -215,6 +251,7 @@ private:
   const link_class replica_link_;
   std::vector<grad_state> grads_; // the stages it has seen a B, W or U of
   double replica_link_free_ = 0;
+  running_action running_; // one at a time per rank
 };
 
 // Links in virtual time: latency + bytes / bandwidth; a directed link carries one transfer at a time.
@@ -244,6 +281,8 @@ public:
         trace_event{.rank = src, .act = a, .start_us = start, .end_us = arrive, .bytes = p.bytes, .peer = dst});
     const caf::actor& to = stages_[static_cast<std::size_t>(p.dst_stage)];
     st_.clock.post(arrive, to, caf::make_message(std::move(p)));
+    if (!st_.arrivals.empty())
+      st_.arrivals[static_cast<std::size_t>(dst)].arrive(arrive);
     if (links_.blocking_send)
       st_.clock.post(arrive, sender, caf::make_message(actors::send_done{a, arrive, {}}));
   }
@@ -298,6 +337,8 @@ sim_result simulate(const schedule& input, const sim_options& options) {
       st.live = &feed;
     st.timeline.run = s.name + " R=" + std::to_string(R) + " M=" + std::to_string(shape.num_microbatches) + " simulated";
     st.timeline.num_ranks = R;
+    if (options.costs.arrival_cost_us > 0)
+      st.arrivals.assign(static_cast<std::size_t>(R), arrival_charges(options.costs.arrival_cost_us));
     const bool forward_only = runs_forward_only(s);
     std::vector<std::unique_ptr<sim_executor>> execs;
     std::vector<actors::executor*> exec_ptrs;

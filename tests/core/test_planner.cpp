@@ -133,6 +133,14 @@ TEST_CASE("planner: its best plan is the best of an exhaustive search over every
   CHECK(again.bubble_fraction == best.bubble_fraction);
   CHECK(again.peak_memory_bytes() == best.peak_memory_bytes);
   CHECK(best.throughput == Approx(8 / (best.step_us * 1e-6)));
+  // A profile's cost per arrival goes with every candidate's costs, and the plan is scored with it.
+  profile.arrival_cost_us = 0.35;
+  CHECK(plan_costs(profile, o, best).arrival_cost_us == 0.35);
+  const plan_result charged = make_plan(profile, o);
+  REQUIRE_FALSE(charged.candidates.empty());
+  const plan_candidate& first = charged.candidates.front();
+  CHECK(ev.evaluate(plan_schedule(o, first), plan_costs(profile, o, first), o.links).makespan_us == first.step_us);
+  CHECK(first.step_us > best.step_us); // arrivals only lengthen compute, and some land inside it here
   // Split points are the names of the layers where stages 1.. begin.
   REQUIRE(best.boundaries.size() == static_cast<std::size_t>(2 * best.stages_per_rank));
   for (std::size_t k = 1; k < best.boundaries.size(); ++k)

@@ -12,6 +12,7 @@
 #include "pippy/core/error.hpp"
 #include "pippy/core/validate.hpp"
 #include "pippy/core/cost_table.hpp"
+#include "pippy/core/flat_evaluator.hpp"
 #include "sim_helpers.hpp"
 
 using namespace pippy;
@@ -267,4 +268,54 @@ TEST_CASE("cost file with a device: roofline times per stage", "[simulator][cost
                                       "stages": [{"forward_flops": 1, "backward_factor": -1}]})",
                                     "r.json"),
                     "r.json: stages[0].backward_factor must be a finite non-negative number (got -1)");
+}
+
+// The arrival rule (core's arrival_charges) on a GPipe step worked by hand: R = 2, M = 2, stage 0 F = 1,
+// stage 1 F = 3, every B = 1, latency 0.5, no bandwidth limit. Rank 0's F0 and F1 end at 1 and 2, so
+// their outputs arrive on rank 1 at 1.5 and 2.5. Rank 1's F0 starts at 1.5, on its own input (an arrival
+// at an action's start is the one it waited for: free), and F1's input lands inside it at 2.5: F0 takes
+// 3 + 0.25 and ends at 4.75, F1 runs [4.75, 7.75). The backwards follow from there.
+TEST_CASE("arrival cost: a transfer landing inside a compute action lengthens it, one at its start does not",
+          "[simulator][cost][arrivals]") {
+  const auto s = make_schedule({.name = "gpipe", .num_ranks = 2, .num_microbatches = 2, .optimizer_steps = false});
+  sim_options o{.costs = uniform_costs(2, {.F = 1, .I = 0.5, .W = 0.5, .B = 1}), .links = link_model::uniform(0.5, 0)};
+  o.costs.stages[1].F = 3;
+  const auto free_arrivals = simulate(s, o);
+  o.costs.arrival_cost_us = 0.25;
+  const auto charged = simulate(s, o);
+  auto event = [](const sim_result& r, int rank, action_kind kind, int mb) {
+    for (const auto& e : r.timeline.events)
+      if (e.rank == rank && e.act.kind == kind && e.act.microbatch == mb)
+        return std::pair{e.start_us, e.end_us};
+    FAIL("no event");
+    return std::pair{0.0, 0.0};
+  };
+  CHECK(event(free_arrivals, 1, action_kind::forward, 0) == std::pair{1.5, 4.5});
+  CHECK(event(charged, 1, action_kind::forward, 0) == std::pair{1.5, 4.75});
+  CHECK(event(charged, 1, action_kind::forward, 1) == std::pair{4.75, 7.75});
+  CHECK(event(charged, 0, action_kind::forward, 1) == std::pair{1.0, 2.0}); // nothing arrives on rank 0 then
+  // Rank 1's B0 and B1 run [7.75, 8.75) and [8.75, 9.75); their gradients reach rank 0 at 9.25 and 10.25.
+  // Rank 0's B0 runs [9.25, 10.25), B1's gradient lands at its end (free), B1 runs [10.25, 11.25).
+  CHECK(free_arrivals.makespan_us == 11);
+  CHECK(charged.makespan_us == 11.25);
+  flat_evaluator ev;
+  CHECK(ev.evaluate(s, o.costs, o.links).makespan_us == 11.25);
+  // A per-action overhead of 0.1 before each action: rank 0's F0 and F1 run [0.1, 1.1) and [1.2, 2.2),
+  // their outputs arrive at 1.6 and 2.7; rank 1's F0 starts 0.1 after its input, at 1.7, and F1's input
+  // lands inside it: it ends at 1.7 + 3 + 0.25.
+  o.costs.action_overhead_us = 0.1;
+  const auto [start, end] = event(simulate(s, o), 1, action_kind::forward, 0);
+  CHECK(start == Approx(1.7));
+  CHECK(end == Approx(4.95));
+}
+
+TEST_CASE("arrival cost: the cost file carries it, and a bad value names the field", "[simulator][cost][arrivals]") {
+  auto t = parse_cost_json(R"({"stages":[{"F":1,"B":2}],"arrival_cost_us":250.5})", "c.json");
+  CHECK(t.arrival_cost_us == 250.5);
+  CHECK(parse_cost_json(to_cost_json(t), "again").arrival_cost_us == 250.5);
+  CHECK(parse_cost_json(R"({"stages":[{"F":1,"B":2}]})", "c.json").arrival_cost_us == 0);
+  CHECK_THROWS_WITH(parse_cost_json(R"({"stages":[{"F":1,"B":2}],"arrival_cost_us":-1})", "c.json"),
+                    Catch::Contains("c.json: arrival_cost_us"));
+  CHECK_THROWS_WITH(parse_cost_json(R"({"stages":[{"F":1,"B":2}],"arrival_cost_us":"x"})", "c.json"),
+                    Catch::Contains("c.json: arrival_cost_us"));
 }

@@ -2,7 +2,7 @@
 // and transfer, the same step time, peaks and out-of-memory action, over every generator at several R,
 // V and M and every model the simulator has (random costs, jitter, uneven micro-batches, latency,
 // bandwidth with contention, same-host and cross-host links, measured pairs, blocking sends, per-action
-// overhead, memory caps, forward-only schedules).
+// overhead, arrivals that cost compute, memory caps, forward-only schedules).
 #include <catch2/catch.hpp>
 #include <map>
 #include <random>
@@ -79,6 +79,23 @@ std::vector<configuration> configurations(const schedule& s, std::uint32_t seed)
     o.links = link_model::uniform(0.4, 2);
     o.links.blocking_send = true;
     o.costs.action_overhead_us = 0.2;
+  });
+  // Arrivals lengthen the compute they land in, which the flat evaluator can only settle in time order.
+  add("arrivals cost compute, bandwidth with contention", [](sim::sim_options& o) {
+    o.links = link_model::uniform(0.3, 0.5);
+    o.costs.arrival_cost_us = 0.45;
+    o.costs.action_overhead_us = 0.05;
+  });
+  add("arrivals cost compute, jitter, pp x dp, no overhead", [](sim::sim_options& o) {
+    o.links = link_model::uniform(0.6, 0);
+    o.costs.jitter = 0.3, o.costs.seed = 4;
+    o.costs.arrival_cost_us = 1.3;
+    o.data_parallel = {.replicas = 2, .sync = grad_sync_mode::overlap};
+  });
+  add("arrivals cost compute, blocking sends", [](sim::sim_options& o) {
+    o.links = link_model::uniform(0.2, 1);
+    o.links.blocking_send = true;
+    o.costs.arrival_cost_us = 0.3;
   });
   return out;
 }
@@ -159,12 +176,24 @@ TEST_CASE("flat evaluator = actor simulator, action by action, over every genera
   const auto schedules = sweep();
   REQUIRE(schedules.size() > 80);
   std::uint32_t seed = 1;
+  std::size_t charged = 0, lengthened = 0; // configurations with an arrival cost, and those it changed
   for (const auto& s : schedules)
     for (const auto& c : configurations(s, seed++)) {
       INFO(s.name << " R=" << s.shape.num_ranks << " V=" << s.shape.stages_per_rank << " M="
                   << s.shape.num_microbatches << ": " << c.name);
       check_same(s, c.options);
+      if (c.options.costs.arrival_cost_us > 0) {
+        auto free = c.options;
+        free.costs.arrival_cost_us = 0;
+        flat_evaluator ev;
+        const double with = ev.evaluate(s, c.options.costs, c.options.links, {}, c.options.data_parallel).makespan_us;
+        const double without = ev.evaluate(s, free.costs, free.links, {}, free.data_parallel).makespan_us;
+        CHECK(with >= without); // arrivals only ever lengthen compute
+        ++charged;
+        lengthened += with > without ? 1 : 0;
+      }
     }
+  CHECK(lengthened > charged / 2); // the sweep does exercise the rule
 }
 
 TEST_CASE("flat evaluator = actor simulator on forward-only schedules", "[simulator][flat]") {
@@ -186,7 +215,7 @@ TEST_CASE("flat evaluator = actor simulator under memory caps: the same out-of-m
   std::size_t ooms = 0;
   for (const auto& s : sweep()) {
     auto configs = configurations(s, seed++);
-    for (std::size_t k : {std::size_t{0}, std::size_t{3}, std::size_t{5}}) {
+    for (std::size_t k : {std::size_t{0}, std::size_t{3}, std::size_t{5}, std::size_t{8}}) {
       auto o = configs[k].options;
       flat_evaluator ev;
       const flat_result& free = ev.evaluate(s, o.costs, o.links, o.memory);

@@ -129,6 +129,9 @@ struct cost_table {
   std::vector<link_cost> links;    // measured pairs; a pair not listed uses the simulator's link model
   double action_overhead_us = 0;   // the runtime's own time per compute action, before the action starts
   double step_overhead_us = 0;     // the runtime's time between two steps (last action of one to first of the next)
+  // What a transfer arriving on a rank takes from the compute action running there (arrival_charges):
+  // the transport's threads share the rank's cores. 0 = transfers are free for compute.
+  double arrival_cost_us = 0;
   std::int64_t microbatch_rows = 0; // rows of the micro-batch the times were measured on (0 = unknown)
   double jitter = 0;       // each compute time scaled by (1 + jitter * u), u uniform in [-1, 1]
   std::uint64_t seed = 0;  // ... drawn from a hash of (seed, action): deterministic, order-free
@@ -237,6 +240,54 @@ public:
 private:
   std::uint64_t static_ = 0, cap_ = 0, held_ = 0, peak_bytes_ = 0;
   int activations_ = 0, peak_activations_ = 0;
+};
+
+// The arrival rule, written once (the simulator's executor and the flat evaluator apply it): each
+// transfer that arrives on a rank while one of its compute actions runs, strictly between its start and
+// end, lengthens that action by cost_table::arrival_cost_us; one that arrives between actions costs
+// nothing (a rank waiting for its input pays for the receive in the link's latency). An action's end is
+// the least e with e = start + cost + arrival_cost_us * (arrivals in (start, e)), whatever the order
+// in which its arrivals and its start become known, provided every arrival before e is known before the
+// action is finished (engines in time order: a transfer is known from its posting, which is before it
+// arrives). Plain value, one per rank, one thread; inline because the flat evaluator runs it per action.
+class arrival_charges {
+public:
+  explicit arrival_charges(double cost_us = 0) : cost_(cost_us) {}
+  // A transfer that arrives on the rank at `t`.
+  void arrive(double t) {
+    if (running_ && t > start_ && t < end_) {
+      end_ += cost_;
+      absorb();
+    } else if (!running_ || t >= end_) {
+      pending_.insert(std::upper_bound(pending_.begin(), pending_.end(), t), t); // a later action's
+    } // else: before the running action started, between actions
+  }
+  // Starts a compute action that runs [start, start + cost) without arrivals; returns its end so far.
+  double begin(double start, double cost) {
+    running_ = true;
+    start_ = start, end_ = start + cost;
+    std::size_t gone = 0; // arrived before it started: between actions
+    while (gone < pending_.size() && pending_[gone] <= start)
+      ++gone;
+    pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(gone));
+    absorb();
+    return end_;
+  }
+  double end() const { return end_; }
+  // The running action is over (at end()).
+  void finish() { running_ = false; }
+
+private:
+  void absorb() {
+    std::size_t n = 0;
+    while (n < pending_.size() && pending_[n] < end_)
+      ++n, end_ += cost_;
+    pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(n));
+  }
+  double cost_ = 0;
+  bool running_ = false;
+  double start_ = 0, end_ = 0;
+  std::vector<double> pending_; // arrivals not yet charged, in time order
 };
 
 // The link a transfer from src to dst takes: the table's measured pair, else the model's class.

@@ -107,6 +107,7 @@ private:
   std::vector<int> dp_seen_;
   std::vector<double> dp_synced_, dp_time_;
   std::vector<double> dp_link_free_;
+  std::vector<arrival_charges> arrivals_; // per rank, when arrivals cost compute time (else empty)
 };
 
 } // namespace pippy
