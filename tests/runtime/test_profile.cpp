@@ -78,3 +78,37 @@ TEST_CASE("a link the run waited on takes the latency of its waits, and keeps th
   CHECK(probed.links[1].latency_us == 5);
   CHECK(probed.links[0].probe_latency_us == 0);
 }
+
+// Receives landing inside compute: F times 100, 100, 150 and 200 us with 0, 0, 1 and 2 receives ending
+// strictly inside them (one ending at 0F1's start and one at its end are outside; 0F3's two land within
+// F's median time, 150 us) fit 50 us per arrival exactly, and F's base is 100.
+TEST_CASE("the cost of a receive landing inside compute is fitted, and the stage's time is without it",
+          "[runtime][profile][arrivals]") {
+  trace t;
+  t.num_ranks = 2;
+  for (auto e : {ev(0, "0F0", 0, 100), ev(0, "0F1", 110, 210), ev(0, "0F2", 220, 370), ev(0, "0F3", 380, 580),
+                 ev(0, "0RECV_B0", 0, 110), ev(0, "0RECV_B1", 0, 210), ev(0, "0RECV_B2", 0, 300),
+                 ev(0, "0RECV_B3", 0, 400), ev(0, "0RECV_B4", 0, 500), ev(1, "1RECV_F0", 0, 50)})
+    t.events.push_back(e);
+  const arrival_fit fit = fit_arrival_cost(t, 1);
+  CHECK(fit.cost_us == Approx(50));
+  REQUIRE(fit.mean_arrivals.size() == 1);
+  CHECK(fit.mean_arrivals[0][static_cast<std::size_t>(action_kind::forward)] == 0.75);
+  const auto costs = measure_stage_costs(t, 1, {});
+  CHECK(costs.arrival_cost_us == Approx(50));
+  CHECK(costs.stages[0].F == Approx(100)); // mean 137.5 less 0.75 x 50
+  // Where the counts do not vary within a kind, nothing can be told apart: no cost.
+  trace flat;
+  for (auto e : {ev(0, "0F0", 0, 100), ev(0, "0F1", 110, 260), ev(0, "0RECV_B0", 0, 50)})
+    flat.events.push_back(e);
+  CHECK(fit_arrival_cost(flat, 1).cost_us == 0);
+  CHECK(measure_stage_costs(flat, 1, {}).stages[0].F == 125);
+  // 100 and 300 us without an arrival, 160 and 320 with one: 40 us per arrival by least squares, but its
+  // standard error is 128 us. Noise, not a cost.
+  trace noisy;
+  for (auto e : {ev(0, "0F0", 0, 100), ev(0, "0F1", 110, 410), ev(0, "0F2", 420, 580), ev(0, "0F3", 590, 910),
+                 ev(0, "0RECV_B0", 0, 500), ev(0, "0RECV_B1", 0, 700)})
+    noisy.events.push_back(e);
+  CHECK(fit_arrival_cost(noisy, 1).cost_us == 0);
+  CHECK(measure_stage_costs(noisy, 1, {}).stages[0].F == 220);
+}

@@ -341,6 +341,75 @@ std::vector<transfer_wait> transfer_waits(const trace& t, int steps) {
   return out;
 }
 
+arrival_fit fit_arrival_cost(const trace& t, int num_stages) {
+  arrival_fit fit;
+  fit.mean_arrivals.assign(static_cast<std::size_t>(std::max(0, num_stages)), {});
+  int num_ranks = t.num_ranks;
+  for (const auto& e : t.events)
+    num_ranks = std::max(num_ranks, e.rank + 1);
+  std::vector<std::vector<double>> arrivals(static_cast<std::size_t>(num_ranks));
+  for (const auto& e : t.events)
+    if (is_receive(e.act.kind))
+      arrivals[static_cast<std::size_t>(e.rank)].push_back(e.end_us);
+  for (auto& a : arrivals)
+    std::sort(a.begin(), a.end());
+  std::vector<std::array<std::vector<const trace_event*>, 5>> groups(fit.mean_arrivals.size());
+  for (const auto& e : t.events)
+    if (is_compute(e.act.kind) && e.act.stage >= 0 && e.act.stage < num_stages)
+      groups[static_cast<std::size_t>(e.act.stage)][static_cast<std::size_t>(e.act.kind)].push_back(&e);
+  // Per (stage, kind): (arrivals, duration) of each action, and their means.
+  struct sample {
+    double n = 0, d = 0;
+  };
+  std::vector<std::vector<sample>> samples;
+  std::vector<sample> means;
+  double covariance = 0, variance = 0; // within each (stage, kind), summed over them
+  for (std::size_t s = 0; s < groups.size(); ++s)
+    for (std::size_t k = 0; k < 5; ++k) {
+      const auto& group = groups[s][k];
+      if (group.empty())
+        continue;
+      std::vector<double> d;
+      for (const auto* e : group)
+        d.push_back(e->duration_us());
+      std::nth_element(d.begin(), d.begin() + static_cast<std::ptrdiff_t>(d.size() / 2), d.end());
+      const double median = d[d.size() / 2];
+      // Counted over the kind's usual length, not the action's own: a slow action would otherwise catch more
+      // arrivals for being slow, and its slowness would be put down to them.
+      auto& mine = samples.emplace_back();
+      sample mean;
+      for (const auto* e : group) {
+        const auto& at = arrivals[static_cast<std::size_t>(e->rank)];
+        const double until = e->start_us + std::min(e->duration_us(), median);
+        const auto n = static_cast<double>(std::lower_bound(at.begin(), at.end(), until) -
+                                           std::upper_bound(at.begin(), at.end(), e->start_us));
+        mine.push_back({n, e->duration_us()});
+        mean.n += n, mean.d += e->duration_us();
+      }
+      mean.n /= static_cast<double>(group.size()), mean.d /= static_cast<double>(group.size());
+      means.push_back(mean);
+      fit.mean_arrivals[s][k] = mean.n;
+      for (const auto& x : mine)
+        covariance += (x.n - mean.n) * (x.d - mean.d), variance += (x.n - mean.n) * (x.n - mean.n);
+    }
+  if (!(variance > 1e-9))
+    return fit;
+  const double cost = covariance / variance;
+  // Kept only where the trace tells it from noise: at least twice its standard error.
+  double residuals = 0;
+  std::size_t count = 0;
+  for (std::size_t g = 0; g < samples.size(); ++g)
+    for (const auto& x : samples[g]) {
+      const double r = (x.d - means[g].d) - cost * (x.n - means[g].n);
+      residuals += r * r;
+      ++count;
+    }
+  const double free = static_cast<double>(count) - static_cast<double>(samples.size()) - 1;
+  if (free > 0 && cost > 2 * std::sqrt(residuals / free / variance))
+    fit.cost_us = cost;
+  return fit;
+}
+
 std::vector<memory_sample> memory_curve(const trace& t, int rank) {
   std::vector<memory_sample> out;
   for (const auto& m : t.memory)

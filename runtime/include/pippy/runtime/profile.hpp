@@ -20,7 +20,8 @@ struct profile_context {
 };
 
 // Measured costs: each stage's time of a kind is the mean duration of that kind of the stage's actions in
-// the trace. Kinds a schedule did not run are derived: B = I + W when only I and W ran; I = W = B / 2 when
+// the trace, less what the receives landing inside them took (traces' fit_arrival_cost, which also gives
+// the table's arrival_cost_us). Kinds a schedule did not run are derived: B = I + W when only I and W ran; I = W = B / 2 when
 // only B ran. The per-action overhead is traces' action_overhead_us of the trace; sizes, links and rows
 // and layers come from the context (weight_input_bytes is half the activations). A link the trace shows
 // a rank waiting on (traces' transfer_waits) takes the latency that gives back the mean of those waits

@@ -154,6 +154,21 @@ struct transfer_wait {
 // before).
 std::vector<transfer_wait> transfer_waits(const trace& t, int steps);
 
+// What a transfer arriving on a rank takes from the compute action it lands in (core's arrival_charges,
+// cost_table::arrival_cost_us), read off a measured trace. Each compute action is counted with the
+// receives of its rank that ended strictly inside it, within the median time of its stage and kind (so
+// that an action slow for another reason does not catch more of them); cost_us is the least-squares extra
+// time per such arrival, one value for all, each (stage, kind) with its own base time. It is 0 unless it
+// is positive and at least twice its standard error (a few noisy steps tell nothing), and always on a
+// simulated trace, which records no receives. mean_arrivals[stage][kind] (kind = the compute
+// action_kind, 0..4) is the mean count, so that the base time of a stage and kind is its mean time -
+// cost_us * mean_arrivals.
+struct arrival_fit {
+  double cost_us = 0;
+  std::vector<std::array<double, 5>> mean_arrivals;
+};
+arrival_fit fit_arrival_cost(const trace& t, int num_stages);
+
 // The memory samples of one rank sorted by time (the memory curve).
 std::vector<memory_sample> memory_curve(const trace& t, int rank);
 
