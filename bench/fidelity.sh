@@ -5,7 +5,8 @@
 # thread yielding to its transport threads) and --profile. The measured step is the runtime's `measured
 # step_us`: the steps after the first, first start to last end, over their number (gaps between steps
 # included). `pippy sim` predicts `step_us` from that run's own profile: stage times, the per-action and
-# per-step overheads, the probed links. The error is (predicted - measured) / measured. On a 2-core machine
+# per-step overheads, the links as the run waited on them, the cost of a receive landing inside compute.
+# Each run's trace is kept beside its profile (TAG-trace.json). The error is (predicted - measured) / measured. On a 2-core machine
 # 3 or 4 processes share the cores: their times include that contention, which the profile measures too.
 # Last line: `worst error X%` over all runs.
 set -euo pipefail
@@ -29,7 +30,7 @@ for n in "${nprocs[@]}"; do
       continue
     fi
     "$pippy" run --nproc "$n" --bind-cores -- "$mynetwork" --schedule "$s" --stages-per-rank "$v" --microbatches 8 --batch 128 \
-      --steps 20 --threads 1 --profile "$out/$tag.json" >"$out/$tag.log" 2>&1 ||
+      --steps 20 --threads 1 --profile "$out/$tag.json" --trace "$out/$tag-trace.json" >"$out/$tag.log" 2>&1 ||
       { echo "error: $s on $n processes failed (see $out/$tag.log)" >&2; exit 1; }
     measured=$(awk '/^measured step_us/ {print $3 / 1000}' "$out/$tag.log")
     predicted=$("$pippy" sim --schedule "$s" --ranks "$n" --stages-per-rank "$v" --microbatches 8 \
