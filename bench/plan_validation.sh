@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# plan_validation.sh BUILD_DIR [OUT_DIR] [TOP] [MODEL]: runs the planner's top TOP (5) plans for real and
+# plan_validation.sh BUILD_DIR [OUT_DIR] [TOP] [MODEL] [ROUNDS]: runs the planner's top TOP (5) plans for real and
 # compares. MODEL mynetwork (default: batch 128, profiled with 8 micro-batches; per-layer costs of its 7
 # modules) or gpt (the example's 6-block GPT, batch 32, profiled with 4 micro-batches; a layer per block) is
 # profiled on 2 Gloo processes (`pippy run --bind-cores`, 1F1B, 40 steps, 1 thread per process).
 # `pippy plan` ranks schedule x V x M x split for a global batch of the same rows; each of its top plans then trains 40 steps
-# with `--plan`, three times in turn, and the median of its measured steps (`measured step_us`,
+# with `--plan`, ROUNDS (3) times in turn, and the median of its measured steps (`measured step_us`,
 # the steps after the first) is put beside the prediction. Prints the table, whether the predicted best is the measured best or within 5%
 # of it, and the Spearman correlation of the two rankings.
 set -euo pipefail
@@ -12,6 +12,7 @@ build=$(cd "$1" && pwd)
 out=${2:-$(mktemp -d "${TMPDIR:-/tmp}/plan_validation.XXXXXX")}
 top=${3:-5}
 model=${4:-mynetwork}
+rounds=${5:-3}
 mkdir -p "$out"
 pippy=$build/tools/pippy program=$build/examples/$model
 case $model in
@@ -32,8 +33,8 @@ for k, p in enumerate(plans):
     json.dump({key: p[key] for key in ("schedule", "stages_per_rank", "microbatches", "boundaries")} | {"ranks": 2},
               open(f"{out}/plan{k}/plan.json", "w"))
 PY
-# Three rounds, the plans in turn in each, so that the machine's drift falls on every plan alike.
-for round in 1 2 3; do
+# Rounds with the plans in turn in each, so that the machine's drift falls on every plan alike.
+for round in $(seq 1 "$rounds"); do
   for ((k = 0; k < top; ++k)); do
     [[ -f $out/plan$k/plan.json ]] || break
     log=$out/plan$k/run$round.log
@@ -41,18 +42,18 @@ for round in 1 2 3; do
       { echo "error: plan $k failed (see $log)" >&2; exit 1; }
   done
 done
-python3 - "$out" <<'PY'
+python3 - "$out" "$rounds" <<'PY'
 import json, os, re, sys
-out = sys.argv[1]
+out, rounds = sys.argv[1], int(sys.argv[2])
 plans = json.load(open(f"{out}/plans.json"))["plans"]
 rows = []
 for k, p in enumerate(plans):
-    logs = [f"{out}/plan{k}/run{r}.log" for r in (1, 2, 3)]
+    logs = [f"{out}/plan{k}/run{r}.log" for r in range(1, rounds + 1)]
     if not all(os.path.exists(log) for log in logs):
         break
     steps = sorted(float(re.search(r"^measured step_us ([0-9.e+]+)", open(log).read(), re.M).group(1)) / 1000
                    for log in logs)
-    rows.append((k, p, steps[1]))  # the median of the three rounds
+    rows.append((k, p, steps[len(steps) // 2]))  # the median of the rounds (an odd number: the middle one)
 print(f"{'#':>2} {'schedule':<18} {'V':>2} {'M':>3} {'split':<16} {'predicted_ms':>12} {'measured_ms':>11}")
 for k, p, meas in rows:
     split = ",".join(map(str, p["boundaries"][1:]))

@@ -58,7 +58,8 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
       c.param_bytes = it->second;
     out.stages.push_back(c);
   }
-  out.action_overhead_us = action_overhead_us(t, context.steps);
+  const auto per_step = step_metrics(t, context.steps); // what the overhead and the waits are read from
+  out.action_overhead_us = action_overhead_us(per_step);
   out.step_overhead_us = std::max(0.0, step_gap_us(t, context.steps));
   out.links = context.links;
   // The probe times each link with nothing else running. In the pipeline the transport threads share
@@ -67,7 +68,7 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
   // wait, as the simulator adds it up: wait = latency + bytes / bandwidth + the per-action overhead. Its
   // bandwidth stays the probe's, fitted over sizes the run does not vary.
   {
-    const auto waits = transfer_waits(t, context.steps);
+    const auto waits = transfer_waits(per_step);
     for (auto& l : out.links) {
       double sum = 0;
       int n = 0;

@@ -43,11 +43,12 @@ public:
     while (!queue_.empty() && queue_.top().t == now_) {
       const entry e = queue_.top();
       queue_.pop();
-      if (e.call)
+      if (e.call) {
         e.call->fire(); // may post more for now_, delivered in this loop
-      else
+      } else {
         e.dst->enqueue(nullptr, caf::make_message_id(), e.msg, nullptr);
-      ++delivered;
+        ++delivered; // messages only: the timers are the simulator's own
+      }
     }
     return true;
   }

@@ -80,15 +80,15 @@ TEST_CASE("a link the run waited on takes the latency of its waits, and keeps th
 }
 
 // Receives landing inside compute: F times 100, 100, 150 and 200 us with 0, 0, 1 and 2 receives ending
-// strictly inside them (one ending at 0F1's start and one at its end are outside; 0F3's two land within
-// F's median time, 150 us) fit 50 us per arrival exactly, and F's base is 100.
+// after their start and within F's median time (150 us) from it. 0F1's input arriving at its start and
+// one arriving 150 us after it are outside. That fits 50 us per arrival exactly, and F's base is 100.
 TEST_CASE("the cost of a receive landing inside compute is fitted, and the stage's time is without it",
           "[runtime][profile][arrivals]") {
   trace t;
   t.num_ranks = 2;
-  for (auto e : {ev(0, "0F0", 0, 100), ev(0, "0F1", 110, 210), ev(0, "0F2", 220, 370), ev(0, "0F3", 380, 580),
-                 ev(0, "0RECV_B0", 0, 110), ev(0, "0RECV_B1", 0, 210), ev(0, "0RECV_B2", 0, 300),
-                 ev(0, "0RECV_B3", 0, 400), ev(0, "0RECV_B4", 0, 500), ev(1, "1RECV_F0", 0, 50)})
+  for (auto e : {ev(0, "0F0", 0, 100), ev(0, "0F1", 1000, 1100), ev(0, "0F2", 2000, 2150), ev(0, "0F3", 3000, 3200),
+                 ev(0, "0RECV_B0", 0, 1000), ev(0, "0RECV_B1", 0, 1150), ev(0, "0RECV_B2", 0, 2100),
+                 ev(0, "0RECV_B3", 0, 3050), ev(0, "0RECV_B4", 0, 3100), ev(1, "1RECV_F0", 0, 50)})
     t.events.push_back(e);
   const arrival_fit fit = fit_arrival_cost(t, 1);
   CHECK(fit.cost_us == Approx(50));
@@ -97,17 +97,27 @@ TEST_CASE("the cost of a receive landing inside compute is fitted, and the stage
   const auto costs = measure_stage_costs(t, 1, {});
   CHECK(costs.arrival_cost_us == Approx(50));
   CHECK(costs.stages[0].F == Approx(100)); // mean 137.5 less 0.75 x 50
-  // Where the counts do not vary within a kind, nothing can be told apart: no cost.
-  trace flat;
-  for (auto e : {ev(0, "0F0", 0, 100), ev(0, "0F1", 110, 260), ev(0, "0RECV_B0", 0, 50)})
-    flat.events.push_back(e);
-  CHECK(fit_arrival_cost(flat, 1).cost_us == 0);
-  CHECK(measure_stage_costs(flat, 1, {}).stages[0].F == 125);
+  // The window is the median, not the action's own time: a fast action (0F2, 100 us) is counted over 160
+  // us and catches the arrival at 2120, after its end. Counted over their own time, fast actions would catch
+  // fewer arrivals for being fast. Here 100, 160, 100 and 160 us against 0, 1, 1 and 0 arrivals: no
+  // relation, no cost.
+  trace fast;
+  for (auto e : {ev(0, "0F0", 0, 100), ev(0, "0F1", 1000, 1160), ev(0, "0F2", 2000, 2100), ev(0, "0F3", 3000, 3160),
+                 ev(0, "0RECV_B0", 0, 1100), ev(0, "0RECV_B1", 0, 2120)})
+    fast.events.push_back(e);
+  CHECK(fit_arrival_cost(fast, 1).mean_arrivals[0][static_cast<std::size_t>(action_kind::forward)] == 0.5);
+  CHECK(fit_arrival_cost(fast, 1).cost_us == 0);
+  // Where every action has as many arrivals, nothing can be told apart: no cost.
+  trace even;
+  for (auto e : {ev(0, "0F0", 0, 100), ev(0, "0F1", 110, 260), ev(0, "0RECV_B0", 0, 50), ev(0, "0RECV_B1", 0, 150)})
+    even.events.push_back(e);
+  CHECK(fit_arrival_cost(even, 1).cost_us == 0);
+  CHECK(measure_stage_costs(even, 1, {}).stages[0].F == 125);
   // 100 and 300 us without an arrival, 160 and 320 with one: 40 us per arrival by least squares, but its
   // standard error is 128 us. Noise, not a cost.
   trace noisy;
-  for (auto e : {ev(0, "0F0", 0, 100), ev(0, "0F1", 110, 410), ev(0, "0F2", 420, 580), ev(0, "0F3", 590, 910),
-                 ev(0, "0RECV_B0", 0, 500), ev(0, "0RECV_B1", 0, 700)})
+  for (auto e : {ev(0, "0F0", 0, 100), ev(0, "0F1", 1000, 1300), ev(0, "0F2", 2000, 2160), ev(0, "0F3", 3000, 3320),
+                 ev(0, "0RECV_B0", 0, 2100), ev(0, "0RECV_B1", 0, 3100)})
     noisy.events.push_back(e);
   CHECK(fit_arrival_cost(noisy, 1).cost_us == 0);
   CHECK(measure_stage_costs(noisy, 1, {}).stages[0].F == 220);

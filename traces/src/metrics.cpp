@@ -320,26 +320,35 @@ double action_overhead_us(const trace_metrics& m) {
   return n ? sum / static_cast<double>(n) : 0.0;
 }
 
-double action_overhead_us(const trace& t, int steps) {
+std::vector<trace_metrics> step_metrics(const trace& t, int steps) {
+  std::vector<trace_metrics> out;
+  for (int k = 0; k < std::max(1, steps); ++k)
+    out.push_back(compute_metrics(steps > 1 ? step_range(t, steps, k, 1) : t));
+  return out;
+}
+
+double action_overhead_us(const std::vector<trace_metrics>& per_step) {
   double sum = 0;
   std::size_t n = 0;
-  for (int k = 0; k < std::max(1, steps); ++k)
-    add_overhead_gaps(compute_metrics(steps > 1 ? step_range(t, steps, k, 1) : t), sum, n);
+  for (const auto& m : per_step)
+    add_overhead_gaps(m, sum, n);
   return n ? sum / static_cast<double>(n) : 0.0;
 }
 
-std::vector<transfer_wait> transfer_waits(const trace& t, int steps) {
+double action_overhead_us(const trace& t, int steps) { return action_overhead_us(step_metrics(t, steps)); }
+
+std::vector<transfer_wait> transfer_waits(const std::vector<trace_metrics>& per_step) {
   std::vector<transfer_wait> out;
-  for (int k = 0; k < std::max(1, steps); ++k) {
-    const auto m = compute_metrics(steps > 1 ? step_range(t, steps, k, 1) : t);
+  for (const auto& m : per_step)
     // Not the wait before a rank's first action: it may still have been running the step before.
     for (const auto& g : m.gaps)
       if ((g.cause == idle_cause::activation || g.cause == idle_cause::gradient) && g.waited_rank != g.rank &&
           g.waited_for && g.start_us > m.start_us)
         out.push_back({.src = g.waited_rank, .dst = g.rank, .producer = *g.waited_for, .wait_us = g.end_us - g.waited_end_us});
-  }
   return out;
 }
+
+std::vector<transfer_wait> transfer_waits(const trace& t, int steps) { return transfer_waits(step_metrics(t, steps)); }
 
 arrival_fit fit_arrival_cost(const trace& t, int num_stages) {
   arrival_fit fit;
@@ -374,13 +383,14 @@ arrival_fit fit_arrival_cost(const trace& t, int num_stages) {
         d.push_back(e->duration_us());
       std::nth_element(d.begin(), d.begin() + static_cast<std::ptrdiff_t>(d.size() / 2), d.end());
       const double median = d[d.size() / 2];
-      // Counted over the kind's usual length, not the action's own: a slow action would otherwise catch more
-      // arrivals for being slow, and its slowness would be put down to them.
+      // Counted over the kind's usual length from the action's start, not over its own length: a slow action
+      // would otherwise catch more arrivals for being slow (a fast one fewer), and its time would be put down
+      // to them.
       auto& mine = samples.emplace_back();
       sample mean;
       for (const auto* e : group) {
         const auto& at = arrivals[static_cast<std::size_t>(e->rank)];
-        const double until = e->start_us + std::min(e->duration_us(), median);
+        const double until = e->start_us + median;
         const auto n = static_cast<double>(std::lower_bound(at.begin(), at.end(), until) -
                                            std::upper_bound(at.begin(), at.end(), e->start_us));
         mine.push_back({n, e->duration_us()});
@@ -395,7 +405,7 @@ arrival_fit fit_arrival_cost(const trace& t, int num_stages) {
   if (!(variance > 1e-9))
     return fit;
   const double cost = covariance / variance;
-  // Kept only where the trace tells it from noise: at least twice its standard error.
+  // Kept only where the trace tells it from noise: more than twice its standard error.
   double residuals = 0;
   std::size_t count = 0;
   for (std::size_t g = 0; g < samples.size(); ++g)

@@ -136,8 +136,11 @@ void shift_to_zero(trace& t);
 // ordering); 0 without such gaps. The mean, since the simulator adds it before each compute action and a
 // step's time is their sum.
 double action_overhead_us(const trace_metrics& m);
-// The same over a trace of `steps` steps, each step's metrics on their own (an action's inputs are found
-// in its own step, not in an earlier one's).
+// Each step's metrics on their own, for a trace of `steps` steps (step_range; the whole trace for one).
+std::vector<trace_metrics> step_metrics(const trace& t, int steps);
+// The same over the steps' metrics (an action's inputs are found in its own step, not in an earlier one's),
+// or over a trace of `steps` steps.
+double action_overhead_us(const std::vector<trace_metrics>& per_step);
 double action_overhead_us(const trace& t, int steps);
 
 // A transfer its consumer waited for: the consumer's rank sat idle from before its producer, on another
@@ -152,14 +155,15 @@ struct transfer_wait {
 // Those of a trace of `steps` steps, each step's metrics on their own (as action_overhead_us), without
 // the wait before a rank's first action of a step (steps overlap: the rank may have been busy with the one
 // before).
+std::vector<transfer_wait> transfer_waits(const std::vector<trace_metrics>& per_step);
 std::vector<transfer_wait> transfer_waits(const trace& t, int steps);
 
 // What a transfer arriving on a rank takes from the compute action it lands in (core's arrival_charges,
 // cost_table::arrival_cost_us), read off a measured trace. Each compute action is counted with the
-// receives of its rank that ended strictly inside it, within the median time of its stage and kind (so
-// that an action slow for another reason does not catch more of them); cost_us is the least-squares extra
-// time per such arrival, one value for all, each (stage, kind) with its own base time. It is 0 unless it
-// is positive and at least twice its standard error (a few noisy steps tell nothing), and always on a
+// receives of its rank that ended strictly after its start and before its start plus the median time of
+// its stage and kind (so that an action slow for another reason does not catch more of them); cost_us is
+// the least-squares extra time per such arrival, one value for all, each (stage, kind) with its own base
+// time. It is 0 unless it is more than twice its standard error (a few noisy steps tell nothing), and on a
 // simulated trace, which records no receives. mean_arrivals[stage][kind] (kind = the compute
 // action_kind, 0..4) is the mean count, so that the base time of a stage and kind is its mean time -
 // cost_us * mean_arrivals.
