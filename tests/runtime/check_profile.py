@@ -5,7 +5,7 @@ Checks a cost file written by `--profile` against the trace of the same run (`--
 from the trace file alone: for every stage, F, I, W, B and U are the mean durations of that stage's
 actions of that kind in the steps after the first (on each rank, the actions that start after the rank's
 step-0 optimizer steps end), less arrival_cost_us times their mean count of receives of the rank that
-ended after their start and before their start plus the kind's median time; arrival_cost_us is the
+ended inside them and before their start plus the kind's median time; arrival_cost_us is the
 least-squares time per such receive, each stage and kind with its own base, 0 unless more than twice its
 standard error, refitted here; with only full backwards measured I = W = B / 2, with only I and W B = I + W.
 Every time must be positive (I may be 0: stage 0 has no input gradient to compute). --param-bytes: the exact bytes of each stage's parameters (a closed form of the
@@ -73,7 +73,7 @@ def main():
     covariance = variance = 0.0
     for key, evs in kept.items():
         median = sorted(samples[key])[len(evs) // 2]  # counted within the kind's median time
-        arrivals[key] = [bisect.bisect_left(receive_ends[e["pid"]], e["ts"] + median)
+        arrivals[key] = [bisect.bisect_left(receive_ends[e["pid"]], e["ts"] + min(e["dur"], median))
                          - bisect.bisect_right(receive_ends[e["pid"]], e["ts"]) for e in evs]
         ns = arrivals[key]
         mean_n, mean_d = sum(ns) / len(ns), sum(samples[key]) / len(ns)

@@ -80,8 +80,8 @@ TEST_CASE("a link the run waited on takes the latency of its waits, and keeps th
 }
 
 // Receives landing inside compute: F times 100, 100, 150 and 200 us with 0, 0, 1 and 2 receives ending
-// after their start and within F's median time (150 us) from it. 0F1's input arriving at its start and
-// one arriving 150 us after it are outside. That fits 50 us per arrival exactly, and F's base is 100.
+// strictly inside them, within F's median time (150 us) from their start. 0F1's input arriving at its
+// start and one arriving after its end are outside. That fits 50 us per arrival exactly, and F's base is 100.
 TEST_CASE("the cost of a receive landing inside compute is fitted, and the stage's time is without it",
           "[runtime][profile][arrivals]") {
   trace t;
@@ -97,16 +97,15 @@ TEST_CASE("the cost of a receive landing inside compute is fitted, and the stage
   const auto costs = measure_stage_costs(t, 1, {});
   CHECK(costs.arrival_cost_us == Approx(50));
   CHECK(costs.stages[0].F == Approx(100)); // mean 137.5 less 0.75 x 50
-  // The window is the median, not the action's own time: a fast action (0F2, 100 us) is counted over 160
-  // us and catches the arrival at 2120, after its end. Counted over their own time, fast actions would catch
-  // fewer arrivals for being fast. Here 100, 160, 100 and 160 us against 0, 1, 1 and 0 arrivals: no
-  // relation, no cost.
-  trace fast;
-  for (auto e : {ev(0, "0F0", 0, 100), ev(0, "0F1", 1000, 1160), ev(0, "0F2", 2000, 2100), ev(0, "0F3", 3000, 3160),
-                 ev(0, "0RECV_B0", 0, 1100), ev(0, "0RECV_B1", 0, 2120)})
-    fast.events.push_back(e);
-  CHECK(fit_arrival_cost(fast, 1).mean_arrivals[0][static_cast<std::size_t>(action_kind::forward)] == 0.5);
-  CHECK(fit_arrival_cost(fast, 1).cost_us == 0);
+  // Each action is counted over its own time up to F's median (200 us here): 0F0 does not catch the
+  // arrival at 150, after its end, nor 0F3 the one at 3300, past its start plus the median; 0F1 catches
+  // the one at 1100. The counts 0, 1, 0, 0 against 100, 200, 200 and 400 us: a negative fit, no cost.
+  trace windows;
+  for (auto e : {ev(0, "0F0", 0, 100), ev(0, "0F1", 1000, 1200), ev(0, "0F2", 2000, 2200), ev(0, "0F3", 3000, 3400),
+                 ev(0, "0RECV_B0", 0, 150), ev(0, "0RECV_B1", 0, 1100), ev(0, "0RECV_B2", 0, 3300)})
+    windows.events.push_back(e);
+  CHECK(fit_arrival_cost(windows, 1).mean_arrivals[0][static_cast<std::size_t>(action_kind::forward)] == 0.25);
+  CHECK(fit_arrival_cost(windows, 1).cost_us == 0);
   // Where every action has as many arrivals, nothing can be told apart: no cost.
   trace even;
   for (auto e : {ev(0, "0F0", 0, 100), ev(0, "0F1", 110, 260), ev(0, "0RECV_B0", 0, 50), ev(0, "0RECV_B1", 0, 150)})

@@ -383,14 +383,15 @@ arrival_fit fit_arrival_cost(const trace& t, int num_stages) {
         d.push_back(e->duration_us());
       std::nth_element(d.begin(), d.begin() + static_cast<std::ptrdiff_t>(d.size() / 2), d.end());
       const double median = d[d.size() / 2];
-      // Counted over the kind's usual length from the action's start, not over its own length: a slow action
-      // would otherwise catch more arrivals for being slow (a fast one fewer), and its time would be put down
-      // to them.
+      // Counted over the action's time up to the kind's median: an action slow for another reason would
+      // otherwise catch more arrivals for being slow, and its time would be put down to them. Not over the
+      // median for a fast one: what arrives after its end cost it nothing (over the median alone, three
+      // runs' predictions came out further off: 2.9% from the measured step on average, against 2.5%).
       auto& mine = samples.emplace_back();
       sample mean;
       for (const auto* e : group) {
         const auto& at = arrivals[static_cast<std::size_t>(e->rank)];
-        const double until = e->start_us + median;
+        const double until = e->start_us + std::min(e->duration_us(), median);
         const auto n = static_cast<double>(std::lower_bound(at.begin(), at.end(), until) -
                                            std::upper_bound(at.begin(), at.end(), e->start_us));
         mine.push_back({n, e->duration_us()});

@@ -160,8 +160,8 @@ std::vector<transfer_wait> transfer_waits(const trace& t, int steps);
 
 // What a transfer arriving on a rank takes from the compute action it lands in (core's arrival_charges,
 // cost_table::arrival_cost_us), read off a measured trace. Each compute action is counted with the
-// receives of its rank that ended strictly after its start and before its start plus the median time of
-// its stage and kind (so that an action slow for another reason does not catch more of them); cost_us is
+// receives of its rank that ended strictly inside it and before its start plus the median time of its
+// stage and kind (so that an action slow for another reason does not catch more of them); cost_us is
 // the least-squares extra time per such arrival, one value for all, each (stage, kind) with its own base
 // time. It is 0 unless it is more than twice its standard error (a few noisy steps tell nothing), and on a
 // simulated trace, which records no receives. mean_arrivals[stage][kind] (kind = the compute
