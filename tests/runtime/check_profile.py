@@ -80,7 +80,7 @@ def main():
         covariance += sum((n - mean_n) * (d - mean_d) for n, d in zip(ns, samples[key]))
         variance += sum((n - mean_n) ** 2 for n in ns)
     fitted = covariance / variance if variance > 1e-9 else 0.0
-    t_value = 0.0  # the fit over its standard error: kept where at least 2
+    t_value = 0.0  # the fit over its standard error: kept where above 2
     if fitted > 0:
         residuals = 0.0
         for key, ns in arrivals.items():

@@ -366,13 +366,10 @@ arrival_fit fit_arrival_cost(const trace& t, int num_stages) {
   for (const auto& e : t.events)
     if (is_compute(e.act.kind) && e.act.stage >= 0 && e.act.stage < num_stages)
       groups[static_cast<std::size_t>(e.act.stage)][static_cast<std::size_t>(e.act.kind)].push_back(&e);
-  // Per (stage, kind): (arrivals, duration) of each action, and their means.
-  struct sample {
-    double n = 0, d = 0;
-  };
-  std::vector<std::vector<sample>> samples;
-  std::vector<sample> means;
-  double covariance = 0, variance = 0; // within each (stage, kind), summed over them
+  // Within each (stage, kind), summed over them: the sums of squares and products of the arrivals (n) and
+  // the durations (d) about their means.
+  double nn = 0, nd = 0, dd = 0, samples = 0;
+  std::vector<double> counts;
   for (std::size_t s = 0; s < groups.size(); ++s)
     for (std::size_t k = 0; k < 5; ++k) {
       const auto& group = groups[s][k];
@@ -387,36 +384,31 @@ arrival_fit fit_arrival_cost(const trace& t, int num_stages) {
       // otherwise catch more arrivals for being slow, and its time would be put down to them. Not over the
       // median for a fast one: what arrives after its end cost it nothing (over the median alone, three
       // runs' predictions came out further off: 2.9% from the measured step on average, against 2.5%).
-      auto& mine = samples.emplace_back();
-      sample mean;
+      counts.clear();
+      double mean_n = 0, mean_d = 0;
       for (const auto* e : group) {
         const auto& at = arrivals[static_cast<std::size_t>(e->rank)];
         const double until = e->start_us + std::min(e->duration_us(), median);
-        const auto n = static_cast<double>(std::lower_bound(at.begin(), at.end(), until) -
-                                           std::upper_bound(at.begin(), at.end(), e->start_us));
-        mine.push_back({n, e->duration_us()});
-        mean.n += n, mean.d += e->duration_us();
+        counts.push_back(static_cast<double>(std::lower_bound(at.begin(), at.end(), until) -
+                                             std::upper_bound(at.begin(), at.end(), e->start_us)));
+        mean_n += counts.back(), mean_d += e->duration_us();
       }
-      mean.n /= static_cast<double>(group.size()), mean.d /= static_cast<double>(group.size());
-      means.push_back(mean);
-      fit.mean_arrivals[s][k] = mean.n;
-      for (const auto& x : mine)
-        covariance += (x.n - mean.n) * (x.d - mean.d), variance += (x.n - mean.n) * (x.n - mean.n);
+      mean_n /= static_cast<double>(group.size()), mean_d /= static_cast<double>(group.size());
+      fit.mean_arrivals[s][k] = mean_n;
+      for (std::size_t i = 0; i < group.size(); ++i) {
+        const double x = counts[i] - mean_n, y = group[i]->duration_us() - mean_d;
+        nn += x * x, nd += x * y, dd += y * y;
+      }
+      samples += static_cast<double>(group.size()) - 1; // each group's mean takes one
     }
-  if (!(variance > 1e-9))
+  if (!(nn > 1e-9))
     return fit;
-  const double cost = covariance / variance;
-  // Kept only where the trace tells it from noise: more than twice its standard error.
-  double residuals = 0;
-  std::size_t count = 0;
-  for (std::size_t g = 0; g < samples.size(); ++g)
-    for (const auto& x : samples[g]) {
-      const double r = (x.d - means[g].d) - cost * (x.n - means[g].n);
-      residuals += r * r;
-      ++count;
-    }
-  const double free = static_cast<double>(count) - static_cast<double>(samples.size()) - 1;
-  if (free > 0 && cost > 2 * std::sqrt(residuals / free / variance))
+  const double cost = nd / nn;
+  // Kept only where the trace tells it from noise: more than twice its standard error. The residuals'
+  // sum of squares of a least-squares slope is dd - nd * nd / nn.
+  const double free = samples - 1;
+  const double residuals = std::max(0.0, dd - nd * cost);
+  if (free > 0 && cost > 2 * std::sqrt(residuals / free / nn))
     fit.cost_us = cost;
   return fit;
 }
