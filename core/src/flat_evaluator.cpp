@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <limits>
-#include <queue>
 #include <string>
 
 #include "pippy/core/dependencies.hpp"
@@ -54,8 +53,23 @@ void flat_evaluator::prepare(const schedule& s, const cost_table& costs, const l
   const bool forward_only = runs_forward_only(s);
   link_.clear();
   link_index_.clear();
-  auto fwd = [&](int stage, int mb) { return static_cast<std::int32_t>(stage * M + mb); };
-  auto bwd = [&](int stage, int mb) { return static_cast<std::int32_t>((S + stage) * M + mb); };
+  // Micro-batch first: the ranks work on nearby micro-batches at any time, so their slots share lines.
+  auto fwd = [&](int stage, int mb) { return static_cast<std::int32_t>(mb * 2 * S + stage); };
+  auto bwd = [&](int stage, int mb) { return static_cast<std::int32_t>(mb * 2 * S + S + stage); };
+  // Asked once per (kind, stage), not per action: the neighbour input each waits for (inputs_of; the
+  // micro-batch only passes through: 1 forward data, 2 a gradient, 0 none), each stage's rank, and
+  // the link each SEND_F / SEND_B of a stage takes (-1 until its first).
+  const auto kinds_by_stage = static_cast<std::size_t>(num_action_kinds) * static_cast<std::size_t>(S);
+  neighbour_input_.assign(kinds_by_stage, 0);
+  for (int k = 0; k < num_action_kinds; ++k)
+    for (int st = 0; st < S; ++st)
+      for (const dependency& d : inputs_of(action{st, static_cast<action_kind>(k), 0}, S))
+        if (d.from_neighbour()) // at most one input comes from a neighbour stage
+          neighbour_input_[static_cast<std::size_t>(k * S + st)] = d.forward_data() ? 1 : 2;
+  stage_rank_.resize(static_cast<std::size_t>(S));
+  for (int st = 0; st < S; ++st)
+    stage_rank_[static_cast<std::size_t>(st)] = shape.rank_of(st);
+  send_link_.assign(static_cast<std::size_t>(2 * S), -1);
   ops_.clear();
   ops_.reserve(s.num_actions());
   offset_.assign(static_cast<std::size_t>(R) + 1, 0);
@@ -72,9 +86,8 @@ void flat_evaluator::prepare(const schedule& s, const cost_table& costs, const l
         o.dp_role = a.kind == action_kind::full_backward || a.kind == action_kind::backward_weight ? 1
                     : a.kind == action_kind::optimizer_step                                         ? 2
                                                                                                     : 0;
-      for (const dependency& d : inputs_of(a, S)) // at most one input comes from a neighbour stage
-        if (d.from_neighbour())
-          o.wait = d.forward_data() ? fwd(a.stage, a.microbatch) : bwd(a.stage, a.microbatch);
+      if (const int in = neighbour_input_[static_cast<std::size_t>(static_cast<int>(a.kind) * S + a.stage)]; in != 0)
+        o.wait = in == 1 ? fwd(a.stage, a.microbatch) : bwd(a.stage, a.microbatch);
       if (is_compute(a.kind)) {
         o.cls = compute;
         o.cost = costs(a);
@@ -83,7 +96,7 @@ void flat_evaluator::prepare(const schedule& s, const cost_table& costs, const l
         o.activations_at_start = static_cast<std::int8_t>(e.activations_at_start);
         o.activations_freed_at_end = static_cast<std::int8_t>(e.activations_freed_at_end);
         const int to = a.kind == action_kind::forward ? a.stage + 1 : is_input_backward(a.kind) ? a.stage - 1 : -1;
-        if (to >= 0 && to < S && shape.rank_of(to) == r) { // handed over in memory
+        if (to >= 0 && to < S && stage_rank_[static_cast<std::size_t>(to)] == r) { // handed over in memory
           o.fill = a.kind == action_kind::forward ? fwd(to, a.microbatch) : bwd(to, a.microbatch);
           o.fill_rank = r;
         }
@@ -95,14 +108,18 @@ void flat_evaluator::prepare(const schedule& s, const cost_table& costs, const l
         o.cls = send;
         o.held = costs.transfer_bytes(a.kind, a.stage, a.microbatch);
         o.fill = forward ? fwd(to, a.microbatch) : bwd(to, a.microbatch);
-        o.fill_rank = shape.rank_of(to);
-        const int src = shape.rank_of(a.stage);
-        const auto key = static_cast<std::uint64_t>(src) * static_cast<std::uint64_t>(R) +
-                         static_cast<std::uint64_t>(o.fill_rank);
-        const auto [it, added] = link_index_.try_emplace(key, static_cast<std::int32_t>(link_.size()));
-        if (added)
-          link_.push_back(link_between(costs, links, src, o.fill_rank));
-        o.link = it->second;
+        o.fill_rank = stage_rank_[static_cast<std::size_t>(to)];
+        std::int32_t& link = send_link_[static_cast<std::size_t>((forward ? 0 : S) + a.stage)];
+        if (link < 0) {
+          const int src = stage_rank_[static_cast<std::size_t>(a.stage)];
+          const auto key = static_cast<std::uint64_t>(src) * static_cast<std::uint64_t>(R) +
+                           static_cast<std::uint64_t>(o.fill_rank);
+          const auto [it, added] = link_index_.try_emplace(key, static_cast<std::int32_t>(link_.size()));
+          if (added)
+            link_.push_back(link_between(costs, links, src, o.fill_rank));
+          link = it->second;
+        }
+        o.link = link;
       } else {
         o.cls = receive;
       }
@@ -110,6 +127,24 @@ void flat_evaluator::prepare(const schedule& s, const cost_table& costs, const l
     }
   }
   offset_[static_cast<std::size_t>(R)] = ops_.size();
+  // For settling an action's end early (run): the ranks that send to each rank, and the rank that
+  // fills each (direction, stage) group of slots across ranks (-1: none, or in memory).
+  into_offset_.assign(static_cast<std::size_t>(R) + 1, 0);
+  for (const auto& [key, index] : link_index_)
+    ++into_offset_[key % static_cast<std::uint64_t>(R) + 1];
+  for (int r = 0; r < R; ++r)
+    into_offset_[static_cast<std::size_t>(r) + 1] += into_offset_[static_cast<std::size_t>(r)];
+  sender_.assign(link_index_.size(), 0);
+  std::vector<std::size_t> next(into_offset_.begin(), into_offset_.end() - 1);
+  for (const auto& [key, index] : link_index_)
+    sender_[next[key % static_cast<std::uint64_t>(R)]++] = static_cast<std::int32_t>(key / static_cast<std::uint64_t>(R));
+  producer_.assign(static_cast<std::size_t>(2 * S), -1); // forward inputs of stage s come from s - 1, gradients from s + 1
+  for (int st = 0; st < S; ++st) {
+    if (st > 0 && shape.rank_of(st - 1) != shape.rank_of(st))
+      producer_[static_cast<std::size_t>(st)] = shape.rank_of(st - 1);
+    if (st + 1 < S && shape.rank_of(st + 1) != shape.rank_of(st))
+      producer_[static_cast<std::size_t>(S + st)] = shape.rank_of(st + 1);
+  }
   link_free_.assign(link_.size(), 0.0);
   memory_.clear();
   for (int r = 0; r < R; ++r) // stages_of lists a rank's V stages directly: linear in ranks
@@ -132,9 +167,10 @@ void flat_evaluator::prepare(const schedule& s, const cost_table& costs, const l
 // Runs each rank's ops in order until one waits for an input that is not there yet; filling an input
 // wakes the rank waiting for exactly it. Every time is a max and a sum of times that are already
 // final, so the order in which ranks run changes nothing. With a cost per arrival (arrival_charges) a
-// compute action's end is not final when it starts: the rank pauses there, and the actions are
-// finished in the order of their ends once no rank can run, as the simulator's clock does, so that
-// every transfer arriving before an end has been posted by then.
+// compute action's end is not final when it starts, unless no transfer can still arrive before it
+// (settled): otherwise the rank pauses there, and the paused actions are finished in the order of their
+// ends once no rank can run, as the simulator's clock does, so that every transfer arriving before an
+// end has been posted by then.
 void flat_evaluator::run(bool blocking_send, double overhead_us) {
   const auto R = offset_.size() - 1;
   pc_.assign(offset_.begin(), offset_.end() - 1);
@@ -184,18 +220,68 @@ void flat_evaluator::run(bool blocking_send, double overhead_us) {
     if (o.fill >= 0)
       fill(o, t1);
   };
-  using ending = std::pair<double, std::size_t>; // (end so far, rank) of the actions arrivals may lengthen
-  std::priority_queue<ending, std::vector<ending>, std::greater<>> ends;
+  // With arrivals' costs, a lower bound on when rank q can still post an arrival while rank `self`
+  // runs an action to t1: a computing rank sends after its end so far, a ready one after its clock, a
+  // blocked one after the rank that fills its input does (self: after t1). Longer chains give no bound.
   const bool charged = !arrivals_.empty();
-  while (!ready_.empty() || !ends.empty()) {
+  const auto groups = static_cast<std::int32_t>(producer_.size());
+  auto horizon = [&](std::size_t q, std::size_t self, double t1) {
+    for (int hops = 0; hops < 4; ++hops) {
+      if (q == self)
+        return t1;
+      const std::int32_t b = blocked[q];
+      if (b == computing)
+        return arrivals_[q].end();
+      if (b == stopped || (b == -1 && pc_[q] == offset_[q + 1]))
+        return inf;
+      if (b == -1)
+        return now_[q];
+      const std::int32_t p = producer_[static_cast<std::size_t>(b % groups)];
+      if (p < 0)
+        break;
+      q = static_cast<std::size_t>(p);
+    }
+    return -inf;
+  };
+  // Rank r's action ending at t1 is final now if no transfer can still arrive on r before t1: the
+  // order-free rule of arrival_charges then holds without waiting for the clock.
+  auto settled = [&](std::size_t r, double t1) {
+    for (std::size_t i = into_offset_[r]; i < into_offset_[r + 1]; ++i)
+      if (horizon(static_cast<std::size_t>(sender_[i]), r, t1) < t1)
+        return false;
+    return true;
+  };
+  // The paused ranks' ends so far, in a tournament tree over the ranks: a leaf is inf while its rank
+  // is not paused, a node the earlier of its children (ties to the lower rank), paused_[1] the earliest.
+  std::size_t leaves = 1;
+  while (leaves < R)
+    leaves *= 2;
+  paused_.resize(2 * leaves);
+  for (std::size_t i = 0; i < leaves; ++i)
+    paused_[leaves + i] = {inf, static_cast<std::int32_t>(i)};
+  for (std::size_t i = leaves; i-- > 1;)
+    paused_[i] = paused_[2 * i];
+  auto set_paused_end = [&](std::size_t r, double t1) {
+    paused_rank up{t1, static_cast<std::int32_t>(r)};
+    std::size_t i = leaves + r;
+    paused_[i] = up;
+    for (; i > 1; i /= 2) {
+      const paused_rank& other = paused_[i ^ 1];
+      if (other.end < up.end || (other.end == up.end && other.rank < up.rank))
+        up = other;
+      paused_[i / 2] = up;
+    }
+  };
+  while (!ready_.empty() || paused_[1].end != inf) {
     if (ready_.empty()) { // the earliest end: every transfer arriving before it is posted
-      const auto [t1, ended] = ends.top();
-      ends.pop();
+      const auto ended = static_cast<std::size_t>(paused_[1].rank);
+      const double t1 = paused_[1].end;
       arrival_charges& charges = arrivals_[ended];
       if (charges.end() > t1) { // an arrival lengthened it since
-        ends.push({charges.end(), ended});
+        set_paused_end(ended, charges.end());
         continue;
       }
+      // Its leaf stays until it pauses again or stops, before the tree is read again: ready_ runs it first.
       charges.finish();
       finish(ended, pc_[ended], t1);
       now_[ended] = t1;
@@ -240,13 +326,23 @@ void flat_evaluator::run(bool blocking_send, double overhead_us) {
           break;
         }
         start_[pc] = t0;
-        if (charged) { // paused until the clock reaches its end
-          ends.push({arrivals_[r].begin(t0, o.cost), r});
-          blocked[r] = computing;
-          break;
+        double t1 = t0 + o.cost;
+        if (charged) {
+          t1 = arrivals_[r].begin(t0, o.cost);
+          if (!settled(r, t1)) { // paused until the clock reaches its end
+            set_paused_end(r, t1);
+            blocked[r] = computing;
+            // Paused ranks resume in turn, too many streams for the hardware to prefetch.
+            for (std::size_t k = 1; k <= 4; ++k)
+              __builtin_prefetch(&ops[pc + k]);
+            __builtin_prefetch(&start_[pc + 1], 1);
+            __builtin_prefetch(&end_[pc + 1], 1);
+            break;
+          }
+          arrivals_[r].finish();
         }
-        finish(r, pc, t0 + o.cost);
-        now = t0 + o.cost;
+        finish(r, pc, t1);
+        now = t1;
       } else if (o.cls == send) {
         double& free_at = link_free_[static_cast<std::size_t>(o.link)];
         const transfer_time tt = time_transfer(t, free_at, o.held, link_[static_cast<std::size_t>(o.link)]);
@@ -264,6 +360,8 @@ void flat_evaluator::run(bool blocking_send, double overhead_us) {
     }
     pc_[r] = pc;
     now_[r] = now;
+    if (charged && blocked[r] != computing && paused_[leaves + r].end != inf)
+      set_paused_end(r, inf);
   }
   // Totals, as traces' compute_metrics defines them from the same events.
   result_.makespan_us = first == inf ? 0.0 : last - first;

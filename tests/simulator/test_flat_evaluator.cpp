@@ -196,6 +196,31 @@ TEST_CASE("flat evaluator = actor simulator, action by action, over every genera
   CHECK(lengthened > charged / 2); // the sweep does exercise the rule
 }
 
+// With an arrival cost the evaluator settles an action's end as soon as no sender can still land a
+// transfer before it, and keeps the rest for the clock: chains of blocked ranks and many neighbours
+// matter there, so more ranks than the sweep's four.
+TEST_CASE("flat evaluator = actor simulator with arrival costs on 8 and 16 ranks", "[simulator][flat]") {
+  std::uint32_t seed = 900;
+  std::size_t checked = 0;
+  for (auto name : schedule_names())
+    for (int R : {8, 16})
+      for (int V : {1, 2}) {
+        schedule s;
+        try {
+          s = make_schedule({.name = std::string(name), .num_ranks = R, .num_microbatches = 2 * R, .stages_per_rank = V});
+        } catch (const input_error&) {
+          continue;
+        }
+        for (const auto& c : configurations(s, seed++))
+          if (c.options.costs.arrival_cost_us > 0) {
+            INFO(s.name << " R=" << R << " V=" << V << ": " << c.name);
+            check_same(s, c.options);
+            ++checked;
+          }
+      }
+  CHECK(checked >= 30);
+}
+
 TEST_CASE("flat evaluator = actor simulator on forward-only schedules", "[simulator][flat]") {
   std::uint32_t seed = 100;
   for (const auto& s : sweep()) {

@@ -93,10 +93,13 @@ private:
   std::vector<std::size_t> pc_;       // next op of each rank
   std::vector<std::int32_t> blocked_; // the slot each rank waits for, or -1
   std::vector<double> now_;           // each rank's clock
-  std::vector<double> slot_;          // when each (direction, stage, micro-batch) input was there; -1 not yet
+  std::vector<double> slot_;          // when each (micro-batch, direction, stage) input was there; -1 not yet
   std::vector<double> link_free_;     // per link that carries a transfer: when it is free
   std::vector<link_class> link_;      // ... and its class
   std::unordered_map<std::uint64_t, std::int32_t> link_index_; // src * R + dst -> index in link_
+  std::vector<std::int8_t> neighbour_input_; // prepare's memos: per (kind, stage), per stage, per (direction, stage)
+  std::vector<int> stage_rank_;
+  std::vector<std::int32_t> send_link_;
   std::vector<rank_memory> memory_;
   std::vector<int> ready_;
   std::vector<double> start_, end_;   // per op; set for the ops a rank ran (before its pc_)
@@ -108,6 +111,16 @@ private:
   std::vector<double> dp_synced_, dp_time_;
   std::vector<double> dp_link_free_;
   std::vector<arrival_charges> arrivals_; // per rank, when arrivals cost compute time (else empty)
+  // ... what settles an action's end early (run): the ranks that send to rank r (sender_[into_offset_[r]]
+  // up to into_offset_[r + 1]) and the rank that fills each (direction, stage) group of slots (-1: none
+  // or in memory); and the paused ranks' ends, in a tournament tree (paused_[1] is the earliest).
+  std::vector<std::int32_t> sender_, producer_;
+  std::vector<std::size_t> into_offset_;
+  struct paused_rank {
+    double end;
+    std::int32_t rank;
+  };
+  std::vector<paused_rank> paused_;
 };
 
 } // namespace pippy
