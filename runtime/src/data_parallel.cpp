@@ -1,5 +1,7 @@
 #include "pippy/runtime/data_parallel.hpp"
 
+#include <algorithm>
+
 #include "pippy/runtime/gloo_group.hpp"
 
 namespace pippy {
@@ -50,12 +52,10 @@ void replica_grad_sync::start() {
 // ---- zero1_optimizer
 
 namespace {
-torch::Tensor flat_copy(const std::vector<torch::Tensor>& ts, bool grads) {
+torch::Tensor flat_copy(const std::vector<torch::Tensor>& ts) {
   std::vector<torch::Tensor> parts;
-  for (const auto& t : ts) {
-    const auto& x = grads ? t.grad() : t;
-    parts.push_back(x.defined() ? x.detach().reshape(-1) : torch::zeros({t.numel()}, t.options()));
-  }
+  for (const auto& t : ts)
+    parts.push_back(t.detach().reshape(-1));
   return parts.empty() ? torch::zeros({0}) : torch::cat(parts);
 }
 } // namespace
@@ -65,7 +65,7 @@ zero1_optimizer::zero1_optimizer(
     const std::function<std::shared_ptr<torch::optim::Optimizer>(std::vector<torch::Tensor>)>& make_inner)
     : torch::optim::Optimizer(std::move(params), std::make_unique<torch::optim::SGDOptions>(0.0)),
       replicas_(replicas) {
-  const auto all = flat_copy(parameters(), false);
+  const auto all = flat_copy(parameters());
   total_ = all.numel();
   const std::int64_t d = replicas_.rank(), D = replicas_.world_size();
   const std::int64_t per = (total_ + D - 1) / D; // the last slice is padded to the same size
@@ -79,16 +79,22 @@ zero1_optimizer::zero1_optimizer(
 
 torch::Tensor zero1_optimizer::step(LossClosure) {
   torch::NoGradGuard no_grad;
-  // The gradients are the replicas' average already (replica_grad_sync, before this step).
-  const auto grads = flat_copy(parameters(), true);
+  // The gradients are the replicas' average already (replica_grad_sync, before this step), tied ones
+  // summed after that: read from each parameter only the part inside this replica's slice.
   auto g = torch::zeros_like(slice_);
-  g.narrow(0, 0, count_).copy_(grads.narrow(0, begin_, count_));
+  std::int64_t at = 0; // where the parameter starts in the flattened whole
+  for (const auto& p : parameters()) {
+    const std::int64_t from = std::max(at, begin_), to = std::min(at + p.numel(), begin_ + count_);
+    if (from < to && p.grad().defined())
+      g.narrow(0, from - begin_, to - from).copy_(p.grad().detach().reshape(-1).narrow(0, from - at, to - from));
+    at += p.numel();
+  }
   slice_.mutable_grad() = g;
   inner_->step();
   // Every replica's updated slice into every copy of the parameters.
   const auto slices = replicas_.allgather(slice_.detach());
   const auto all = torch::cat(slices).narrow(0, 0, total_);
-  std::int64_t at = 0;
+  at = 0;
   for (auto& p : parameters()) {
     p.copy_(all.narrow(0, at, p.numel()).view_as(p));
     at += p.numel();
