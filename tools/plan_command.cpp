@@ -9,6 +9,7 @@
 
 #include "commands.hpp"
 #include "pippy/core/error.hpp"
+#include "pippy/core/flat_evaluator.hpp"
 #include "pippy/core/planner.hpp"
 #include "pippy/core/schedule_io.hpp"
 #include "pippy/core/text_file.hpp"
@@ -90,16 +91,23 @@ command add_plan_command(CLI::App& app) {
     const auto t0 = std::chrono::steady_clock::now();
     const plan_result plan = make_plan(profile, po);
     const double plan_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    // The top plans again, with the actors: the prediction must be the simulator's step time.
+    // The top plans again, with the actors: the prediction must be the simulator's step time. The planner
+    // scores every candidate at the profile's mean times; with the profile's step-to-step noise the top
+    // ones also get their expected step (core's expected_step_us, as `pippy sim` gives it).
     const std::size_t K = std::min(plan.candidates.size(), static_cast<std::size_t>(o->top));
-    std::vector<double> simulated;
+    std::vector<double> simulated, expected;
     for (std::size_t k = 0; k < K; ++k) {
       const plan_candidate& c = plan.candidates[k];
       sim::sim_options so{.costs = plan_costs(profile, po, c), .links = po.links,
                           .data_parallel = {.replicas = c.replicas, .sync = po.data_parallel.sync},
                           .track_microbatches = false};
       so.memory.state_factor = po.memory.state_factor; // no cap: the full step, as predicted
-      simulated.push_back(sim::simulate(plan_schedule(po, c), so).step_us);
+      const schedule sched = plan_schedule(po, c);
+      simulated.push_back(sim::simulate(sched, so).step_us);
+      cost_table noisy = so.costs;
+      noisy.noise = profile.noise;
+      flat_evaluator ev;
+      expected.push_back(expected_step_us(ev, sched, noisy, so.links, so.memory, so.data_parallel).step_us);
     }
     const char* unit = plan.rows_known ? "rows/s" : "micro-batches/s";
     if (o->json) {
@@ -108,6 +116,7 @@ command add_plan_command(CLI::App& app) {
         auto j = nlohmann::json::parse(to_plan_json(plan.candidates[k], plan.candidates[k].ranks));
         j["rank"] = k + 1;
         j["simulated_step_us"] = simulated[k];
+        j["expected_step_us"] = expected[k]; // with the profile's step-to-step noise (simulated_step_us without)
         j["throughput"] = plan.candidates[k].throughput;
         j["throughput_unit"] = unit;
         plans.push_back(j);
@@ -144,6 +153,12 @@ command add_plan_command(CLI::App& app) {
         std::printf("%4zu  %-16s %5s %3d %5d %14.3f %14.3f %15.1f %8.4f %16llu %5s\n", k + 1, c.schedule.c_str(),
                     shape.c_str(), c.stages_per_rank, c.microbatches, c.step_us, simulated[k], c.throughput, c.bubble_fraction,
                     static_cast<unsigned long long>(c.peak_memory_bytes), c.fits ? "yes" : "no");
+      }
+      if (!profile.noise.empty()) {
+        std::printf("expected step with the profile's step-to-step noise (us):");
+        for (std::size_t k = 0; k < K; ++k)
+          std::printf(" #%zu %.3f", k + 1, expected[k]);
+        std::printf("\n");
       }
       const plan_candidate& best = plan.candidates.front();
       if (!best.split_points.empty())

@@ -31,6 +31,7 @@ command add_sim_command(CLI::App& app) {
     bool json = false, no_optimizer_step = false;
     int dp = 1;
     grad_sync_mode dp_sync = grad_sync_mode::overlap;
+    int noise_samples = default_noise_samples;
   };
   auto o = std::make_shared<options>();
   auto* sub = app.add_subcommand("sim", "Simulate a schedule in virtual time (times in microseconds)");
@@ -52,7 +53,12 @@ command add_sim_command(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   sub->add_option("--jitter", o->jitter, "Scale each compute time by 1 + jitter*u, u in [-1,1], seeded")
       ->check(within(0, 1));
-  sub->add_option("--seed", o->seed, "Seed of the jitter");
+  sub->add_option("--seed", o->seed, "Seed of the jitter and of the first draw of the cost file's noise");
+  sub->add_option("--noise-samples", o->noise_samples,
+                  "With a cost file that has step-to-step noise (a profile's \"noise\"): at most this many draws averaged into "
+                  "expected_step_us (fewer once its standard error is within 0.2%)")
+      ->check(CLI::Range(1, static_cast<int>(limits::max_noise_samples)))
+      ->capture_default_str();
   sub->add_option("--trace", o->trace_path, "Write a Chrome trace (Perfetto) to this file");
   sub->add_option("--live", o->live,
                   "Publish every event and memory sample as it happens (JSON lines) for `pippy-view --live`: a TCP "
@@ -108,6 +114,7 @@ command add_sim_command(CLI::App& app) {
     if (!(o->live_wait_s >= 0))
       throw input_error("--live-wait-s must be non-negative (got " + std::to_string(o->live_wait_s) + ")");
     so.pace = o->pace;
+    so.noise_samples = o->noise_samples;
     so.data_parallel = {.replicas = o->dp, .sync = o->dp_sync};
     if (o->dp > 1 && o->no_optimizer_step)
       throw input_error("--dp " + std::to_string(o->dp) + " models the all-reduce before each U: drop --no-optimizer-step");
@@ -175,6 +182,9 @@ command add_sim_command(CLI::App& app) {
                        {"microbatches", s.shape.num_microbatches},
                        {"makespan_us", r.makespan_us},
                        {"step_us", r.step_us},
+                       {"expected_step_us", r.expected_step_us}, // the mean over noise draws, when the costs have noise
+                       {"expected_step_error_us", r.expected_step_error_us},
+                       {"noise_samples", r.noise_samples},
                        {"bubble_fraction", r.bubble_fraction},
                        {"steady_bubble_fraction", r.steady_bubble_fraction},
                        {"actions", r.actions}, // what ran: compute, sends and receives
@@ -191,6 +201,10 @@ command add_sim_command(CLI::App& app) {
       std::printf("%s: R=%d V=%d M=%d, %zu compute actions, %zu transfers\n", s.name.c_str(), s.shape.num_ranks,
                   s.shape.stages_per_rank, s.shape.num_microbatches, compute_actions, transfers);
       std::printf("makespan %.3f us, bubble fraction %.4f\n", r.makespan_us, r.bubble_fraction);
+      if (r.noise_samples > 0)
+        std::printf("expected step %.3f us (standard error %.3f) over %d draws of the cost file's step-to-step noise "
+                    "(this timeline: one draw, step %.3f us)\n",
+                    r.expected_step_us, r.expected_step_error_us, r.noise_samples, r.step_us);
       std::printf("%5s %12s %12s %8s %10s %16s\n", "rank", "busy_us", "idle_us", "bubble", "peak_acts", "peak_mem_bytes");
       for (const auto& rs : r.ranks)
         std::printf("%5d %12.3f %12.3f %8.4f %10d %16llu\n", rs.rank, rs.busy_us, rs.idle_us, rs.bubble_fraction,

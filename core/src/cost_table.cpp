@@ -105,12 +105,21 @@ double cost_table::operator()(const action& a) const {
                       std::to_string(stages.size()) + " stages have costs)");
   if (!is_compute(a.kind))
     return 0; // transfers are the link model's
-  const double t = time_of(stages[static_cast<std::size_t>(a.stage)], a.kind) * scale(a.microbatch);
-  if (jitter == 0)
-    return t; // what the draw below gives without jitter (a factor of exactly 1), without the hash
+  double t = time_of(stages[static_cast<std::size_t>(a.stage)], a.kind) * scale(a.microbatch);
+  if (jitter == 0 && noise.empty())
+    return t; // what the draws below give without jitter or noise (a factor of exactly 1), without the hash
   const std::uint64_t h = splitmix(seed ^ splitmix((static_cast<std::uint64_t>(a.stage) << 40) ^
                                                    (static_cast<std::uint64_t>(a.kind) << 32) ^
                                                    static_cast<std::uint32_t>(a.microbatch)));
+  if (!noise.empty()) { // the measured distribution, by linear interpolation between its quantiles
+    const double u = static_cast<double>(splitmix(h ^ 0x6e6f697365ULL) >> 11) * 0x1.0p-53; // [0, 1)
+    const double x = std::clamp(u * static_cast<double>(noise.size()) - 0.5, 0.0, static_cast<double>(noise.size() - 1));
+    const auto i = std::min(static_cast<std::size_t>(x), noise.size() - 1);
+    const double f = i + 1 < noise.size() ? noise[i] + (x - static_cast<double>(i)) * (noise[i + 1] - noise[i]) : noise[i];
+    t *= f;
+  }
+  if (jitter == 0)
+    return t;
   const double u = static_cast<double>(h >> 11) * 0x1.0p-53 * 2.0 - 1.0; // [-1, 1)
   return t * std::max(0.0, 1.0 + jitter * u);
 }
@@ -231,6 +240,13 @@ void cost_table::validate(int num_stages, const std::string& source) const {
   if (!(arrival_cost_us >= 0) || !std::isfinite(arrival_cost_us))
     throw input_error(source + ": arrival_cost_us must be a finite non-negative number (got " +
                       num(arrival_cost_us) + ")");
+  if (static_cast<std::int64_t>(noise.size()) > limits::max_noise_quantiles)
+    throw input_error(source + ": noise has " + std::to_string(noise.size()) + " quantiles, at most " +
+                      std::to_string(limits::max_noise_quantiles));
+  for (std::size_t i = 0; i < noise.size(); ++i)
+    if (!(noise[i] >= 0) || !std::isfinite(noise[i]) || noise[i] > 1e6 || (i > 0 && noise[i] < noise[i - 1]))
+      throw input_error(source + ": noise[" + std::to_string(i) +
+                        "] must be a finite factor from 0 to 1e6, no smaller than the one before (got " + num(noise[i]) + ")");
 }
 
 void cost_table::validate_links(int num_ranks, const std::string& source) const {
@@ -305,7 +321,7 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
     throw input_error(source + ": missing 'stages' array (expected {\"stages\": [{\"F\": .., \"B\": ..}, ...]})");
   // A misspelt field would silently fall back to its default: every key must be one this file knows.
   reject_unknown_keys(j, {"stages", "device", "unit", "source", "action_overhead_us", "step_overhead_us",
-                          "arrival_cost_us", "microbatch_rows", "links", "layers"},
+                          "arrival_cost_us", "noise", "microbatch_rows", "links", "layers"},
                       source + ": ");
   if (j.contains("unit") && j["unit"] != "us")
     throw input_error(source + ": 'unit' must be \"us\" (microseconds), got " + j["unit"].dump());
@@ -394,6 +410,13 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
     t.step_overhead_us = number(j, source + ": ", "step_overhead_us", "number of microseconds");
   if (j.contains("arrival_cost_us"))
     t.arrival_cost_us = number(j, source + ": ", "arrival_cost_us", "number of microseconds");
+  if (const auto* noise = array_of("noise")) {
+    if (static_cast<std::int64_t>(noise->size()) > limits::max_noise_quantiles)
+      throw input_error(source + ": noise has " + std::to_string(noise->size()) + " quantiles, at most " +
+                        std::to_string(limits::max_noise_quantiles));
+    for (std::size_t i = 0; i < noise->size(); ++i)
+      t.noise.push_back(json_number((*noise)[i], source + ": noise[" + std::to_string(i) + "]", "factor", 0.0, 1e6));
+  }
   if (j.contains("microbatch_rows")) {
     const double rows = number(j, source + ": ", "microbatch_rows", "number of rows", 1e15);
     if (rows != std::floor(rows))
@@ -479,6 +502,8 @@ std::string to_cost_json(const cost_table& t, std::string_view source) {
     j["step_overhead_us"] = t.step_overhead_us;
   if (t.arrival_cost_us > 0)
     j["arrival_cost_us"] = t.arrival_cost_us;
+  if (!t.noise.empty())
+    j["noise"] = t.noise;
   if (t.microbatch_rows > 0)
     j["microbatch_rows"] = t.microbatch_rows;
   if (!t.links.empty()) {

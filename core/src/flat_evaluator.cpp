@@ -1,11 +1,13 @@
 #include "pippy/core/flat_evaluator.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <string>
 
 #include "pippy/core/dependencies.hpp"
 #include "pippy/core/error.hpp"
+#include "pippy/core/limits.hpp"
 
 namespace pippy {
 namespace {
@@ -22,6 +24,26 @@ std::uint64_t flat_result::peak_memory_bytes() const {
   for (const auto& r : ranks)
     peak = std::max(peak, r.peak_memory_bytes);
   return peak;
+}
+
+expected_step expected_step_us(flat_evaluator& ev, const schedule& s, const cost_table& costs, const link_model& links,
+                               const memory_model& memory, const data_parallel_model& dp, int max_samples) {
+  if (max_samples < 1 || max_samples > limits::max_noise_samples)
+    throw input_error("noise samples must be from 1 to " + std::to_string(limits::max_noise_samples) + " (got " +
+                      std::to_string(max_samples) + ")");
+  if (costs.noise.empty())
+    return {.step_us = ev.evaluate(s, costs, links, memory, dp).makespan_us + costs.step_overhead_us};
+  cost_table draw = costs;
+  double sum = 0, sum_sq = 0;
+  int n = 0;
+  auto mean = [&] { return sum / n; };
+  auto standard_error = [&] { return n > 1 ? std::sqrt(std::max(0.0, (sum_sq - sum * sum / n) / (n - 1)) / n) : 0.0; };
+  while (n < max_samples && (n < 16 || standard_error() > 0.002 * mean())) {
+    draw.seed = costs.seed + static_cast<std::uint64_t>(n);
+    const double m = ev.evaluate(s, draw, links, memory, dp).makespan_us;
+    sum += m, sum_sq += m * m, ++n;
+  }
+  return {.step_us = mean() + costs.step_overhead_us, .standard_error_us = standard_error(), .samples = n};
 }
 
 const flat_result& flat_evaluator::evaluate(const schedule& s, const cost_table& costs, const link_model& links,

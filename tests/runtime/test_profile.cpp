@@ -1,6 +1,8 @@
 // The measured cost file: a link the run waited on takes the latency that gives back the run's waits.
 #include <catch2/catch.hpp>
 
+#include <cmath>
+
 #include "pippy/runtime/profile.hpp"
 #include "pippy/traces/metrics.hpp"
 
@@ -120,4 +122,41 @@ TEST_CASE("the cost of a receive landing inside compute is fitted, and the stage
     noisy.events.push_back(e);
   CHECK(fit_arrival_cost(noisy, 1).cost_us == 0);
   CHECK(measure_stage_costs(noisy, 1, {}).stages[0].F == 220);
+}
+
+// Step-to-step noise: each action's times over the steps, over their own mean, widened by sqrt(n / (n - 1)),
+// pooled. 0F0 takes 80, 100 and 120 us in three steps: factors 0.8, 1, 1.2, widened by sqrt(3/2) to
+// 0.7551, 1, 1.2449; 0B0 takes 50 us each time: 1, 1, 1.
+TEST_CASE("the step-to-step noise: quantiles of each action's time over its mean across steps",
+          "[runtime][profile][noise]") {
+  trace t;
+  t.num_ranks = 1;
+  for (int step = 0; step < 3; ++step) {
+    const double at = 1000.0 * step, f = 80 + 20 * step;
+    t.events.push_back(ev(0, "0F0", at, at + f));
+    t.events.push_back(ev(0, "0B0", at + 200, at + 250));
+  }
+  const double w = std::sqrt(1.5);
+  // Three quantiles sit at positions 0.5, 2.5 and 4.5 of the six sorted factors: halfway between the
+  // lowest and the next, 1, and halfway between the highest and the one below; their mean is 1 already.
+  const auto three = fit_step_noise(t, 3, 3);
+  REQUIRE(three.size() == 3);
+  CHECK(three[0] == Approx(1 - 0.1 * w));
+  CHECK(three[1] == Approx(1.0));
+  CHECK(three[2] == Approx(1 + 0.1 * w));
+  const auto six = fit_step_noise(t, 3, 6); // every order statistic: 1 - 0.2w, 1, 1, 1, 1, 1 + 0.2w
+  REQUIRE(six.size() == 6);
+  CHECK(six[0] == Approx(1 - 0.2 * w));
+  CHECK(six[1] == Approx(1.0));
+  CHECK(six[5] == Approx(1 + 0.2 * w));
+  // A draw from them has the measured mean: 1.
+  double mean = 0;
+  for (double q : six)
+    mean += q / 6;
+  CHECK(mean == Approx(1.0));
+  CHECK(fit_step_noise(t, 2).empty()); // two steps say too little
+  // The profile carries them.
+  profile_context context;
+  context.steps = 3;
+  CHECK(measure_stage_costs(t, 1, context).noise == fit_step_noise(t, 3));
 }

@@ -13,6 +13,7 @@
 #include "pippy/core/validate.hpp"
 #include "pippy/core/cost_table.hpp"
 #include "pippy/core/flat_evaluator.hpp"
+#include "pippy/core/limits.hpp"
 #include "sim_helpers.hpp"
 
 using namespace pippy;
@@ -318,4 +319,85 @@ TEST_CASE("arrival cost: the cost file carries it, and a bad value names the fie
                     Catch::Contains("c.json: arrival_cost_us"));
   CHECK_THROWS_WITH(parse_cost_json(R"({"stages":[{"F":1,"B":2}],"arrival_cost_us":"x"})", "c.json"),
                     Catch::Contains("c.json: arrival_cost_us"));
+}
+
+// Step-to-step noise: a profile's quantiles of an action's time over its mean. A draw interpolates between
+// them, so its mean is the quantiles' mean and it never leaves [first, last].
+TEST_CASE("noise: each compute time is scaled by a draw from the quantiles, seeded per action",
+          "[simulator][cost][noise]") {
+  cost_table c = uniform_costs(1, {.F = 10, .B = 20});
+  c.noise = {1, 1, 1, 1};
+  CHECK(c(action{0, action_kind::forward, 3}) == 10); // a factor of exactly 1
+  c.noise = {0.5, 1.0, 1.5, 2.0}; // mean 1.25
+  double sum = 0, lo = 1e9, hi = 0;
+  std::set<double> seen;
+  const int n = 20000;
+  for (int mb = 0; mb < n; ++mb) {
+    const double f = c(action{0, action_kind::forward, mb}) / 10;
+    sum += f, lo = std::min(lo, f), hi = std::max(hi, f);
+    seen.insert(f);
+  }
+  CHECK(sum / n == Approx(1.25).epsilon(0.01));
+  CHECK(lo >= 0.5);
+  CHECK(hi <= 2.0);
+  CHECK(seen.size() > n / 2);
+  const double first = c(action{0, action_kind::backward_input, 7});
+  CHECK(c(action{0, action_kind::backward_input, 7}) == first); // the same action, the same draw
+  c.seed = 1;
+  CHECK(c(action{0, action_kind::backward_input, 7}) != first); // another seed, another draw
+  CHECK(c(action{0, action_kind::send_f, 7}) == 0);                // transfers are the link model's
+}
+
+TEST_CASE("noise: the cost file carries the quantiles, and bad ones are named", "[simulator][cost][noise]") {
+  auto t = parse_cost_json(R"({"stages":[{"F":1,"B":2}],"noise":[0.5,0.75,1.25,1.5]})", "c.json");
+  CHECK(t.noise == std::vector<double>{0.5, 0.75, 1.25, 1.5});
+  CHECK(parse_cost_json(to_cost_json(t), "again").noise == t.noise);
+  CHECK(parse_cost_json(R"({"stages":[{"F":1,"B":2}]})", "c.json").noise.empty());
+  CHECK_THROWS_WITH(parse_cost_json(R"({"stages":[{"F":1,"B":2}],"noise":[0.5,-1]})", "c.json"),
+                    Catch::Contains("c.json: noise[1]"));
+  CHECK_THROWS_WITH(parse_cost_json(R"({"stages":[{"F":1,"B":2}],"noise":{"a":1}})", "c.json"),
+                    Catch::Contains("c.json: 'noise' must be an array"));
+  t.noise = {1.5, 0.5};
+  CHECK_THROWS_WITH(t.validate(1, "c.json"), Catch::Contains("c.json: noise[1]") && Catch::Contains("no smaller than the one before"));
+  t.noise.assign(static_cast<std::size_t>(limits::max_noise_quantiles) + 1, 1.0);
+  CHECK_THROWS_WITH(t.validate(1, "c.json"), Catch::Contains("c.json: noise has 1025 quantiles, at most 1024"));
+}
+
+// The expected step is the mean over draws, seeds from the table's on, until its standard error is within
+// 0.2% of it; each draw is the flat evaluator's makespan of that seed (equal to the actors').
+TEST_CASE("noise: the expected step is the mean of the draws' makespans plus the step overhead",
+          "[simulator][cost][noise]") {
+  const auto s = make_schedule({.name = "1f1b", .num_ranks = 2, .num_microbatches = 4});
+  cost_table c = uniform_costs(2, {.F = 10, .I = 10, .W = 10, .B = 20, .U = 5});
+  c.step_overhead_us = 7;
+  flat_evaluator ev;
+  const double plain = ev.evaluate(s, c).makespan_us;
+  const expected_step none = expected_step_us(ev, s, c);
+  CHECK(none.step_us == plain + 7);
+  CHECK(none.samples == 0);
+  c.noise = {0.25, 0.5, 1.0, 1.25, 3.0}; // mean 1.2, skewed: slow outliers
+  c.seed = 40;
+  const expected_step e = expected_step_us(ev, s, c);
+  REQUIRE(e.samples >= 16);
+  double sum = 0, sum_sq = 0;
+  for (int k = 0; k < e.samples; ++k) {
+    cost_table d = c;
+    d.seed = 40 + static_cast<std::uint64_t>(k);
+    const double m = ev.evaluate(s, d).makespan_us;
+    CHECK(m == simulate(s, {.costs = d}).makespan_us);
+    sum += m, sum_sq += m * m;
+  }
+  const double mean = sum / e.samples;
+  CHECK(e.step_us == Approx(mean + 7).epsilon(1e-12));
+  const double se = std::sqrt((sum_sq - sum * sum / e.samples) / (e.samples - 1) / e.samples);
+  CHECK(e.standard_error_us == Approx(se).epsilon(1e-9));
+  CHECK((e.standard_error_us <= 0.002 * mean || e.samples == default_noise_samples));
+  CHECK(e.step_us > 1.2 * plain + 7); // a pipeline waits for its slowest: more than the mean factor gives
+  CHECK(expected_step_us(ev, s, c, {}, {}, {}, 1).samples == 1);
+  CHECK_THROWS_WITH(expected_step_us(ev, s, c, {}, {}, {}, 0), Catch::Contains("noise samples must be from 1 to 4096"));
+  // The simulator reports it beside its one-draw timeline.
+  const sim_result r = simulate(s, {.costs = c});
+  CHECK(r.expected_step_us == e.step_us);
+  CHECK(r.noise_samples == e.samples);
+  CHECK(r.step_us == ev.evaluate(s, c).makespan_us + 7); // the timeline: the table's own seed
 }

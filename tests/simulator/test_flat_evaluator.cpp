@@ -92,6 +92,12 @@ std::vector<configuration> configurations(const schedule& s, std::uint32_t seed)
     o.costs.arrival_cost_us = 1.3;
     o.data_parallel = {.replicas = 2, .sync = grad_sync_mode::overlap};
   });
+  add("step-to-step noise drawn from quantiles, arrivals cost compute", [](sim::sim_options& o) {
+    o.links = link_model::uniform(0.4, 0);
+    o.costs.noise = {0.3, 0.7, 0.9, 1.0, 1.1, 1.4, 2.6};
+    o.costs.seed = 11;
+    o.costs.arrival_cost_us = 0.2;
+  });
   add("arrivals cost compute, blocking sends", [](sim::sim_options& o) {
     o.links = link_model::uniform(0.2, 1);
     o.links.blocking_send = true;

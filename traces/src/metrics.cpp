@@ -350,6 +350,44 @@ std::vector<transfer_wait> transfer_waits(const std::vector<trace_metrics>& per_
 
 std::vector<transfer_wait> transfer_waits(const trace& t, int steps) { return transfer_waits(step_metrics(t, steps)); }
 
+std::vector<double> fit_step_noise(const trace& t, int steps, int quantiles) {
+  if (steps < 3 || quantiles < 1)
+    return {};
+  std::map<std::pair<int, action>, std::vector<double>> times; // each compute action's time, step by step
+  for (const auto& e : t.events)
+    if (is_compute(e.act.kind))
+      times[{e.rank, e.act}].push_back(e.duration_us());
+  std::vector<double> factors;
+  for (const auto& [key, d] : times) {
+    const double n = static_cast<double>(d.size());
+    const double mean = std::accumulate(d.begin(), d.end(), 0.0) / n;
+    if (d.size() < 2 || !(mean > 0))
+      continue;
+    const double widen = std::sqrt(n / (n - 1)); // the mean came from the same times: undo its pull
+    for (double x : d)
+      factors.push_back(std::max(0.0, 1.0 + (x / mean - 1.0) * widen));
+  }
+  if (factors.empty())
+    return {};
+  std::sort(factors.begin(), factors.end());
+  std::vector<double> out;
+  for (int i = 0; i < quantiles; ++i) { // linear between order statistics
+    const double at = (i + 0.5) / quantiles * static_cast<double>(factors.size()) - 0.5;
+    const double x = std::clamp(at, 0.0, static_cast<double>(factors.size() - 1));
+    const auto k = static_cast<std::size_t>(x);
+    const double v = k + 1 < factors.size() ? factors[k] + (x - static_cast<double>(k)) * (factors[k + 1] - factors[k]) : factors[k];
+    out.push_back(v);
+  }
+  // A draw's mean is the quantiles' mean (cost_table::operator() interpolates between them). The tail
+  // beyond the last quantile is cut, which would make noisy actions shorter on average: scale to a mean
+  // of 1, so that the stage times stay the measured means.
+  const double mean = std::accumulate(out.begin(), out.end(), 0.0) / static_cast<double>(out.size());
+  if (mean > 0)
+    for (double& q : out)
+      q /= mean;
+  return out;
+}
+
 arrival_fit fit_arrival_cost(const trace& t, int num_stages) {
   arrival_fit fit;
   fit.mean_arrivals.assign(static_cast<std::size_t>(std::max(0, num_stages)), {});

@@ -135,6 +135,11 @@ struct cost_table {
   std::int64_t microbatch_rows = 0; // rows of the micro-batch the times were measured on (0 = unknown)
   double jitter = 0;       // each compute time scaled by (1 + jitter * u), u uniform in [-1, 1]
   std::uint64_t seed = 0;  // ... drawn from a hash of (seed, action): deterministic, order-free
+  // Step-to-step noise as measured (traces' fit_step_noise): quantiles of an action's time over its
+  // mean at probabilities (i + 0.5) / n, non-decreasing. Each compute time is scaled by a draw from
+  // them, hashed from (seed, action) like the jitter; the expected step is the mean over seeds
+  // (expected_step_us). Empty: no noise.
+  std::vector<double> noise;
   // Size of micro-batch m relative to the one the costs describe (empty: all 1). Compute times and
   // activation bytes scale with it: an uneven last micro-batch is cheaper, its transfers smaller.
   std::vector<double> microbatch_scale;

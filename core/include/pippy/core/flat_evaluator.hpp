@@ -42,6 +42,22 @@ struct flat_result {
   std::uint64_t peak_memory_bytes() const; // max over ranks
 };
 
+class flat_evaluator;
+
+// The step time a cost table with step-to-step noise (cost_table::noise) predicts: the mean over draws
+// (seeds costs.seed, costs.seed + 1, ...) of makespan + step overhead, drawn until its standard error is
+// at most 0.2% of it (at least 16 draws) or `max_samples` draws. Without noise, the one makespan + step
+// overhead. Throws input_error when max_samples is outside [1, limits::max_noise_samples].
+inline constexpr int default_noise_samples = 1024;
+struct expected_step {
+  double step_us = 0;
+  double standard_error_us = 0;
+  int samples = 0; // 0 without noise
+};
+expected_step expected_step_us(flat_evaluator& ev, const schedule& s, const cost_table& costs, const link_model& links = {},
+                               const memory_model& memory = {}, const data_parallel_model& dp = {},
+                               int max_samples = default_noise_samples);
+
 class flat_evaluator {
 public:
   // Evaluates `s`, lowered with add_communication first when it has no communication actions. The

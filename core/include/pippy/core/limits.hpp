@@ -22,6 +22,10 @@ inline constexpr std::int64_t max_bytes = std::int64_t{1} << 40;
 // largest schedule stay finite (a makespan of inf would print as null).
 inline constexpr double max_time_us = 1e12;
 
+// Quantiles of a cost file's step-to-step noise (cost_table::noise), and draws averaged per prediction.
+inline constexpr std::int64_t max_noise_quantiles = 1024;
+inline constexpr std::int64_t max_noise_samples = 4096;
+
 // a * b, or nullopt when it does not fit in 64 bits.
 inline std::optional<std::int64_t> checked_mul(std::int64_t a, std::int64_t b) {
   std::int64_t out = 0;

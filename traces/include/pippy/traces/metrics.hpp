@@ -173,6 +173,13 @@ struct arrival_fit {
 };
 arrival_fit fit_arrival_cost(const trace& t, int num_stages);
 
+// Step-to-step noise of a measured trace of `steps` steps (cost_table::noise): every compute action
+// (rank, action) occurs once per step; each time over its own mean across the steps, its deviation scaled
+// by sqrt(n / (n - 1)) for the n steps its mean came from, pooled over all actions. Returns `quantiles`
+// quantiles of that factor at probabilities (i + 0.5) / quantiles, scaled to a mean of 1 (the mean of a
+// draw from them); empty with fewer than 3 steps.
+std::vector<double> fit_step_noise(const trace& t, int steps, int quantiles = 64);
+
 // The memory samples of one rank sorted by time (the memory curve).
 std::vector<memory_sample> memory_curve(const trace& t, int rank);
 
