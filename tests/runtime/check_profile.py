@@ -185,6 +185,31 @@ def main():
     overhead = costs.get("action_overhead_us")
     if not isinstance(overhead, (int, float)) or not math.isfinite(overhead) or overhead < 0:
         bad.append(f"action_overhead_us {overhead!r} is not a non-negative number")
+    # Step-to-step noise, refitted: each action's times over its own mean across the steps after the
+    # first, widened by sqrt(n / (n - 1)), pooled; 64 quantiles at (i + 0.5) / 64, scaled to a mean of 1.
+    per_action = defaultdict(list)
+    for evs in kept.values():
+        for e in evs:
+            per_action[(e["pid"], e["args"]["stage"], e["args"]["kind"], e["args"].get("microbatch"))].append(e["dur"])
+    want_noise = []
+    if a.steps - 1 >= 3:
+        factors = []
+        for d in per_action.values():
+            m = sum(d) / len(d)
+            if len(d) >= 2 and m > 0:
+                factors += [max(0.0, 1 + (x / m - 1) * math.sqrt(len(d) / (len(d) - 1))) for x in d]
+        factors.sort()
+        for i in range(64 if factors else 0):
+            x = min(max((i + 0.5) / 64 * len(factors) - 0.5, 0), len(factors) - 1)
+            k = int(x)
+            want_noise.append(factors[k] + (x - k) * (factors[k + 1] - factors[k]) if k + 1 < len(factors) else factors[k])
+        if want_noise:
+            mean = sum(want_noise) / len(want_noise)
+            want_noise = [q / mean for q in want_noise]
+    got_noise = costs.get("noise", [])
+    if len(got_noise) != len(want_noise) or any(abs(g - w) > 2e-3 for g, w in zip(got_noise, want_noise)):
+        bad.append(f"noise {got_noise[:4]}... ({len(got_noise)}), refitted from the trace {want_noise[:4]}... ({len(want_noise)})")
+    print(f"noise: {len(got_noise)} quantiles" + (f", {got_noise[0]:.3f} to {got_noise[-1]:.3f}" if got_noise else ""))
     for b in bad:
         print("FAIL: " + b)
     if bad:

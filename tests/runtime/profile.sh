@@ -13,7 +13,7 @@ shift 3
 here=$(cd "$(dirname "$0")" && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-steps=3
+steps=5
 "$pippy" run --nproc 2 -- "$mynetwork" --schedule zbv --microbatches 6 --steps $steps --seed 1 --timeout 30 \
   --trace "$tmp/trace.json" --profile "$tmp/costs.json" "$@" | tee "$tmp/out.txt"
 [[ $(grep -c '^step [0-9]* loss ' "$tmp/out.txt") -eq $steps ]] || { echo "FAIL: expected $steps loss lines"; exit 1; }
