@@ -52,7 +52,7 @@ json.dump(costs, open(out, "w"))
 PY
   predict() {
     "$build/tools/pippy" sim --schedule "$s" --ranks 2 --stages-per-rank "$v" --microbatches 8 --cost-file "$1" --json |
-      awk -F': ' '/"step_us"/ {gsub(/,/, "", $2); print $2 / 1000}'
+      awk -F': ' '/"expected_step_us"/ {gsub(/,/, "", $2); print $2 / 1000}'
   }
   measured=$(awk '/^measured step_us/ {print $3 / 1000}' "$out/$s-2.log")
   with=$(predict "$out/$s-2.json")

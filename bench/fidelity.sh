@@ -5,7 +5,8 @@
 # thread yielding to its transport threads) and --profile. The measured step is the runtime's `measured
 # step_us`: the steps after the first, first start to last end, over their number (gaps between steps
 # included). `pippy sim` predicts `step_us` from that run's own profile: stage times, the per-action and
-# per-step overheads, the links as the run waited on them, the cost of a receive landing inside compute.
+# per-step overheads, the links as the run waited on them, the cost of a receive landing inside compute,
+# and the actions' step-to-step noise: the prediction is sim's expected_step_us, the mean over draws of it.
 # Each run's trace is kept beside its profile (TAG-trace.json). The error is (predicted - measured) / measured. On a 2-core machine
 # 3 or 4 processes share the cores: their times include that contention, which the profile measures too.
 # Last line: `worst error X%` over all runs.
@@ -34,7 +35,7 @@ for n in "${nprocs[@]}"; do
       { echo "error: $s on $n processes failed (see $out/$tag.log)" >&2; exit 1; }
     measured=$(awk '/^measured step_us/ {print $3 / 1000}' "$out/$tag.log")
     predicted=$("$pippy" sim --schedule "$s" --ranks "$n" --stages-per-rank "$v" --microbatches 8 \
-      --cost-file "$out/$tag.json" --json | awk -F': ' '/"step_us"/ {gsub(/,/, "", $2); print $2 / 1000}')
+      --cost-file "$out/$tag.json" --json | awk -F': ' '/"expected_step_us"/ {gsub(/,/, "", $2); print $2 / 1000}')
     err=$(awk -v p="$predicted" -v m="$measured" 'BEGIN {printf "%.1f", 100 * (p - m) / m}')
     printf "%-6s %-18s %12.3f %12.3f %7s%%\n" "$n" "$s" "$measured" "$predicted" "$err"
     worst=$(awk -v w="$worst" -v e="$err" 'BEGIN {e = e < 0 ? -e : e; print (e > w ? e : w)}')
