@@ -104,6 +104,10 @@ command add_plan_command(CLI::App& app) {
       so.memory.state_factor = po.memory.state_factor; // no cap: the full step, as predicted
       const schedule sched = plan_schedule(po, c);
       simulated.push_back(sim::simulate(sched, so).step_us);
+      if (profile.noise.empty()) { // no draws: the expected step is the simulated one
+        expected.push_back(simulated.back());
+        continue;
+      }
       cost_table noisy = so.costs;
       noisy.noise = profile.noise;
       flat_evaluator ev;

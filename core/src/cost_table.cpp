@@ -111,13 +111,8 @@ double cost_table::operator()(const action& a) const {
   const std::uint64_t h = splitmix(seed ^ splitmix((static_cast<std::uint64_t>(a.stage) << 40) ^
                                                    (static_cast<std::uint64_t>(a.kind) << 32) ^
                                                    static_cast<std::uint32_t>(a.microbatch)));
-  if (!noise.empty()) { // the measured distribution, by linear interpolation between its quantiles
-    const double u = static_cast<double>(splitmix(h ^ 0x6e6f697365ULL) >> 11) * 0x1.0p-53; // [0, 1)
-    const double x = std::clamp(u * static_cast<double>(noise.size()) - 0.5, 0.0, static_cast<double>(noise.size() - 1));
-    const auto i = std::min(static_cast<std::size_t>(x), noise.size() - 1);
-    const double f = i + 1 < noise.size() ? noise[i] + (x - static_cast<double>(i)) * (noise[i + 1] - noise[i]) : noise[i];
-    t *= f;
-  }
+  if (!noise.empty()) // the measured distribution, by linear interpolation between its quantiles
+    t *= quantile_at(noise, static_cast<double>(splitmix(h ^ 0x6e6f697365ULL) >> 11) * 0x1.0p-53); // p in [0, 1)
   if (jitter == 0)
     return t;
   const double u = static_cast<double>(h >> 11) * 0x1.0p-53 * 2.0 - 1.0; // [-1, 1)
@@ -135,6 +130,12 @@ const link_class& link_model::between(int rank_a, int rank_b) const {
   if (ranks_per_host <= 0)
     return intra_host;
   return rank_a / ranks_per_host == rank_b / ranks_per_host ? intra_host : inter_host;
+}
+
+double quantile_at(const std::vector<double>& sorted, double p) {
+  const double x = std::clamp(p * static_cast<double>(sorted.size()) - 0.5, 0.0, static_cast<double>(sorted.size() - 1));
+  const auto i = static_cast<std::size_t>(x);
+  return i + 1 < sorted.size() ? sorted[i] + (x - static_cast<double>(i)) * (sorted[i + 1] - sorted[i]) : sorted[i];
 }
 
 memory_effect memory_effect_of(const cost_table& costs, const action& a, bool forward_only) {

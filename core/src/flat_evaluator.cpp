@@ -162,10 +162,11 @@ void flat_evaluator::prepare(const schedule& s, const cost_table& costs, const l
     sender_[next[key % static_cast<std::uint64_t>(R)]++] = static_cast<std::int32_t>(key / static_cast<std::uint64_t>(R));
   producer_.assign(static_cast<std::size_t>(2 * S), -1); // forward inputs of stage s come from s - 1, gradients from s + 1
   for (int st = 0; st < S; ++st) {
-    if (st > 0 && shape.rank_of(st - 1) != shape.rank_of(st))
-      producer_[static_cast<std::size_t>(st)] = shape.rank_of(st - 1);
-    if (st + 1 < S && shape.rank_of(st + 1) != shape.rank_of(st))
-      producer_[static_cast<std::size_t>(S + st)] = shape.rank_of(st + 1);
+    const auto at = static_cast<std::size_t>(st);
+    if (st > 0 && stage_rank_[at - 1] != stage_rank_[at])
+      producer_[at] = stage_rank_[at - 1];
+    if (st + 1 < S && stage_rank_[at + 1] != stage_rank_[at])
+      producer_[static_cast<std::size_t>(S) + at] = stage_rank_[at + 1];
   }
   link_free_.assign(link_.size(), 0.0);
   memory_.clear();
@@ -354,11 +355,14 @@ void flat_evaluator::run(bool blocking_send, double overhead_us) {
           if (!settled(r, t1)) { // paused until the clock reaches its end
             set_paused_end(r, t1);
             blocked[r] = computing;
-            // Paused ranks resume in turn, too many streams for the hardware to prefetch.
-            for (std::size_t k = 1; k <= 4; ++k)
-              __builtin_prefetch(&ops[pc + k]);
-            __builtin_prefetch(&start_[pc + 1], 1);
-            __builtin_prefetch(&end_[pc + 1], 1);
+            // Paused ranks resume in turn, too many streams for the hardware to prefetch. Only within
+            // the rank's own ops: past the last one there is nothing to read.
+            for (std::size_t k = pc + 1; k < std::min(pc + 5, end); ++k)
+              __builtin_prefetch(ops + k);
+            if (pc + 1 < end) {
+              __builtin_prefetch(start_.data() + pc + 1, 1);
+              __builtin_prefetch(end_.data() + pc + 1, 1);
+            }
             break;
           }
           arrivals_[r].finish();

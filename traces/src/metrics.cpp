@@ -2,6 +2,7 @@
 
 #include "pippy/core/error.hpp"
 
+#include "pippy/core/cost_table.hpp"
 #include "pippy/core/dependencies.hpp"
 
 #include <algorithm>
@@ -371,13 +372,8 @@ std::vector<double> fit_step_noise(const trace& t, int steps, int quantiles) {
     return {};
   std::sort(factors.begin(), factors.end());
   std::vector<double> out;
-  for (int i = 0; i < quantiles; ++i) { // linear between order statistics
-    const double at = (i + 0.5) / quantiles * static_cast<double>(factors.size()) - 0.5;
-    const double x = std::clamp(at, 0.0, static_cast<double>(factors.size() - 1));
-    const auto k = static_cast<std::size_t>(x);
-    const double v = k + 1 < factors.size() ? factors[k] + (x - static_cast<double>(k)) * (factors[k + 1] - factors[k]) : factors[k];
-    out.push_back(v);
-  }
+  for (int i = 0; i < quantiles; ++i) // what a draw reads back at the same probabilities
+    out.push_back(quantile_at(factors, (i + 0.5) / quantiles));
   // A draw's mean is the quantiles' mean (cost_table::operator() interpolates between them). The tail
   // beyond the last quantile is cut, which would make noisy actions shorter on average: scale to a mean
   // of 1, so that the stage times stay the measured means.

@@ -190,6 +190,11 @@ struct memory_effect {
 };
 memory_effect memory_effect_of(const cost_table& costs, const action& a, bool forward_only);
 
+// The quantile convention of cost_table::noise, written once for the profile that fits it and the draws
+// that read it: the value at probability p in [0, 1] of a sorted, non-empty list, whose element i sits at
+// (i + 0.5) / size, linear in between and the end values beyond.
+double quantile_at(const std::vector<double>& sorted, double p);
+
 // Bytes a rank holds all the time: its stages' parameters times the state factor.
 std::uint64_t static_memory_bytes(const cost_table& costs, const memory_model& memory, const pipeline_shape& shape,
                                   int rank);
