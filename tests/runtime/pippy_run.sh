@@ -14,17 +14,21 @@ done
 [[ $(grep -oE 'port=[0-9]+' <<<"$out" | sort -u | wc -l) -eq 1 ]] || fail "ranks got different ports"
 # The chosen port is held for the job from its choice on: no other process can bind it while the job runs,
 # and only rank 0 gets the listening socket to serve the store on (PIPPY_MASTER_LISTEN_FD, an open fd).
-bind_probe='import os, socket, sys
+# Each line goes out in one write(2) (under PIPE_BUF, so atomic): the two ranks share the launcher's
+# stdout, and print() may split a line into several writes where Python runs unbuffered.
+bind_probe='import os, socket
+def say(*words):
+    os.write(1, (" ".join(map(str, words)) + "\n").encode())
 s = socket.socket()
 try:
     s.bind(("0.0.0.0", int(os.environ["MASTER_PORT"])))
-    print("rank", os.environ["RANK"], "could bind the port")
+    say("rank", os.environ["RANK"], "could bind the port")
 except OSError:
-    print("rank", os.environ["RANK"], "port held")
+    say("rank", os.environ["RANK"], "port held")
 fd = os.environ.get("PIPPY_MASTER_LISTEN_FD")
 if fd is not None:
     k = socket.socket(fileno=os.dup(int(fd)))
-    print("rank", os.environ["RANK"], "listen fd on port", k.getsockname()[1] == int(os.environ["MASTER_PORT"]))'
+    say("rank", os.environ["RANK"], "listen fd on port", k.getsockname()[1] == int(os.environ["MASTER_PORT"]))'
 out=$("$pippy" run --nproc 2 -- python3 -c "$bind_probe" 2>&1) || fail "the port probe: exit status $?"
 echo "$out"
 grep -q "rank 0 port held" <<<"$out" && grep -q "rank 1 port held" <<<"$out" || fail "the job's port could be bound"
