@@ -6,47 +6,113 @@
 
 namespace pippy {
 
+// ---- optimizer_shard
+
+optimizer_shard optimizer_shard::of(std::int64_t total, int replica, int replicas) {
+  optimizer_shard s{.total = total, .per = (total + replicas - 1) / replicas};
+  s.begin = std::min(total, replica * s.per);
+  s.count = std::min(total, s.begin + s.per) - s.begin;
+  return s;
+}
+
 // ---- replica_grad_sync
 
 replica_grad_sync::replica_grad_sync(gloo_group& replicas, std::vector<torch::Tensor> params, int microbatches,
-                                     grad_sync_mode mode)
-    : replicas_(replicas), params_(std::move(params)), microbatches_(microbatches), mode_(mode) {}
+                                     grad_sync_mode mode, std::optional<optimizer_shard> slice,
+                                     std::vector<torch::Tensor> whole)
+    : replicas_(replicas), params_(std::move(params)), microbatches_(microbatches), mode_(mode),
+      slice_(slice), whole_(std::move(whole)) {}
 
 void replica_grad_sync::weight_grads_in() {
   if (++seen_ == microbatches_ && mode_ == grad_sync_mode::overlap)
     start();
 }
 
+namespace {
+// Calls f(p, in_param, in_slice, n) for each parameter p with elements in `slice` of the flattened
+// parameters: n of them, from p's element in_param on, at the slice's element in_slice on.
+template <class F>
+void for_each_in_slice(const std::vector<torch::Tensor>& params, const optimizer_shard& slice, F&& f) {
+  std::int64_t at = 0; // where the parameter starts in the flattened whole
+  for (const auto& p : params) {
+    const std::int64_t from = std::max(at, slice.begin), to = std::min(at + p.numel(), slice.begin + slice.count);
+    if (from < to)
+      f(p, from - at, from - slice.begin, to - from);
+    at += p.numel();
+  }
+}
+// Gradients whose parameters have one, flattened and concatenated in order.
+torch::Tensor defined_grads(const std::vector<torch::Tensor>& params) {
+  std::vector<torch::Tensor> grads;
+  for (const auto& p : params)
+    if (p.grad().defined())
+      grads.push_back(p.grad().reshape(-1));
+  return grads.empty() ? torch::Tensor() : torch::cat(grads);
+}
+// Writes `from` / n back into the gradients defined_grads read.
+void set_defined_grads(const std::vector<torch::Tensor>& params, const torch::Tensor& from, double n) {
+  std::int64_t at = 0;
+  for (const auto& p : params)
+    if (p.grad().defined()) {
+      const auto k = p.grad().numel();
+      p.grad().copy_(from.narrow(0, at, k).view_as(p.grad()).div(n));
+      at += k;
+    }
+}
+} // namespace
+
 void replica_grad_sync::before_step(const std::function<void()>& step) {
-  if (!pending_.valid())
+  if (pending_.empty())
     start();
-  pending_.get();
-  pending_ = {};
+  for (auto& f : pending_)
+    f.get();
+  pending_.clear();
   seen_ = 0;
   const double replicas = replicas_.world_size();
-  std::int64_t at = 0;
-  for (const auto& p : params_)
-    if (p.grad().defined()) {
-      const auto n = p.grad().numel();
-      p.grad().copy_(bucket_.narrow(0, at, n).view_as(p.grad()).div(replicas));
-      at += n;
-    }
+  if (!slice_) {
+    if (bucket_.defined())
+      set_defined_grads(params_, bucket_, replicas);
+  } else {
+    // This replica's slice: the only gradients its zero1_optimizer reads. Elsewhere they stay its own.
+    if (slice_sum_.defined())
+      for_each_in_slice(params_, *slice_, [&](const torch::Tensor& p, std::int64_t in_param, std::int64_t in_slice, std::int64_t n) {
+        if (p.grad().defined())
+          p.grad().view(-1).narrow(0, in_param, n).copy_(slice_sum_.narrow(0, in_slice, n).div(replicas));
+      });
+    if (whole_bucket_.defined())
+      set_defined_grads(whole_, whole_bucket_, replicas);
+  }
   step();
 }
 
 void replica_grad_sync::start() {
-  std::vector<torch::Tensor> grads;
-  for (const auto& p : params_)
-    if (p.grad().defined())
-      grads.push_back(p.grad().reshape(-1));
-  if (grads.empty()) { // nothing to sum (every replica agrees: the same stage)
+  if (!slice_) {
+    bucket_ = defined_grads(params_);
+    if (bucket_.defined()) // else nothing to sum (every replica agrees: the same stage)
+      pending_.push_back(replicas_.allreduce_sum_async({bucket_}));
+  } else {
+    if (slice_->total > 0) {
+      // The flattened parameters' gradients (zeros where one has none), padded to equal slices.
+      const std::int64_t D = replicas_.world_size();
+      auto flat = torch::zeros({D * slice_->per}, torch::dtype(params_.front().scalar_type()));
+      std::int64_t at = 0;
+      for (const auto& p : params_) {
+        if (p.grad().defined())
+          flat.narrow(0, at, p.numel()).copy_(p.grad().reshape(-1));
+        at += p.numel();
+      }
+      slice_sum_ = torch::empty({slice_->per}, flat.options());
+      pending_.push_back(replicas_.reduce_scatter_sum_async(flat, slice_sum_));
+    }
+    whole_bucket_ = defined_grads(whole_);
+    if (whole_bucket_.defined())
+      pending_.push_back(replicas_.allreduce_sum_async({whole_bucket_}));
+  }
+  if (pending_.empty()) { // keeps before_step from starting again
     std::promise<void> none;
     none.set_value();
-    pending_ = none.get_future().share();
-    return;
+    pending_.push_back(none.get_future().share());
   }
-  bucket_ = torch::cat(grads);
-  pending_ = replicas_.allreduce_sum_async({bucket_});
 }
 
 // ---- zero1_optimizer
@@ -65,37 +131,29 @@ zero1_optimizer::zero1_optimizer(
     const std::function<std::shared_ptr<torch::optim::Optimizer>(std::vector<torch::Tensor>)>& make_inner)
     : torch::optim::Optimizer(std::move(params), std::make_unique<torch::optim::SGDOptions>(0.0)),
       replicas_(replicas) {
-  const auto all = flat_copy(parameters());
-  total_ = all.numel();
-  const std::int64_t d = replicas_.rank(), D = replicas_.world_size();
-  const std::int64_t per = (total_ + D - 1) / D; // the last slice is padded to the same size
-  begin_ = std::min(total_, d * per);
-  count_ = std::min(total_, begin_ + per) - begin_;
-  slice_ = torch::zeros({per}, all.options());
-  slice_.narrow(0, 0, count_).copy_(all.narrow(0, begin_, count_));
+  const auto all = flat_copy(param_groups().front().params());
+  part_ = optimizer_shard::of(all.numel(), replicas_.rank(), replicas_.world_size());
+  slice_ = torch::zeros({part_.per}, all.options());
+  slice_.narrow(0, 0, part_.count).copy_(all.narrow(0, part_.begin, part_.count));
   slice_.set_requires_grad(true);
   inner_ = make_inner({slice_});
 }
 
 torch::Tensor zero1_optimizer::step(LossClosure) {
   torch::NoGradGuard no_grad;
-  // The gradients are the replicas' average already (replica_grad_sync, before this step), tied ones
-  // summed after that: read from each parameter only the part inside this replica's slice.
+  // The gradients of this slice are the replicas' average already (replica_grad_sync, before this
+  // step), tied ones summed after that: read only them.
   auto g = torch::zeros_like(slice_);
-  std::int64_t at = 0; // where the parameter starts in the flattened whole
-  for (const auto& p : parameters()) {
-    const std::int64_t from = std::max(at, begin_), to = std::min(at + p.numel(), begin_ + count_);
-    if (from < to && p.grad().defined())
-      g.narrow(0, from - begin_, to - from).copy_(p.grad().detach().reshape(-1).narrow(0, from - at, to - from));
-    at += p.numel();
-  }
+  for_each_in_slice(param_groups().front().params(), part_, [&](const torch::Tensor& p, std::int64_t in_param, std::int64_t in_slice, std::int64_t n) {
+    if (p.grad().defined())
+      g.narrow(0, in_slice, n).copy_(p.grad().detach().reshape(-1).narrow(0, in_param, n));
+  });
   slice_.mutable_grad() = g;
   inner_->step();
   // Every replica's updated slice into every copy of the parameters.
-  const auto slices = replicas_.allgather(slice_.detach());
-  const auto all = torch::cat(slices).narrow(0, 0, total_);
-  at = 0;
-  for (auto& p : parameters()) {
+  const auto all = replicas_.allgather(slice_.detach()).narrow(0, 0, part_.total);
+  std::int64_t at = 0; // where the parameter starts in the flattened whole
+  for (auto& p : param_groups().front().params()) {
     p.copy_(all.narrow(0, at, p.numel()).view_as(p));
     at += p.numel();
   }

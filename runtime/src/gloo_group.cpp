@@ -255,32 +255,46 @@ void gloo_group::barrier() {
 void gloo_group::allreduce_sum(std::vector<torch::Tensor>& tensors) { allreduce_sum_async(tensors).get(); }
 
 std::shared_future<void> gloo_group::allreduce_sum_async(std::vector<torch::Tensor> tensors) {
-  pending p;
+  c10::intrusive_ptr<c10d::Work> work;
   {
     std::lock_guard lock(post_mu_);
-    p.works.push_back(pg_->allreduce(tensors));
+    work = pg_->allreduce(tensors);
   }
+  return collective_done(std::move(work), std::move(tensors), "all-reduce");
+}
+
+std::shared_future<void> gloo_group::reduce_scatter_sum_async(torch::Tensor input, torch::Tensor output) {
+  c10::intrusive_ptr<c10d::Work> work;
+  {
+    std::lock_guard lock(post_mu_);
+    work = pg_->_reduce_scatter_base(output, input);
+  }
+  return collective_done(std::move(work), {std::move(input), std::move(output)}, "reduce-scatter");
+}
+
+std::shared_future<void> gloo_group::collective_done(c10::intrusive_ptr<c10d::Work> work,
+                                                     std::vector<torch::Tensor> keep_alive, const char* what) {
+  pending p;
+  p.works.push_back(std::move(work));
   p.peer = -1;
-  p.what = "all-reduce";
-  p.keep_alive = std::move(tensors);
+  p.what = what;
+  p.keep_alive = std::move(keep_alive);
   p.done = std::make_shared<std::promise<void>>();
   std::shared_future<void> fut = p.done->get_future().share();
   enqueue(recv_waiter_, std::move(p));
   return fut;
 }
 
-std::vector<torch::Tensor> gloo_group::allgather(const torch::Tensor& mine) {
-  std::vector<std::vector<torch::Tensor>> out(1);
-  for (int r = 0; r < env_.world_size; ++r)
-    out[0].push_back(torch::empty_like(mine));
-  std::vector<torch::Tensor> in{mine.contiguous()};
+torch::Tensor gloo_group::allgather(const torch::Tensor& mine) {
+  auto in = mine.contiguous();
+  auto out = torch::empty({env_.world_size * in.numel()}, in.options());
   c10::intrusive_ptr<c10d::Work> work;
   {
     std::lock_guard lock(post_mu_);
-    work = pg_->allgather(out, in);
+    work = pg_->_allgather_base(out, in);
   }
   wait_for(std::move(work), "all-gather");
-  return out[0];
+  return out;
 }
 
 void gloo_group::wait_for(c10::intrusive_ptr<c10d::Work> work, const std::string& what) {

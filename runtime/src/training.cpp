@@ -444,6 +444,7 @@ int train_pipelined(const training_job& job, const dist_env& env) {
     param_bytes[s] = stages[static_cast<std::size_t>(s)]->parameter_bytes();
   }
   std::unique_ptr<tied_sync> tied;
+  std::map<int, std::vector<torch::Tensor>> tied_copies; // per local holder stage
   if (job.tied_groups) {
     auto groups = job.tied_groups();
     std::map<int, std::map<std::size_t, torch::Tensor>> local;
@@ -456,6 +457,7 @@ int train_pipelined(const training_job& job, const dist_env& env) {
         if (p == nullptr)
           throw input_error("tied weight '" + groups[g].name + "' is not a parameter of stage " + std::to_string(s));
         local[s][g] = *p;
+        tied_copies[s].push_back(*p);
       }
     if (!groups.empty()) {
       tied = std::make_unique<tied_sync>(groups, local, sched.shape, transport.get());
@@ -464,18 +466,22 @@ int train_pipelined(const training_job& job, const dist_env& env) {
             [t = tied.get()](int stage, std::function<void()> step) { t->before_step(stage, std::move(step)); });
     }
   }
-  // With --dp: a stage's gradients averaged over its D replicas before each U, in one bucket; where the
-  // stage holds a tied copy, before the copies' sum within the replica, so that sum spans the replicas too.
+  // With --dp: a stage's gradients averaged over its D replicas before each U, in one bucket (with
+  // ZeRO-1 only the slice its optimizer keeps, and tied copies whole); where the stage holds a tied copy,
+  // before the copies' sum within the replica, so that sum spans the replicas too.
   std::vector<std::unique_ptr<replica_grad_sync>> grad_syncs;
   if (replicas && !job.forward_only) {
     for (int s = 0; s < S; ++s) {
       auto& ex = stages[static_cast<std::size_t>(s)];
       if (!ex)
         continue;
+      std::optional<optimizer_shard> shard;
+      if (const auto* sharded = dynamic_cast<const zero1_optimizer*>(optimizers[static_cast<std::size_t>(s)].get()))
+        shard = sharded->part();
       auto* sync = grad_syncs
                        .emplace_back(std::make_unique<replica_grad_sync>(
                            *replicas, unique_parameters(*mods[static_cast<std::size_t>(s)]), job.microbatches,
-                           job.grad_sync))
+                           job.grad_sync, shard, shard ? tied_copies[s] : std::vector<torch::Tensor>{}))
                        .get();
       ex->set_after_weight_grads([sync](int) { sync->weight_grads_in(); });
       // A tied copy's gradient is averaged over the replicas first, then summed with the other copies in

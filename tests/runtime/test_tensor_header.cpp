@@ -2,12 +2,9 @@
 // header's framing and checks, and a transfer over a real in-process Gloo pair whose shapes change.
 #include <catch2/catch.hpp>
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <future>
 
+#include "../support/loopback.hpp"
 #include "pippy/core/error.hpp"
 #include "pippy/core/failure.hpp"
 #include "pippy/runtime/gloo_group.hpp"
@@ -39,17 +36,6 @@ failure_kind kind_of_reading(std::vector<int64_t> full) {
   return failure_kind::compute_error;
 }
 
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t n = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 } // namespace
 
 TEST_CASE("a header round-trips dtypes, shapes and undefined tensors", "[runtime][header]") {
@@ -105,7 +91,7 @@ TEST_CASE("a header of another transfer than the one due is refused, naming both
 }
 
 TEST_CASE("over Gloo, shapes may change from one transfer to the next", "[runtime][header]") {
-  const int port = free_port();
+  const int port = test::free_loopback_port();
   auto run = [port](int rank) {
     dist_env env;
     env.rank = rank;

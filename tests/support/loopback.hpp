@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 namespace pippy::test {
 
@@ -34,6 +35,14 @@ inline bound_socket bind_loopback(int flags = 0) {
   REQUIRE(::getsockname(s.fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
   s.port = ntohs(a.sin_port);
   return s;
+}
+
+// A loopback port free now, for a server the code under test opens itself (a c10d store): closed
+// again at once, so another process could take it first; good enough for tests in one process.
+inline int free_loopback_port() {
+  const bound_socket s = bind_loopback();
+  ::close(s.fd);
+  return s.port;
 }
 
 } // namespace pippy::test

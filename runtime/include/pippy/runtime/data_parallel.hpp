@@ -1,8 +1,9 @@
 #pragma once
 // pp x dp: what a stage of one pipeline replica does with its replicas of the same stage (--dp D).
-//   replica_grad_sync  its gradients summed over the replicas in one bucket and divided by their number
-//                      before its optimizer step; posted as soon as the step's last micro-batch's weight
-//                      gradients are in (overlap) or at the step, which waits for it.
+//   replica_grad_sync  its gradients summed over the replicas and divided by their number before its
+//                      optimizer step; posted as soon as the step's last micro-batch's weight gradients
+//                      are in (overlap) or at the step, which waits for it. One all-reduce of one bucket,
+//                      or with ZeRO-1 one reduce-scatter: each replica gets the sum of its slice only.
 //   zero1_optimizer    ZeRO stage 1: each replica keeps the optimizer state of 1/D of the stage's
 //                      parameters (a contiguous slice of them, flattened), updates only that slice from the
 //                      averaged gradients, and the replicas all-gather the updated slices into every copy.
@@ -11,6 +12,7 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "pippy/core/cost_table.hpp" // grad_sync_mode
@@ -19,12 +21,26 @@ namespace pippy {
 
 class gloo_group;
 
+// The part of a stage's parameters, flattened in order, whose optimizer state replica `replica` of
+// `replicas` keeps under ZeRO-1: equal slices of ceil(total / replicas) elements, the last padded.
+struct optimizer_shard {
+  std::int64_t total = 0;            // elements of all the stage's parameters
+  std::int64_t per = 0;              // elements per slice, padding included
+  std::int64_t begin = 0, count = 0; // this replica's elements of the total (padding excluded)
+  static optimizer_shard of(std::int64_t total, int replica, int replicas);
+};
+
 class replica_grad_sync {
 public:
-  replica_grad_sync(gloo_group& replicas, std::vector<torch::Tensor> params, int microbatches, grad_sync_mode mode);
+  // Without `slice`, every gradient is all-reduced whole. With it (ZeRO-1), the gradients are
+  // reduce-scattered and only this replica's slice of them is averaged, which is all its
+  // zero1_optimizer reads; `whole` (tied copies, whose sum with the other holders' copies needs them
+  // whole) are all-reduced whole as well.
+  replica_grad_sync(gloo_group& replicas, std::vector<torch::Tensor> params, int microbatches, grad_sync_mode mode,
+                    std::optional<optimizer_shard> slice = std::nullopt, std::vector<torch::Tensor> whole = {});
   // After each micro-batch's weight gradients (stage_executor::set_after_weight_grads).
   void weight_grads_in();
-  // The stage's step gate: waits for (or runs) the all-reduce, averages, then `step`.
+  // The stage's step gate: waits for (or runs) the collectives, averages, then `step`.
   void before_step(const std::function<void()>& step);
 
 private:
@@ -34,9 +50,11 @@ private:
   const std::vector<torch::Tensor> params_;
   const int microbatches_;
   const grad_sync_mode mode_;
+  const std::optional<optimizer_shard> slice_;
+  const std::vector<torch::Tensor> whole_;
   int seen_ = 0;
-  torch::Tensor bucket_;
-  std::shared_future<void> pending_;
+  torch::Tensor bucket_, whole_bucket_, slice_sum_;
+  std::vector<std::shared_future<void>> pending_;
 };
 
 class zero1_optimizer : public torch::optim::Optimizer {
@@ -47,14 +65,14 @@ public:
                   const std::function<std::shared_ptr<torch::optim::Optimizer>(std::vector<torch::Tensor>)>& make_inner);
   torch::Tensor step(LossClosure closure = nullptr) override;
   // Elements of the slice whose state this replica keeps.
-  std::int64_t slice_size() const { return slice_.numel(); }
-  std::int64_t total_size() const { return total_; }
+  std::int64_t slice_size() const { return part_.per; }
+  std::int64_t total_size() const { return part_.total; }
+  const optimizer_shard& part() const { return part_; }
 
 private:
   gloo_group& replicas_;
-  std::int64_t total_ = 0; // elements of all parameters
-  std::int64_t begin_ = 0, count_ = 0; // this replica's part of them (the padding after count_ excluded)
-  torch::Tensor slice_;    // that part, padded to the common size, a leaf the inner optimizer updates
+  optimizer_shard part_;
+  torch::Tensor slice_; // this replica's part, padded to the common size, a leaf the inner optimizer updates
   std::shared_ptr<torch::optim::Optimizer> inner_;
 };
 

@@ -57,8 +57,13 @@ public:
   // The same without waiting: the future is ready once the sums are in `tensors` (kept alive until
   // then), or holds a peer_error. Posting order must be the same on every rank of the group.
   std::shared_future<void> allreduce_sum_async(std::vector<torch::Tensor> tensors);
-  // Every rank's `mine` (the same size everywhere), in rank order; throws peer_error.
-  std::vector<torch::Tensor> allgather(const torch::Tensor& mine);
+  // Sums `input` (CPU, contiguous, world_size equal parts) over the group's ranks and leaves this rank's
+  // part of the sum in `output` (one part's size), without waiting, as allreduce_sum_async: each rank
+  // sends and receives (world_size - 1) / world_size of the bytes, half an all-reduce's.
+  std::shared_future<void> reduce_scatter_sum_async(torch::Tensor input, torch::Tensor output);
+  // Every rank's `mine` (the same size everywhere) flattened and concatenated in rank order; throws
+  // peer_error.
+  torch::Tensor allgather(const torch::Tensor& mine);
   // Shared key-value store of the rendezvous, for small control data (traces, profiles).
   void store_set(const std::string& key, const std::string& value);
   std::string store_get(const std::string& key);
@@ -82,6 +87,9 @@ private:
   void enqueue(waiter& w, pending p);
   void connect(); // the process group over store_, and the waiters
   void wait_for(c10::intrusive_ptr<c10d::Work> work, const std::string& what);
+  // The future of a posted collective, fulfilled by the receive waiter (in posting order).
+  std::shared_future<void> collective_done(c10::intrusive_ptr<c10d::Work> work, std::vector<torch::Tensor> keep_alive,
+                                           const char* what);
 
   dist_env env_;
   std::chrono::milliseconds timeout_;
