@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # dp_bench.sh BUILD_DIR [ROUNDS]: pp x dp, the gradient all-reduce overlapped with the pipeline or run at
-# the optimizer step (issue 13). 2 cores cannot show data-parallel scaling, so this measures the overlap:
-# MyNetwork (512 -> 1024 -> 1024 -> 1024 -> 10), batch 128, 8 micro-batches, 20 steps, as 2 pipeline ranks x
-# 2 replicas on 4 processes, --dp-sync overlap and at-step in turn ROUNDS times (default 3); the median
-# `measured step_us` of each. Beside it the simulator's prediction of both (`pippy sim --dp 2 --dp-sync`)
-# from the profile of a pp=2 run of the same model (stage costs, parameter bytes, the probed link).
+# the optimizer step (issue 13), and ZeRO-1 (overlapped reduce-scatter, all-gather after U). 2 cores cannot
+# show data-parallel scaling, so this measures the overlap: MyNetwork (512 -> 1024 -> 1024 -> 1024 -> 10),
+# batch 128, 8 micro-batches, 20 steps, as 2 pipeline ranks x 2 replicas on 4 processes, the three modes in
+# turn ROUNDS times (default 3); the median `measured step_us` of each. Beside it the simulator's
+# prediction of each (`pippy sim --dp 2 --dp-sync ... [--zero1]`) from the profile of a pp=2 run of the same
+# model (stage costs, parameter bytes, the probed link).
 set -euo pipefail
 build=$(cd "$1" && pwd)
 rounds=${2:-3}
@@ -14,7 +15,9 @@ trap 'rm -rf "$tmp"' EXIT
 model=(--in-dim 512 --dims 1024,1024,1024 --microbatches 8 --steps 20 --threads 1 --seed 1)
 step_us() { sed -n 's/^measured step_us \([0-9.e+-]*\).*/\1/p' "$1"; }
 median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
-printf "| schedule | --dp-sync | measured ms (median) | rounds | predicted ms |\n|---|---|---|---|---|\n"
+modes=(overlap at-step zero1)
+flags() { case $1 in zero1) echo "--dp-sync overlap --zero1" ;; *) echo "--dp-sync $1" ;; esac; }
+printf "| schedule | mode | measured ms (median) | rounds | predicted ms |\n|---|---|---|---|---|\n"
 for s in 1f1b interleaved-1f1b; do
   v=1
   [[ $s == interleaved-1f1b ]] && v=2
@@ -23,15 +26,17 @@ for s in 1f1b interleaved-1f1b; do
     --profile "$tmp/$s.json" >"$tmp/$s-profile.log" 2>&1
   declare -A runs=()
   for ((k = 0; k < rounds; ++k)); do
-    for mode in overlap at-step; do
+    for mode in "${modes[@]}"; do
+      # shellcheck disable=SC2046 # flags are words
       "$pippy" run --nproc 4 -- "$mynetwork" "${model[@]}" --batch 128 --schedule "$s" --stages-per-rank $v --dp 2 \
-        --dp-sync $mode >"$tmp/$s-$mode-$k.log" 2>&1
+        $(flags $mode) >"$tmp/$s-$mode-$k.log" 2>&1
       runs[$mode]+="$(step_us "$tmp/$s-$mode-$k.log") "
     done
   done
-  for mode in overlap at-step; do
+  for mode in "${modes[@]}"; do
+    # shellcheck disable=SC2046
     predicted=$("$pippy" sim --schedule "$s" --ranks 2 --stages-per-rank $v --microbatches 8 --cost-file "$tmp/$s.json" \
-      --dp 2 --dp-sync $mode --json | awk -F': ' '/"step_us"/ {gsub(/,/, "", $2); print $2 / 1000}')
+      --dp 2 $(flags $mode) --json | awk -F': ' '/"step_us"/ {gsub(/,/, "", $2); print $2 / 1000}')
     printf "| %s | %s | %.1f | %s| %.1f |\n" "$s" "$mode" "$(median <<<"${runs[$mode]}" | awk '{print $1 / 1000}')" \
       "$(for x in ${runs[$mode]}; do awk -v x="$x" 'BEGIN {printf "%.1f ", x / 1000}'; done)" "$predicted"
   done

@@ -133,7 +133,7 @@ inline void add_plan_option(CLI::App& app, std::string& plan_dir) {
       ->type_name("DIR");
 }
 
-// Sets the job's schedule, V, M and replicas (--dp) from DIR/plan.json and returns the plan's split: the first layer of
+// Sets the job's schedule, V, M, replicas (--dp) and ZeRO-1 (--zero1) from DIR/plan.json and returns the plan's split: the first layer of
 // stages 1.. (empty without a plan). Throws input_error naming the file and field.
 inline std::vector<int> apply_plan(const std::string& plan_dir, training_job& job) {
   if (plan_dir.empty())
@@ -145,6 +145,7 @@ inline std::vector<int> apply_plan(const std::string& plan_dir, training_job& jo
                       " ranks x " + std::to_string(plan.replicas) + " replicas, this run has " + std::to_string(world) +
                       " processes");
   job.data_parallel = plan.replicas;
+  job.zero1 = plan.zero1;
   job.schedule = plan.schedule;
   job.stages_per_rank = plan.stages_per_rank;
   job.microbatches = plan.microbatches;

@@ -45,7 +45,7 @@ command add_plan_command(CLI::App& app) {
     long long memory_cap = 0, global_batch = 0;
     std::vector<int> microbatches;
     std::vector<std::string> schedules;
-    bool json = false;
+    bool json = false, zero1 = false;
     link_options links;
   };
   auto o = std::make_shared<options>();
@@ -59,6 +59,9 @@ command add_plan_command(CLI::App& app) {
                                     "pipeline sharing the global batch (needs --global-batch)")
                         ->check(CLI::Range(1, 1 << 16));
   ranks->excludes(processes);
+  sub->add_flag("--zero1", o->zero1,
+                "With --processes: plans with D > 1 replicas are ZeRO-1 (reduce-scatter before U, all-gather after "
+                "it, 1/D of the optimizer state per replica)");
   sub->add_option("--memory-cap", o->memory_cap, "Memory per rank in bytes (0 = none): plans that exceed it rank last")
       ->type_name("BYTES");
   auto* batch = sub->add_option("--global-batch", o->global_batch,
@@ -76,6 +79,8 @@ command add_plan_command(CLI::App& app) {
     if (o->ranks < 1 && o->processes < 1)
       throw input_error("--ranks (or --processes) is required: the number of pipeline ranks, at least 1 (got " +
                         std::to_string(o->ranks) + ")");
+    if (o->zero1 && o->processes < 2)
+      throw input_error("--zero1 shards the optimizer state over the replicas: it needs --processes 2 or more");
     if (o->top < 1)
       throw input_error("--top must be at least 1 (got " + std::to_string(o->top) + ")");
     if (o->memory_cap < 0)
@@ -88,6 +93,7 @@ command add_plan_command(CLI::App& app) {
     plan_options po{.num_ranks = o->ranks, .schedules = o->schedules, .microbatches = o->microbatches,
                     .global_batch = o->global_batch, .links = make_link_model(o->links), .processes = o->processes};
     po.memory.cap_bytes = static_cast<std::uint64_t>(o->memory_cap);
+    po.data_parallel.zero1 = o->zero1;
     const auto t0 = std::chrono::steady_clock::now();
     const plan_result plan = make_plan(profile, po);
     const double plan_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -99,7 +105,7 @@ command add_plan_command(CLI::App& app) {
     for (std::size_t k = 0; k < K; ++k) {
       const plan_candidate& c = plan.candidates[k];
       sim::sim_options so{.costs = plan_costs(profile, po, c), .links = po.links,
-                          .data_parallel = {.replicas = c.replicas, .sync = po.data_parallel.sync},
+                          .data_parallel = {.replicas = c.replicas, .sync = po.data_parallel.sync, .zero1 = c.zero1},
                           .track_microbatches = false};
       so.memory.state_factor = po.memory.state_factor; // no cap: the full step, as predicted
       const schedule sched = plan_schedule(po, c);
@@ -144,6 +150,8 @@ command add_plan_command(CLI::App& app) {
         std::printf(", global batch %lld rows", static_cast<long long>(po.global_batch));
       if (o->memory_cap > 0)
         std::printf(", memory cap %lld bytes", o->memory_cap);
+      if (o->zero1)
+        std::printf(", ZeRO-1 wherever D > 1");
       std::printf("\n%zu candidates scored in %.3f s (%zu actions); %zu schedule/V/M combinations refused, %zu the "
                   "same as another schedule\n",
                   plan.candidates.size(), plan_s, plan.actions, plan.skipped, plan.repeats);

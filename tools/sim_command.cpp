@@ -28,7 +28,7 @@ command add_sim_command(CLI::App& app) {
     long long activation_bytes = -1, memory_cap = 0, batch = 0;
     double jitter = 0;
     std::uint64_t seed = 0;
-    bool json = false, no_optimizer_step = false;
+    bool json = false, no_optimizer_step = false, zero1 = false;
     int dp = 1;
     grad_sync_mode dp_sync = grad_sync_mode::overlap;
     int noise_samples = default_noise_samples;
@@ -79,6 +79,9 @@ command add_sim_command(CLI::App& app) {
       ->transform(one_of(std::map<std::string, grad_sync_mode>{{"overlap", grad_sync_mode::overlap}, {"at-step", grad_sync_mode::at_step}}))
       ->type_name("overlap|at-step")
       ->default_str("overlap");
+  sub->add_flag("--zero1", o->zero1,
+                "With --dp: ZeRO-1, a reduce-scatter instead of that all-reduce, then U updates 1/DP of the parameters and "
+                "all-gathers them; each replica keeps 1/DP of the optimizer state");
   sub->add_option("--batch", o->batch,
                   "Rows per step (0 = even micro-batches): micro-batches get torch.tensor_split sizes and their costs "
                   "and activation bytes scale with their rows (the costs are for batch/M rows)");
@@ -115,7 +118,9 @@ command add_sim_command(CLI::App& app) {
       throw input_error("--live-wait-s must be non-negative (got " + std::to_string(o->live_wait_s) + ")");
     so.pace = o->pace;
     so.noise_samples = o->noise_samples;
-    so.data_parallel = {.replicas = o->dp, .sync = o->dp_sync};
+    if (o->zero1 && o->dp < 2)
+      throw input_error("--zero1 shards the optimizer state over the replicas: it needs --dp 2 or more");
+    so.data_parallel = {.replicas = o->dp, .sync = o->dp_sync, .zero1 = o->zero1};
     if (o->dp > 1 && o->no_optimizer_step)
       throw input_error("--dp " + std::to_string(o->dp) + " models the all-reduce before each U: drop --no-optimizer-step");
     std::unique_ptr<live_publisher> pub;

@@ -171,20 +171,25 @@ void flat_evaluator::prepare(const schedule& s, const cost_table& costs, const l
   link_free_.assign(link_.size(), 0.0);
   memory_.clear();
   for (int r = 0; r < R; ++r) // stages_of lists a rank's V stages directly: linear in ranks
-    memory_.emplace_back(static_memory_bytes(costs, memory, shape, r), memory.cap_bytes);
+    memory_.emplace_back(static_memory_bytes(costs, per_replica(memory, dp), shape, r), memory.cap_bytes);
   slot_.assign(static_cast<std::size_t>(2 * S) * static_cast<std::size_t>(M), not_yet);
   dp_ = dp;
   microbatches_ = M;
   dp_seen_.assign(static_cast<std::size_t>(S), 0);
   dp_synced_.assign(static_cast<std::size_t>(S), 0.0);
   dp_time_.assign(static_cast<std::size_t>(S), 0.0);
+  dp_bytes_.assign(static_cast<std::size_t>(S), 0);
   dp_link_free_.assign(static_cast<std::size_t>(R), 0.0);
-  if (dp.replicas > 1)
+  dp_link_.clear();
+  if (dp.replicas > 1) {
+    for (int r = 0; r < R; ++r)
+      dp_link_.push_back(replica_link(links, r, R));
     for (int st = 0; st < S; ++st) {
-      const auto bytes = static_cast<std::size_t>(st) < costs.stages.size() ? costs.stages[static_cast<std::size_t>(st)].param_bytes : 0;
-      const int r = shape.rank_of(st);
-      dp_time_[static_cast<std::size_t>(st)] = allreduce_time(bytes, dp.replicas, replica_link(links, r, R));
+      const auto at = static_cast<std::size_t>(st);
+      dp_bytes_[at] = at < costs.stages.size() ? costs.stages[at].param_bytes : 0;
+      dp_time_[at] = grad_sync_time(dp_bytes_[at], dp, dp_link_[static_cast<std::size_t>(shape.rank_of(st))]);
     }
+  }
 }
 
 // Runs each rank's ops in order until one waits for an input that is not there yet; filling an input
@@ -332,12 +337,17 @@ void flat_evaluator::run(bool blocking_send, double overhead_us) {
       }
       if (o.cls == compute) {
         double t0 = t + overhead_us;
+        double cost = o.cost;
         if (o.dp_role == 2) { // U waits for the all-reduce (posted now unless at the last backward)
           const auto st = static_cast<std::size_t>(o.stage);
           if (dp_.sync == grad_sync_mode::at_step || dp_seen_[st] < microbatches_)
             start_sync(r, o, t0);
           dp_seen_[st] = 0;
           t0 = std::max(t0, dp_synced_[st]);
+          if (dp_.zero1) { // then the all-gather
+            cost = sharded_step_us(cost, dp_bytes_[st], dp_.replicas, dp_link_[r], t0, dp_link_free_[r]);
+            dp_link_free_[r] = t0 + cost;
+          }
         }
         const memory_effect effect = effect_of(o);
         if (!mem.start(effect)) {
@@ -349,9 +359,9 @@ void flat_evaluator::run(bool blocking_send, double overhead_us) {
           break;
         }
         start_[pc] = t0;
-        double t1 = t0 + o.cost;
+        double t1 = t0 + cost;
         if (charged) {
-          t1 = arrivals_[r].begin(t0, o.cost);
+          t1 = arrivals_[r].begin(t0, cost);
           if (!settled(r, t1)) { // paused until the clock reaches its end
             set_paused_end(r, t1);
             blocked[r] = computing;

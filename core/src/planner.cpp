@@ -278,7 +278,9 @@ plan_result plan_one_shape(const cost_table& profile, const plan_options& o) {
         scored.push_back(s.ranks);
         const flat_result& r = ev.evaluate(add_communication(s), costs, o.links, uncapped, o.data_parallel);
         out.actions += r.actions;
-        plan_candidate c{.schedule = name, .ranks = o.num_ranks, .replicas = o.data_parallel.replicas, .stages_per_rank = V, .microbatches = M, .boundaries = boundaries,
+        plan_candidate c{.schedule = name, .ranks = o.num_ranks, .replicas = o.data_parallel.replicas,
+                         .zero1 = o.data_parallel.zero1 && o.data_parallel.replicas > 1, .stages_per_rank = V,
+                         .microbatches = M, .boundaries = boundaries,
                          .split_points = split_points, .step_us = r.makespan_us + profile.step_overhead_us,
                          .bubble_fraction = r.bubble_fraction, .peak_memory_bytes = r.peak_memory_bytes()};
         const double work = out.rows_known ? static_cast<double>(o.global_batch) : static_cast<double>(M);
@@ -308,6 +310,7 @@ std::string to_plan_json(const plan_candidate& c, int num_ranks) {
   const nlohmann::json j{{"schedule", c.schedule},
                          {"ranks", c.ranks > 0 ? c.ranks : num_ranks},
                          {"replicas", c.replicas},
+                         {"zero1", c.zero1},
                          {"stages_per_rank", c.stages_per_rank},
                          {"microbatches", c.microbatches},
                          {"boundaries", c.boundaries},
@@ -337,6 +340,14 @@ emitted_plan load_plan(const std::string& dir) {
   p.schedule = j["schedule"].get<std::string>();
   p.ranks = size("ranks");
   p.replicas = j.contains("replicas") ? size("replicas") : 1; // plans before pp x dp have none
+  if (j.contains("zero1")) {
+    if (!j["zero1"].is_boolean())
+      throw input_error(where + ": zero1 must be true or false (got " + j["zero1"].dump() + ")");
+    p.zero1 = j["zero1"].get<bool>();
+    if (p.zero1 && p.replicas < 2)
+      throw input_error(where + ": zero1 shards the optimizer state over the replicas: it needs replicas 2 or more (got " +
+                        std::to_string(p.replicas) + ")");
+  }
   p.stages_per_rank = size("stages_per_rank");
   p.microbatches = size("microbatches");
   if (j.contains("boundaries")) {

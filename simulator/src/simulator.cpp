@@ -139,8 +139,8 @@ public:
   // forward_only: the plan has no backward (inference), so F holds its activations only while it runs.
   sim_executor(shared_state& st, const sim_options& o, const pipeline_shape& shape, int rank, bool forward_only)
       : st_(st), costs_(o.costs), rank_(rank), forward_only_(forward_only),
-        memory_(static_memory_bytes(o.costs, o.memory, shape, rank), o.memory.cap_bytes),
-        replicas_(o.data_parallel.replicas), grad_sync_(o.data_parallel.sync), microbatches_(shape.num_microbatches),
+        memory_(static_memory_bytes(o.costs, per_replica(o.memory, o.data_parallel), shape, rank), o.memory.cap_bytes),
+        dp_(o.data_parallel), replicas_(o.data_parallel.replicas), grad_sync_(o.data_parallel.sync), microbatches_(shape.num_microbatches),
         replica_link_(replica_link(o.links, rank, shape.num_ranks)) {
     st_.record(memory_sample{rank_, 0.0, memory_.bytes()});
   }
@@ -163,10 +163,15 @@ public:
     if (effect.activations_at_start > 0)
       st_.record(memory_sample{rank_, t0, memory_.bytes()});
     running_ = running_action{.done = std::move(done), .effect = effect, .reply_to = reply_to};
+    double cost = costs_(a);
+    if (a.kind == action_kind::optimizer_step && dp_.zero1 && replicas_ > 1) { // then the all-gather
+      cost = sharded_step_us(cost, param_bytes(a.stage), replicas_, replica_link_, t0, replica_link_free_);
+      replica_link_free_ = t0 + cost;
+    }
     if (st_.arrivals.empty()) {
-      finish(t0 + costs_(a));
+      finish(t0 + cost);
     } else { // transfers arriving while it runs may still lengthen it: settle its end when the clock is there
-      st_.clock.post(st_.arrivals[static_cast<std::size_t>(rank_)].begin(t0, costs_(a)), *this);
+      st_.clock.post(st_.arrivals[static_cast<std::size_t>(rank_)].begin(t0, cost), *this);
     }
     return std::nullopt; // completes in virtual time
   }
@@ -213,10 +218,12 @@ private:
   // The all-reduce of `stage`'s gradients over the replicas, posted at `at`: it runs once the link
   // between the replicas is free (one at a time, in posting order, as the runtime's process group does).
   void start_grad_sync(int stage, double at) {
-    const auto s = static_cast<std::size_t>(stage);
-    const auto bytes = s < costs_.stages.size() ? costs_.stages[s].param_bytes : 0;
-    replica_link_free_ = std::max(at, replica_link_free_) + allreduce_time(bytes, replicas_, replica_link_);
+    replica_link_free_ = std::max(at, replica_link_free_) + grad_sync_time(param_bytes(stage), dp_, replica_link_);
     grads_of(stage).synced = replica_link_free_;
+  }
+  std::uint64_t param_bytes(int stage) const {
+    const auto s = static_cast<std::size_t>(stage);
+    return s < costs_.stages.size() ? costs_.stages[s].param_bytes : 0;
   }
   // When U of `stage` may start (not before t0): once its all-reduce is over, posted at its last backward
   // (overlap) or now (at_step).
@@ -246,6 +253,7 @@ private:
   const int rank_;
   const bool forward_only_;
   rank_memory memory_;
+  const data_parallel_model dp_;
   const int replicas_;
   const grad_sync_mode grad_sync_;
   const int microbatches_;

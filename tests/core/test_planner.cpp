@@ -344,3 +344,50 @@ TEST_CASE("planner: pp x dp, every R x D of the processes, each replica a share 
   o.global_batch = 0;
   CHECK_THROWS_WITH(make_plan(profile, o), Catch::StartsWith("processes: planning R x D needs the global batch"));
 }
+
+TEST_CASE("planner: ZeRO-1 candidates are scored with the reduce-scatter, the all-gather and 1/D of the state",
+          "[core][planner]") {
+  cost_table profile = layered_profile({1, 1, 1, 1, 1, 1, 1, 1});
+  profile.microbatch_rows = 4;
+  for (auto& l : profile.layers)
+    l.param_bytes = 1'000'000;
+  plan_options o{.schedules = {"1f1b"}, .global_batch = 32, .links = link_model::uniform(1, 0.5), .processes = 4};
+  o.data_parallel.zero1 = true;
+  const plan_result plan = make_plan(profile, o);
+  flat_evaluator ev;
+  for (const auto& c : plan.candidates) {
+    INFO(c.ranks << "x" << c.replicas << " V=" << c.stages_per_rank << " M=" << c.microbatches);
+    CHECK(c.zero1 == (c.replicas > 1));
+    const data_parallel_model dp{.replicas = c.replicas, .zero1 = c.zero1};
+    const flat_result& r = ev.evaluate(plan_schedule(o, c), plan_costs(profile, o, c), o.links, {}, dp);
+    CHECK(r.makespan_us == c.step_us);
+    CHECK(r.peak_memory_bytes() == c.peak_memory_bytes);
+  }
+  // A cap that 2 x 2 with ZeRO-1 meets and plain 2 x 2 does not: 4 layers of 1 MB per rank keep 4 x 4 MB
+  // of state without it, 4 x (2 + 2/2) MB with it, plus activations.
+  o.memory.cap_bytes = 13'000'000;
+  o.stages_per_rank = {1};
+  auto fits_2x2 = [&](bool zero1) {
+    o.data_parallel.zero1 = zero1;
+    for (const auto& c : make_plan(profile, o).candidates)
+      if (c.ranks == 2 && c.replicas == 2)
+        return c.fits;
+    FAIL("no 2 x 2 candidate");
+    return false;
+  };
+  CHECK(fits_2x2(true));
+  CHECK_FALSE(fits_2x2(false));
+  // plan.json carries it, and a runner refuses ZeRO-1 without replicas.
+  const std::string dir = "test_plan_zero1_dir";
+  std::filesystem::create_directories(dir);
+  plan_candidate c{.schedule = "1f1b", .ranks = 2, .replicas = 2, .zero1 = true, .microbatches = 4};
+  std::ofstream(dir + "/plan.json") << to_plan_json(c, 2);
+  CHECK(load_plan(dir).zero1);
+  CHECK(load_plan(dir).replicas == 2);
+  std::ofstream(dir + "/plan.json") << R"({"schedule":"1f1b","ranks":2,"stages_per_rank":1,"microbatches":4,"zero1":true})";
+  CHECK_THROWS_WITH(load_plan(dir), "plan file 'test_plan_zero1_dir/plan.json': zero1 shards the optimizer state over "
+                                    "the replicas: it needs replicas 2 or more (got 1)");
+  std::ofstream(dir + "/plan.json") << R"({"schedule":"1f1b","ranks":2,"stages_per_rank":1,"microbatches":4,"zero1":1})";
+  CHECK_THROWS_WITH(load_plan(dir), "plan file 'test_plan_zero1_dir/plan.json': zero1 must be true or false (got 1)");
+  std::filesystem::remove_all(dir);
+}

@@ -136,6 +136,43 @@ TEST_CASE("pp x dp: U waits for the ring all-reduce of the stage's parameters, o
   CHECK(sim::simulate(make("1f1b", 2, 4), o).makespan_us == (4 + 2 - 1) * (F + B));
 }
 
+TEST_CASE("pp x dp with ZeRO-1: a reduce-scatter before U, U on 1/D of the parameters, then the all-gather",
+          "[simulator][closed-form]") {
+  const double F = 3, I = 2, W = 2, B = I + W, U = 6, lat = 0.5;
+  const std::uint64_t P = 6'000'000; // parameter bytes per stage
+  const double bw = 2;               // GB/s
+  for (int D : {2, 3, 4}) {
+    INFO("D=" << D);
+    const double pass = (D - 1.0) / D * static_cast<double>(P) / (bw * 1e3) + (D - 1) * lat; // one ring pass
+    auto with_zero1 = [&](const schedule& s, grad_sync_mode mode, bool zero1, int replicas = 0, double u = -1) {
+      auto o = test::uniform_options(s, F, I, W);
+      for (auto& c : o.costs.stages)
+        c.param_bytes = P, c.U = u < 0 ? U : u;
+      o.links = sim::link_model::uniform(lat, bw);
+      o.data_parallel = {.replicas = replicas > 0 ? replicas : D, .sync = mode, .zero1 = zero1};
+      return sim::simulate(s, o);
+    };
+    // 1F1B on 2 ranks: the first stage ends last, at its last B (body: one replica, U free). Then its
+    // reduce-scatter (one pass), its U on 1/D, then the all-gather (one pass); with the plain all-reduce
+    // (two passes) U is the whole step.
+    const auto s = make("1f1b", 2, 4);
+    const double body = with_zero1(s, grad_sync_mode::overlap, false, 1, 0.0).makespan_us;
+    CHECK(body > (4 + 2 - 1) * (F + B)); // the pipeline's transfers take `lat` too
+    CHECK(with_zero1(s, grad_sync_mode::overlap, true).makespan_us == Approx(body + pass + U / D + pass));
+    CHECK(with_zero1(s, grad_sync_mode::overlap, false).makespan_us == Approx(body + 2 * pass + U));
+    // One rank, two stages, at the step: 0U waits for stage 0's reduce-scatter, then 1U for stage 1's,
+    // which queued behind 0U's all-gather on the one link to the replicas.
+    const auto v2 = make("interleaved-1f1b", 1, 1, 2);
+    const double compute = 2 * F + 2 * B;
+    const double u0_end = compute + pass + U / D + pass;
+    CHECK(with_zero1(v2, grad_sync_mode::at_step, true).makespan_us == Approx(u0_end + pass + U / D + pass));
+    // Memory: weights and gradients whole, the two Adam moments (state_factor 4) divided by D.
+    const auto r = with_zero1(s, grad_sync_mode::overlap, true);
+    const auto whole = with_zero1(s, grad_sync_mode::overlap, false);
+    CHECK(whole.ranks[0].peak_memory_bytes - r.ranks[0].peak_memory_bytes == P * 2 - P * 2 / D);
+  }
+}
+
 // Issue 14: the simulator kept an R x R table of link times (R = 8000: 512 MB of it; int overflow from
 // R = 46341). Links now exist only between ranks that send. 3000 ranks stay a quick test (the actors
 // still keep a stage table per rank), and latency puts every link to work:

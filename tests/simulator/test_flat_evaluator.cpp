@@ -75,6 +75,17 @@ std::vector<configuration> configurations(const schedule& s, std::uint32_t seed)
     o.costs.action_overhead_us = 0.11;
     o.data_parallel = {.replicas = 2, .sync = grad_sync_mode::at_step};
   });
+  add("pp x dp with ZeRO-1, at the step, 2 hosts", [&](sim::sim_options& o) {
+    o.links.intra_host = {0.2, 1};
+    o.links.inter_host = {1.5, 0.5};
+    o.links.ranks_per_host = R;
+    o.data_parallel = {.replicas = 4, .sync = grad_sync_mode::at_step, .zero1 = true};
+  });
+  add("pp x dp with ZeRO-1, overlapped, arrivals cost compute", [](sim::sim_options& o) {
+    o.links = link_model::uniform(0.3, 0.6);
+    o.costs.arrival_cost_us = 0.35;
+    o.data_parallel = {.replicas = 2, .sync = grad_sync_mode::overlap, .zero1 = true};
+  });
   add("blocking sends", [](sim::sim_options& o) {
     o.links = link_model::uniform(0.4, 2);
     o.links.blocking_send = true;

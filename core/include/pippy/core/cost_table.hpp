@@ -89,10 +89,13 @@ enum class grad_sync_mode : std::uint8_t { overlap, at_step };
 // pp x dp as the simulator and the flat evaluator model it: the pipeline is one of `replicas` (global
 // rank = replica x R + rank); before each U the stage's param_bytes are all-reduced over them
 // (allreduce_time on the link between ranks R apart), posted at the stage's last backward of the step
-// (overlap) or at U (at_step), one at a time per rank; U waits for it.
+// (overlap) or at U (at_step), one at a time per rank; U waits for it. With ZeRO-1 (zero1) that
+// all-reduce is a reduce-scatter, U updates 1/D of the parameters and then all-gathers them
+// (sharded_step_us), and each replica keeps 1/D of the optimizer state (per_replica).
 struct data_parallel_model {
   int replicas = 1;
   grad_sync_mode sync = grad_sync_mode::overlap;
+  bool zero1 = false;
 };
 // The link between rank r's replicas: that of ranks r and R + r (the next replica; across hosts when the
 // link model puts them there).
@@ -100,15 +103,33 @@ inline const link_class& replica_link(const link_model& links, int rank, int num
   return links.between(rank, num_ranks + rank);
 }
 
-// A ring all-reduce of `bytes` over `replicas` ranks (Gloo's and NCCL's ring): each link carries
-// 2 (D-1) / D of the bytes, in 2 (D-1) steps of one latency each. 0 for one replica.
-inline double allreduce_time(std::uint64_t bytes, int replicas, const link_class& link) {
+// One pass around a ring of `replicas` ranks (a reduce-scatter or an all-gather of `bytes`, Gloo's and
+// NCCL's ring): each link carries (D-1) / D of the bytes, in D-1 steps of one latency each. 0 for one
+// replica.
+inline double ring_pass_time(std::uint64_t bytes, int replicas, const link_class& link) {
   if (replicas <= 1)
     return 0.0;
   const double d = replicas;
   const double busy =
-      link.bandwidth_gbps > 0 ? 2.0 * (d - 1) / d * static_cast<double>(bytes) / (link.bandwidth_gbps * 1e3) : 0.0;
-  return busy + 2.0 * (d - 1) * link.latency_us;
+      link.bandwidth_gbps > 0 ? (d - 1) / d * static_cast<double>(bytes) / (link.bandwidth_gbps * 1e3) : 0.0;
+  return busy + (d - 1) * link.latency_us;
+}
+// A ring all-reduce: a reduce-scatter, then an all-gather.
+inline double allreduce_time(std::uint64_t bytes, int replicas, const link_class& link) {
+  return 2.0 * ring_pass_time(bytes, replicas, link);
+}
+// What a stage's gradients cost on the link to its replicas before its U: the all-reduce, or with
+// ZeRO-1 the reduce-scatter.
+inline double grad_sync_time(std::uint64_t param_bytes, const data_parallel_model& dp, const link_class& link) {
+  return dp.zero1 ? ring_pass_time(param_bytes, dp.replicas, link) : allreduce_time(param_bytes, dp.replicas, link);
+}
+// ZeRO-1's U started at t0, where the whole stage's step takes step_us: the step of 1/D of the
+// parameters, then the all-gather of the updated slices once the link to the replicas is free
+// (link_free: after the collectives posted before it). Its duration.
+inline double sharded_step_us(double step_us, std::uint64_t param_bytes, int replicas, const link_class& link,
+                              double t0, double link_free) {
+  const double computed = t0 + step_us / replicas;
+  return std::max(computed, link_free) + ring_pass_time(param_bytes, replicas, link) - t0;
 }
 
 // The link that explains one-way times measured at several sizes: latency + bytes / bandwidth fitted by
@@ -122,6 +143,13 @@ struct memory_model {
   double state_factor = 4.0;
   std::uint64_t cap_bytes = 0; // per rank; 0 = unlimited
 };
+// What one replica keeps: with ZeRO-1, the weights and gradients whole (2 of state_factor) and the rest,
+// the optimizer state, divided by the replicas.
+inline memory_model per_replica(memory_model memory, const data_parallel_model& dp) {
+  if (dp.zero1 && dp.replicas > 1 && memory.state_factor > 2)
+    memory.state_factor = 2 + (memory.state_factor - 2) / dp.replicas;
+  return memory;
+}
 
 struct cost_table {
   std::vector<stage_cost> stages;

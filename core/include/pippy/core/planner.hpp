@@ -28,7 +28,8 @@ struct plan_options {
   memory_model memory; // a candidate fits when no rank's peak exceeds cap_bytes (0 = no cap)
   // pp x dp: with processes > 0 (and a global batch), every R x D = processes is tried, R pipeline ranks
   // and D replicas that each take global_batch / D rows (num_ranks is then ignored); the all-reduce before
-  // each U follows data_parallel.sync.
+  // each U follows data_parallel.sync, and with data_parallel.zero1 every candidate with D > 1 is ZeRO-1
+  // (a reduce-scatter before U, an all-gather after it, 1/D of the optimizer state per replica).
   int processes = 0;
   data_parallel_model data_parallel;
 };
@@ -37,6 +38,7 @@ struct plan_candidate {
   std::string schedule;
   int ranks = 0;    // pipeline ranks R (0: plan_options::num_ranks)
   int replicas = 1; // data-parallel replicas D (R x D processes)
+  bool zero1 = false; // with D > 1: ZeRO-1
   int stages_per_rank = 1;
   int microbatches = 1;
   std::vector<int> boundaries;           // first layer of each stage (empty without per-layer costs)
@@ -75,7 +77,7 @@ cost_table plan_costs(const cost_table& profile, const plan_options& options, co
 // split pointer. Throws input_error unless 1 <= num_stages <= times.size().
 std::vector<int> balanced_split(const std::vector<double>& times, int num_stages);
 
-// plan.json: {"schedule", "ranks", "stages_per_rank", "microbatches", "boundaries", "split_points",
+// plan.json: {"schedule", "ranks", "replicas", "zero1", "stages_per_rank", "microbatches", "boundaries", "split_points",
 // "predicted_step_us", "bubble_fraction", "peak_memory_bytes", "fits"}.
 std::string to_plan_json(const plan_candidate& c, int num_ranks);
 
@@ -83,6 +85,7 @@ std::string to_plan_json(const plan_candidate& c, int num_ranks);
 struct emitted_plan {
   std::string schedule;
   int ranks = 1, replicas = 1, stages_per_rank = 1, microbatches = 1;
+  bool zero1 = false; // with replicas > 1 (absent in plans before ZeRO-1: false)
   std::vector<int> boundaries; // first layer of each stage (starting with 0); empty: the profile's stages
 };
 // Reads DIR/plan.json. Throws input_error naming the file and field when it is missing or malformed:
