@@ -67,8 +67,12 @@ void describe_tensors(std::ostringstream& out, const std::string& kind,
 
 nlohmann::json shards_to_json(const std::vector<checkpoint_shard>& shards) {
   nlohmann::json j = nlohmann::json::array();
-  for (const auto& s : shards)
-    j.push_back({{"stage", s.stage}, {"file", s.file}, {"bytes", s.bytes}, {"digest", s.digest}});
+  for (const auto& s : shards) {
+    nlohmann::json e{{"stage", s.stage}, {"file", s.file}, {"bytes", s.bytes}, {"digest", s.digest}};
+    if (s.replica >= 0)
+      e["replica"] = s.replica;
+    j.push_back(std::move(e));
+  }
   return j;
 }
 
@@ -79,6 +83,8 @@ std::vector<checkpoint_shard> shards_from_json(const nlohmann::json& j, int num_
                            .file = s.at("file").get<std::string>(),
                            .bytes = static_cast<std::uint64_t>(json_integer(s.at("bytes"), "shards[].bytes", 0, limits::max_bytes)),
                            .digest = s.at("digest").get<std::string>()};
+    if (s.contains("replica"))
+      shard.replica = static_cast<int>(json_integer(s.at("replica"), "shards[].replica", 0, 1 << 20));
     if (shard.file.find('/') != std::string::npos || shard.file.empty())
       throw input_error("shard file '" + shard.file + "' is not a file name in the step's directory");
     shards.push_back(shard);
@@ -100,7 +106,7 @@ std::string model_signature(const std::vector<const torch::nn::Module*>& stages)
 }
 
 checkpoint_shard save_stage_shard(const std::string& dir, int step, int stage, const torch::nn::Module& module,
-                                  const torch::optim::Optimizer* optimizer) {
+                                  const torch::optim::Optimizer* optimizer, int replica) {
   torch::serialize::OutputArchive archive;
   c10::List<std::string> param_names, buffer_names;
   int i = 0;
@@ -135,7 +141,8 @@ checkpoint_shard save_stage_shard(const std::string& dir, int step, int stage, c
   fs::create_directories(step_dir, ec);
   if (ec)
     throw input_error("checkpoint: cannot make " + step_dir + ": " + ec.message());
-  checkpoint_shard shard{.stage = stage, .file = "stage-" + std::to_string(stage) + ".pt", .bytes = data.size(),
+  const std::string file = "stage-" + std::to_string(stage) + (replica >= 0 ? ".replica-" + std::to_string(replica) : "") + ".pt";
+  checkpoint_shard shard{.stage = stage, .replica = replica, .file = file, .bytes = data.size(),
                          .digest = digest_of(data.data(), data.size())};
   write_file_atomically(step_dir + "/" + shard.file, [&](std::ostream& out) { out.write(data.data(), static_cast<std::streamsize>(data.size())); });
   return shard;
@@ -202,10 +209,21 @@ void check_split(const std::string& dir, const checkpoint_manifest& m, int num_s
 }
 
 void load_stage_shard(const std::string& dir, const checkpoint_manifest& m, int stage, torch::nn::Module& module,
-                      torch::optim::Optimizer* optimizer, bool restore_rng) {
-  const auto entry = std::find_if(m.shards.begin(), m.shards.end(), [&](const auto& s) { return s.stage == stage; });
-  if (entry == m.shards.end())
-    throw input_error(manifest_path(dir, m.step) + ": no shard for stage " + std::to_string(stage));
+                      torch::optim::Optimizer* optimizer, bool restore_rng, int replica) {
+  const auto entry = std::find_if(m.shards.begin(), m.shards.end(),
+                                  [&](const auto& s) { return s.stage == stage && s.replica == replica; });
+  if (entry == m.shards.end()) {
+    const bool sharded = std::any_of(m.shards.begin(), m.shards.end(), [&](const auto& s) { return s.stage == stage && s.replica >= 0; });
+    const std::string where = manifest_path(dir, m.step) + ": ";
+    if (sharded && replica < 0)
+      throw input_error(where + "stage " + std::to_string(stage) +
+                        "'s optimizer state is in ZeRO-1 shards, one per replica: resume with --zero1 and the same --dp");
+    if (!sharded && replica >= 0 && std::any_of(m.shards.begin(), m.shards.end(), [&](const auto& s) { return s.stage == stage; }))
+      throw input_error(where + "stage " + std::to_string(stage) +
+                        "'s optimizer state is whole, not in ZeRO-1 shards: resume without --zero1");
+    throw input_error(where + "no shard for stage " + std::to_string(stage) +
+                      (replica >= 0 ? " of replica " + std::to_string(replica) : ""));
+  }
   const std::string path = checkpoint_step_dir(dir, m.step) + "/" + entry->file;
   std::error_code ec;
   const auto size = fs::file_size(path, ec);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "pippy/core/error.hpp"
 #include "pippy/runtime/gloo_group.hpp"
 
 namespace pippy {
@@ -158,6 +159,37 @@ torch::Tensor zero1_optimizer::step(LossClosure) {
     at += p.numel();
   }
   return {};
+}
+
+void zero1_optimizer::save(torch::serialize::OutputArchive& archive) const {
+  torch::serialize::OutputArchive inner;
+  inner_->save(inner);
+  archive.write("zero1_inner", inner);
+  archive.write("zero1_shard", torch::tensor({part_.total, part_.per, part_.begin, part_.count, std::int64_t{replicas_.world_size()}}),
+                /*is_buffer=*/true);
+}
+
+void zero1_optimizer::load(torch::serialize::InputArchive& archive) {
+  torch::Tensor geometry;
+  if (!archive.try_read("zero1_shard", geometry, /*is_buffer=*/true))
+    throw input_error("its optimizer state is not a ZeRO-1 shard");
+  const std::vector<std::int64_t> mine{part_.total, part_.per, part_.begin, part_.count, replicas_.world_size()};
+  const auto g = geometry.to(torch::kLong).contiguous();
+  const std::vector<std::int64_t> stored(g.data_ptr<std::int64_t>(), g.data_ptr<std::int64_t>() + g.numel());
+  if (stored != mine) {
+    auto describe = [](const std::vector<std::int64_t>& v) {
+      return v.size() != 5 ? std::string("unreadable")
+                           : "elements " + std::to_string(v[2]) + ".." + std::to_string(v[2] + v[3]) + " of " +
+                                 std::to_string(v[0]) + " over " + std::to_string(v[4]) + " replicas";
+    };
+    throw input_error("its ZeRO-1 optimizer shard is " + describe(stored) + ", this replica's is " + describe(mine) +
+                      " (resume with the same --dp and split)");
+  }
+  torch::serialize::InputArchive inner;
+  archive.read("zero1_inner", inner);
+  inner_->load(inner);
+  torch::NoGradGuard no_grad;
+  slice_.narrow(0, 0, part_.count).copy_(flat_copy(param_groups().front().params()).narrow(0, part_.begin, part_.count));
 }
 
 } // namespace pippy

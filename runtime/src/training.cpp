@@ -13,6 +13,7 @@
 #include <future>
 #include <optional>
 #include <sstream>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 #include <torch/csrc/distributed/c10d/Store.hpp> // the job store connect_store returns
@@ -385,8 +386,7 @@ int train_pipelined(const training_job& job, const dist_env& env) {
   }
   const int my_rank = transport ? transport->rank() : -1;
   const bool checkpointing = !job.checkpoint_dir.empty();
-  if (checkpointing && job.zero1)
-    throw input_error("--checkpoint-dir with --zero1: the sharded optimizer state is not checkpointed yet");
+  const bool sharded_state = job.zero1 && D > 1 && !job.forward_only; // each replica checkpoints its own
   if (checkpointing && job.forward_only)
     throw input_error("--checkpoint-dir: inference has nothing to checkpoint");
   const std::string signature = model_signature(modules_of(mods));
@@ -547,7 +547,7 @@ int train_pipelined(const training_job& job, const dist_env& env) {
       for (int s = 0; s < S; ++s)
         if (stages[static_cast<std::size_t>(s)]) {
           load_stage_shard(job.checkpoint_dir, *found, s, *mods[static_cast<std::size_t>(s)],
-                           optimizers[static_cast<std::size_t>(s)].get(), !rng_restored);
+                           optimizers[static_cast<std::size_t>(s)].get(), !rng_restored, sharded_state ? replica : -1);
           rng_restored = true;
         }
       first_step = found->step;
@@ -559,29 +559,45 @@ int train_pipelined(const training_job& job, const dist_env& env) {
     }
   }
   // Writes this rank's shards of the checkpoint before step `next`; rank 0 commits it once all are in.
+  // The first replica writes for all, unless each keeps its own optimizer shard (ZeRO-1): then every
+  // process writes, and reports through the job's store.
   auto checkpoint = [&](int next) {
     const double t0 = now_us();
     std::vector<checkpoint_shard> shards;
     for (int s = 0; s < S; ++s)
       if (stages[static_cast<std::size_t>(s)])
         shards.push_back(save_stage_shard(job.checkpoint_dir, next, s, *mods[static_cast<std::size_t>(s)],
-                                          optimizers[static_cast<std::size_t>(s)].get()));
+                                          optimizers[static_cast<std::size_t>(s)].get(), sharded_state ? replica : -1));
     const double written_ms = (now_us() - t0) / 1000;
     const std::string key = "pippy/checkpoint/" + std::to_string(next) + "/";
-    if (transport && my_rank != 0) {
-      transport->store_set(key + std::to_string(my_rank), shards_to_json(shards).dump());
+    const int writer = sharded_state ? env.rank : my_rank, writers = sharded_state ? env.world_size : ranks;
+    auto report = [&](const std::string& k, const std::string& v) {
+      if (sharded_state)
+        job_store->set(k, std::vector<uint8_t>(v.begin(), v.end()));
+      else
+        transport->store_set(k, v);
+    };
+    auto reported = [&](const std::string& k) {
+      if (!sharded_state)
+        return transport->store_get(k);
+      const auto v = job_store->get(k);
+      return std::string(v.begin(), v.end());
+    };
+    if (transport && writer != 0) {
+      report(key + std::to_string(writer), shards_to_json(shards).dump());
       return;
     }
-    for (int r = 1; transport && r < ranks; ++r) { // the others' shards, as they report them
-      const std::string source = "rank " + std::to_string(r) + "'s checkpoint shards";
+    for (int r = 1; transport && r < writers; ++r) { // the others' shards, as they report them
+      const std::string source = (sharded_state ? "process " : "rank ") + std::to_string(r) + "'s checkpoint shards";
       try {
-        for (auto& shard : shards_from_json(parse_json(transport->store_get(key + std::to_string(r)), source), S))
+        for (auto& shard : shards_from_json(parse_json(reported(key + std::to_string(r)), source), S))
           shards.push_back(std::move(shard));
       } catch (const std::exception& e) { // nlohmann's type errors too
         throw input_error(source + ": " + e.what());
       }
     }
-    std::sort(shards.begin(), shards.end(), [](const auto& a, const auto& b) { return a.stage < b.stage; });
+    std::sort(shards.begin(), shards.end(),
+              [](const auto& a, const auto& b) { return std::tie(a.stage, a.replica) < std::tie(b.stage, b.replica); });
     std::uint64_t bytes = 0;
     for (const auto& sh : shards)
       bytes += sh.bytes;
@@ -641,7 +657,7 @@ int train_pipelined(const training_job& job, const dist_env& env) {
         print_loss(k, *loss);
     }
     step_us.push_back(now_us() - t0);
-    if (checkpointing && first_replica && job.checkpoint_every > 0 && (k + 1) % job.checkpoint_every == 0)
+    if (checkpointing && (first_replica || sharded_state) && job.checkpoint_every > 0 && (k + 1) % job.checkpoint_every == 0)
       checkpoint(k + 1);
     if (live && engine) {
       const trace t = engine->events();

@@ -64,6 +64,11 @@ public:
   zero1_optimizer(std::vector<torch::Tensor> params, gloo_group& replicas,
                   const std::function<std::shared_ptr<torch::optim::Optimizer>(std::vector<torch::Tensor>)>& make_inner);
   torch::Tensor step(LossClosure closure = nullptr) override;
+  // The inner optimizer's state of this shard, with where the shard lies. load expects the parameters
+  // loaded already (it takes the shard's values from them) and refuses a shard of another layout
+  // (another --dp, or another split), naming both.
+  void save(torch::serialize::OutputArchive& archive) const override;
+  void load(torch::serialize::InputArchive& archive) override;
   // Elements of the slice whose state this replica keeps.
   std::int64_t slice_size() const { return part_.per; }
   std::int64_t total_size() const { return part_.total; }
