@@ -4,8 +4,9 @@
 # show data-parallel scaling, so this measures the overlap: MyNetwork (512 -> 1024 -> 1024 -> 1024 -> 10),
 # batch 128, 8 micro-batches, 20 steps, as 2 pipeline ranks x 2 replicas on 4 processes, the three modes in
 # turn ROUNDS times (default 3); the median `measured step_us` of each. Beside it the simulator's
-# prediction of each (`pippy sim --dp 2 --dp-sync ... [--zero1]`) from the profile of a pp=2 run of the same
-# model (stage costs, parameter bytes, the probed link).
+# prediction of each (`pippy sim --dp 2 --dp-sync ... [--zero1]`) from the profile of a run of the same mode
+# before the rounds (stage costs measured with the 4 processes sharing the cores, parameter bytes, the
+# pipeline's links and the replicas' link from timed all-reduces).
 set -euo pipefail
 build=$(cd "$1" && pwd)
 rounds=${2:-3}
@@ -21,9 +22,11 @@ printf "| schedule | mode | measured ms (median) | rounds | predicted ms |\n|---
 for s in 1f1b interleaved-1f1b; do
   v=1
   [[ $s == interleaved-1f1b ]] && v=2
-  # The profile: the same schedule on one replica (half the batch: one replica's share).
-  "$pippy" run --nproc 2 -- "$mynetwork" "${model[@]}" --batch 64 --schedule "$s" --stages-per-rank $v \
-    --profile "$tmp/$s.json" >"$tmp/$s-profile.log" 2>&1
+  for mode in "${modes[@]}"; do # the profiles: a run of each mode
+    # shellcheck disable=SC2046
+    "$pippy" run --nproc 4 -- "$mynetwork" "${model[@]}" --batch 128 --schedule "$s" --stages-per-rank $v --dp 2 \
+      $(flags $mode) --profile "$tmp/$s-$mode.json" >"$tmp/$s-$mode-profile.log" 2>&1
+  done
   declare -A runs=()
   for ((k = 0; k < rounds; ++k)); do
     for mode in "${modes[@]}"; do
@@ -35,7 +38,7 @@ for s in 1f1b interleaved-1f1b; do
   done
   for mode in "${modes[@]}"; do
     # shellcheck disable=SC2046
-    predicted=$("$pippy" sim --schedule "$s" --ranks 2 --stages-per-rank $v --microbatches 8 --cost-file "$tmp/$s.json" \
+    predicted=$("$pippy" sim --schedule "$s" --ranks 2 --stages-per-rank $v --microbatches 8 --cost-file "$tmp/$s-$mode.json" \
       --dp 2 $(flags $mode) --json | awk -F': ' '/"step_us"/ {gsub(/,/, "", $2); print $2 / 1000}')
     printf "| %s | %s | %.1f | %s| %.1f |\n" "$s" "$mode" "$(median <<<"${runs[$mode]}" | awk '{print $1 / 1000}')" \
       "$(for x in ${runs[$mode]}; do awk -v x="$x" 'BEGIN {printf "%.1f ", x / 1000}'; done)" "$predicted"

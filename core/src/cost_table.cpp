@@ -198,6 +198,16 @@ link_class fit_link(const std::vector<std::pair<double, double>>& bytes_us) {
   return link_class{.latency_us = std::max(0.0, my - us_per_byte * mx), .bandwidth_gbps = 1e-3 / us_per_byte};
 }
 
+link_class fit_ring_link(const std::vector<std::pair<double, double>>& allreduce_bytes_us, int replicas) {
+  if (replicas < 2)
+    throw input_error("replica link: an all-reduce needs 2 or more replicas, got " + std::to_string(replicas));
+  const double d = replicas, steps = 2.0 * (d - 1);
+  std::vector<std::pair<double, double>> per_step; // one ring step: latency + (bytes / D) / bandwidth
+  for (const auto& [bytes, us] : allreduce_bytes_us)
+    per_step.push_back({bytes / d, us / steps});
+  return fit_link(per_step);
+}
+
 link_class link_between(const cost_table& costs, const link_model& links, int src, int dst) {
   if (const link_cost* measured = costs.link(src, dst))
     return link_class{measured->latency_us, measured->bandwidth_gbps};
@@ -238,6 +248,10 @@ void cost_table::validate(int num_stages, const std::string& source) const {
   if (!(step_overhead_us >= 0) || !std::isfinite(step_overhead_us))
     throw input_error(source + ": step_overhead_us must be a finite non-negative number (got " +
                       num(step_overhead_us) + ")");
+  if (replica_link && (!(replica_link->latency_us >= 0) || !std::isfinite(replica_link->latency_us) ||
+                       !(replica_link->bandwidth_gbps >= 0) || !std::isfinite(replica_link->bandwidth_gbps)))
+    throw input_error(source + ": replica_link's latency_us and bandwidth_gbps must be finite non-negative numbers (got " +
+                      num(replica_link->latency_us) + ", " + num(replica_link->bandwidth_gbps) + ")");
   if (!(arrival_cost_us >= 0) || !std::isfinite(arrival_cost_us))
     throw input_error(source + ": arrival_cost_us must be a finite non-negative number (got " +
                       num(arrival_cost_us) + ")");
@@ -322,7 +336,7 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
     throw input_error(source + ": missing 'stages' array (expected {\"stages\": [{\"F\": .., \"B\": ..}, ...]})");
   // A misspelt field would silently fall back to its default: every key must be one this file knows.
   reject_unknown_keys(j, {"stages", "device", "unit", "source", "action_overhead_us", "step_overhead_us",
-                          "arrival_cost_us", "noise", "microbatch_rows", "links", "layers"},
+                          "arrival_cost_us", "noise", "microbatch_rows", "links", "replica_link", "layers"},
                       source + ": ");
   if (j.contains("unit") && j["unit"] != "us")
     throw input_error(source + ": 'unit' must be \"us\" (microseconds), got " + j["unit"].dump());
@@ -445,6 +459,16 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
                                                           : 0.0});
     }
   }
+  if (j.contains("replica_link")) {
+    const auto& e = j["replica_link"];
+    const std::string where = source + ": replica_link.";
+    if (!e.is_object())
+      throw input_error(source + ": replica_link must be an object");
+    reject_unknown_keys(e, {"latency_us", "bandwidth_gbps"}, where);
+    t.replica_link = link_class{.latency_us = number(e, where, "latency_us", "number of microseconds"),
+                                .bandwidth_gbps = number(e, where, "bandwidth_gbps", "number of GB/s",
+                                                         std::numeric_limits<double>::max())};
+  }
   if (const auto* layers = array_of("layers")) {
     for (std::size_t i = 0; i < layers->size(); ++i) {
       const auto& e = (*layers)[i];
@@ -516,6 +540,8 @@ std::string to_cost_json(const cost_table& t, std::string_view source) {
       links.push_back(std::move(e));
     }
   }
+  if (t.replica_link)
+    j["replica_link"] = {{"latency_us", t.replica_link->latency_us}, {"bandwidth_gbps", t.replica_link->bandwidth_gbps}};
   if (!t.layers.empty()) {
     auto& layers = j["layers"] = nlohmann::json::array();
     for (const auto& l : t.layers) {

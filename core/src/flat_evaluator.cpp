@@ -183,7 +183,7 @@ void flat_evaluator::prepare(const schedule& s, const cost_table& costs, const l
   dp_link_.clear();
   if (dp.replicas > 1) {
     for (int r = 0; r < R; ++r)
-      dp_link_.push_back(replica_link(links, r, R));
+      dp_link_.push_back(replica_link(costs, links, r, R));
     for (int st = 0; st < S; ++st) {
       const auto at = static_cast<std::size_t>(st);
       dp_bytes_[at] = at < costs.stages.size() ? costs.stages[at].param_bytes : 0;

@@ -97,6 +97,7 @@ stage_action_result compute_executor::run_stage_action(const action& a,
     break;
   case action_kind::optimizer_step:
     ex.step();
+    r.began_us = ex.last_step_began_us();
     break;
   default:
     throw std::logic_error("executor asked to run " + to_string(a));
@@ -131,6 +132,8 @@ actors::completion torch_executor::compute(const action& a, const actors::payloa
   try {
     auto r = run_stage_action(a, [&]() -> const cpu_tensors& { return input.as<cpu_tensors>(none); });
     c.loss = r.loss;
+    if (r.began_us) // the wait for the other ranks' gradients before it is idle time, not U's
+      c.start_us = *r.began_us;
     if (r.output) {
       c.output_bytes = bytes_of(*r.output);
       if (a.kind == action_kind::forward)

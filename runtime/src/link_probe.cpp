@@ -84,4 +84,20 @@ std::vector<link_cost> probe_links(tensor_channel& channel, const link_probe_opt
   return links;
 }
 
+link_class probe_replica_link(gloo_group& replicas, const link_probe_options& options) {
+  std::vector<std::pair<double, double>> points;
+  for (std::uint64_t bytes : options.sizes) {
+    std::vector<torch::Tensor> x{torch::ones({static_cast<std::int64_t>(std::max<std::uint64_t>(1, bytes / 4))}, torch::kFloat32)};
+    std::vector<double> times;
+    for (int k = 0; k <= options.repeats; ++k) {
+      const double t0 = now_us();
+      replicas.allreduce_sum(x);
+      if (k > 0) // the first warms up
+        times.push_back(now_us() - t0);
+    }
+    points.push_back({static_cast<double>(x[0].numel() * 4), median_of(std::move(times))});
+  }
+  return fit_ring_link(points, replicas.world_size());
+}
+
 } // namespace pippy

@@ -66,7 +66,7 @@ bool pipeline_engine::ready(const action& a) const {
 }
 
 void pipeline_engine::run(int rank, const action& a) {
-  const double t0 = now_us();
+  double t0 = now_us();
   const key k{a.stage, a.microbatch};
   const auto stage_idx = static_cast<std::size_t>(a.stage);
   std::uint64_t bytes = 0;
@@ -117,6 +117,7 @@ void pipeline_engine::run(int rank, const action& a) {
     break;
   case action_kind::optimizer_step:
     stages_[stage_idx]->step();
+    t0 = stages_[stage_idx]->last_step_began_us(); // after its gate's wait, as the actors record it
     break;
   case action_kind::send_f: {
     auto out = std::move(fwd_out_.at(k));

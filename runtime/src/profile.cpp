@@ -65,6 +65,7 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
   // noisy actions is longer than one with their means: the simulator draws from this to predict it.
   out.noise = fit_step_noise(t, context.steps);
   out.links = context.links;
+  out.replica_link = context.replica_link;
   // The probe times each link with nothing else running. In the pipeline the transport threads share
   // the ranks' cores with compute, and the waits for a transfer are longer (MyNetwork on 2 processes:
   // 3x the probe's latency). A link the run waited on takes the latency that gives back the run's mean

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "pippy/core/error.hpp"
+#include "pippy/runtime/clock.hpp"
 
 namespace pippy {
 
@@ -381,10 +382,15 @@ void stage_executor::step() {
   if (!state_.empty())
     throw std::logic_error("stage " + std::to_string(stage_) + ": optimizer step with " +
                            std::to_string(state_.size()) + " micro-batches still in flight");
-  if (gate_)
-    gate_(stage_, [this] { optimizer_step(); });
-  else
+  if (gate_) {
+    gate_(stage_, [this] {
+      step_began_us_ = now_us();
+      optimizer_step();
+    });
+  } else {
+    step_began_us_ = now_us();
     optimizer_step();
+  }
 }
 
 void stage_executor::optimizer_step() {

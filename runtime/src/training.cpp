@@ -532,8 +532,11 @@ int train_pipelined(const training_job& job, const dist_env& env) {
   auto activations = [&] { return engine ? engine->activation_bytes() : actors->activation_bytes(); };
   // The profile's links, measured before the steps so that nothing else is on the wire.
   std::vector<link_cost> links;
+  std::optional<link_class> replica_link; // with --dp: what the replicas' all-reduces run on
   if (!job.profile_file.empty() && channel)
     links = probe_links(*channel);
+  if (!job.profile_file.empty() && replicas && !job.forward_only)
+    replica_link = probe_replica_link(*replicas);
   // Resume: this rank's stages from the newest complete checkpoint (any schedule's, over this split).
   int first_step = 0;
   if (checkpointing && (job.resume || env.restart_count > 0)) {
@@ -722,8 +725,8 @@ int train_pipelined(const training_job& job, const dist_env& env) {
       times.push_back(std::move(got.step_us));
     }
     report_measured(ran, all, S,
-                    {.activation_bytes = act, .param_bytes = params, .links = links, .layers = layer_costs,
-                     .microbatch_rows = rows});
+                    {.activation_bytes = act, .param_bytes = params, .links = links, .replica_link = replica_link,
+                     .layers = layer_costs, .microbatch_rows = rows});
     if (job.time_steps)
       print_step_ms(times);
   }

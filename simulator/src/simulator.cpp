@@ -141,7 +141,7 @@ public:
       : st_(st), costs_(o.costs), rank_(rank), forward_only_(forward_only),
         memory_(static_memory_bytes(o.costs, per_replica(o.memory, o.data_parallel), shape, rank), o.memory.cap_bytes),
         dp_(o.data_parallel), replicas_(o.data_parallel.replicas), grad_sync_(o.data_parallel.sync), microbatches_(shape.num_microbatches),
-        replica_link_(replica_link(o.links, rank, shape.num_ranks)) {
+        replica_link_(replica_link(o.costs, o.links, rank, shape.num_ranks)) {
     st_.record(memory_sample{rank_, 0.0, memory_.bytes()});
   }
 

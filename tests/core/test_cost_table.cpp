@@ -21,7 +21,11 @@ TEST_CASE("cost file: layers, links, overhead and output bytes round-trip exactl
   t.action_overhead_us = 12.25;
   t.microbatch_rows = 16;
   t.step_overhead_us = 600.5;
+  t.replica_link = link_class{.latency_us = 80.5, .bandwidth_gbps = 1.25};
   const auto back = parse_cost_json(to_cost_json(t, "measured"), "round trip");
+  REQUIRE(back.replica_link);
+  CHECK(back.replica_link->latency_us == 80.5);
+  CHECK(back.replica_link->bandwidth_gbps == 1.25);
   // The second stage gave no output bytes: the file says the activation bytes it falls back to.
   CHECK(back.stages[0] == t.stages[0]);
   CHECK(back.stages[1].output_bytes == 100);
@@ -36,6 +40,8 @@ TEST_CASE("cost file: layers, links, overhead and output bytes round-trip exactl
   CHECK(plain.find("links") == std::string::npos);
   CHECK(plain.find("layers") == std::string::npos);
   CHECK(plain.find("action_overhead_us") == std::string::npos);
+  CHECK(plain.find("replica_link") == std::string::npos);
+  CHECK_FALSE(parse_cost_json(plain, "plain").replica_link);
 }
 
 TEST_CASE("transfer sizes are the boundary tensor's, forward and as a gradient", "[core][cost]") {
@@ -159,6 +165,30 @@ TEST_CASE("a link is fitted to one-way times at several sizes", "[core][cost]") 
   CHECK(fit_link({{1000, 0.1}, {3000, 2.1}}).latency_us == 0);
   CHECK_THROWS_WITH(fit_link({{1000, 1}, {1000, 2}}), "fit_link: needs times at two or more different sizes");
   CHECK_THROWS_WITH(fit_link({}), "fit_link: needs times at two or more different sizes");
+}
+
+TEST_CASE("the replicas' link is fitted to all-reduce times as one step of their ring", "[core][cost]") {
+  // All-reduces of 3 replicas timed on a link of 30 us and 2 GB/s: allreduce_time's own numbers come back.
+  const link_class truth{.latency_us = 30, .bandwidth_gbps = 2};
+  std::vector<std::pair<double, double>> points;
+  for (std::uint64_t bytes : {4096u, 262144u, 2097152u})
+    points.push_back({static_cast<double>(bytes), allreduce_time(bytes, 3, truth)});
+  const link_class fit = fit_ring_link(points, 3);
+  CHECK(fit.latency_us == Approx(30));
+  CHECK(fit.bandwidth_gbps == Approx(2));
+  CHECK_THROWS_WITH(fit_ring_link(points, 1), "replica link: an all-reduce needs 2 or more replicas, got 1");
+  // The table's replica link, where it has one, is what the collectives take; else the link model's.
+  cost_table t;
+  const link_model model = link_model::uniform(5, 0);
+  CHECK(replica_link(t, model, 0, 2).latency_us == 5);
+  t.replica_link = fit;
+  CHECK(replica_link(t, model, 0, 2).latency_us == Approx(30));
+  t.replica_link->latency_us = -1;
+  t.stages = {stage_cost{}};
+  CHECK_THROWS_WITH(t.validate(1, "p.json"),
+                    "p.json: replica_link's latency_us and bandwidth_gbps must be finite non-negative numbers (got -1, 2)");
+  CHECK_THROWS_WITH(parse_cost_json(R"({"stages":[{"F":1}],"replica_link":{"latency_us":1,"bw":2}})", "p.json"),
+                    Catch::StartsWith("p.json: replica_link: unknown field \"bw\""));
 }
 
 TEST_CASE("layers at another micro-batch size: affine with per-row slopes, else in proportion", "[core][cost]") {

@@ -170,6 +170,15 @@ TEST_CASE("pp x dp with ZeRO-1: a reduce-scatter before U, U on 1/D of the param
     const auto r = with_zero1(s, grad_sync_mode::overlap, true);
     const auto whole = with_zero1(s, grad_sync_mode::overlap, false);
     CHECK(whole.ranks[0].peak_memory_bytes - r.ranks[0].peak_memory_bytes == P * 2 - P * 2 / D);
+    // A profile's measured replica link takes the link model's place for the collectives (the pipeline's
+    // own transfers carry no bytes here: only their latency counts).
+    auto o = test::uniform_options(s, F, I, W);
+    for (auto& c : o.costs.stages)
+      c.param_bytes = P, c.U = U;
+    o.links = sim::link_model::uniform(lat, 0);
+    o.costs.replica_link = link_class{.latency_us = lat, .bandwidth_gbps = bw};
+    o.data_parallel = {.replicas = D, .sync = grad_sync_mode::overlap, .zero1 = true};
+    CHECK(sim::simulate(s, o).makespan_us == Approx(body + pass + U / D + pass));
   }
 }
 

@@ -557,6 +557,9 @@ TEST_CASE("the runtime's per-action overhead is the mean gap whose inputs were a
   // Rank 1's gap 101..140 before 1F2 is overhead: 1F2's input is not in the trace (a partial trace).
   t.events.push_back(ev(1, "1F2", 140, 141));
   CHECK(action_overhead_us(compute_metrics(t)) == 12.75); // the mean of 3, 5, 4 and 39
+  // Nor the gap before a U, where its gate may wait for the replicas' all-reduce.
+  t.events.push_back(ev(0, "0U", 90, 91));
+  CHECK(action_overhead_us(compute_metrics(t)) == 12.75);
   CHECK(action_overhead_us(compute_metrics(trace{})) == 0);
 }
 

@@ -307,9 +307,11 @@ void shift_to_zero(trace& t) {
 namespace {
 // Adds the gaps between two compute actions of a rank whose inputs had all ended before the gap began
 // (not the wait before a rank's first action: that is the step's start).
+// Not the gap before a U: its step gate may wait there for collectives the trace does not hold (the
+// replicas' all-reduce, the tied copies' sum).
 void add_overhead_gaps(const trace_metrics& m, double& sum, std::size_t& n) {
   for (const auto& g : m.gaps)
-    if (g.cause == idle_cause::ordering && g.next && g.start_us > m.start_us)
+    if (g.cause == idle_cause::ordering && g.next && g.next->kind != action_kind::optimizer_step && g.start_us > m.start_us)
       sum += g.duration_us(), ++n;
 }
 } // namespace

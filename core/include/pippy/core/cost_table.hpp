@@ -97,12 +97,6 @@ struct data_parallel_model {
   grad_sync_mode sync = grad_sync_mode::overlap;
   bool zero1 = false;
 };
-// The link between rank r's replicas: that of ranks r and R + r (the next replica; across hosts when the
-// link model puts them there).
-inline const link_class& replica_link(const link_model& links, int rank, int num_ranks) {
-  return links.between(rank, num_ranks + rank);
-}
-
 // One pass around a ring of `replicas` ranks (a reduce-scatter or an all-gather of `bytes`, Gloo's and
 // NCCL's ring): each link carries (D-1) / D of the bytes, in D-1 steps of one latency each. 0 for one
 // replica.
@@ -155,6 +149,9 @@ struct cost_table {
   std::vector<stage_cost> stages;
   std::vector<layer_cost> layers;  // empty unless profiled per layer
   std::vector<link_cost> links;    // measured pairs; a pair not listed uses the simulator's link model
+  // The link the replicas' collectives run on (pp x dp), as one step of their ring: fitted from timed
+  // all-reduces (fit_ring_link). None: the link model's between rank r and R + r.
+  std::optional<link_class> replica_link;
   double action_overhead_us = 0;   // the runtime's own time per compute action, before the action starts
   double step_overhead_us = 0;     // the runtime's time between two steps (last action of one to first of the next)
   // What a transfer arriving on a rank takes from the compute action running there (arrival_charges):
@@ -327,6 +324,15 @@ private:
   double start_ = 0, end_ = 0;
   std::vector<double> pending_; // arrivals not yet charged, in time order
 };
+
+// The link between rank r's replicas: the table's measured one, else the link model's between ranks r
+// and R + r (the next replica; across hosts when the link model puts them there).
+inline link_class replica_link(const cost_table& costs, const link_model& links, int rank, int num_ranks) {
+  return costs.replica_link ? *costs.replica_link : links.between(rank, num_ranks + rank);
+}
+// The ring link that explains all-reduces of `replicas` ranks timed at several sizes (bytes, microseconds):
+// allreduce_time's 2 (D-1) steps, each a latency and bytes / D over the bandwidth. Throws as fit_link.
+link_class fit_ring_link(const std::vector<std::pair<double, double>>& allreduce_bytes_us, int replicas);
 
 // The link a transfer from src to dst takes: the table's measured pair, else the model's class.
 link_class link_between(const cost_table& costs, const link_model& links, int src, int dst);

@@ -39,6 +39,7 @@ enum class compute_thread : std::uint8_t {
 struct stage_action_result {
   std::optional<std::vector<torch::Tensor>> output;
   std::optional<double> loss;
+  std::optional<double> began_us; // U: when its own work began, after its step gate's wait
 };
 
 class compute_executor : public actors::executor {

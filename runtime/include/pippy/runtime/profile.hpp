@@ -1,6 +1,7 @@
 #pragma once
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -10,10 +11,12 @@
 namespace pippy {
 
 // What a profile knows besides the trace: the sizes the stages reported (stage -> bytes), the links
-// probe_links measured, and the rows of one micro-batch.
+// probe_links measured (with --dp, the replicas' link probe_replica_link fitted), and the rows of one
+// micro-batch.
 struct profile_context {
   std::map<int, std::uint64_t> activation_bytes, param_bytes;
   std::vector<link_cost> links;
+  std::optional<link_class> replica_link;
   std::vector<layer_cost> layers;
   std::int64_t microbatch_rows = 0;
   int steps = 1; // in the trace: the gap between them is the runtime's per-step overhead

@@ -53,8 +53,11 @@ public:
   void backward_weight(int mb);
   // B = I + W in one pass.
   std::vector<torch::Tensor> full_backward(int mb, const std::vector<torch::Tensor>& grad_outputs);
-  // U.
+  // U. Its step gate (data parallelism, tied weights) may first wait for the other ranks' gradients.
   void step();
+  // When the last U's own work began, after its gate's wait (now_us's clock): a trace draws the wait
+  // before U as idle, as the simulator does (U starts once the all-reduce is over).
+  double last_step_began_us() const { return step_began_us_; }
   // Inference (a forward-only schedule): F runs without autograd, keeps nothing for a backward, and the
   // last stage keeps each micro-batch's outputs instead of computing a loss.
   void set_forward_only(bool on) { forward_only_ = on; }
@@ -123,6 +126,7 @@ private:
   bool forward_only_ = false;
   std::map<int, std::vector<torch::Tensor>> outputs_; // forward-only, last stage
   std::function<void(int, std::function<void()>)> gate_;
+  double step_began_us_ = 0;
   std::function<void(int)> after_weight_grads_;
   void optimizer_step();
 };
