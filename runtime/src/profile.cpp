@@ -68,14 +68,18 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
   out.replica_link = context.replica_link;
   // The probe times each link with nothing else running. In the pipeline the transport threads share
   // the ranks' cores with compute, and the waits for a transfer are longer (MyNetwork on 2 processes:
-  // 3x the probe's latency). A link the run waited on takes the latency that gives back the run's mean
-  // wait, as the simulator adds it up: wait = latency + bytes / bandwidth + the per-action overhead. Its
-  // bandwidth stays the probe's, fitted over sizes the run does not vary.
+  // 3x the probe's latency). A link the run waited on takes the latency that gives back the run's median
+  // wait, as the simulator adds it up: wait = latency + bytes / bandwidth + the per-action overhead. A
+  // link waited on fewer than 3 times takes the median of every link's waits: a schedule that rarely
+  // waits (ZB-H2) may wait on a link once, and a stall of the sender then made that link 12-30x slower.
+  // Its bandwidth stays the probe's, fitted over sizes the run does not vary.
   {
+    constexpr std::size_t enough_waits = 3;
     const auto waits = transfer_waits(per_step);
-    for (auto& l : out.links) {
-      double sum = 0;
-      int n = 0;
+    std::vector<std::vector<double>> latencies(out.links.size()); // per link: wait less the time on the wire
+    std::vector<double> pooled;
+    for (std::size_t i = 0; i < out.links.size(); ++i) {
+      const link_cost& l = out.links[i];
       for (const auto& w : waits) {
         if (w.src != l.src || w.dst != l.dst || w.producer.stage < 0 || w.producer.stage >= num_stages)
           continue;
@@ -84,13 +88,18 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
           continue;
         const auto bytes = out.transfer_bytes(kind, w.producer.stage, no_microbatch);
         const double on_the_wire = time_transfer(0, 0, bytes, link_class{.bandwidth_gbps = l.bandwidth_gbps}).arrive;
-        sum += w.wait_us - on_the_wire;
-        ++n;
+        latencies[i].push_back(w.wait_us - on_the_wire);
+        pooled.push_back(w.wait_us - on_the_wire);
       }
-      if (n > 0) {
-        l.probe_latency_us = l.latency_us;
-        l.latency_us = std::max(0.0, sum / n - out.action_overhead_us);
-      }
+    }
+    for (std::size_t i = 0; i < out.links.size(); ++i) {
+      auto& own = latencies[i];
+      if (own.empty())
+        continue; // never waited on: the probe's
+      link_cost& l = out.links[i];
+      l.probe_latency_us = l.latency_us;
+      const double wait = median_of(own.size() < enough_waits && pooled.size() >= enough_waits ? pooled : std::move(own));
+      l.latency_us = std::max(0.0, wait - out.action_overhead_us);
     }
   }
   out.layers = context.layers;

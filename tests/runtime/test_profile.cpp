@@ -45,7 +45,8 @@ TEST_CASE("the waits for transfers: consumer start minus producer end, the consu
   CHECK(waits[1].wait_us == 80);
 }
 
-TEST_CASE("a link the run waited on takes the latency of its waits, and keeps the probe's bandwidth", "[runtime][profile]") {
+TEST_CASE("a link the run waited on takes the latency of its median wait (of all links' where it has few), and keeps the probe's bandwidth",
+          "[runtime][profile]") {
   profile_context context;
   context.activation_bytes = {{0, 2000}, {1, 3000}}; // stage 0's output: 2000 bytes, 2 us at 1 GB/s
   context.links = {{.src = 0, .dst = 1, .latency_us = 5, .bandwidth_gbps = 1},
@@ -67,6 +68,19 @@ TEST_CASE("a link the run waited on takes the latency of its waits, and keeps th
   // 1 -> 0: the gradient of stage 1's input, stage 0's output (2000 bytes): 50 = 38 + 2 + 10.
   CHECK(costs.links[1].latency_us == Approx(38));
   CHECK(costs.links[1].bandwidth_gbps == 1);
+
+  // Two steps: each link waited on twice, too few to stand alone; each takes the median of all four
+  // waits less the wire (traces' median_of, the upper one of 48, 48, 78 and 78 us), less 10 us of
+  // overhead: 1 -> 0 too, which on its own waits would take 38.
+  trace two;
+  two.num_ranks = 2;
+  for (double shift : {0.0, 1000.0})
+    for (const auto& e : one_step(shift).events)
+      two.events.push_back(e);
+  context.steps = 2;
+  const auto pooled = measure_stage_costs(two, 2, context);
+  CHECK(pooled.links[0].latency_us == Approx(68));
+  CHECK(pooled.links[1].latency_us == Approx(68));
 
   // Without a wait on a link (here rank 1 alone) it keeps the probe's latency.
   trace alone;

@@ -27,7 +27,7 @@ struct profile_context {
 // the table's arrival_cost_us). Kinds a schedule did not run are derived: B = I + W when only I and W ran; I = W = B / 2 when
 // only B ran. The per-action overhead is traces' action_overhead_us of the trace; sizes, links and rows
 // and layers come from the context (weight_input_bytes is half the activations). A link the trace shows
-// a rank waiting on (traces' transfer_waits) takes the latency that gives back the mean of those waits
+// a rank waiting on (traces' transfer_waits) takes the latency that gives back the median of those waits (of all links' waits where it has fewer than 3)
 // with the probe's bandwidth and the overhead; the others keep the probe's.
 cost_table measure_stage_costs(const trace& t, int num_stages, const profile_context& context);
 
