@@ -141,6 +141,8 @@ zero1_optimizer::zero1_optimizer(
 }
 
 torch::Tensor zero1_optimizer::step(LossClosure) {
+  if (part_.total == 0) // a stage without parameters: nothing to step or gather (every replica alike)
+    return {};
   torch::NoGradGuard no_grad;
   // The gradients of this slice are the replicas' average already (replica_grad_sync, before this
   // step), tied ones summed after that: read only them.
