@@ -80,7 +80,7 @@ command add_plan_command(CLI::App& app) {
       throw input_error("--ranks (or --processes) is required: the number of pipeline ranks, at least 1 (got " +
                         std::to_string(o->ranks) + ")");
     if (o->zero1 && o->processes < 2)
-      throw input_error("--zero1 shards the optimizer state over the replicas: it needs --processes 2 or more");
+      throw input_error("--zero1 " + zero1_needs_replicas("--processes"));
     if (o->top < 1)
       throw input_error("--top must be at least 1 (got " + std::to_string(o->top) + ")");
     if (o->memory_cap < 0)

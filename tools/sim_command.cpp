@@ -119,7 +119,7 @@ command add_sim_command(CLI::App& app) {
     so.pace = o->pace;
     so.noise_samples = o->noise_samples;
     if (o->zero1 && o->dp < 2)
-      throw input_error("--zero1 shards the optimizer state over the replicas: it needs --dp 2 or more");
+      throw input_error("--zero1 " + zero1_needs_replicas("--dp"));
     so.data_parallel = {.replicas = o->dp, .sync = o->dp_sync, .zero1 = o->zero1};
     if (o->dp > 1 && o->no_optimizer_step)
       throw input_error("--dp " + std::to_string(o->dp) + " models the all-reduce before each U: drop --no-optimizer-step");

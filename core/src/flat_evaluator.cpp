@@ -344,9 +344,9 @@ void flat_evaluator::run(bool blocking_send, double overhead_us) {
             start_sync(r, o, t0);
           dp_seen_[st] = 0;
           t0 = std::max(t0, dp_synced_[st]);
-          if (dp_.zero1) { // then the all-gather
-            cost = sharded_step_us(cost, dp_bytes_[st], dp_.replicas, dp_link_[r], t0, dp_link_free_[r]);
-            dp_link_free_[r] = t0 + cost;
+          if (dp_.sharded()) { // then the all-gather
+            dp_link_free_[r] = sharded_step_end(cost, dp_bytes_[st], dp_.replicas, dp_link_[r], t0, dp_link_free_[r]);
+            cost = dp_link_free_[r] - t0;
           }
         }
         const memory_effect effect = effect_of(o);

@@ -280,7 +280,7 @@ plan_result plan_one_shape(const cost_table& profile, const plan_options& o) {
         const flat_result& r = ev.evaluate(add_communication(s), costs, o.links, uncapped, o.data_parallel);
         out.actions += r.actions;
         plan_candidate c{.schedule = name, .ranks = o.num_ranks, .replicas = o.data_parallel.replicas,
-                         .zero1 = o.data_parallel.zero1 && o.data_parallel.replicas > 1, .stages_per_rank = V,
+                         .zero1 = o.data_parallel.sharded(), .stages_per_rank = V,
                          .microbatches = M, .boundaries = boundaries,
                          .split_points = split_points, .step_us = r.makespan_us + profile.step_overhead_us,
                          .bubble_fraction = r.bubble_fraction, .peak_memory_bytes = r.peak_memory_bytes()};
@@ -346,7 +346,7 @@ emitted_plan load_plan(const std::string& dir) {
       throw input_error(where + ": zero1 must be true or false (got " + j["zero1"].dump() + ")");
     p.zero1 = j["zero1"].get<bool>();
     if (p.zero1 && p.replicas < 2)
-      throw input_error(where + ": zero1 shards the optimizer state over the replicas: it needs replicas 2 or more (got " +
+      throw input_error(where + ": zero1 " + zero1_needs_replicas("replicas") + " (got " +
                         std::to_string(p.replicas) + ")");
   }
   p.stages_per_rank = size("stages_per_rank");

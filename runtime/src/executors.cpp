@@ -2,6 +2,7 @@
 
 #include <caf/all.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <new>
 
@@ -133,7 +134,7 @@ actors::completion torch_executor::compute(const action& a, const actors::payloa
     auto r = run_stage_action(a, [&]() -> const cpu_tensors& { return input.as<cpu_tensors>(none); });
     c.loss = r.loss;
     if (r.began_us) // the wait for the other ranks' gradients before it is idle time, not U's
-      c.start_us = *r.began_us;
+      c.start_us = std::max(c.start_us, *r.began_us);
     if (r.output) {
       c.output_bytes = bytes_of(*r.output);
       if (a.kind == action_kind::forward)
@@ -144,6 +145,7 @@ actors::completion torch_executor::compute(const action& a, const actors::payloa
     c.error = failure_of(a, e);
   }
   c.end_us = now_us();
+  c.start_us = std::min(c.start_us, c.end_us); // a deferred step (tied_sync) may have begun after it returned
   log_.add(trace_event{.rank = rank_, .act = a, .start_us = c.start_us, .end_us = c.end_us,
                        .source = event_source::measured});
   if (sample_memory_)

@@ -1,5 +1,6 @@
 #include "pippy/runtime/pipeline_engine.hpp"
 
+#include <algorithm>
 #include <sstream>
 
 #include "pippy/core/dependencies.hpp"
@@ -117,7 +118,7 @@ void pipeline_engine::run(int rank, const action& a) {
     break;
   case action_kind::optimizer_step:
     stages_[stage_idx]->step();
-    t0 = stages_[stage_idx]->last_step_began_us(); // after its gate's wait, as the actors record it
+    t0 = std::min(std::max(t0, stages_[stage_idx]->last_step_began_us()), now_us()); // after its gate's wait, as the actors record it
     break;
   case action_kind::send_f: {
     auto out = std::move(fwd_out_.at(k));

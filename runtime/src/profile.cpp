@@ -56,6 +56,9 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
     c.weight_input_bytes = c.activation_bytes / 2;
     if (auto it = param_bytes.find(s); it != param_bytes.end())
       c.param_bytes = it->second;
+    if (context.data_parallel.sharded())
+      c.U = whole_step_us(c.U, c.param_bytes, context.data_parallel.replicas,
+                          context.replica_link.value_or(link_class{}));
     out.stages.push_back(c);
   }
   const auto per_step = step_metrics(t, context.steps); // what the overhead and the waits are read from

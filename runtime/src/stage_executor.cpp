@@ -382,13 +382,13 @@ void stage_executor::step() {
   if (!state_.empty())
     throw std::logic_error("stage " + std::to_string(stage_) + ": optimizer step with " +
                            std::to_string(state_.size()) + " micro-batches still in flight");
+  step_began_us_.store(now_us(), std::memory_order_relaxed);
   if (gate_) {
     gate_(stage_, [this] {
-      step_began_us_ = now_us();
+      step_began_us_.store(now_us(), std::memory_order_relaxed);
       optimizer_step();
     });
   } else {
-    step_began_us_ = now_us();
     optimizer_step();
   }
 }

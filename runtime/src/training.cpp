@@ -10,6 +10,7 @@
 #include <iomanip>
 #include <iostream>
 #include <limits>
+#include <deque>
 #include <future>
 #include <optional>
 #include <sstream>
@@ -176,7 +177,7 @@ struct layer_times {
   std::vector<double> F, I, W, B;
   std::vector<std::uint64_t> out_bytes;
 };
-layer_times time_layers(std::vector<stage_executor>& layers, const std::vector<torch::Tensor>& inputs,
+layer_times time_layers(std::deque<stage_executor>& layers, const std::vector<torch::Tensor>& inputs,
                         const torch::Tensor& target, int repeats) {
   const auto n = layers.size();
   std::vector<std::vector<double>> f(n), i_(n), w(n), b(n);
@@ -231,7 +232,7 @@ std::vector<layer_cost> measure_layers(const training_job& job, int repeats) {
     auto mods = job.make_stages(make_schedule({.name = "gpipe", .num_ranks = L, .num_microbatches = microbatches}));
     if (static_cast<int>(mods.size()) != L)
       throw input_error("the model was split into " + std::to_string(mods.size()) + " layers, not " + std::to_string(L));
-    std::vector<stage_executor> layers;
+    std::deque<stage_executor> layers; // not movable (an atomic inside): built in place
     for (int i = 0; i < L; ++i)
       layers.emplace_back(i, L, mods[static_cast<std::size_t>(i)], nullptr, job.loss);
     return layers;
@@ -352,7 +353,7 @@ int train_pipelined(const training_job& job, const dist_env& env) {
   if (job.resume && job.checkpoint_dir.empty())
     throw input_error("--resume needs --checkpoint-dir");
   if (job.zero1 && D < 2)
-    throw input_error("--zero1 shards the optimizer state over the replicas: it needs --dp 2 or more");
+    throw input_error("--zero1 " + zero1_needs_replicas("--dp"));
   if (D > 1 && job.in_process > 0)
     throw input_error("--dp " + std::to_string(D) + " needs one process per rank (not --in-process)");
   if (env.world_size % D != 0)
@@ -726,6 +727,7 @@ int train_pipelined(const training_job& job, const dist_env& env) {
     }
     report_measured(ran, all, S,
                     {.activation_bytes = act, .param_bytes = params, .links = links, .replica_link = replica_link,
+                     .data_parallel = {.replicas = D, .sync = job.grad_sync, .zero1 = job.zero1},
                      .layers = layer_costs, .microbatch_rows = rows});
     if (job.time_steps)
       print_step_ms(times);

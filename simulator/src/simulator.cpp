@@ -164,9 +164,9 @@ public:
       st_.record(memory_sample{rank_, t0, memory_.bytes()});
     running_ = running_action{.done = std::move(done), .effect = effect, .reply_to = reply_to};
     double cost = costs_(a);
-    if (a.kind == action_kind::optimizer_step && dp_.zero1 && replicas_ > 1) { // then the all-gather
-      cost = sharded_step_us(cost, param_bytes(a.stage), replicas_, replica_link_, t0, replica_link_free_);
-      replica_link_free_ = t0 + cost;
+    if (a.kind == action_kind::optimizer_step && dp_.sharded()) { // then the all-gather
+      replica_link_free_ = sharded_step_end(cost, param_bytes(a.stage), replicas_, replica_link_, t0, replica_link_free_);
+      cost = replica_link_free_ - t0;
     }
     if (st_.arrivals.empty()) {
       finish(t0 + cost);

@@ -78,6 +78,19 @@ TEST_CASE("replicated tied weight: copies get the summed gradient and stay equal
           REQUIRE(loss);
           CHECK(std::abs(*loss - ref[static_cast<std::size_t>(k)]) <= 1e-5 * ref[static_cast<std::size_t>(k)]);
         }
+        // Each rank's actions follow one another in the trace: the U a holder's gate deferred to the other
+        // holder (tied_sync) still starts after the rank's previous action and ends after it starts.
+        const trace t = engine ? engine->events() : actors->events();
+        for (int r = 0; r < 2; ++r) {
+          double last_end = 0;
+          for (const auto& e : t.events)
+            if (e.rank == r && is_compute(e.act.kind)) {
+              INFO("rank " << r << " " << to_string(e.act) << " " << e.start_us << ".." << e.end_us);
+              CHECK(e.start_us >= last_end);
+              CHECK(e.end_us >= e.start_us);
+              last_end = e.end_us;
+            }
+        }
         CHECK(a->w_.allclose(b->w_, 0, 0)); // the copies took identical updates
         CHECK((a->w_ - w).norm().item<double>() <= 1e-5 * w.norm().item<double>());
       }

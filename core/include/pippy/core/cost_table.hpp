@@ -96,12 +96,18 @@ struct data_parallel_model {
   int replicas = 1;
   grad_sync_mode sync = grad_sync_mode::overlap;
   bool zero1 = false;
+  // Whether the optimizer state is sharded: ZeRO-1 over two or more replicas.
+  bool sharded() const { return zero1 && replicas > 1; }
 };
+// Why ZeRO-1 is refused with fewer than 2 replicas, naming the option or field that sets them.
+inline std::string zero1_needs_replicas(const std::string& replicas_option) {
+  return "shards the optimizer state over the replicas: it needs " + replicas_option + " 2 or more";
+}
 // One pass around a ring of `replicas` ranks (a reduce-scatter or an all-gather of `bytes`, Gloo's and
 // NCCL's ring): each link carries (D-1) / D of the bytes, in D-1 steps of one latency each. 0 for one
 // replica.
 inline double ring_pass_time(std::uint64_t bytes, int replicas, const link_class& link) {
-  if (replicas <= 1)
+  if (replicas <= 1 || bytes == 0) // the runtime posts no collective for a stage without parameters
     return 0.0;
   const double d = replicas;
   const double busy =
@@ -119,11 +125,15 @@ inline double grad_sync_time(std::uint64_t param_bytes, const data_parallel_mode
 }
 // ZeRO-1's U started at t0, where the whole stage's step takes step_us: the step of 1/D of the
 // parameters, then the all-gather of the updated slices once the link to the replicas is free
-// (link_free: after the collectives posted before it). Its duration.
-inline double sharded_step_us(double step_us, std::uint64_t param_bytes, int replicas, const link_class& link,
-                              double t0, double link_free) {
-  const double computed = t0 + step_us / replicas;
-  return std::max(computed, link_free) + ring_pass_time(param_bytes, replicas, link) - t0;
+// (link_free: after the collectives posted before it). Its end, which is also when that link is free.
+inline double sharded_step_end(double step_us, std::uint64_t param_bytes, int replicas, const link_class& link,
+                               double t0, double link_free) {
+  return std::max(t0 + step_us / replicas, link_free) + ring_pass_time(param_bytes, replicas, link);
+}
+// The whole stage's step from a ZeRO-1 run's measured U (its 1/D and the all-gather, the link free):
+// what a profile of such a run records, so that sharded_step_end gives the measured U back.
+inline double whole_step_us(double measured_us, std::uint64_t param_bytes, int replicas, const link_class& link) {
+  return std::max(0.0, measured_us - ring_pass_time(param_bytes, replicas, link)) * replicas;
 }
 
 // The link that explains one-way times measured at several sizes: latency + bytes / bandwidth fitted by
@@ -140,7 +150,7 @@ struct memory_model {
 // What one replica keeps: with ZeRO-1, the weights and gradients whole (2 of state_factor) and the rest,
 // the optimizer state, divided by the replicas.
 inline memory_model per_replica(memory_model memory, const data_parallel_model& dp) {
-  if (dp.zero1 && dp.replicas > 1 && memory.state_factor > 2)
+  if (dp.sharded() && memory.state_factor > 2)
     memory.state_factor = 2 + (memory.state_factor - 2) / dp.replicas;
   return memory;
 }

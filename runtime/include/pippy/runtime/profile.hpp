@@ -17,6 +17,9 @@ struct profile_context {
   std::map<int, std::uint64_t> activation_bytes, param_bytes;
   std::vector<link_cost> links;
   std::optional<link_class> replica_link;
+  // The run's replicas. With ZeRO-1 a measured U is 1/D of the stage's step plus the all-gather: the
+  // profile records the whole step (core's whole_step_us), as the cost model expects.
+  data_parallel_model data_parallel;
   std::vector<layer_cost> layers;
   std::int64_t microbatch_rows = 0;
   int steps = 1; // in the trace: the gap between them is the runtime's per-step overhead

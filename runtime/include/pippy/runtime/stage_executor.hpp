@@ -2,6 +2,7 @@
 #include <torch/csrc/autograd/edge.h>
 #include <torch/torch.h>
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <optional>
@@ -56,8 +57,10 @@ public:
   // U. Its step gate (data parallelism, tied weights) may first wait for the other ranks' gradients.
   void step();
   // When the last U's own work began, after its gate's wait (now_us's clock): a trace draws the wait
-  // before U as idle, as the simulator does (U starts once the all-reduce is over).
-  double last_step_began_us() const { return step_began_us_; }
+  // before U as idle, as the simulator does (U starts once the all-reduce is over). Where the gate
+  // defers the step to another holder's U (tied_sync), the time U was called; the deferred step may set
+  // it later, from that holder's thread.
+  double last_step_began_us() const { return step_began_us_.load(std::memory_order_relaxed); }
   // Inference (a forward-only schedule): F runs without autograd, keeps nothing for a backward, and the
   // last stage keeps each micro-batch's outputs instead of computing a loss.
   void set_forward_only(bool on) { forward_only_ = on; }
@@ -126,7 +129,7 @@ private:
   bool forward_only_ = false;
   std::map<int, std::vector<torch::Tensor>> outputs_; // forward-only, last stage
   std::function<void(int, std::function<void()>)> gate_;
-  double step_began_us_ = 0;
+  std::atomic<double> step_began_us_{0};
   std::function<void(int)> after_weight_grads_;
   void optimizer_step();
 };
