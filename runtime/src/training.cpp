@@ -393,19 +393,19 @@ int train_pipelined(const training_job& job, const dist_env& env) {
   const std::string signature = model_signature(modules_of(mods));
   // Before anything runs, every rank checks that all were started alike, then beats.
   std::unique_ptr<heartbeat> beat;
+  store_access job_access; // the job's store, every process of every replica: the settings, checkpoints
   if (job.in_process == 0) {
-    store_access access;
     if (D == 1) {
-      access = {[&](const std::string& k, const std::string& v) { transport->store_set(k, v); },
-                [&](const std::string& k) { return transport->store_get(k); }};
+      job_access = {[&](const std::string& k, const std::string& v) { transport->store_set(k, v); },
+                    [&](const std::string& k) { return transport->store_get(k); }};
     } else {
-      access = {[&](const std::string& k, const std::string& v) { job_store->set(k, std::vector<uint8_t>(v.begin(), v.end())); },
-                [&](const std::string& k) {
-                  const auto v = job_store->get(k);
-                  return std::string(v.begin(), v.end());
-                }};
+      job_access = {[&](const std::string& k, const std::string& v) { job_store->set(k, std::vector<uint8_t>(v.begin(), v.end())); },
+                    [&](const std::string& k) {
+                      const auto v = job_store->get(k);
+                      return std::string(v.begin(), v.end());
+                    }};
     }
-    const std::string verdict = agree_settings(access, env.rank, env.world_size, settings_of(job, sched, mods, signature));
+    const std::string verdict = agree_settings(job_access, env.rank, env.world_size, settings_of(job, sched, mods, signature));
     if (!verdict.empty())
       exit_now("rank " + std::to_string(env.rank) + ": " + verdict, 2);
     beat = std::make_unique<heartbeat>(env, std::chrono::milliseconds(static_cast<std::int64_t>(job.heartbeat_s * 1000)));
@@ -564,7 +564,7 @@ int train_pipelined(const training_job& job, const dist_env& env) {
   }
   // Writes this rank's shards of the checkpoint before step `next`; rank 0 commits it once all are in.
   // The first replica writes for all, unless each keeps its own optimizer shard (ZeRO-1): then every
-  // process writes, and reports through the job's store.
+  // process writes. Each reports through the job's store.
   auto checkpoint = [&](int next) {
     const double t0 = now_us();
     std::vector<checkpoint_shard> shards;
@@ -575,26 +575,14 @@ int train_pipelined(const training_job& job, const dist_env& env) {
     const double written_ms = (now_us() - t0) / 1000;
     const std::string key = "pippy/checkpoint/" + std::to_string(next) + "/";
     const int writer = sharded_state ? env.rank : my_rank, writers = sharded_state ? env.world_size : ranks;
-    auto report = [&](const std::string& k, const std::string& v) {
-      if (sharded_state)
-        job_store->set(k, std::vector<uint8_t>(v.begin(), v.end()));
-      else
-        transport->store_set(k, v);
-    };
-    auto reported = [&](const std::string& k) {
-      if (!sharded_state)
-        return transport->store_get(k);
-      const auto v = job_store->get(k);
-      return std::string(v.begin(), v.end());
-    };
     if (transport && writer != 0) {
-      report(key + std::to_string(writer), shards_to_json(shards).dump());
+      job_access.set(key + std::to_string(writer), shards_to_json(shards).dump());
       return;
     }
     for (int r = 1; transport && r < writers; ++r) { // the others' shards, as they report them
       const std::string source = (sharded_state ? "process " : "rank ") + std::to_string(r) + "'s checkpoint shards";
       try {
-        for (auto& shard : shards_from_json(parse_json(reported(key + std::to_string(r)), source), S))
+        for (auto& shard : shards_from_json(parse_json(job_access.get(key + std::to_string(r)), source), S))
           shards.push_back(std::move(shard));
       } catch (const std::exception& e) { // nlohmann's type errors too
         throw input_error(source + ": " + e.what());
