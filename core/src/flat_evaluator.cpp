@@ -186,7 +186,7 @@ void flat_evaluator::prepare(const schedule& s, const cost_table& costs, const l
       dp_link_.push_back(replica_link(costs, links, r, R));
     for (int st = 0; st < S; ++st) {
       const auto at = static_cast<std::size_t>(st);
-      dp_bytes_[at] = at < costs.stages.size() ? costs.stages[at].param_bytes : 0;
+      dp_bytes_[at] = costs.param_bytes(st);
       dp_time_[at] = grad_sync_time(dp_bytes_[at], dp, dp_link_[static_cast<std::size_t>(shape.rank_of(st))]);
     }
   }

@@ -140,14 +140,14 @@ public:
   sim_executor(shared_state& st, const sim_options& o, const pipeline_shape& shape, int rank, bool forward_only)
       : st_(st), costs_(o.costs), rank_(rank), forward_only_(forward_only),
         memory_(static_memory_bytes(o.costs, per_replica(o.memory, o.data_parallel), shape, rank), o.memory.cap_bytes),
-        dp_(o.data_parallel), replicas_(o.data_parallel.replicas), grad_sync_(o.data_parallel.sync), microbatches_(shape.num_microbatches),
+        dp_(o.data_parallel), microbatches_(shape.num_microbatches),
         replica_link_(replica_link(o.costs, o.links, rank, shape.num_ranks)) {
     st_.record(memory_sample{rank_, 0.0, memory_.bytes()});
   }
 
   std::optional<actors::completion> run(const action& a, actors::payload_data, const caf::actor& reply_to) override {
     double t0 = st_.clock.now() + (is_compute(a.kind) ? costs_.action_overhead_us : 0.0);
-    if (a.kind == action_kind::optimizer_step && replicas_ > 1)
+    if (a.kind == action_kind::optimizer_step && dp_.replicas > 1)
       t0 = after_grad_sync(a.stage, t0);
     const memory_effect effect = memory_effect_of(costs_, a, forward_only_);
     actors::completion done{.act = a, .start_us = t0, .end_us = t0};
@@ -165,7 +165,7 @@ public:
     running_ = running_action{.done = std::move(done), .effect = effect, .reply_to = reply_to};
     double cost = costs_(a);
     if (a.kind == action_kind::optimizer_step && dp_.sharded()) { // then the all-gather
-      replica_link_free_ = sharded_step_end(cost, param_bytes(a.stage), replicas_, replica_link_, t0, replica_link_free_);
+      replica_link_free_ = sharded_step_end(cost, costs_.param_bytes(a.stage), dp_.replicas, replica_link_, t0, replica_link_free_);
       cost = replica_link_free_ - t0;
     }
     if (st_.arrivals.empty()) {
@@ -201,8 +201,8 @@ private:
     actors::completion& done = running_.done;
     const action& a = done.act;
     done.end_us = t1;
-    if ((a.kind == action_kind::full_backward || a.kind == action_kind::backward_weight) && replicas_ > 1 &&
-        ++grads_of(a.stage).weight_grads == microbatches_ && grad_sync_ == grad_sync_mode::overlap)
+    if ((a.kind == action_kind::full_backward || a.kind == action_kind::backward_weight) && dp_.replicas > 1 &&
+        ++grads_of(a.stage).weight_grads == microbatches_ && dp_.sync == grad_sync_mode::overlap)
       start_grad_sync(a.stage, t1); // the step's last weight gradients are in
     memory_.end(running_.effect);
     if (running_.effect.changes_at_end)
@@ -218,17 +218,13 @@ private:
   // The all-reduce of `stage`'s gradients over the replicas, posted at `at`: it runs once the link
   // between the replicas is free (one at a time, in posting order, as the runtime's process group does).
   void start_grad_sync(int stage, double at) {
-    replica_link_free_ = std::max(at, replica_link_free_) + grad_sync_time(param_bytes(stage), dp_, replica_link_);
+    replica_link_free_ = std::max(at, replica_link_free_) + grad_sync_time(costs_.param_bytes(stage), dp_, replica_link_);
     grads_of(stage).synced = replica_link_free_;
-  }
-  std::uint64_t param_bytes(int stage) const {
-    const auto s = static_cast<std::size_t>(stage);
-    return s < costs_.stages.size() ? costs_.stages[s].param_bytes : 0;
   }
   // When U of `stage` may start (not before t0): once its all-reduce is over, posted at its last backward
   // (overlap) or now (at_step).
   double after_grad_sync(int stage, double t0) {
-    if (grad_sync_ == grad_sync_mode::at_step || grads_of(stage).weight_grads < microbatches_)
+    if (dp_.sync == grad_sync_mode::at_step || grads_of(stage).weight_grads < microbatches_)
       start_grad_sync(stage, t0);
     grad_state& g = grads_of(stage);
     g.weight_grads = 0;
@@ -254,8 +250,6 @@ private:
   const bool forward_only_;
   rank_memory memory_;
   const data_parallel_model dp_;
-  const int replicas_;
-  const grad_sync_mode grad_sync_;
   const int microbatches_;
   const link_class replica_link_;
   std::vector<grad_state> grads_; // the stages it has seen a B, W or U of

@@ -91,7 +91,7 @@ enum class grad_sync_mode : std::uint8_t { overlap, at_step };
 // (allreduce_time on the link between ranks R apart), posted at the stage's last backward of the step
 // (overlap) or at U (at_step), one at a time per rank; U waits for it. With ZeRO-1 (zero1) that
 // all-reduce is a reduce-scatter, U updates 1/D of the parameters and then all-gathers them
-// (sharded_step_us), and each replica keeps 1/D of the optimizer state (per_replica).
+// (sharded_step_end), and each replica keeps 1/D of the optimizer state (per_replica).
 struct data_parallel_model {
   int replicas = 1;
   grad_sync_mode sync = grad_sync_mode::overlap;
@@ -121,7 +121,7 @@ inline double allreduce_time(std::uint64_t bytes, int replicas, const link_class
 // What a stage's gradients cost on the link to its replicas before its U: the all-reduce, or with
 // ZeRO-1 the reduce-scatter.
 inline double grad_sync_time(std::uint64_t param_bytes, const data_parallel_model& dp, const link_class& link) {
-  return dp.zero1 ? ring_pass_time(param_bytes, dp.replicas, link) : allreduce_time(param_bytes, dp.replicas, link);
+  return dp.sharded() ? ring_pass_time(param_bytes, dp.replicas, link) : allreduce_time(param_bytes, dp.replicas, link);
 }
 // ZeRO-1's U started at t0, where the whole stage's step takes step_us: the step of 1/D of the
 // parameters, then the all-gather of the updated slices once the link to the replicas is free
@@ -192,6 +192,11 @@ struct cost_table {
   }
   std::uint64_t weight_input_bytes(int stage, int microbatch) const {
     return scaled(stages.at(static_cast<std::size_t>(stage)).weight_input_bytes, microbatch);
+  }
+  // Parameter bytes of a stage, what its replicas' collectives carry (0 for a stage past the table).
+  std::uint64_t param_bytes(int stage) const {
+    const auto s = static_cast<std::size_t>(stage);
+    return s < stages.size() ? stages[s].param_bytes : 0;
   }
   // Bytes a transfer of `kind` (SEND_F/RECV_F or SEND_B/RECV_B) of `stage` carries: the boundary tensor
   // between the stage and its neighbour, forward or as a gradient.
