@@ -63,11 +63,12 @@ void set_defined_grads(const std::vector<torch::Tensor>& params, const torch::Te
 } // namespace
 
 void replica_grad_sync::before_step(const std::function<void()>& step) {
-  if (pending_.empty())
+  if (!posted_)
     start();
   for (auto& f : pending_)
     f.get();
   pending_.clear();
+  posted_ = false;
   seen_ = 0;
   const double replicas = replicas_.world_size();
   if (!slice_) {
@@ -109,11 +110,7 @@ void replica_grad_sync::start() {
     if (whole_bucket_.defined())
       pending_.push_back(replicas_.allreduce_sum_async({whole_bucket_}));
   }
-  if (pending_.empty()) { // keeps before_step from starting again
-    std::promise<void> none;
-    none.set_value();
-    pending_.push_back(none.get_future().share());
-  }
+  posted_ = true; // even with nothing to sum: before_step must not start again
 }
 
 // ---- zero1_optimizer

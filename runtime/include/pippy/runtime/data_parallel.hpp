@@ -55,6 +55,7 @@ private:
   int seen_ = 0;
   torch::Tensor bucket_, whole_bucket_, slice_sum_;
   std::vector<std::shared_future<void>> pending_;
+  bool posted_ = false; // this step's collectives (possibly none) are posted
 };
 
 class zero1_optimizer : public torch::optim::Optimizer {
