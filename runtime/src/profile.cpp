@@ -31,12 +31,12 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
   // Receives that land inside an action lengthen it; the simulator adds that per arrival, so the table
   // holds each kind's time without them: its mean less the mean arrivals' cost.
   const arrival_fit arrivals = fit_arrival_cost(t, num_stages);
-  out.arrival_cost_us = arrivals.cost_us;
+  out.arrival_cost_us = context.arrival_cost_us.value_or(arrivals.cost_us);
   for (int s = 0; s < num_stages; ++s) {
     const auto& x = a[static_cast<std::size_t>(s)];
     auto mean = [&](action_kind k) {
       const auto i = static_cast<std::size_t>(k);
-      return x.n[i] ? x.sum[i] / x.n[i] - arrivals.cost_us * arrivals.mean_arrivals[static_cast<std::size_t>(s)][i]
+      return x.n[i] ? x.sum[i] / x.n[i] - out.arrival_cost_us * arrivals.mean_arrivals[static_cast<std::size_t>(s)][i]
                     : -1.0;
     };
     stage_cost c;

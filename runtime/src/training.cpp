@@ -666,6 +666,18 @@ int train_pipelined(const training_job& job, const dist_env& env) {
         mine.push_back(mods[static_cast<std::size_t>(s)].get());
     export_final(job, std::max(my_rank, 0), parameters_by_name(mine));
   }
+  // What a transfer arriving on a rank takes from its compute: probed after the steps, with the wire
+  // quiet, at the largest of the run's boundary tensors (the first replica's ranks take part).
+  std::optional<double> arrival_cost;
+  if (!job.profile_file.empty() && channel && first_replica) {
+    std::uint64_t biggest = 0;
+    for (const auto& [stage, bytes] : activations())
+      biggest = std::max(biggest, bytes);
+    arrival_probe_options probe;
+    if (biggest > 0) // else (a rank without outputs) the default; the ranks agree on the largest
+      probe.bytes = biggest;
+    arrival_cost = probe_arrival_cost(*channel, probe);
+  }
   training_job ran = job; // what the reports cover: the steps this run ran (after a resume, not all)
   ran.steps = job.steps - first_step;
   // Layers one by one, in the process that writes the profile.
@@ -715,6 +727,7 @@ int train_pipelined(const training_job& job, const dist_env& env) {
     }
     report_measured(ran, all, S,
                     {.activation_bytes = act, .param_bytes = params, .links = links, .replica_link = replica_link,
+                     .arrival_cost_us = arrival_cost,
                      .data_parallel = {.replicas = D, .sync = job.grad_sync, .zero1 = job.zero1},
                      .layers = layer_costs, .microbatch_rows = rows});
     if (job.time_steps)

@@ -2,10 +2,7 @@
 // replica_grad_sync leaves in the gradients before U, plain and with ZeRO-1, and zero1_optimizer's step.
 #include <catch2/catch.hpp>
 
-#include <array>
-#include <future>
-
-#include "../support/loopback.hpp"
+#include "../support/gloo_pair.hpp"
 #include "pippy/runtime/data_parallel.hpp"
 #include "pippy/runtime/gloo_group.hpp"
 
@@ -31,30 +28,11 @@ torch::Tensor flat_grads(const std::vector<torch::Tensor>& ps) {
   return torch::cat(g);
 }
 
-// Runs `body(rank, replicas)` on two threads over one Gloo group; returns what each gave (checked on
-// this thread: Catch's assertions are not thread-safe).
-template <class F>
-auto on_two_replicas(F body) {
-  const int port = test::free_loopback_port();
-  auto run = [&](int rank) {
-    dist_env env;
-    env.rank = rank;
-    env.world_size = 2;
-    env.master_port = port;
-    gloo_group replicas(env, std::chrono::seconds(20));
-    auto out = body(rank, replicas);
-    replicas.barrier();
-    return out;
-  };
-  auto r0 = std::async(std::launch::async, run, 0);
-  auto r1 = std::async(std::launch::async, run, 1);
-  return std::array{r0.get(), r1.get()};
-}
 } // namespace
 
 TEST_CASE("replica_grad_sync: the replicas' mean of every gradient before U", "[runtime][data-parallel]") {
   for (auto mode : {grad_sync_mode::overlap, grad_sync_mode::at_step}) {
-    const auto got = on_two_replicas([mode](int rank, gloo_group& replicas) {
+    const auto got = test::on_two_ranks([mode](int rank, gloo_group& replicas) {
       const auto ps = stage_params(rank);
       replica_grad_sync sync(replicas, ps, 2, mode);
       sync.weight_grads_in();
@@ -74,7 +52,7 @@ TEST_CASE("replica_grad_sync with ZeRO-1: the mean of this replica's shard, and 
           "[runtime][data-parallel]") {
   // Shards of 6: replica 0 keeps a and t's first element, replica 1 the rest of t and b. t, a tied copy,
   // must be the mean whole on both: its sum with the other holders' copies reads all of it.
-  const auto got = on_two_replicas([](int rank, gloo_group& replicas) {
+  const auto got = test::on_two_ranks([](int rank, gloo_group& replicas) {
     const auto ps = stage_params(rank);
     replica_grad_sync sync(replicas, ps, 1, grad_sync_mode::overlap, optimizer_shard::of(12, rank, 2), {ps[1]});
     sync.weight_grads_in();
@@ -103,7 +81,7 @@ TEST_CASE("replica_grad_sync with ZeRO-1: the mean of this replica's shard, and 
 
 TEST_CASE("zero1_optimizer: each replica steps its shard, the all-gather gives both the whole update",
           "[runtime][data-parallel]") {
-  const auto got = on_two_replicas([](int rank, gloo_group& replicas) {
+  const auto got = test::on_two_ranks([](int rank, gloo_group& replicas) {
     auto ps = stage_params(rank);
     zero1_optimizer opt(ps, replicas, [](std::vector<torch::Tensor> shard) {
       return std::make_shared<torch::optim::SGD>(shard, torch::optim::SGDOptions(0.5));

@@ -25,4 +25,23 @@ std::vector<link_cost> probe_links(tensor_channel& channel, const link_probe_opt
 // simulator's allreduce_time adds up). Every rank of the group gets the same fit from its own timings.
 link_class probe_replica_link(gloo_group& replicas, const link_probe_options& options = {});
 
+struct arrival_probe_options {
+  std::uint64_t bytes = 64u << 10; // per message, on every rank; the largest of the ranks' counts
+  int messages = 32;               // per round, one every period
+  double period_us = 1000;
+  int rounds = 5;                  // with arrivals, each between two rounds without
+};
+
+// Collective over the transport's ranks: what a transfer arriving on a rank takes from the compute that
+// runs there (cost_table::arrival_cost_us). For each pair of neighbouring ranks (r, r + 1, and R - 1
+// with 0), in both directions in turn, the receiver's compute thread (yielding as the run's does)
+// multiplies matrices back to back for as long as its receiving thread takes `messages` transfers off
+// the run's tensor_channel, sent one every period; between such rounds it multiplies as long without
+// any. A round's cost per arrival is its time less its multiplications at the quiet rounds' pace
+// (the mean of the rounds before and after), over its messages; a direction's, the median of its
+// rounds; the result, the mean over directions. Arrivals are sent on the sender's clock, so an action
+// that is slow for another reason cannot catch more of them, as in a trace. The bytes of each message:
+// the largest of the ranks' `bytes`. Returns the result on rank 0 (through the store), 0 elsewhere.
+double probe_arrival_cost(tensor_channel& channel, const arrival_probe_options& options = {});
+
 } // namespace pippy

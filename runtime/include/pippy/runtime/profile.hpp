@@ -17,6 +17,9 @@ struct profile_context {
   std::map<int, std::uint64_t> activation_bytes, param_bytes;
   std::vector<link_cost> links;
   std::optional<link_class> replica_link;
+  // What an arrival takes from compute, as the run's transport measured it (probe_arrival_cost); without
+  // one (ranks in one process), fitted from the trace.
+  std::optional<double> arrival_cost_us;
   // The run's replicas. With ZeRO-1 a measured U is 1/D of the stage's step plus the all-gather: the
   // profile records the whole step (core's whole_step_us), as the cost model expects.
   data_parallel_model data_parallel;
@@ -26,8 +29,8 @@ struct profile_context {
 };
 
 // Measured costs: each stage's time of a kind is the mean duration of that kind of the stage's actions in
-// the trace, less what the receives landing inside them took (traces' fit_arrival_cost, which also gives
-// the table's arrival_cost_us). Kinds a schedule did not run are derived: B = I + W when only I and W ran; I = W = B / 2 when
+// the trace, less what the receives landing inside them took: the context's arrival_cost_us (else traces'
+// fit_arrival_cost's) times the mean arrivals that fit_arrival_cost counts. Kinds a schedule did not run are derived: B = I + W when only I and W ran; I = W = B / 2 when
 // only B ran. The per-action overhead is traces' action_overhead_us of the trace; sizes, links and rows
 // and layers come from the context (weight_input_bytes is half the activations). A link the trace shows
 // a rank waiting on (traces' transfer_waits) takes the latency that gives back the median of those waits (of all links' waits where it has fewer than 3)
