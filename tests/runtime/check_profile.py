@@ -75,7 +75,7 @@ def main():
         median = sorted(samples[key])[len(evs) // 2]  # counted within the kind's median time
         arrivals[key] = [bisect.bisect_left(receive_ends[e["pid"]], e["ts"] + min(e["dur"], median))
                          - bisect.bisect_right(receive_ends[e["pid"]], e["ts"]) for e in evs]
-    per_arrival = costs.get("arrival_cost_us")
+    per_arrival = costs.get("arrival_cost_us", 0.0)  # the writer leaves out a 0
     longest = max((d for ds in samples.values() for d in ds), default=0.0)
     if not isinstance(per_arrival, (int, float)) or not math.isfinite(per_arrival) or not 0 <= per_arrival < longest:
         bad.append(f"arrival_cost_us {per_arrival!r}: not a number in [0, {longest}) us (the longest action)")
