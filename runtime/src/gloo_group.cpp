@@ -143,11 +143,11 @@ void gloo_group::connect() {
                              without_backtrace(e));
   }
   send_waiter_.thread = std::thread([this] { wait_loop(send_waiter_); });
-  collective_waiter_.thread = std::thread([this] { wait_loop(collective_waiter_); });
+  recv_waiter_.thread = std::thread([this] { wait_loop(recv_waiter_); });
 }
 
 gloo_group::~gloo_group() {
-  for (auto* w : {&send_waiter_, &collective_waiter_}) {
+  for (auto* w : {&send_waiter_, &recv_waiter_}) {
     {
       std::lock_guard lock(w->mu);
       w->stop = true;
@@ -166,19 +166,6 @@ void gloo_group::enqueue(waiter& w, pending p) {
   w.cv.notify_one();
 }
 
-void gloo_group::wait_all(const pending& p) const {
-  try {
-    for (const auto& work : p.works)
-      work->wait(timeout_);
-  } catch (const std::exception& e) {
-    const std::string me = "rank " + std::to_string(env_.rank) + ": ";
-    const std::string peer = "rank " + std::to_string(p.peer);
-    throw peer_error(p.peer, p.peer < 0 ? me + p.what + " failed (a rank died or timed out): " + without_backtrace(e)
-                                        : me + p.what + " " + peer + " failed (" + peer + " died or timed out): " +
-                                              without_backtrace(e));
-  }
-}
-
 void gloo_group::wait_loop(waiter& w) {
   for (;;) {
     pending p;
@@ -191,10 +178,15 @@ void gloo_group::wait_loop(waiter& w) {
       w.queue.pop_front();
     }
     try {
-      wait_all(p);
+      for (auto& work : p.works)
+        work->wait(timeout_);
       p.done->set_value();
-    } catch (const peer_error&) {
-      p.done->set_exception(std::current_exception());
+    } catch (const std::exception& e) {
+      const std::string me = "rank " + std::to_string(env_.rank) + ": ";
+      const std::string peer = "rank " + std::to_string(p.peer);
+      p.done->set_exception(std::make_exception_ptr(peer_error(
+          p.peer, p.peer < 0 ? me + p.what + " failed (a rank died or timed out): " + without_backtrace(e)
+                             : me + p.what + " " + peer + " failed (" + peer + " died or timed out): " + without_backtrace(e))));
     }
   }
 }
@@ -219,23 +211,25 @@ void gloo_group::send(const std::vector<torch::Tensor>& tensors, int dst, int ta
   enqueue(send_waiter_, std::move(p));
 }
 
-void gloo_group::recv(std::vector<torch::Tensor> into, int src, int tag) {
+std::shared_future<void> gloo_group::recv(std::vector<torch::Tensor> into, int src, int tag) {
   pending p;
   p.peer = src;
   p.what = "receiving from";
-  {
-    std::lock_guard lock(post_mu_);
-    try {
-      for (std::size_t i = 0; i < into.size(); ++i) {
-        std::vector<torch::Tensor> one{into[i]};
-        p.works.push_back(pg_->recv(one, src, tag + static_cast<int>(i)));
-      }
-    } catch (const std::exception& e) {
-      throw peer_error(src, "rank " + std::to_string(env_.rank) + ": receiving from rank " +
-                                std::to_string(src) + " failed: " + without_backtrace(e));
+  p.done = std::make_shared<std::promise<void>>();
+  auto fut = p.done->get_future().share();
+  std::lock_guard lock(post_mu_);
+  try {
+    for (std::size_t i = 0; i < into.size(); ++i) {
+      std::vector<torch::Tensor> one{into[i]};
+      p.works.push_back(pg_->recv(one, src, tag + static_cast<int>(i)));
     }
+  } catch (const std::exception& e) {
+    throw peer_error(src, "rank " + std::to_string(env_.rank) + ": receiving from rank " +
+                              std::to_string(src) + " failed: " + without_backtrace(e));
   }
-  wait_all(p);
+  p.keep_alive = std::move(into);
+  enqueue(recv_waiter_, std::move(p));
+  return fut;
 }
 
 void gloo_group::flush() {
@@ -287,7 +281,7 @@ std::shared_future<void> gloo_group::collective_done(c10::intrusive_ptr<c10d::Wo
   p.keep_alive = std::move(keep_alive);
   p.done = std::make_shared<std::promise<void>>();
   std::shared_future<void> fut = p.done->get_future().share();
-  enqueue(collective_waiter_, std::move(p));
+  enqueue(recv_waiter_, std::move(p));
   return fut;
 }
 
@@ -308,7 +302,10 @@ void gloo_group::wait_for(c10::intrusive_ptr<c10d::Work> work, const std::string
   p.peer = -1;
   p.what = what;
   p.works.push_back(std::move(work));
-  wait_all(p);
+  p.done = std::make_shared<std::promise<void>>();
+  auto fut = p.done->get_future();
+  enqueue(recv_waiter_, std::move(p));
+  fut.get();
 }
 
 void gloo_group::store_set(const std::string& key, const std::string& value) {

@@ -29,10 +29,10 @@ void tensor_channel::send(direction d, int from_stage, int microbatch, const std
 
 std::vector<torch::Tensor> tensor_channel::recv(direction d, int from_stage, int microbatch, int src) {
   auto header = torch::empty({static_cast<int64_t>(header_words)}, torch::kLong);
-  net_.recv({header}, src, header_tag(d, from_stage, microbatch));
+  net_.recv({header}, src, header_tag(d, from_stage, microbatch)).get();
   const transfer_key due{static_cast<int>(d), from_stage, microbatch};
   auto into = receive_buffers(read_header(header.data_ptr<int64_t>(), due, src), torch::TensorOptions());
-  net_.recv(defined_tensors(into), src, tag_of(static_cast<int>(d), from_stage, microbatch));
+  net_.recv(defined_tensors(into), src, tag_of(static_cast<int>(d), from_stage, microbatch)).get();
   return into;
 }
 

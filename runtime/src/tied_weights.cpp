@@ -71,7 +71,7 @@ void tied_sync::sum_and_step() {
       for (int r : ranks)
         if (r != me) {
           auto t = torch::empty_like(partial);
-          net_->recv({t}, r, tied_tag(g));
+          net_->recv({t}, r, tied_tag(g)).get();
           parts[r] = t;
         }
       total = torch::Tensor();

@@ -23,12 +23,11 @@ class Work;
 namespace pippy {
 
 // Tensors between processes with c10d: a TCPStore rendezvous (rank 0 serves it at MASTER_ADDR:
-// MASTER_PORT) and one ProcessGroupGloo. Gloo's own I/O thread moves the bytes. send only posts: a
-// waiter thread waits for the sends in turn, and flush for all of them. recv waits on the calling thread
-// (a receiving thread of its own in the pipeline): one wake-up fewer per message than a hand-over
-// through a waiter, which the transfer's receiver pays on a core it shares with compute. The async
-// collectives' futures are fulfilled by a second waiter thread. A dead peer turns into a peer_error
-// after at most `timeout`. Thread-safe.
+// MASTER_PORT) and one ProcessGroupGloo. send and recv only post (Gloo's own I/O thread moves the
+// bytes); every blocking Work::wait runs on one of this object's two waiter threads (one for sends,
+// one for receives, so that a send waiting for its peer never delays a receive that already arrived),
+// which fulfil the futures recv returns. The caller never blocks inside c10d, and a dead peer turns
+// into a peer_error after at most `timeout`. Thread-safe.
 class gloo_group {
 public:
   gloo_group(const dist_env& env, std::chrono::milliseconds timeout);
@@ -46,9 +45,9 @@ public:
 
   // Posts one send per tensor to rank dst with tags tag, tag+1, ...; the tensors stay alive until sent.
   void send(const std::vector<torch::Tensor>& tensors, int dst, int tag);
-  // Receives into `into` (contiguous, preallocated with the agreed shapes): returns once all arrived;
-  // throws peer_error.
-  void recv(std::vector<torch::Tensor> into, int src, int tag);
+  // Posts receives into `into` (contiguous, preallocated with the agreed shapes); the future is ready
+  // once all arrived, or holds a peer_error.
+  std::shared_future<void> recv(std::vector<torch::Tensor> into, int src, int tag);
   // Waits for every posted send; throws the first peer_error.
   void flush();
   // All ranks meet (through the process group).
@@ -85,12 +84,10 @@ private:
     std::thread thread;
   };
   void wait_loop(waiter& w);
-  // Waits for each of p's works on the calling thread, each within the timeout; throws peer_error.
-  void wait_all(const pending& p) const;
   void enqueue(waiter& w, pending p);
   void connect(); // the process group over store_, and the waiters
   void wait_for(c10::intrusive_ptr<c10d::Work> work, const std::string& what);
-  // The future of a posted collective, fulfilled by the collectives' waiter (in posting order).
+  // The future of a posted collective, fulfilled by the receive waiter (in posting order).
   std::shared_future<void> collective_done(c10::intrusive_ptr<c10d::Work> work, std::vector<torch::Tensor> keep_alive,
                                            const char* what);
 
@@ -100,7 +97,7 @@ private:
   c10::intrusive_ptr<c10d::Backend> pg_; // a ProcessGroupGloo (gloo_backend.hpp)
   std::mutex post_mu_; // posting (several threads may send/recv) and sends_
   std::vector<std::shared_future<void>> sends_;
-  waiter send_waiter_, collective_waiter_;
+  waiter send_waiter_, recv_waiter_;
 };
 
 } // namespace pippy
