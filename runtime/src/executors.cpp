@@ -149,7 +149,7 @@ actors::completion torch_executor::compute(const action& a, const actors::payloa
   log_.add(trace_event{.rank = rank_, .act = a, .start_us = c.start_us, .end_us = c.end_us,
                        .source = event_source::measured});
   if (sample_memory_)
-    log_.add(memory_sample{.rank = rank_, .t_us = c.end_us, .bytes = heap_bytes_in_use()});
+    log_.add(memory_sample{.rank = rank_, .t_us = c.end_us, .bytes = cpu_tensor_bytes()});
   return c;
 }
 

@@ -51,7 +51,7 @@ void pipeline_engine::record(int rank, const action& a, double start, double end
   trace_.events.push_back(trace_event{.rank = rank, .act = a, .start_us = start, .end_us = end,
                                       .bytes = bytes, .peer = peer, .source = event_source::measured});
   if (transport_ && is_compute(a.kind)) // one rank per process: the heap is this rank's
-    trace_.memory.push_back(memory_sample{.rank = rank, .t_us = end, .bytes = heap_bytes_in_use()});
+    trace_.memory.push_back(memory_sample{.rank = rank, .t_us = end, .bytes = cpu_tensor_bytes()});
 }
 
 bool pipeline_engine::ready(const action& a) const {
