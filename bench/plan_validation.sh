@@ -6,7 +6,8 @@
 # `pippy plan` ranks schedule x V x M x split for a global batch of the same rows; each of its top plans then trains 40 steps
 # with `--plan`, ROUNDS (3) times in turn, and the median of its measured steps (`measured step_us`,
 # the steps after the first) is put beside the prediction. Prints the table, whether the predicted best is the measured best or within 5%
-# of it, and the Spearman correlation of the two rankings.
+# of it, and the Spearman correlation of the two rankings; then the profiled configuration, run in the same
+# rounds, against the plans.
 set -euo pipefail
 build=$(cd "$1" && pwd)
 out=${2:-$(mktemp -d "${TMPDIR:-/tmp}/plan_validation.XXXXXX")}
@@ -33,7 +34,10 @@ for k, p in enumerate(plans):
     json.dump({key: p[key] for key in ("schedule", "stages_per_rank", "microbatches", "boundaries")} | {"ranks": 2},
               open(f"{out}/plan{k}/plan.json", "w"))
 PY
-# Rounds with the plans in turn in each, so that the machine's drift falls on every plan alike.
+# Rounds with the plans in turn in each, so that the machine's drift falls on every plan alike; last in
+# each round the profiled configuration (1F1B, the profile's micro-batches, the example's split), the
+# baseline a user starts from.
+mkdir -p "$out/baseline"
 for round in $(seq 1 "$rounds"); do
   for ((k = 0; k < top; ++k)); do
     [[ -f $out/plan$k/plan.json ]] || break
@@ -41,19 +45,26 @@ for round in $(seq 1 "$rounds"); do
     "$pippy" run --nproc 2 --bind-cores -- "$program" --plan "$out/plan$k" $common >"$log" 2>&1 ||
       { echo "error: plan $k failed (see $log)" >&2; exit 1; }
   done
+  log=$out/baseline/run$round.log
+  "$pippy" run --nproc 2 --bind-cores -- "$program" --schedule 1f1b --microbatches $profile_mb $common >"$log" 2>&1 ||
+    { echo "error: the profiled configuration failed (see $log)" >&2; exit 1; }
 done
-python3 - "$out" "$rounds" <<'PY'
+baseline_predicted=$("$pippy" sim --schedule 1f1b --ranks 2 --microbatches $profile_mb --cost-file "$out/profile.json" --json |
+  python3 -c "import json, sys; print(json.load(sys.stdin)['expected_step_us'])")
+python3 - "$out" "$rounds" "$profile_mb" "$baseline_predicted" <<'PY'
 import json, os, re, sys
-out, rounds = sys.argv[1], int(sys.argv[2])
+out, rounds, profile_mb, baseline_predicted = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
 plans = json.load(open(f"{out}/plans.json"))["plans"]
+def median_step_ms(logs):  # the median of the rounds (an odd number: the middle one)
+    steps = sorted(float(re.search(r"^measured step_us ([0-9.e+]+)", open(log).read(), re.M).group(1)) / 1000
+                   for log in logs)
+    return steps[len(steps) // 2]
 rows = []
 for k, p in enumerate(plans):
     logs = [f"{out}/plan{k}/run{r}.log" for r in range(1, rounds + 1)]
     if not all(os.path.exists(log) for log in logs):
         break
-    steps = sorted(float(re.search(r"^measured step_us ([0-9.e+]+)", open(log).read(), re.M).group(1)) / 1000
-                   for log in logs)
-    rows.append((k, p, steps[len(steps) // 2]))  # the median of the rounds (an odd number: the middle one)
+    rows.append((k, p, median_step_ms(logs)))
 print(f"{'#':>2} {'schedule':<18} {'V':>2} {'M':>3} {'split':<16} {'predicted_ms':>12} {'measured_ms':>11}")
 for k, p, meas in rows:
     split = ",".join(map(str, p["boundaries"][1:]))
@@ -74,4 +85,8 @@ best_measured = min(meas)
 gap = 100 * (meas[0] - best_measured) / best_measured
 print(f"predicted best (#1) measured {meas[0]:.3f} ms, measured best {best_measured:.3f} ms: {gap:.1f}% slower")
 print(f"spearman {rho:.2f}")
+baseline = median_step_ms([f"{out}/baseline/run{r}.log" for r in range(1, rounds + 1)])
+print(f"profiled configuration (1f1b, M = {profile_mb}): predicted {baseline_predicted / 1000:.3f} ms, measured "
+      f"{baseline:.3f} ms; the predicted best measured {100 * (1 - meas[0] / baseline):.1f}% faster, the measured best "
+      f"{100 * (1 - best_measured / baseline):.1f}%")
 PY
