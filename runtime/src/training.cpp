@@ -667,9 +667,10 @@ int train_pipelined(const training_job& job, const dist_env& env) {
     export_final(job, std::max(my_rank, 0), parameters_by_name(mine));
   }
   // What a transfer arriving on a rank takes from its compute: probed after the steps, with the wire
-  // quiet, at the largest of the run's boundary tensors (the first replica's ranks take part).
+  // quiet, at the largest of the run's boundary tensors. Every replica probes its own pipeline at once,
+  // so that ranks sharing cores share them as in the steps; the first replica's result is reported.
   std::optional<double> arrival_cost;
-  if (!job.profile_file.empty() && channel && first_replica) {
+  if (!job.profile_file.empty() && channel) {
     std::uint64_t biggest = 0;
     for (const auto& [stage, bytes] : activations())
       biggest = std::max(biggest, bytes);
