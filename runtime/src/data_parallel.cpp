@@ -30,17 +30,25 @@ void replica_grad_sync::weight_grads_in() {
 }
 
 namespace {
+// The flattened whole of a stage's parameters, which the shards and the collectives address: each
+// parameter's elements in order, one after another. Calls f(p, at) with where p starts in it.
+template <class F>
+void for_each_flattened(const std::vector<torch::Tensor>& params, F&& f) {
+  std::int64_t at = 0;
+  for (const auto& p : params) {
+    f(p, at);
+    at += p.numel();
+  }
+}
 // Calls f(p, in_param, in_slice, n) for each parameter p with elements in `slice` of the flattened
 // parameters: n of them, from p's element in_param on, at the slice's element in_slice on.
 template <class F>
 void for_each_in_slice(const std::vector<torch::Tensor>& params, const optimizer_shard& slice, F&& f) {
-  std::int64_t at = 0; // where the parameter starts in the flattened whole
-  for (const auto& p : params) {
+  for_each_flattened(params, [&](const torch::Tensor& p, std::int64_t at) {
     const std::int64_t from = std::max(at, slice.begin), to = std::min(at + p.numel(), slice.begin + slice.count);
     if (from < to)
       f(p, from - at, from - slice.begin, to - from);
-    at += p.numel();
-  }
+  });
 }
 // Gradients whose parameters have one, flattened and concatenated in order.
 torch::Tensor defined_grads(const std::vector<torch::Tensor>& params) {
@@ -97,12 +105,10 @@ void replica_grad_sync::start() {
       // The flattened parameters' gradients (zeros where one has none), padded to equal slices.
       const std::int64_t D = replicas_.world_size();
       auto flat = torch::zeros({D * slice_->per}, torch::dtype(params_.front().scalar_type()));
-      std::int64_t at = 0;
-      for (const auto& p : params_) {
+      for_each_flattened(params_, [&](const torch::Tensor& p, std::int64_t at) {
         if (p.grad().defined())
           flat.narrow(0, at, p.numel()).copy_(p.grad().reshape(-1));
-        at += p.numel();
-      }
+      });
       slice_sum_ = torch::empty({slice_->per}, flat.options());
       pending_.push_back(replicas_.reduce_scatter_sum_async(flat, slice_sum_));
     }
@@ -152,11 +158,9 @@ torch::Tensor zero1_optimizer::step(LossClosure) {
   inner_->step();
   // Every replica's updated slice into every copy of the parameters.
   const auto all = replicas_.allgather(slice_.detach()).narrow(0, 0, part_.total);
-  std::int64_t at = 0; // where the parameter starts in the flattened whole
-  for (auto& p : param_groups().front().params()) {
+  for_each_flattened(param_groups().front().params(), [&](const torch::Tensor& p, std::int64_t at) {
     p.copy_(all.narrow(0, at, p.numel()).view_as(p));
-    at += p.numel();
-  }
+  });
   return {};
 }
 

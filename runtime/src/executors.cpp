@@ -134,7 +134,7 @@ actors::completion torch_executor::compute(const action& a, const actors::payloa
     auto r = run_stage_action(a, [&]() -> const cpu_tensors& { return input.as<cpu_tensors>(none); });
     c.loss = r.loss;
     if (r.began_us) // the wait for the other ranks' gradients before it is idle time, not U's
-      c.start_us = std::max(c.start_us, *r.began_us);
+      c.start_us = stage_executor::step_start_within(*r.began_us, c.start_us, now_us());
     if (r.output) {
       c.output_bytes = bytes_of(*r.output);
       if (a.kind == action_kind::forward)

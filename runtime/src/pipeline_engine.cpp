@@ -118,7 +118,7 @@ void pipeline_engine::run(int rank, const action& a) {
     break;
   case action_kind::optimizer_step:
     stages_[stage_idx]->step();
-    t0 = std::min(std::max(t0, stages_[stage_idx]->last_step_began_us()), now_us()); // after its gate's wait, as the actors record it
+    t0 = stage_executor::step_start_within(stages_[stage_idx]->last_step_began_us(), t0, now_us()); // as the actors record it
     break;
   case action_kind::send_f: {
     auto out = std::move(fwd_out_.at(k));

@@ -2,6 +2,7 @@
 #include <torch/csrc/autograd/edge.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <atomic>
 #include <functional>
 #include <map>
@@ -61,6 +62,11 @@ public:
   // defers the step to another holder's U (tied_sync), the time U was called; the deferred step may set
   // it later, from that holder's thread.
   double last_step_began_us() const { return step_began_us_.load(std::memory_order_relaxed); }
+  // The start a trace records for U, called at `called_us` and returned at `returned_us`: when its step
+  // began, within the call (a deferred step may begin after the call returned).
+  static double step_start_within(double began_us, double called_us, double returned_us) {
+    return std::min(std::max(called_us, began_us), returned_us);
+  }
   // Inference (a forward-only schedule): F runs without autograd, keeps nothing for a backward, and the
   // last stage keeps each micro-batch's outputs instead of computing a loss.
   void set_forward_only(bool on) { forward_only_ = on; }
