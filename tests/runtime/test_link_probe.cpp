@@ -1,6 +1,8 @@
 // The transport probes of a profile over a real in-process Gloo pair: what an arrival takes from compute.
 #include <catch2/catch.hpp>
 
+#include <sched.h>
+
 #include <cmath>
 #include <string>
 
@@ -38,4 +40,26 @@ TEST_CASE("probe_arrival_cost refuses options without a bound on every rank, bef
     for (const auto& message : got)
       CHECK_THAT(message, Catch::Contains("arrival probe: needs 1 or more messages and rounds"));
   }
+}
+
+TEST_CASE("probe_arrival_cost: with both ranks' threads on one CPU the receiving takes compute time, and the probe sees it",
+          "[runtime][profile]") {
+  // Threads made from here on (the ranks', Gloo's, the probe's) inherit this thread's CPUs.
+  cpu_set_t before, one;
+  REQUIRE(::sched_getaffinity(0, sizeof before, &before) == 0);
+  int first = 0;
+  while (!CPU_ISSET(first, &before))
+    ++first;
+  CPU_ZERO(&one);
+  CPU_SET(first, &one);
+  REQUIRE(::sched_setaffinity(0, sizeof one, &one) == 0);
+  const arrival_probe_options options{.bytes = 256 << 10, .messages = 16, .period_us = 1000, .rounds = 3};
+  const auto got = test::on_two_ranks([&](int, gloo_group& group) {
+    tensor_channel channel(group);
+    return probe_arrival_cost(channel, options);
+  });
+  ::sched_setaffinity(0, sizeof before, &before);
+  INFO("cost per arrival " << got[0] << " us");
+  CHECK(got[0] > 5); // a 256 KiB message's copy and the threads' wake-ups cost more than 5 us of that CPU
+  CHECK(got[0] < 10 * options.period_us); // not a unit slip: an arrival costing 10 ms would starve the compute
 }
