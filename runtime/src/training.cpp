@@ -667,8 +667,9 @@ int train_pipelined(const training_job& job, const dist_env& env) {
     export_final(job, std::max(my_rank, 0), parameters_by_name(mine));
   }
   // What a transfer arriving on a rank takes from its compute: probed after the steps, with the wire
-  // quiet, at the largest of the run's boundary tensors. Every replica probes its own pipeline at once,
-  // so that ranks sharing cores share them as in the steps; the first replica's result is reported.
+  // quiet, at the largest of the run's boundary tensors up to 4 MiB (160 of them per direction: a larger
+  // size would make the probe outlast the run). Every replica probes its own pipeline at once, so that
+  // ranks sharing cores share them as in the steps; the first replica's result is reported.
   std::optional<double> arrival_cost;
   if (!job.profile_file.empty() && channel) {
     std::uint64_t biggest = 0;
@@ -676,7 +677,7 @@ int train_pipelined(const training_job& job, const dist_env& env) {
       biggest = std::max(biggest, bytes);
     arrival_probe_options probe;
     if (biggest > 0) // else (a rank without outputs) the default; the ranks agree on the largest
-      probe.bytes = biggest;
+      probe.bytes = std::min<std::uint64_t>(biggest, 4u << 20);
     arrival_cost = probe_arrival_cost(*channel, probe);
   }
   training_job ran = job; // what the reports cover: the steps this run ran (after a resume, not all)
