@@ -22,7 +22,8 @@ case $model in
   *) echo "error: MODEL must be mynetwork or gpt (got '$model')" >&2; exit 2 ;;
 esac
 common="--batch $batch --steps 40 --threads 1"
-"$pippy" run --nproc 2 --bind-cores -- "$program" --schedule 1f1b --microbatches $profile_mb $common \
+profiled="--schedule 1f1b --microbatches $profile_mb" # the configuration profiled, and the plans' baseline
+"$pippy" run --nproc 2 --bind-cores -- "$program" $profiled $common \
   --profile "$out/profile.json" >"$out/profile.log" 2>&1
 "$pippy" plan --cost-file "$out/profile.json" --ranks 2 --global-batch $batch --top "$top" --json >"$out/plans.json"
 python3 - "$out" "$top" <<'PY'
@@ -46,10 +47,10 @@ for round in $(seq 1 "$rounds"); do
       { echo "error: plan $k failed (see $log)" >&2; exit 1; }
   done
   log=$out/baseline/run$round.log
-  "$pippy" run --nproc 2 --bind-cores -- "$program" --schedule 1f1b --microbatches $profile_mb $common >"$log" 2>&1 ||
+  "$pippy" run --nproc 2 --bind-cores -- "$program" $profiled $common >"$log" 2>&1 ||
     { echo "error: the profiled configuration failed (see $log)" >&2; exit 1; }
 done
-baseline_predicted=$("$pippy" sim --schedule 1f1b --ranks 2 --microbatches $profile_mb --cost-file "$out/profile.json" --json |
+baseline_predicted=$("$pippy" sim $profiled --ranks 2 --cost-file "$out/profile.json" --json |
   python3 -c "import json, sys; print(json.load(sys.stdin)['expected_step_us'])")
 python3 - "$out" "$rounds" "$profile_mb" "$baseline_predicted" <<'PY'
 import json, os, re, sys

@@ -2,7 +2,6 @@
 
 #include <caf/all.hpp>
 
-#include <algorithm>
 #include <cstdio>
 #include <new>
 
@@ -145,7 +144,6 @@ actors::completion torch_executor::compute(const action& a, const actors::payloa
     c.error = failure_of(a, e);
   }
   c.end_us = now_us();
-  c.start_us = std::min(c.start_us, c.end_us); // a deferred step (tied_sync) may have begun after it returned
   log_.add(trace_event{.rank = rank_, .act = a, .start_us = c.start_us, .end_us = c.end_us,
                        .source = event_source::measured});
   if (sample_memory_)
