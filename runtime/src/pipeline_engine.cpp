@@ -6,6 +6,7 @@
 #include "pippy/core/dependencies.hpp"
 #include "pippy/core/error.hpp"
 #include "pippy/core/validate.hpp"
+#include "pippy/runtime/cpu_memory.hpp"
 #include "pippy/runtime/profile.hpp"
 
 namespace pippy {

@@ -1,15 +1,6 @@
 #include "pippy/runtime/profile.hpp"
 
-#include <c10/core/CPUAllocator.h>
-#include <c10/core/impl/alloc_cpu.h>
-
 #include <algorithm>
-#include <atomic>
-
-
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
 
 #include "pippy/core/error.hpp"
 #include "pippy/traces/metrics.hpp"
@@ -142,56 +133,6 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
   return out;
 }
 
-std::uint64_t heap_bytes_in_use() {
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
-  const auto m = ::mallinfo2();
-  return static_cast<std::uint64_t>(m.uordblks) + static_cast<std::uint64_t>(m.hblkhd);
-#else
-  return 0;
-#endif
-}
-
-namespace {
-// c10's CPU allocation with the size kept in a header before the data, so that the deleter can count the
-// bytes back without a table and the context stays the data pointer (raw_allocate asserts that).
-class counting_cpu_allocator final : public c10::Allocator {
-public:
-  static constexpr std::size_t header = 64; // keeps the data as aligned as c10's own allocations
-
-  c10::DataPtr allocate(std::size_t n) override {
-    if (n == 0)
-      return {nullptr, nullptr, &release, c10::Device(c10::DeviceType::CPU)};
-    auto* base = static_cast<char*>(c10::alloc_cpu(n + header));
-    *reinterpret_cast<std::size_t*>(base) = n;
-    bytes_.fetch_add(n, std::memory_order_relaxed);
-    void* data = base + header;
-    return {data, data, &release, c10::Device(c10::DeviceType::CPU)};
-  }
-  c10::DeleterFnPtr raw_deleter() const override { return &release; }
-  void copy_data(void* dest, const void* src, std::size_t count) const override { default_copy_data(dest, src, count); }
-
-  static std::uint64_t bytes() { return bytes_.load(std::memory_order_relaxed); }
-
-private:
-  static void release(void* data) {
-    if (data == nullptr)
-      return;
-    char* base = static_cast<char*>(data) - header;
-    bytes_.fetch_sub(*reinterpret_cast<std::size_t*>(base), std::memory_order_relaxed);
-    c10::free_cpu(base);
-  }
-  static inline std::atomic<std::uint64_t> bytes_{0};
-};
-
-// Put in front when the runtime loads, after c10's default (a shared library, loaded first): tensors made
-// before main, the model's among them, are counted too. Never destroyed, as tensors may outlive main.
-const bool counting_installed = [] {
-  c10::SetCPUAllocator(new counting_cpu_allocator, /*priority=*/1);
-  return true;
-}();
-} // namespace
-
-std::uint64_t cpu_tensor_bytes() { return counting_cpu_allocator::bytes(); }
 
 measured_summary summarize(const trace& t, int steps) {
   if (steps < 1)

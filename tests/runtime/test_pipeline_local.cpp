@@ -12,6 +12,7 @@
 #include <caf/actor_system_config.hpp>
 #include <caf/atom.hpp>
 
+#include "pippy/runtime/cpu_memory.hpp"
 #include "pippy/runtime/profile.hpp"
 #include "pippy/runtime/step_driver.hpp"
 #include "pippy/runtime/pipeline_engine.hpp"

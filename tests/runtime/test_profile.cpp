@@ -3,7 +3,6 @@
 
 #include <cmath>
 
-#include <c10/core/CPUAllocator.h>
 #include <torch/torch.h>
 
 #include "pippy/runtime/profile.hpp"
@@ -176,27 +175,4 @@ TEST_CASE("the step-to-step noise: quantiles of each action's time over its mean
   profile_context context;
   context.steps = 3;
   CHECK(measure_stage_costs(t, 1, context).noise == fit_step_noise(t, 3));
-}
-
-TEST_CASE("cpu_tensor_bytes counts the bytes of each CPU tensor while it lives, and c10's raw interface still works",
-          "[runtime][profile]") {
-  // Other threads of this test process do not allocate tensors meanwhile.
-  const std::uint64_t before = cpu_tensor_bytes();
-  {
-    const torch::Tensor a = torch::empty({1000}, torch::kFloat32);
-    CHECK(cpu_tensor_bytes() == before + 4000);
-    {
-      const torch::Tensor b = torch::ones({3, 5}, torch::kFloat64);
-      CHECK(cpu_tensor_bytes() == before + 4000 + 120);
-      CHECK(b.sum().item<double>() == 15.0);
-    }
-    CHECK(cpu_tensor_bytes() == before + 4000);
-    CHECK(reinterpret_cast<std::uintptr_t>(a.data_ptr()) % 64 == 0);
-  }
-  CHECK(cpu_tensor_bytes() == before);
-  c10::Allocator* cpu = c10::GetCPUAllocator();
-  void* raw = cpu->raw_allocate(256);
-  CHECK(cpu_tensor_bytes() == before + 256);
-  cpu->raw_deallocate(raw);
-  CHECK(cpu_tensor_bytes() == before);
 }

@@ -37,15 +37,6 @@ struct profile_context {
 // with the probe's bandwidth and the overhead; the others keep the probe's.
 cost_table measure_stage_costs(const trace& t, int num_stages, const profile_context& context);
 
-// Bytes of heap this process has in use (glibc's mallinfo2: allocated chunks plus mmapped blocks). 0
-// where that is not available. It walks every free chunk of every arena: 15-25 us in a training process,
-// too slow to take after each action.
-std::uint64_t heap_bytes_in_use();
-
-// Bytes of the CPU tensors this process holds: the runtime puts a counting allocator in front of c10's
-// CPU allocator when it loads, so this is one atomic read. Measured traces sample it after every compute
-// action of a process that hosts one rank.
-std::uint64_t cpu_tensor_bytes();
 
 // Step time and bubble of a measured trace, from traces' compute_metrics (the simulator's definitions).
 struct measured_summary {
