@@ -25,8 +25,10 @@ std::string joined(const std::vector<std::string>& items, const char* sep) {
   return out;
 }
 
-// Writes the best plan: its compute-only schedule as CSV and plan.json, each whole or not at all.
-void emit(const std::string& dir, const plan_options& po, const plan_candidate& best) {
+// Writes the best plan: its compute-only schedule as CSV, plan.json, and the per-stage costs it was scored
+// with (costs.json, so that `pippy sim --from DIR/schedule.csv --cost-file DIR/costs.json` gives its
+// prediction and timeline), each whole or not at all.
+void emit(const std::string& dir, const cost_table& profile, const plan_options& po, const plan_candidate& best) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec)
@@ -34,6 +36,9 @@ void emit(const std::string& dir, const plan_options& po, const plan_candidate& 
   const std::string csv = to_csv(plan_schedule(po, best)), json = to_plan_json(best, best.ranks);
   write_file_atomically(dir + "/schedule.csv", [&](std::ostream& out) { out << csv; });
   write_file_atomically(dir + "/plan.json", [&](std::ostream& out) { out << json; });
+  cost_table costs = plan_costs(profile, po, best);
+  costs.noise = profile.noise; // scored at the means; the expected step (`pippy sim`) draws from this
+  save_cost_file(costs, dir + "/costs.json", "planned");
 }
 
 } // namespace
@@ -71,7 +76,7 @@ command add_plan_command(CLI::App& app) {
   sub->add_option("--schedules", o->schedules, "Schedules to try, comma-separated (default: all)")->delimiter(',');
   sub->add_option("--top", o->top, "Plans to show and re-simulate")->capture_default_str();
   sub->add_flag("--json", o->json, "Print the table as JSON");
-  sub->add_option("--emit", o->emit_dir, "Write the best plan to DIR/schedule.csv and DIR/plan.json")->type_name("DIR");
+  sub->add_option("--emit", o->emit_dir, "Write the best plan to DIR/schedule.csv, DIR/plan.json and DIR/costs.json (its per-stage costs)")->type_name("DIR");
   add_link_options(*sub, o->links);
   return {sub, [o, batch, mbs] {
     if (o->cost_file.empty())
@@ -178,8 +183,9 @@ command add_plan_command(CLI::App& app) {
                     joined(best.split_points, ", ").c_str());
     }
     if (!o->emit_dir.empty()) {
-      emit(o->emit_dir, po, plan.candidates.front());
-      std::fprintf(stderr, "wrote %s/schedule.csv and %s/plan.json\n", o->emit_dir.c_str(), o->emit_dir.c_str());
+      emit(o->emit_dir, profile, po, plan.candidates.front());
+      std::fprintf(stderr, "wrote %s/schedule.csv, %s/plan.json and %s/costs.json\n", o->emit_dir.c_str(), o->emit_dir.c_str(),
+                   o->emit_dir.c_str());
     }
     for (std::size_t k = 0; k < K; ++k)
       if (simulated[k] != plan.candidates[k].step_us) {

@@ -1,4 +1,4 @@
-// pippy plan --emit: the best plan's compute-only schedule (core's CSV) and plan.json, written whole.
+// pippy plan --emit: the best plan's compute-only schedule (core's CSV), plan.json and its per-stage costs, written whole.
 #include <catch2/catch.hpp>
 
 #include <filesystem>
@@ -21,7 +21,7 @@ std::string read_all(const std::string& path) {
 
 } // namespace
 
-TEST_CASE("pippy plan --emit writes the best plan's schedule and plan.json") {
+TEST_CASE("pippy plan --emit writes the best plan's schedule, plan.json and costs, which pippy sim replays") {
   {
     std::ofstream out("plan_six_layers.json");
     out << R"({"stages":[{"F":1}],"layers":[)"
@@ -31,7 +31,7 @@ TEST_CASE("pippy plan --emit writes the best plan's schedule and plan.json") {
   std::filesystem::remove_all("plan_out");
   const auto r = run_pippy("plan --cost-file plan_six_layers.json --ranks 2 --schedules 1f1b --microbatches 4 --emit plan_out/best");
   CHECK(r.exit_code == 0);
-  CHECK_THAT(r.output, Catch::Contains("wrote plan_out/best/schedule.csv and plan_out/best/plan.json"));
+  CHECK_THAT(r.output, Catch::Contains("wrote plan_out/best/schedule.csv, plan_out/best/plan.json and plan_out/best/costs.json"));
   // F + B per layer: embed 6, h.* 3 each, head 4: halves of 24 are embed + h.0 + h.1 (12) and the rest (12).
   const auto plan = nlohmann::json::parse(read_all("plan_out/best/plan.json"));
   CHECK(plan["schedule"] == "1f1b");
@@ -47,6 +47,14 @@ TEST_CASE("pippy plan --emit writes the best plan's schedule and plan.json") {
   const std::string csv = read_all("plan_out/best/schedule.csv");
   CHECK(csv == pippy::to_csv(pippy::make_schedule({.name = "1f1b", .num_ranks = 2, .num_microbatches = 4})));
   CHECK_FALSE(std::filesystem::exists("plan_out/best/plan.json.tmp"));
+  // The costs it was scored with: the simulator replays the plan to the same step.
+  const auto costs = nlohmann::json::parse(read_all("plan_out/best/costs.json"));
+  REQUIRE(costs["stages"].size() == 2);
+  CHECK(costs["stages"][0]["F"] == 6.0);
+  CHECK(costs["stages"][1]["F"] == 4.0);
+  const auto sim = run_pippy("sim --from plan_out/best/schedule.csv --cost-file plan_out/best/costs.json --json");
+  REQUIRE(sim.exit_code == 0);
+  CHECK(nlohmann::json::parse(sim.output)["step_us"] == 56.0);
   // A directory that cannot be made is named.
   { std::ofstream("plan_out/file") << "x"; }
   const auto bad = run_pippy("plan --cost-file plan_six_layers.json --ranks 2 --emit plan_out/file/sub");
