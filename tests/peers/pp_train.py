@@ -357,8 +357,22 @@ class GlooPipelineStage(pp.PipelineStage):
         return [op for op in super()._get_init_p2p_neighbors_ops() if op.group_peer != self.group_rank]
 
 
+def cpu_share(allowed, r, n):
+    """The CPUs of rank r of n as `pippy run --bind-cores` gives them: an even share of `allowed`, or one
+    CPU each (round robin) when the ranks outnumber them."""
+    cpus = sorted(allowed)
+    k = len(cpus)
+    if k == 0:
+        return set(allowed)
+    if n >= k:
+        return {cpus[r % k]}
+    return set(cpus[r * k // n:(r + 1) * k // n])
+
+
 def worker(args) -> int:
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    if args.bind_cores:
+        os.sched_setaffinity(0, cpu_share(os.sched_getaffinity(0), rank, world))
     torch.set_num_threads(1)
     ex = Export(args.export)
     cls_name, S, stages_of = plan(ex, args.schedule, world, args.stages_per_rank)
@@ -557,6 +571,8 @@ def run_pipelined(args, ex: Export) -> int:
                "--stages-per-rank", str(args.stages_per_rank)]
         if args.raw_torch:
             cmd.append("--raw-torch")
+        if args.bind_cores:
+            cmd.append("--bind-cores")
         if args.trace:
             cmd += ["--trace", args.trace]  # the ranks profile their last step; the parent writes the file
         if args.profiler_dir:
@@ -663,6 +679,8 @@ def main(argv=None) -> int:
     ap.add_argument("--raw-torch", action="store_true",
                     help="use torch's PipelineStage as is (no Gloo self-send fix for zbv/dualpipev)")
     ap.add_argument("--verbose", action="store_true", help="also show the ranks' stderr on success")
+    ap.add_argument("--bind-cores", action="store_true",
+                    help="each rank on its own share of this process's CPUs, as `pippy run --bind-cores` binds ours")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--result-dir", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
