@@ -50,7 +50,7 @@ inline void add_schedule_options(CLI::App& app, training_job& job) {
       ->default_str("actors");
 }
 
-// Where the ranks run, how long a lost peer may take, and what is written: --in-process, --dp, --timeout,
+// Where the ranks run, how long a lost peer may take, and what is written: --in-process, --bind-cores, --dp, --timeout,
 // --heartbeat-timeout, --checkpoint-dir, --checkpoint-every, --checkpoint-keep, --resume, --trace, --step-trace,
 // --profile, --live, --time, --export-dir, and add_fault_options'.
 inline void add_fault_options(CLI::App& app, training_job& job);
@@ -58,6 +58,10 @@ inline void add_fault_options(CLI::App& app, training_job& job);
 inline void add_run_options(CLI::App& app, training_job& job) {
   add_fault_options(app, job);
   app.add_option("--in-process", job.in_process, "run all R ranks of the schedule in this process");
+  app.add_flag("--bind-cores", job.bind_cores,
+               "this rank on its own share of the host's CPUs (LOCAL_RANK of LOCAL_WORLD_SIZE) and its compute thread "
+               "yielding to its transport threads, as `pippy run --bind-cores` starts it: for launchers that bind "
+               "nothing (torchrun)");
   app.add_option("--dp", job.data_parallel,
                  "data-parallel replicas of the pipeline: WORLD_SIZE = pipeline ranks x DP, each replica trains its "
                  "slice of the batch and the stages' gradients are averaged over the replicas before each optimizer step")

@@ -17,7 +17,6 @@
 // PIPPY_COMPUTE_YIELDS=1, that its compute thread may yield to the rank's transport threads.
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <sched.h>
 #include <sys/prctl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -41,6 +40,7 @@
 #include "pippy/core/digest.hpp"
 #include "pippy/core/error.hpp"
 #include "pippy/core/failure.hpp" // lost_peer_exit_status
+#include "pippy/core/topology.hpp"
 
 namespace pippy::cli {
 
@@ -78,27 +78,6 @@ std::string make_job_id(const run_options& o) {
   }
   r ^= fnv1a(std::to_string(::getpid()) + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
   return "j" + hex16(r);
-}
-
-// The CPUs of rank r of n: an even share of `allowed`, or one CPU each (round robin) when the ranks
-// outnumber them.
-cpu_set_t share_of(const cpu_set_t& allowed, int r, int n) {
-  std::vector<int> cpus;
-  for (int c = 0; c < CPU_SETSIZE; ++c)
-    if (CPU_ISSET(c, &allowed))
-      cpus.push_back(c);
-  cpu_set_t mine;
-  CPU_ZERO(&mine);
-  const auto k = static_cast<int>(cpus.size());
-  if (k == 0)
-    return allowed;
-  if (n >= k) {
-    CPU_SET(cpus[static_cast<std::size_t>(r % k)], &mine);
-    return mine;
-  }
-  for (int i = r * k / n; i < (r + 1) * k / n; ++i)
-    CPU_SET(cpus[static_cast<std::size_t>(i)], &mine);
-  return mine;
 }
 
 // A port for the job's store that no other job can take: bound and listening here until the job ends,
@@ -174,10 +153,9 @@ int run_attempt(const run_options& o, int port, int listen_fd, const std::string
   const auto global = [&](int local) { return o.node_rank * o.nproc + local; };
   const pid_t launcher = ::getpid();
   std::vector<pid_t> pids(static_cast<std::size_t>(o.nproc), -1);
-  cpu_set_t allowed;
-  CPU_ZERO(&allowed);
-  if (o.bind_cores && ::sched_getaffinity(0, sizeof allowed, &allowed) != 0)
-    throw input_error(std::string("run: --bind-cores: cannot read this process's CPUs: ") + std::strerror(errno));
+  const std::vector<int> allowed = o.bind_cores ? allowed_cpus() : std::vector<int>{};
+  if (o.bind_cores && allowed.empty())
+    throw input_error("run: --bind-cores: cannot read this process's CPUs");
   std::cout.flush();
   std::cerr.flush();
   for (int r = 0; r < o.nproc; ++r) {
@@ -205,9 +183,8 @@ int run_attempt(const run_options& o, int port, int listen_fd, const std::string
       if (listen_fd >= 0 && global(r) == 0 && ::fcntl(listen_fd, F_SETFD, 0) == 0) // rank 0 inherits it
         ::setenv("PIPPY_MASTER_LISTEN_FD", std::to_string(listen_fd).c_str(), 1);
       if (o.bind_cores) {
-        const cpu_set_t mine = share_of(allowed, r, o.nproc);
-        if (::sched_setaffinity(0, sizeof mine, &mine) != 0)
-          line{} << "pippy run: rank " << global(r) << ": --bind-cores: " << std::strerror(errno);
+        if (const int err = bind_to_cpus(cpu_share(allowed, r, o.nproc)); err != 0)
+          line{} << "pippy run: rank " << global(r) << ": --bind-cores: " << std::strerror(err);
         ::setenv("PIPPY_COMPUTE_YIELDS", "1", 1);
       }
       std::vector<char*> argv;

@@ -1,5 +1,9 @@
 #include "pippy/core/topology.hpp"
 
+#include <sched.h>
+
+#include <cerrno>
+#include <algorithm>
 #include <limits>
 #include <string>
 
@@ -69,6 +73,44 @@ std::vector<std::int64_t> chunk_sizes(std::int64_t rows, int chunks) {
   for (std::int64_t i = 0; i < rows % chunks; ++i)
     ++sizes[static_cast<std::size_t>(i)];
   return sizes;
+}
+
+std::vector<int> cpu_share(std::vector<int> allowed, int r, int n) {
+  if (n < 1 || r < 0 || r >= n)
+    throw input_error("cpu_share: rank " + std::to_string(r) + " of " + std::to_string(n) + " ranks");
+  std::sort(allowed.begin(), allowed.end());
+  allowed.erase(std::unique(allowed.begin(), allowed.end()), allowed.end());
+  const auto k = static_cast<long long>(allowed.size());
+  if (k == 0)
+    return {};
+  if (n >= k)
+    return {allowed[static_cast<std::size_t>(r % k)]};
+  return {allowed.begin() + r * k / n, allowed.begin() + (r + 1) * k / n};
+}
+
+std::vector<int> allowed_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) != 0)
+    return {};
+  std::vector<int> cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &set))
+      cpus.push_back(c);
+  return cpus;
+}
+
+int bind_to_cpus(const std::vector<int>& cpus) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (int c : cpus) {
+    if (c < 0 || c >= CPU_SETSIZE)
+      return EINVAL;
+    CPU_SET(c, &set);
+  }
+  if (cpus.empty())
+    return EINVAL;
+  return ::sched_setaffinity(0, sizeof set, &set) == 0 ? 0 : errno;
 }
 
 } // namespace pippy

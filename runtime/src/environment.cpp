@@ -5,9 +5,11 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <optional>
 
 #include "pippy/core/error.hpp"
+#include "pippy/core/topology.hpp"
 
 namespace pippy {
 
@@ -87,6 +89,18 @@ bool compute_yields() {
   if (std::string(v) == "1")
     return true;
   throw input_error(std::string("environment variable PIPPY_COMPUTE_YIELDS='") + v + "' must be 0 or 1");
+}
+
+std::vector<int> bind_to_local_share(const dist_env& env) {
+  const std::vector<int> allowed = allowed_cpus();
+  if (allowed.empty())
+    throw input_error("--bind-cores: cannot read this process's CPUs");
+  std::vector<int> mine = cpu_share(allowed, env.local_rank, env.local_world_size);
+  if (const int err = bind_to_cpus(mine); err != 0)
+    throw input_error("--bind-cores: local rank " + std::to_string(env.local_rank) + " of " +
+                      std::to_string(env.local_world_size) + ": " + std::strerror(err));
+  ::setenv("PIPPY_COMPUTE_YIELDS", "1", 1);
+  return mine;
 }
 
 bool yield_to_other_threads() {

@@ -745,8 +745,13 @@ int run_example(const training_job& job, int threads, const std::function<int()>
   if (std::getenv("TORCH_CPP_LOG_LEVEL") == nullptr)
     FLAGS_caffe2_log_level = std::max(FLAGS_caffe2_log_level, 2); // errors only
   try {
-    at::set_num_threads(threads);
     const auto env = read_dist_env();
+    if (job.bind_cores) { // before any thread starts: they inherit the binding
+      if (job.in_process > 0)
+        throw input_error("--bind-cores binds one rank per process (not --in-process)");
+      bind_to_local_share(env);
+    }
+    at::set_num_threads(threads);
     if (env.world_size == 1 && job.in_process == 0)
       return unsplit();
     return train_pipelined(job, env);

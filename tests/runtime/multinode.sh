@@ -3,7 +3,8 @@
 #   1. Two launchers, `pippy run --nnodes 2 --node-rank 0|1 --nproc-per-node 1 --master-port Q`, train
 #      MyNetwork (1f1b, 2 ranks): the losses equal `pippy run --nproc 2`'s.
 #   2. torchrun itself (the environment's torch.distributed.run, --no-python) launches the same program
-#      on 2 processes: the same losses again. `pippy run` is a convenience, never the only way in.
+#      on 2 processes, each rank binding itself (--bind-cores): the same losses again. `pippy run` is a
+#      convenience, never the only way in.
 #   3. Node 1 never comes: node 0's rank names node 1 within the rendezvous timeout and its launcher
 #      exits non-zero, leaving no process behind.
 set -euo pipefail
@@ -29,7 +30,7 @@ echo "2 nodes: same losses as 1 node"
 
 q=$(port)
 "$py" -m torch.distributed.run --nnodes 1 --nproc-per-node 2 --master-addr 127.0.0.1 --master-port "$q" \
-  --no-python "$mynetwork" "${args[@]}" --timeout 20 >"$tmp/torchrun.txt" 2>&1 ||
+  --no-python "$mynetwork" "${args[@]}" --timeout 20 --bind-cores >"$tmp/torchrun.txt" 2>&1 ||
   { echo "FAIL: under torchrun"; cat "$tmp/torchrun.txt"; exit 1; }
 # torchrun sets OMP_NUM_THREADS=1 for its processes, which may pick other kernels: equal to 1e-6
 "$py" - "$tmp/one.txt" "$tmp/torchrun.txt" <<'PY' || { cat "$tmp/torchrun.txt"; exit 1; }

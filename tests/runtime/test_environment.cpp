@@ -1,8 +1,12 @@
 #include <catch2/catch.hpp>
 
 #include <cstdlib>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "pippy/core/error.hpp"
+#include "pippy/core/topology.hpp"
 #include "pippy/runtime/environment.hpp"
 
 using namespace pippy;
@@ -71,4 +75,25 @@ TEST_CASE("malformed variables are named", "[runtime][env]") {
   ::setenv("RANK", "0", 1);
   ::setenv("MASTER_PORT", "70000", 1);
   CHECK_THROWS_WITH(read_dist_env(), Catch::Contains("MASTER_PORT"));
+}
+
+TEST_CASE("A rank's own --bind-cores takes its local share of the CPUs and makes its compute yield", "[runtime][env]") {
+  const char* had = std::getenv("PIPPY_COMPUTE_YIELDS");
+  const std::string kept = had ? had : "";
+  ::unsetenv("PIPPY_COMPUTE_YIELDS");
+  // In a thread of its own: the test process's other threads keep their CPUs.
+  std::vector<int> allowed, taken, now;
+  std::thread t([&] {
+    allowed = allowed_cpus();
+    dist_env env;
+    env.local_rank = 1, env.local_world_size = 2;
+    taken = bind_to_local_share(env);
+    now = allowed_cpus();
+  });
+  t.join();
+  const bool yields = compute_yields();
+  had ? ::setenv("PIPPY_COMPUTE_YIELDS", kept.c_str(), 1) : ::unsetenv("PIPPY_COMPUTE_YIELDS");
+  CHECK(taken == cpu_share(allowed, 1, 2));
+  CHECK(now == taken);
+  CHECK(yields);
 }

@@ -26,6 +26,17 @@ struct pipeline_shape {
   friend bool operator==(const pipeline_shape&, const pipeline_shape&) = default;
 };
 
+// How ranks sit on CPUs when each is bound to its own (`pippy run --bind-cores`, a rank's own --bind-cores
+// under torchrun): rank r of n on one host takes an even share of the CPUs it may use (`allowed`, in any
+// order: they are taken in increasing order), or one CPU each, round robin, when the ranks outnumber them.
+// Empty `allowed`: empty. Throws input_error unless 0 <= r < n.
+std::vector<int> cpu_share(std::vector<int> allowed, int r, int n);
+// The CPUs the calling thread may run on (sched_getaffinity), in increasing order; empty where unknown.
+std::vector<int> allowed_cpus();
+// Binds the calling thread, and the threads it starts from then on, to `cpus`. Returns 0, or the errno
+// of sched_setaffinity (EINVAL for an empty list or one outside the system's CPUs).
+int bind_to_cpus(const std::vector<int>& cpus);
+
 // Rows of each micro-batch when `rows` are split into `chunks` (torch.tensor_split sizes: they differ by
 // at most one, earlier chunks larger). The runtime cuts batches so and the simulator scales costs so.
 // Throws input_error when chunks < 1 or rows < chunks.

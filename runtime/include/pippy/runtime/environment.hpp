@@ -1,5 +1,6 @@
 #pragma once
 #include <string>
+#include <vector>
 
 namespace pippy {
 
@@ -34,6 +35,12 @@ dist_env read_dist_env();
 // for the compute thread's time slice (milliseconds: Gloo's round trips between two busy processes on two
 // cores took 3 ms at the 90th percentile). Throws input_error unless unset, 0 or 1.
 bool compute_yields();
+// A rank's own --bind-cores, for launchers that bind nothing (torchrun): the calling thread, and the
+// threads it starts from then on, on local rank LOCAL_RANK's share of the CPUs it may use (core's
+// cpu_share over LOCAL_WORLD_SIZE ranks), and PIPPY_COMPUTE_YIELDS=1, as `pippy run --bind-cores` starts
+// a rank. Call it before the rank starts a thread. Returns the CPUs taken; throws input_error when they
+// cannot be read or set.
+std::vector<int> bind_to_local_share(const dist_env& env);
 // Makes the calling thread yield to every other thread wanting its CPU (SCHED_IDLE). Returns false where
 // the system refuses.
 bool yield_to_other_threads();

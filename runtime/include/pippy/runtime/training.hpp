@@ -32,6 +32,7 @@ struct training_job {
   int stages_per_rank = 0;     // 0: the schedule's default
   runtime_kind runtime = runtime_kind::actors;
   int in_process = 0;          // > 0: run that many ranks in this process (no c10d)
+  bool bind_cores = false;     // this rank binds itself to its share of the host's CPUs (bind_to_local_share)
   int data_parallel = 1;       // D replicas of the pipeline: WORLD_SIZE = R x D, gradients averaged before U
   grad_sync_mode grad_sync = grad_sync_mode::overlap;
   bool zero1 = false;          // with data_parallel > 1: ZeRO-1, optimizer state sharded over the replicas
