@@ -4,7 +4,8 @@
 # 5) each way: without --live; with --live 0 and no viewer; with --live 0 and a slow viewer (connects,
 # never reads: the publisher's queue and the socket fill up until the viewer is dropped); with --live to a
 # file. Each run's number is the runtime's `measured step_us` (steps after the first); the table gives the
-# median of the rounds and its ratio to the run without --live. PIPPY_RUN_OPTS adds options to `pippy run`
+# median of the rounds, the median of each round's ratio to that round's run without --live (pair by pair:
+# the VM's speed drifts between rounds), and the ratio of the medians. PIPPY_RUN_OPTS adds options to `pippy run`
 # (e.g. --bind-cores).
 set -euo pipefail
 build=$(cd "$1" && pwd)
@@ -50,9 +51,12 @@ for ((k = 0; k < rounds; ++k)); do
 done
 median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 base=$(median <<<"${runs[none]}")
-printf "| --live | median step ms | vs without | runs (ms) |\n|---|---|---|---|\n"
+read -ra base_runs <<<"${runs[none]}"
+printf "| --live | median step ms | vs without, pair by pair (median) | ratio of medians | runs (ms) |\n|---|---|---|---|---|\n"
 for mode in none absent slow file; do
   m=$(median <<<"${runs[$mode]}")
-  printf "| %s | %.2f | %.3f | %s |\n" "$mode" "$(awk -v x="$m" 'BEGIN {print x / 1000}')" \
+  read -ra mine <<<"${runs[$mode]}"
+  paired=$(for ((k = 0; k < ${#mine[@]}; ++k)); do awk -v x="${mine[$k]}" -v b="${base_runs[$k]}" 'BEGIN {print x / b}'; done | median)
+  printf "| %s | %.2f | %.3f | %.3f | %s |\n" "$mode" "$(awk -v x="$m" 'BEGIN {print x / 1000}')" "$paired" \
     "$(awk -v x="$m" -v b="$base" 'BEGIN {print x / b}')" "$(for v in ${runs[$mode]}; do awk -v x="$v" 'BEGIN {printf "%.1f ", x / 1000}'; done)"
 done
