@@ -2,8 +2,8 @@
 
 #include <sched.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <limits>
 #include <string>
 

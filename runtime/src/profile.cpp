@@ -133,7 +133,6 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
   return out;
 }
 
-
 measured_summary summarize(const trace& t, int steps) {
   if (steps < 1)
     return {};

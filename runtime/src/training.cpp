@@ -172,56 +172,50 @@ void print_step_ms(const std::vector<std::vector<double>>& step_us_per_rank) {
 }
 
 namespace {
-// F, I, W and B of each layer on one micro-batch (`inputs`, `target`): medians of `repeats` rounds after one
-// to warm up; `out_bytes` gets each layer's output bytes.
+// F, I, W and B of each layer on one micro-batch (`inputs`, `target`), one round, after a round to warm up
+// when `warm_up`; `out_bytes` gets each layer's output bytes.
 struct layer_times {
   std::vector<double> F, I, W, B;
   std::vector<std::uint64_t> out_bytes;
 };
 layer_times time_layers(std::deque<stage_executor>& layers, const std::vector<torch::Tensor>& inputs,
-                        const torch::Tensor& target, int repeats) {
+                        const torch::Tensor& target, bool warm_up) {
   const auto n = layers.size();
-  std::vector<std::vector<double>> f(n), i_(n), w(n), b(n);
   layer_times out;
+  out.F.assign(n, 0), out.I.assign(n, 0), out.W.assign(n, 0), out.B.assign(n, 0);
   out.out_bytes.assign(n, 0);
-  auto timed = [](auto&& run, std::vector<double>* into) {
+  auto timed = [](auto&& run, double* into) {
     const double t0 = now_us();
     run();
     if (into)
-      into->push_back(now_us() - t0);
+      *into = now_us() - t0;
   };
   auto forward_all = [&](bool keep) {
     std::vector<torch::Tensor> x = inputs;
     for (std::size_t k = 0; k < n; ++k) {
       auto& ex = layers[k];
       ex.begin_step();
-      timed([&] { x = ex.forward(0, x, ex.is_last() ? target : torch::Tensor()); }, keep ? &f[k] : nullptr);
+      timed([&] { x = ex.forward(0, x, ex.is_last() ? target : torch::Tensor()); }, keep ? &out.F[k] : nullptr);
       out.out_bytes[k] = bytes_of(x);
     }
   };
-  for (int r = 0; r <= repeats; ++r) {
-    const bool keep = r > 0; // the first round warms up
+  for (int r = warm_up ? 0 : 1; r <= 1; ++r) {
+    const bool keep = r == 1; // round 0 warms up
     forward_all(keep);
     std::vector<torch::Tensor> g;
     for (std::size_t k = n; k-- > 0;)
-      timed([&] { g = layers[k].backward_input(0, g); }, keep ? &i_[k] : nullptr);
+      timed([&] { g = layers[k].backward_input(0, g); }, keep ? &out.I[k] : nullptr);
     for (std::size_t k = n; k-- > 0;)
-      timed([&] { layers[k].backward_weight(0); }, keep ? &w[k] : nullptr);
+      timed([&] { layers[k].backward_weight(0); }, keep ? &out.W[k] : nullptr);
     forward_all(false);
     g.clear();
     for (std::size_t k = n; k-- > 0;)
-      timed([&] { g = layers[k].full_backward(0, g); }, keep ? &b[k] : nullptr);
-  }
-  for (std::size_t k = 0; k < n; ++k) {
-    out.F.push_back(median_of(f[k]));
-    out.I.push_back(median_of(i_[k]));
-    out.W.push_back(median_of(w[k]));
-    out.B.push_back(median_of(b[k]));
+      timed([&] { g = layers[k].full_backward(0, g); }, keep ? &out.B[k] : nullptr);
   }
   return out;
 }
 
-// Per layer and kind, the median over rounds (each of time_layers).
+// Per layer and kind, the median over rounds of time_layers.
 layer_times median_rounds(const std::vector<layer_times>& rounds) {
   layer_times out = rounds.front();
   for (std::size_t k = 0; k < out.F.size(); ++k) {
@@ -270,8 +264,8 @@ std::vector<layer_cost> measure_layers(const training_job& job, int repeats) {
   std::function<layer_times()> whole_round;
   if (rows > first_rows) {
     try {
-      time_layers(layers, inputs, target, 1);
-      whole_round = [&] { return time_layers(layers, inputs, target, 1); };
+      time_layers(layers, inputs, target, /*warm_up=*/true); // warms the size up too
+      whole_round = [&] { return time_layers(layers, inputs, target, false); };
     } catch (const std::exception&) {
     }
     if (!whole_round) {
@@ -280,9 +274,9 @@ std::vector<layer_cost> measure_layers(const training_job& job, int repeats) {
         if (slice_inputs.at(0).size(0) > first_rows) {
           slice_target = replica_slice(job, {target}, 0).at(0);
           again.emplace(layers_for(1));
-          time_layers(*again, slice_inputs, slice_target, 1);
+          time_layers(*again, slice_inputs, slice_target, /*warm_up=*/true);
           rows = slice_inputs.at(0).size(0);
-          whole_round = [&] { return time_layers(*again, slice_inputs, slice_target, 1); };
+          whole_round = [&] { return time_layers(*again, slice_inputs, slice_target, false); };
         }
       } catch (const std::exception&) {
       }
@@ -293,7 +287,7 @@ std::vector<layer_cost> measure_layers(const training_job& job, int repeats) {
   // whole batch faster in sum than its micro-batch.
   std::vector<layer_times> first_rounds, whole_rounds;
   for (int r = 0; r < repeats; ++r) {
-    first_rounds.push_back(time_layers(layers, first_inputs, first_target, 1));
+    first_rounds.push_back(time_layers(layers, first_inputs, first_target, /*warm_up=*/r == 0));
     if (whole_round)
       whole_rounds.push_back(whole_round());
   }

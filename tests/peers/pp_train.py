@@ -359,7 +359,8 @@ class GlooPipelineStage(pp.PipelineStage):
 
 def cpu_share(allowed, r, n):
     """The CPUs of rank r of n as `pippy run --bind-cores` gives them: an even share of `allowed`, or one
-    CPU each (round robin) when the ranks outnumber them."""
+    CPU each (round robin) when the ranks outnumber them. The rule is core's cpu_share (core/src/topology.cpp,
+    pinned by tests/core/test_topology.cpp); this peer runs without our libraries, so it is restated here."""
     cpus = sorted(allowed)
     k = len(cpus)
     if k == 0:

@@ -18,9 +18,10 @@ std::uint64_t heap_bytes_in_use();
 // Whether freed tensor memory stays in the process: glibc asked to serve blocks up to 32 MiB from its
 // arenas (not mmap) and to keep up to 1 GiB free at an arena's top. By default glibc gives blocks of
 // 128 KiB and more back to the kernel as they are freed, and every step then faults its activations and
-// gradients in again, zeroed: 25% of MyNetwork's step on 2 processes. What is kept is at most the peak,
-// which every step reaches again. False without glibc, or where MALLOC_MMAP_THRESHOLD_,
-// MALLOC_TRIM_THRESHOLD_ or GLIBC_TUNABLES' glibc.malloc settings are the user's choice.
+// gradients in again, zeroed: MyNetwork's step on 2 processes is 0.90x as long with it (200 steps,
+// bench/RESULTS-runtime.md). What is kept is at most the peak, which every step reaches again. False
+// without glibc, or where MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_ or GLIBC_TUNABLES' glibc.malloc
+// settings are the user's choice.
 bool keeps_freed_memory();
 
 } // namespace pippy

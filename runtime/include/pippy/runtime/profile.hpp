@@ -37,7 +37,6 @@ struct profile_context {
 // with the probe's bandwidth and the overhead; the others keep the probe's.
 cost_table measure_stage_costs(const trace& t, int num_stages, const profile_context& context);
 
-
 // Step time and bubble of a measured trace, from traces' compute_metrics (the simulator's definitions).
 struct measured_summary {
   double step_us = 0;         // step time divided by the number of steps
