@@ -255,9 +255,6 @@ void cost_table::validate(int num_stages, const std::string& source) const {
   if (!(arrival_cost_us >= 0) || !std::isfinite(arrival_cost_us))
     throw input_error(source + ": arrival_cost_us must be a finite non-negative number (got " +
                       num(arrival_cost_us) + ")");
-  if (!(send_cost_us >= 0) || !std::isfinite(send_cost_us))
-    throw input_error(source + ": send_cost_us must be a finite non-negative number (got " +
-                      num(send_cost_us) + ")");
   if (static_cast<std::int64_t>(noise.size()) > limits::max_noise_quantiles)
     throw input_error(source + ": noise has " + std::to_string(noise.size()) + " quantiles, at most " +
                       std::to_string(limits::max_noise_quantiles));
@@ -339,7 +336,7 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
     throw input_error(source + ": missing 'stages' array (expected {\"stages\": [{\"F\": .., \"B\": ..}, ...]})");
   // A misspelt field would silently fall back to its default: every key must be one this file knows.
   reject_unknown_keys(j, {"stages", "device", "unit", "source", "action_overhead_us", "step_overhead_us",
-                          "arrival_cost_us", "send_cost_us", "noise", "microbatch_rows", "links", "replica_link", "layers"},
+                          "arrival_cost_us", "noise", "microbatch_rows", "links", "replica_link", "layers"},
                       source + ": ");
   if (j.contains("unit") && j["unit"] != "us")
     throw input_error(source + ": 'unit' must be \"us\" (microseconds), got " + j["unit"].dump());
@@ -428,8 +425,6 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
     t.step_overhead_us = number(j, source + ": ", "step_overhead_us", "number of microseconds");
   if (j.contains("arrival_cost_us"))
     t.arrival_cost_us = number(j, source + ": ", "arrival_cost_us", "number of microseconds");
-  if (j.contains("send_cost_us"))
-    t.send_cost_us = number(j, source + ": ", "send_cost_us", "number of microseconds");
   if (const auto* noise = array_of("noise")) {
     if (static_cast<std::int64_t>(noise->size()) > limits::max_noise_quantiles)
       throw input_error(source + ": noise has " + std::to_string(noise->size()) + " quantiles, at most " +
@@ -532,8 +527,6 @@ std::string to_cost_json(const cost_table& t, std::string_view source) {
     j["step_overhead_us"] = t.step_overhead_us;
   if (t.arrival_cost_us > 0)
     j["arrival_cost_us"] = t.arrival_cost_us;
-  if (t.send_cost_us > 0)
-    j["send_cost_us"] = t.send_cost_us;
   if (!t.noise.empty())
     j["noise"] = t.noise;
   if (t.microbatch_rows > 0)

@@ -59,7 +59,6 @@ const flat_result& flat_evaluator::evaluate(const schedule& s, const cost_table&
   }
   prepare(*evaluated_, costs, links, memory, dp);
   arrivals_.assign(costs.arrival_cost_us > 0 ? evaluated_->shape.num_ranks : 0, arrival_charges(costs.arrival_cost_us));
-  sends_.assign(costs.send_cost_us > 0 ? evaluated_->shape.num_ranks : 0, send_work(costs.send_cost_us));
   run(links.blocking_send, costs.action_overhead_us);
   return result_;
 }
@@ -345,13 +344,10 @@ void flat_evaluator::run(bool blocking_send, double overhead_us) {
             start_sync(r, o, t0);
           dp_seen_[st] = 0;
           t0 = std::max(t0, dp_synced_[st]);
-        }
-        if (!sends_.empty())
-          cost = sends_[r].slowed(t0, cost);
-        if (o.dp_role == 2 && dp_.sharded()) { // then the all-gather
-          const auto st = static_cast<std::size_t>(o.stage);
-          dp_link_free_[r] = sharded_step_end(cost, dp_bytes_[st], dp_.replicas, dp_link_[r], t0, dp_link_free_[r]);
-          cost = dp_link_free_[r] - t0;
+          if (dp_.sharded()) { // then the all-gather
+            dp_link_free_[r] = sharded_step_end(cost, dp_bytes_[st], dp_.replicas, dp_link_[r], t0, dp_link_free_[r]);
+            cost = dp_link_free_[r] - t0;
+          }
         }
         const memory_effect effect = effect_of(o);
         if (!mem.start(effect)) {
@@ -389,8 +385,6 @@ void flat_evaluator::run(bool blocking_send, double overhead_us) {
         free_at = tt.link_free;
         if (charged)
           arrivals_[static_cast<std::size_t>(o.fill_rank)].arrive(tt.arrive);
-        if (!sends_.empty())
-          sends_[r].post(t);
         start_[pc] = tt.start, end_[pc] = tt.arrive;
         first = std::min(first, tt.start), last = std::max(last, tt.arrive);
         fill(o, tt.arrive);

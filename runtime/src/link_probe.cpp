@@ -21,8 +21,8 @@ constexpr int probe_stage = 1023;
 
 std::string link_key(int a, int b) { return "pippy/links/" + std::to_string(a) + "/" + std::to_string(b); }
 
-// The transfer probe's tags: another stage no pipeline reaches.
-constexpr int transfer_probe_stage = 1022;
+// The arrival probe's tags: another stage no pipeline reaches.
+constexpr int arrival_probe_stage = 1022;
 
 struct kernel_run {
   double elapsed_us = 0;
@@ -133,19 +133,19 @@ link_class probe_replica_link(gloo_group& replicas, const link_probe_options& op
   return fit_ring_link(points, replicas.world_size());
 }
 
-transfer_costs probe_transfer_costs(tensor_channel& channel, const transfer_probe_options& options) {
+double probe_arrival_cost(tensor_channel& channel, const arrival_probe_options& options) {
   if (options.messages < 1 || options.rounds < 1 || options.messages * options.rounds > 4096 ||
       !(options.period_us > 0 && options.period_us <= 1e6) || options.bytes > (std::uint64_t{1} << 30))
-    throw input_error("transfer probe: needs 1 or more messages and rounds, at most 4096 messages in all, a period "
+    throw input_error("arrival probe: needs 1 or more messages and rounds, at most 4096 messages in all, a period "
                       "above 0 and up to 1 s, and messages up to 1 GiB");
   gloo_group& net = channel.transport();
   const int me = net.rank(), R = net.world_size();
   if (R < 2)
-    return {};
-  net.store_set("pippy/transfers/bytes/" + std::to_string(me), std::to_string(options.bytes));
+    return 0;
+  net.store_set("pippy/arrivals/bytes/" + std::to_string(me), std::to_string(options.bytes));
   std::uint64_t bytes = 0;
   for (int r = 0; r < R; ++r)
-    bytes = std::max<std::uint64_t>(bytes, std::stoull(net.store_get("pippy/transfers/bytes/" + std::to_string(r))));
+    bytes = std::max<std::uint64_t>(bytes, std::stoull(net.store_get("pippy/arrivals/bytes/" + std::to_string(r))));
   const torch::Tensor x = torch::ones({static_cast<std::int64_t>(std::max<std::uint64_t>(1, bytes / 4))}, torch::kFloat32);
   const double round_us = options.messages * options.period_us;
   using dir = tensor_channel::direction;
@@ -155,28 +155,12 @@ transfer_costs probe_transfer_costs(tensor_channel& channel, const transfer_prob
     directions.push_back({a, b});
     directions.push_back({b, a});
   }
-  // A round's cost per message: its time less its multiplications at the quiet rounds' pace (the mean of
-  // the rounds before and after), over its messages; the median of the rounds, kept in the store.
-  auto publish = [&](const std::string& key, const std::vector<double>& pace, const std::vector<kernel_run>& busy) {
-    std::vector<double> per_message;
-    for (std::size_t i = 0; i < busy.size(); ++i) {
-      const double at_pace = static_cast<double>(busy[i].kernels) * (pace[i] + pace[i + 1]) / 2;
-      per_message.push_back((busy[i].elapsed_us - at_pace) / options.messages);
-    }
-    std::ostringstream v;
-    v.precision(17);
-    v << median_of(std::move(per_message));
-    net.store_set(key, v.str());
-  };
-  auto key = [](const char* what, int src, int dst) {
-    return std::string("pippy/transfers/") + what + "/" + std::to_string(src) + "/" + std::to_string(dst);
-  };
   for (const auto& [src, dst] : directions) {
     std::vector<double> pace;     // us per multiplication, each quiet round
-    std::vector<kernel_run> busy; // each round with transfers
+    std::vector<kernel_run> busy; // each round with arrivals
     for (int round = 0;; ++round) {
       net.barrier();
-      if (me == dst || me == src) {
+      if (me == dst) {
         const auto quiet = multiply_until([&](double elapsed) { return elapsed >= round_us; });
         pace.push_back(quiet.elapsed_us / static_cast<double>(quiet.kernels));
       }
@@ -190,7 +174,7 @@ transfer_costs probe_transfer_costs(tensor_channel& channel, const transfer_prob
         std::thread receiver([&] {
           try {
             for (int m = 0; m < options.messages; ++m) {
-              channel.recv(dir::forward, transfer_probe_stage, first_tag + m, src);
+              channel.recv(dir::forward, arrival_probe_stage, first_tag + m, src);
               received.fetch_add(1, std::memory_order_release);
             }
           } catch (...) {
@@ -204,33 +188,33 @@ transfer_costs probe_transfer_costs(tensor_channel& channel, const transfer_prob
           std::rethrow_exception(failed);
         busy.push_back(run);
       } else if (me == src) {
-        // The sender posts from its compute thread between multiplications, as a stage posts its output
-        // between actions, and multiplies on for a period after the last: the transport's threads finish
-        // the sends beside it.
-        int sent = 0;
-        busy.push_back(multiply_until([&](double elapsed) {
-          for (; sent < options.messages && elapsed >= sent * options.period_us; ++sent)
-            channel.send(dir::forward, transfer_probe_stage, first_tag + sent, {x}, dst);
-          return sent == options.messages && elapsed >= round_us;
-        }));
+        const auto start = std::chrono::steady_clock::now();
+        for (int m = 0; m < options.messages; ++m) {
+          std::this_thread::sleep_until(start + std::chrono::duration<double, std::micro>(m * options.period_us));
+          channel.send(dir::forward, arrival_probe_stage, first_tag + m, {x}, dst);
+        }
       }
       net.flush();
     }
-    if (me == dst)
-      publish(key("arrival", src, dst), pace, busy);
-    else if (me == src)
-      publish(key("send", src, dst), pace, busy);
+    if (me == dst) {
+      std::vector<double> per_arrival;
+      for (std::size_t i = 0; i < busy.size(); ++i) {
+        const double at_pace = static_cast<double>(busy[i].kernels) * (pace[i] + pace[i + 1]) / 2;
+        per_arrival.push_back((busy[i].elapsed_us - at_pace) / options.messages);
+      }
+      std::ostringstream v;
+      v.precision(17);
+      v << median_of(std::move(per_arrival));
+      net.store_set("pippy/arrivals/" + std::to_string(src) + "/" + std::to_string(dst), v.str());
+    }
   }
   net.barrier();
   if (me != 0)
-    return {};
-  transfer_costs out;
-  for (const auto& [src, dst] : directions) {
-    out.arrival_us += std::stod(net.store_get(key("arrival", src, dst)));
-    out.send_us += std::stod(net.store_get(key("send", src, dst)));
-  }
-  const double n = static_cast<double>(directions.size());
-  return {.arrival_us = std::max(0.0, out.arrival_us / n), .send_us = std::max(0.0, out.send_us / n)};
+    return 0;
+  double sum = 0;
+  for (const auto& [src, dst] : directions)
+    sum += std::stod(net.store_get("pippy/arrivals/" + std::to_string(src) + "/" + std::to_string(dst)));
+  return std::max(0.0, sum / static_cast<double>(directions.size()));
 }
 
 } // namespace pippy

@@ -14,32 +14,15 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
     double sum[5] = {0, 0, 0, 0, 0};
     int n[5] = {0, 0, 0, 0, 0};
   };
-  cost_table out;
-  // The sends' work slows the actions that run beside it (core's send_work); the simulator adds that to
-  // each action, so the table holds each action's time without it, by the rule's inverse, replayed on
-  // each rank's measured events in time order.
-  out.send_cost_us = context.send_cost_us.value_or(0.0);
-  std::vector<const trace_event*> order;
-  for (const auto& e : t.events)
-    if ((is_compute(e.act.kind) && e.act.stage >= 0 && e.act.stage < num_stages) || is_send(e.act.kind))
-      order.push_back(&e);
-  std::stable_sort(order.begin(), order.end(), [](const trace_event* x, const trace_event* y) {
-    return x->rank < y->rank || (x->rank == y->rank && x->start_us < y->start_us);
-  });
   std::vector<acc> a(static_cast<std::size_t>(num_stages));
-  send_work sends(out.send_cost_us);
-  for (std::size_t i = 0; i < order.size(); ++i) {
-    const trace_event& e = *order[i];
-    if (i == 0 || e.rank != order[i - 1]->rank)
-      sends = send_work(out.send_cost_us);
-    if (is_send(e.act.kind)) {
-      sends.post(e.start_us);
+  for (const auto& e : t.events) {
+    if (!is_compute(e.act.kind) || e.act.stage < 0 || e.act.stage >= num_stages)
       continue;
-    }
     const auto k = static_cast<std::size_t>(e.act.kind); // compute kinds are 0..4 in action_kind
-    a[static_cast<std::size_t>(e.act.stage)].sum[k] += cost_beside_sends(e.duration_us(), sends.remaining(e.start_us));
+    a[static_cast<std::size_t>(e.act.stage)].sum[k] += e.duration_us();
     a[static_cast<std::size_t>(e.act.stage)].n[k] += 1;
   }
+  cost_table out;
   // Receives that land inside an action lengthen it; the simulator adds that per arrival, so the table
   // holds each kind's time without them: its mean less the mean arrivals' cost.
   const arrival_fit arrivals = fit_arrival_cost(t, num_stages);
@@ -74,7 +57,7 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
     out.stages.push_back(c);
   }
   const auto per_step = step_metrics(t, context.steps); // what the overhead and the waits are read from
-  out.action_overhead_us = out.send_cost_us > 0 ? action_overhead_us(per_step, t) : action_overhead_us(per_step);
+  out.action_overhead_us = action_overhead_us(per_step);
   out.step_overhead_us = std::max(0.0, step_gap_us(t, context.steps));
   // The same action is not equally long every step; a pipeline waits for its slowest, so a step with
   // noisy actions is longer than one with their means: the simulator draws from this to predict it.

@@ -696,19 +696,19 @@ int train_pipelined(const training_job& job, const dist_env& env) {
         mine.push_back(mods[static_cast<std::size_t>(s)].get());
     export_final(job, std::max(my_rank, 0), parameters_by_name(mine));
   }
-  // What a transfer takes from the compute of the ranks it leaves and reaches: probed after the steps, with the wire
+  // What a transfer arriving on a rank takes from its compute: probed after the steps, with the wire
   // quiet, at the largest of the run's boundary tensors up to 4 MiB (160 of them per direction: a larger
   // size would make the probe outlast the run). Every replica probes its own pipeline at once, so that
   // ranks sharing cores share them as in the steps; the first replica's result is reported.
-  std::optional<transfer_costs> transfer_cost;
+  std::optional<double> arrival_cost;
   if (!job.profile_file.empty() && channel) {
     std::uint64_t biggest = 0;
     for (const auto& [stage, bytes] : activations())
       biggest = std::max(biggest, bytes);
-    transfer_probe_options probe;
+    arrival_probe_options probe;
     if (biggest > 0) // else (a rank without outputs) the default; the ranks agree on the largest
       probe.bytes = std::min<std::uint64_t>(biggest, 4u << 20);
-    transfer_cost = probe_transfer_costs(*channel, probe);
+    arrival_cost = probe_arrival_cost(*channel, probe);
   }
   training_job ran = job; // what the reports cover: the steps this run ran (after a resume, not all)
   ran.steps = job.steps - first_step;
@@ -759,8 +759,7 @@ int train_pipelined(const training_job& job, const dist_env& env) {
     }
     report_measured(ran, all, S,
                     {.activation_bytes = act, .param_bytes = params, .links = links, .replica_link = replica_link,
-                     .arrival_cost_us = transfer_cost ? std::optional(transfer_cost->arrival_us) : std::nullopt,
-                     .send_cost_us = transfer_cost ? std::optional(transfer_cost->send_us) : std::nullopt,
+                     .arrival_cost_us = arrival_cost,
                      .data_parallel = {.replicas = D, .sync = job.grad_sync, .zero1 = job.zero1},
                      .layers = layer_costs, .microbatch_rows = rows});
     if (job.time_steps)

@@ -117,7 +117,6 @@ struct shared_state {
   engine clock;
   trace timeline;
   std::vector<arrival_charges> arrivals; // per rank; empty when arrivals cost nothing
-  std::vector<send_work> sends;          // per rank; empty when sends cost nothing
   std::optional<out_of_memory> oom;
   live_feed* live = nullptr; // set when the options have live hooks or pacing
 
@@ -165,8 +164,6 @@ public:
       st_.record(memory_sample{rank_, t0, memory_.bytes()});
     running_ = running_action{.done = std::move(done), .effect = effect, .reply_to = reply_to};
     double cost = costs_(a);
-    if (!st_.sends.empty())
-      cost = st_.sends[static_cast<std::size_t>(rank_)].slowed(t0, cost);
     if (a.kind == action_kind::optimizer_step && dp_.sharded()) { // then the all-gather
       replica_link_free_ = sharded_step_end(cost, costs_.param_bytes(a.stage), dp_.replicas, replica_link_, t0, replica_link_free_);
       cost = replica_link_free_ - t0;
@@ -289,8 +286,6 @@ public:
     st_.clock.post(arrive, to, caf::make_message(std::move(p)));
     if (!st_.arrivals.empty())
       st_.arrivals[static_cast<std::size_t>(dst)].arrive(arrive);
-    if (!st_.sends.empty())
-      st_.sends[static_cast<std::size_t>(src)].post(st_.clock.now());
     if (links_.blocking_send)
       st_.clock.post(arrive, sender, caf::make_message(actors::send_done{a, arrive, {}}));
   }
@@ -347,8 +342,6 @@ sim_result simulate(const schedule& input, const sim_options& options) {
     st.timeline.num_ranks = R;
     if (options.costs.arrival_cost_us > 0)
       st.arrivals.assign(static_cast<std::size_t>(R), arrival_charges(options.costs.arrival_cost_us));
-    if (options.costs.send_cost_us > 0)
-      st.sends.assign(static_cast<std::size_t>(R), send_work(options.costs.send_cost_us));
     const bool forward_only = runs_forward_only(s);
     std::vector<std::unique_ptr<sim_executor>> execs;
     std::vector<actors::executor*> exec_ptrs;

@@ -140,27 +140,6 @@ TEST_CASE("the cost of a receive landing inside compute is fitted, and the stage
   CHECK(measure_stage_costs(noisy, 1, {}).stages[0].F == 220);
 }
 
-// The send rule's inverse on a measured trace (send cost 160 us): 0SEND_F0 posts at 110 (work until 270);
-// 0F1 starts at 200 beside 70 of it and took 170 us: its own 100. 0SEND_F1 posts at 380 (work until 540);
-// 0F2 starts at 430 beside 110 and took 200 us, less than twice that: they shared the core at half pace,
-// its own 100. The gaps 100-200 and 370-430 less their posting (40 us each): overhead 40, not 80.
-TEST_CASE("a send's work is taken out of the actions that ran beside it, and its posting out of the overhead",
-          "[runtime][profile]") {
-  trace t;
-  t.num_ranks = 1;
-  for (auto e : {ev(0, "0F0", 0, 100), ev(0, "0SEND_F0", 110, 150), ev(0, "0F1", 200, 370), ev(0, "0SEND_F1", 380, 420),
-                 ev(0, "0F2", 430, 630)})
-    t.events.push_back(e);
-  const auto without = measure_stage_costs(t, 1, {});
-  CHECK(without.send_cost_us == 0);
-  CHECK(without.stages[0].F == Approx(470.0 / 3));
-  CHECK(without.action_overhead_us == Approx(80));
-  const auto with = measure_stage_costs(t, 1, {.send_cost_us = 160});
-  CHECK(with.send_cost_us == 160);
-  CHECK(with.stages[0].F == Approx(100));
-  CHECK(with.action_overhead_us == Approx(40));
-}
-
 // Step-to-step noise: each action's times over the steps, over their own mean, widened by sqrt(n / (n - 1)),
 // pooled. 0F0 takes 80, 100 and 120 us in three steps: factors 0.8, 1, 1.2, widened by sqrt(3/2) to
 // 0.7551, 1, 1.2449; 0B0 takes 50 us each time: 1, 1, 1.

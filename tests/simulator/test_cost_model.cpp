@@ -310,54 +310,6 @@ TEST_CASE("arrival cost: a transfer landing inside a compute action lengthens it
   CHECK(end == Approx(4.95));
 }
 
-// The send rule (core's send_work) on the same GPipe step: each send gives its rank's transport `c` of
-// work; an action starting while r of it remains takes its cost + min(cost, r).
-// - c = 0.4: rank 0's F0 ends at 1 and posts its output (work until 1.4); F1 starts at 1 beside 0.4 of
-//   it: [1, 2.4). Its output arrives on rank 1 at 2.9, inside 1F0 [1.5, 4.5) (arrivals free here); 1F1
-//   [4.5, 7.5), 1B0 [7.5, 8.5) posts (work until 8.9), 1B1 [8.5, 9.9). Their gradients reach rank 0 at
-//   9 and 10.4, long after its sends' work: 0B0 [9, 10), 0B1 [10.4, 11.4).
-// - c = 3, longer than an action: 0F1 runs beside 3 of it at half pace, [1, 3); 1B1 [8.5, 10.5); the
-//   gradients reach rank 0 at 9 and 11 (rank 0's work ended at 7): 0B1 [11, 12).
-TEST_CASE("send cost: a send's work slows the compute that runs beside it on the sending rank",
-          "[simulator][cost][sends]") {
-  const auto s = make_schedule({.name = "gpipe", .num_ranks = 2, .num_microbatches = 2, .optimizer_steps = false});
-  sim_options o{.costs = uniform_costs(2, {.F = 1, .I = 0.5, .W = 0.5, .B = 1}), .links = link_model::uniform(0.5, 0)};
-  o.costs.stages[1].F = 3;
-  auto event = [](const sim_result& r, int rank, action_kind kind, int mb) {
-    for (const auto& e : r.timeline.events)
-      if (e.rank == rank && e.act.kind == kind && e.act.microbatch == mb)
-        return std::pair{e.start_us, e.end_us};
-    FAIL("no event");
-    return std::pair{0.0, 0.0};
-  };
-  flat_evaluator ev;
-  o.costs.send_cost_us = 0.4;
-  auto r = simulate(s, o);
-  CHECK(event(r, 0, action_kind::forward, 1) == std::pair{1.0, 2.4});
-  CHECK(event(r, 1, action_kind::full_backward, 1) == std::pair{8.5, 9.9});
-  CHECK(event(r, 0, action_kind::full_backward, 0) == std::pair{9.0, 10.0});
-  CHECK(r.makespan_us == Approx(11.4));
-  CHECK(ev.evaluate(s, o.costs, o.links).makespan_us == Approx(11.4));
-  o.costs.send_cost_us = 3;
-  r = simulate(s, o);
-  CHECK(event(r, 0, action_kind::forward, 1) == std::pair{1.0, 3.0});
-  CHECK(event(r, 1, action_kind::full_backward, 1) == std::pair{8.5, 10.5});
-  CHECK(r.makespan_us == 12);
-  CHECK(ev.evaluate(s, o.costs, o.links).makespan_us == 12);
-  // The profile's inverse gives the actions' own times back.
-  CHECK(cost_beside_sends(1.4, 0.4) == Approx(1));
-  CHECK(cost_beside_sends(2, 3) == 1);
-}
-
-TEST_CASE("send cost: the cost file carries it, and a bad value names the field", "[simulator][cost][sends]") {
-  auto t = parse_cost_json(R"({"stages":[{"F":1,"B":2}],"send_cost_us":160.5})", "c.json");
-  CHECK(t.send_cost_us == 160.5);
-  CHECK(parse_cost_json(to_cost_json(t), "again").send_cost_us == 160.5);
-  CHECK(parse_cost_json(R"({"stages":[{"F":1,"B":2}]})", "c.json").send_cost_us == 0);
-  CHECK_THROWS_WITH(parse_cost_json(R"({"stages":[{"F":1,"B":2}],"send_cost_us":-1})", "c.json"),
-                    Catch::Contains("c.json: send_cost_us"));
-}
-
 TEST_CASE("arrival cost: the cost file carries it, and a bad value names the field", "[simulator][cost][arrivals]") {
   auto t = parse_cost_json(R"({"stages":[{"F":1,"B":2}],"arrival_cost_us":250.5})", "c.json");
   CHECK(t.arrival_cost_us == 250.5);

@@ -309,20 +309,17 @@ namespace {
 // (not the wait before a rank's first action: that is the step's start).
 // Not the gap before a U: its step gate may wait there for collectives the trace does not hold (the
 // replicas' all-reduce, the tied copies' sum).
-// `posting` (rank, from, to): time taken out of a gap.
-template <class Posting>
-void add_overhead_gaps(const trace_metrics& m, double& sum, std::size_t& n, Posting posting) {
+void add_overhead_gaps(const trace_metrics& m, double& sum, std::size_t& n) {
   for (const auto& g : m.gaps)
     if (g.cause == idle_cause::ordering && g.next && g.next->kind != action_kind::optimizer_step && g.start_us > m.start_us)
-      sum += g.duration_us() - posting(g.rank, g.start_us, g.end_us), ++n;
+      sum += g.duration_us(), ++n;
 }
-double no_posting(int, double, double) { return 0; }
 } // namespace
 
 double action_overhead_us(const trace_metrics& m) {
   double sum = 0;
   std::size_t n = 0;
-  add_overhead_gaps(m, sum, n, no_posting);
+  add_overhead_gaps(m, sum, n);
   return n ? sum / static_cast<double>(n) : 0.0;
 }
 
@@ -337,31 +334,7 @@ double action_overhead_us(const std::vector<trace_metrics>& per_step) {
   double sum = 0;
   std::size_t n = 0;
   for (const auto& m : per_step)
-    add_overhead_gaps(m, sum, n, no_posting);
-  return n ? sum / static_cast<double>(n) : 0.0;
-}
-
-double action_overhead_us(const std::vector<trace_metrics>& per_step, const trace& sends) {
-  std::map<int, std::vector<std::pair<double, double>>> posts; // rank -> its SEND events, by start
-  for (const auto& e : sends.events)
-    if (is_send(e.act.kind))
-      posts[e.rank].push_back({e.start_us, e.end_us});
-  for (auto& [rank, p] : posts)
-    std::sort(p.begin(), p.end());
-  auto posting = [&](int rank, double from, double to) {
-    const auto it = posts.find(rank);
-    if (it == posts.end())
-      return 0.0;
-    double in = 0;
-    for (auto p = std::lower_bound(it->second.begin(), it->second.end(), std::pair{from, from});
-         p != it->second.end() && p->first < to; ++p)
-      in += std::min(to, p->second) - p->first;
-    return in;
-  };
-  double sum = 0;
-  std::size_t n = 0;
-  for (const auto& m : per_step)
-    add_overhead_gaps(m, sum, n, posting);
+    add_overhead_gaps(m, sum, n);
   return n ? sum / static_cast<double>(n) : 0.0;
 }
 

@@ -167,9 +167,6 @@ struct cost_table {
   // What a transfer arriving on a rank takes from the compute action running there (arrival_charges):
   // the transport's threads share the rank's cores. 0 = transfers are free for compute.
   double arrival_cost_us = 0;
-  // What a transfer sent from a rank takes from its compute (send_work): posting it and the transport's
-  // threads moving it. 0 = sends are free for compute.
-  double send_cost_us = 0;
   std::int64_t microbatch_rows = 0; // rows of the micro-batch the times were measured on (0 = unknown)
   double jitter = 0;       // each compute time scaled by (1 + jitter * u), u uniform in [-1, 1]
   std::uint64_t seed = 0;  // ... drawn from a hash of (seed, action): deterministic, order-free
@@ -342,28 +339,6 @@ private:
   double start_ = 0, end_ = 0;
   std::vector<double> pending_; // arrivals not yet charged, in time order
 };
-
-// The send rule, written once (the simulator's executor and the flat evaluator apply it, the profile takes
-// it out of measured times): a send posted on a rank at t gives the rank's transport threads
-// cost_table::send_cost_us of work, after the work of the sends before it. They share the rank's core with
-// compute: a compute action of `cost` that starts while r of that work remains runs beside it at half pace
-// until one of them is done, so it takes cost + min(cost, r). (The work left for later actions is counted
-// as if the transport had the core alone.) Plain value, one per rank, one thread.
-class send_work {
-public:
-  explicit send_work(double cost_us = 0) : cost_(cost_us) {}
-  void post(double t) { busy_until_ = std::max(busy_until_, t) + cost_; }
-  double remaining(double start) const { return std::max(0.0, busy_until_ - start); }
-  // How long a compute action of `cost` takes from `start` on.
-  double slowed(double start, double cost) const { return cost + std::min(cost, remaining(start)); }
-
-private:
-  double cost_ = 0, busy_until_ = 0;
-};
-// The inverse, for a measured action: its own time, given the transport's work that remained when it started.
-inline double cost_beside_sends(double measured_us, double remaining_us) {
-  return measured_us >= 2 * remaining_us ? measured_us - remaining_us : measured_us / 2;
-}
 
 // The link between rank r's replicas: the table's measured one, else the link model's between ranks r
 // and R + r (the next replica; across hosts when the link model puts them there).

@@ -129,7 +129,6 @@ private:
   std::vector<std::uint64_t> dp_bytes_; // per stage: its param_bytes
   std::vector<link_class> dp_link_;     // per rank: the link to its replicas
   std::vector<arrival_charges> arrivals_; // per rank, when arrivals cost compute time (else empty)
-  std::vector<send_work> sends_;          // per rank, when sends cost compute time (else empty)
   // ... what settles an action's end early (run): the ranks that send to rank r (sender_[into_offset_[r]]
   // up to into_offset_[r + 1]) and the rank that fills each (direction, stage) group of slots (-1: none
   // or in memory); and the paused ranks' ends, in a tournament tree (paused_[1] is the earliest).

@@ -25,32 +25,23 @@ std::vector<link_cost> probe_links(tensor_channel& channel, const link_probe_opt
 // simulator's allreduce_time adds up). Every rank of the group gets the same fit from its own timings.
 link_class probe_replica_link(gloo_group& replicas, const link_probe_options& options = {});
 
-struct transfer_probe_options {
+struct arrival_probe_options {
   std::uint64_t bytes = 64u << 10; // per message, on every rank; the largest of the ranks' counts
   int messages = 32;               // per round, one every period
   double period_us = 1000;
-  int rounds = 5;                  // with transfers, each between two rounds without
+  int rounds = 5;                  // with arrivals, each between two rounds without
 };
 
-// What a transfer takes from the compute of the ranks at its ends (cost_table::arrival_cost_us and
-// send_cost_us): the transport's threads share the ranks' cores.
-struct transfer_costs {
-  double arrival_us = 0, send_us = 0;
-};
-
-// Collective over the transport's ranks. For each pair of neighbouring ranks (r, r + 1, and R - 1 with
-// 0), in both directions in turn, both ranks' compute threads (yielding as the run's does) multiply
-// matrices back to back for a round, then again while `messages` transfers go from one to the other:
-// - the sender posts one every period from its compute thread, between multiplications, and multiplies
-//   on for a period after the last;
-// - the receiver's receiving thread takes them off the run's tensor_channel; it multiplies until the
-//   last has arrived.
-// Between such rounds both multiply as long without any. A round's cost per message is its time less
-// its multiplications at the quiet rounds' pace (the mean of the rounds before and after), over its
-// messages; a direction's, the median of its rounds; the results, the means over directions. Arrivals
-// come on the sender's clock, so an action that is slow for another reason cannot catch more of them, as
-// in a trace. The bytes of each message: the largest of the ranks' `bytes`. Returns the results on rank
-// 0 (through the store), zeros elsewhere.
-transfer_costs probe_transfer_costs(tensor_channel& channel, const transfer_probe_options& options = {});
+// Collective over the transport's ranks: what a transfer arriving on a rank takes from the compute that
+// runs there (cost_table::arrival_cost_us). For each pair of neighbouring ranks (r, r + 1, and R - 1
+// with 0), in both directions in turn, the receiver's compute thread (yielding as the run's does)
+// multiplies matrices back to back for as long as its receiving thread takes `messages` transfers off
+// the run's tensor_channel, sent one every period; between such rounds it multiplies as long without
+// any. A round's cost per arrival is its time less its multiplications at the quiet rounds' pace
+// (the mean of the rounds before and after), over its messages; a direction's, the median of its
+// rounds; the result, the mean over directions. Arrivals are sent on the sender's clock, so an action
+// that is slow for another reason cannot catch more of them, as in a trace. The bytes of each message:
+// the largest of the ranks' `bytes`. Returns the result on rank 0 (through the store), 0 elsewhere.
+double probe_arrival_cost(tensor_channel& channel, const arrival_probe_options& options = {});
 
 } // namespace pippy

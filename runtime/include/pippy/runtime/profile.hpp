@@ -17,12 +17,9 @@ struct profile_context {
   std::map<int, std::uint64_t> activation_bytes, param_bytes;
   std::vector<link_cost> links;
   std::optional<link_class> replica_link;
-  // What an arrival takes from compute, as the run's transport measured it (probe_transfer_costs); without
+  // What an arrival takes from compute, as the run's transport measured it (probe_arrival_cost); without
   // one (ranks in one process), fitted from the trace.
   std::optional<double> arrival_cost_us;
-  // What a send takes from the compute of the rank that posts it (probe_transfer_costs); without one, 0:
-  // a trace cannot tell it from the actions' own time.
-  std::optional<double> send_cost_us;
   // The run's replicas. With ZeRO-1 a measured U is 1/D of the stage's step plus the all-gather: the
   // profile records the whole step (core's whole_step_us), as the cost model expects.
   data_parallel_model data_parallel;

@@ -141,9 +141,6 @@ std::vector<trace_metrics> step_metrics(const trace& t, int steps);
 // The same over the steps' metrics (an action's inputs are found in its own step, not in an earlier one's),
 // or over a trace of `steps` steps.
 double action_overhead_us(const std::vector<trace_metrics>& per_step);
-// ... each gap less the time its rank spent posting sends in it (the SEND events of `sends`): where the
-// cost model charges a send to compute (cost_table::send_cost_us), its posting is part of that.
-double action_overhead_us(const std::vector<trace_metrics>& per_step, const trace& sends);
 double action_overhead_us(const trace& t, int steps);
 
 // A transfer its consumer waited for: the consumer's rank sat idle from before its producer, on another
