@@ -99,14 +99,15 @@ command add_plan_command(CLI::App& app) {
                     .global_batch = o->global_batch, .links = make_link_model(o->links), .processes = o->processes};
     po.memory.cap_bytes = static_cast<std::uint64_t>(o->memory_cap);
     po.data_parallel.zero1 = o->zero1;
+    po.noise_pool = std::max(po.noise_pool, o->top);
     const auto t0 = std::chrono::steady_clock::now();
     const plan_result plan = make_plan(profile, po);
     const double plan_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    // The top plans again, with the actors: the prediction must be the simulator's step time. The planner
-    // scores every candidate at the profile's mean times; with the profile's step-to-step noise the top
-    // ones also get their expected step (core's expected_step_us, as `pippy sim` gives it).
+    // The top plans again, with the actors: at the profile's mean times the flat evaluator's step must be
+    // the simulator's. (With the profile's step-to-step noise the planner ranked them by their expected
+    // step, as `pippy sim` gives it.)
     const std::size_t K = std::min(plan.candidates.size(), static_cast<std::size_t>(o->top));
-    std::vector<double> simulated, expected;
+    std::vector<double> simulated;
     for (std::size_t k = 0; k < K; ++k) {
       const plan_candidate& c = plan.candidates[k];
       sim::sim_options so{.costs = plan_costs(profile, po, c), .links = po.links,
@@ -115,14 +116,6 @@ command add_plan_command(CLI::App& app) {
       so.memory.state_factor = po.memory.state_factor; // no cap: the full step, as predicted
       const schedule sched = plan_schedule(po, c);
       simulated.push_back(sim::simulate(sched, so).step_us);
-      if (profile.noise.empty()) { // no draws: the expected step is the simulated one
-        expected.push_back(simulated.back());
-        continue;
-      }
-      cost_table noisy = so.costs;
-      noisy.noise = profile.noise;
-      flat_evaluator ev;
-      expected.push_back(expected_step_us(ev, sched, noisy, so.links, so.memory, so.data_parallel).step_us);
     }
     const char* unit = plan.rows_known ? "rows/s" : "micro-batches/s";
     if (o->json) {
@@ -130,8 +123,8 @@ command add_plan_command(CLI::App& app) {
       for (std::size_t k = 0; k < K; ++k) {
         auto j = nlohmann::json::parse(to_plan_json(plan.candidates[k], plan.candidates[k].ranks));
         j["rank"] = k + 1;
-        j["simulated_step_us"] = simulated[k];
-        j["expected_step_us"] = expected[k]; // with the profile's step-to-step noise (simulated_step_us without)
+        j["simulated_step_us"] = simulated[k]; // at the mean costs (predicted_step_us: with the noise)
+        j["expected_step_us"] = plan.candidates[k].expected_step_us;
         j["throughput"] = plan.candidates[k].throughput;
         j["throughput_unit"] = unit;
         plans.push_back(j);
@@ -162,20 +155,16 @@ command add_plan_command(CLI::App& app) {
                   plan.candidates.size(), plan_s, plan.actions, plan.skipped, plan.repeats);
       if (po.global_batch > 0 && profile.microbatch_rows == 0)
         std::printf("note: the profile has no microbatch_rows, so its costs are used as they are for every M\n");
+      // step_us: the prediction (with noise, the expected step); at_means_us: the step at the mean times, by
+      // the actors.
       std::printf("%4s  %-16s %5s %3s %5s %14s %14s %15s %8s %16s %5s\n", "#", "schedule", "RxD", "V", "M", "step_us",
-                  "sim_step_us", unit, "bubble", "peak_mem_bytes", "fits");
+                  "at_means_us", unit, "bubble", "peak_mem_bytes", "fits");
       for (std::size_t k = 0; k < K; ++k) {
         const plan_candidate& c = plan.candidates[k];
         const std::string shape = std::to_string(c.ranks) + "x" + std::to_string(c.replicas);
         std::printf("%4zu  %-16s %5s %3d %5d %14.3f %14.3f %15.1f %8.4f %16llu %5s\n", k + 1, c.schedule.c_str(),
-                    shape.c_str(), c.stages_per_rank, c.microbatches, c.step_us, simulated[k], c.throughput, c.bubble_fraction,
+                    shape.c_str(), c.stages_per_rank, c.microbatches, c.expected_step_us, simulated[k], c.throughput, c.bubble_fraction,
                     static_cast<unsigned long long>(c.peak_memory_bytes), c.fits ? "yes" : "no");
-      }
-      if (!profile.noise.empty()) {
-        std::printf("expected step with the profile's step-to-step noise (us):");
-        for (std::size_t k = 0; k < K; ++k)
-          std::printf(" #%zu %.3f", k + 1, expected[k]);
-        std::printf("\n");
       }
       const plan_candidate& best = plan.candidates.front();
       if (!best.split_points.empty())

@@ -199,9 +199,52 @@ cost_table plan_costs(const cost_table& profile, const plan_options& options, co
   return stage_costs(profile, replica_options(options, c), c.boundaries, c.microbatches);
 }
 
+namespace {
+plan_result plan_meshes(const cost_table& profile, const plan_options& o);
+
+// Time per unit of work: the step with a global batch (the same rows for all), else per micro-batch.
+double per_work(const plan_result& r, const plan_candidate& c, double step_us) {
+  return r.rows_known ? step_us : step_us / static_cast<double>(c.microbatches);
+}
+
+// The noise pool ranked again by expected step (plan_options::noise_pool), throughput from it.
+void rank_by_expected_step(const cost_table& profile, const plan_options& o, plan_result& out) {
+  if (profile.noise.empty()) {
+    for (auto& c : out.candidates)
+      c.expected_step_us = c.step_us;
+    return;
+  }
+  if (o.noise_pool < 0)
+    throw input_error("noise pool must be at least 0 (got " + num(o.noise_pool) + ")");
+  const auto pool = std::min(out.candidates.size(), static_cast<std::size_t>(o.noise_pool));
+  flat_evaluator ev;
+  for (std::size_t k = 0; k < pool; ++k) {
+    plan_candidate& c = out.candidates[k];
+    cost_table noisy = plan_costs(profile, o, c);
+    noisy.noise = profile.noise;
+    const memory_model uncapped{.state_factor = o.memory.state_factor, .cap_bytes = 0};
+    c.expected_step_us = expected_step_us(ev, plan_schedule(o, c), noisy, o.links, uncapped,
+                                          {.replicas = c.replicas, .sync = o.data_parallel.sync, .zero1 = c.zero1})
+                             .step_us;
+    const double work = out.rows_known ? static_cast<double>(o.global_batch) : static_cast<double>(c.microbatches);
+    c.throughput = c.expected_step_us > 0 ? work / (c.expected_step_us * 1e-6) : 0.0;
+  }
+  std::stable_sort(out.candidates.begin(), out.candidates.begin() + static_cast<std::ptrdiff_t>(pool),
+                   [&](const plan_candidate& a, const plan_candidate& b) {
+                     return std::make_tuple(!a.fits, per_work(out, a, a.expected_step_us)) <
+                            std::make_tuple(!b.fits, per_work(out, b, b.expected_step_us));
+                   });
+}
+} // namespace
+
 plan_result make_plan(const cost_table& profile, const plan_options& o) {
-  if (o.processes <= 0)
-    return plan_one_shape(profile, o);
+  plan_result out = o.processes <= 0 ? plan_one_shape(profile, o) : plan_meshes(profile, o);
+  rank_by_expected_step(profile, o, out);
+  return out;
+}
+
+namespace {
+plan_result plan_meshes(const cost_table& profile, const plan_options& o) {
   if (o.global_batch <= 0)
     throw input_error("processes: planning R x D needs the global batch (--global-batch), which the replicas share");
   plan_result out;
@@ -235,7 +278,6 @@ plan_result make_plan(const cost_table& profile, const plan_options& o) {
   return out;
 }
 
-namespace {
 plan_result plan_one_shape(const cost_table& profile, const plan_options& o) {
   if (o.num_ranks < 1)
     throw input_error("ranks must be at least 1 (got " + num(o.num_ranks) + ")");
@@ -294,14 +336,12 @@ plan_result plan_one_shape(const cost_table& profile, const plan_options& o) {
   if (out.candidates.empty())
     throw input_error("schedule: no schedule takes any of the stages-per-rank and microbatches tried on " +
                       num(o.num_ranks) + " ranks");
-  // Time per unit of work: the step with a global batch (the same rows for all), else per micro-batch.
-  auto per_work = [&](const plan_candidate& c) {
-    return out.rows_known ? c.step_us : c.step_us / static_cast<double>(c.microbatches);
-  };
   auto order = [&](const std::string& name) { return std::find(names.begin(), names.end(), name) - names.begin(); };
   std::stable_sort(out.candidates.begin(), out.candidates.end(), [&](const plan_candidate& a, const plan_candidate& b) {
-    return std::make_tuple(!a.fits, per_work(a), a.peak_memory_bytes, order(a.schedule), a.stages_per_rank, a.microbatches) <
-           std::make_tuple(!b.fits, per_work(b), b.peak_memory_bytes, order(b.schedule), b.stages_per_rank, b.microbatches);
+    return std::make_tuple(!a.fits, per_work(out, a, a.step_us), a.peak_memory_bytes, order(a.schedule), a.stages_per_rank,
+                           a.microbatches) <
+           std::make_tuple(!b.fits, per_work(out, b, b.step_us), b.peak_memory_bytes, order(b.schedule), b.stages_per_rank,
+                           b.microbatches);
   });
   return out;
 }
@@ -316,7 +356,7 @@ std::string to_plan_json(const plan_candidate& c, int num_ranks) {
                          {"microbatches", c.microbatches},
                          {"boundaries", c.boundaries},
                          {"split_points", c.split_points},
-                         {"predicted_step_us", c.step_us},
+                         {"predicted_step_us", c.expected_step_us > 0 ? c.expected_step_us : c.step_us},
                          {"bubble_fraction", c.bubble_fraction},
                          {"peak_memory_bytes", c.peak_memory_bytes},
                          {"fits", c.fits}};

@@ -150,6 +150,49 @@ TEST_CASE("planner: its best plan is the best of an exhaustive search over every
     CHECK(plan.candidates[i - 1].step_us <= plan.candidates[i].step_us);
 }
 
+// With step-to-step noise the best candidates at the mean times are drawn again and ranked by their
+// expected step: a pipeline waits for its slowest actions, more so with more of them in its way.
+TEST_CASE("planner: with the profile's noise, the noise pool is ranked by expected step", "[core][planner]") {
+  cost_table profile = layered_profile({3, 1, 2, 2, 1, 3, 2, 2});
+  profile.microbatch_rows = 2;
+  profile.action_overhead_us = 0.1;
+  plan_options o{.num_ranks = 2, .global_batch = 8, .links = link_model::uniform(0.2, 0), .noise_pool = 12};
+  const plan_result at_means = make_plan(profile, o);
+  for (const auto& c : at_means.candidates)
+    CHECK(c.expected_step_us == c.step_us); // no noise: nothing drawn
+  profile.noise = {0.2, 0.6, 0.9, 1.0, 1.1, 1.4, 2.8};
+  profile.seed = 3;
+  const plan_result drawn = make_plan(profile, o);
+  REQUIRE(drawn.candidates.size() > 12);
+  flat_evaluator ev;
+  std::multiset<double> pool_at_means, means_before;
+  for (std::size_t k = 0; k < drawn.candidates.size(); ++k) {
+    const plan_candidate& c = drawn.candidates[k];
+    if (k >= 12) {
+      CHECK(c.expected_step_us == 0); // past the pool: not drawn, in the order of the means
+      if (k > 12)
+        CHECK(drawn.candidates[k - 1].step_us <= c.step_us);
+      continue;
+    }
+    cost_table noisy = plan_costs(profile, o, c);
+    noisy.noise = profile.noise;
+    CHECK(c.expected_step_us == expected_step_us(ev, plan_schedule(o, c), noisy, o.links).step_us);
+    CHECK(c.expected_step_us > c.step_us); // the pipeline waits for the slow draws
+    CHECK(c.throughput == Approx(8 / (c.expected_step_us * 1e-6)));
+    if (k > 0)
+      CHECK(drawn.candidates[k - 1].expected_step_us <= c.expected_step_us);
+    pool_at_means.insert(c.step_us);
+    means_before.insert(at_means.candidates[k].step_us);
+  }
+  CHECK(pool_at_means == means_before); // the same 12, reordered
+  bool reordered = false;
+  for (std::size_t k = 0; k < 12; ++k)
+    reordered = reordered || drawn.candidates[k].step_us != at_means.candidates[k].step_us;
+  CHECK(reordered); // the noise does change the ranking here
+  o.noise_pool = -1;
+  CHECK_THROWS_WITH(make_plan(profile, o), Catch::Contains("noise pool must be at least 0"));
+}
+
 TEST_CASE("planner: micro-batches of G/M rows scale the profile's costs, without rows they stay as given", "[core][planner]") {
   cost_table profile = layered_profile({1, 1, 1, 1});
   profile.microbatch_rows = 4;

@@ -32,6 +32,10 @@ struct plan_options {
   // (a reduce-scatter before U, an all-gather after it, 1/D of the optimizer state per replica).
   int processes = 0;
   data_parallel_model data_parallel;
+  // With the profile's step-to-step noise (cost_table::noise): how many of the best candidates at the
+  // mean times are ranked again by their expected step (expected_step_us: a pipeline waits for its
+  // slowest actions, and plans differ in how much, so the mean times alone misrank them).
+  int noise_pool = 16;
 };
 
 struct plan_candidate {
@@ -43,8 +47,11 @@ struct plan_candidate {
   int microbatches = 1;
   std::vector<int> boundaries;           // first layer of each stage (empty without per-layer costs)
   std::vector<std::string> split_points; // names of the layers where stages 1.. begin
-  double step_us = 0;                    // predicted step time: the flat evaluator's makespan + the profile's
-                                         // step overhead (pippy sim's step_us)
+  double step_us = 0;                    // step time at the mean costs: the flat evaluator's makespan + the
+                                         // profile's step overhead (pippy sim's step_us)
+  // The predicted step: with the profile's noise, core's expected_step_us (pippy sim's expected_step_us)
+  // for the noise pool, 0 (not drawn) for the rest; without noise, step_us.
+  double expected_step_us = 0;
   double throughput = 0;                 // rows/s with a global batch, else micro-batches/s
   double bubble_fraction = 0;
   std::uint64_t peak_memory_bytes = 0;   // the largest rank's peak
@@ -53,7 +60,8 @@ struct plan_candidate {
 
 struct plan_result {
   // Ranked: fitting candidates first, then by step time (with a global batch, the same work for every
-  // candidate) or by step time per micro-batch (without one, M micro-batches of the profile's size).
+  // candidate) or by step time per micro-batch (without one, M micro-batches of the profile's size);
+  // with noise, the noise pool (the best at the mean times) by expected step, ahead of the rest.
   std::vector<plan_candidate> candidates;
   std::size_t skipped = 0; // schedule, V and M combinations a generator refused
   std::size_t repeats = 0; // combinations whose actions equal an earlier schedule's (the first name is kept)
