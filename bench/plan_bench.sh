@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # pippy plan's wall time on a GPT-like profile: 48 layers (embedding, 46 blocks, head) on 8 ranks, every
 # schedule, V = 1..6, M = 1..64 (and M from a global batch of 64), links of 5 us and 25 GB/s, a memory
-# cap that excludes part of the candidates. One core: pippy plan is single-threaded.
+# cap that excludes part of the candidates; then with arrivals' costs, and with step-to-step noise. One core:
+# pippy plan is single-threaded.
 # usage: bench/plan_bench.sh [BUILD_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,11 @@ echo "## the same, with a cost of 20 us per arrival landing inside compute (ends
 sed 's/"action_overhead_us": 15,/"action_overhead_us": 15, "arrival_cost_us": 20,/' "$profile" >"$tmp/gpt48-arrivals.json"
 /usr/bin/time -f "wall %e s, user %U s, max RSS %M KB" \
   "$pippy" plan --cost-file "$tmp/gpt48-arrivals.json" --ranks 8 --microbatches $(seq 1 64) --memory-cap 3000000000 "${links[@]}"
+echo "## the same, with step-to-step noise (quantiles 0.8-1.4 x the mean): the best 16 drawn again, ranked by expected step"
+sed 's/"action_overhead_us": 15,/"action_overhead_us": 15, "noise": [0.80, 0.88, 0.92, 0.95, 0.98, 1.00, 1.04, 1.09, 1.16, 1.40],/' \
+  "$profile" >"$tmp/gpt48-noise.json"
+/usr/bin/time -f "wall %e s, user %U s, max RSS %M KB" \
+  "$pippy" plan --cost-file "$tmp/gpt48-noise.json" --ranks 8 --microbatches $(seq 1 64) --memory-cap 3000000000 "${links[@]}"
 echo "## all schedules, V = 1..6, M from the divisors of a global batch of 64 rows"
 /usr/bin/time -f "wall %e s, user %U s, max RSS %M KB" \
   "$pippy" plan --cost-file "$profile" --ranks 8 --global-batch 64 "${links[@]}"
