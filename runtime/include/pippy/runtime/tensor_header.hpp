@@ -3,7 +3,8 @@
 // nccl_transport): before each transfer's data, on the same link and in the same order, the sender sends
 // a header of exactly header_words int64 words, [magic, direction, stage, micro-batch, count, (dtype or
 // -1 if undefined, ndim, sizes...) per tensor, zeros...]; the receiver reads it, checks that it announces
-// the transfer it expects, and allocates the buffers the data lands in. So the
+// the transfer it expects, and allocates the buffers the data lands in (over Gloo, a transfer the link
+// carried before has its data's receive posted ahead with the last shapes: tensor_channel.hpp). So the
 // shapes may change from one transfer to the next on either transport (an uneven last micro-batch,
 // sequence lengths that change between steps), and nothing is agreed out of band.
 #include <torch/torch.h>
@@ -30,6 +31,7 @@ struct tensor_header_entry {
   bool defined = true;
   torch::ScalarType dtype = torch::kFloat;
   std::vector<int64_t> sizes;
+  friend bool operator==(const tensor_header_entry&, const tensor_header_entry&) = default;
 };
 
 // The header sent before `tensors` of transfer `key`: header_words words. Throws input_error naming the
