@@ -71,23 +71,26 @@ std::vector<link_cost> probe_links(tensor_channel& channel, const link_probe_opt
     for (int b = a + 1; b < R; ++b) {
       if (me == a || me == b) {
         std::vector<std::pair<double, double>> points;
-        int round = 0; // micro-batch index of the tags: unique per message of this pair
+        // A size's round trips reuse one transfer (micro-batch index = the size's), as a pipeline's steps
+        // do: after the warm-up each receive is posted ahead of its header (tensor_channel), as in the run.
+        int size_index = 0;
         for (std::uint64_t bytes : options.sizes) {
           const auto elems = static_cast<std::int64_t>(std::max<std::uint64_t>(1, bytes / 4));
           const torch::Tensor x = torch::ones({elems}, torch::kFloat32);
           std::vector<double> trips;
-          for (int k = 0; k <= options.repeats; ++k, ++round) {
+          for (int k = 0; k <= options.repeats; ++k) {
             if (me == a) {
               const double t0 = now_us();
-              channel.send(dir::forward, probe_stage, round, {x}, b);
-              channel.recv(dir::backward, probe_stage, round, b);
+              channel.send(dir::forward, probe_stage, size_index, {x}, b);
+              channel.recv(dir::backward, probe_stage, size_index, b);
               if (k > 0) // the first round trip warms up
                 trips.push_back(now_us() - t0);
             } else {
-              auto got = channel.recv(dir::forward, probe_stage, round, a);
-              channel.send(dir::backward, probe_stage, round, got, a);
+              auto got = channel.recv(dir::forward, probe_stage, size_index, a);
+              channel.send(dir::backward, probe_stage, size_index, got, a);
             }
           }
+          ++size_index;
           if (me == a) {
             points.push_back({static_cast<double>(elems * 4), median_of(std::move(trips)) / 2});
           }
@@ -156,6 +159,15 @@ double probe_arrival_cost(tensor_channel& channel, const arrival_probe_options& 
     directions.push_back({b, a});
   }
   for (const auto& [src, dst] : directions) {
+    // Every round carries the same transfers (micro-batch index = the message's), as a pipeline's steps
+    // do, and they go once before the rounds: each receive is then posted ahead of its header
+    // (tensor_channel), as in the run.
+    for (int m = 0; m < options.messages; ++m)
+      if (me == src)
+        channel.send(dir::forward, arrival_probe_stage, m, {x}, dst);
+      else if (me == dst)
+        channel.recv(dir::forward, arrival_probe_stage, m, src);
+    net.flush();
     std::vector<double> pace;     // us per multiplication, each quiet round
     std::vector<kernel_run> busy; // each round with arrivals
     for (int round = 0;; ++round) {
@@ -167,14 +179,13 @@ double probe_arrival_cost(tensor_channel& channel, const arrival_probe_options& 
       if (round == options.rounds)
         break;
       net.barrier();
-      const int first_tag = round * options.messages;
       if (me == dst) {
         std::atomic<int> received{0};
         std::exception_ptr failed;
         std::thread receiver([&] {
           try {
             for (int m = 0; m < options.messages; ++m) {
-              channel.recv(dir::forward, arrival_probe_stage, first_tag + m, src);
+              channel.recv(dir::forward, arrival_probe_stage, m, src);
               received.fetch_add(1, std::memory_order_release);
             }
           } catch (...) {
@@ -191,7 +202,7 @@ double probe_arrival_cost(tensor_channel& channel, const arrival_probe_options& 
         const auto start = std::chrono::steady_clock::now();
         for (int m = 0; m < options.messages; ++m) {
           std::this_thread::sleep_until(start + std::chrono::duration<double, std::micro>(m * options.period_us));
-          channel.send(dir::forward, arrival_probe_stage, first_tag + m, {x}, dst);
+          channel.send(dir::forward, arrival_probe_stage, m, {x}, dst);
         }
       }
       net.flush();
