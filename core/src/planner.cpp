@@ -186,6 +186,13 @@ plan_options replica_options(const plan_options& options, const plan_candidate& 
   return o;
 }
 
+// What candidates are scored under: the options' state factor and no cap (a candidate fits when its peak
+// is under the cap).
+memory_model uncapped(const memory_model& memory) { return {.state_factor = memory.state_factor, .cap_bytes = 0}; }
+
+// Work (rows, or micro-batches without a global batch) per second, at one step of `work` in step_us.
+double throughput_of(double work, double step_us) { return step_us > 0 ? work / (step_us * 1e-6) : 0.0; }
+
 plan_result plan_one_shape(const cost_table& profile, const plan_options& o);
 } // namespace
 
@@ -222,12 +229,11 @@ void rank_by_expected_step(const cost_table& profile, const plan_options& o, pla
     plan_candidate& c = out.candidates[k];
     cost_table noisy = plan_costs(profile, o, c);
     noisy.noise = profile.noise;
-    const memory_model uncapped{.state_factor = o.memory.state_factor, .cap_bytes = 0};
-    c.expected_step_us = expected_step_us(ev, plan_schedule(o, c), noisy, o.links, uncapped,
+    c.expected_step_us = expected_step_us(ev, plan_schedule(o, c), noisy, o.links, uncapped(o.memory),
                                           {.replicas = c.replicas, .sync = o.data_parallel.sync, .zero1 = c.zero1})
                              .step_us;
     const double work = out.rows_known ? static_cast<double>(o.global_batch) : static_cast<double>(c.microbatches);
-    c.throughput = c.expected_step_us > 0 ? work / (c.expected_step_us * 1e-6) : 0.0;
+    c.throughput = throughput_of(work, c.expected_step_us);
   }
   std::stable_sort(out.candidates.begin(), out.candidates.begin() + static_cast<std::ptrdiff_t>(pool),
                    [&](const plan_candidate& a, const plan_candidate& b) {
@@ -297,7 +303,6 @@ plan_result plan_one_shape(const cost_table& profile, const plan_options& o) {
   std::vector<double> layer_times;
   for (const auto& l : profile.layers)
     layer_times.push_back(l.F + l.B);
-  const memory_model uncapped{.state_factor = o.memory.state_factor, .cap_bytes = 0}; // fits: peak <= cap
   flat_evaluator ev;
   for (int V : Vs) {
     const std::vector<int> boundaries = out.per_layer ? balanced_split(layer_times, V * o.num_ranks) : std::vector<int>{};
@@ -319,7 +324,7 @@ plan_result plan_one_shape(const cost_table& profile, const plan_options& o) {
           continue;
         }
         scored.push_back(s.ranks);
-        const flat_result& r = ev.evaluate(add_communication(s), costs, o.links, uncapped, o.data_parallel);
+        const flat_result& r = ev.evaluate(add_communication(s), costs, o.links, uncapped(o.memory), o.data_parallel);
         out.actions += r.actions;
         plan_candidate c{.schedule = name, .ranks = o.num_ranks, .replicas = o.data_parallel.replicas,
                          .zero1 = o.data_parallel.sharded(), .stages_per_rank = V,
@@ -327,7 +332,7 @@ plan_result plan_one_shape(const cost_table& profile, const plan_options& o) {
                          .split_points = split_points, .step_us = r.makespan_us + profile.step_overhead_us,
                          .bubble_fraction = r.bubble_fraction, .peak_memory_bytes = r.peak_memory_bytes()};
         const double work = out.rows_known ? static_cast<double>(o.global_batch) : static_cast<double>(M);
-        c.throughput = c.step_us > 0 ? work / (c.step_us * 1e-6) : 0.0;
+        c.throughput = throughput_of(work, c.step_us);
         c.fits = o.memory.cap_bytes == 0 || c.peak_memory_bytes <= o.memory.cap_bytes;
         out.candidates.push_back(std::move(c));
       }

@@ -4,7 +4,7 @@
 
 #include "pippy/core/error.hpp"
 
-#include <optional>
+#include <utility>
 
 namespace pippy {
 
@@ -26,19 +26,16 @@ void tensor_channel::send(direction d, int from_stage, int microbatch, const std
     throw input_error("transport: stage or micro-batch index too large for the tag space");
   auto header = torch::empty({static_cast<int64_t>(header_words)}, torch::kLong);
   std::copy(words.begin(), words.end(), header.data_ptr<int64_t>());
-  std::vector<tensor_header_entry> entries = read_header(words.data(), key, dst);
-  std::optional<std::vector<tensor_header_entry>> expected; // what the receiver posted ahead, if anything
+  const std::vector<tensor_header_entry> entries = read_header(words.data(), key, dst);
+  std::vector<tensor_header_entry> expected; // what the receiver posted ahead (none: empty)
   {
     std::lock_guard lock(sent_mu_);
-    auto& last = sent_[{key.direction, from_stage, microbatch, dst}];
-    if (!last.empty())
-      expected = last;
-    last = entries;
+    expected = std::exchange(sent_[{key.direction, from_stage, microbatch, dst}], entries);
   }
   const int tag = tag_of(static_cast<int>(d), from_stage, microbatch);
   net_.send({header}, dst, header_tag(d, from_stage, microbatch));
-  if (expected && *expected != entries) {
-    std::vector<torch::Tensor> filler = receive_buffers(*expected, torch::TensorOptions());
+  if (!expected.empty() && expected != entries) {
+    std::vector<torch::Tensor> filler = receive_buffers(expected, torch::TensorOptions());
     for (auto& t : filler)
       if (t.defined())
         t.zero_();
