@@ -6,7 +6,8 @@
 # step_us`: the steps after the first, first start to last end, over their number (gaps between steps
 # included). `pippy sim` predicts `step_us` from that run's own profile: stage times, the per-action and
 # per-step overheads, the links as the run waited on them, the cost of a receive landing inside compute,
-# and the actions' step-to-step noise: the prediction is sim's expected_step_us, the mean over draws of it.
+# and the actions' step-to-step noise: the prediction is sim's expected_step_us, steps back to back (each
+# rank starting its next step the profile's step overhead after its own last action), each drawn anew.
 # Each run's trace is kept beside its profile (TAG-trace.json). The error is (predicted - measured) / measured. On a 2-core machine
 # 3 or 4 processes share the cores: their times include that contention, which the profile measures too.
 # Last line: `worst error X%` over all runs.

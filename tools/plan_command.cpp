@@ -99,13 +99,13 @@ command add_plan_command(CLI::App& app) {
                     .global_batch = o->global_batch, .links = make_link_model(o->links), .processes = o->processes};
     po.memory.cap_bytes = static_cast<std::uint64_t>(o->memory_cap);
     po.data_parallel.zero1 = o->zero1;
-    po.noise_pool = std::max(po.noise_pool, o->top);
+    po.rerank_pool = std::max(po.rerank_pool, o->top);
     const auto t0 = std::chrono::steady_clock::now();
     const plan_result plan = make_plan(profile, po);
     const double plan_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    // The top plans again, with the actors: at the profile's mean times the flat evaluator's step must be
-    // the simulator's. (With the profile's step-to-step noise the planner ranked them by their expected
-    // step, as `pippy sim` gives it.)
+    // The top plans again, with the actors: at the profile's mean times the flat evaluator's step alone must
+    // be the simulator's. (The planner ranked them by the step the runtime measures, steps back to back and
+    // with the profile's noise, as `pippy sim` gives it in expected_step_us.)
     const std::size_t K = std::min(plan.candidates.size(), static_cast<std::size_t>(o->top));
     std::vector<double> simulated;
     for (std::size_t k = 0; k < K; ++k) {
@@ -123,7 +123,7 @@ command add_plan_command(CLI::App& app) {
       for (std::size_t k = 0; k < K; ++k) {
         auto j = nlohmann::json::parse(to_plan_json(plan.candidates[k], plan.candidates[k].ranks));
         j["rank"] = k + 1;
-        j["simulated_step_us"] = simulated[k]; // at the mean costs (predicted_step_us: with the noise)
+        j["simulated_step_us"] = simulated[k]; // one step alone at the mean costs, by the actors
         j["expected_step_us"] = plan.candidates[k].expected_step_us;
         j["throughput"] = plan.candidates[k].throughput;
         j["throughput_unit"] = unit;
@@ -155,10 +155,10 @@ command add_plan_command(CLI::App& app) {
                   plan.candidates.size(), plan_s, plan.actions, plan.skipped, plan.repeats);
       if (po.global_batch > 0 && profile.microbatch_rows == 0)
         std::printf("note: the profile has no microbatch_rows, so its costs are used as they are for every M\n");
-      // step_us: the prediction (with noise, the expected step); at_means_us: the step at the mean times, by
-      // the actors.
+      // step_us: the prediction (steps back to back, with the noise); one_step_us: one step alone at the mean
+      // times, by the actors.
       std::printf("%4s  %-16s %5s %3s %5s %14s %14s %15s %8s %16s %5s\n", "#", "schedule", "RxD", "V", "M", "step_us",
-                  "at_means_us", unit, "bubble", "peak_mem_bytes", "fits");
+                  "one_step_us", unit, "bubble", "peak_mem_bytes", "fits");
       for (std::size_t k = 0; k < K; ++k) {
         const plan_candidate& c = plan.candidates[k];
         const std::string shape = std::to_string(c.ranks) + "x" + std::to_string(c.replicas);

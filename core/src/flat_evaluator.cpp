@@ -31,23 +31,47 @@ expected_step expected_step_us(flat_evaluator& ev, const schedule& s, const cost
   if (max_samples < 1 || max_samples > limits::max_noise_samples)
     throw input_error("noise samples must be from 1 to " + std::to_string(limits::max_noise_samples) + " (got " +
                       std::to_string(max_samples) + ")");
-  if (costs.noise.empty())
-    return {.step_us = ev.evaluate(s, costs, links, memory, dp).makespan_us + costs.step_overhead_us};
+  const bool noisy = !costs.noise.empty();
+  // The runtime's gap holds the next first action's overhead, which the evaluator adds itself.
+  const double gap = std::max(0.0, costs.step_overhead_us - costs.action_overhead_us);
+  std::vector<double> release(static_cast<std::size_t>(s.shape.num_ranks), 0.0);
   cost_table draw = costs;
-  double sum = 0, sum_sq = 0;
-  int n = 0;
-  auto mean = [&] { return sum / n; };
-  auto standard_error = [&] { return n > 1 ? std::sqrt(std::max(0.0, (sum_sq - sum * sum / n) / (n - 1)) / n) : 0.0; };
-  while (n < max_samples && (n < 16 || standard_error() > 0.002 * mean())) {
-    draw.seed = costs.seed + static_cast<std::uint64_t>(n);
-    const double m = ev.evaluate(s, draw, links, memory, dp).makespan_us;
-    sum += m, sum_sq += m * m, ++n;
+  double previous_start = 0, sum = 0, sum_sq = 0;
+  std::vector<double> periods; // from the second step's start on
+  auto mean = [&] { return sum / static_cast<double>(periods.size()); };
+  auto standard_error = [&] {
+    const auto n = static_cast<double>(periods.size());
+    return n > 1 ? std::sqrt(std::max(0.0, (sum_sq - sum * sum / n) / (n - 1)) / n) : 0.0;
+  };
+  for (int k = 0;; ++k) {
+    draw.seed = costs.seed + static_cast<std::uint64_t>(noisy ? k : 0);
+    const flat_result& r = ev.evaluate(s, draw, links, memory, dp, release);
+    if (!r.completed) // stopped by memory: the step that ran is all there is
+      return {.step_us = r.makespan_us + costs.step_overhead_us};
+    double start = std::numeric_limits<double>::infinity();
+    for (std::size_t q = 0; q < release.size(); ++q) {
+      start = std::min(start, r.ranks[q].first_start_us);
+      release[q] = std::max(release[q], r.ranks[q].last_end_us + gap);
+    }
+    if (k >= 2) {
+      const double p = start - previous_start;
+      periods.push_back(p);
+      sum += p, sum_sq += p * p;
+    }
+    previous_start = start;
+    const std::size_t n = periods.size();
+    if (noisy && (static_cast<int>(n) >= max_samples || (n >= 16 && standard_error() <= 0.002 * mean())))
+      return {.step_us = mean(), .standard_error_us = standard_error(), .samples = static_cast<int>(n)};
+    if (!noisy && n >= 2 && std::abs(periods[n - 1] - periods[n - 2]) <= 1e-9 * std::max(1.0, periods[n - 1]))
+      return {.step_us = periods[n - 1]};
+    if (!noisy && k + 1 >= max_steady_chain) // no repeat (a chain that alternates): the mean period
+      return {.step_us = mean()};
   }
-  return {.step_us = mean() + costs.step_overhead_us, .standard_error_us = standard_error(), .samples = n};
 }
 
 const flat_result& flat_evaluator::evaluate(const schedule& s, const cost_table& costs, const link_model& links,
-                                            const memory_model& memory, const data_parallel_model& dp) {
+                                            const memory_model& memory, const data_parallel_model& dp,
+                                            std::span<const double> release_us) {
   validate_models(s.shape, costs, links, memory);
   if (dp.replicas < 1)
     throw input_error("data parallel: replicas must be at least 1, got " + std::to_string(dp.replicas));
@@ -57,9 +81,12 @@ const flat_result& flat_evaluator::evaluate(const schedule& s, const cost_table&
     lowered_ = add_communication(s);
     evaluated_ = &lowered_;
   }
+  if (!release_us.empty() && release_us.size() != static_cast<std::size_t>(s.shape.num_ranks))
+    throw input_error("release times: " + std::to_string(release_us.size()) + " for " +
+                      std::to_string(s.shape.num_ranks) + " ranks");
   prepare(*evaluated_, costs, links, memory, dp);
   arrivals_.assign(costs.arrival_cost_us > 0 ? evaluated_->shape.num_ranks : 0, arrival_charges(costs.arrival_cost_us));
-  run(links.blocking_send, costs.action_overhead_us);
+  run(links.blocking_send, costs.action_overhead_us, release_us);
   return result_;
 }
 
@@ -199,11 +226,14 @@ void flat_evaluator::prepare(const schedule& s, const cost_table& costs, const l
 // (settled): otherwise the rank pauses there, and the paused actions are finished in the order of their
 // ends once no rank can run, as the simulator's clock does, so that every transfer arriving before an
 // end has been posted by then.
-void flat_evaluator::run(bool blocking_send, double overhead_us) {
+void flat_evaluator::run(bool blocking_send, double overhead_us, std::span<const double> release_us) {
   const auto R = offset_.size() - 1;
   pc_.assign(offset_.begin(), offset_.end() - 1);
   blocked_.assign(R, -1);
-  now_.assign(R, 0.0);
+  if (release_us.empty())
+    now_.assign(R, 0.0);
+  else
+    now_.assign(release_us.begin(), release_us.end());
   start_.resize(ops_.size()); // no fill: time_of reads only what ran
   end_.resize(ops_.size());
   result_.ranks.assign(R, flat_rank_result{});

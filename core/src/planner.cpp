@@ -214,22 +214,18 @@ double per_work(const plan_result& r, const plan_candidate& c, double step_us) {
   return r.rows_known ? step_us : step_us / static_cast<double>(c.microbatches);
 }
 
-// The noise pool ranked again by expected step (plan_options::noise_pool), throughput from it.
+// The rerank pool ranked again by the step the runtime measures (plan_options::rerank_pool), throughput
+// from it.
 void rank_by_expected_step(const cost_table& profile, const plan_options& o, plan_result& out) {
-  if (profile.noise.empty()) {
-    for (auto& c : out.candidates)
-      c.expected_step_us = c.step_us;
-    return;
-  }
-  if (o.noise_pool < 0)
-    throw input_error("noise pool must be at least 0 (got " + num(o.noise_pool) + ")");
-  const auto pool = std::min(out.candidates.size(), static_cast<std::size_t>(o.noise_pool));
+  if (o.rerank_pool < 0)
+    throw input_error("rerank pool must be at least 0 (got " + num(o.rerank_pool) + ")");
+  const auto pool = std::min(out.candidates.size(), static_cast<std::size_t>(o.rerank_pool));
   flat_evaluator ev;
   for (std::size_t k = 0; k < pool; ++k) {
     plan_candidate& c = out.candidates[k];
-    cost_table noisy = plan_costs(profile, o, c);
-    noisy.noise = profile.noise;
-    c.expected_step_us = expected_step_us(ev, plan_schedule(o, c), noisy, o.links, uncapped(o.memory),
+    cost_table costs = plan_costs(profile, o, c);
+    costs.noise = profile.noise;
+    c.expected_step_us = expected_step_us(ev, plan_schedule(o, c), costs, o.links, uncapped(o.memory),
                                           {.replicas = c.replicas, .sync = o.data_parallel.sync, .zero1 = c.zero1})
                              .step_us;
     const double work = out.rows_known ? static_cast<double>(o.global_batch) : static_cast<double>(c.microbatches);

@@ -58,7 +58,7 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
   }
   const auto per_step = step_metrics(t, context.steps); // what the overhead and the waits are read from
   out.action_overhead_us = action_overhead_us(per_step);
-  out.step_overhead_us = std::max(0.0, step_gap_us(t, context.steps));
+  out.step_overhead_us = std::max(0.0, rank_step_gap_us(t, context.steps));
   // The same action is not equally long every step; a pipeline waits for its slowest, so a step with
   // noisy actions is longer than one with their means: the simulator draws from this to predict it.
   out.noise = fit_step_noise(t, context.steps);

@@ -417,15 +417,6 @@ sim_result simulate(const schedule& input, const sim_options& options) {
     const auto m = compute_metrics(result.timeline, metrics_depth::summary);
     result.makespan_us = m.step_time_us;
     result.step_us = m.step_time_us + options.costs.step_overhead_us;
-    result.expected_step_us = result.step_us;
-    if (!options.costs.noise.empty()) { // core's flat evaluator gives the actors' times, draw by draw
-      flat_evaluator ev;
-      const expected_step e = expected_step_us(ev, s, options.costs, options.links, options.memory,
-                                               options.data_parallel, options.noise_samples);
-      result.expected_step_us = e.step_us;
-      result.expected_step_error_us = e.standard_error_us;
-      result.noise_samples = e.samples;
-    }
     result.bubble_fraction = m.bubble_fraction;
     result.steady_bubble_fraction = m.steady_bubble_fraction;
     for (int r = 0; r < R; ++r) {
@@ -442,6 +433,13 @@ sim_result simulate(const schedule& input, const sim_options& options) {
   const auto t_end = std::chrono::steady_clock::now();
   result.validate_wall_s = std::chrono::duration<double>(t_run - t_begin).count();
   result.run_wall_s = std::chrono::duration<double>(t_end - t_run).count();
+  // Steps back to back, drawn one by one with noise: core's flat evaluator, which gives the actors' times.
+  flat_evaluator ev;
+  const expected_step e = expected_step_us(ev, s, options.costs, options.links, options.memory, options.data_parallel,
+                                           options.noise_samples);
+  result.expected_step_us = e.step_us;
+  result.expected_step_error_us = e.standard_error_us;
+  result.noise_samples = e.samples;
   return result;
 }
 

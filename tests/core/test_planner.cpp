@@ -125,14 +125,21 @@ TEST_CASE("planner: its best plan is the best of an exhaustive search over every
         });
       }
   CHECK(evaluated > 500);
+  auto fastest_alone = [](const plan_result& p) {
+    return *std::min_element(p.candidates.begin(), p.candidates.end(),
+                             [](const plan_candidate& a, const plan_candidate& b) { return a.step_us < b.step_us; });
+  };
+  CHECK(fastest_alone(plan).step_us == exhaustive);
+  // The best by the step back to back, among the pool of the best by one step alone.
   const plan_candidate& best = plan.candidates.front();
-  CHECK(best.step_us == exhaustive);
+  const std::size_t pool = std::min(plan.candidates.size(), static_cast<std::size_t>(o.rerank_pool));
+  CHECK(best.expected_step_us == expected_step_us(ev, plan_schedule(o, best), plan_costs(profile, o, best), o.links).step_us);
   // Its own numbers are the evaluator's on its schedule and costs.
   const flat_result& again = ev.evaluate(plan_schedule(o, best), plan_costs(profile, o, best), o.links);
   CHECK(again.makespan_us == best.step_us);
   CHECK(again.bubble_fraction == best.bubble_fraction);
   CHECK(again.peak_memory_bytes() == best.peak_memory_bytes);
-  CHECK(best.throughput == Approx(8 / (best.step_us * 1e-6)));
+  CHECK(best.throughput == Approx(8 / (best.expected_step_us * 1e-6)));
   // A profile's cost per arrival goes with every candidate's costs, and the plan is scored with it.
   profile.arrival_cost_us = 0.35;
   CHECK(plan_costs(profile, o, best).arrival_cost_us == 0.35);
@@ -140,57 +147,64 @@ TEST_CASE("planner: its best plan is the best of an exhaustive search over every
   REQUIRE_FALSE(charged.candidates.empty());
   const plan_candidate& first = charged.candidates.front();
   CHECK(ev.evaluate(plan_schedule(o, first), plan_costs(profile, o, first), o.links).makespan_us == first.step_us);
-  CHECK(first.step_us > best.step_us); // arrivals only lengthen compute, and some land inside it here
+  CHECK(fastest_alone(charged).step_us > exhaustive); // arrivals only lengthen compute, and some land inside it here
   // Split points are the names of the layers where stages 1.. begin.
   REQUIRE(best.boundaries.size() == static_cast<std::size_t>(2 * best.stages_per_rank));
   for (std::size_t k = 1; k < best.boundaries.size(); ++k)
     CHECK(best.split_points[k - 1] == "h." + std::to_string(best.boundaries[k]));
-  // Ranked by step time (the batch is the same for all).
+  // Ranked by the step back to back in the pool, by one step alone after it (the batch is the same for all).
   for (std::size_t i = 1; i < plan.candidates.size(); ++i)
-    CHECK(plan.candidates[i - 1].step_us <= plan.candidates[i].step_us);
+    if (i < pool)
+      CHECK(plan.candidates[i - 1].expected_step_us <= plan.candidates[i].expected_step_us);
+    else if (i > pool)
+      CHECK(plan.candidates[i - 1].step_us <= plan.candidates[i].step_us);
 }
 
-// With step-to-step noise the best candidates at the mean times are drawn again and ranked by their
-// expected step: a pipeline waits for its slowest actions, more so with more of them in its way.
-TEST_CASE("planner: with the profile's noise, the noise pool is ranked by expected step", "[core][planner]") {
+TEST_CASE("planner: the rerank pool is ranked by the step back to back, with the noise drawn step by step",
+          "[core][planner]") {
   cost_table profile = layered_profile({3, 1, 2, 2, 1, 3, 2, 2});
   profile.microbatch_rows = 2;
   profile.action_overhead_us = 0.1;
-  plan_options o{.num_ranks = 2, .global_batch = 8, .links = link_model::uniform(0.2, 0), .noise_pool = 12};
+  profile.step_overhead_us = 0.5;
+  plan_options o{.num_ranks = 2, .global_batch = 8, .links = link_model::uniform(0.2, 0), .rerank_pool = 12};
+  flat_evaluator ev;
+  auto check_pool = [&](const plan_result& plan, bool noisy) {
+    REQUIRE(plan.candidates.size() > 12);
+    std::multiset<double> alone;
+    for (std::size_t k = 0; k < plan.candidates.size(); ++k) {
+      const plan_candidate& c = plan.candidates[k];
+      if (k >= 12) {
+        CHECK(c.expected_step_us == 0); // past the pool: not evaluated, in the order of one step alone
+        if (k > 12)
+          CHECK(plan.candidates[k - 1].step_us <= c.step_us);
+        continue;
+      }
+      cost_table costs = plan_costs(profile, o, c);
+      costs.noise = profile.noise;
+      CHECK(c.expected_step_us == expected_step_us(ev, plan_schedule(o, c), costs, o.links).step_us);
+      if (noisy)
+        CHECK(c.expected_step_us > c.step_us); // the pipeline waits for the slow draws
+      else
+        CHECK(c.expected_step_us <= c.step_us + 1e-9); // a step's tail overlaps the next one's start
+      CHECK(c.throughput == Approx(8 / (c.expected_step_us * 1e-6)));
+      if (k > 0)
+        CHECK(plan.candidates[k - 1].expected_step_us <= c.expected_step_us);
+      alone.insert(c.step_us);
+    }
+    return alone;
+  };
   const plan_result at_means = make_plan(profile, o);
-  for (const auto& c : at_means.candidates)
-    CHECK(c.expected_step_us == c.step_us); // no noise: nothing drawn
+  const auto pool_at_means = check_pool(at_means, false);
   profile.noise = {0.2, 0.6, 0.9, 1.0, 1.1, 1.4, 2.8};
   profile.seed = 3;
   const plan_result drawn = make_plan(profile, o);
-  REQUIRE(drawn.candidates.size() > 12);
-  flat_evaluator ev;
-  std::multiset<double> pool_at_means, means_before;
-  for (std::size_t k = 0; k < drawn.candidates.size(); ++k) {
-    const plan_candidate& c = drawn.candidates[k];
-    if (k >= 12) {
-      CHECK(c.expected_step_us == 0); // past the pool: not drawn, in the order of the means
-      if (k > 12)
-        CHECK(drawn.candidates[k - 1].step_us <= c.step_us);
-      continue;
-    }
-    cost_table noisy = plan_costs(profile, o, c);
-    noisy.noise = profile.noise;
-    CHECK(c.expected_step_us == expected_step_us(ev, plan_schedule(o, c), noisy, o.links).step_us);
-    CHECK(c.expected_step_us > c.step_us); // the pipeline waits for the slow draws
-    CHECK(c.throughput == Approx(8 / (c.expected_step_us * 1e-6)));
-    if (k > 0)
-      CHECK(drawn.candidates[k - 1].expected_step_us <= c.expected_step_us);
-    pool_at_means.insert(c.step_us);
-    means_before.insert(at_means.candidates[k].step_us);
-  }
-  CHECK(pool_at_means == means_before); // the same 12, reordered
+  CHECK(check_pool(drawn, true) == pool_at_means); // the same 12, reordered
   bool reordered = false;
   for (std::size_t k = 0; k < 12; ++k)
     reordered = reordered || drawn.candidates[k].step_us != at_means.candidates[k].step_us;
   CHECK(reordered); // the noise does change the ranking here
-  o.noise_pool = -1;
-  CHECK_THROWS_WITH(make_plan(profile, o), Catch::Contains("noise pool must be at least 0"));
+  o.rerank_pool = -1;
+  CHECK_THROWS_WITH(make_plan(profile, o), Catch::Contains("rerank pool must be at least 0"));
 }
 
 TEST_CASE("planner: micro-batches of G/M rows scale the profile's costs, without rows they stay as given", "[core][planner]") {

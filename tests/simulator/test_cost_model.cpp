@@ -363,36 +363,80 @@ TEST_CASE("noise: the cost file carries the quantiles, and bad ones are named", 
   CHECK_THROWS_WITH(t.validate(1, "c.json"), Catch::Contains("c.json: noise has 1025 quantiles, at most 1024"));
 }
 
-// The expected step is the mean over draws, seeds from the table's on, until its standard error is within
-// 0.2% of it; each draw is the flat evaluator's makespan of that seed (equal to the actors').
-TEST_CASE("noise: the expected step is the mean of the draws' makespans plus the step overhead",
+// Steps back to back: each rank starts its next step the step overhead after its own last action. GPipe
+// on 2 ranks, 2 micro-batches, F = 1, B = 2 and a U of 10 on the last stage only: one step alone ends
+// with rank 1's U at 17. Back to back, rank 0 is done at 9 and has its forwards ready before rank 1
+// starts again, so rank 1 runs its whole step (F, F, B, B, U = 16) without waiting: a step every 16 + 7,
+// where one step alone takes 17 + 7.
+TEST_CASE("steps back to back: the busiest rank's chain sets the step, one step's tail overlapping the next",
+          "[simulator][cost]") {
+  const auto s = make_schedule({.name = "gpipe", .num_ranks = 2, .num_microbatches = 2});
+  cost_table c = uniform_costs(2, {.F = 1, .B = 2, .U = 0});
+  c.stages[1].U = 10;
+  c.step_overhead_us = 7;
+  flat_evaluator ev;
+  CHECK(ev.evaluate(s, c).makespan_us == 17);
+  const expected_step e = expected_step_us(ev, s, c);
+  CHECK(e.step_us == 23);
+  CHECK(e.samples == 0);
+  const sim_result r = simulate(s, {.costs = c});
+  CHECK(r.step_us == 24);
+  CHECK(r.expected_step_us == 23);
+  // The measured gap holds the first action's overhead: with 1 per action, rank 1 starts 7 after its last
+  // end and pays 1 before each of its other 4 actions.
+  c.action_overhead_us = 1;
+  CHECK(expected_step_us(ev, s, c).step_us == 16 + 4 + 7);
+  // A rank released late starts there: rank 1 at 5 runs F, F, B, B, U from 5 on, its inputs long there.
+  c.action_overhead_us = 0;
+  const double release[] = {0, 5};
+  const flat_result& late = ev.evaluate(s, c, {}, {}, {}, release);
+  CHECK(late.ranks[1].first_start_us == 5);
+  CHECK(late.ranks[1].last_end_us == 21);
+  CHECK(late.ranks[0].first_start_us == 0);
+  const double three[] = {0, 0, 0};
+  CHECK_THROWS_WITH(ev.evaluate(s, c, {}, {}, {}, three), "release times: 3 for 2 ranks");
+}
+
+// With noise each step of the chain draws its own times (seeds from the table's on), and the expected
+// step is the mean period from the second step's start on (the first is the warm-up, as the runtime
+// leaves it out), until its standard error is within 0.2% of it.
+TEST_CASE("noise: the expected step is the mean period of a chain of steps, each drawn anew",
           "[simulator][cost][noise]") {
   const auto s = make_schedule({.name = "1f1b", .num_ranks = 2, .num_microbatches = 4});
   cost_table c = uniform_costs(2, {.F = 10, .I = 10, .W = 10, .B = 20, .U = 5});
   c.step_overhead_us = 7;
   flat_evaluator ev;
-  const double plain = ev.evaluate(s, c).makespan_us;
   const expected_step none = expected_step_us(ev, s, c);
-  CHECK(none.step_us == plain + 7);
+  CHECK(none.step_us == ev.evaluate(s, c).makespan_us + 7); // rank 0 starts and ends each step: nothing overlaps
   CHECK(none.samples == 0);
   c.noise = {0.25, 0.5, 1.0, 1.25, 3.0}; // mean 1.2, skewed: slow outliers
   c.seed = 40;
   const expected_step e = expected_step_us(ev, s, c);
   REQUIRE(e.samples >= 16);
-  double sum = 0, sum_sq = 0;
-  for (int k = 0; k < e.samples; ++k) {
+  std::vector<double> release(2, 0.0), periods;
+  double previous = 0;
+  for (int k = 0; k < e.samples + 2; ++k) {
     cost_table d = c;
     d.seed = 40 + static_cast<std::uint64_t>(k);
-    const double m = ev.evaluate(s, d).makespan_us;
-    CHECK(m == simulate(s, {.costs = d}).makespan_us);
-    sum += m, sum_sq += m * m;
+    if (k < 4) // each draw alone: the actors' makespan
+      CHECK(ev.evaluate(s, d).makespan_us == simulate(s, {.costs = d}).makespan_us);
+    const flat_result& r = ev.evaluate(s, d, {}, {}, {}, release);
+    const double start = std::min(r.ranks[0].first_start_us, r.ranks[1].first_start_us);
+    for (std::size_t q = 0; q < 2; ++q)
+      release[q] = r.ranks[q].last_end_us + 7;
+    if (k >= 2)
+      periods.push_back(start - previous);
+    previous = start;
   }
+  double sum = 0, sum_sq = 0;
+  for (double p : periods)
+    sum += p, sum_sq += p * p;
   const double mean = sum / e.samples;
-  CHECK(e.step_us == Approx(mean + 7).epsilon(1e-12));
+  CHECK(e.step_us == Approx(mean).epsilon(1e-12));
   const double se = std::sqrt((sum_sq - sum * sum / e.samples) / (e.samples - 1) / e.samples);
   CHECK(e.standard_error_us == Approx(se).epsilon(1e-9));
   CHECK((e.standard_error_us <= 0.002 * mean || e.samples == default_noise_samples));
-  CHECK(e.step_us > 1.2 * plain + 7); // a pipeline waits for its slowest: more than the mean factor gives
+  CHECK(e.step_us > 1.2 * (none.step_us - 7) + 7); // a pipeline waits for its slowest: more than the mean factor gives
   CHECK(expected_step_us(ev, s, c, {}, {}, {}, 1).samples == 1);
   CHECK_THROWS_WITH(expected_step_us(ev, s, c, {}, {}, {}, 0), Catch::Contains("noise samples must be from 1 to 4096"));
   // The simulator reports it beside its one-draw timeline.

@@ -280,6 +280,27 @@ double step_gap_us(const trace& t, int steps) {
   return n ? sum / n : 0.0;
 }
 
+double rank_step_gap_us(const trace& t, int steps) {
+  if (steps < 2)
+    return 0.0;
+  std::map<int, std::vector<const trace_event*>> by_rank;
+  for (const auto& e : t.events)
+    if (is_compute(e.act.kind))
+      by_rank[e.rank].push_back(&e);
+  double sum = 0;
+  int n = 0;
+  for (auto& [r, evs] : by_rank) {
+    std::stable_sort(evs.begin(), evs.end(), [](const trace_event* a, const trace_event* b) { return a->start_us < b->start_us; });
+    const std::size_t per_step = evs.size() / static_cast<std::size_t>(steps);
+    for (std::size_t k = 1; per_step > 0 && k < static_cast<std::size_t>(steps); ++k) {
+      const trace_event& first = *evs[k * per_step];
+      if (first.act.kind == action_kind::forward && first.act.stage == 0)
+        sum += first.start_us - evs[k * per_step - 1]->end_us, ++n;
+    }
+  }
+  return n ? sum / n : 0.0;
+}
+
 double median_step_us(const trace& t, int steps) {
   const auto b = bounds_of_steps(t, steps);
   const double gap = step_gap_us(t, steps);

@@ -163,7 +163,7 @@ struct cost_table {
   // all-reduces (fit_ring_link). None: the link model's between rank r and R + r.
   std::optional<link_class> replica_link;
   double action_overhead_us = 0;   // the runtime's own time per compute action, before the action starts
-  double step_overhead_us = 0;     // the runtime's time between two steps (last action of one to first of the next)
+  double step_overhead_us = 0;     // the runtime's time on a rank between its last action of one step and its first of the next (traces' rank_step_gap_us)
   // What a transfer arriving on a rank takes from the compute action running there (arrival_charges):
   // the transport's threads share the rank's cores. 0 = transfers are free for compute.
   double arrival_cost_us = 0;

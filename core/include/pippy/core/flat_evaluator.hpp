@@ -10,6 +10,7 @@
 // Not thread-safe: one flat_evaluator per thread.
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <unordered_map>
 #include <vector>
 
@@ -44,15 +45,24 @@ struct flat_result {
 
 class flat_evaluator;
 
-// The step time a cost table with step-to-step noise (cost_table::noise) predicts: the mean over draws
-// (seeds costs.seed, costs.seed + 1, ...) of makespan + step overhead, drawn until its standard error is
-// at most 0.2% of it (at least 16 draws) or `max_samples` draws. Without noise, the one makespan + step
-// overhead. Throws input_error when max_samples is outside [1, limits::max_noise_samples].
+// The step the runtime measures (traces' summarize over the steps after the first): steps run back to
+// back with no barrier between them. Each rank starts its next step costs.step_overhead_us after its own
+// last compute action (the gap the profile measures, the first action's overhead included), while other
+// ranks may still be in theirs: a V schedule's last rank finishes its step while rank 0 already runs the
+// next one's forwards. The step is the time from one step's first start to the next one's, in a chain of
+// steps evaluated one after the other (the steps before the second are the warm-up, as in the runtime).
+// At the mean costs, the period once it repeats (at most max_steady_chain steps, else their mean). With
+// step-to-step noise (cost_table::noise) each step of the chain draws its own times (seeds costs.seed,
+// costs.seed + 1, ...), and the step is the mean period, over at least 16 steps until its standard error
+// is within 0.2% of it, or over `max_samples` steps. An out-of-memory step ends the chain: the step is
+// then that step alone, its makespan + the step overhead. Throws input_error when max_samples is outside
+// [1, limits::max_noise_samples].
 inline constexpr int default_noise_samples = 1024;
+inline constexpr int max_steady_chain = 64;
 struct expected_step {
   double step_us = 0;
   double standard_error_us = 0;
-  int samples = 0; // 0 without noise
+  int samples = 0; // periods drawn with noise; 0 without noise
 };
 expected_step expected_step_us(flat_evaluator& ev, const schedule& s, const cost_table& costs, const link_model& links = {},
                                const memory_model& memory = {}, const data_parallel_model& dp = {},
@@ -64,9 +74,12 @@ public:
   // schedule must be valid (pippy::validate; generated schedules are): an invalid one ends with
   // completed = false or meaningless times, but never reads out of bounds. Throws input_error naming
   // the field when the models do not fit the schedule (validate_models) or an action's stage or
-  // micro-batch is out of range. The result lives until the next call.
+  // micro-batch is out of range, or when release_us is neither empty nor one time per rank. Rank r
+  // starts at release_us[r] (empty: every rank at 0): a step that follows another. The result lives
+  // until the next call.
   const flat_result& evaluate(const schedule& s, const cost_table& costs, const link_model& links = {},
-                              const memory_model& memory = {}, const data_parallel_model& dp = {});
+                              const memory_model& memory = {}, const data_parallel_model& dp = {},
+                              std::span<const double> release_us = {});
 
   // The lowered schedule of the last call: `s` itself when it had communication actions (then valid
   // while `s` is), else the evaluator's own lowering.
@@ -99,7 +112,7 @@ private:
   }
   void prepare(const schedule& s, const cost_table& costs, const link_model& links, const memory_model& memory,
                const data_parallel_model& dp);
-  void run(bool blocking_send, double overhead_us);
+  void run(bool blocking_send, double overhead_us, std::span<const double> release_us);
 
   const schedule* evaluated_ = nullptr;
   schedule lowered_;

@@ -32,10 +32,11 @@ struct plan_options {
   // (a reduce-scatter before U, an all-gather after it, 1/D of the optimizer state per replica).
   int processes = 0;
   data_parallel_model data_parallel;
-  // With the profile's step-to-step noise (cost_table::noise): how many of the best candidates at the
-  // mean times are ranked again by their expected step (expected_step_us: a pipeline waits for its
-  // slowest actions, and plans differ in how much, so the mean times alone misrank them).
-  int noise_pool = 16;
+  // How many of the best candidates by one step alone (step_us) are ranked again by the step the
+  // runtime measures (core's expected_step_us): steps back to back, where one step's tail overlaps the
+  // next one's start, and with the profile's step-to-step noise (cost_table::noise) drawn step by step,
+  // since a pipeline waits for its slowest actions and plans differ in how much.
+  int rerank_pool = 16;
 };
 
 struct plan_candidate {
@@ -47,10 +48,10 @@ struct plan_candidate {
   int microbatches = 1;
   std::vector<int> boundaries;           // first layer of each stage (empty without per-layer costs)
   std::vector<std::string> split_points; // names of the layers where stages 1.. begin
-  double step_us = 0;                    // step time at the mean costs: the flat evaluator's makespan + the
-                                         // profile's step overhead (pippy sim's step_us)
-  // The predicted step: with the profile's noise, core's expected_step_us (pippy sim's expected_step_us)
-  // for the noise pool, 0 (not drawn) for the rest; without noise, step_us.
+  double step_us = 0;                    // one step alone at the mean costs: the flat evaluator's makespan +
+                                         // the profile's step overhead (pippy sim's step_us)
+  // The predicted step: core's expected_step_us (pippy sim's expected_step_us) for the rerank pool, 0
+  // (not evaluated) for the rest.
   double expected_step_us = 0;
   double throughput = 0;                 // rows/s with a global batch, else micro-batches/s
   double bubble_fraction = 0;

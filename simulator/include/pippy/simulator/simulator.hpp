@@ -42,7 +42,7 @@ struct sim_options {
   // Pacing for a human watching: virtual microseconds per wall-clock microsecond (e.g. 1e-3 plays one
   // virtual microsecond per wall millisecond); each hook call waits until its time is due. 0 = no waiting.
   double pace = 0;
-  int noise_samples = default_noise_samples; // at most this many draws for expected_step_us, when the costs carry noise
+  int noise_samples = default_noise_samples; // at most this many steps drawn for expected_step_us, when the costs carry noise
 };
 
 // Busy time, bubbles and spans are traces' compute_metrics of the timeline.
@@ -61,13 +61,15 @@ using pippy::out_of_memory; // core's (cost_table.hpp): the flat evaluator repor
 
 struct sim_result {
   double makespan_us = 0;
-  double step_us = 0; // per step when steps follow each other: makespan + the cost table's step overhead
-  // With step-to-step noise in the costs (cost_table::noise): the timeline is one draw (the table's
-  // seed), and this the mean step over draws (core's expected_step_us, at most sim_options::noise_samples);
-  // otherwise step_us.
+  double step_us = 0; // one step alone, as between barriers: makespan + the cost table's step overhead
+  // The step the runtime measures, steps back to back without a barrier (core's expected_step_us): each
+  // rank starts its next step the step overhead after its own last action, while others may still be in
+  // theirs. With step-to-step noise in the costs (cost_table::noise) the timeline is one draw (the
+  // table's seed), and this the mean over a chain of steps each drawn anew (at most
+  // sim_options::noise_samples).
   double expected_step_us = 0;
   double expected_step_error_us = 0; // its standard error
-  int noise_samples = 0;             // draws averaged (0: no noise)
+  int noise_samples = 0;             // steps averaged (0: no noise)
   double bubble_fraction = 0;
   double steady_bubble_fraction = 0; // idle inside each rank's own span (first start to last end)
   std::vector<rank_stats> ranks;

@@ -124,6 +124,12 @@ step_bounds bounds_of_steps(const trace& t, int steps);
 // The runtime's time between consecutive steps: the mean, over steps k = 1..steps-1, of step k's first
 // start minus step k-1's last end; 0 when steps < 2.
 double step_gap_us(const trace& t, int steps);
+// The runtime's own time between steps on one rank: from its last compute action of step k - 1 to its
+// first of step k, where that first action waits for no other rank (a forward of stage 0, whose input is
+// the batch), the mean over such ranks and steps k = 1..steps-1 (each rank's compute actions cut into
+// `steps` equal parts). The chain of steps core's expected_step_us runs starts each rank's next step
+// this long after its own last action. 0 when steps < 2 or no rank starts a step so.
+double rank_step_gap_us(const trace& t, int steps);
 // The median step when steps follow each other: step k lasts from its first start to the next step's
 // (the last step: to its last end plus the mean gap), so a stall in one step does not move it. 0 when
 // steps < 1.
