@@ -1,7 +1,9 @@
 #include "pippy/runtime/environment.hpp"
 
+#include <dirent.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -106,6 +108,31 @@ std::vector<int> bind_to_local_share(const dist_env& env) {
 bool yield_to_other_threads() {
   sched_param none{};
   return ::pthread_setschedparam(::pthread_self(), SCHED_IDLE, &none) == 0;
+}
+
+namespace {
+std::vector<long> thread_ids() {
+  std::vector<long> ids;
+  if (DIR* d = ::opendir("/proc/self/task")) {
+    while (const dirent* e = ::readdir(d))
+      if (e->d_name[0] != '.')
+        ids.push_back(std::strtol(e->d_name, nullptr, 10));
+    ::closedir(d);
+  }
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+} // namespace
+
+int start_threads_at_lowest_normal_priority(const std::function<void()>& start) {
+  const std::vector<long> before = thread_ids();
+  start();
+  int lowered = 0;
+  for (long id : thread_ids())
+    if (!std::binary_search(before.begin(), before.end(), id) &&
+        ::setpriority(PRIO_PROCESS, static_cast<id_t>(id), 19) == 0) // Linux: one thread's nice
+      ++lowered;
+  return lowered;
 }
 
 } // namespace pippy

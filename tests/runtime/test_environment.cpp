@@ -1,6 +1,11 @@
 #include <catch2/catch.hpp>
 
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <condition_variable>
 #include <cstdlib>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -96,4 +101,48 @@ TEST_CASE("A rank's own --bind-cores takes its local share of the CPUs and makes
   CHECK(taken == cpu_share(allowed, 1, 2));
   CHECK(now == taken);
   CHECK(yields);
+}
+
+// The threads started inside get nice 19 (Gloo's socket loop thread, under --bind-cores); the caller and
+// the threads that were there before keep theirs.
+TEST_CASE("threads started at the lowest normal priority: only the new ones", "[runtime][env]") {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stop = false;
+  long before_tid = 0, new_tid = 0;
+  auto park = [&](long& tid) {
+    {
+      std::lock_guard lock(mu);
+      tid = static_cast<long>(::gettid());
+    }
+    cv.notify_all();
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return stop; });
+  };
+  std::thread before([&] { park(before_tid); });
+  std::thread started;
+  {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return before_tid != 0; });
+  }
+  const int caller_nice = ::getpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()));
+  const int lowered = start_threads_at_lowest_normal_priority([&] {
+    started = std::thread([&] { park(new_tid); });
+    std::unique_lock lock(mu); // the thread is there once it has said so
+    cv.wait(lock, [&] { return new_tid != 0; });
+  });
+  const int new_nice = ::getpriority(PRIO_PROCESS, static_cast<id_t>(new_tid));
+  const int before_nice = ::getpriority(PRIO_PROCESS, static_cast<id_t>(before_tid));
+  const int caller_after = ::getpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()));
+  {
+    std::lock_guard lock(mu);
+    stop = true;
+  }
+  cv.notify_all();
+  before.join();
+  started.join();
+  CHECK(lowered == 1);
+  CHECK(new_nice == 19);
+  CHECK(before_nice == caller_nice);
+  CHECK(caller_after == caller_nice);
 }
