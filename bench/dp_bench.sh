@@ -4,7 +4,8 @@
 # show data-parallel scaling, so this measures the overlap: MyNetwork (512 -> 1024 -> 1024 -> 1024 -> 10),
 # batch 128, 8 micro-batches, 20 steps, as 2 pipeline ranks x 2 replicas on 4 processes, the three modes in
 # turn ROUNDS times (default 3); the median `measured step_us` of each. Beside it the simulator's
-# prediction of each (`pippy sim --dp 2 --dp-sync ... [--zero1]`) from the profile of a run of the same mode
+# prediction of each (`pippy sim --dp 2 --dp-sync ... [--zero1]`'s expected_step_us: steps back to back,
+# each drawn with the profile's step-to-step noise) from the profile of a run of the same mode
 # before the rounds (stage costs measured with the 4 processes sharing the cores, parameter bytes, the
 # pipeline's links and the replicas' link from timed all-reduces).
 set -euo pipefail
@@ -39,7 +40,7 @@ for s in 1f1b interleaved-1f1b; do
   for mode in "${modes[@]}"; do
     # shellcheck disable=SC2046
     predicted=$("$pippy" sim --schedule "$s" --ranks 2 --stages-per-rank $v --microbatches 8 --cost-file "$tmp/$s-$mode.json" \
-      --dp 2 $(flags $mode) --json | awk -F': ' '/"step_us"/ {gsub(/,/, "", $2); print $2 / 1000}')
+      --dp 2 $(flags $mode) --json | awk -F': ' '/"expected_step_us"/ {gsub(/,/, "", $2); print $2 / 1000}')
     printf "| %s | %s | %.1f | %s| %.1f |\n" "$s" "$mode" "$(median <<<"${runs[$mode]}" | awk '{print $1 / 1000}')" \
       "$(for x in ${runs[$mode]}; do awk -v x="$x" 'BEGIN {printf "%.1f ", x / 1000}'; done)" "$predicted"
   done
