@@ -39,11 +39,16 @@ void memory_transport::send(actors::payload p, const caf::actor&) {
 gloo_transport::gloo_transport(tensor_channel& channel, const schedule& lowered, event_log& log)
     : channel_(channel), plan_(lowered), log_(log), rank_(channel.transport().rank()) {
   stages_.resize(static_cast<std::size_t>(lowered.shape.num_stages()));
+  receiver_ = std::thread([this] { receive_loop(); });
 }
 
 gloo_transport::~gloo_transport() {
-  if (receiver_.joinable())
-    receiver_.join();
+  {
+    std::lock_guard lock(step_mu_);
+    stop_ = true;
+  }
+  step_cv_.notify_all();
+  receiver_.join(); // after a failure, once its receive has failed too (the transport's timeout)
 }
 
 void gloo_transport::attach(int stage, const caf::actor& stage_actor) {
@@ -69,41 +74,69 @@ void gloo_transport::send(actors::payload p, const caf::actor&) {
 }
 
 void gloo_transport::begin_step(const caf::actor& supervisor) {
-  if (receiver_.joinable())
-    receiver_.join();
-  receiver_ = std::thread([this, supervisor] {
-    for (const auto& a : plan_.ranks[static_cast<std::size_t>(rank_)]) {
-      if (!is_receive(a.kind))
-        continue;
-      const bool fwd = a.kind == action_kind::recv_f;
-      const int from = fwd ? a.stage - 1 : a.stage + 1;
-      const int src = plan_.shape.rank_of(from);
-      const double t0 = now_us();
-      try {
-        auto t = channel_.recv(fwd ? tensor_channel::direction::forward : tensor_channel::direction::backward,
-                               from, a.microbatch, src);
-        const auto bytes = bytes_of(t);
-        log_.add(trace_event{.rank = rank_, .act = a, .start_us = t0, .end_us = now_us(), .bytes = bytes,
-                             .peer = src, .source = event_source::measured});
-        caf::actor dst;
-        {
-          std::lock_guard lock(mu_);
-          dst = stages_.at(static_cast<std::size_t>(a.stage));
-        }
-        caf::anon_send(dst, actors::payload{.src_stage = from, .dst_stage = a.stage, .microbatch = a.microbatch,
-                                            .kind = fwd ? action_kind::send_f : action_kind::send_b,
-                                            .bytes = bytes, .data = actors::payload_data::of<cpu_tensors>(std::move(t))});
-      } catch (const std::exception& e) {
-        caf::anon_send(supervisor, actors::stage_failed{rank_, a, transfer_failure(e, src)});
+  {
+    std::lock_guard lock(step_mu_);
+    supervisor_ = supervisor;
+    step_posted_ = true;
+    step_done_ = false;
+  }
+  step_cv_.notify_all();
+}
+
+void gloo_transport::receive_loop() {
+  for (;;) {
+    caf::actor supervisor;
+    {
+      std::unique_lock lock(step_mu_);
+      step_cv_.wait(lock, [&] { return stop_ || step_posted_; });
+      if (stop_) // a step still posted was abandoned (its driver failed): nothing waits for it
         return;
-      }
+      step_posted_ = false;
+      supervisor = supervisor_;
     }
-  });
+    receive_step(supervisor);
+    {
+      std::lock_guard lock(step_mu_);
+      step_done_ = true;
+    }
+    step_cv_.notify_all();
+  }
+}
+
+void gloo_transport::receive_step(const caf::actor& supervisor) {
+  for (const auto& a : plan_.ranks[static_cast<std::size_t>(rank_)]) {
+    if (!is_receive(a.kind))
+      continue;
+    const bool fwd = a.kind == action_kind::recv_f;
+    const int from = fwd ? a.stage - 1 : a.stage + 1;
+    const int src = plan_.shape.rank_of(from);
+    const double t0 = now_us();
+    try {
+      auto t = channel_.recv(fwd ? tensor_channel::direction::forward : tensor_channel::direction::backward, from,
+                             a.microbatch, src);
+      const auto bytes = bytes_of(t);
+      log_.add(trace_event{.rank = rank_, .act = a, .start_us = t0, .end_us = now_us(), .bytes = bytes,
+                           .peer = src, .source = event_source::measured});
+      caf::actor dst;
+      {
+        std::lock_guard lock(mu_);
+        dst = stages_.at(static_cast<std::size_t>(a.stage));
+      }
+      caf::anon_send(dst, actors::payload{.src_stage = from, .dst_stage = a.stage, .microbatch = a.microbatch,
+                                          .kind = fwd ? action_kind::send_f : action_kind::send_b,
+                                          .bytes = bytes, .data = actors::payload_data::of<cpu_tensors>(std::move(t))});
+    } catch (const std::exception& e) {
+      caf::anon_send(supervisor, actors::stage_failed{rank_, a, transfer_failure(e, src)});
+      return;
+    }
+  }
 }
 
 std::optional<failure> gloo_transport::end_step() {
-  if (receiver_.joinable())
-    receiver_.join();
+  {
+    std::unique_lock lock(step_mu_);
+    step_cv_.wait(lock, [&] { return step_done_; });
+  }
   try {
     channel_.transport().flush();
   } catch (const std::exception& e) {
