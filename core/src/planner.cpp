@@ -190,8 +190,11 @@ plan_options replica_options(const plan_options& options, const plan_candidate& 
 // is under the cap).
 memory_model uncapped(const memory_model& memory) { return {.state_factor = memory.state_factor, .cap_bytes = 0}; }
 
-// Work (rows, or micro-batches without a global batch) per second, at one step of `work` in step_us.
-double throughput_of(double work, double step_us) { return step_us > 0 ? work / (step_us * 1e-6) : 0.0; }
+// Work (rows with a global batch, else micro-batches) per second, at one step of M micro-batches in step_us.
+double throughput_of(const plan_options& o, bool rows_known, int microbatches, double step_us) {
+  const double work = rows_known ? static_cast<double>(o.global_batch) : static_cast<double>(microbatches);
+  return step_us > 0 ? work / (step_us * 1e-6) : 0.0;
+}
 
 plan_result plan_one_shape(const cost_table& profile, const plan_options& o);
 } // namespace
@@ -228,8 +231,7 @@ void rank_by_expected_step(const cost_table& profile, const plan_options& o, pla
     c.expected_step_us = expected_step_us(ev, plan_schedule(o, c), costs, o.links, uncapped(o.memory),
                                           {.replicas = c.replicas, .sync = o.data_parallel.sync, .zero1 = c.zero1})
                              .step_us;
-    const double work = out.rows_known ? static_cast<double>(o.global_batch) : static_cast<double>(c.microbatches);
-    c.throughput = throughput_of(work, c.expected_step_us);
+    c.throughput = throughput_of(o, out.rows_known, c.microbatches, c.expected_step_us);
   }
   std::stable_sort(out.candidates.begin(), out.candidates.begin() + static_cast<std::ptrdiff_t>(pool),
                    [&](const plan_candidate& a, const plan_candidate& b) {
@@ -327,8 +329,7 @@ plan_result plan_one_shape(const cost_table& profile, const plan_options& o) {
                          .microbatches = M, .boundaries = boundaries,
                          .split_points = split_points, .step_us = r.makespan_us + profile.step_overhead_us,
                          .bubble_fraction = r.bubble_fraction, .peak_memory_bytes = r.peak_memory_bytes()};
-        const double work = out.rows_known ? static_cast<double>(o.global_batch) : static_cast<double>(M);
-        c.throughput = throughput_of(work, c.step_us);
+        c.throughput = throughput_of(o, out.rows_known, M, c.step_us);
         c.fits = o.memory.cap_bytes == 0 || c.peak_memory_bytes <= o.memory.cap_bytes;
         out.candidates.push_back(std::move(c));
       }

@@ -247,19 +247,28 @@ double median_of(std::vector<double> values) {
   return *mid;
 }
 
+namespace {
+// Each rank's compute events in start order (transfers may be posted before their step begins), which
+// cut into `steps` equal parts give the rank's steps.
+std::map<int, std::vector<const trace_event*>> compute_events_by_rank(const trace& t) {
+  std::map<int, std::vector<const trace_event*>> by_rank;
+  for (const auto& e : t.events)
+    if (is_compute(e.act.kind))
+      by_rank[e.rank].push_back(&e);
+  for (auto& [r, evs] : by_rank)
+    std::stable_sort(evs.begin(), evs.end(), [](const trace_event* a, const trace_event* b) { return a->start_us < b->start_us; });
+  return by_rank;
+}
+} // namespace
+
 step_bounds bounds_of_steps(const trace& t, int steps) {
   step_bounds out;
   if (steps < 1)
     return out;
-  std::map<int, std::vector<const trace_event*>> by_rank;
-  for (const auto& e : t.events)
-    if (is_compute(e.act.kind)) // transfers may be posted before their step begins
-      by_rank[e.rank].push_back(&e);
   constexpr double inf = std::numeric_limits<double>::infinity();
   out.first_start_us.assign(static_cast<std::size_t>(steps), inf);
   out.last_end_us.assign(static_cast<std::size_t>(steps), -inf);
-  for (auto& [r, evs] : by_rank) {
-    std::stable_sort(evs.begin(), evs.end(), [](const trace_event* a, const trace_event* b) { return a->start_us < b->start_us; });
+  for (const auto& [r, evs] : compute_events_by_rank(t)) {
     const std::size_t per_step = evs.size() / static_cast<std::size_t>(steps);
     for (std::size_t i = 0; i < per_step * static_cast<std::size_t>(steps); ++i) {
       const auto k = i / per_step;
@@ -283,14 +292,9 @@ double step_gap_us(const trace& t, int steps) {
 double rank_step_gap_us(const trace& t, int steps) {
   if (steps < 2)
     return 0.0;
-  std::map<int, std::vector<const trace_event*>> by_rank;
-  for (const auto& e : t.events)
-    if (is_compute(e.act.kind))
-      by_rank[e.rank].push_back(&e);
   double sum = 0;
   int n = 0;
-  for (auto& [r, evs] : by_rank) {
-    std::stable_sort(evs.begin(), evs.end(), [](const trace_event* a, const trace_event* b) { return a->start_us < b->start_us; });
+  for (const auto& [r, evs] : compute_events_by_rank(t)) {
     const std::size_t per_step = evs.size() / static_cast<std::size_t>(steps);
     for (std::size_t k = 1; per_step > 0 && k < static_cast<std::size_t>(steps); ++k) {
       const trace_event& first = *evs[k * per_step];

@@ -61,8 +61,8 @@ struct plan_candidate {
 
 struct plan_result {
   // Ranked: fitting candidates first, then by step time (with a global batch, the same work for every
-  // candidate) or by step time per micro-batch (without one, M micro-batches of the profile's size);
-  // with noise, the noise pool (the best at the mean times) by expected step, ahead of the rest.
+  // candidate) or by step time per micro-batch (without one, M micro-batches of the profile's size):
+  // the rerank pool (the best by one step alone) by expected step, ahead of the rest by one step alone.
   std::vector<plan_candidate> candidates;
   std::size_t skipped = 0; // schedule, V and M combinations a generator refused
   std::size_t repeats = 0; // combinations whose actions equal an earlier schedule's (the first name is kept)

@@ -60,7 +60,7 @@ private:
   std::condition_variable step_cv_;
   caf::actor supervisor_;
   bool step_posted_ = false, step_done_ = true, stop_ = false;
-  std::thread receiver_; // last: started once the members above exist
+  std::thread receiver_; // started by the constructor, stopped and joined by the destructor
 };
 
 } // namespace pippy
