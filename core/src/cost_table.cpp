@@ -475,8 +475,8 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
       const std::string where = source + ": layers[" + std::to_string(i) + "].";
       if (!e.is_object())
         throw input_error(source + ": layers[" + std::to_string(i) + "] must be an object");
-      reject_unknown_keys(e, {"name", "F", "I", "W", "B", "F_per_row", "I_per_row", "W_per_row", "B_per_row",
-                              "activation_bytes", "output_bytes", "param_bytes"},
+      reject_unknown_keys(e, {"name", "F", "I", "W", "B", "U", "other_sizes", "activation_bytes", "output_bytes",
+                              "param_bytes"},
                           where);
       layer_cost l;
       if (e.contains("name")) {
@@ -489,15 +489,35 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
       l.I = number(e, where, "I", us);
       l.W = number(e, where, "W", us);
       l.B = e.contains("B") ? number(e, where, "B", us) : l.I + l.W;
-      // Slopes may be negative (noise at two sizes); they must be finite.
-      auto slope = [&](const char* k) {
-        if (!e.contains(k))
-          return 0.0;
-        return json_number(e[k], where + k, "number of microseconds per row", -limits::max_time_us,
-                           limits::max_time_us);
-      };
-      l.F_per_row = slope("F_per_row"), l.I_per_row = slope("I_per_row");
-      l.W_per_row = slope("W_per_row"), l.B_per_row = slope("B_per_row");
+      if (e.contains("U"))
+        l.U = number(e, where, "U", us);
+      if (e.contains("other_sizes")) {
+        const auto& sizes = e["other_sizes"];
+        if (!sizes.is_array())
+          throw input_error(where + "other_sizes must be an array");
+        if (static_cast<std::int64_t>(sizes.size()) > limits::max_layer_sizes)
+          throw input_error(where + "other_sizes has " + std::to_string(sizes.size()) + " sizes, at most " +
+                            std::to_string(limits::max_layer_sizes));
+        if (!sizes.empty() && t.microbatch_rows <= 0)
+          throw input_error(where + "other_sizes needs the file's microbatch_rows, the size F, I, W and B were measured at");
+        for (std::size_t k = 0; k < sizes.size(); ++k) {
+          const auto& z = sizes[k];
+          const std::string at = where + "other_sizes[" + std::to_string(k) + "].";
+          if (!z.is_object())
+            throw input_error(where + "other_sizes[" + std::to_string(k) + "] must be an object");
+          reject_unknown_keys(z, {"rows", "F", "I", "W", "B"}, at);
+          layer_size size;
+          size.rows = json_integer(z.contains("rows") ? z["rows"] : nlohmann::json(), at + "rows", 1, limits::max_bytes);
+          if (size.rows == t.microbatch_rows || (!l.other_sizes.empty() && size.rows <= l.other_sizes.back().rows))
+            throw input_error(at + "rows must grow from one size to the next and differ from microbatch_rows (" +
+                              std::to_string(t.microbatch_rows) + "), got " + std::to_string(size.rows));
+          size.F = number(z, at, "F", us);
+          size.I = number(z, at, "I", us);
+          size.W = number(z, at, "W", us);
+          size.B = z.contains("B") ? number(z, at, "B", us) : size.I + size.W;
+          l.other_sizes.push_back(size);
+        }
+      }
       l.activation_bytes = bytes(e, where, "activation_bytes");
       l.output_bytes = bytes(e, where, "output_bytes");
       l.param_bytes = bytes(e, where, "param_bytes");
@@ -548,9 +568,12 @@ std::string to_cost_json(const cost_table& t, std::string_view source) {
       nlohmann::json e{{"name", l.name}, {"F", l.F}, {"I", l.I}, {"W", l.W}, {"B", l.B},
                        {"activation_bytes", l.activation_bytes}, {"output_bytes", l.output_bytes},
                        {"param_bytes", l.param_bytes}};
-      if (l.has_slopes()) {
-        e["F_per_row"] = l.F_per_row, e["I_per_row"] = l.I_per_row;
-        e["W_per_row"] = l.W_per_row, e["B_per_row"] = l.B_per_row;
+      if (l.U > 0)
+        e["U"] = l.U;
+      if (!l.other_sizes.empty()) {
+        auto& sizes = e["other_sizes"] = nlohmann::json::array();
+        for (const auto& z : l.other_sizes)
+          sizes.push_back({{"rows", z.rows}, {"F", z.F}, {"I", z.I}, {"W", z.W}, {"B", z.B}});
       }
       layers.push_back(std::move(e));
     }
@@ -568,12 +591,28 @@ std::vector<layer_cost> layers_at_rows(const cost_table& t, std::int64_t rows) {
     throw input_error("layers_at_rows: needs the profile's microbatch_rows and a positive number of rows (got " +
                       std::to_string(t.microbatch_rows) + " and " + std::to_string(rows) + ")");
   const double ratio = static_cast<double>(rows) / static_cast<double>(t.microbatch_rows);
-  const double more = static_cast<double>(rows - t.microbatch_rows);
   std::vector<layer_cost> out = t.layers;
   for (auto& l : out) {
-    const bool affine = l.has_slopes();
-    auto at = [&](double time, double per_row) { return affine ? std::max(0.0, time + per_row * more) : time * ratio; };
-    l.F = at(l.F, l.F_per_row), l.I = at(l.I, l.I_per_row), l.W = at(l.W, l.W_per_row), l.B = at(l.B, l.B_per_row);
+    // The measured sizes in order of rows; the segment whose line gives `rows`: the one around it, or
+    // beyond the ends the end one.
+    std::vector<layer_size> sizes{{.rows = t.microbatch_rows, .F = l.F, .I = l.I, .W = l.W, .B = l.B}};
+    sizes.insert(sizes.end(), l.other_sizes.begin(), l.other_sizes.end());
+    auto by_rows = [](const layer_size& a, const layer_size& b) { return a.rows < b.rows; };
+    std::stable_sort(sizes.begin(), sizes.end(), by_rows); // a size given twice: the first counts
+    sizes.erase(std::unique(sizes.begin(), sizes.end(), [](const layer_size& a, const layer_size& b) { return a.rows == b.rows; }),
+                sizes.end());
+    if (sizes.size() == 1) {
+      l.F *= ratio, l.I *= ratio, l.W *= ratio, l.B *= ratio;
+    } else {
+      std::size_t k = 0; // the segment sizes[k], sizes[k + 1]
+      while (k + 2 < sizes.size() && sizes[k + 1].rows < rows)
+        ++k;
+      const layer_size &a = sizes[k], &b = sizes[k + 1];
+      const double along = static_cast<double>(rows - a.rows) / static_cast<double>(b.rows - a.rows);
+      auto at = [&](double layer_size::*kind) { return std::max(0.0, a.*kind + (b.*kind - a.*kind) * along); };
+      l.F = at(&layer_size::F), l.I = at(&layer_size::I), l.W = at(&layer_size::W), l.B = at(&layer_size::B);
+    }
+    l.other_sizes.clear(); // the times are now those at `rows`
     auto bytes = [&](std::uint64_t b) {
       const double v = static_cast<double>(b) * ratio;
       if (!(v < 0x1p63))
@@ -599,7 +638,7 @@ std::vector<stage_cost> group_layers(const std::vector<layer_cost>& layers, cons
     stage_cost c{.F = 0, .I = 0, .W = 0, .B = 0, .U = 0};
     for (int i = begin; i < end; ++i) {
       const auto& l = layers[static_cast<std::size_t>(i)];
-      c.F += l.F, c.I += l.I, c.W += l.W, c.B += l.B;
+      c.F += l.F, c.I += l.I, c.W += l.W, c.B += l.B, c.U += l.U;
       c.activation_bytes += l.activation_bytes;
       c.param_bytes += l.param_bytes;
     }

@@ -23,7 +23,8 @@ std::int64_t json_integer(const nlohmann::json& v, const std::string& where, std
   if (!v.is_number())
     throw input_error(where + " must be a whole number" + range + ", got " + v.dump());
   if (v.is_number_unsigned()) {
-    if (v.get<std::uint64_t>() > static_cast<std::uint64_t>(hi))
+    const auto u = v.get<std::uint64_t>(); // a literal without a sign: lo still applies (0 where lo is 1)
+    if (u > static_cast<std::uint64_t>(hi) || (lo > 0 && u < static_cast<std::uint64_t>(lo)))
       throw input_error(where + " is out of range" + range + ": " + v.dump());
     return v.get<std::int64_t>();
   }

@@ -81,8 +81,11 @@ std::vector<int> stage_counts(const cost_table& profile, const plan_options& o) 
 }
 
 // The profile's optimizer steps (U of its stages) shared among regrouped stages by parameter bytes (an
-// optimizer's time follows the parameters it updates), or evenly without parameter sizes.
+// optimizer's time follows the parameters it updates), or evenly without parameter sizes: for layers
+// whose own optimizer steps were not measured (group_layers sums those that were).
 void share_optimizer_step(const cost_table& profile, std::vector<stage_cost>& stages) {
+  if (std::any_of(profile.layers.begin(), profile.layers.end(), [](const layer_cost& l) { return l.U > 0; }))
+    return;
   double total_u = 0, total_params = 0;
   for (const auto& s : profile.stages)
     total_u += s.U;
@@ -106,9 +109,10 @@ cost_table stage_costs(const cost_table& profile, const plan_options& o, const s
   c.microbatch_rows = profile.microbatch_rows;
   c.jitter = profile.jitter;
   c.seed = profile.seed;
-  const bool affine = std::any_of(profile.layers.begin(), profile.layers.end(), [](const layer_cost& l) { return l.has_slopes(); });
-  if (o.global_batch > 0 && profile.microbatch_rows > 0 && affine) {
-    // The layers at the average micro-batch (affine in the rows where profiled at two sizes), uneven
+  const bool sized = std::any_of(profile.layers.begin(), profile.layers.end(),
+                                 [](const layer_cost& l) { return !l.other_sizes.empty(); });
+  if (o.global_batch > 0 && profile.microbatch_rows > 0 && sized) {
+    // The layers at the average micro-batch (through the sizes they were measured at), uneven
     // micro-batches in proportion around it.
     const std::int64_t rows = std::max<std::int64_t>(1, o.global_batch / M);
     c.stages = group_layers(layers_at_rows(profile, rows), boundaries);

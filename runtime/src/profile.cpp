@@ -102,7 +102,8 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
   }
   out.layers = context.layers;
   // The layers were timed alone in one process, the stages beside the other ranks: each kind's layer times
-  // (and slopes) are scaled by the stages' measured total over the layers' total, so that layers regrouped
+  // (at every size they were timed at) are scaled by the stages' measured total over the layers' total
+  // at the run's size, and so is U, so that layers regrouped
   // into the run's own split add up to what the run measured. A kind the run did not measure (I and W of
   // a schedule with full backwards, B of a zero-bubble one) takes the factor of what it makes up (B), or
   // of its parts (I + W), keeping the layers' own split between I and W.
@@ -123,11 +124,11 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
   const double f_B = have_b || !have_iw ? ratio(total(out.stages, &stage_cost::B), total(out.layers, &layer_cost::B)) : f_IW;
   const double f_I = have_iw ? ratio(total(out.stages, &stage_cost::I), total(out.layers, &layer_cost::I)) : f_B;
   const double f_W = have_iw ? ratio(total(out.stages, &stage_cost::W), total(out.layers, &layer_cost::W)) : f_B;
+  const double f_U = ratio(total(out.stages, &stage_cost::U), total(out.layers, &layer_cost::U));
   for (auto& l : out.layers) {
-    l.F *= f_F, l.F_per_row *= f_F;
-    l.I *= f_I, l.I_per_row *= f_I;
-    l.W *= f_W, l.W_per_row *= f_W;
-    l.B *= f_B, l.B_per_row *= f_B;
+    l.F *= f_F, l.I *= f_I, l.W *= f_W, l.B *= f_B, l.U *= f_U;
+    for (auto& z : l.other_sizes)
+      z.F *= f_F, z.I *= f_I, z.W *= f_W, z.B *= f_B;
   }
   out.microbatch_rows = context.microbatch_rows;
   return out;

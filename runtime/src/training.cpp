@@ -23,6 +23,7 @@
 #include "pippy/core/error.hpp"
 #include "pippy/core/generators.hpp"
 #include "pippy/core/json_input.hpp"
+#include "pippy/core/limits.hpp"
 #include "pippy/runtime/checkpoint.hpp"
 #include "pippy/runtime/data_parallel.hpp"
 #include "pippy/runtime/gloo_group.hpp"
@@ -175,14 +176,14 @@ namespace {
 // F, I, W and B of each layer on one micro-batch (`inputs`, `target`), one round, after a round to warm up
 // when `warm_up`; `out_bytes` gets each layer's output bytes.
 struct layer_times {
-  std::vector<double> F, I, W, B;
+  std::vector<double> F, I, W, B, U;
   std::vector<std::uint64_t> out_bytes;
 };
 layer_times time_layers(std::deque<stage_executor>& layers, const std::vector<torch::Tensor>& inputs,
                         const torch::Tensor& target, bool warm_up) {
   const auto n = layers.size();
   layer_times out;
-  out.F.assign(n, 0), out.I.assign(n, 0), out.W.assign(n, 0), out.B.assign(n, 0);
+  out.F.assign(n, 0), out.I.assign(n, 0), out.W.assign(n, 0), out.B.assign(n, 0), out.U.assign(n, 0);
   out.out_bytes.assign(n, 0);
   auto timed = [](auto&& run, double* into) {
     const double t0 = now_us();
@@ -211,6 +212,8 @@ layer_times time_layers(std::deque<stage_executor>& layers, const std::vector<to
     g.clear();
     for (std::size_t k = n; k-- > 0;)
       timed([&] { g = layers[k].full_backward(0, g); }, keep ? &out.B[k] : nullptr);
+    for (std::size_t k = 0; k < n; ++k)
+      timed([&] { layers[k].step(); }, keep ? &out.U[k] : nullptr);
   }
   return out;
 }
@@ -227,6 +230,7 @@ layer_times median_rounds(const std::vector<layer_times>& rounds) {
     };
     out.F[k] = median_at(&layer_times::F), out.I[k] = median_at(&layer_times::I);
     out.W[k] = median_at(&layer_times::W), out.B[k] = median_at(&layer_times::B);
+    out.U[k] = median_at(&layer_times::U);
   }
   return out;
 }
@@ -238,77 +242,94 @@ std::vector<layer_cost> measure_layers(const training_job& job, int repeats) {
     return {};
   if (repeats < 1)
     throw input_error("measure_layers: repeats must be at least 1 (got " + std::to_string(repeats) + ")");
-  // The model split into its L layers, traced (where it is traced) on micro-batches of a batch in `microbatches`.
+  // The model split into its L layers, traced (where it is traced) on micro-batches of a batch in
+  // `microbatches`, each with the job's optimizer over its parameters (U).
   auto layers_for = [&](int microbatches) {
     auto mods = job.make_stages(make_schedule({.name = "gpipe", .num_ranks = L, .num_microbatches = microbatches}));
     if (static_cast<int>(mods.size()) != L)
       throw input_error("the model was split into " + std::to_string(mods.size()) + " layers, not " + std::to_string(L));
     std::deque<stage_executor> layers; // not movable (an atomic inside): built in place
-    for (int i = 0; i < L; ++i)
-      layers.emplace_back(i, L, mods[static_cast<std::size_t>(i)], nullptr, job.loss);
+    for (int i = 0; i < L; ++i) {
+      const auto& m = mods[static_cast<std::size_t>(i)];
+      const auto params = unique_parameters(*m);
+      layers.emplace_back(i, L, m, job.make_optimizer && !params.empty() ? job.make_optimizer(params) : nullptr, job.loss);
+    }
     return layers;
   };
-  auto layers = layers_for(job.microbatches);
-  auto [inputs, target] = job.batch(0);
-  const auto first_inputs = split_tensors(inputs, job.microbatches).at(0);
-  const auto first_target = split_tensors({target}, job.microbatches).at(0).at(0);
-  std::int64_t rows = inputs.at(0).size(0);
-  const std::int64_t first_rows = first_inputs.at(0).size(0);
-  // The whole batch as a second size gives each time's slope in the rows. Stages traced at the
-  // micro-batch's shape (the compiler's graphs) take no other size: made again for one micro-batch of this
-  // replica's whole slice, they give the second size. Failing both, no slopes: a planner scales these
-  // times in proportion to the rows. Which of them runs is found with a round of each.
-  std::optional<std::deque<stage_executor>> again;
-  std::vector<torch::Tensor> slice_inputs;
-  torch::Tensor slice_target;
-  std::function<layer_times()> whole_round;
-  if (rows > first_rows) {
+  // This replica's slice of step 0's batch, cut into micro-batches as the run cuts it.
+  auto [global_inputs, global_target] = job.batch(0);
+  const auto inputs = replica_slice(job, global_inputs, 0);
+  const torch::Tensor target = global_target.defined() ? replica_slice(job, {global_target}, 0).at(0) : global_target;
+  const std::int64_t slice_rows = inputs.at(0).size(0);
+  struct size_run {
+    int microbatches = 0;
+    std::int64_t rows = 0;
+    std::vector<torch::Tensor> inputs;
+    torch::Tensor target;
+    std::deque<stage_executor>* layers = nullptr;
+    std::vector<layer_times> rounds;
+  };
+  std::deque<std::deque<stage_executor>> built; // the layers of each size that needed its own
+  built.push_back(layers_for(job.microbatches));
+  auto size_of = [&](int microbatches) {
+    size_run z{.microbatches = microbatches, .inputs = split_tensors(inputs, microbatches).at(0)};
+    z.target = target.defined() ? split_tensors({target}, microbatches).at(0).at(0) : target;
+    z.rows = z.inputs.at(0).size(0);
+    return z;
+  };
+  std::vector<size_run> sizes{size_of(job.microbatches)}; // the run's own first: the times the profile is at
+  sizes[0].layers = &built.front();
+  // Other sizes a planner may cut the batch into: larger micro-batches down to the whole slice, and two
+  // smaller ones. Layers traced at the micro-batch's shape (the compiler's graphs) run no other size:
+  // they are made again for it. A size that fails both ways is left out: a planner then extends the
+  // nearest ones' line. Which way runs is found with a round of each.
+  std::vector<int> counts;
+  for (int m = job.microbatches; m > 1;)
+    counts.push_back(m = (m + 1) / 2);
+  for (std::int64_t m = 2 * static_cast<std::int64_t>(job.microbatches); m <= 4 * job.microbatches && m <= slice_rows; m *= 2)
+    counts.push_back(static_cast<int>(m));
+  for (int m : counts) {
+    size_run z = size_of(m);
+    if (std::any_of(sizes.begin(), sizes.end(), [&](const size_run& y) { return y.rows == z.rows; }))
+      continue;
     try {
-      time_layers(layers, inputs, target, /*warm_up=*/true); // warms the size up too
-      whole_round = [&] { return time_layers(layers, inputs, target, false); };
+      time_layers(built.front(), z.inputs, z.target, /*warm_up=*/true); // warms the size up too
+      z.layers = &built.front();
     } catch (const std::exception&) {
-    }
-    if (!whole_round) {
       try {
-        slice_inputs = replica_slice(job, inputs, 0);
-        if (slice_inputs.at(0).size(0) > first_rows) {
-          slice_target = replica_slice(job, {target}, 0).at(0);
-          again.emplace(layers_for(1));
-          time_layers(*again, slice_inputs, slice_target, /*warm_up=*/true);
-          rows = slice_inputs.at(0).size(0);
-          whole_round = [&] { return time_layers(*again, slice_inputs, slice_target, false); };
-        }
+        built.push_back(layers_for(m));
+        time_layers(built.back(), z.inputs, z.target, /*warm_up=*/true);
+        z.layers = &built.back();
       } catch (const std::exception&) {
+        continue;
       }
     }
+    sizes.push_back(std::move(z));
+    if (static_cast<std::int64_t>(sizes.size()) > limits::max_layer_sizes) // the run's own and as many others
+      break;
   }
-  // The two sizes in turn, a round of each at a time: a burst of load on the machine then falls on both
+  // The sizes in turn, a round of each at a time: a burst of load on the machine then falls on all
   // alike. Timed one size after the other, a loaded moment (the test suite beside it) once made GPT's
   // whole batch faster in sum than its micro-batch.
-  std::vector<layer_times> first_rounds, whole_rounds;
-  for (int r = 0; r < repeats; ++r) {
-    first_rounds.push_back(time_layers(layers, first_inputs, first_target, /*warm_up=*/r == 0));
-    if (whole_round)
-      whole_rounds.push_back(whole_round());
-  }
-  const layer_times first = median_rounds(first_rounds);
-  std::optional<layer_times> whole;
-  if (!whole_rounds.empty())
-    whole = median_rounds(whole_rounds);
+  for (int r = 0; r < repeats; ++r)
+    for (auto& z : sizes)
+      z.rounds.push_back(time_layers(*z.layers, z.inputs, z.target, /*warm_up=*/r == 0 && &z == &sizes.front()));
+  const layer_times first = median_rounds(sizes.front().rounds);
   std::vector<layer_cost> out;
   for (std::size_t k = 0; k < static_cast<std::size_t>(L); ++k) {
-    std::string name = layers[k].module().describe(); // what the layer runs ("2:torch::nn::Linear")
+    std::string name = (*sizes.front().layers)[k].module().describe(); // what the layer runs ("2:torch::nn::Linear")
     if (name.empty() || name.size() > 120)
       name = "layer" + std::to_string(k);
-    layer_cost c{.name = name, .F = first.F[k], .I = first.I[k], .W = first.W[k], .B = first.B[k],
+    layer_cost c{.name = name, .F = first.F[k], .I = first.I[k], .W = first.W[k], .B = first.B[k], .U = first.U[k],
                  .activation_bytes = first.out_bytes[k], .output_bytes = first.out_bytes[k],
-                 .param_bytes = layers[k].parameter_bytes()};
-    if (whole) {
-      const double more = static_cast<double>(rows - first_rows);
-      c.F_per_row = (whole->F[k] - c.F) / more, c.I_per_row = (whole->I[k] - c.I) / more;
-      c.W_per_row = (whole->W[k] - c.W) / more, c.B_per_row = (whole->B[k] - c.B) / more;
-    }
+                 .param_bytes = (*sizes.front().layers)[k].parameter_bytes()};
     out.push_back(c);
+  }
+  std::sort(sizes.begin() + 1, sizes.end(), [](const size_run& a, const size_run& b) { return a.rows < b.rows; });
+  for (auto z = sizes.begin() + 1; z != sizes.end(); ++z) {
+    const layer_times t = median_rounds(z->rounds);
+    for (std::size_t k = 0; k < out.size(); ++k)
+      out[k].other_sizes.push_back({.rows = z->rows, .F = t.F[k], .I = t.I[k], .W = t.W[k], .B = t.B[k]});
   }
   return out;
 }

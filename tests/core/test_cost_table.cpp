@@ -4,6 +4,7 @@
 
 #include "pippy/core/cost_table.hpp"
 #include "pippy/core/error.hpp"
+#include "pippy/core/limits.hpp"
 
 using namespace pippy;
 
@@ -195,34 +196,59 @@ TEST_CASE("the replicas' link is fitted to all-reduce times as one step of their
                     Catch::StartsWith("p.json: replica_link: unknown field \"bw\""));
 }
 
-TEST_CASE("layers at another micro-batch size: affine with per-row slopes, else in proportion", "[core][cost]") {
+TEST_CASE("layers at another micro-batch size: piecewise linear through the measured sizes, else in proportion",
+          "[core][cost]") {
   cost_table t = uniform_costs(1, stage_cost{});
   t.microbatch_rows = 16;
-  t.layers = {layer_cost{.name = "a", .F = 100, .I = 40, .W = 60, .B = 100, .F_per_row = 2, .I_per_row = 1,
-                         .W_per_row = 0.5, .B_per_row = 1.5, .activation_bytes = 1600, .output_bytes = 160},
+  // Layer a measured at 16 rows (the table's size), 32 and 128: F bends (100, 150, 290), I is a line.
+  t.layers = {layer_cost{.name = "a", .F = 100, .I = 40, .W = 60, .B = 100,
+                         .other_sizes = {{.rows = 32, .F = 150, .I = 56, .W = 70, .B = 126},
+                                         {.rows = 128, .F = 290, .I = 152, .W = 118, .B = 270}},
+                         .activation_bytes = 1600, .output_bytes = 160},
               layer_cost{.name = "b", .F = 10, .I = 4, .W = 6, .B = 10, .activation_bytes = 16}};
-  const auto at64 = layers_at_rows(t, 64); // 48 rows more
-  CHECK(at64[0].F == 100 + 2 * 48);
-  CHECK(at64[0].I == 40 + 48);
-  CHECK(at64[0].W == 60 + 24);
-  CHECK(at64[0].B == 100 + 72);
+  const auto at64 = layers_at_rows(t, 64); // a third of the way from 32 to 128
+  CHECK(at64[0].F == Approx(150 + 140.0 / 3));
+  CHECK(at64[0].I == Approx(56 + 32));
+  CHECK(at64[0].W == Approx(70 + 16));
+  CHECK(at64[0].B == Approx(126 + 48));
+  CHECK(at64[0].other_sizes.empty()); // the times are those at 64 rows now
   CHECK(at64[0].activation_bytes == 6400);
   CHECK(at64[0].output_bytes == 640);
-  CHECK(at64[1].F == 40); // no slopes: 4x the rows, 4x the time
+  CHECK(at64[1].F == 40); // one size: 4x the rows, 4x the time
   CHECK(at64[1].B == 40);
   CHECK(at64[1].activation_bytes == 64);
-  // Fewer rows: the fixed part stays; a slope never takes a time below 0.
-  t.layers[0].F_per_row = 10;
+  // At a measured size, its own times; between 16 and 32 that segment's line, not the one through 128.
+  CHECK(layers_at_rows(t, 128)[0].F == Approx(290));
+  CHECK(layers_at_rows(t, 24)[0].F == Approx(125));
+  // Beyond the ends the end segments' lines, never below 0.
+  CHECK(layers_at_rows(t, 256)[0].F == Approx(290 + 140.0 / 96 * 128));
+  CHECK(layers_at_rows(t, 8)[0].F == Approx(75));
+  t.layers[0].other_sizes[0].F = 300; // F falls from 32 rows down to 16 steeply
   CHECK(layers_at_rows(t, 4)[0].F == 0);
-  CHECK(layers_at_rows(t, 8)[0].I == 40 - 8);
-  // The slopes go through the cost file; a layer without them writes none.
+  // The sizes and the optimizer step go through the cost file; a layer without them writes none.
+  t.layers[0].U = 12.5;
   const auto text = to_cost_json(t);
   const auto back = parse_cost_json(text, "x.json");
-  CHECK(back.layers[0].W_per_row == 0.5);
-  CHECK(back.layers[1].F_per_row == 0);
-  CHECK(text.find("\"F_per_row\"") == text.rfind("\"F_per_row\"")); // only layer a has them
-  CHECK_THROWS_WITH(parse_cost_json(R"({"stages":[{"F":1}],"layers":[{"F":1,"I":1,"W":1,"B_per_row":"x"}]})", "c.json"),
-                    "c.json: layers[0].B_per_row must be a finite number of microseconds per row from -1e+12 to 1e+12 (got \"x\")");
+  CHECK(back.layers == t.layers);
+  CHECK(text.find("\"other_sizes\"") == text.rfind("\"other_sizes\"")); // only layer a has them
+  CHECK(text.find("\"U\": 12.5") != std::string::npos);
+  const std::string head = R"({"stages":[{"F":1}],"microbatch_rows":16,"layers":[{"F":1,"I":1,"W":1,"other_sizes":)";
+  CHECK_THROWS_WITH(parse_cost_json(head + R"([{"rows":32,"F":2,"I":2,"W":"x"}]}]})", "c.json"),
+                    Catch::StartsWith("c.json: layers[0].other_sizes[0].W must be"));
+  CHECK_THROWS_WITH(parse_cost_json(head + R"([{"rows":32,"F":2,"I":2,"W":2},{"rows":32,"F":2,"I":2,"W":2}]}]})", "c.json"),
+                    "c.json: layers[0].other_sizes[1].rows must grow from one size to the next and differ from "
+                    "microbatch_rows (16), got 32");
+  CHECK_THROWS_WITH(parse_cost_json(head + R"([{"rows":16,"F":2,"I":2,"W":2}]}]})", "c.json"),
+                    Catch::StartsWith("c.json: layers[0].other_sizes[0].rows must grow"));
+  CHECK_THROWS_WITH(parse_cost_json(head + R"([{"rows":0,"F":2,"I":2,"W":2}]}]})", "c.json"),
+                    Catch::StartsWith("c.json: layers[0].other_sizes[0].rows"));
+  CHECK_THROWS_WITH(parse_cost_json(R"({"stages":[{"F":1}],"layers":[{"F":1,"I":1,"W":1,"other_sizes":[{"rows":8,"F":1,"I":1,"W":1}]}]})", "c.json"),
+                    "c.json: layers[0].other_sizes needs the file's microbatch_rows, the size F, I, W and B were measured at");
+  std::string many = head + "[";
+  for (int k = 0; k <= limits::max_layer_sizes; ++k)
+    many += (k ? "," : "") + std::string(R"({"rows":)") + std::to_string(32 + k) + R"(,"F":1,"I":1,"W":1})";
+  CHECK_THROWS_WITH(parse_cost_json(many + "]}]}", "c.json"),
+                    "c.json: layers[0].other_sizes has 17 sizes, at most 16");
   cost_table unknown;
   unknown.layers = t.layers;
   CHECK_THROWS_WITH(layers_at_rows(unknown, 8),

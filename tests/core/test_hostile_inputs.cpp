@@ -118,6 +118,11 @@ TEST_CASE("json_integer and json_number refuse what does not fit, NaN and infini
   CHECK_THROWS_WITH(json_integer(j["big"], "b", 0, 10), "b is out of range (from 0 to 10): 18446744073709551615");
   CHECK_THROWS_WITH(json_integer(j["neg"], "n", 0, 10), "n is out of range (from 0 to 10): -5");
   CHECK_THROWS_WITH(json_integer(j["half"], "h", 0, 10), "h must be a whole number (from 0 to 10), got 0.5");
+  // A literal without a sign is read as unsigned: below a lower bound above 0 it is refused too.
+  const auto zero = nlohmann::json::parse("0");
+  REQUIRE(zero.is_number_unsigned());
+  CHECK_THROWS_WITH(json_integer(zero, "z", 1, 10), "z is out of range (from 1 to 10): 0");
+  CHECK_THROWS_WITH(json_integer(zero, [] { return std::string("z"); }, 1, 10), "z is out of range (from 1 to 10): 0");
   CHECK_THROWS_WITH(json_number(nlohmann::json(std::numeric_limits<double>::quiet_NaN()), "x", "number"),
                     Catch::StartsWith("x must be a finite number from 0"));
   CHECK_THROWS_WITH(json_number(nlohmann::json(std::numeric_limits<double>::infinity()), "x", "number"),

@@ -366,6 +366,35 @@ TEST_CASE("regrouped layers share the profile's optimizer step by parameter byte
   CHECK(costs.stages[1].U == Approx(20));
   REQUIRE(costs.links.size() == 1);
   CHECK(costs.links[0].src == 0);
+  // Layers whose own optimizer steps were measured: a stage's U is the sum of its layers'.
+  for (int i = 0; i < 4; ++i)
+    profile.layers[static_cast<std::size_t>(i)].U = 1 + i;
+  const auto measured = plan_costs(profile, o, plan.candidates.front());
+  CHECK(measured.stages[0].U == Approx(1 + 2));
+  CHECK(measured.stages[1].U == Approx(3 + 4));
+}
+
+TEST_CASE("planner: layers measured at several sizes cost at each candidate's micro-batch what their sizes say",
+          "[core][planner]") {
+  cost_table profile;
+  profile.stages = {stage_cost{}, stage_cost{}};
+  profile.microbatch_rows = 8;
+  // F at 8 rows 10, at 16 rows 14, at 32 rows 40: not a line, and not in proportion to the rows.
+  for (int i = 0; i < 2; ++i)
+    profile.layers.push_back(layer_cost{.F = 10, .I = 5, .W = 5, .B = 10,
+                                        .other_sizes = {{.rows = 16, .F = 14, .I = 7, .W = 7, .B = 14},
+                                                        {.rows = 32, .F = 40, .I = 20, .W = 20, .B = 40}},
+                                        .activation_bytes = 80, .output_bytes = 80});
+  plan_options o{.num_ranks = 2, .schedules = {"gpipe"}, .microbatches = {}, .global_batch = 32, .stages_per_rank = {1}};
+  for (const auto& [M, F] : std::vector<std::pair<int, double>>{{1, 40}, {2, 14}, {4, 10}, {8, 8}}) {
+    o.microbatches = {M};
+    const auto plan = make_plan(profile, o);
+    REQUIRE(!plan.candidates.empty());
+    const auto costs = plan_costs(profile, o, plan.candidates.front());
+    CHECK(costs.stages[0].F == Approx(F)); // at 4 rows: the 8-16 segment's line, 10 - 4 / 8 * 4
+    CHECK(costs.stages[1].B == Approx(F));
+    CHECK(costs.microbatch_rows == 32 / M);
+  }
 }
 
 TEST_CASE("planner: pp x dp, every R x D of the processes, each replica a share of the batch", "[core][planner]") {

@@ -33,8 +33,10 @@ def main():
     ap.add_argument("--ranks", type=int, default=0, help="probed links: one per ordered pair of these ranks")
     ap.add_argument("--layer-outputs", default="", help="the per-layer profile's output bytes, layer by layer")
     ap.add_argument("--microbatch-rows", type=int, default=0)
-    ap.add_argument("--layers-with-slopes", type=int, default=0,
-                    help="this many layers, each timed at a second size: a slope per row, growing in total")
+    ap.add_argument("--layer-sizes", default="",
+                    help="ROWS,ROWS,...: every layer also timed at these micro-batch sizes (other_sizes, by rows), "
+                         "the layers' total F and B growing with the rows, and each layer with parameters "
+                         "timing its optimizer step (U)")
     a = ap.parse_args()
     bad = []
     with open(a.trace) as f:
@@ -150,18 +152,24 @@ def main():
         total = sum(l.get("param_bytes", 0) for l in layers)
         if total != sum(c.get("param_bytes", 0) for c in stages):
             bad.append(f"the layers hold {total} parameter bytes, the stages {sum(c.get('param_bytes', 0) for c in stages)}")
-    if a.layers_with_slopes:
+    if a.layer_sizes:
+        want_rows = [int(r) for r in a.layer_sizes.split(",")]
         layers = costs.get("layers", [])
-        if len(layers) != a.layers_with_slopes:
-            bad.append(f"{len(layers)} layers, expected {a.layers_with_slopes}")
-        slopes = ("F_per_row", "I_per_row", "W_per_row", "B_per_row")
+        if not layers:
+            bad.append("no layers")
         for k, l in enumerate(layers):
-            if not any(l.get(key, 0) != 0 for key in slopes):
-                bad.append(f"layers[{k}] has no slope per row")
-        for key in ("F_per_row", "B_per_row"):
-            total = sum(l.get(key, 0) for l in layers)
-            if not total > 0:
-                bad.append(f"the layers' {key} add up to {total}: more rows must take longer")
+            got = [z.get("rows") for z in l.get("other_sizes", [])]
+            if got != want_rows:
+                bad.append(f"layers[{k}] timed at rows {got}, expected {want_rows}")
+            if l.get("param_bytes", 0) > 0 and not l.get("U", 0) > 0:
+                bad.append(f"layers[{k}] holds parameters but its optimizer step took {l.get('U', 0)!r} us")
+        if layers and not bad:
+            for key in ("F", "B"):  # the layers' total at each size, by rows: more rows take longer
+                by_rows = sorted([(costs.get("microbatch_rows"), sum(l[key] for l in layers))] +
+                                 [(r, sum(l["other_sizes"][i][key] for l in layers)) for i, r in enumerate(want_rows)])
+                totals = [t for _, t in by_rows]
+                if any(b <= a_ for a_, b in zip(totals, totals[1:])):
+                    bad.append(f"the layers' total {key} by rows {by_rows} does not grow with the rows")
     if a.microbatch_rows and costs.get("microbatch_rows") != a.microbatch_rows:
         bad.append(f"microbatch_rows {costs.get('microbatch_rows')!r}, expected {a.microbatch_rows}")
     overhead = costs.get("action_overhead_us")

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # profile_gpt.sh PIPPY GPT PYTHON: the profile of a model whose stages the compiler traced at the
 # micro-batch's shape. GPT (6 blocks, batch 32 in 4 micro-batches of 8 rows) trains 1F1B on 2 processes
-# with --profile; the cost file must match the run's trace (check_profile.py) and give each of the 6
-# layers a slope per row: the layers are traced again on the whole batch to time a second size, which a
-# fixed-shape graph cannot run otherwise.
+# with --profile; the cost file must match the run's trace (check_profile.py) and time each of the 6
+# layers at micro-batches of 2, 4, 16 and 32 rows too (counts 16, 8, 2 and 1): the layers are traced
+# again at each of those shapes, which a fixed-shape graph cannot run otherwise.
 set -euo pipefail
 pippy=$1 gpt=$2 py=$3
 here=$(cd "$(dirname "$0")" && pwd)
@@ -14,4 +14,4 @@ steps=3
   --trace "$tmp/trace.json" --profile "$tmp/costs.json" | tee "$tmp/out.txt"
 [[ $(grep -c '^step [0-9]* loss ' "$tmp/out.txt") -eq $steps ]] || { echo "FAIL: expected $steps loss lines"; exit 1; }
 "$py" "$here/check_profile.py" "$tmp/trace.json" "$tmp/costs.json" --steps $steps --ranks 2 --microbatch-rows 8 \
-  --layers-with-slopes 6
+  --layer-sizes 2,4,16,32

@@ -27,14 +27,22 @@ struct stage_cost {
   friend bool operator==(const stage_cost&, const stage_cost&) = default;
 };
 
+// A layer's times measured alone on a micro-batch of another size.
+struct layer_size {
+  std::int64_t rows = 0;
+  double F = 0, I = 0, W = 0, B = 0;
+  friend bool operator==(const layer_size&, const layer_size&) = default;
+};
+
 // One module of the traced graph, measured alone (the planner regroups layers into other splits).
 struct layer_cost {
   std::string name;
   double F = 0, I = 0, W = 0, B = 0;  // at the table's microbatch_rows
-  // Microseconds per row more (measured at a second size): time(rows) = F + F_per_row * (rows - microbatch_rows).
-  // All 0 = not measured; times then scale in proportion to the rows.
-  double F_per_row = 0, I_per_row = 0, W_per_row = 0, B_per_row = 0;
-  bool has_slopes() const { return F_per_row != 0 || I_per_row != 0 || W_per_row != 0 || B_per_row != 0; }
+  double U = 0; // its optimizer step alone; 0 in every layer = not measured (the stages' U is then shared
+                // among regrouped stages by parameter bytes)
+  // The times at other micro-batch sizes, by rows ascending, none at microbatch_rows: a time at any size
+  // is piecewise linear through these and the one above (layers_at_rows). Empty: in proportion to the rows.
+  std::vector<layer_size> other_sizes;
   std::uint64_t activation_bytes = 0; // what its backward keeps (inputs of the layer)
   std::uint64_t output_bytes = 0;     // its output: what a split after it sends
   std::uint64_t param_bytes = 0;
@@ -376,9 +384,10 @@ std::string to_cost_json(const cost_table& t, std::string_view source = {});
 // Writes path.tmp then renames. Throws input_error when the file cannot be written.
 void save_cost_file(const cost_table& t, const std::string& path, std::string_view source = {});
 
-// The layers' costs at another micro-batch size: times affine in the rows where the layer has per-row
-// slopes (never below 0), else in proportion to them; bytes in proportion. Throws input_error unless
-// t.microbatch_rows and rows are positive.
+// The layers' costs at another micro-batch size: each time piecewise linear in the rows through the
+// layer's measured sizes (the table's microbatch_rows and other_sizes; beyond the ends, the end segment's
+// line; never below 0), or in proportion to the rows where only one size was measured; bytes in
+// proportion. Throws input_error unless t.microbatch_rows and rows are positive.
 std::vector<layer_cost> layers_at_rows(const cost_table& t, std::int64_t rows);
 
 // Stage costs of a split of t.layers into contiguous groups: boundaries[k] is the first layer of stage k

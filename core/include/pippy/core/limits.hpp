@@ -26,6 +26,9 @@ inline constexpr double max_time_us = 1e12;
 inline constexpr std::int64_t max_noise_quantiles = 1024;
 inline constexpr std::int64_t max_noise_samples = 4096;
 
+// Micro-batch sizes a layer of a cost file is measured at besides its main one (layer_cost::other_sizes).
+inline constexpr std::int64_t max_layer_sizes = 16;
+
 // a * b, or nullopt when it does not fit in 64 bits.
 inline std::optional<std::int64_t> checked_mul(std::int64_t a, std::int64_t b) {
   std::int64_t out = 0;

@@ -20,7 +20,7 @@ struct plan_options {
   std::vector<int> microbatches;
   // Rows per step (0 = unknown). With the profile's microbatch_rows, a micro-batch of r rows costs
   // r / microbatch_rows times the profile's compute time and bytes, or its layers' times at r rows where
-  // they have per-row slopes (layers_at_rows); without them, costs are as given.
+  // they were measured at other sizes too (layers_at_rows); without microbatch_rows, costs are as given.
   std::int64_t global_batch = 0;
   // V to try; empty: 1 up to layers / R (with per-layer costs), else the profile's stages / R.
   std::vector<int> stages_per_rank;

@@ -82,12 +82,14 @@ struct training_job {
 };
 
 // Per-layer costs: the model split into its job.num_layers finest stages, run in this process on the
-// first micro-batch of step 0: F through every layer, then I and W back through them, then F and B,
-// `repeats` times after one to warm up; each time is the median. The same on the whole batch gives each
-// time's slope per row (a planner's other micro-batch sizes); layers traced at a fixed shape are made
-// again (make_stages with one micro-batch) for it. A layer's activation and output bytes are
-// the bytes of its output on the micro-batch (what the runtime holds for its backward and what a split
-// after it sends); its parameter bytes are its own.
+// first micro-batch of step 0 (of the first replica's slice): F through every layer, then I and W back
+// through them, then F and B, then each layer's optimizer step (U, job.make_optimizer over its
+// parameters), `repeats` times after one to warm up; each time is the median. The same on the micro-batches
+// of other counts (halving the run's down to 1, and 2x and 4x it) gives the times at other sizes (a
+// planner's other micro-batches, layer_cost::other_sizes); layers traced at a fixed shape are made again
+// (make_stages with that count) for them. A layer's activation and output bytes are the bytes of its
+// output on the micro-batch (what the runtime holds for its backward and what a split after it sends);
+// its parameter bytes are its own.
 std::vector<layer_cost> measure_layers(const training_job& job, int repeats = 5);
 
 // The first stage's inputs of one micro-batch as the runtime cuts them from a global batch: this
