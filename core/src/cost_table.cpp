@@ -252,6 +252,10 @@ void cost_table::validate(int num_stages, const std::string& source) const {
                        !(replica_link->bandwidth_gbps >= 0) || !std::isfinite(replica_link->bandwidth_gbps)))
     throw input_error(source + ": replica_link's latency_us and bandwidth_gbps must be finite non-negative numbers (got " +
                       num(replica_link->latency_us) + ", " + num(replica_link->bandwidth_gbps) + ")");
+  if (!(send_posting.latency_us >= 0) || !std::isfinite(send_posting.latency_us) ||
+      !(send_posting.bandwidth_gbps >= 0) || !std::isfinite(send_posting.bandwidth_gbps))
+    throw input_error(source + ": send_posting's latency_us and bandwidth_gbps must be finite non-negative numbers (got " +
+                      num(send_posting.latency_us) + ", " + num(send_posting.bandwidth_gbps) + ")");
   if (!(arrival_cost_us >= 0) || !std::isfinite(arrival_cost_us))
     throw input_error(source + ": arrival_cost_us must be a finite non-negative number (got " +
                       num(arrival_cost_us) + ")");
@@ -336,7 +340,7 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
     throw input_error(source + ": missing 'stages' array (expected {\"stages\": [{\"F\": .., \"B\": ..}, ...]})");
   // A misspelt field would silently fall back to its default: every key must be one this file knows.
   reject_unknown_keys(j, {"stages", "device", "unit", "source", "action_overhead_us", "step_overhead_us",
-                          "arrival_cost_us", "noise", "microbatch_rows", "links", "replica_link", "layers"},
+                          "arrival_cost_us", "send_posting", "noise", "microbatch_rows", "links", "replica_link", "layers"},
                       source + ": ");
   if (j.contains("unit") && j["unit"] != "us")
     throw input_error(source + ": 'unit' must be \"us\" (microseconds), got " + j["unit"].dump());
@@ -459,6 +463,16 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
                                                           : 0.0});
     }
   }
+  if (j.contains("send_posting")) {
+    const auto& e = j["send_posting"];
+    const std::string where = source + ": send_posting.";
+    if (!e.is_object())
+      throw input_error(source + ": send_posting must be an object");
+    reject_unknown_keys(e, {"latency_us", "bandwidth_gbps"}, where);
+    t.send_posting = link_class{.latency_us = number(e, where, "latency_us", "number of microseconds"),
+                                .bandwidth_gbps = number(e, where, "bandwidth_gbps", "number of GB/s",
+                                                         std::numeric_limits<double>::max())};
+  }
   if (j.contains("replica_link")) {
     const auto& e = j["replica_link"];
     const std::string where = source + ": replica_link.";
@@ -560,6 +574,8 @@ std::string to_cost_json(const cost_table& t, std::string_view source) {
       links.push_back(std::move(e));
     }
   }
+  if (t.posting_costs())
+    j["send_posting"] = {{"latency_us", t.send_posting.latency_us}, {"bandwidth_gbps", t.send_posting.bandwidth_gbps}};
   if (t.replica_link)
     j["replica_link"] = {{"latency_us", t.replica_link->latency_us}, {"bandwidth_gbps", t.replica_link->bandwidth_gbps}};
   if (!t.layers.empty()) {

@@ -156,6 +156,7 @@ void flat_evaluator::prepare(const schedule& s, const cost_table& costs, const l
           throw input_error("schedule: rank " + std::to_string(r) + " has " + to_string(a) + ", which sends to no stage");
         o.cls = send;
         o.held = costs.transfer_bytes(a.kind, a.stage, a.microbatch);
+        o.cost = costs.send_posting_us(o.held);
         o.fill = forward ? fwd(to, a.microbatch) : bwd(to, a.microbatch);
         o.fill_rank = stage_rank_[static_cast<std::size_t>(to)];
         std::int32_t& link = send_link_[static_cast<std::size_t>((forward ? 0 : S) + a.stage)];
@@ -418,7 +419,8 @@ void flat_evaluator::run(bool blocking_send, double overhead_us, std::span<const
         start_[pc] = tt.start, end_[pc] = tt.arrive;
         first = std::min(first, tt.start), last = std::max(last, tt.arrive);
         fill(o, tt.arrive);
-        now = blocking_send ? tt.arrive : t; // a blocking send holds the rank until delivery
+        // Posting holds the rank; a blocking send holds it until delivery too.
+        now = blocking_send ? std::max(tt.arrive, t + o.cost) : t + o.cost;
       } else {
         start_[pc] = end_[pc] = t;
         now = t;

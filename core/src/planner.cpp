@@ -106,6 +106,7 @@ cost_table stage_costs(const cost_table& profile, const plan_options& o, const s
   c.action_overhead_us = profile.action_overhead_us;
   c.step_overhead_us = profile.step_overhead_us;
   c.arrival_cost_us = profile.arrival_cost_us;
+  c.send_posting = profile.send_posting;
   c.microbatch_rows = profile.microbatch_rows;
   c.jitter = profile.jitter;
   c.seed = profile.seed;

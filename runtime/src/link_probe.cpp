@@ -52,7 +52,7 @@ kernel_run multiply_until(Stop stop) {
 
 } // namespace
 
-std::vector<link_cost> probe_links(tensor_channel& channel, const link_probe_options& options) {
+link_probe_result probe_links(tensor_channel& channel, const link_probe_options& options) {
   // Checked on every rank before any message, so that all of them refuse alike instead of one waiting.
   std::vector<std::uint64_t> distinct; // in float32 elements, as sent
   for (std::uint64_t b : options.sizes)
@@ -70,21 +70,24 @@ std::vector<link_cost> probe_links(tensor_channel& channel, const link_probe_opt
   for (int a = 0; a < R; ++a)
     for (int b = a + 1; b < R; ++b) {
       if (me == a || me == b) {
-        std::vector<std::pair<double, double>> points;
+        std::vector<std::pair<double, double>> points, postings;
         // A size's round trips reuse one transfer (micro-batch index = the size's), as a pipeline's steps
         // do: after the warm-up each receive is posted ahead of its header (tensor_channel), as in the run.
         int size_index = 0;
         for (std::uint64_t bytes : options.sizes) {
           const auto elems = static_cast<std::int64_t>(std::max<std::uint64_t>(1, bytes / 4));
           const torch::Tensor x = torch::ones({elems}, torch::kFloat32);
-          std::vector<double> trips;
+          std::vector<double> trips, posted;
           for (int k = 0; k <= options.repeats; ++k) {
             if (me == a) {
               const double t0 = now_us();
               channel.send(dir::forward, probe_stage, size_index, {x}, b);
+              const double t1 = now_us();
               channel.recv(dir::backward, probe_stage, size_index, b);
-              if (k > 0) // the first round trip warms up
+              if (k > 0) { // the first round trip warms up
                 trips.push_back(now_us() - t0);
+                posted.push_back(t1 - t0);
+              }
             } else {
               auto got = channel.recv(dir::forward, probe_stage, size_index, a);
               channel.send(dir::backward, probe_stage, size_index, got, a);
@@ -93,31 +96,38 @@ std::vector<link_cost> probe_links(tensor_channel& channel, const link_probe_opt
           ++size_index;
           if (me == a) {
             points.push_back({static_cast<double>(elems * 4), median_of(std::move(trips)) / 2});
+            postings.push_back({static_cast<double>(elems * 4), median_of(std::move(posted))});
           }
         }
         if (me == a) {
-          const link_class fit = fit_link(points);
+          const link_class fit = fit_link(points), posting = fit_link(postings);
           std::ostringstream v;
           v.precision(17);
-          v << fit.latency_us << " " << fit.bandwidth_gbps;
+          v << fit.latency_us << " " << fit.bandwidth_gbps << " " << posting.latency_us << " " << posting.bandwidth_gbps;
           net.store_set(link_key(a, b), v.str());
         }
       }
       net.flush();
       net.barrier();
     }
-  std::vector<link_cost> links;
+  link_probe_result out;
   if (me != 0)
-    return links;
+    return out;
+  std::vector<double> posting_latency, posting_bandwidth;
   for (int a = 0; a < R; ++a)
     for (int b = a + 1; b < R; ++b) {
       std::istringstream in(net.store_get(link_key(a, b)));
       link_cost l{.src = a, .dst = b};
-      in >> l.latency_us >> l.bandwidth_gbps;
-      links.push_back(l);
-      links.push_back(link_cost{.src = b, .dst = a, .latency_us = l.latency_us, .bandwidth_gbps = l.bandwidth_gbps});
+      link_class posting;
+      in >> l.latency_us >> l.bandwidth_gbps >> posting.latency_us >> posting.bandwidth_gbps;
+      out.links.push_back(l);
+      out.links.push_back(link_cost{.src = b, .dst = a, .latency_us = l.latency_us, .bandwidth_gbps = l.bandwidth_gbps});
+      posting_latency.push_back(posting.latency_us);
+      posting_bandwidth.push_back(posting.bandwidth_gbps);
     }
-  return links;
+  if (!posting_latency.empty())
+    out.send_posting = {median_of(std::move(posting_latency)), median_of(std::move(posting_bandwidth))};
+  return out;
 }
 
 link_class probe_replica_link(gloo_group& replicas, const link_probe_options& options) {

@@ -57,7 +57,19 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
     out.stages.push_back(c);
   }
   const auto per_step = step_metrics(t, context.steps); // what the overhead and the waits are read from
-  out.action_overhead_us = action_overhead_us(per_step);
+  out.action_overhead_us = action_overhead_us(per_step, t);
+  // A send's posting holds its rank (the runtime writes it from the rank's own thread). Its level comes
+  // from the run's sends, its bandwidth from the probe's sizes, which the run does not vary.
+  {
+    const link_class probe = context.send_posting.value_or(link_class{});
+    std::vector<double> level;
+    for (const auto& e : t.events)
+      if (e.act.kind == action_kind::send_f || e.act.kind == action_kind::send_b)
+        level.push_back(e.duration_us() - time_transfer(0, 0, e.bytes, link_class{.bandwidth_gbps = probe.bandwidth_gbps}).arrive);
+    out.send_posting = level.empty() ? probe
+                                     : link_class{.latency_us = std::max(0.0, median_of(std::move(level))),
+                                                  .bandwidth_gbps = probe.bandwidth_gbps};
+  }
   out.step_overhead_us = std::max(0.0, rank_step_gap_us(t, context.steps));
   // The same action is not equally long every step; a pipeline waits for its slowest, so a step with
   // noisy actions is longer than one with their means: the simulator draws from this to predict it.

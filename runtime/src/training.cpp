@@ -584,9 +584,13 @@ int train_pipelined(const training_job& job, const dist_env& env) {
   auto activations = [&] { return engine ? engine->activation_bytes() : actors->activation_bytes(); };
   // The profile's links, measured before the steps so that nothing else is on the wire.
   std::vector<link_cost> links;
+  std::optional<link_class> send_posting;
   std::optional<link_class> replica_link; // with --dp: what the replicas' all-reduces run on
-  if (!job.profile_file.empty() && channel)
-    links = probe_links(*channel);
+  if (!job.profile_file.empty() && channel) {
+    auto probed = probe_links(*channel);
+    links = std::move(probed.links);
+    send_posting = probed.send_posting;
+  }
   if (!job.profile_file.empty() && replicas && !job.forward_only)
     replica_link = probe_replica_link(*replicas);
   // Resume: this rank's stages from the newest complete checkpoint (any schedule's, over this split).
@@ -779,7 +783,8 @@ int train_pipelined(const training_job& job, const dist_env& env) {
       times.push_back(std::move(got.step_us));
     }
     report_measured(ran, all, S,
-                    {.activation_bytes = act, .param_bytes = params, .links = links, .replica_link = replica_link,
+                    {.activation_bytes = act, .param_bytes = params, .links = links, .send_posting = send_posting,
+                     .replica_link = replica_link,
                      .arrival_cost_us = arrival_cost,
                      .data_parallel = {.replicas = D, .sync = job.grad_sync, .zero1 = job.zero1},
                      .layers = layer_costs, .microbatch_rows = rows});

@@ -268,7 +268,8 @@ public:
   }
 
   void attach(int stage, const caf::actor& a) override { stages_[static_cast<std::size_t>(stage)] = a; }
-  bool blocking() const override { return links_.blocking_send; }
+  // The sender waits for its posting (costs_.send_posting) or, with blocking sends, for delivery too.
+  bool blocking() const override { return links_.blocking_send || costs_.posting_costs(); }
   void begin_step(const caf::actor&) override {} // virtual links cannot fail
   std::optional<failure> end_step() override { return std::nullopt; }
 
@@ -280,14 +281,18 @@ public:
     free_at = tt.link_free;
     const double start = tt.start, arrive = tt.arrive;
     const action a{p.src_stage, p.kind, p.microbatch};
+    const std::uint64_t bytes = p.bytes;
     st_.record(
         trace_event{.rank = src, .act = a, .start_us = start, .end_us = arrive, .bytes = p.bytes, .peer = dst});
     const caf::actor& to = stages_[static_cast<std::size_t>(p.dst_stage)];
     st_.clock.post(arrive, to, caf::make_message(std::move(p)));
     if (!st_.arrivals.empty())
       st_.arrivals[static_cast<std::size_t>(dst)].arrive(arrive);
-    if (links_.blocking_send)
-      st_.clock.post(arrive, sender, caf::make_message(actors::send_done{a, arrive, {}}));
+    if (blocking()) {
+      const double posted = st_.clock.now() + costs_.send_posting_us(bytes);
+      const double done = links_.blocking_send ? std::max(arrive, posted) : posted;
+      st_.clock.post(done, sender, caf::make_message(actors::send_done{a, done, {}}));
+    }
   }
 
 private:

@@ -23,7 +23,11 @@ TEST_CASE("cost file: layers, links, overhead and output bytes round-trip exactl
   t.microbatch_rows = 16;
   t.step_overhead_us = 600.5;
   t.replica_link = link_class{.latency_us = 80.5, .bandwidth_gbps = 1.25};
+  t.send_posting = link_class{.latency_us = 30.25, .bandwidth_gbps = 2.5};
   const auto back = parse_cost_json(to_cost_json(t, "measured"), "round trip");
+  CHECK(back.send_posting.latency_us == 30.25);
+  CHECK(back.send_posting.bandwidth_gbps == 2.5);
+  CHECK(back.send_posting_us(5000) == Approx(30.25 + 2)); // 5000 B at 2.5 GB/s: 2 us
   REQUIRE(back.replica_link);
   CHECK(back.replica_link->latency_us == 80.5);
   CHECK(back.replica_link->bandwidth_gbps == 1.25);
@@ -39,6 +43,11 @@ TEST_CASE("cost file: layers, links, overhead and output bytes round-trip exactl
   // A table without the optional parts writes none of them.
   const auto plain = to_cost_json(uniform_costs(2, stage_cost{}));
   CHECK(plain.find("links") == std::string::npos);
+  CHECK(plain.find("send_posting") == std::string::npos);
+  CHECK_THROWS_WITH(parse_cost_json(R"({"stages":[{"F":1}],"send_posting":{"latency_us":-1,"bandwidth_gbps":1}})", "c.json"),
+                    Catch::StartsWith("c.json: send_posting.latency_us must be"));
+  CHECK_THROWS_WITH(parse_cost_json(R"({"stages":[{"F":1}],"send_posting":{"latency_us":1,"gbps":1}})", "c.json"),
+                    Catch::StartsWith("c.json: send_posting: unknown field \"gbps\""));
   CHECK(plain.find("layers") == std::string::npos);
   CHECK(plain.find("action_overhead_us") == std::string::npos);
   CHECK(plain.find("replica_link") == std::string::npos);

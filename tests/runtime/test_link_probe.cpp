@@ -1,4 +1,5 @@
-// The transport probes of a profile over a real in-process Gloo pair: what an arrival takes from compute.
+// The transport probes of a profile over a real in-process Gloo pair: the links and what a send's posting
+// takes, and what an arrival takes from compute.
 #include <catch2/catch.hpp>
 
 #include <sched.h>
@@ -11,6 +12,30 @@
 #include "pippy/runtime/link_probe.hpp"
 
 using namespace pippy;
+
+TEST_CASE("probe_links: rank 0 gets both directions of the pair and a send posting that costs time, the other rank nothing",
+          "[runtime][profile]") {
+  const link_probe_options options{.sizes = {4u << 10, 256u << 10, 1u << 20}, .repeats = 5};
+  const auto got = test::on_two_ranks([&](int, gloo_group& group) {
+    tensor_channel channel(group);
+    return probe_links(channel, options);
+  });
+  REQUIRE(got[0].links.size() == 2);
+  CHECK(got[0].links[0].src == 0);
+  CHECK(got[0].links[1].src == 1);
+  const link_class& posting = got[0].send_posting;
+  CHECK(std::isfinite(posting.latency_us));
+  CHECK(std::isfinite(posting.bandwidth_gbps));
+  CHECK(posting.latency_us >= 0);
+  CHECK(posting.bandwidth_gbps >= 0);
+  // A send call is timed, so posting the largest size takes some time, and not more than its round trip.
+  cost_table costs;
+  costs.send_posting = posting;
+  CHECK(costs.send_posting_us(1u << 20) > 0);
+  CHECK(costs.send_posting_us(1u << 20) < 1e6);
+  CHECK(got[1].links.empty());
+  CHECK(got[1].send_posting.latency_us == 0);
+}
 
 TEST_CASE("probe_arrival_cost: rank 0 gets a time per arrival (at least 0 and below a round's) and the other rank 0",
           "[runtime][profile]") {

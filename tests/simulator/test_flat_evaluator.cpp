@@ -2,7 +2,8 @@
 // and transfer, the same step time, peaks and out-of-memory action, over every generator at several R,
 // V and M and every model the simulator has (random costs, jitter, uneven micro-batches, latency,
 // bandwidth with contention, same-host and cross-host links, measured pairs, blocking sends, per-action
-// overhead, arrivals that cost compute, memory caps, forward-only schedules).
+// overhead, arrivals that cost compute, sends that take their rank's time, memory caps, forward-only
+// schedules).
 #include <catch2/catch.hpp>
 #include <map>
 #include <random>
@@ -112,6 +113,17 @@ std::vector<configuration> configurations(const schedule& s, std::uint32_t seed)
   add("arrivals cost compute, blocking sends", [](sim::sim_options& o) {
     o.links = link_model::uniform(0.2, 1);
     o.links.blocking_send = true;
+    o.costs.arrival_cost_us = 0.3;
+  });
+  add("sends posted from the rank's time, bandwidth with contention", [](sim::sim_options& o) {
+    o.links = link_model::uniform(0.3, 0.5);
+    o.costs.send_posting = {.latency_us = 0.25, .bandwidth_gbps = 2};
+    o.costs.action_overhead_us = 0.05;
+  });
+  add("sends posted from the rank's time, blocking sends, arrivals cost compute", [](sim::sim_options& o) {
+    o.links = link_model::uniform(0.1, 8);
+    o.links.blocking_send = true;
+    o.costs.send_posting = {.latency_us = 0.4, .bandwidth_gbps = 1};
     o.costs.arrival_cost_us = 0.3;
   });
   return out;

@@ -77,6 +77,16 @@ TEST_CASE("a link carries one transfer at a time: blocking sends hold the sender
     // send 24-27, B2 27-29, send 29-32, B3 32-34, send 34-37; rank 0: B3 ends 37 + 2 = 39.
     CHECK(r.makespan_us == 39);
   }
+  SECTION("posting a send holds its rank, the link does not wait for it") {
+    o.links = sim::link_model::uniform(0, 0);
+    o.costs.send_posting = {.latency_us = 0.5, .bandwidth_gbps = 6}; // 0.5 + 3000 B / 6 GB/s = 1 us a send
+    const auto r = sim::simulate(s, o);
+    // Rank 0: F 0-1, posting 1-2, F 2-3, ... its last posting ends at 8; the transfers arrive at 1, 3, 5,
+    // 7. Rank 1: F at 1, 3, 5, 7, then B 8-10, posting 10-11, B 11-13, ...; the gradients arrive at 10,
+    // 13, 16, 19, and rank 0's B for each ends 2 later: 21. Without the posting: 15.
+    CHECK(r.makespan_us == 21);
+    CHECK(r.expected_step_us >= 21);
+  }
 }
 
 namespace {

@@ -330,23 +330,48 @@ void shift_to_zero(trace& t) {
 }
 
 namespace {
+// Each rank's SEND events (start, end), by start: what the rank spent posting sends.
+std::vector<std::vector<std::pair<double, double>>> postings_by_rank(const trace& t) {
+  std::vector<std::vector<std::pair<double, double>>> out;
+  for (const auto& e : t.events)
+    if (e.rank >= 0 && (e.act.kind == action_kind::send_f || e.act.kind == action_kind::send_b)) {
+      if (static_cast<std::size_t>(e.rank) >= out.size())
+        out.resize(static_cast<std::size_t>(e.rank) + 1);
+      out[static_cast<std::size_t>(e.rank)].push_back({e.start_us, e.end_us});
+    }
+  for (auto& r : out)
+    std::sort(r.begin(), r.end());
+  return out;
+}
+
 // Adds the gaps between two compute actions of a rank whose inputs had all ended before the gap began
-// (not the wait before a rank's first action: that is the step's start).
-// Not the gap before a U: its step gate may wait there for collectives the trace does not hold (the
-// replicas' all-reduce, the tied copies' sum).
-void add_overhead_gaps(const trace_metrics& m, double& sum, std::size_t& n) {
-  for (const auto& g : m.gaps)
-    if (g.cause == idle_cause::ordering && g.next && g.next->kind != action_kind::optimizer_step && g.start_us > m.start_us)
-      sum += g.duration_us(), ++n;
+// (not the wait before a rank's first action: that is the step's start), each less the rank's postings
+// within it. Not the gap before a U: its step gate may wait there for collectives the trace does not
+// hold (the replicas' all-reduce, the tied copies' sum).
+void add_overhead_gaps(const trace_metrics& m, const std::vector<std::vector<std::pair<double, double>>>& postings,
+                       double& sum, std::size_t& n) {
+  for (const auto& g : m.gaps) {
+    if (g.cause != idle_cause::ordering || !g.next || g.next->kind == action_kind::optimizer_step || g.start_us <= m.start_us)
+      continue;
+    double posting = 0;
+    if (static_cast<std::size_t>(g.rank) < postings.size()) {
+      const auto& p = postings[static_cast<std::size_t>(g.rank)];
+      // Postings are a rank's own, one at a time: those starting before the gap's end, back to the first
+      // that ends before its start.
+      auto it = std::lower_bound(p.begin(), p.end(), std::pair{g.end_us, -std::numeric_limits<double>::infinity()});
+      while (it != p.begin()) {
+        --it;
+        if (it->second <= g.start_us)
+          break;
+        posting += std::max(0.0, std::min(it->second, g.end_us) - std::max(it->first, g.start_us));
+      }
+    }
+    sum += std::max(0.0, g.duration_us() - posting), ++n;
+  }
 }
 } // namespace
 
-double action_overhead_us(const trace_metrics& m) {
-  double sum = 0;
-  std::size_t n = 0;
-  add_overhead_gaps(m, sum, n);
-  return n ? sum / static_cast<double>(n) : 0.0;
-}
+double action_overhead_us(const trace& t) { return action_overhead_us(std::vector<trace_metrics>{compute_metrics(t)}, t); }
 
 std::vector<trace_metrics> step_metrics(const trace& t, int steps) {
   std::vector<trace_metrics> out;
@@ -355,15 +380,16 @@ std::vector<trace_metrics> step_metrics(const trace& t, int steps) {
   return out;
 }
 
-double action_overhead_us(const std::vector<trace_metrics>& per_step) {
+double action_overhead_us(const std::vector<trace_metrics>& per_step, const trace& t) {
+  const auto postings = postings_by_rank(t);
   double sum = 0;
   std::size_t n = 0;
   for (const auto& m : per_step)
-    add_overhead_gaps(m, sum, n);
+    add_overhead_gaps(m, postings, sum, n);
   return n ? sum / static_cast<double>(n) : 0.0;
 }
 
-double action_overhead_us(const trace& t, int steps) { return action_overhead_us(step_metrics(t, steps)); }
+double action_overhead_us(const trace& t, int steps) { return action_overhead_us(step_metrics(t, steps), t); }
 
 std::vector<transfer_wait> transfer_waits(const std::vector<trace_metrics>& per_step) {
   std::vector<transfer_wait> out;

@@ -175,6 +175,12 @@ struct cost_table {
   // What a transfer arriving on a rank takes from the compute action running there (arrival_charges):
   // the transport's threads share the rank's cores. 0 = transfers are free for compute.
   double arrival_cost_us = 0;
+  // What posting a send takes from its rank: the runtime writes a send into the transport from the
+  // rank's own thread, so the rank's next action starts that much later (the transfer itself is timed
+  // by the link). latency_us + bytes / bandwidth_gbps; {0, 0} = free.
+  link_class send_posting;
+  double send_posting_us(std::uint64_t bytes) const { return time_transfer(0, 0, bytes, send_posting).arrive; }
+  bool posting_costs() const { return send_posting.latency_us > 0 || send_posting.bandwidth_gbps > 0; }
   std::int64_t microbatch_rows = 0; // rows of the micro-batch the times were measured on (0 = unknown)
   double jitter = 0;       // each compute time scaled by (1 + jitter * u), u uniform in [-1, 1]
   std::uint64_t seed = 0;  // ... drawn from a hash of (seed, action): deterministic, order-free

@@ -94,7 +94,7 @@ public:
 private:
   // One action, with what the hot loop needs of it (48 bytes: the loop streams through them).
   struct op {
-    double cost = 0;          // compute: its time
+    double cost = 0;          // compute: its time; SEND: what posting it takes from its rank
     std::uint64_t held = 0;   // compute: memory_effect::held_at_start; SEND: bytes on the link
     std::uint64_t freed = 0;  // compute: memory_effect::freed_at_end
     std::int32_t wait = -1;   // the data slot it waits for, or -1

@@ -14,11 +14,19 @@ struct link_probe_options {
   int repeats = 9;  // round trips per size, after one to warm up; the median counts
 };
 
+struct link_probe_result {
+  std::vector<link_cost> links; // every pair, both directions
+  // What the sender's send call took (cost_table::send_posting): each size's median, fitted by fit_link;
+  // over several pairs, the median of their latencies and of their bandwidths.
+  link_class send_posting;
+};
+
 // Collective: every rank of the transport calls it. Each pair of ranks in turn plays ping-pong while
 // the others wait at a barrier; the one-way time of a size is half the median round trip, and
 // fit_link turns the sizes' times into latency and bandwidth. Both directions of a pair get the fit.
-// Returns every pair's links on rank 0 (through the rendezvous store), an empty list elsewhere.
-std::vector<link_cost> probe_links(tensor_channel& channel, const link_probe_options& options = {});
+// Returns every pair's links and the sends' posting on rank 0 (through the rendezvous store), nothing
+// elsewhere.
+link_probe_result probe_links(tensor_channel& channel, const link_probe_options& options = {});
 
 // Collective over a group of replicas (pp x dp): all-reduces of the options' sizes, the median of each
 // size's repeats, fitted by core's fit_ring_link into the link one step of the ring takes (what the

@@ -16,6 +16,7 @@ namespace pippy {
 struct profile_context {
   std::map<int, std::uint64_t> activation_bytes, param_bytes;
   std::vector<link_cost> links;
+  std::optional<link_class> send_posting; // probe_links' fit of what a send call took, over its sizes
   std::optional<link_class> replica_link;
   // What an arrival takes from compute, as the run's transport measured it (probe_arrival_cost); without
   // one (ranks in one process), fitted from the trace.
@@ -34,7 +35,10 @@ struct profile_context {
 // only B ran. The per-action overhead is traces' action_overhead_us of the trace; sizes, links and rows
 // and layers come from the context (weight_input_bytes is half the activations). A link the trace shows
 // a rank waiting on (traces' transfer_waits) takes the latency that gives back the median of those waits (of all links' waits where it has fewer than 3)
-// with the probe's bandwidth and the overhead; the others keep the probe's.
+// with the probe's bandwidth and the overhead; the others keep the probe's. A send's posting (it holds
+// its rank: cost_table::send_posting) takes the probe's bandwidth and the latency that gives back the
+// median of the trace's SEND events (a measured SEND spans its posting); the probe's where the trace
+// has none.
 cost_table measure_stage_costs(const trace& t, int num_stages, const profile_context& context);
 
 // Step time and bubble of a measured trace, from traces' compute_metrics (the simulator's definitions).

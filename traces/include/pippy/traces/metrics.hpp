@@ -139,14 +139,15 @@ void shift_to_zero(trace& t);
 
 // The runtime's own time per compute action, read off a measured trace: the mean of the idle gaps
 // between two compute actions of a rank whose inputs had all ended before the gap began (cause
-// ordering); 0 without such gaps. The mean, since the simulator adds it before each compute action and a
-// step's time is their sum.
-double action_overhead_us(const trace_metrics& m);
+// ordering), each less the time its rank spent posting sends in it (the trace's SEND events there: a
+// measured SEND spans its posting, which cost_table::send_posting charges apart); 0 without such gaps.
+// The mean, since the simulator adds it before each compute action and a step's time is their sum.
+double action_overhead_us(const trace& t);
 // Each step's metrics on their own, for a trace of `steps` steps (step_range; the whole trace for one).
 std::vector<trace_metrics> step_metrics(const trace& t, int steps);
-// The same over the steps' metrics (an action's inputs are found in its own step, not in an earlier one's),
-// or over a trace of `steps` steps.
-double action_overhead_us(const std::vector<trace_metrics>& per_step);
+// The same over the steps' metrics of `t` (an action's inputs are found in its own step, not in an
+// earlier one's), or over a trace of `steps` steps.
+double action_overhead_us(const std::vector<trace_metrics>& per_step, const trace& t);
 double action_overhead_us(const trace& t, int steps);
 
 // A transfer its consumer waited for: the consumer's rank sat idle from before its producer, on another
