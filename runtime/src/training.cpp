@@ -218,19 +218,22 @@ layer_times time_layers(std::deque<stage_executor>& layers, const std::vector<to
   return out;
 }
 
-// Per layer and kind, the median over rounds of time_layers.
-layer_times median_rounds(const std::vector<layer_times>& rounds) {
+// Per layer and kind, the fastest of the rounds of time_layers: a layer timed alone on this machine
+// meets page faults, preemption and cold caches in some rounds and not others (the same layer's B on
+// MyNetwork took 0.6 or 1.5 ms at 4 rows in two profiles, a median of 5 or 15 rounds). The profile
+// scales the layers to the run's stages at its own size, so what the sizes need alike is the shape.
+layer_times fastest_rounds(const std::vector<layer_times>& rounds) {
   layer_times out = rounds.front();
   for (std::size_t k = 0; k < out.F.size(); ++k) {
-    auto median_at = [&](std::vector<double> layer_times::*kind) {
-      std::vector<double> v;
+    auto fastest = [&](std::vector<double> layer_times::*kind) {
+      double best = (rounds.front().*kind)[k];
       for (const auto& r : rounds)
-        v.push_back((r.*kind)[k]);
-      return median_of(std::move(v));
+        best = std::min(best, (r.*kind)[k]);
+      return best;
     };
-    out.F[k] = median_at(&layer_times::F), out.I[k] = median_at(&layer_times::I);
-    out.W[k] = median_at(&layer_times::W), out.B[k] = median_at(&layer_times::B);
-    out.U[k] = median_at(&layer_times::U);
+    out.F[k] = fastest(&layer_times::F), out.I[k] = fastest(&layer_times::I);
+    out.W[k] = fastest(&layer_times::W), out.B[k] = fastest(&layer_times::B);
+    out.U[k] = fastest(&layer_times::U);
   }
   return out;
 }
@@ -314,7 +317,7 @@ std::vector<layer_cost> measure_layers(const training_job& job, int repeats) {
   for (int r = 0; r < repeats; ++r)
     for (auto& z : sizes)
       z.rounds.push_back(time_layers(*z.layers, z.inputs, z.target, /*warm_up=*/r == 0 && &z == &sizes.front()));
-  const layer_times first = median_rounds(sizes.front().rounds);
+  const layer_times first = fastest_rounds(sizes.front().rounds);
   std::vector<layer_cost> out;
   for (std::size_t k = 0; k < static_cast<std::size_t>(L); ++k) {
     std::string name = (*sizes.front().layers)[k].module().describe(); // what the layer runs ("2:torch::nn::Linear")
@@ -327,7 +330,7 @@ std::vector<layer_cost> measure_layers(const training_job& job, int repeats) {
   }
   std::sort(sizes.begin() + 1, sizes.end(), [](const size_run& a, const size_run& b) { return a.rows < b.rows; });
   for (auto z = sizes.begin() + 1; z != sizes.end(); ++z) {
-    const layer_times t = median_rounds(z->rounds);
+    const layer_times t = fastest_rounds(z->rounds);
     for (std::size_t k = 0; k < out.size(); ++k)
       out[k].other_sizes.push_back({.rows = z->rows, .F = t.F[k], .I = t.I[k], .W = t.W[k], .B = t.B[k]});
   }

@@ -90,7 +90,7 @@ struct training_job {
 // (make_stages with that count) for them. A layer's activation and output bytes are the bytes of its
 // output on the micro-batch (what the runtime holds for its backward and what a split after it sends);
 // its parameter bytes are its own.
-std::vector<layer_cost> measure_layers(const training_job& job, int repeats = 5);
+std::vector<layer_cost> measure_layers(const training_job& job, int repeats = 15);
 
 // The first stage's inputs of one micro-batch as the runtime cuts them from a global batch: this
 // replica's slice (--dp), then the first of `microbatches` (the schedule's). A graph traced with fixed
