@@ -248,14 +248,14 @@ void cost_table::validate(int num_stages, const std::string& source) const {
   if (!(step_overhead_us >= 0) || !std::isfinite(step_overhead_us))
     throw input_error(source + ": step_overhead_us must be a finite non-negative number (got " +
                       num(step_overhead_us) + ")");
-  if (replica_link && (!(replica_link->latency_us >= 0) || !std::isfinite(replica_link->latency_us) ||
-                       !(replica_link->bandwidth_gbps >= 0) || !std::isfinite(replica_link->bandwidth_gbps)))
-    throw input_error(source + ": replica_link's latency_us and bandwidth_gbps must be finite non-negative numbers (got " +
-                      num(replica_link->latency_us) + ", " + num(replica_link->bandwidth_gbps) + ")");
-  if (!(send_posting.latency_us >= 0) || !std::isfinite(send_posting.latency_us) ||
-      !(send_posting.bandwidth_gbps >= 0) || !std::isfinite(send_posting.bandwidth_gbps))
-    throw input_error(source + ": send_posting's latency_us and bandwidth_gbps must be finite non-negative numbers (got " +
-                      num(send_posting.latency_us) + ", " + num(send_posting.bandwidth_gbps) + ")");
+  auto check_link_class = [&](const char* name, const link_class& l) {
+    if (!(l.latency_us >= 0) || !std::isfinite(l.latency_us) || !(l.bandwidth_gbps >= 0) || !std::isfinite(l.bandwidth_gbps))
+      throw input_error(source + ": " + name + "'s latency_us and bandwidth_gbps must be finite non-negative numbers (got " +
+                        num(l.latency_us) + ", " + num(l.bandwidth_gbps) + ")");
+  };
+  if (replica_link)
+    check_link_class("replica_link", *replica_link);
+  check_link_class("send_posting", send_posting);
   if (!(arrival_cost_us >= 0) || !std::isfinite(arrival_cost_us))
     throw input_error(source + ": arrival_cost_us must be a finite non-negative number (got " +
                       num(arrival_cost_us) + ")");
@@ -463,26 +463,20 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
                                                           : 0.0});
     }
   }
-  if (j.contains("send_posting")) {
-    const auto& e = j["send_posting"];
-    const std::string where = source + ": send_posting.";
+  // An object of a link class's two numbers: the sends' posting, the replicas' link.
+  auto link_class_at = [&](const char* key) {
+    const auto& e = j[key];
+    const std::string where = source + ": " + key + ".";
     if (!e.is_object())
-      throw input_error(source + ": send_posting must be an object");
+      throw input_error(source + ": " + key + " must be an object");
     reject_unknown_keys(e, {"latency_us", "bandwidth_gbps"}, where);
-    t.send_posting = link_class{.latency_us = number(e, where, "latency_us", "number of microseconds"),
-                                .bandwidth_gbps = number(e, where, "bandwidth_gbps", "number of GB/s",
-                                                         std::numeric_limits<double>::max())};
-  }
-  if (j.contains("replica_link")) {
-    const auto& e = j["replica_link"];
-    const std::string where = source + ": replica_link.";
-    if (!e.is_object())
-      throw input_error(source + ": replica_link must be an object");
-    reject_unknown_keys(e, {"latency_us", "bandwidth_gbps"}, where);
-    t.replica_link = link_class{.latency_us = number(e, where, "latency_us", "number of microseconds"),
-                                .bandwidth_gbps = number(e, where, "bandwidth_gbps", "number of GB/s",
-                                                         std::numeric_limits<double>::max())};
-  }
+    return link_class{.latency_us = number(e, where, "latency_us", "number of microseconds"),
+                      .bandwidth_gbps = number(e, where, "bandwidth_gbps", "number of GB/s", std::numeric_limits<double>::max())};
+  };
+  if (j.contains("send_posting"))
+    t.send_posting = link_class_at("send_posting");
+  if (j.contains("replica_link"))
+    t.replica_link = link_class_at("replica_link");
   if (const auto* layers = array_of("layers")) {
     for (std::size_t i = 0; i < layers->size(); ++i) {
       const auto& e = (*layers)[i];
@@ -574,10 +568,13 @@ std::string to_cost_json(const cost_table& t, std::string_view source) {
       links.push_back(std::move(e));
     }
   }
+  auto link_class_json = [](const link_class& l) {
+    return nlohmann::json{{"latency_us", l.latency_us}, {"bandwidth_gbps", l.bandwidth_gbps}};
+  };
   if (t.posting_costs())
-    j["send_posting"] = {{"latency_us", t.send_posting.latency_us}, {"bandwidth_gbps", t.send_posting.bandwidth_gbps}};
+    j["send_posting"] = link_class_json(t.send_posting);
   if (t.replica_link)
-    j["replica_link"] = {{"latency_us", t.replica_link->latency_us}, {"bandwidth_gbps", t.replica_link->bandwidth_gbps}};
+    j["replica_link"] = link_class_json(*t.replica_link);
   if (!t.layers.empty()) {
     auto& layers = j["layers"] = nlohmann::json::array();
     for (const auto& l : t.layers) {
