@@ -176,3 +176,34 @@ TEST_CASE("the step-to-step noise: quantiles of each action's time over its mean
   context.steps = 3;
   CHECK(measure_stage_costs(t, 1, context).noise == fit_step_noise(t, 3));
 }
+
+TEST_CASE("layers timed alone are scaled to the run's stages, at every size they were timed at, and so is their U",
+          "[runtime][profile]") {
+  // one_step's stages: F 100 and 40, B 50 and 70 (full backwards: I = W = B / 2), no U; give each a U.
+  trace t = one_step();
+  t.events.push_back(ev(0, "0U", 570, 600)); // 30
+  t.events.push_back(ev(1, "1U", 480, 490)); // 10
+  profile_context context;
+  context.microbatch_rows = 8;
+  // Two layers per stage would be the usual; one per stage keeps the sums plain. Alone: F 70 in all
+  // (the run's 140: x2), B 60 (the run's 120: x2), U 20 (the run's 40: x2); at 32 rows F 210, B 180.
+  context.layers = {layer_cost{.name = "a", .F = 50, .I = 15, .W = 25, .B = 40, .U = 15,
+                               .other_sizes = {{.rows = 32, .F = 150, .I = 45, .W = 75, .B = 120}}},
+                    layer_cost{.name = "b", .F = 20, .I = 5, .W = 5, .B = 20, .U = 5,
+                               .other_sizes = {{.rows = 32, .F = 60, .I = 15, .W = 15, .B = 60}}}};
+  const cost_table c = measure_stage_costs(t, 2, context);
+  REQUIRE(c.layers.size() == 2);
+  CHECK(c.layers[0].F == Approx(100));
+  CHECK(c.layers[1].F == Approx(40));
+  CHECK(c.layers[0].B == Approx(80));
+  CHECK(c.layers[0].U == Approx(30));
+  CHECK(c.layers[1].U == Approx(10));
+  // The run measured B only: I and W take B's factor, and keep the layers' own split between them.
+  CHECK(c.layers[0].I == Approx(30));
+  CHECK(c.layers[0].W == Approx(50));
+  // The other size by the same factors.
+  CHECK(c.layers[0].other_sizes[0].F == Approx(300));
+  CHECK(c.layers[1].other_sizes[0].B == Approx(120));
+  CHECK(c.layers[1].other_sizes[0].I == Approx(30));
+  CHECK(c.microbatch_rows == 8);
+}
