@@ -281,7 +281,9 @@ std::vector<layer_cost> measure_layers(const training_job& job, int repeats) {
     return z;
   };
   std::vector<size_run> sizes{size_of(job.microbatches)}; // the run's own first: the times the profile is at
-  sizes[0].layers = &built.front();
+  std::deque<stage_executor>* shared = &built.front();    // the run's layers, for every size they run
+  bool shared_take_other_sizes = true; // until one refuses: then they are traced at the run's shape
+  sizes[0].layers = shared;
   // Other sizes a planner may cut the batch into: larger micro-batches down to the whole slice, and two
   // smaller ones. Layers traced at the micro-batch's shape (the compiler's graphs) run no other size:
   // they are made again for it. A size that fails both ways is left out: a planner then extends the
@@ -295,13 +297,24 @@ std::vector<layer_cost> measure_layers(const training_job& job, int repeats) {
     size_run z = size_of(m);
     if (std::any_of(sizes.begin(), sizes.end(), [&](const size_run& y) { return y.rows == z.rows; }))
       continue;
-    try {
-      time_layers(built.front(), z.inputs, z.target, /*warm_up=*/true); // warms the size up too
-      z.layers = &built.front();
-    } catch (const std::exception&) {
+    if (shared_take_other_sizes) {
       try {
-        built.push_back(layers_for(m));
-        time_layers(built.back(), z.inputs, z.target, /*warm_up=*/true);
+        time_layers(*shared, z.inputs, z.target, /*warm_up=*/true); // warms the size up too
+        z.layers = shared;
+      } catch (const std::exception&) {
+        // The layers before the one that refused the size hold its micro-batch: the sizes that share
+        // them go on with fresh ones.
+        shared_take_other_sizes = false;
+        std::deque<stage_executor>* fresh = &built.emplace_back(layers_for(job.microbatches));
+        for (auto& y : sizes)
+          if (y.layers == shared)
+            y.layers = fresh;
+        shared = fresh;
+      }
+    }
+    if (!z.layers) {
+      try {
+        time_layers(built.emplace_back(layers_for(m)), z.inputs, z.target, /*warm_up=*/true);
         z.layers = &built.back();
       } catch (const std::exception&) {
         continue;
