@@ -4,7 +4,7 @@
 # modules) or gpt (the example's 6-block GPT, batch 32, profiled with 4 micro-batches; a layer per block) is
 # profiled on 2 Gloo processes (`pippy run --bind-cores`, 1F1B, 40 steps, 1 thread per process).
 # `pippy plan` ranks schedule x V x M x split for a global batch of the same rows; each of its top plans then
-# trains 40 steps with `--plan`, and so does the profiled configuration (the baseline), ROUNDS (7) times, all
+# trains 40 steps with `--plan`, and so does the profiled configuration (the baseline), ROUNDS (11) times, all
 # of them once in each round, starting one later each round. A plan's measure is the median over the rounds
 # of its `measured step_us` (the steps after the first) over the baseline's in the same round: the VM's
 # speed drifts between rounds by up to 1.6x, a ratio taken side by side does not. Prints the table (the
@@ -16,7 +16,7 @@ build=$(cd "$1" && pwd)
 out=${2:-$(mktemp -d "${TMPDIR:-/tmp}/plan_validation.XXXXXX")}
 top=${3:-5}
 model=${4:-mynetwork}
-rounds=${5:-7}
+rounds=${5:-11}
 mkdir -p "$out"
 pippy=$build/tools/pippy program=$build/examples/$model
 case $model in
