@@ -265,7 +265,6 @@ std::vector<layer_cost> measure_layers(const training_job& job, int repeats) {
   const torch::Tensor target = global_target.defined() ? replica_slice(job, {global_target}, 0).at(0) : global_target;
   const std::int64_t slice_rows = inputs.at(0).size(0);
   struct size_run {
-    int microbatches = 0;
     std::int64_t rows = 0;
     std::vector<torch::Tensor> inputs;
     torch::Tensor target;
@@ -275,7 +274,7 @@ std::vector<layer_cost> measure_layers(const training_job& job, int repeats) {
   std::deque<std::deque<stage_executor>> built; // the layers of each size that needed its own
   built.push_back(layers_for(job.microbatches));
   auto size_of = [&](int microbatches) {
-    size_run z{.microbatches = microbatches, .inputs = split_tensors(inputs, microbatches).at(0)};
+    size_run z{.inputs = split_tensors(inputs, microbatches).at(0)};
     z.target = target.defined() ? split_tensors({target}, microbatches).at(0).at(0) : target;
     z.rows = z.inputs.at(0).size(0);
     return z;
