@@ -729,6 +729,10 @@ int train_pipelined(const training_job& job, const dist_env& env) {
         live->publish(t.memory[engine_samples]);
     }
   }
+  if (live) // what publishing took, on the threads that run in the pipeline's idle time
+    say("live: rank " + std::to_string(std::max(my_rank, 0)) + "'s feed threads used " +
+        std::to_string(static_cast<long long>(live->threads_cpu_us())) + " us of CPU over " +
+        std::to_string(job.steps - first_step) + " steps");
   if (!job.export_dir.empty() && first_replica) {
     std::vector<const torch::nn::Module*> mine;
     for (int s = 0; s < S; ++s)

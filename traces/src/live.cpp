@@ -6,19 +6,30 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 
 #include "pippy/core/error.hpp"
 #include "pippy/traces/chrome_trace.hpp"
 
 namespace pippy {
+
+double thread_cpu_us(std::thread& t) {
+  clockid_t id{};
+  timespec ts{};
+  if (!t.joinable() || ::pthread_getcpuclockid(t.native_handle(), &id) != 0 || ::clock_gettime(id, &ts) != 0)
+    return 0;
+  return static_cast<double>(ts.tv_sec) * 1e6 + static_cast<double>(ts.tv_nsec) / 1e3;
+}
 namespace {
 
 void set_nonblocking(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
@@ -144,6 +155,8 @@ void live_publisher::publish_line(std::string line) {
   }
 }
 
+void live_publisher::wake() { [[maybe_unused]] auto n = ::write(wake_[1], "w", 1); }
+
 void live_publisher::flush() {
   std::unique_lock lock(mu_);
   const std::uint64_t target = enqueued_;
@@ -198,7 +211,7 @@ void live_publisher::run() {
     const std::size_t first_client = fds.size();
     for (const auto& c : clients)
       fds.push_back({.fd = c.fd, .events = static_cast<short>(c.sent < c.pending.size() ? POLLIN | POLLOUT : POLLIN)});
-    ::poll(fds.data(), fds.size(), 10);
+    ::poll(fds.data(), fds.size(), std::max(1, o_.poll_ms));
     if (fds[0].revents & POLLIN) {
       char buf[64];
       while (::read(wake_[0], buf, sizeof buf) > 0) {

@@ -4,7 +4,7 @@
 // 0 through traces' live_publisher (what `pippy sim --live` serves and `pippy-view --live` reads). A
 // rank in another process publishes on a free port of its own, announced through the rendezvous store;
 // rank 0 relays those streams' lines as they are. A training thread only appends the event to a buffer:
-// a thread of the feed's own formats and publishes the buffer every 10 ms and, like the publisher's
+// a thread of the feed's own formats and publishes the buffer every 50 ms and, like the publisher's
 // thread, yields to every other thread (SCHED_IDLE), so that it runs in the pipeline's idle time. A
 // full publisher queue drops its oldest line; a viewer that falls 64 MiB behind is dropped.
 #include <atomic>
@@ -43,6 +43,8 @@ public:
   // Rank 0: a "step K" marker at t_us (the step's start); other ranks: nothing.
   void step_started(int step, double t_us);
   int port() const { return out_->port(); }
+  // CPU time the feed's own threads (its pump and its publisher's) have used so far.
+  double threads_cpu_us() { return thread_cpu_us(pump_) + out_->thread_cpu_us(); }
   std::uint64_t dropped() const { return out_->dropped(); }
 
 private:

@@ -14,6 +14,9 @@
 
 namespace pippy {
 
+// CPU time a running thread has used so far, in microseconds (0 when it cannot be read: not running).
+double thread_cpu_us(std::thread& t);
+
 struct live_publisher_options {
   int port = -1;             // TCP port on `host` to serve the JSON-lines stream; 0 = any free port; -1 = no server
   std::string host = "127.0.0.1";
@@ -24,6 +27,10 @@ struct live_publisher_options {
   std::size_t client_buffer_limit = 64u << 20; // bytes pending for one slow viewer before it is dropped
   int tail_wait_ms = 500; // on stop, how long viewers still reading are given to take what is pending
   std::function<void()> on_thread_start; // runs first on the background thread (e.g. to lower its priority)
+  // How often the background thread takes the queue unprompted (publish() does not wake it; wake() and
+  // flush() do). A caller that publishes in batches wakes it after each and sets this long: each
+  // wake-up costs the thread's CPU.
+  int poll_ms = 10;
 };
 
 // Publishes a running job's events as JSON lines (the same lines as to_json_line) to any viewer that
@@ -46,8 +53,13 @@ public:
   std::size_t clients() const { return clients_.load(); }
   std::uint64_t published() const { return published_.load(); }
   std::uint64_t dropped() const { return dropped_.load(); } // dropped from a full queue
+  // Has the background thread take what is queued now, without waiting for it.
+  void wake();
   // Waits until the background thread has written everything queued so far (for tests and shutdown).
   void flush();
+  // CPU time its background thread has used so far (what publishing costs, apart from the callers'
+  // formatting).
+  double thread_cpu_us() { return pippy::thread_cpu_us(thread_); }
 
 private:
   void run();
