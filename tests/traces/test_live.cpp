@@ -561,3 +561,36 @@ TEST_CASE("a viewer accepted on descriptor 0 (a job started with stdin closed) i
     ::close(saved_stdin);
   }
 }
+
+TEST_CASE("a publisher that polls rarely takes what is queued only when woken, and its thread's CPU can be read",
+          "[traces][live]") {
+  const std::string path = temp_path("pippy-live-wake.jsonl");
+  std::filesystem::remove(path);
+  auto lines_in = [&] {
+    std::ifstream in(path);
+    std::size_t n = 0;
+    for (std::string l; std::getline(in, l);)
+      ++n;
+    return n;
+  };
+  {
+    live_publisher pub({.path = path, .poll_ms = 60000});
+    pub.publish(nth(0));
+    pub.flush(); // the thread wrote line 0 and went back to its (minute-long) poll
+    CHECK(lines_in() == 1);
+    pub.publish(nth(1));
+    std::this_thread::sleep_for(200ms);
+    CHECK(lines_in() == 1); // queued, not taken: publishing does not wake the thread
+    pub.wake();
+    const auto deadline = std::chrono::steady_clock::now() + hang_guard;
+    while (lines_in() < 2 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(2ms);
+    CHECK(lines_in() == 2);
+    const double cpu = pub.thread_cpu_us();
+    CHECK(cpu > 0);
+    CHECK(cpu < 1e7);
+  }
+  std::thread gone;
+  CHECK(thread_cpu_us(gone) == 0); // not a running thread
+  std::filesystem::remove(path);
+}
