@@ -325,10 +325,21 @@ std::vector<layer_cost> measure_layers(const training_job& job, int repeats) {
   }
   // The sizes in turn, a round of each at a time: a burst of load on the machine then falls on all
   // alike. Timed one size after the other, a loaded moment (the test suite beside it) once made GPT's
-  // whole batch faster in sum than its micro-batch.
+  // whole batch faster in sum than its micro-batch. A size whose rounds have taken a second, after 3 of
+  // them, takes no more: large micro-batches of a large model vary little, and would make the profile
+  // last minutes (small ones, where the rounds differ most, take all of theirs).
+  constexpr double enough_us = 1e6;
+  constexpr int least_rounds = 3;
+  std::vector<double> spent(sizes.size(), 0.0);
   for (int r = 0; r < repeats; ++r)
-    for (auto& z : sizes)
-      z.rounds.push_back(time_layers(*z.layers, z.inputs, z.target, /*warm_up=*/r == 0 && &z == &sizes.front()));
+    for (std::size_t i = 0; i < sizes.size(); ++i) {
+      auto& z = sizes[i];
+      if (r >= least_rounds && spent[i] >= enough_us)
+        continue;
+      const double t0 = now_us();
+      z.rounds.push_back(time_layers(*z.layers, z.inputs, z.target, /*warm_up=*/r == 0 && i == 0));
+      spent[i] += now_us() - t0;
+    }
   const layer_times first = fastest_rounds(sizes.front().rounds);
   std::vector<layer_cost> out;
   for (std::size_t k = 0; k < static_cast<std::size_t>(L); ++k) {

@@ -84,7 +84,8 @@ struct training_job {
 // Per-layer costs: the model split into its job.num_layers finest stages, run in this process on the
 // first micro-batch of step 0 (of the first replica's slice): F through every layer, then I and W back
 // through them, then F and B, then each layer's optimizer step (U, job.make_optimizer over its
-// parameters), `repeats` times after one to warm up; each time is the fastest. The same on the micro-batches
+// parameters), `repeats` times after one to warm up (at least 3, then only while a size's rounds have
+// taken under a second); each time is the fastest. The same on the micro-batches
 // of other counts (halving the run's down to 1, and 2x and 4x it) gives the times at other sizes (a
 // planner's other micro-batches, layer_cost::other_sizes); layers traced at a fixed shape are made again
 // (make_stages with that count) for them. A layer's activation and output bytes are the bytes of its
