@@ -7,7 +7,7 @@
 # median of the rounds, the median of each round's ratio to that round's run without --live (pair by pair:
 # the VM's speed drifts between rounds), the ratio of the medians, and the CPU the feed's own threads used
 # on its busiest rank over the step time (the runtime prints it; the median of the rounds). PIPPY_RUN_OPTS adds options to `pippy run`
-# (e.g. --bind-cores).
+# (e.g. --bind-cores); LIVE_STEPS the steps of each run (40).
 set -euo pipefail
 build=$(cd "$1" && pwd)
 rounds=${2:-5}
@@ -16,7 +16,7 @@ py=$("$(dirname "$0")"/../scripts/pyenv.sh)/bin/python
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"; kill $(jobs -p) 2>/dev/null || true' EXIT
 run_opts=(${PIPPY_RUN_OPTS:-})
-args=(--schedule 1f1b --microbatches 8 --batch 128 --steps 40 --threads 1 --seed 1)
+args=(--schedule 1f1b --microbatches 8 --batch 128 --steps "${LIVE_STEPS:-40}" --threads 1 --seed 1)
 step_us() { sed -n 's/^measured step_us \([0-9.e+-]*\).*/\1/p' "$1"; }
 # The feed's own threads' CPU a step, on its busiest rank, over the step: what publishing takes, read
 # off each rank's "live: rank R's feed threads used X us of CPU over N steps" (free of the VM's drift).
