@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # live_bench.sh BUILD_DIR [ROUNDS]: what publishing a training job live costs its steps (issue 15).
 # MyNetwork, 1f1b, batch 128 in 8 micro-batches, 40 steps on 2 processes, run in turn ROUNDS times (default
-# 5) each way: without --live; with --live 0 and no viewer; with --live 0 and a slow viewer (connects,
+# 5) each way, in an order rotated every round: without --live; with --live 0 and no viewer; with --live 0 and a slow viewer (connects,
 # never reads: the publisher's queue and the socket fill up until the viewer is dropped); with --live to a
 # file. Each run's number is the runtime's `measured step_us` (steps after the first); the table gives the
 # median of the rounds, the median of each round's ratio to that round's run without --live (pair by pair:
@@ -38,8 +38,12 @@ while time.time() < deadline:
 PY
 }
 declare -A runs cpu
+modes=(none absent slow file)
 for ((k = 0; k < rounds; ++k)); do
-  for mode in none absent slow file; do
+  # Each round starts one mode later: a run's place in the round (right after another, or first) falls on
+  # every mode alike.
+  for ((j = 0; j < ${#modes[@]}; ++j)); do
+    mode=${modes[$(((j + k) % ${#modes[@]}))]}
     log=$tmp/$mode-$k.log
     case $mode in
     none) "$pippy" run --nproc 2 "${run_opts[@]}" -- "$mynetwork" "${args[@]}" >"$log" 2>&1 ;;
