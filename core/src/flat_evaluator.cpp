@@ -149,7 +149,7 @@ void flat_evaluator::prepare(const schedule& s, const cost_table& costs, const l
           o.fill = a.kind == action_kind::forward ? fwd(to, a.microbatch) : bwd(to, a.microbatch);
           o.fill_rank = r;
         }
-      } else if (a.kind == action_kind::send_f || a.kind == action_kind::send_b) {
+      } else if (is_send(a.kind)) {
         const bool forward = a.kind == action_kind::send_f;
         const int to = forward ? a.stage + 1 : a.stage - 1;
         if (to < 0 || to >= S)

@@ -272,7 +272,7 @@ private:
       const int src = shape_.rank_of(a.kind == action_kind::recv_f ? a.stage - 1 : a.stage + 1);
       channels_[{src, r}].pop_front();
     }
-    if (a.kind == action_kind::send_f || a.kind == action_kind::send_b) {
+    if (is_send(a.kind)) {
       const int dst = shape_.rank_of(a.kind == action_kind::send_f ? a.stage + 1 : a.stage - 1);
       channels_[{r, dst}].push_back({a, end});
     }

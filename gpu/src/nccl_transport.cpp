@@ -16,7 +16,6 @@
 namespace pippy::gpu {
 
 namespace {
-bool is_send(action_kind k) { return k == action_kind::send_f || k == action_kind::send_b; }
 int dst_stage_of(const action& send) { return send.kind == action_kind::send_f ? send.stage + 1 : send.stage - 1; }
 // Transports made in one job share the store: each gets a prefix from a per-process count, the same on
 // every rank because every rank makes its transports in the same order (one program, SPMD).

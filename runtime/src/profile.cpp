@@ -64,7 +64,7 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
     const link_class probe = context.send_posting.value_or(link_class{});
     std::vector<double> level;
     for (const auto& e : t.events)
-      if (e.act.kind == action_kind::send_f || e.act.kind == action_kind::send_b)
+      if (is_send(e.act.kind))
         level.push_back(e.duration_us() - time_transfer(0, 0, e.bytes, link_class{.bandwidth_gbps = probe.bandwidth_gbps}).arrive);
     out.send_posting = level.empty() ? probe
                                      : link_class{.latency_us = std::max(0.0, median_of(std::move(level))),

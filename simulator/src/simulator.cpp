@@ -283,7 +283,7 @@ public:
     const action a{p.src_stage, p.kind, p.microbatch};
     const std::uint64_t bytes = p.bytes;
     st_.record(
-        trace_event{.rank = src, .act = a, .start_us = start, .end_us = arrive, .bytes = p.bytes, .peer = dst});
+        trace_event{.rank = src, .act = a, .start_us = start, .end_us = arrive, .bytes = bytes, .peer = dst});
     const caf::actor& to = stages_[static_cast<std::size_t>(p.dst_stage)];
     st_.clock.post(arrive, to, caf::make_message(std::move(p)));
     if (!st_.arrivals.empty())

@@ -334,7 +334,7 @@ namespace {
 std::vector<std::vector<std::pair<double, double>>> postings_by_rank(const trace& t) {
   std::vector<std::vector<std::pair<double, double>>> out;
   for (const auto& e : t.events)
-    if (e.rank >= 0 && (e.act.kind == action_kind::send_f || e.act.kind == action_kind::send_b)) {
+    if (e.rank >= 0 && is_send(e.act.kind)) {
       if (static_cast<std::size_t>(e.rank) >= out.size())
         out.resize(static_cast<std::size_t>(e.rank) + 1);
       out[static_cast<std::size_t>(e.rank)].push_back({e.start_us, e.end_us});

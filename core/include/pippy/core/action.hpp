@@ -29,6 +29,8 @@ bool is_compute(action_kind kind);
 bool is_communication(action_kind kind);
 // RECV_F or RECV_B: the receiving end of a transfer.
 inline bool is_receive(action_kind k) { return k == action_kind::recv_f || k == action_kind::recv_b; }
+// SEND_F or SEND_B: the sending end of a transfer.
+inline bool is_send(action_kind k) { return k == action_kind::send_f || k == action_kind::send_b; }
 // I or B: produces the gradient the previous stage waits for.
 inline bool is_input_backward(action_kind k) {
   return k == action_kind::backward_input || k == action_kind::full_backward;
