@@ -276,6 +276,19 @@ void cost_table::validate_links(int num_ranks, const std::string& source) const 
       throw input_error(where + "src/dst must be two different ranks below " + std::to_string(num_ranks) +
                         " (got " + std::to_string(l.src) + " -> " + std::to_string(l.dst) + ")");
   }
+  std::vector<char> seen(static_cast<std::size_t>(std::max(0, num_ranks)), 0);
+  for (std::size_t i = 0; i < shared_cpus.size(); ++i) {
+    const std::string where = source + ": shared_cpus[" + std::to_string(i) + "]";
+    if (shared_cpus[i].size() < 2)
+      throw input_error(where + " must name at least two ranks that share a CPU (got " +
+                        std::to_string(shared_cpus[i].size()) + ")");
+    for (const int r : shared_cpus[i]) {
+      if (r < 0 || r >= num_ranks)
+        throw input_error(where + ": rank " + std::to_string(r) + " is not below " + std::to_string(num_ranks) + " ranks");
+      if (seen[static_cast<std::size_t>(r)]++)
+        throw input_error(where + ": rank " + std::to_string(r) + " is in more than one group");
+    }
+  }
 }
 
 void validate_models(const pipeline_shape& shape, const cost_table& costs, const link_model& links,
@@ -340,7 +353,7 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
     throw input_error(source + ": missing 'stages' array (expected {\"stages\": [{\"F\": .., \"B\": ..}, ...]})");
   // A misspelt field would silently fall back to its default: every key must be one this file knows.
   reject_unknown_keys(j, {"stages", "device", "unit", "source", "action_overhead_us", "step_overhead_us",
-                          "arrival_cost_us", "send_posting", "noise", "microbatch_rows", "links", "replica_link", "layers"},
+                          "arrival_cost_us", "send_posting", "shared_cpus", "noise", "microbatch_rows", "links", "replica_link", "layers"},
                       source + ": ");
   if (j.contains("unit") && j["unit"] != "us")
     throw input_error(source + ": 'unit' must be \"us\" (microseconds), got " + j["unit"].dump());
@@ -475,6 +488,18 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
   };
   if (j.contains("send_posting"))
     t.send_posting = link_class_at("send_posting");
+  if (const auto* groups = array_of("shared_cpus")) {
+    for (std::size_t i = 0; i < groups->size(); ++i) {
+      const auto& g = (*groups)[i];
+      const std::string where = source + ": shared_cpus[" + std::to_string(i) + "]";
+      if (!g.is_array())
+        throw input_error(where + " must be an array of ranks");
+      std::vector<int> ranks;
+      for (std::size_t k = 0; k < g.size(); ++k)
+        ranks.push_back(static_cast<int>(json_integer(g[k], where + "[" + std::to_string(k) + "] (a rank)", 0, 1 << 20)));
+      t.shared_cpus.push_back(std::move(ranks));
+    }
+  }
   if (j.contains("replica_link"))
     t.replica_link = link_class_at("replica_link");
   if (const auto* layers = array_of("layers")) {
@@ -573,6 +598,8 @@ std::string to_cost_json(const cost_table& t, std::string_view source) {
   };
   if (t.posting_costs())
     j["send_posting"] = link_class_json(t.send_posting);
+  if (!t.shared_cpus.empty())
+    j["shared_cpus"] = t.shared_cpus;
   if (t.replica_link)
     j["replica_link"] = link_class_json(*t.replica_link);
   if (!t.layers.empty()) {

@@ -15,7 +15,7 @@ namespace {
 enum op_class : std::uint8_t { compute, send, receive };
 constexpr double not_yet = -1; // a slot whose input has not arrived (times are never negative)
 constexpr std::int32_t stopped = -2; // blocked_ of a rank that ran out of memory: nothing wakes it
-constexpr std::int32_t computing = -3; // blocked_ of a rank whose action's end may still move (arrivals)
+constexpr std::int32_t computing = -3; // blocked_ of a rank whose action's end may still move (processors_)
 
 } // namespace
 
@@ -85,7 +85,7 @@ const flat_result& flat_evaluator::evaluate(const schedule& s, const cost_table&
     throw input_error("release times: " + std::to_string(release_us.size()) + " for " +
                       std::to_string(s.shape.num_ranks) + " ranks");
   prepare(*evaluated_, costs, links, memory, dp);
-  arrivals_.assign(costs.arrival_cost_us > 0 ? evaluated_->shape.num_ranks : 0, arrival_charges(costs.arrival_cost_us));
+  processors_ = rank_processors(costs, evaluated_->shape.num_ranks);
   run(links.blocking_send, costs.action_overhead_us, release_us);
   return result_;
 }
@@ -222,9 +222,9 @@ void flat_evaluator::prepare(const schedule& s, const cost_table& costs, const l
 
 // Runs each rank's ops in order until one waits for an input that is not there yet; filling an input
 // wakes the rank waiting for exactly it. Every time is a max and a sum of times that are already
-// final, so the order in which ranks run changes nothing. With a cost per arrival (arrival_charges) a
-// compute action's end is not final when it starts, unless no transfer can still arrive before it
-// (settled): otherwise the rank pauses there, and the paused actions are finished in the order of their
+// final, so the order in which ranks run changes nothing. With a cost per arrival or ranks sharing a CPU
+// (shared_processor) a compute action's end is not final when it starts, unless no transfer can still
+// arrive before it and it has its processor to itself (settled): otherwise the rank pauses there, and the paused actions are finished in the order of their
 // ends once no rank can run, as the simulator's clock does, so that every transfer arriving before an
 // end has been posted by then.
 void flat_evaluator::run(bool blocking_send, double overhead_us, std::span<const double> release_us) {
@@ -279,10 +279,10 @@ void flat_evaluator::run(bool blocking_send, double overhead_us, std::span<const
     if (o.fill >= 0)
       fill(o, t1);
   };
-  // With arrivals' costs, a lower bound on when rank q can still post an arrival while rank `self`
+  // With processors (rank_processors), a lower bound on when rank q can still post an arrival while rank `self`
   // runs an action to t1: a computing rank sends after its end so far, a ready one after its clock, a
   // blocked one after the rank that fills its input does (self: after t1). Longer chains give no bound.
-  const bool charged = !arrivals_.empty();
+  const bool charged = !processors_.empty();
   const auto groups = static_cast<std::int32_t>(producer_.size());
   auto horizon = [&](std::size_t q, std::size_t self, double t1) {
     for (int hops = 0; hops < 4; ++hops) {
@@ -290,7 +290,7 @@ void flat_evaluator::run(bool blocking_send, double overhead_us, std::span<const
         return t1;
       const std::int32_t b = blocked[q];
       if (b == computing)
-        return arrivals_[q].end();
+        return processors_.end(static_cast<int>(q));
       if (b == stopped || (b == -1 && pc_[q] == offset_[q + 1]))
         return inf;
       if (b == -1)
@@ -303,7 +303,7 @@ void flat_evaluator::run(bool blocking_send, double overhead_us, std::span<const
     return -inf;
   };
   // Rank r's action ending at t1 is final now if no transfer can still arrive on r before t1: the
-  // order-free rule of arrival_charges then holds without waiting for the clock.
+  // order-free rule of shared_processor then holds without waiting for the clock.
   auto settled = [&](std::size_t r, double t1) {
     for (std::size_t i = into_offset_[r]; i < into_offset_[r + 1]; ++i)
       if (horizon(static_cast<std::size_t>(sender_[i]), r, t1) < t1)
@@ -335,13 +335,12 @@ void flat_evaluator::run(bool blocking_send, double overhead_us, std::span<const
     if (ready_.empty()) { // the earliest end: every transfer arriving before it is posted
       const auto ended = static_cast<std::size_t>(paused_[1].rank);
       const double t1 = paused_[1].end;
-      arrival_charges& charges = arrivals_[ended];
-      if (charges.end() > t1) { // an arrival lengthened it since
-        set_paused_end(ended, charges.end());
+      if (const double moved = processors_.end(static_cast<int>(ended)); moved > t1) { // lengthened since
+        set_paused_end(ended, moved);
         continue;
       }
       // Its leaf stays until it pauses again or stops, before the tree is read again: ready_ runs it first.
-      charges.finish();
+      processors_.finish(static_cast<int>(ended));
       finish(ended, pc_[ended], t1);
       now_[ended] = t1;
       ++pc_[ended];
@@ -392,8 +391,9 @@ void flat_evaluator::run(bool blocking_send, double overhead_us, std::span<const
         start_[pc] = t0;
         double t1 = t0 + cost;
         if (charged) {
-          t1 = arrivals_[r].begin(t0, cost);
-          if (!settled(r, t1)) { // paused until the clock reaches its end
+          t1 = processors_.begin(static_cast<int>(r), t0, cost);
+          // A shared CPU's actions wait for the clock: what starts inside them moves their end.
+          if (processors_.shared(static_cast<int>(r)) || !settled(r, t1)) { // paused until the clock reaches its end
             set_paused_end(r, t1);
             blocked[r] = computing;
             // Paused ranks resume in turn, too many streams for the hardware to prefetch. Only within
@@ -406,7 +406,7 @@ void flat_evaluator::run(bool blocking_send, double overhead_us, std::span<const
             }
             break;
           }
-          arrivals_[r].finish();
+          processors_.finish(static_cast<int>(r));
         }
         finish(r, pc, t1);
         now = t1;
@@ -415,7 +415,7 @@ void flat_evaluator::run(bool blocking_send, double overhead_us, std::span<const
         const transfer_time tt = time_transfer(t, free_at, o.held, link_[static_cast<std::size_t>(o.link)]);
         free_at = tt.link_free;
         if (charged)
-          arrivals_[static_cast<std::size_t>(o.fill_rank)].arrive(tt.arrive);
+          processors_.arrive(o.fill_rank, tt.arrive);
         start_[pc] = tt.start, end_[pc] = tt.arrive;
         first = std::min(first, tt.start), last = std::max(last, tt.arrive);
         fill(o, tt.arrive);

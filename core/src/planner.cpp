@@ -107,6 +107,7 @@ cost_table stage_costs(const cost_table& profile, const plan_options& o, const s
   c.step_overhead_us = profile.step_overhead_us;
   c.arrival_cost_us = profile.arrival_cost_us;
   c.send_posting = profile.send_posting;
+  // shared_cpus stays behind: a plan is for ranks with processors of their own, the profile's CPUs were shared by its own ranks.
   c.microbatch_rows = profile.microbatch_rows;
   c.jitter = profile.jitter;
   c.seed = profile.seed;

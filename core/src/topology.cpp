@@ -3,6 +3,7 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <map>
 #include <cerrno>
 #include <limits>
 #include <string>
@@ -86,6 +87,19 @@ std::vector<int> cpu_share(std::vector<int> allowed, int r, int n) {
   if (n >= k)
     return {allowed[static_cast<std::size_t>(r % k)]};
   return {allowed.begin() + r * k / n, allowed.begin() + (r + 1) * k / n};
+}
+
+std::vector<std::vector<int>> ranks_sharing_cpus(const std::vector<rank_cpus>& ranks) {
+  std::map<std::pair<std::string, int>, std::vector<int>> on; // (host, CPU) -> its ranks
+  for (std::size_t r = 0; r < ranks.size(); ++r)
+    if (ranks[r].cpus.size() == 1)
+      on[{ranks[r].host, ranks[r].cpus.front()}].push_back(static_cast<int>(r));
+  std::vector<std::vector<int>> out;
+  for (auto& [cpu, group] : on)
+    if (group.size() > 1)
+      out.push_back(std::move(group));
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 std::vector<int> allowed_cpus() {

@@ -8,6 +8,12 @@
 namespace pippy {
 
 cost_table measure_stage_costs(const trace& t, int num_stages, const profile_context& context) {
+  // The compute times, their noise and the arrivals' cost from each action's work alone; the waits,
+  // gaps and sends from the trace as it ran.
+  const auto per_step = step_metrics(t, context.steps); // what the overhead and the waits are read from
+  const double overhead_us = action_overhead_us(per_step, t, context.shared_cpus);
+  const trace alone = context.shared_cpus.empty() ? trace{} : work_alone(t, context.shared_cpus);
+  const trace& compute = context.shared_cpus.empty() ? t : alone;
   const auto& activation_bytes = context.activation_bytes;
   const auto& param_bytes = context.param_bytes;
   struct acc {
@@ -15,7 +21,7 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
     int n[5] = {0, 0, 0, 0, 0};
   };
   std::vector<acc> a(static_cast<std::size_t>(num_stages));
-  for (const auto& e : t.events) {
+  for (const auto& e : compute.events) {
     if (!is_compute(e.act.kind) || e.act.stage < 0 || e.act.stage >= num_stages)
       continue;
     const auto k = static_cast<std::size_t>(e.act.kind); // compute kinds are 0..4 in action_kind
@@ -25,7 +31,7 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
   cost_table out;
   // Receives that land inside an action lengthen it; the simulator adds that per arrival, so the table
   // holds each kind's time without them: its mean less the mean arrivals' cost.
-  const arrival_fit arrivals = fit_arrival_cost(t, num_stages);
+  const arrival_fit arrivals = fit_arrival_cost(compute, num_stages);
   out.arrival_cost_us = context.arrival_cost_us.value_or(arrivals.cost_us);
   for (int s = 0; s < num_stages; ++s) {
     const auto& x = a[static_cast<std::size_t>(s)];
@@ -56,8 +62,7 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
                           context.replica_link.value_or(link_class{}));
     out.stages.push_back(c);
   }
-  const auto per_step = step_metrics(t, context.steps); // what the overhead and the waits are read from
-  out.action_overhead_us = action_overhead_us(per_step, t);
+  out.action_overhead_us = overhead_us;
   // A send's posting holds its rank (the runtime writes it from the rank's own thread). Its level comes
   // from the run's sends, its bandwidth from the probe's sizes, which the run does not vary.
   {
@@ -73,7 +78,8 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
   out.step_overhead_us = std::max(0.0, rank_step_gap_us(t, context.steps));
   // The same action is not equally long every step; a pipeline waits for its slowest, so a step with
   // noisy actions is longer than one with their means: the simulator draws from this to predict it.
-  out.noise = fit_step_noise(t, context.steps);
+  out.noise = fit_step_noise(compute, context.steps);
+  out.shared_cpus = context.shared_cpus;
   out.links = context.links;
   out.replica_link = context.replica_link;
   // The probe times each link with nothing else running. In the pipeline the transport threads share

@@ -1,5 +1,7 @@
 #include "pippy/runtime/training.hpp"
 
+#include <unistd.h>
+
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 
@@ -51,12 +53,20 @@ namespace {
 
 // What a rank hands rank 0 at the end of a multi-process run, through the store: its measured trace,
 // the sizes it saw, and its wall time per step. One JSON document:
-// {"trace": <Chrome trace>, "activation_bytes": {"stage": bytes}, "param_bytes": {...}, "step_us": [...]}.
+// {"trace": <Chrome trace>, "activation_bytes": {"stage": bytes}, "param_bytes": {...}, "step_us": [...],
+//  "host": "...", "cpus": [...]} (where it computed: ranks bound to one CPU share it).
 struct rank_report {
   trace measured;
   std::map<int, std::uint64_t> activation_bytes, param_bytes;
   std::vector<double> step_us;
+  rank_cpus where;
 };
+
+rank_cpus this_process_cpus() {
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  return {host, allowed_cpus()};
+}
 
 std::string to_report_json(const rank_report& r) {
   auto by_stage = [](const std::map<int, std::uint64_t>& m) {
@@ -68,7 +78,9 @@ std::string to_report_json(const rank_report& r) {
   return nlohmann::json{{"trace", nlohmann::json::parse(to_chrome_json(r.measured))},
                         {"activation_bytes", by_stage(r.activation_bytes)},
                         {"param_bytes", by_stage(r.param_bytes)},
-                        {"step_us", r.step_us}}
+                        {"step_us", r.step_us},
+                        {"host", r.where.host},
+                        {"cpus", r.where.cpus}}
       .dump();
 }
 
@@ -83,6 +95,7 @@ rank_report parse_report_json(const std::string& text, const std::string& source
         (std::string(field) == "activation_bytes" ? r.activation_bytes : r.param_bytes)[std::stoi(s)] =
             b.get<std::uint64_t>();
     r.step_us = j.at("step_us").get<std::vector<double>>();
+    r.where = {j.at("host").get<std::string>(), j.at("cpus").get<std::vector<int>>()};
     return r;
   } catch (const input_error&) {
     throw;
@@ -796,13 +809,14 @@ int train_pipelined(const training_job& job, const dist_env& env) {
   trace mine = events();
   const std::string run_name = mine.run;
   transport->store_set("pippy/report/" + std::to_string(my_rank),
-                       to_report_json(rank_report{std::move(mine), activations(), param_bytes, step_us}));
+                       to_report_json(rank_report{std::move(mine), activations(), param_bytes, step_us, this_process_cpus()}));
   if (my_rank == 0) {
     trace all;
     all.num_ranks = ranks;
     all.run = run_name;
     std::map<int, std::uint64_t> act, params;
     std::vector<std::vector<double>> times;
+    std::vector<rank_cpus> where;
     for (int r = 0; r < ranks; ++r) {
       rank_report got = parse_report_json(transport->store_get("pippy/report/" + std::to_string(r)),
                                           "rank " + std::to_string(r) + "'s report");
@@ -811,12 +825,15 @@ int train_pipelined(const training_job& job, const dist_env& env) {
       act.merge(got.activation_bytes);
       params.merge(got.param_bytes);
       times.push_back(std::move(got.step_us));
+      where.push_back(std::move(got.where));
     }
     report_measured(ran, all, S,
                     {.activation_bytes = act, .param_bytes = params, .links = links, .send_posting = send_posting,
                      .replica_link = replica_link,
                      .arrival_cost_us = arrival_cost,
                      .data_parallel = {.replicas = D, .sync = job.grad_sync, .zero1 = job.zero1},
+                     // Replicas sharing a CPU are not modelled: the table is one replica's.
+                     .shared_cpus = D == 1 ? ranks_sharing_cpus(where) : std::vector<std::vector<int>>{},
                      .layers = layer_costs, .microbatch_rows = rows});
     if (job.time_steps)
       print_step_ms(times);

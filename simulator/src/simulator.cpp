@@ -15,6 +15,7 @@
 
 #include "pippy/actors/pipeline.hpp"
 #include "pippy/core/error.hpp"
+#include "pippy/core/processor.hpp"
 #include "pippy/core/validate.hpp"
 
 namespace pippy::sim {
@@ -116,7 +117,7 @@ private:
 struct shared_state {
   engine clock;
   trace timeline;
-  std::vector<arrival_charges> arrivals; // per rank; empty when arrivals cost nothing
+  rank_processors processors; // empty when nothing moves an action's end (no arrival costs, no shared CPUs)
   std::optional<out_of_memory> oom;
   live_feed* live = nullptr; // set when the options have live hooks or pacing
 
@@ -168,10 +169,10 @@ public:
       replica_link_free_ = sharded_step_end(cost, costs_.param_bytes(a.stage), dp_.replicas, replica_link_, t0, replica_link_free_);
       cost = replica_link_free_ - t0;
     }
-    if (st_.arrivals.empty()) {
+    if (st_.processors.empty()) {
       finish(t0 + cost);
-    } else { // transfers arriving while it runs may still lengthen it: settle its end when the clock is there
-      st_.clock.post(st_.arrivals[static_cast<std::size_t>(rank_)].begin(t0, cost), *this);
+    } else { // arrivals, or actions starting beside it on a shared CPU, may still lengthen it: settle its end when the clock is there
+      st_.clock.post(st_.processors.begin(rank_, t0, cost), *this);
     }
     return std::nullopt; // completes in virtual time
   }
@@ -188,13 +189,13 @@ private:
     caf::actor reply_to;
   };
   void fire() override {
-    auto& charges = st_.arrivals[static_cast<std::size_t>(rank_)];
-    if (charges.end() > st_.clock.now()) { // an arrival lengthened it since
-      st_.clock.post(charges.end(), *this);
+    const double t1 = st_.processors.end(rank_);
+    if (t1 > st_.clock.now()) { // lengthened since
+      st_.clock.post(t1, *this);
       return;
     }
-    charges.finish();
-    finish(charges.end());
+    st_.processors.finish(rank_);
+    finish(t1);
   }
   // The running action ends at t1.
   void finish(double t1) {
@@ -286,8 +287,8 @@ public:
         trace_event{.rank = src, .act = a, .start_us = start, .end_us = arrive, .bytes = bytes, .peer = dst});
     const caf::actor& to = stages_[static_cast<std::size_t>(p.dst_stage)];
     st_.clock.post(arrive, to, caf::make_message(std::move(p)));
-    if (!st_.arrivals.empty())
-      st_.arrivals[static_cast<std::size_t>(dst)].arrive(arrive);
+    if (!st_.processors.empty())
+      st_.processors.arrive(dst, arrive);
     if (blocking()) {
       const double posted = st_.clock.now() + costs_.send_posting_us(bytes);
       const double done = links_.blocking_send ? std::max(arrive, posted) : posted;
@@ -345,8 +346,7 @@ sim_result simulate(const schedule& input, const sim_options& options) {
       st.live = &feed;
     st.timeline.run = s.name + " R=" + std::to_string(R) + " M=" + std::to_string(shape.num_microbatches) + " simulated";
     st.timeline.num_ranks = R;
-    if (options.costs.arrival_cost_us > 0)
-      st.arrivals.assign(static_cast<std::size_t>(R), arrival_charges(options.costs.arrival_cost_us));
+    st.processors = rank_processors(options.costs, R);
     const bool forward_only = runs_forward_only(s);
     std::vector<std::unique_ptr<sim_executor>> execs;
     std::vector<actors::executor*> exec_ptrs;

@@ -39,6 +39,23 @@ TEST_CASE("cpu_share gives each rank an even share of the CPUs, or one each roun
   CHECK_THROWS_WITH(cpu_share({0, 1}, 0, 0), "cpu_share: rank 0 of 0 ranks");
 }
 
+TEST_CASE("ranks_sharing_cpus: the ranks bound to one CPU of one host") {
+  using groups = std::vector<std::vector<int>>;
+  auto on = [](std::vector<std::vector<int>> cpus, std::vector<std::string> hosts = {}) {
+    std::vector<rank_cpus> out;
+    for (std::size_t r = 0; r < cpus.size(); ++r)
+      out.push_back({r < hosts.size() ? hosts[r] : "h", cpus[r]});
+    return out;
+  };
+  CHECK(ranks_sharing_cpus(on({{0}, {1}})).empty());
+  CHECK(ranks_sharing_cpus(on({{0}, {1}, {0}})) == groups{{0, 2}});
+  CHECK(ranks_sharing_cpus(on({{1}, {0}, {1}, {0}})) == groups{{0, 2}, {1, 3}});
+  CHECK(ranks_sharing_cpus(on({{5}, {5}, {5}})) == groups{{0, 1, 2}});
+  CHECK(ranks_sharing_cpus(on({{0}, {1}, {0}, {0}}, {"a", "a", "b", "b"})) == groups{{2, 3}}); // never across hosts
+  CHECK(ranks_sharing_cpus(on({{0, 1}, {0, 1}, {0, 1}})).empty()); // not bound: the OS moves them
+  CHECK(ranks_sharing_cpus({}).empty());
+}
+
 TEST_CASE("bind_to_cpus binds the calling thread to the CPUs given, and refuses none or one out of range") {
   // In a thread of its own: the test process's other threads keep their CPUs.
   std::vector<int> before, after;

@@ -207,3 +207,24 @@ TEST_CASE("layers timed alone are scaled to the run's stages, at every size they
   CHECK(c.layers[1].other_sizes[0].I == Approx(30));
   CHECK(c.microbatch_rows == 8);
 }
+
+// Two ranks bound to one CPU (forward only, times in us): 1F0 ran inside 0F1, which waited for it (the
+// newest action first), so 0F1's work alone is 7 of its 10. Rank 0's gap before 0F2 (22-25) held rank
+// 1's 1F1: it may have waited for the CPU there, so only the gap before 0F1 (10-12) gives the overhead.
+TEST_CASE("ranks that shared a CPU: each action's work alone, and the overhead from uncontended gaps",
+          "[runtime][profile][processor]") {
+  trace t;
+  t.num_ranks = 2;
+  for (auto e : {ev(0, "0F0", 0, 10), ev(0, "0F1", 12, 22), ev(0, "0F2", 25, 27), ev(1, "1F0", 14, 17),
+                 ev(1, "1F1", 23, 25), ev(1, "1F2", 27.5, 29)})
+    t.events.push_back(e);
+  const cost_table apart = measure_stage_costs(t, 2, {});
+  CHECK(apart.stages[0].F == Approx(22.0 / 3));
+  CHECK(apart.action_overhead_us == Approx(2.5));
+  CHECK(apart.shared_cpus.empty());
+  const cost_table shared = measure_stage_costs(t, 2, {.shared_cpus = {{0, 1}}});
+  CHECK(shared.stages[0].F == Approx(19.0 / 3));
+  CHECK(shared.stages[1].F == Approx(6.5 / 3));
+  CHECK(shared.action_overhead_us == Approx(2));
+  CHECK(shared.shared_cpus == std::vector<std::vector<int>>{{0, 1}});
+}

@@ -2,8 +2,8 @@
 // and transfer, the same step time, peaks and out-of-memory action, over every generator at several R,
 // V and M and every model the simulator has (random costs, jitter, uneven micro-batches, latency,
 // bandwidth with contention, same-host and cross-host links, measured pairs, blocking sends, per-action
-// overhead, arrivals that cost compute, sends that take their rank's time, memory caps, forward-only
-// schedules).
+// overhead, arrivals that cost compute, sends that take their rank's time, ranks sharing CPUs, memory
+// caps, forward-only schedules).
 #include <catch2/catch.hpp>
 #include <map>
 #include <random>
@@ -11,6 +11,8 @@
 
 #include "pippy/core/error.hpp"
 #include "pippy/core/flat_evaluator.hpp"
+#include "pippy/core/topology.hpp"
+#include "pippy/traces/metrics.hpp"
 #include "sim_helpers.hpp"
 
 using namespace pippy;
@@ -37,6 +39,17 @@ cost_table random_table(const schedule& s, std::mt19937& rng) {
     c.stages.push_back(st);
   }
   return c;
+}
+
+// The groups of ranks that share a CPU when R ranks bind to `cpus` CPUs (`pippy run --bind-cores`).
+std::vector<std::vector<int>> ranks_on_cpus(int R, int cpus) {
+  std::vector<int> all(static_cast<std::size_t>(cpus));
+  for (int c = 0; c < cpus; ++c)
+    all[static_cast<std::size_t>(c)] = c;
+  std::vector<rank_cpus> ranks;
+  for (int r = 0; r < R; ++r)
+    ranks.push_back({"host", cpu_share(all, r, R)});
+  return ranks_sharing_cpus(ranks);
 }
 
 std::vector<configuration> configurations(const schedule& s, std::uint32_t seed) {
@@ -126,6 +139,28 @@ std::vector<configuration> configurations(const schedule& s, std::uint32_t seed)
     o.costs.send_posting = {.latency_us = 0.4, .bandwidth_gbps = 1};
     o.costs.arrival_cost_us = 0.3;
   });
+  // Ranks bound to shared CPUs (shared_processor: the newest action first), as `pippy run --bind-cores`
+  // puts R ranks on 2 CPUs, or all on one.
+  add("ranks sharing 2 CPUs, latency, overhead", [&](sim::sim_options& o) {
+    o.links = link_model::uniform(0.3, 0);
+    o.costs.action_overhead_us = 0.1;
+    o.costs.shared_cpus = ranks_on_cpus(R, 2);
+  });
+  add("every rank on one CPU, arrivals cost compute, bandwidth", [&](sim::sim_options& o) {
+    o.links = link_model::uniform(0.2, 1);
+    o.costs.arrival_cost_us = 0.3;
+    o.costs.shared_cpus = ranks_on_cpus(R, 1);
+  });
+  add("ranks sharing 2 CPUs, noise, posting, blocking sends, pp x dp", [&](sim::sim_options& o) {
+    o.links = link_model::uniform(0.4, 2);
+    o.links.blocking_send = true;
+    o.costs.noise = {0.5, 0.9, 1.0, 1.2, 2.0};
+    o.costs.seed = 3;
+    o.costs.send_posting = {.latency_us = 0.2, .bandwidth_gbps = 4};
+    o.costs.arrival_cost_us = 0.15;
+    o.costs.shared_cpus = ranks_on_cpus(R, 2);
+    o.data_parallel = {.replicas = 2, .sync = grad_sync_mode::overlap};
+  });
   return out;
 }
 
@@ -211,7 +246,8 @@ TEST_CASE("flat evaluator = actor simulator, action by action, over every genera
       INFO(s.name << " R=" << s.shape.num_ranks << " V=" << s.shape.stages_per_rank << " M="
                   << s.shape.num_microbatches << ": " << c.name);
       check_same(s, c.options);
-      if (c.options.costs.arrival_cost_us > 0) {
+      // (On shared CPUs a longer action can nest others differently, so there only the engines agree.)
+      if (c.options.costs.arrival_cost_us > 0 && c.options.costs.shared_cpus.empty()) {
         auto free = c.options;
         free.costs.arrival_cost_us = 0;
         flat_evaluator ev;
@@ -223,6 +259,34 @@ TEST_CASE("flat evaluator = actor simulator, action by action, over every genera
       }
     }
   CHECK(lengthened > charged / 2); // the sweep does exercise the rule
+}
+
+// On shared CPUs an action waits while the ones that started inside it run: sharing only lengthens the
+// step, and the simulated trace read backwards (traces' work_alone) gives every action its cost alone.
+TEST_CASE("ranks sharing a CPU: the step only grows, and work_alone gives each action's cost back",
+          "[simulator][flat][processor]") {
+  std::size_t slowed = 0, runs = 0;
+  for (const auto& s : sweep()) {
+    INFO(s.name << " R=" << s.shape.num_ranks << " V=" << s.shape.stages_per_rank << " M=" << s.shape.num_microbatches);
+    sim::sim_options o{.costs = uniform_costs(s.shape.num_stages(), stage_cost{.F = 1, .I = 1.25, .W = 0.75, .B = 2, .U = 0.5})};
+    for (int st = 0; st < s.shape.num_stages(); ++st) // no two actions alike
+      o.costs.stages[static_cast<std::size_t>(st)].F += 0.1 * st;
+    o.links = link_model::uniform(0.3, 0);
+    o.costs.action_overhead_us = 0.15;
+    const double alone = sim::simulate(s, o).makespan_us;
+    o.costs.shared_cpus = ranks_on_cpus(s.shape.num_ranks, 2);
+    const sim::sim_result shared = sim::simulate(s, o);
+    CHECK(shared.makespan_us >= alone);
+    slowed += shared.makespan_us > alone ? 1 : 0;
+    ++runs;
+    const trace back = work_alone(shared.timeline, o.costs.shared_cpus);
+    for (const auto& e : back.events)
+      if (is_compute(e.act.kind)) {
+        INFO("rank " << e.rank << " " << to_string(e.act));
+        CHECK(e.duration_us() == Approx(o.costs(e.act)).margin(1e-9));
+      }
+  }
+  CHECK(slowed > runs / 2);
 }
 
 // With an arrival cost the evaluator settles an action's end as soon as no sender can still land a

@@ -4,6 +4,7 @@
 
 #include "pippy/core/cost_table.hpp"
 #include "pippy/core/dependencies.hpp"
+#include "pippy/core/processor.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -141,6 +142,26 @@ std::string idle_gap::describe() const {
 }
 
 std::vector<std::size_t> data_dependencies(const trace& t, std::size_t i) { return action_index(t).deps(t, i); }
+
+trace work_alone(const trace& t, const std::vector<std::vector<int>>& shared_cpus) {
+  trace out = t;
+  for (const auto& group : shared_cpus) {
+    std::vector<std::size_t> which;
+    std::vector<processor_span> spans;
+    for (std::size_t i = 0; i < out.events.size(); ++i) {
+      const trace_event& e = out.events[i];
+      const auto member = std::find(group.begin(), group.end(), e.rank);
+      if (member != group.end() && is_compute(e.act.kind)) {
+        which.push_back(i);
+        spans.push_back({.start = e.start_us, .end = e.end_us, .member = static_cast<int>(member - group.begin())});
+      }
+    }
+    const std::vector<double> work = pippy::work_alone(spans);
+    for (std::size_t k = 0; k < which.size(); ++k)
+      out.events[which[k]].end_us = out.events[which[k]].start_us + work[k];
+  }
+  return out;
+}
 
 trace merge_ranks(const std::vector<trace>& parts, const std::vector<std::string>& names) {
   trace out;
@@ -344,14 +365,51 @@ std::vector<std::vector<std::pair<double, double>>> postings_by_rank(const trace
   return out;
 }
 
+// Per rank, when other ranks on its CPU (shared_cpus) computed: their compute actions' union, by start.
+std::vector<std::vector<std::pair<double, double>>> co_members_compute(const trace& t,
+                                                                       const std::vector<std::vector<int>>& shared_cpus) {
+  std::vector<std::vector<std::pair<double, double>>> out;
+  for (const auto& e : t.events)
+    for (const auto& group : shared_cpus)
+      if (is_compute(e.act.kind) && std::find(group.begin(), group.end(), e.rank) != group.end())
+        for (const int other : group)
+          if (other != e.rank && other >= 0) {
+            if (static_cast<std::size_t>(other) >= out.size())
+              out.resize(static_cast<std::size_t>(other) + 1);
+            out[static_cast<std::size_t>(other)].push_back({e.start_us, e.end_us});
+          }
+  for (auto& r : out) {
+    std::sort(r.begin(), r.end());
+    std::vector<std::pair<double, double>> merged;
+    for (const auto& x : r)
+      if (!merged.empty() && x.first <= merged.back().second)
+        merged.back().second = std::max(merged.back().second, x.second);
+      else
+        merged.push_back(x);
+    r = std::move(merged);
+  }
+  return out;
+}
+
+bool overlaps(const std::vector<std::vector<std::pair<double, double>>>& by_rank, int rank, double from, double to) {
+  if (rank < 0 || static_cast<std::size_t>(rank) >= by_rank.size())
+    return false;
+  const auto& v = by_rank[static_cast<std::size_t>(rank)]; // disjoint: only the last one starting before `to` can reach `from`
+  const auto it = std::lower_bound(v.begin(), v.end(), std::pair{to, -std::numeric_limits<double>::infinity()});
+  return it != v.begin() && std::prev(it)->second > from;
+}
+
 // Adds the gaps between two compute actions of a rank whose inputs had all ended before the gap began
 // (not the wait before a rank's first action: that is the step's start), each less the rank's postings
 // within it. Not the gap before a U: its step gate may wait there for collectives the trace does not
-// hold (the replicas' all-reduce, the tied copies' sum).
+// hold (the replicas' all-reduce, the tied copies' sum). Not a gap in which another rank computed on the
+// rank's CPU (`contended`): it may have waited for the CPU, which the processor rule models apart.
 void add_overhead_gaps(const trace_metrics& m, const std::vector<std::vector<std::pair<double, double>>>& postings,
-                       double& sum, std::size_t& n) {
+                       const std::vector<std::vector<std::pair<double, double>>>& contended, double& sum, std::size_t& n) {
   for (const auto& g : m.gaps) {
     if (g.cause != idle_cause::ordering || !g.next || g.next->kind == action_kind::optimizer_step || g.start_us <= m.start_us)
+      continue;
+    if (overlaps(contended, g.rank, g.start_us, g.end_us))
       continue;
     double posting = 0;
     if (static_cast<std::size_t>(g.rank) < postings.size()) {
@@ -380,12 +438,16 @@ std::vector<trace_metrics> step_metrics(const trace& t, int steps) {
   return out;
 }
 
-double action_overhead_us(const std::vector<trace_metrics>& per_step, const trace& t) {
+double action_overhead_us(const std::vector<trace_metrics>& per_step, const trace& t,
+                          const std::vector<std::vector<int>>& shared_cpus) {
   const auto postings = postings_by_rank(t);
   double sum = 0;
   std::size_t n = 0;
+  const auto contended = co_members_compute(t, shared_cpus);
   for (const auto& m : per_step)
-    add_overhead_gaps(m, postings, sum, n);
+    add_overhead_gaps(m, postings, contended, sum, n);
+  if (n == 0 && !shared_cpus.empty()) // every gap contended: them all
+    return action_overhead_us(per_step, t);
   return n ? sum / static_cast<double>(n) : 0.0;
 }
 

@@ -172,7 +172,7 @@ struct cost_table {
   std::optional<link_class> replica_link;
   double action_overhead_us = 0;   // the runtime's own time per compute action, before the action starts
   double step_overhead_us = 0;     // the runtime's time on a rank between its last action of one step and its first of the next (traces' rank_step_gap_us)
-  // What a transfer arriving on a rank takes from the compute action running there (arrival_charges):
+  // What a transfer arriving on a rank takes from the compute action running there (core's shared_processor):
   // the transport's threads share the rank's cores. 0 = transfers are free for compute.
   double arrival_cost_us = 0;
   // What posting a send takes from its rank: the runtime writes a send into the transport from the
@@ -181,6 +181,10 @@ struct cost_table {
   link_class send_posting;
   double send_posting_us(std::uint64_t bytes) const { return time_transfer(0, 0, bytes, send_posting).arrive; }
   bool posting_costs() const { return send_posting.latency_us > 0 || send_posting.bandwidth_gbps > 0; }
+  // Groups of ranks whose compute shares one CPU (`pippy run --bind-cores` with more ranks than CPUs:
+  // core's cpu_share); the engines run each group's actions on one shared_processor. The compute times
+  // are each action's work alone. Empty: every rank computes on a processor of its own.
+  std::vector<std::vector<int>> shared_cpus;
   std::int64_t microbatch_rows = 0; // rows of the micro-batch the times were measured on (0 = unknown)
   double jitter = 0;       // each compute time scaled by (1 + jitter * u), u uniform in [-1, 1]
   std::uint64_t seed = 0;  // ... drawn from a hash of (seed, action): deterministic, order-free
@@ -222,7 +226,8 @@ struct cost_table {
   double operator()(const action& a) const;
   // Throws input_error naming the field when a value is negative or the size mismatches num_stages.
   void validate(int num_stages, const std::string& source) const;
-  // Throws input_error naming links[i] when a link's ranks are not two different ranks below num_ranks.
+  // Throws input_error naming links[i] when a link's ranks are not two different ranks below num_ranks,
+  // and shared_cpus[i] when a group has fewer than two ranks, or a rank not below num_ranks or in two groups.
   void validate_links(int num_ranks, const std::string& source) const;
 
 private:
@@ -304,54 +309,6 @@ public:
 private:
   std::uint64_t static_ = 0, cap_ = 0, held_ = 0, peak_bytes_ = 0;
   int activations_ = 0, peak_activations_ = 0;
-};
-
-// The arrival rule, written once (the simulator's executor and the flat evaluator apply it): each
-// transfer that arrives on a rank while one of its compute actions runs, strictly between its start and
-// end, lengthens that action by cost_table::arrival_cost_us; one that arrives between actions costs
-// nothing (a rank waiting for its input pays for the receive in the link's latency). An action's end is
-// the least e with e = start + cost + arrival_cost_us * (arrivals in (start, e)), whatever the order
-// in which its arrivals and its start become known, provided every arrival before e is known before the
-// action is finished (engines in time order: a transfer is known from its posting, which is before it
-// arrives). Plain value, one per rank, one thread; inline because the flat evaluator runs it per action.
-class arrival_charges {
-public:
-  explicit arrival_charges(double cost_us = 0) : cost_(cost_us) {}
-  // A transfer that arrives on the rank at `t`.
-  void arrive(double t) {
-    if (running_ && t > start_ && t < end_) {
-      end_ += cost_;
-      absorb();
-    } else if (!running_ || t >= end_) {
-      pending_.insert(std::upper_bound(pending_.begin(), pending_.end(), t), t); // a later action's
-    } // else: before the running action started, between actions
-  }
-  // Starts a compute action that runs [start, start + cost) without arrivals; returns its end so far.
-  double begin(double start, double cost) {
-    running_ = true;
-    start_ = start, end_ = start + cost;
-    std::size_t gone = 0; // arrived before it started: between actions
-    while (gone < pending_.size() && pending_[gone] <= start)
-      ++gone;
-    pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(gone));
-    absorb();
-    return end_;
-  }
-  double end() const { return end_; }
-  // The running action is over (at end()).
-  void finish() { running_ = false; }
-
-private:
-  void absorb() {
-    std::size_t n = 0;
-    while (n < pending_.size() && pending_[n] < end_)
-      ++n, end_ += cost_;
-    pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(n));
-  }
-  double cost_ = 0;
-  bool running_ = false;
-  double start_ = 0, end_ = 0;
-  std::vector<double> pending_; // arrivals not yet charged, in time order
 };
 
 // The link between rank r's replicas: the table's measured one, else the link model's between ranks r

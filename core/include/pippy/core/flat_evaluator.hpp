@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "pippy/core/cost_table.hpp"
+#include "pippy/core/processor.hpp"
 #include "pippy/core/schedule.hpp"
 
 namespace pippy {
@@ -141,7 +142,7 @@ private:
   std::vector<double> dp_link_free_;
   std::vector<std::uint64_t> dp_bytes_; // per stage: its param_bytes
   std::vector<link_class> dp_link_;     // per rank: the link to its replicas
-  std::vector<arrival_charges> arrivals_; // per rank, when arrivals cost compute time (else empty)
+  rank_processors processors_; // when an action's end may move: arrivals' costs, ranks sharing a CPU (else empty)
   // ... what settles an action's end early (run): the ranks that send to rank r (sender_[into_offset_[r]]
   // up to into_offset_[r + 1]) and the rank that fills each (direction, stage) group of slots (-1: none
   // or in memory); and the paused ranks' ends, in a tournament tree (paused_[1] is the earliest).

@@ -1,6 +1,7 @@
 #pragma once
 #include <cstdint>
 #include <string_view>
+#include <string>
 #include <vector>
 
 namespace pippy {
@@ -31,6 +32,15 @@ struct pipeline_shape {
 // order: they are taken in increasing order), or one CPU each, round robin, when the ranks outnumber them.
 // Empty `allowed`: empty. Throws input_error unless 0 <= r < n.
 std::vector<int> cpu_share(std::vector<int> allowed, int r, int n);
+// Where a rank computes: its host and the CPUs it may run on (allowed_cpus).
+struct rank_cpus {
+  std::string host;
+  std::vector<int> cpus;
+};
+// The ranks (indices of `ranks`) bound to the same single CPU of one host, as `pippy run --bind-cores`
+// binds more ranks than CPUs (cpu_share): groups of two or more, each in increasing rank order, ordered
+// by their first rank. Ranks that may run on several CPUs share none (the OS moves them).
+std::vector<std::vector<int>> ranks_sharing_cpus(const std::vector<rank_cpus>& ranks);
 // The CPUs the calling thread may run on (sched_getaffinity), in increasing order; empty where unknown.
 std::vector<int> allowed_cpus();
 // Binds the calling thread, and the threads it starts from then on, to `cpus`. Returns 0, or the errno

@@ -24,6 +24,9 @@ struct profile_context {
   // The run's replicas. With ZeRO-1 a measured U is 1/D of the stage's step plus the all-gather: the
   // profile records the whole step (core's whole_step_us), as the cost model expects.
   data_parallel_model data_parallel;
+  // The ranks that shared a CPU (cost_table::shared_cpus): their compute times are taken back to each
+  // action's work alone (traces' work_alone) before anything is read from them.
+  std::vector<std::vector<int>> shared_cpus;
   std::vector<layer_cost> layers;
   std::int64_t microbatch_rows = 0;
   int steps = 1; // in the trace: the gap between them is the runtime's per-step overhead

@@ -104,6 +104,10 @@ trace step_range(const trace& t, int steps, int first, int count = -1);
 // trace): events, memory and markers together, times as they are (one host's clock). `names` label the
 // parts in errors. Throws input_error when two parts hold the same rank.
 trace merge_ranks(const std::vector<trace>& parts, const std::vector<std::string>& names);
+// A trace of ranks that shared CPUs (cost_table::shared_cpus, each group's ranks) as if each compute
+// action had run alone: it ends its work alone after its start (core's work_alone, the processor rule
+// read backwards); everything else as it was.
+trace work_alone(const trace& t, const std::vector<std::vector<int>>& shared_cpus);
 // How many steps a trace holds: k when every compute action of every rank occurs exactly k times (a
 // measured run of k steps), else 1.
 int steps_in(const trace& t);
@@ -146,8 +150,10 @@ double action_overhead_us(const trace& t);
 // Each step's metrics on their own, for a trace of `steps` steps (step_range; the whole trace for one).
 std::vector<trace_metrics> step_metrics(const trace& t, int steps);
 // The same over the steps' metrics of `t` (an action's inputs are found in its own step, not in an
-// earlier one's), or over a trace of `steps` steps.
-double action_overhead_us(const std::vector<trace_metrics>& per_step, const trace& t);
+// earlier one's), or over a trace of `steps` steps. With ranks that shared CPUs (cost_table::shared_cpus),
+// only the gaps in which no other rank computed on the rank's CPU (all of them where there are none).
+double action_overhead_us(const std::vector<trace_metrics>& per_step, const trace& t,
+                          const std::vector<std::vector<int>>& shared_cpus = {});
 double action_overhead_us(const trace& t, int steps);
 
 // A transfer its consumer waited for: the consumer's rank sat idle from before its producer, on another
@@ -165,7 +171,7 @@ struct transfer_wait {
 std::vector<transfer_wait> transfer_waits(const std::vector<trace_metrics>& per_step);
 std::vector<transfer_wait> transfer_waits(const trace& t, int steps);
 
-// What a transfer arriving on a rank takes from the compute action it lands in (core's arrival_charges,
+// What a transfer arriving on a rank takes from the compute action it lands in (core's shared_processor,
 // cost_table::arrival_cost_us), read off a measured trace. Each compute action is counted with the
 // receives of its rank that ended strictly inside it and before its start plus the median time of its
 // stage and kind (so that an action slow for another reason does not catch more of them); cost_us is
