@@ -63,6 +63,16 @@ void shared_processor::settle() {
   constexpr double inf = std::numeric_limits<double>::infinity();
   dirty_ = false;
   const std::size_t n = jobs_.size();
+  if (running_.size() == 1 && n == 1) { // a rank alone (the planner's case): its arrivals while it runs
+    const job& x = jobs_.front();
+    const auto& p = pending_.front(); // an engine may learn of an arrival before the start after the start
+    int k = 0;
+    for (auto it = std::upper_bound(p.begin(), p.end(), x.start); it != p.end() && *it < x.start + total(x.cost, k); ++it)
+      ++k;
+    end_.front() = x.start + total(x.cost, k);
+    charges_.front() = k;
+    return;
+  }
   left_.resize(n);
   count_.resize(n);
   popped_at_.assign(n, n);

@@ -22,6 +22,14 @@ TEST_CASE("processor: alone, an action takes its cost and each arrival strictly 
   p.finish(0);
   p.arrive(0, 17);
   CHECK(p.begin(0, 20, 4) == 24); // 17 arrived between its actions
+  p.arrive(0, 19); // learnt after the start, from before it: still between actions
+  CHECK(p.end(0) == 24);
+  shared_processor two(2, 1);
+  two.begin(0, 10, 5);
+  two.arrive(0, 8);
+  two.arrive(1, 9);
+  CHECK(two.begin(1, 12, 1) == 13); // 9 came before rank 1's action
+  CHECK(two.end(0) == 16);          // and 8 before rank 0's
 }
 
 TEST_CASE("processor: on a shared CPU the newest action runs first, the one it interrupted waits", "[core][processor]") {
