@@ -20,15 +20,19 @@ double shared_processor::begin(int member, double start, double cost) {
   auto& p = pending_[m]; // arrived before it started: between actions
   p.erase(p.begin(), std::upper_bound(p.begin(), p.end(), start));
   const job j{.start = start, .cost = cost, .order = next_order_++, .member = member};
+  running_[m] = 1;
+  dirty_ = true;
+  if (running_.size() == 1) { // a rank alone: its one action
+    jobs_.assign(1, j);
+    return end(member);
+  }
   auto before = [](const job& a, const job& b) {
     return a.start != b.start ? a.start < b.start : a.member != b.member ? a.member < b.member : a.order < b.order;
   };
   jobs_.insert(std::upper_bound(jobs_.begin(), jobs_.end(), j, before), j);
-  running_[m] = 1;
   // What started before the earliest running action cannot move a running end (newest first).
   const auto first_running = std::find_if(jobs_.begin(), jobs_.end(), [](const job& x) { return !x.finished; });
   jobs_.erase(jobs_.begin(), first_running);
-  dirty_ = true;
   return end(member);
 }
 
@@ -42,6 +46,13 @@ void shared_processor::finish(int member) {
   const auto m = static_cast<std::size_t>(member);
   if (dirty_)
     settle();
+  if (running_.size() == 1) { // a rank alone: nothing of its action is needed any more
+    running_[m] = 0;
+    jobs_.clear();
+    auto& p = pending_[m];
+    p.erase(p.begin(), std::upper_bound(p.begin(), p.end(), end_[m]));
+    return;
+  }
   for (auto& j : jobs_)
     if (!j.finished && j.member == member) {
       j.finished = true;
