@@ -11,6 +11,8 @@
 # median step too), whether the predicted best is the measured best or within 5% of it, and the Spearman
 # correlation of the two rankings (tied predictions share their mean rank); then the plans against the
 # baseline. REPORT_ONLY=1 prints that from OUT_DIR's logs of an earlier call, without running anything.
+# OTHER_MB=N profiles a second 1F1B run with N micro-batches too and gives the planner both (`pippy plan
+# --other-size`: each layer's time blended in rows between the two runs' sizes).
 set -euo pipefail
 build=$(cd "$1" && pwd)
 out=${2:-$(mktemp -d "${TMPDIR:-/tmp}/plan_validation.XXXXXX")}
@@ -29,7 +31,13 @@ profiled="--schedule 1f1b --microbatches $profile_mb" # the configuration profil
 if [[ ${REPORT_ONLY:-} != 1 ]]; then
 "$pippy" run --nproc 2 --bind-cores -- "$program" $profiled $common \
   --profile "$out/profile.json" >"$out/profile.log" 2>&1
-"$pippy" plan --cost-file "$out/profile.json" --ranks 2 --global-batch $batch --top "$top" --json >"$out/plans.json"
+other=()
+if [[ -n ${OTHER_MB:-} ]]; then
+  "$pippy" run --nproc 2 --bind-cores -- "$program" --schedule 1f1b --microbatches "$OTHER_MB" $common \
+    --profile "$out/profile-other.json" >"$out/profile-other.log" 2>&1
+  other=(--other-size "$out/profile-other.json")
+fi
+"$pippy" plan --cost-file "$out/profile.json" "${other[@]}" --ranks 2 --global-batch $batch --top "$top" --json >"$out/plans.json"
 python3 - "$out" "$top" <<'PY'
 import json, os, sys
 out, top = sys.argv[1], int(sys.argv[2])

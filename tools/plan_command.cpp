@@ -45,7 +45,7 @@ void emit(const std::string& dir, const cost_table& profile, const plan_options&
 
 command add_plan_command(CLI::App& app) {
   struct options {
-    std::string cost_file, emit_dir;
+    std::string cost_file, other_size, emit_dir;
     int ranks = 0, processes = 0, top = 5;
     long long memory_cap = 0, global_batch = 0;
     std::vector<int> microbatches;
@@ -57,6 +57,11 @@ command add_plan_command(CLI::App& app) {
   auto* sub = app.add_subcommand("plan", "Rank schedule x stages per rank x micro-batches x split for a profile");
   sub->add_option("--cost-file", o->cost_file,
                   "Profile (a cost file; with per-layer costs, \"layers\", the layers are split into stages)")
+      ->type_name("PROFILE");
+  sub->add_option("--other-size", o->other_size,
+                  "A profile of the same model from a run of another micro-batch size: each layer's time is taken "
+                  "from --cost-file's run at its size, from this one's at this one's, blended in rows in between "
+                  "(core's blend_profiles)")
       ->type_name("PROFILE");
   auto* ranks = sub->add_option("--ranks", o->ranks, "Pipeline ranks R");
   auto* processes = sub->add_option("--processes", o->processes,
@@ -94,7 +99,11 @@ command add_plan_command(CLI::App& app) {
       throw input_error("--global-batch and --microbatches exclude each other (M is taken from G's divisors or from the list)");
     if (batch->count() > 0 && o->global_batch < 1)
       throw input_error("--global-batch must be at least 1 row (got " + std::to_string(o->global_batch) + ")");
-    const cost_table profile = load_cost_file(o->cost_file);
+    const cost_table profile =
+        o->other_size.empty()
+            ? load_cost_file(o->cost_file)
+            : blend_profiles(load_cost_file(o->cost_file), load_cost_file(o->other_size), "cost file '" + o->cost_file + "'",
+                             "cost file '" + o->other_size + "'");
     plan_options po{.num_ranks = o->ranks, .schedules = o->schedules, .microbatches = o->microbatches,
                     .global_batch = o->global_batch, .links = make_link_model(o->links), .processes = o->processes};
     po.memory.cap_bytes = static_cast<std::uint64_t>(o->memory_cap);

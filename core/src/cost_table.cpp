@@ -665,6 +665,51 @@ std::vector<layer_cost> layers_at_rows(const cost_table& t, std::int64_t rows) {
   return out;
 }
 
+cost_table blend_profiles(const cost_table& a, const cost_table& b, const std::string& a_name, const std::string& b_name) {
+  for (const auto& [t, name] : {std::pair{&a, &a_name}, std::pair{&b, &b_name}})
+    if (t->microbatch_rows <= 0 || t->layers.empty())
+      throw input_error(*name + ": blending two profiles needs each one's microbatch_rows and layers");
+  if (a.microbatch_rows == b.microbatch_rows)
+    throw input_error(b_name + ": its microbatch_rows (" + std::to_string(b.microbatch_rows) + ") are " + a_name +
+                      "'s: a second profile must come from a run of another micro-batch size");
+  if (a.layers.size() != b.layers.size())
+    throw input_error(b_name + ": " + std::to_string(b.layers.size()) + " layers, but " + a_name + " has " +
+                      std::to_string(a.layers.size()) + ": not a profile of the same model");
+  for (std::size_t i = 0; i < a.layers.size(); ++i)
+    if (a.layers[i].name != b.layers[i].name)
+      throw input_error(b_name + ": layers[" + std::to_string(i) + "] is '" + b.layers[i].name + "', but " + a_name +
+                        "'s is '" + a.layers[i].name + "': not a profile of the same model");
+  std::vector<std::int64_t> sizes{a.microbatch_rows, b.microbatch_rows};
+  for (const cost_table* t : {&a, &b})
+    for (const auto& l : t->layers)
+      for (const auto& z : l.other_sizes)
+        sizes.push_back(z.rows);
+  std::sort(sizes.begin(), sizes.end());
+  sizes.erase(std::unique(sizes.begin(), sizes.end()), sizes.end());
+  if (static_cast<std::int64_t>(sizes.size()) > limits::max_layer_sizes + 1)
+    throw input_error(b_name + ": with " + a_name + " the layers were timed at " + std::to_string(sizes.size()) +
+                      " sizes, at most " + std::to_string(limits::max_layer_sizes + 1) + " can be kept");
+  cost_table out = a;
+  for (auto& l : out.layers)
+    l.other_sizes.clear();
+  const double from = static_cast<double>(a.microbatch_rows), span = static_cast<double>(b.microbatch_rows) - from;
+  for (const std::int64_t rows : sizes) {
+    const double w = std::clamp((static_cast<double>(rows) - from) / span, 0.0, 1.0); // 0 at a's size, 1 at b's
+    const auto at_a = layers_at_rows(a, rows), at_b = layers_at_rows(b, rows);
+    for (std::size_t i = 0; i < out.layers.size(); ++i) {
+      auto blend = [&](double layer_cost::*kind) { return (1 - w) * (at_a[i].*kind) + w * (at_b[i].*kind); };
+      const layer_size z{.rows = rows, .F = blend(&layer_cost::F), .I = blend(&layer_cost::I), .W = blend(&layer_cost::W),
+                         .B = blend(&layer_cost::B)};
+      layer_cost& l = out.layers[i];
+      if (rows == a.microbatch_rows)
+        l.F = z.F, l.I = z.I, l.W = z.W, l.B = z.B;
+      else
+        l.other_sizes.push_back(z);
+    }
+  }
+  return out;
+}
+
 std::vector<stage_cost> group_layers(const std::vector<layer_cost>& layers, const std::vector<int>& boundaries) {
   const int L = static_cast<int>(layers.size());
   if (boundaries.empty() || boundaries.front() != 0)

@@ -263,3 +263,47 @@ TEST_CASE("layers at another micro-batch size: piecewise linear through the meas
   CHECK_THROWS_WITH(layers_at_rows(unknown, 8),
                     "layers_at_rows: needs the profile's microbatch_rows and a positive number of rows (got 0 and 8)");
 }
+
+// Two runs of one model: a at 16 rows a micro-batch, b at 64. Each one's layers hold what its own stages
+// took in the pipeline; the blend takes a's at 16 and below, b's at 64 and beyond, linear in rows between.
+TEST_CASE("two profiles at two micro-batch sizes: each layer's time blended in rows", "[core][cost][planner]") {
+  cost_table a = uniform_costs(1, stage_cost{});
+  a.microbatch_rows = 16;
+  a.action_overhead_us = 7;
+  a.layers = {layer_cost{.name = "x", .F = 100, .I = 40, .W = 60, .B = 100, .U = 5,
+                         .other_sizes = {{.rows = 32, .F = 180, .I = 70, .W = 110, .B = 180},
+                                         {.rows = 64, .F = 340, .I = 130, .W = 210, .B = 340}}}};
+  cost_table b = a;
+  b.microbatch_rows = 64;
+  b.action_overhead_us = 99;
+  b.layers = {layer_cost{.name = "x", .F = 260, .I = 100, .W = 160, .B = 260, .U = 6,
+                         .other_sizes = {{.rows = 16, .F = 80, .I = 30, .W = 50, .B = 80},
+                                         {.rows = 32, .F = 140, .I = 50, .W = 90, .B = 140},
+                                         {.rows = 128, .F = 500, .I = 200, .W = 300, .B = 500}}}};
+  const cost_table c = blend_profiles(a, b, "a.json", "b.json");
+  CHECK(c.microbatch_rows == 16);
+  CHECK(c.action_overhead_us == 7); // everything but the layers' times is a's
+  REQUIRE(c.layers.size() == 1);
+  const layer_cost& x = c.layers[0];
+  CHECK(x.F == 100); // a's own size
+  CHECK(x.U == 5);
+  REQUIRE(x.other_sizes.size() == 3);
+  CHECK(x.other_sizes[0].rows == 32); // a third of the way: 2/3 of a's 180 and 1/3 of b's 140
+  CHECK(x.other_sizes[0].F == Approx(180 * 2.0 / 3 + 140 / 3.0));
+  CHECK(x.other_sizes[1].rows == 64);
+  CHECK(x.other_sizes[1].F == Approx(260)); // b's own
+  CHECK(x.other_sizes[1].W == Approx(160));
+  CHECK(x.other_sizes[2].rows == 128);
+  CHECK(x.other_sizes[2].F == Approx(500)); // beyond b's size: b's
+  CHECK(layers_at_rows(c, 48)[0].F == Approx((x.other_sizes[0].F + 260) / 2));
+  CHECK_THROWS_WITH(blend_profiles(a, a, "a.json", "b.json"), Catch::Contains("b.json: its microbatch_rows (16) are a.json's"));
+  cost_table other = b;
+  other.layers[0].name = "y";
+  CHECK_THROWS_WITH(blend_profiles(a, other, "a.json", "b.json"),
+                    "b.json: layers[0] is 'y', but a.json's is 'x': not a profile of the same model");
+  other.layers.push_back(other.layers[0]);
+  CHECK_THROWS_WITH(blend_profiles(a, other, "a.json", "b.json"), Catch::Contains("b.json: 2 layers, but a.json has 1"));
+  other = b;
+  other.microbatch_rows = 0;
+  CHECK_THROWS_WITH(blend_profiles(a, other, "a.json", "b.json"), Catch::StartsWith("b.json: blending two profiles needs"));
+}

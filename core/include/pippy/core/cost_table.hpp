@@ -353,6 +353,16 @@ void save_cost_file(const cost_table& t, const std::string& path, std::string_vi
 // proportion. Throws input_error unless t.microbatch_rows and rows are positive.
 std::vector<layer_cost> layers_at_rows(const cost_table& t, std::int64_t rows);
 
+// Two profiles of one model whose runs had micro-batches of two sizes. Each run's layers are scaled to
+// what that run's stages took in the pipeline, and that extra time is not in proportion to the rows
+// (MyNetwork: a plan of 128-row micro-batches predicted 7-15% too slow from a 16-row profile), so one
+// size cannot tell how it grows. The result is `a` with each layer's times at every size either profile
+// timed blended in rows: `a`'s own (layers_at_rows) at a.microbatch_rows and below it, `b`'s at
+// b.microbatch_rows and beyond, linear in between. Everything else stays `a`'s. Throws input_error, naming
+// `a_name` or `b_name`, when a profile lacks microbatch_rows or layers, the sizes are equal, the layers
+// differ in number or names, or the sizes together exceed limits::max_layer_sizes + 1.
+cost_table blend_profiles(const cost_table& a, const cost_table& b, const std::string& a_name, const std::string& b_name);
+
 // Stage costs of a split of t.layers into contiguous groups: boundaries[k] is the first layer of stage k
 // (boundaries[0] = 0). Times and held bytes add up; a stage sends its last layer's output. U stays 0 (the
 // planner shares the profile's optimizer steps among the stages by parameter bytes).
