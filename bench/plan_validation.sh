@@ -11,8 +11,9 @@
 # median step too), whether the predicted best is the measured best or within 5% of it, and the Spearman
 # correlation of the two rankings (tied predictions share their mean rank); then the plans against the
 # baseline. REPORT_ONLY=1 prints that from OUT_DIR's logs of an earlier call, without running anything.
-# OTHER_MB=N profiles a second 1F1B run with N micro-batches too and gives the planner both (`pippy plan
-# --other-size`: each layer's time blended in rows between the two runs' sizes).
+# A second run (GPipe, OTHER_MB micro-batches, default 1: the plans' largest micro-batch) is profiled too, and
+# the planner takes both (`pippy plan --other-size`: each layer's time blended in rows between the two runs'
+# sizes, and each link through both runs' times); OTHER_MB= (empty) plans from the first profile alone.
 set -euo pipefail
 build=$(cd "$1" && pwd)
 out=${2:-$(mktemp -d "${TMPDIR:-/tmp}/plan_validation.XXXXXX")}
@@ -32,8 +33,9 @@ if [[ ${REPORT_ONLY:-} != 1 ]]; then
 "$pippy" run --nproc 2 --bind-cores -- "$program" $profiled $common \
   --profile "$out/profile.json" >"$out/profile.log" 2>&1
 other=()
-if [[ -n ${OTHER_MB:-} ]]; then
-  "$pippy" run --nproc 2 --bind-cores -- "$program" --schedule 1f1b --microbatches "$OTHER_MB" $common \
+OTHER_MB=${OTHER_MB-1}
+if [[ -n $OTHER_MB ]]; then
+  "$pippy" run --nproc 2 --bind-cores -- "$program" --schedule gpipe --microbatches "$OTHER_MB" $common \
     --profile "$out/profile-other.json" >"$out/profile-other.log" 2>&1
   other=(--other-size "$out/profile-other.json")
 fi

@@ -690,6 +690,36 @@ cost_table blend_profiles(const cost_table& a, const cost_table& b, const std::s
     throw input_error(b_name + ": with " + a_name + " the layers were timed at " + std::to_string(sizes.size()) +
                       " sizes, at most " + std::to_string(limits::max_layer_sizes + 1) + " can be kept");
   cost_table out = a;
+  // The links as the two runs waited on them: each run's time at the mean bytes its boundaries carried on
+  // the link (stage s on rank s mod R: the runs profiled one stage per rank), a line through the two.
+  const auto carried = [](const cost_table& t, int src, int dst, int ranks) {
+    double sum = 0;
+    int n = 0;
+    for (int st = 0; st + 1 < static_cast<int>(t.stages.size()); ++st) {
+      const int from = st % ranks, to = (st + 1) % ranks;
+      if ((from == src && to == dst) || (to == src && from == dst)) { // its output, or the gradient back
+        const auto& c = t.stages[static_cast<std::size_t>(st)];
+        sum += static_cast<double>(c.output_bytes ? c.output_bytes : c.activation_bytes), ++n;
+      }
+    }
+    return n ? sum / n : -1.0;
+  };
+  int ranks = 0;
+  for (const auto& l : a.links)
+    ranks = std::max({ranks, l.src + 1, l.dst + 1});
+  for (auto& l : out.links) {
+    const link_cost* other = b.link(l.src, l.dst);
+    const double bytes_a = carried(a, l.src, l.dst, ranks), bytes_b = carried(b, l.src, l.dst, ranks);
+    if (other == nullptr || bytes_a < 0 || bytes_b < 0 || bytes_a == bytes_b)
+      continue;
+    auto time = [](const link_cost& x, double bytes) {
+      return x.latency_us + (x.bandwidth_gbps > 0 ? bytes / (x.bandwidth_gbps * 1e3) : 0.0);
+    };
+    const double per_us = (bytes_b - bytes_a) / (time(*other, bytes_b) - time(l, bytes_a)); // bytes a microsecond
+    const double latency = time(l, bytes_a) - bytes_a / per_us;
+    if (per_us > 0 && std::isfinite(per_us) && latency >= 0)
+      l.latency_us = latency, l.bandwidth_gbps = per_us / 1e3;
+  }
   for (auto& l : out.layers)
     l.other_sizes.clear();
   const double from = static_cast<double>(a.microbatch_rows), span = static_cast<double>(b.microbatch_rows) - from;

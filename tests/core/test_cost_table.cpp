@@ -307,3 +307,27 @@ TEST_CASE("two profiles at two micro-batch sizes: each layer's time blended in r
   other.microbatch_rows = 0;
   CHECK_THROWS_WITH(blend_profiles(a, other, "a.json", "b.json"), Catch::StartsWith("b.json: blending two profiles needs"));
 }
+
+// Each run's link latency came from its own waits at its own boundary's size: a blend takes the line
+// through the two runs' times on each link.
+TEST_CASE("two profiles at two micro-batch sizes: a link's latency and bandwidth through both runs' times",
+          "[core][cost][planner]") {
+  cost_table a = uniform_costs(2, stage_cost{});
+  a.microbatch_rows = 16;
+  a.stages[0].output_bytes = 1000;
+  a.layers = {layer_cost{.name = "x", .F = 1}, layer_cost{.name = "y", .F = 1}};
+  a.links = {link_cost{.src = 0, .dst = 1, .latency_us = 100, .bandwidth_gbps = 0.01}, // 200 us for 1000 B
+             link_cost{.src = 1, .dst = 0, .latency_us = 30, .bandwidth_gbps = 0}};
+  cost_table b = a;
+  b.microbatch_rows = 128;
+  b.stages[0].output_bytes = 8000;
+  b.links = {link_cost{.src = 0, .dst = 1, .latency_us = 50, .bandwidth_gbps = 0.01}, // 850 us for 8000 B
+             link_cost{.src = 1, .dst = 0, .latency_us = 20, .bandwidth_gbps = 0}};   // faster at more bytes
+  const cost_table c = blend_profiles(a, b, "a.json", "b.json");
+  const double per_us = 7000.0 / 650;
+  CHECK(c.links[0].bandwidth_gbps == Approx(per_us / 1e3));
+  CHECK(c.links[0].latency_us == Approx(200 - 1000 / per_us));
+  CHECK(c.links[0].latency_us + 8000 / per_us == Approx(850)); // b's time at b's bytes
+  CHECK(c.links[1].latency_us == 30); // no positive slope: a's own
+  CHECK(c.links[1].bandwidth_gbps == 0);
+}

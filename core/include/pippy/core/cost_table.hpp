@@ -358,7 +358,10 @@ std::vector<layer_cost> layers_at_rows(const cost_table& t, std::int64_t rows);
 // (MyNetwork: a plan of 128-row micro-batches predicted 7-15% too slow from a 16-row profile), so one
 // size cannot tell how it grows. The result is `a` with each layer's times at every size either profile
 // timed blended in rows: `a`'s own (layers_at_rows) at a.microbatch_rows and below it, `b`'s at
-// b.microbatch_rows and beyond, linear in between. Everything else stays `a`'s. Throws input_error, naming
+// b.microbatch_rows and beyond, linear in between. A link both measured takes the latency and bandwidth
+// of the line through the two runs' times at the mean bytes their boundaries carried on it (each run's
+// stage s on rank s mod R), where that line has a positive slope and latency: each run's latency came from
+// its own waits, at its own sizes. Everything else stays `a`'s. Throws input_error, naming
 // `a_name` or `b_name`, when a profile lacks microbatch_rows or layers, the sizes are equal, the layers
 // differ in number or names, or the sizes together exceed limits::max_layer_sizes + 1.
 cost_table blend_profiles(const cost_table& a, const cost_table& b, const std::string& a_name, const std::string& b_name);
