@@ -61,3 +61,33 @@ TEST_CASE("pippy plan --emit writes the best plan's schedule, plan.json and cost
   CHECK(bad.exit_code == 2);
   CHECK_THAT(bad.output, Catch::Contains("error: --emit: cannot create directory 'plan_out/file/sub'"));
 }
+
+TEST_CASE("pippy plan --other-size: a second run's layers at its own size, and a profile of the same size refused") {
+  {
+    std::ofstream a("plan_sizes_16.json");
+    a << R"({"stages":[{"F":1}],"microbatch_rows":16,"layers":[{"name":"p","F":1,"I":1,"W":1},{"name":"q","F":1,"I":1,"W":1}]})";
+    std::ofstream b("plan_sizes_64.json");
+    b << R"({"stages":[{"F":1}],"microbatch_rows":64,"layers":[{"name":"p","F":10,"I":2,"W":2},{"name":"q","F":10,"I":2,"W":2}]})";
+  }
+  auto gpipe_one_microbatch = [](const std::string& output) {
+    const auto parsed = nlohmann::json::parse(output);
+    for (const auto& p : parsed["plans"])
+      if (p["microbatches"] == 1 && p["stages_per_rank"] == 1)
+        return p["predicted_step_us"].get<double>();
+    return -1.0;
+  };
+  const std::string plan = "plan --cost-file plan_sizes_16.json --ranks 2 --schedules gpipe --global-batch 64 --top 10 --json";
+  // 64 rows in one micro-batch: from the 16-row profile alone, 4x its times (F 4, B 8 per stage: 24 us);
+  // with the 64-row run, that run's own (F 10, B 4: 28 us).
+  const auto alone = run_pippy(plan);
+  REQUIRE(alone.exit_code == 0);
+  CHECK(gpipe_one_microbatch(alone.output) == Approx(24));
+  const auto both = run_pippy(plan + " --other-size plan_sizes_64.json");
+  REQUIRE(both.exit_code == 0);
+  CHECK(gpipe_one_microbatch(both.output) == Approx(28));
+  const auto same = run_pippy("plan --cost-file plan_sizes_16.json --other-size plan_sizes_16.json --ranks 2");
+  CHECK(same.exit_code != 0);
+  CHECK_THAT(same.output, Catch::Contains("cost file 'plan_sizes_16.json': its microbatch_rows (16) are cost file "
+                                          "'plan_sizes_16.json''s: a second profile must come from a run of another "
+                                          "micro-batch size"));
+}
