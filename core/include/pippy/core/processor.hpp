@@ -7,7 +7,7 @@
 // - Newest first: an action that starts while another runs on the processor takes the processor until
 //   it ends, and the one it interrupted waits. So an action ends once the processor has run its cost and
 //   every action that started inside it. This is what ranks bound to one CPU show: in MyNetwork's
-//   3-process runs on 2 cores, 90% of the overlapping actions of the two ranks sharing a CPU nest, and a
+//   3-process runs on 2 cores, 94% of the overlapping actions of the two ranks sharing a CPU nest, and a
 //   nested action takes its time alone (Linux wakes the newcomer ahead of the one running).
 // - Arrivals: each transfer arriving on a rank strictly inside one of its actions (start < t < end)
 //   lengthens that action by arrival_cost_us (the transport's threads share the rank's processor); one
