@@ -697,10 +697,8 @@ cost_table blend_profiles(const cost_table& a, const cost_table& b, const std::s
     int n = 0;
     for (int st = 0; st + 1 < static_cast<int>(t.stages.size()); ++st) {
       const int from = st % ranks, to = (st + 1) % ranks;
-      if ((from == src && to == dst) || (to == src && from == dst)) { // its output, or the gradient back
-        const auto& c = t.stages[static_cast<std::size_t>(st)];
-        sum += static_cast<double>(c.output_bytes ? c.output_bytes : c.activation_bytes), ++n;
-      }
+      if ((from == src && to == dst) || (to == src && from == dst)) // its output, or the gradient back
+        sum += static_cast<double>(t.transfer_bytes(action_kind::send_f, st, no_microbatch)), ++n;
     }
     return n ? sum / n : -1.0;
   };

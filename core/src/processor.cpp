@@ -16,23 +16,15 @@ void shared_processor::arrive(int member, double t) {
 }
 
 double shared_processor::begin(int member, double start, double cost) {
-  const auto m = static_cast<std::size_t>(member);
-  auto& p = pending_[m]; // arrived before it started: between actions
-  p.erase(p.begin(), std::upper_bound(p.begin(), p.end(), start));
+  drop_arrivals_until(member, start); // arrived before it started: between actions
   const job j{.start = start, .cost = cost, .order = next_order_++, .member = member};
-  running_[m] = 1;
-  dirty_ = true;
-  if (running_.size() == 1) { // a rank alone: its one action
-    jobs_.assign(1, j);
-    return end(member);
-  }
   auto before = [](const job& a, const job& b) {
     return a.start != b.start ? a.start < b.start : a.member != b.member ? a.member < b.member : a.order < b.order;
   };
   jobs_.insert(std::upper_bound(jobs_.begin(), jobs_.end(), j, before), j);
-  // What started before the earliest running action cannot move a running end (newest first).
-  const auto first_running = std::find_if(jobs_.begin(), jobs_.end(), [](const job& x) { return !x.finished; });
-  jobs_.erase(jobs_.begin(), first_running);
+  running_[static_cast<std::size_t>(member)] = 1;
+  drop_before_running();
+  dirty_ = true;
   return end(member);
 }
 
@@ -46,23 +38,24 @@ void shared_processor::finish(int member) {
   const auto m = static_cast<std::size_t>(member);
   if (dirty_)
     settle();
-  if (running_.size() == 1) { // a rank alone: nothing of its action is needed any more
-    running_[m] = 0;
-    jobs_.clear();
-    auto& p = pending_[m];
-    p.erase(p.begin(), std::upper_bound(p.begin(), p.end(), end_[m]));
-    return;
-  }
   for (auto& j : jobs_)
     if (!j.finished && j.member == member) {
       j.finished = true;
       j.charges = charges_[m]; // fixed from now on
     }
   running_[m] = 0;
-  auto& p = pending_[m];
-  p.erase(p.begin(), std::upper_bound(p.begin(), p.end(), end_[m]));
-  const auto first_running = std::find_if(jobs_.begin(), jobs_.end(), [](const job& x) { return !x.finished; });
-  jobs_.erase(jobs_.begin(), first_running);
+  drop_arrivals_until(member, end_[m]);
+  drop_before_running();
+}
+
+void shared_processor::drop_arrivals_until(int member, double t) {
+  auto& p = pending_[static_cast<std::size_t>(member)];
+  p.erase(p.begin(), std::upper_bound(p.begin(), p.end(), t));
+}
+
+// What started before the earliest running action cannot move a running end (newest first).
+void shared_processor::drop_before_running() {
+  jobs_.erase(jobs_.begin(), std::find_if(jobs_.begin(), jobs_.end(), [](const job& x) { return !x.finished; }));
 }
 
 // Runs the processor from the earliest running action's start: the newest action on top of a stack,

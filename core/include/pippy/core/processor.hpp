@@ -50,6 +50,8 @@ private:
   // knew when (bit for bit: the two engines are compared exactly).
   double total(double cost, int charges) const { return cost + charges * arrival_cost_; }
   void settle();
+  void drop_arrivals_until(int member, double t); // member's arrivals at or before t
+  void drop_before_running();
   double arrival_cost_ = 0;
   std::uint64_t next_order_ = 0;
   bool dirty_ = false;
