@@ -240,6 +240,9 @@ void cost_table::validate(int num_stages, const std::string& source) const {
         throw input_error(source + ": stages[" + std::to_string(i) + "]." + name +
                           " must be a non-negative number of microseconds (got " + num(v) + ")");
   }
+  if (!stage_ranks.empty() && static_cast<int>(stage_ranks.size()) != num_stages)
+    throw input_error(source + ": 'stage_ranks' has " + std::to_string(stage_ranks.size()) +
+                      " entries but the schedule has " + std::to_string(num_stages) + " stages");
   if (!(jitter >= 0) || jitter > 1)
     throw input_error(source + ": jitter must be in [0, 1] (got " + num(jitter) + ")");
   if (!(action_overhead_us >= 0) || !std::isfinite(action_overhead_us))
@@ -289,6 +292,10 @@ void cost_table::validate_links(int num_ranks, const std::string& source) const 
         throw input_error(where + ": rank " + std::to_string(r) + " is in more than one group");
     }
   }
+  for (std::size_t s = 0; s < stage_ranks.size(); ++s)
+    if (stage_ranks[s] < 0 || stage_ranks[s] >= num_ranks)
+      throw input_error(source + ": stage_ranks[" + std::to_string(s) + "]: rank " + std::to_string(stage_ranks[s]) +
+                        " is not below " + std::to_string(num_ranks) + " ranks");
 }
 
 void validate_models(const pipeline_shape& shape, const cost_table& costs, const link_model& links,
@@ -353,7 +360,7 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
     throw input_error(source + ": missing 'stages' array (expected {\"stages\": [{\"F\": .., \"B\": ..}, ...]})");
   // A misspelt field would silently fall back to its default: every key must be one this file knows.
   reject_unknown_keys(j, {"stages", "device", "unit", "source", "action_overhead_us", "step_overhead_us",
-                          "arrival_cost_us", "send_posting", "shared_cpus", "noise", "microbatch_rows", "links", "replica_link", "layers"},
+                          "arrival_cost_us", "send_posting", "shared_cpus", "stage_ranks", "noise", "microbatch_rows", "links", "replica_link", "layers"},
                       source + ": ");
   if (j.contains("unit") && j["unit"] != "us")
     throw input_error(source + ": 'unit' must be \"us\" (microseconds), got " + j["unit"].dump());
@@ -500,6 +507,10 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
       t.shared_cpus.push_back(std::move(ranks));
     }
   }
+  if (const auto* ranks = array_of("stage_ranks"))
+    for (std::size_t s = 0; s < ranks->size(); ++s)
+      t.stage_ranks.push_back(
+          static_cast<int>(json_integer((*ranks)[s], source + ": stage_ranks[" + std::to_string(s) + "] (a rank)", 0, 1 << 20)));
   if (j.contains("replica_link"))
     t.replica_link = link_class_at("replica_link");
   if (const auto* layers = array_of("layers")) {
@@ -600,6 +611,8 @@ std::string to_cost_json(const cost_table& t, std::string_view source) {
     j["send_posting"] = link_class_json(t.send_posting);
   if (!t.shared_cpus.empty())
     j["shared_cpus"] = t.shared_cpus;
+  if (!t.stage_ranks.empty())
+    j["stage_ranks"] = t.stage_ranks;
   if (t.replica_link)
     j["replica_link"] = link_class_json(*t.replica_link);
   if (!t.layers.empty()) {
@@ -666,9 +679,11 @@ std::vector<layer_cost> layers_at_rows(const cost_table& t, std::int64_t rows) {
 }
 
 cost_table blend_profiles(const cost_table& a, const cost_table& b, const std::string& a_name, const std::string& b_name) {
-  for (const auto& [t, name] : {std::pair{&a, &a_name}, std::pair{&b, &b_name}})
+  for (const auto& [t, name] : {std::pair{&a, &a_name}, std::pair{&b, &b_name}}) {
     if (t->microbatch_rows <= 0 || t->layers.empty())
       throw input_error(*name + ": blending two profiles needs each one's microbatch_rows and layers");
+    t->validate(static_cast<int>(t->stages.size()), *name); // stage_ranks: one per stage
+  }
   if (a.microbatch_rows == b.microbatch_rows)
     throw input_error(b_name + ": its microbatch_rows (" + std::to_string(b.microbatch_rows) + ") are " + a_name +
                       "'s: a second profile must come from a run of another micro-batch size");
@@ -691,30 +706,35 @@ cost_table blend_profiles(const cost_table& a, const cost_table& b, const std::s
                       " sizes, at most " + std::to_string(limits::max_layer_sizes + 1) + " can be kept");
   cost_table out = a;
   // The links as the two runs waited on them: each run's time at the mean bytes its boundaries carried on
-  // the link (stage s on rank s mod R: the runs profiled one stage per rank), a line through the two.
-  const auto carried = [](const cost_table& t, int src, int dst, int ranks) {
-    double sum = 0;
-    int n = 0;
-    for (int st = 0; st + 1 < static_cast<int>(t.stages.size()); ++st) {
-      const int from = st % ranks, to = (st + 1) % ranks;
-      if ((from == src && to == dst) || (to == src && from == dst)) // its output, or the gradient back
-        sum += static_cast<double>(t.transfer_bytes(action_kind::send_f, st, no_microbatch)), ++n;
-    }
-    return n ? sum / n : -1.0;
-  };
+  // the link (where its stages ran), a line through the two.
   int ranks = 0;
   for (const auto& l : a.links)
     ranks = std::max({ranks, l.src + 1, l.dst + 1});
+  const auto carried = [ranks](const cost_table& t, int src, int dst) -> std::optional<std::uint64_t> {
+    const auto rank_of = [&](int st) {
+      return t.stage_ranks.empty() ? st % ranks : t.stage_ranks[static_cast<std::size_t>(st)];
+    };
+    std::uint64_t sum = 0, n = 0;
+    for (int st = 0; st + 1 < static_cast<int>(t.stages.size()); ++st) {
+      const int from = rank_of(st), to = rank_of(st + 1);
+      if ((from == src && to == dst) || (to == src && from == dst)) // its output, or the gradient back
+        sum += t.transfer_bytes(action_kind::send_f, st, no_microbatch), ++n;
+    }
+    if (n == 0)
+      return std::nullopt;
+    return (sum + n / 2) / n;
+  };
   for (auto& l : out.links) {
     const link_cost* other = b.link(l.src, l.dst);
-    const double bytes_a = carried(a, l.src, l.dst, ranks), bytes_b = carried(b, l.src, l.dst, ranks);
-    if (other == nullptr || bytes_a < 0 || bytes_b < 0 || bytes_a == bytes_b)
+    const auto bytes_a = carried(a, l.src, l.dst), bytes_b = carried(b, l.src, l.dst);
+    if (other == nullptr || !bytes_a || !bytes_b || *bytes_a == *bytes_b)
       continue;
-    auto time = [](const link_cost& x, double bytes) {
-      return x.latency_us + (x.bandwidth_gbps > 0 ? bytes / (x.bandwidth_gbps * 1e3) : 0.0);
+    const auto time = [](const link_cost& x, std::uint64_t bytes) {
+      return time_transfer(0, 0, bytes, link_class{.latency_us = x.latency_us, .bandwidth_gbps = x.bandwidth_gbps}).arrive;
     };
-    const double per_us = (bytes_b - bytes_a) / (time(*other, bytes_b) - time(l, bytes_a)); // bytes a microsecond
-    const double latency = time(l, bytes_a) - bytes_a / per_us;
+    const double x_a = static_cast<double>(*bytes_a), x_b = static_cast<double>(*bytes_b);
+    const double per_us = (x_b - x_a) / (time(*other, *bytes_b) - time(l, *bytes_a)); // bytes a microsecond
+    const double latency = time(l, *bytes_a) - x_a / per_us;
     if (per_us > 0 && std::isfinite(per_us) && latency >= 0)
       l.latency_us = latency, l.bandwidth_gbps = per_us / 1e3;
   }

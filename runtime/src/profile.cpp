@@ -80,6 +80,12 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
   // noisy actions is longer than one with their means: the simulator draws from this to predict it.
   out.noise = fit_step_noise(compute, context.steps);
   out.shared_cpus = context.shared_cpus;
+  out.stage_ranks.assign(static_cast<std::size_t>(num_stages), -1);
+  for (const auto& e : t.events)
+    if (is_compute(e.act.kind) && e.act.stage >= 0 && e.act.stage < num_stages)
+      out.stage_ranks[static_cast<std::size_t>(e.act.stage)] = e.rank;
+  if (std::count(out.stage_ranks.begin(), out.stage_ranks.end(), -1) > 0)
+    out.stage_ranks.clear(); // a stage that never ran: where it sat is unknown
   out.links = context.links;
   out.replica_link = context.replica_link;
   // The probe times each link with nothing else running. In the pipeline the transport threads share

@@ -2,6 +2,8 @@
 // boundary tensors, and regrouping layers into stages.
 #include <catch2/catch.hpp>
 
+#include <array>
+
 #include "pippy/core/cost_table.hpp"
 #include "pippy/core/error.hpp"
 #include "pippy/core/limits.hpp"
@@ -330,4 +332,51 @@ TEST_CASE("two profiles at two micro-batch sizes: a link's latency and bandwidth
   CHECK(c.links[0].latency_us + 8000 / per_us == Approx(850)); // b's time at b's bytes
   CHECK(c.links[1].latency_us == 30); // no positive slope: a's own
   CHECK(c.links[1].bandwidth_gbps == 0);
+}
+
+// A run of two stages per rank folded back (ZB-V) carries boundaries 0 and 2 on the link between its
+// ranks and keeps boundary 1 on rank 1: the blend reads that from each profile's stage_ranks.
+TEST_CASE("two profiles of V-shaped runs: a link's bytes are those of the boundaries that crossed it",
+          "[core][cost][planner]") {
+  cost_table a = uniform_costs(4, stage_cost{});
+  a.microbatch_rows = 16;
+  a.stage_ranks = {0, 1, 1, 0};
+  for (int s = 0; s < 4; ++s)
+    a.stages[static_cast<std::size_t>(s)].output_bytes = std::array<std::uint64_t, 4>{1000, 50000, 3000, 10}[static_cast<std::size_t>(s)];
+  a.layers = {layer_cost{.name = "x", .F = 1}, layer_cost{.name = "y", .F = 1}};
+  a.links = {link_cost{.src = 0, .dst = 1, .latency_us = 100, .bandwidth_gbps = 0.01}}; // 2000 B: 300 us
+  cost_table b = a;
+  b.microbatch_rows = 128;
+  for (auto& s : b.stages)
+    s.output_bytes *= 8;
+  b.links = {link_cost{.src = 0, .dst = 1, .latency_us = 50, .bandwidth_gbps = 0.01}}; // 16000 B: 1650 us
+  const cost_table c = blend_profiles(a, b, "a.json", "b.json");
+  const double per_us = 14000.0 / 1350;
+  CHECK(c.links[0].bandwidth_gbps == Approx(per_us / 1e3));
+  CHECK(c.links[0].latency_us == Approx(300 - 2000 / per_us));
+  CHECK(c.stage_ranks == a.stage_ranks);
+  // Read as stage s on rank s mod 2, every boundary would have crossed: 18000 and 144000 bytes.
+  a.stage_ranks.clear(), b.stage_ranks.clear();
+  const cost_table looped = blend_profiles(a, b, "a.json", "b.json");
+  const double looped_per_us = 126000.0 / (14450 - 1900); // 50 + 14400 against 100 + 1800 us
+  CHECK(looped.links[0].bandwidth_gbps == Approx(looped_per_us / 1e3));
+
+  b.stage_ranks = {0, 1, 1};
+  CHECK_THROWS_WITH(blend_profiles(a, b, "a.json", "b.json"),
+                    Catch::StartsWith("b.json: 'stage_ranks' has 3 entries but the schedule has 4 stages"));
+}
+
+TEST_CASE("cost file: stage_ranks round-trip, and a bad rank is named", "[core][cost]") {
+  cost_table t = uniform_costs(3, stage_cost{.F = 1});
+  t.stage_ranks = {0, 1, 0};
+  const cost_table back = parse_cost_json(to_cost_json(t), "c.json");
+  CHECK(back.stage_ranks == t.stage_ranks);
+  CHECK(to_cost_json(uniform_costs(1, stage_cost{})).find("stage_ranks") == std::string::npos);
+  CHECK_NOTHROW(back.validate_links(2, "c.json"));
+  CHECK_THROWS_WITH(back.validate_links(1, "c.json"), "c.json: stage_ranks[1]: rank 1 is not below 1 ranks");
+  cost_table short_of = uniform_costs(2, stage_cost{.F = 1});
+  short_of.stage_ranks = {0, 1, 0};
+  CHECK_THROWS_WITH(short_of.validate(2, "c.json"), "c.json: 'stage_ranks' has 3 entries but the schedule has 2 stages");
+  CHECK_THROWS_WITH(parse_cost_json(R"({"stages":[{"F":1}],"stage_ranks":[-1]})", "c.json"),
+                    Catch::StartsWith("c.json: stage_ranks[0] (a rank)"));
 }

@@ -61,6 +61,7 @@ TEST_CASE("a link the run waited on takes the latency of its median wait (of all
       t.events.push_back(e);
   context.steps = 3;
   const auto costs = measure_stage_costs(t, 2, context);
+  CHECK(costs.stage_ranks == std::vector<int>{0, 1});
   CHECK(costs.action_overhead_us == 10);
   REQUIRE(costs.links.size() == 2);
   // 0 -> 1: the wait of 80 = latency + 2 us on the wire + 10 us of overhead.
@@ -227,4 +228,18 @@ TEST_CASE("ranks that shared a CPU: each action's work alone, and the overhead f
   CHECK(shared.stages[1].F == Approx(6.5 / 3));
   CHECK(shared.action_overhead_us == Approx(2));
   CHECK(shared.shared_cpus == std::vector<std::vector<int>>{{0, 1}});
+}
+
+TEST_CASE("the profile records the rank each stage ran on, as the trace has it", "[runtime][profile]") {
+  trace v; // two stages per rank folded back (ZB-V): rank 0 holds stages 0 and 3, rank 1 stages 1 and 2
+  v.num_ranks = 2;
+  for (const auto& e : {ev(0, "0F0", 0, 10), ev(1, "1F0", 20, 30), ev(1, "2F0", 30, 40), ev(0, "3F0", 50, 60),
+                        ev(0, "3B0", 60, 70), ev(1, "2B0", 80, 90), ev(1, "1B0", 90, 100), ev(0, "0B0", 110, 120),
+                        ev(0, "0SEND_F0", 10, 15)})
+    v.events.push_back(e);
+  const cost_table costs = measure_stage_costs(v, 4, {});
+  CHECK(costs.stage_ranks == std::vector<int>{0, 1, 1, 0});
+  CHECK(parse_cost_json(to_cost_json(costs), "profile").stage_ranks == costs.stage_ranks);
+  // A stage that never ran sat nowhere the trace says: none is recorded.
+  CHECK(measure_stage_costs(v, 5, {}).stage_ranks.empty());
 }

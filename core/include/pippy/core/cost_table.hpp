@@ -185,6 +185,9 @@ struct cost_table {
   // core's cpu_share); the engines run each group's actions on one shared_processor. The compute times
   // are each action's work alone. Empty: every rank computes on a processor of its own.
   std::vector<std::vector<int>> shared_cpus;
+  // The rank each stage ran on in the profiled run (its trace's), which tells which link each boundary's
+  // transfers took there (blend_profiles). Empty: unknown, read as stage s on rank s mod R.
+  std::vector<int> stage_ranks;
   std::int64_t microbatch_rows = 0; // rows of the micro-batch the times were measured on (0 = unknown)
   double jitter = 0;       // each compute time scaled by (1 + jitter * u), u uniform in [-1, 1]
   std::uint64_t seed = 0;  // ... drawn from a hash of (seed, action): deterministic, order-free
@@ -227,7 +230,8 @@ struct cost_table {
   // Throws input_error naming the field when a value is negative or the size mismatches num_stages.
   void validate(int num_stages, const std::string& source) const;
   // Throws input_error naming links[i] when a link's ranks are not two different ranks below num_ranks,
-  // and shared_cpus[i] when a group has fewer than two ranks, or a rank not below num_ranks or in two groups.
+  // shared_cpus[i] when a group has fewer than two ranks, or a rank not below num_ranks or in two groups,
+  // and stage_ranks[s] when a rank is not below num_ranks.
   void validate_links(int num_ranks, const std::string& source) const;
 
 private:
@@ -360,10 +364,11 @@ std::vector<layer_cost> layers_at_rows(const cost_table& t, std::int64_t rows);
 // timed blended in rows: `a`'s own (layers_at_rows) at a.microbatch_rows and below it, `b`'s at
 // b.microbatch_rows and beyond, linear in between. A link both measured takes the latency and bandwidth
 // of the line through the two runs' times at the mean bytes their boundaries carried on it (each run's
-// stage s on rank s mod R), where that line has a positive slope and latency: each run's latency came from
+// stages where its stage_ranks put them, else stage s on rank s mod R), where that line has a positive
+// slope and latency: each run's latency came from
 // its own waits, at its own sizes. Everything else stays `a`'s. Throws input_error, naming
-// `a_name` or `b_name`, when a profile lacks microbatch_rows or layers, the sizes are equal, the layers
-// differ in number or names, or the sizes together exceed limits::max_layer_sizes + 1.
+// `a_name` or `b_name`, when a profile lacks microbatch_rows or layers or is invalid (validate), the sizes
+// are equal, the layers differ in number or names, or the sizes together exceed limits::max_layer_sizes + 1.
 cost_table blend_profiles(const cost_table& a, const cost_table& b, const std::string& a_name, const std::string& b_name);
 
 // Stage costs of a split of t.layers into contiguous groups: boundaries[k] is the first layer of stage k

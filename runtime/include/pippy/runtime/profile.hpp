@@ -36,7 +36,8 @@ struct profile_context {
 // the trace, less what the receives landing inside them took: the context's arrival_cost_us (else traces'
 // fit_arrival_cost's) times the mean arrivals that fit_arrival_cost counts. Kinds a schedule did not run are derived: B = I + W when only I and W ran; I = W = B / 2 when
 // only B ran. The per-action overhead is traces' action_overhead_us of the trace; sizes, links and rows
-// and layers come from the context (weight_input_bytes is half the activations). A link the trace shows
+// and layers come from the context (weight_input_bytes is half the activations); each stage's rank
+// (stage_ranks) from the trace. A link the trace shows
 // a rank waiting on (traces' transfer_waits) takes the latency that gives back the median of those waits (of all links' waits where it has fewer than 3)
 // with the probe's bandwidth and the overhead; the others keep the probe's. A send's posting (it holds
 // its rank: cost_table::send_posting) takes the probe's bandwidth and the latency that gives back the
