@@ -351,52 +351,67 @@ void shift_to_zero(trace& t) {
 }
 
 namespace {
-// Each rank's SEND events (start, end), by start: what the rank spent posting sends.
-std::vector<std::vector<std::pair<double, double>>> postings_by_rank(const trace& t) {
-  std::vector<std::vector<std::pair<double, double>>> out;
-  for (const auto& e : t.events)
-    if (e.rank >= 0 && is_send(e.act.kind)) {
-      if (static_cast<std::size_t>(e.rank) >= out.size())
-        out.resize(static_cast<std::size_t>(e.rank) + 1);
-      out[static_cast<std::size_t>(e.rank)].push_back({e.start_us, e.end_us});
-    }
-  for (auto& r : out)
-    std::sort(r.begin(), r.end());
-  return out;
+// Per rank, time spans sorted by start and merged into a disjoint union.
+using spans_by_rank = std::vector<std::vector<std::pair<double, double>>>;
+
+void add_span(spans_by_rank& out, int rank, double start_us, double end_us) {
+  if (rank < 0)
+    return;
+  if (static_cast<std::size_t>(rank) >= out.size())
+    out.resize(static_cast<std::size_t>(rank) + 1);
+  out[static_cast<std::size_t>(rank)].push_back({start_us, end_us});
 }
 
-// Per rank, when other ranks on its CPU (shared_cpus) computed: their compute actions' union, by start.
-std::vector<std::vector<std::pair<double, double>>> co_members_compute(const trace& t,
-                                                                       const std::vector<std::vector<int>>& shared_cpus) {
-  std::vector<std::vector<std::pair<double, double>>> out;
+spans_by_rank merged(spans_by_rank by_rank) {
+  for (auto& r : by_rank) {
+    std::sort(r.begin(), r.end());
+    std::vector<std::pair<double, double>> out;
+    for (const auto& x : r)
+      if (!out.empty() && x.first <= out.back().second)
+        out.back().second = std::max(out.back().second, x.second);
+      else
+        out.push_back(x);
+    r = std::move(out);
+  }
+  return by_rank;
+}
+
+// How much of [from, to] a rank's spans cover: those starting before `to`, back to the first that ends
+// by `from` (they are disjoint).
+double covered_us(const spans_by_rank& by_rank, int rank, double from, double to) {
+  if (rank < 0 || static_cast<std::size_t>(rank) >= by_rank.size())
+    return 0;
+  const auto& v = by_rank[static_cast<std::size_t>(rank)];
+  double covered = 0;
+  for (auto it = std::lower_bound(v.begin(), v.end(), std::pair{to, -std::numeric_limits<double>::infinity()});
+       it != v.begin();) {
+    --it;
+    if (it->second <= from)
+      break;
+    covered += std::min(it->second, to) - std::max(it->first, from);
+  }
+  return covered;
+}
+
+// Each rank's SEND events: what the rank spent posting sends.
+spans_by_rank postings_by_rank(const trace& t) {
+  spans_by_rank out;
+  for (const auto& e : t.events)
+    if (is_send(e.act.kind))
+      add_span(out, e.rank, e.start_us, e.end_us);
+  return merged(std::move(out));
+}
+
+// Per rank, when other ranks on its CPU (shared_cpus) computed.
+spans_by_rank co_members_compute(const trace& t, const std::vector<std::vector<int>>& shared_cpus) {
+  spans_by_rank out;
   for (const auto& e : t.events)
     for (const auto& group : shared_cpus)
       if (is_compute(e.act.kind) && std::find(group.begin(), group.end(), e.rank) != group.end())
         for (const int other : group)
-          if (other != e.rank && other >= 0) {
-            if (static_cast<std::size_t>(other) >= out.size())
-              out.resize(static_cast<std::size_t>(other) + 1);
-            out[static_cast<std::size_t>(other)].push_back({e.start_us, e.end_us});
-          }
-  for (auto& r : out) {
-    std::sort(r.begin(), r.end());
-    std::vector<std::pair<double, double>> merged;
-    for (const auto& x : r)
-      if (!merged.empty() && x.first <= merged.back().second)
-        merged.back().second = std::max(merged.back().second, x.second);
-      else
-        merged.push_back(x);
-    r = std::move(merged);
-  }
-  return out;
-}
-
-bool overlaps(const std::vector<std::vector<std::pair<double, double>>>& by_rank, int rank, double from, double to) {
-  if (rank < 0 || static_cast<std::size_t>(rank) >= by_rank.size())
-    return false;
-  const auto& v = by_rank[static_cast<std::size_t>(rank)]; // disjoint: only the last one starting before `to` can reach `from`
-  const auto it = std::lower_bound(v.begin(), v.end(), std::pair{to, -std::numeric_limits<double>::infinity()});
-  return it != v.begin() && std::prev(it)->second > from;
+          if (other != e.rank)
+            add_span(out, other, e.start_us, e.end_us);
+  return merged(std::move(out));
 }
 
 // Adds the gaps between two compute actions of a rank whose inputs had all ended before the gap began
@@ -404,26 +419,14 @@ bool overlaps(const std::vector<std::vector<std::pair<double, double>>>& by_rank
 // within it. Not the gap before a U: its step gate may wait there for collectives the trace does not
 // hold (the replicas' all-reduce, the tied copies' sum). Not a gap in which another rank computed on the
 // rank's CPU (`contended`): it may have waited for the CPU, which the processor rule models apart.
-void add_overhead_gaps(const trace_metrics& m, const std::vector<std::vector<std::pair<double, double>>>& postings,
-                       const std::vector<std::vector<std::pair<double, double>>>& contended, double& sum, std::size_t& n) {
+void add_overhead_gaps(const trace_metrics& m, const spans_by_rank& postings, const spans_by_rank& contended, double& sum,
+                       std::size_t& n) {
   for (const auto& g : m.gaps) {
     if (g.cause != idle_cause::ordering || !g.next || g.next->kind == action_kind::optimizer_step || g.start_us <= m.start_us)
       continue;
-    if (overlaps(contended, g.rank, g.start_us, g.end_us))
+    if (covered_us(contended, g.rank, g.start_us, g.end_us) > 0)
       continue;
-    double posting = 0;
-    if (static_cast<std::size_t>(g.rank) < postings.size()) {
-      const auto& p = postings[static_cast<std::size_t>(g.rank)];
-      // Postings are a rank's own, one at a time: those starting before the gap's end, back to the first
-      // that ends before its start.
-      auto it = std::lower_bound(p.begin(), p.end(), std::pair{g.end_us, -std::numeric_limits<double>::infinity()});
-      while (it != p.begin()) {
-        --it;
-        if (it->second <= g.start_us)
-          break;
-        posting += std::max(0.0, std::min(it->second, g.end_us) - std::max(it->first, g.start_us));
-      }
-    }
+    const double posting = covered_us(postings, g.rank, g.start_us, g.end_us);
     sum += std::max(0.0, g.duration_us() - posting), ++n;
   }
 }
