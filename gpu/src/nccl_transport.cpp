@@ -82,21 +82,23 @@ void nccl_comm::abort() {
     ncclCommAbort(comm_);
 }
 
-// ---- nccl_transport
+// ---- owned_stream
 
-nccl_transport::owned_stream::owned_stream(c10::DeviceIndex d) : device(d) {
+owned_stream::owned_stream(c10::DeviceIndex d) : device(d) {
   c10::cuda::CUDAGuard guard(d);
   int least = 0, greatest = 0;
   C10_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
   C10_CUDA_CHECK(cudaStreamCreateWithPriority(&raw, cudaStreamNonBlocking, greatest)); // transfers first
 }
 
-nccl_transport::owned_stream::~owned_stream() {
+owned_stream::~owned_stream() {
   if (raw) {
     c10::cuda::CUDAGuard guard(device);
     cudaStreamDestroy(raw);
   }
 }
+
+// ---- nccl_transport
 
 nccl_transport::nccl_transport(c10::intrusive_ptr<c10d::Store> store, int rank, int world_size,
                                const schedule& lowered, event_log& log, nccl_options options)

@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "pippy/core/error.hpp"
-#include "pippy/runtime/gloo_group.hpp"
+#include "pippy/runtime/collectives.hpp"
 
 namespace pippy {
 
@@ -18,7 +18,7 @@ optimizer_shard optimizer_shard::of(std::int64_t total, int replica, int replica
 
 // ---- replica_grad_sync
 
-replica_grad_sync::replica_grad_sync(gloo_group& replicas, std::vector<torch::Tensor> params, int microbatches,
+replica_grad_sync::replica_grad_sync(replica_collectives& replicas, std::vector<torch::Tensor> params, int microbatches,
                                      grad_sync_mode mode, std::optional<optimizer_shard> slice,
                                      std::vector<torch::Tensor> whole)
     : replicas_(replicas), params_(std::move(params)), microbatches_(microbatches), mode_(mode),
@@ -104,7 +104,7 @@ void replica_grad_sync::start() {
     if (slice_->total > 0) {
       // The flattened parameters' gradients (zeros where one has none), padded to equal slices.
       const std::int64_t D = replicas_.world_size();
-      auto flat = torch::zeros({D * slice_->per}, torch::dtype(params_.front().scalar_type()));
+      auto flat = torch::zeros({D * slice_->per}, params_.front().options());
       for_each_flattened(params_, [&](const torch::Tensor& p, std::int64_t at) {
         if (p.grad().defined())
           flat.narrow(0, at, p.numel()).copy_(p.grad().reshape(-1));
@@ -131,7 +131,7 @@ torch::Tensor flat_copy(const std::vector<torch::Tensor>& ts) {
 } // namespace
 
 zero1_optimizer::zero1_optimizer(
-    std::vector<torch::Tensor> params, gloo_group& replicas,
+    std::vector<torch::Tensor> params, replica_collectives& replicas,
     const std::function<std::shared_ptr<torch::optim::Optimizer>(std::vector<torch::Tensor>)>& make_inner)
     : torch::optim::Optimizer(std::move(params), std::make_unique<torch::optim::SGDOptions>(0.0)),
       replicas_(replicas) {

@@ -20,7 +20,9 @@
 #include "models/gpt.hpp"
 #include "pippy/core/generators.hpp"
 #include "pippy/gpu/cuda_backend.hpp"
+#include "pippy/gpu/nccl_collectives.hpp"
 #include "pippy/gpu/nccl_transport.hpp"
+#include "pippy/runtime/data_parallel.hpp"
 
 using namespace pippy;
 
@@ -112,6 +114,53 @@ TEST_CASE("NCCL: a one-rank communicator comes up through the store and moves a 
   stream.synchronize();
   CHECK(torch::equal(a, b));
   CHECK(comm.async_error() == ncclSuccess);
+}
+
+// One replica is all one GPU allows (NCCL refuses two ranks of a communicator on one device): each
+// collective must then give its input back, and the data-parallel step must be the plain one.
+TEST_CASE("NCCL collectives of the replicas: one replica gets its own sum, slice and gather back", "[gpu][nccl][dp]") {
+  require_gpu();
+  c10d::HashStore store;
+  gpu::nccl_collectives replicas(store, "test/dp0", 0, 1, 0, std::chrono::seconds(30));
+  CHECK(replicas.rank() == 0);
+  CHECK(replicas.world_size() == 1);
+  const auto on_gpu = torch::TensorOptions().dtype(torch::kFloat).device(torch::kCUDA, 0);
+  auto a = torch::arange(10, on_gpu), b = torch::ones({3}, on_gpu.dtype(torch::kDouble));
+  replicas.allreduce_sum_async({a, b}).get();
+  CHECK(torch::equal(a, torch::arange(10, on_gpu)));
+  CHECK(torch::equal(b, torch::ones({3}, on_gpu.dtype(torch::kDouble))));
+  auto part = torch::empty({10}, on_gpu);
+  replicas.reduce_scatter_sum_async(a, part).get();
+  CHECK(torch::equal(part, a));
+  CHECK(torch::equal(replicas.allgather(a.view({2, 5})), a));
+  CHECK_THROWS_WITH(replicas.allreduce_sum_async({torch::ones({2})}), Catch::Contains("must be contiguous on cuda:0"));
+  CHECK_THROWS_WITH(replicas.reduce_scatter_sum_async(a, torch::empty({4}, on_gpu)),
+                    Catch::Contains("the input must hold 1 parts of the output's size"));
+  CHECK_THROWS_WITH(gpu::nccl_type_of(c10::ScalarType::ComplexFloat), Catch::Contains("NCCL has no type for dtype"));
+
+  // The gradients' sync and ZeRO-1 through NCCL, on the GPU's parameters: one step of SGD as without them.
+  torch::manual_seed(5);
+  torch::nn::Linear plain(4, 3), sharded(4, 3);
+  plain->to(torch::kCUDA), sharded->to(torch::kCUDA);
+  {
+    torch::NoGradGuard no_grad;
+    for (std::size_t i = 0; i < plain->parameters().size(); ++i)
+      sharded->parameters()[i].copy_(plain->parameters()[i]);
+  }
+  const auto x = torch::randn({8, 4}, on_gpu);
+  torch::optim::SGD sgd(plain->parameters(), torch::optim::SGDOptions(0.1));
+  plain(x).pow(2).sum().backward();
+  sgd.step();
+  const auto params = sharded->parameters();
+  zero1_optimizer zero1(params, replicas, [](std::vector<torch::Tensor> slice) {
+    return std::make_shared<torch::optim::SGD>(std::move(slice), torch::optim::SGDOptions(0.1));
+  });
+  replica_grad_sync sync(replicas, params, 1, grad_sync_mode::overlap, zero1.part());
+  sharded(x).pow(2).sum().backward();
+  sync.weight_grads_in(); // the one micro-batch: posted now
+  sync.before_step([&] { zero1.step(); });
+  for (std::size_t i = 0; i < params.size(); ++i)
+    CHECK(torch::allclose(params[i], plain->parameters()[i], 1e-6, 1e-6));
 }
 
 TEST_CASE("GPU: 1F1B and zero-bubble schedules, all stages on one GPU, equal the unsplit model", "[gpu]") {

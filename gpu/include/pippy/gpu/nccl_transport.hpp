@@ -85,6 +85,18 @@ private:
   std::atomic<bool> aborted_{false};
 };
 
+// A CUDA stream of our own, at the highest priority (communication first): not from PyTorch's pool, which
+// hands out its 32 streams round-robin and could give two links the same one, serializing a send behind a
+// receive.
+struct owned_stream {
+  explicit owned_stream(c10::DeviceIndex device);
+  ~owned_stream();
+  owned_stream(const owned_stream&) = delete;
+  owned_stream& operator=(const owned_stream&) = delete;
+  cudaStream_t raw = nullptr;
+  c10::DeviceIndex device;
+};
+
 // connect_store: runtime/store.hpp (the one rendezvous, shared with gloo_group).
 
 enum class delivery {
@@ -125,16 +137,6 @@ public:
   std::vector<int> recv_peers() const;
 
 private:
-  // A CUDA stream of our own (not from PyTorch's pool, which hands out its 32 streams round-robin and
-  // could give two links the same one, serializing a send behind a receive).
-  struct owned_stream {
-    owned_stream(c10::DeviceIndex device);
-    ~owned_stream();
-    owned_stream(const owned_stream&) = delete;
-    owned_stream& operator=(const owned_stream&) = delete;
-    cudaStream_t raw = nullptr;
-    c10::DeviceIndex device;
-  };
   struct link {
     std::unique_ptr<owned_stream> owned; // declared first: outlives the communicator that used it
     std::unique_ptr<nccl_comm> comm;

@@ -7,6 +7,8 @@
 //   zero1_optimizer    ZeRO stage 1: each replica keeps the optimizer state of 1/D of the stage's
 //                      parameters (a contiguous slice of them, flattened), updates only that slice from the
 //                      averaged gradients, and the replicas all-gather the updated slices into every copy.
+// Both run their collectives through the replica_collectives seam (collectives.hpp): Gloo on CPU, NCCL on
+// GPU; their own tensors go on the parameters' device.
 #include <torch/torch.h>
 
 #include <functional>
@@ -19,7 +21,7 @@
 
 namespace pippy {
 
-class gloo_group;
+class replica_collectives;
 
 // The part of a stage's parameters, flattened in order, whose optimizer state replica `replica` of
 // `replicas` keeps under ZeRO-1: equal slices of ceil(total / replicas) elements, the last padded.
@@ -36,7 +38,7 @@ public:
   // reduce-scattered and only this replica's slice of them is averaged, which is all its
   // zero1_optimizer reads; `whole` (tied copies, whose sum with the other holders' copies needs them
   // whole) are all-reduced whole as well.
-  replica_grad_sync(gloo_group& replicas, std::vector<torch::Tensor> params, int microbatches, grad_sync_mode mode,
+  replica_grad_sync(replica_collectives& replicas, std::vector<torch::Tensor> params, int microbatches, grad_sync_mode mode,
                     std::optional<optimizer_shard> slice = std::nullopt, std::vector<torch::Tensor> whole = {});
   // After each micro-batch's weight gradients (stage_executor::set_after_weight_grads).
   void weight_grads_in();
@@ -46,7 +48,7 @@ public:
 private:
   void start();
 
-  gloo_group& replicas_;
+  replica_collectives& replicas_;
   const std::vector<torch::Tensor> params_;
   const int microbatches_;
   const grad_sync_mode mode_;
@@ -62,7 +64,7 @@ class zero1_optimizer : public torch::optim::Optimizer {
 public:
   // params: the stage's parameters (every replica the same); make_inner: the optimizer the job would use,
   // built here on this replica's slice only.
-  zero1_optimizer(std::vector<torch::Tensor> params, gloo_group& replicas,
+  zero1_optimizer(std::vector<torch::Tensor> params, replica_collectives& replicas,
                   const std::function<std::shared_ptr<torch::optim::Optimizer>(std::vector<torch::Tensor>)>& make_inner);
   torch::Tensor step(LossClosure closure = nullptr) override;
   // The inner optimizer's state of this shard, with where the shard lies. load expects the parameters
@@ -76,7 +78,7 @@ public:
   const optimizer_shard& part() const { return part_; }
 
 private:
-  gloo_group& replicas_;
+  replica_collectives& replicas_;
   optimizer_shard part_;
   torch::Tensor slice_; // this replica's part, padded to the common size, a leaf the inner optimizer updates
   std::shared_ptr<torch::optim::Optimizer> inner_;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "pippy/core/failure.hpp" // peer_error
+#include "pippy/runtime/collectives.hpp"
 #include "pippy/runtime/environment.hpp"
 
 namespace c10d {
@@ -28,19 +29,19 @@ namespace pippy {
 // one for receives, so that a send waiting for its peer never delays a receive that already arrived),
 // which fulfil the futures recv returns. The caller never blocks inside c10d, and a dead peer turns
 // into a peer_error after at most `timeout`. Thread-safe.
-class gloo_group {
+class gloo_group : public replica_collectives {
 public:
   gloo_group(const dist_env& env, std::chrono::milliseconds timeout);
   // A group of some of a job's ranks, met through keys under `prefix` of the job's store: this process
   // is `rank` of `size` in it (a pipeline replica, or the replicas of one pipeline rank).
   gloo_group(const c10::intrusive_ptr<c10d::Store>& job_store, const std::string& prefix, int rank, int size,
              const std::string& master_addr, std::chrono::milliseconds timeout);
-  ~gloo_group();
+  ~gloo_group() override;
   gloo_group(const gloo_group&) = delete;
   gloo_group& operator=(const gloo_group&) = delete;
 
-  int rank() const { return env_.rank; }
-  int world_size() const { return env_.world_size; }
+  int rank() const override { return env_.rank; }
+  int world_size() const override { return env_.world_size; }
   std::chrono::milliseconds timeout() const { return timeout_; }
 
   // Posts one send per tensor to rank dst with tags tag, tag+1, ...; the tensors stay alive until sent.
@@ -56,14 +57,14 @@ public:
   void allreduce_sum(std::vector<torch::Tensor>& tensors);
   // The same without waiting: the future is ready once the sums are in `tensors` (kept alive until
   // then), or holds a peer_error. Posting order must be the same on every rank of the group.
-  std::shared_future<void> allreduce_sum_async(std::vector<torch::Tensor> tensors);
+  std::shared_future<void> allreduce_sum_async(std::vector<torch::Tensor> tensors) override;
   // Sums `input` (CPU, contiguous, world_size equal parts) over the group's ranks and leaves this rank's
   // part of the sum in `output` (one part's size), without waiting, as allreduce_sum_async: each rank
   // sends and receives (world_size - 1) / world_size of the bytes, half an all-reduce's.
-  std::shared_future<void> reduce_scatter_sum_async(torch::Tensor input, torch::Tensor output);
+  std::shared_future<void> reduce_scatter_sum_async(torch::Tensor input, torch::Tensor output) override;
   // Every rank's `mine` (the same size everywhere) flattened and concatenated in rank order; throws
   // peer_error.
-  torch::Tensor allgather(const torch::Tensor& mine);
+  torch::Tensor allgather(const torch::Tensor& mine) override;
   // Shared key-value store of the rendezvous, for small control data (traces, profiles).
   void store_set(const std::string& key, const std::string& value);
   std::string store_get(const std::string& key);
