@@ -458,12 +458,24 @@ double action_overhead_us(const trace& t, int steps) { return action_overhead_us
 
 std::vector<transfer_wait> transfer_waits(const std::vector<trace_metrics>& per_step) {
   std::vector<transfer_wait> out;
-  for (const auto& m : per_step)
-    // Not the wait before a rank's first action: it may still have been running the step before.
+  const trace_metrics* before = nullptr;
+  for (const auto& m : per_step) {
+    // The wait before a rank's first action of the step counts when the rank had ended the step before by
+    // the time the producer ended: then it idled for the transfer alone.
+    const auto idle_since_step_before = [&](const idle_gap& g) {
+      if (before == nullptr)
+        return false;
+      for (const auto& r : before->ranks)
+        if (r.rank == g.rank)
+          return r.num_actions > 0 && r.last_end_us <= g.waited_end_us;
+      return false;
+    };
     for (const auto& g : m.gaps)
       if ((g.cause == idle_cause::activation || g.cause == idle_cause::gradient) && g.waited_rank != g.rank &&
-          g.waited_for && g.start_us > m.start_us)
+          g.waited_for && (g.start_us > m.start_us || idle_since_step_before(g)))
         out.push_back({.src = g.waited_rank, .dst = g.rank, .producer = *g.waited_for, .wait_us = g.end_us - g.waited_end_us});
+    before = &m;
+  }
   return out;
 }
 

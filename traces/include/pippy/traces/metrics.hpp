@@ -165,9 +165,10 @@ struct transfer_wait {
   action producer;
   double wait_us = 0;
 };
-// Those of a trace of `steps` steps, each step's metrics on their own (as action_overhead_us), without
-// the wait before a rank's first action of a step (steps overlap: the rank may have been busy with the one
-// before).
+// Those of a trace of `steps` steps, each step's metrics on their own (as action_overhead_us). The wait
+// before a rank's first action of a step counts only where the rank's last action of the step before had
+// ended by the producer's end (steps overlap: the rank may have been busy with the one before), and never
+// in the first step.
 std::vector<transfer_wait> transfer_waits(const std::vector<trace_metrics>& per_step);
 std::vector<transfer_wait> transfer_waits(const trace& t, int steps);
 
