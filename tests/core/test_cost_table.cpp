@@ -138,6 +138,12 @@ TEST_CASE("layers regroup into stages: times and held bytes add up, a stage send
   CHECK(st[1].output_bytes == 30);
   CHECK(st[2].param_bytes == 14);
   CHECK(st[0].U == 0);
+  // The model's input takes no gradient: the first stage computes none, and its W is its whole backward.
+  CHECK(st[0].I == 0);
+  CHECK(st[0].W == 0.75 + 0.75);
+  CHECK(st[0].B == 0.75 + 0.75);
+  CHECK(st[1].I == 0.5); // the others' I and W add up
+  CHECK(st[1].W == 0.25);
   CHECK_THROWS_WITH(group_layers(layers, {1, 3}), "group_layers: the first stage must start at layer 0");
   CHECK_THROWS_WITH(group_layers(layers, {0, 3, 3}), "group_layers: stage 1 would hold layers 3..2 of 5");
   CHECK_THROWS_WITH(group_layers(layers, {0, 6}), "group_layers: stage 0 would hold layers 0..5 of 5");
