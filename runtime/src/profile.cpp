@@ -130,7 +130,10 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
   // at the run's size, and so is U, so that layers regrouped
   // into the run's own split add up to what the run measured. A kind the run did not measure (I and W of
   // a schedule with full backwards, B of a zero-bubble one) takes the factor of what it makes up (B), or
-  // of its parts (I + W), keeping the layers' own split between I and W.
+  // of its parts (I + W), keeping the layers' own split between I and W. I and W measured apart share
+  // the factor of their sum too: the first stage runs its layers' input gradients inside its W (the
+  // model's input takes none: core's group_layers), so the stages' I and W totals split the backward
+  // otherwise than the layers' do.
   auto measured_everywhere = [&](action_kind k) {
     return std::all_of(a.begin(), a.end(), [&](const acc& x) { return x.n[static_cast<std::size_t>(k)] > 0; });
   };
@@ -146,8 +149,7 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
              have_iw = measured_everywhere(action_kind::backward_input) && measured_everywhere(action_kind::backward_weight);
   const double f_IW = ratio(total(out.stages, &stage_cost::I, &stage_cost::W), total(out.layers, &layer_cost::I, &layer_cost::W));
   const double f_B = have_b || !have_iw ? ratio(total(out.stages, &stage_cost::B), total(out.layers, &layer_cost::B)) : f_IW;
-  const double f_I = have_iw ? ratio(total(out.stages, &stage_cost::I), total(out.layers, &layer_cost::I)) : f_B;
-  const double f_W = have_iw ? ratio(total(out.stages, &stage_cost::W), total(out.layers, &layer_cost::W)) : f_B;
+  const double f_I = have_iw ? f_IW : f_B, f_W = f_I;
   const double f_U = ratio(total(out.stages, &stage_cost::U), total(out.layers, &layer_cost::U));
   for (auto& l : out.layers) {
     l.F *= f_F, l.I *= f_I, l.W *= f_W, l.B *= f_B, l.U *= f_U;

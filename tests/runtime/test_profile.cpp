@@ -235,6 +235,21 @@ TEST_CASE("layers timed alone are scaled to the run's stages, at every size they
   CHECK(c.layers[1].other_sizes[0].B == Approx(120));
   CHECK(c.layers[1].other_sizes[0].I == Approx(30));
   CHECK(c.microbatch_rows == 8);
+
+  // A zero-bubble run: I and W apart, the first stage's I next to nothing (the model's input takes no
+  // gradient) and its W the whole backward. I and W scale by the factor of their sum, (1 + 49 + 35 +
+  // 35) / (15 + 25 + 5 + 5) = 2.4, not by their own totals' (36 / 20 and 84 / 30).
+  trace zb;
+  zb.num_ranks = 2;
+  for (const auto& e : {ev(0, "0F0", 0, 100), ev(1, "1F0", 150, 190), ev(1, "1I0", 190, 225), ev(1, "1W0", 225, 260),
+                        ev(0, "0I0", 300, 301), ev(0, "0W0", 301, 350)})
+    zb.events.push_back(e);
+  const cost_table z = measure_stage_costs(zb, 2, context);
+  CHECK(z.stages[0].I == Approx(1));
+  CHECK(z.stages[0].W == Approx(49));
+  CHECK(z.layers[0].I == Approx(15 * 2.4));
+  CHECK(z.layers[0].W == Approx(25 * 2.4));
+  CHECK(z.layers[1].W == Approx(5 * 2.4));
 }
 
 // Two ranks bound to one CPU (forward only, times in us): 1F0 ran inside 0F1, which waited for it (the
