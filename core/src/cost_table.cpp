@@ -777,8 +777,8 @@ std::vector<stage_cost> group_layers(const std::vector<layer_cost>& layers, cons
     }
     c.weight_input_bytes = c.activation_bytes / 2;
     c.output_bytes = layers[static_cast<std::size_t>(end - 1)].output_bytes;
-    if (begin == 0) // the model's input takes no gradient
-      c.I = 0, c.W = c.B;
+    if (begin == 0) // the model's input takes no gradient: W runs the whole backward, on every activation
+      c.I = 0, c.W = c.B, c.weight_input_bytes = c.activation_bytes;
     out.push_back(c);
   }
   return out;

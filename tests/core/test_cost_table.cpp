@@ -133,7 +133,8 @@ TEST_CASE("layers regroup into stages: times and held bytes add up, a stage send
   CHECK(st[2].W == 0.5);
   CHECK(st[2].B == 1.5);
   CHECK(st[0].activation_bytes == 300);
-  CHECK(st[0].weight_input_bytes == 150);
+  CHECK(st[0].weight_input_bytes == 300); // the first stage's W differentiates through all of them
+  CHECK(st[2].weight_input_bytes == 450);
   CHECK(st[0].output_bytes == 20);
   CHECK(st[1].output_bytes == 30);
   CHECK(st[2].param_bytes == 14);

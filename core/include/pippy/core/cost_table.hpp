@@ -376,7 +376,8 @@ cost_table blend_profiles(const cost_table& a, const cost_table& b, const std::s
 // planner shares the profile's optimizer steps among the stages by parameter bytes). The first stage takes
 // the model's input, which takes no gradient (runtime's stage_executor asks for none), so it computes no
 // input gradient at all and its whole backward runs in W: I = 0 and W = B, the layers' B summed (GPT's
-// first stage in a zero-bubble run: I 1 us, W 1954 against B 1955 us; its layers' I summed to 662).
+// first stage in a zero-bubble run: I 1 us, W 1954 against B 1955 us; its layers' I summed to 662), on
+// all of its activations (weight_input_bytes = activation_bytes; the other stages' W keeps half).
 std::vector<stage_cost> group_layers(const std::vector<layer_cost>& layers, const std::vector<int>& boundaries);
 
 // Roofline: time = max(FLOPs / peak FLOP/s, bytes / memory bandwidth) per action.
