@@ -67,15 +67,16 @@ struct action_index {
   }
 };
 
-// Total length of the union of [start, end) intervals, sorted by start.
-double union_length(std::vector<std::pair<double, double>>& iv) {
+// The union of [start, end) intervals as disjoint spans: f(start, end) for each, in time order. Sorts iv.
+template <class F>
+void for_each_union_span(std::vector<std::pair<double, double>>& iv, F&& f) {
   std::sort(iv.begin(), iv.end());
-  double total = 0, cur_s = 0, cur_e = 0;
+  double cur_s = 0, cur_e = 0;
   bool open = false;
   for (auto [s, e] : iv) {
     if (!open || s > cur_e) {
       if (open)
-        total += cur_e - cur_s;
+        f(cur_s, cur_e);
       cur_s = s;
       cur_e = e;
       open = true;
@@ -84,7 +85,13 @@ double union_length(std::vector<std::pair<double, double>>& iv) {
     }
   }
   if (open)
-    total += cur_e - cur_s;
+    f(cur_s, cur_e);
+}
+
+// Total length of the union of [start, end) intervals (sorts iv).
+double union_length(std::vector<std::pair<double, double>>& iv) {
+  double total = 0;
+  for_each_union_span(iv, [&](double s, double e) { total += e - s; });
   return total;
 }
 
@@ -364,13 +371,8 @@ void add_span(spans_by_rank& out, int rank, double start_us, double end_us) {
 
 spans_by_rank merged(spans_by_rank by_rank) {
   for (auto& r : by_rank) {
-    std::sort(r.begin(), r.end());
     std::vector<std::pair<double, double>> out;
-    for (const auto& x : r)
-      if (!out.empty() && x.first <= out.back().second)
-        out.back().second = std::max(out.back().second, x.second);
-      else
-        out.push_back(x);
+    for_each_union_span(r, [&](double s, double e) { out.push_back({s, e}); });
     r = std::move(out);
   }
   return by_rank;
