@@ -181,7 +181,13 @@ std::string out_of_memory::message() const {
   return o.str();
 }
 
-link_class fit_link(const std::vector<std::pair<double, double>>& bytes_us) {
+namespace {
+// The least-squares line through (bytes, microseconds) points, as it is: its time at 0 bytes (possibly
+// negative), its slope (possibly not positive) and the points' mean time.
+struct transfer_line {
+  double at_zero_us = 0, us_per_byte = 0, mean_us = 0;
+};
+transfer_line fit_transfer_line(const std::vector<std::pair<double, double>>& bytes_us) {
   const double n = static_cast<double>(bytes_us.size());
   double sx = 0, sy = 0;
   for (auto [x, y] : bytes_us)
@@ -193,9 +199,15 @@ link_class fit_link(const std::vector<std::pair<double, double>>& bytes_us) {
   if (bytes_us.size() < 2 || !(sxx > 0))
     throw input_error("fit_link: needs times at two or more different sizes");
   const double us_per_byte = sxy / sxx;
-  if (!(us_per_byte > 0))
-    return link_class{.latency_us = std::max(0.0, my), .bandwidth_gbps = 0};
-  return link_class{.latency_us = std::max(0.0, my - us_per_byte * mx), .bandwidth_gbps = 1e-3 / us_per_byte};
+  return {.at_zero_us = my - us_per_byte * mx, .us_per_byte = us_per_byte, .mean_us = my};
+}
+} // namespace
+
+link_class fit_link(const std::vector<std::pair<double, double>>& bytes_us) {
+  const transfer_line line = fit_transfer_line(bytes_us);
+  if (!(line.us_per_byte > 0))
+    return link_class{.latency_us = std::max(0.0, line.mean_us), .bandwidth_gbps = 0};
+  return link_class{.latency_us = std::max(0.0, line.at_zero_us), .bandwidth_gbps = 1e-3 / line.us_per_byte};
 }
 
 link_class fit_ring_link(const std::vector<std::pair<double, double>>& allreduce_bytes_us, int replicas) {
@@ -732,11 +744,10 @@ cost_table blend_profiles(const cost_table& a, const cost_table& b, const std::s
     const auto time = [](const link_cost& x, std::uint64_t bytes) {
       return time_transfer(0, 0, bytes, link_class{.latency_us = x.latency_us, .bandwidth_gbps = x.bandwidth_gbps}).arrive;
     };
-    const double x_a = static_cast<double>(*bytes_a), x_b = static_cast<double>(*bytes_b);
-    const double per_us = (x_b - x_a) / (time(*other, *bytes_b) - time(l, *bytes_a)); // bytes a microsecond
-    const double latency = time(l, *bytes_a) - x_a / per_us;
-    if (per_us > 0 && std::isfinite(per_us) && latency >= 0)
-      l.latency_us = latency, l.bandwidth_gbps = per_us / 1e3;
+    const transfer_line line = fit_transfer_line({{static_cast<double>(*bytes_a), time(l, *bytes_a)},
+                                                  {static_cast<double>(*bytes_b), time(*other, *bytes_b)}});
+    if (line.us_per_byte > 0 && line.at_zero_us >= 0)
+      l.latency_us = line.at_zero_us, l.bandwidth_gbps = 1e-3 / line.us_per_byte;
   }
   for (auto& l : out.layers)
     l.other_sizes.clear();
