@@ -465,12 +465,9 @@ std::vector<transfer_wait> transfer_waits(const std::vector<trace_metrics>& per_
     // The wait before a rank's first action of the step counts when the rank had ended the step before by
     // the time the producer ended: then it idled for the transfer alone.
     const auto idle_since_step_before = [&](const idle_gap& g) {
-      if (before == nullptr)
-        return false;
-      for (const auto& r : before->ranks)
-        if (r.rank == g.rank)
-          return r.num_actions > 0 && r.last_end_us <= g.waited_end_us;
-      return false;
+      const auto r = static_cast<std::size_t>(g.rank); // compute_metrics' ranks are indexed by rank
+      return before != nullptr && r < before->ranks.size() && before->ranks[r].num_actions > 0 &&
+             before->ranks[r].last_end_us <= g.waited_end_us;
     };
     for (const auto& g : m.gaps)
       if ((g.cause == idle_cause::activation || g.cause == idle_cause::gradient) && g.waited_rank != g.rank &&
