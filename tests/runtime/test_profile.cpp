@@ -74,6 +74,40 @@ TEST_CASE("the wait before a rank's first action of a step counts when the rank 
     CHECK(to_string(w.producer) != "0F0");
 }
 
+TEST_CASE("a gap whose producer had ended but whose transfer arrived inside it waits for the transfer, not the order",
+          "[runtime][profile]") {
+  // 0B0 starts 40 us after 0B1 ends; its gradient's producer, 1B0, ended 30 us before 0B1 did.
+  trace t = one_step();
+  for (auto& e : t.events)
+    if (to_string(e.act) == "0B0")
+      e.start_us = 540, e.end_us = 590;
+  SECTION("the RECV completed during 0B1: the rank's order held 0B0, and the gap is overhead") {
+    t.events.push_back(ev(0, "0RECV_B0", 300, 480));
+    CHECK(action_overhead_us(t, 1) == 25); // (10 + 40) / 2
+    CHECK(transfer_waits(t, 1).size() == 2);
+  }
+  SECTION("the RECV completed inside the gap: 0B0 waited for the gradient's transfer") {
+    t.events.push_back(ev(0, "0RECV_B0", 300, 530));
+    CHECK(action_overhead_us(t, 1) == 10); // 0F0 -> 0F1 alone
+    const auto waits = transfer_waits(t, 1);
+    REQUIRE(waits.size() == 3);
+    const auto w = std::find_if(waits.begin(), waits.end(), [](const transfer_wait& x) { return to_string(x.producer) == "1B0"; });
+    REQUIRE(w != waits.end());
+    CHECK(w->src == 1);
+    CHECK(w->dst == 0);
+    CHECK(w->wait_us == 70); // 540 - 470: the link's latency and the overhead, as the simulator adds them
+    const auto m = compute_metrics(t);
+    const auto g = std::find_if(m.gaps.begin(), m.gaps.end(), [](const idle_gap& x) { return x.rank == 0 && x.start_us == 500; });
+    REQUIRE(g != m.gaps.end());
+    CHECK(g->cause == idle_cause::gradient);
+    CHECK(g->waited_end_us == 470);
+  }
+  SECTION("a RECV of another step, completed after 0B0 started, says nothing of this gap") {
+    t.events.push_back(ev(0, "0RECV_B0", 300, 600));
+    CHECK(action_overhead_us(t, 1) == 25);
+  }
+}
+
 TEST_CASE("a link the run waited on takes the latency of its median wait (of all links' where it has few), and keeps the probe's bandwidth",
           "[runtime][profile]") {
   profile_context context;

@@ -29,11 +29,14 @@ std::uint64_t act_key(action_kind k, int stage, int mb) {
 struct action_index {
   std::unordered_map<std::uint64_t, std::size_t> by_action;
   std::unordered_map<int, std::vector<std::size_t>> backward_of_stage; // B and W per stage, for U
+  std::unordered_map<std::uint64_t, std::vector<std::size_t>> receives; // RECV events, every step's
   action_index() = default;
   explicit action_index(const trace& t) {
     by_action.reserve(t.events.size());
     for (std::size_t i = 0; i < t.events.size(); ++i) {
       const auto& a = t.events[i].act;
+      if (is_receive(a.kind))
+        receives[act_key(a.kind, a.stage, a.microbatch)].push_back(i);
       if (!is_compute(a.kind))
         continue;
       by_action.emplace(act_key(a.kind, a.stage, a.microbatch), i);
@@ -64,6 +67,28 @@ struct action_index {
           out.push_back(*j);
     }
     return out;
+  }
+  // Event i's input from a neighbour stage on another rank, when its transfer was still in flight at
+  // `from`: the producer, found because i's rank has a RECV of it that completed after `from` and by i's
+  // start (a measured trace: the transport's completion; the simulator writes no RECV).
+  std::optional<std::size_t> in_flight_input(const trace& t, std::size_t i, double from) const {
+    const trace_event& e = t.events[i];
+    for (const dependency& d : inputs_of(e.act, std::numeric_limits<int>::max())) {
+      if (!d.from_neighbour())
+        continue;
+      const auto recv = d.forward_data() ? action_kind::recv_f : action_kind::recv_b;
+      const auto it = receives.find(act_key(recv, e.act.stage, e.act.microbatch));
+      if (it == receives.end() ||
+          std::none_of(it->second.begin(), it->second.end(), [&](std::size_t k) {
+            const trace_event& r = t.events[k];
+            return r.rank == e.rank && r.end_us > from && r.end_us <= e.start_us;
+          }))
+        continue;
+      for (int k = 0; k < d.num_kinds; ++k)
+        if (auto j = find(d.kinds[static_cast<std::size_t>(k)], d.stage, d.microbatch); j && t.events[*j].rank != e.rank)
+          return j;
+    }
+    return std::nullopt;
   }
 };
 
@@ -673,12 +698,14 @@ trace_metrics compute_metrics(const trace& t, metrics_depth depth) {
       const auto& e = t.events[i];
       if (e.start_us > cursor) {
         idle_gap g{.rank = r, .start_us = cursor, .end_us = e.start_us, .cause = idle_cause::ordering, .next = e.act};
-        // The dependency that arrived last closed the gap if it ended inside it.
+        // The dependency that arrived last closed the gap if it ended inside it, or if its transfer did.
         std::optional<std::size_t> last;
         for (auto d : idx.deps(t, i))
           if (!last || t.events[d].end_us > t.events[*last].end_us)
             last = d;
-        if (last && t.events[*last].end_us > cursor) {
+        if (last && t.events[*last].end_us <= cursor) // every producer had ended: its transfer may not have
+          last = idx.in_flight_input(t, i, cursor);
+        if (last) {
           const auto& d = t.events[*last];
           g.waited_for = d.act;
           g.waited_rank = d.rank;

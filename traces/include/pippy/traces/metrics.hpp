@@ -19,12 +19,14 @@ namespace pippy {
 trace trace_from_evaluation(const evaluation& ev, const std::string& run, double us_per_unit = 1000.0,
                             event_source source = event_source::simulated);
 
-// Why a rank sat idle: the dependency of its next action that arrived last.
+// Why a rank sat idle: the dependency of its next action that arrived last. An input from another rank
+// arrives when its transfer does: in a measured trace, a gap whose producer had ended before it began but
+// whose RECV completed inside it waited for that transfer (activation or gradient), not for the order.
 enum class idle_cause : std::uint8_t {
   activation, // F waited for stage-1's F output (forward activation)
   gradient,   // I/B waited for stage+1's I/B output (output gradient)
   local,      // W waited for its own I, or U for the stage's backward work, finished on another lane
-  ordering,   // every input was there before the gap began: the rank's order (or a transfer) held it
+  ordering,   // every input was there before the gap began: the rank's order held it
   drain,      // after the rank's last action until the end of the step
 };
 inline constexpr int num_idle_causes = 5;
@@ -157,7 +159,8 @@ double action_overhead_us(const std::vector<trace_metrics>& per_step, const trac
 double action_overhead_us(const trace& t, int steps);
 
 // A transfer its consumer waited for: the consumer's rank sat idle from before its producer, on another
-// rank, ended until the consumer started (a gap of cause activation or gradient). wait_us = consumer start
+// rank, ended, or from before the transfer arrived, until the consumer started (a gap of cause activation
+// or gradient). wait_us = consumer start
 // - producer end holds the link's latency and time on the wire and the runtime's per-action overhead,
 // which the simulator adds up the same way.
 struct transfer_wait {
