@@ -89,13 +89,11 @@ TEST_CASE("a gap whose producer had ended but whose transfer arrived inside it w
   SECTION("the RECV completed inside the gap: 0B0 waited for the gradient's transfer") {
     t.events.push_back(ev(0, "0RECV_B0", 300, 530));
     CHECK(action_overhead_us(t, 1) == 10); // 0F0 -> 0F1 alone
+    // Nor is it a measure of the link: the transport shares the rank's cores, and a completion seen
+    // after 0B1 may have waited for 0B1 to end.
     const auto waits = transfer_waits(t, 1);
-    REQUIRE(waits.size() == 3);
-    const auto w = std::find_if(waits.begin(), waits.end(), [](const transfer_wait& x) { return to_string(x.producer) == "1B0"; });
-    REQUIRE(w != waits.end());
-    CHECK(w->src == 1);
-    CHECK(w->dst == 0);
-    CHECK(w->wait_us == 70); // 540 - 470: the link's latency and the overhead, as the simulator adds them
+    CHECK(waits.size() == 2);
+    CHECK(std::none_of(waits.begin(), waits.end(), [](const transfer_wait& x) { return to_string(x.producer) == "1B0"; }));
     const auto m = compute_metrics(t);
     const auto g = std::find_if(m.gaps.begin(), m.gaps.end(), [](const idle_gap& x) { return x.rank == 0 && x.start_us == 500; });
     REQUIRE(g != m.gaps.end());

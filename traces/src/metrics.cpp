@@ -496,7 +496,7 @@ std::vector<transfer_wait> transfer_waits(const std::vector<trace_metrics>& per_
     };
     for (const auto& g : m.gaps)
       if ((g.cause == idle_cause::activation || g.cause == idle_cause::gradient) && g.waited_rank != g.rank &&
-          g.waited_for && (g.start_us > m.start_us || idle_since_step_before(g)))
+          g.waited_for && g.waited_end_us > g.start_us && (g.start_us > m.start_us || idle_since_step_before(g)))
         out.push_back({.src = g.waited_rank, .dst = g.rank, .producer = *g.waited_for, .wait_us = g.end_us - g.waited_end_us});
     before = &m;
   }

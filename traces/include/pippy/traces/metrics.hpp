@@ -159,8 +159,10 @@ double action_overhead_us(const std::vector<trace_metrics>& per_step, const trac
 double action_overhead_us(const trace& t, int steps);
 
 // A transfer its consumer waited for: the consumer's rank sat idle from before its producer, on another
-// rank, ended, or from before the transfer arrived, until the consumer started (a gap of cause activation
-// or gradient). wait_us = consumer start
+// rank, ended until the consumer started (a gap of cause activation or gradient). Not a gap that began
+// after the producer's end and waited for the transfer's completion: the transport shares the rank's
+// cores, so that completion may have waited for the rank's previous action to end, which says nothing of
+// the link. wait_us = consumer start
 // - producer end holds the link's latency and time on the wire and the runtime's per-action overhead,
 // which the simulator adds up the same way.
 struct transfer_wait {
