@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <stdexcept>
 #include <thread>
 
 #include "gloo_backend.hpp"
@@ -212,11 +213,24 @@ void gloo_group::send(const std::vector<torch::Tensor>& tensors, int dst, int ta
 }
 
 std::shared_future<void> gloo_group::recv(std::vector<torch::Tensor> into, int src, int tag) {
+  return await_recv(post_recv(std::move(into), src, tag));
+}
+
+std::shared_future<void> gloo_group::await_recv(posted_recv&& posted) {
+  if (!posted.posted())
+    throw std::logic_error("gloo_group::await_recv: nothing posted");
+  pending p = std::move(*posted.p_);
+  posted.p_.reset();
+  auto fut = p.done->get_future().share();
+  enqueue(recv_waiter_, std::move(p));
+  return fut;
+}
+
+gloo_group::posted_recv gloo_group::post_recv(std::vector<torch::Tensor> into, int src, int tag) {
   pending p;
   p.peer = src;
   p.what = "receiving from";
   p.done = std::make_shared<std::promise<void>>();
-  auto fut = p.done->get_future().share();
   std::lock_guard lock(post_mu_);
   try {
     for (std::size_t i = 0; i < into.size(); ++i) {
@@ -228,8 +242,7 @@ std::shared_future<void> gloo_group::recv(std::vector<torch::Tensor> into, int s
                               std::to_string(src) + " failed: " + without_backtrace(e));
   }
   p.keep_alive = std::move(into);
-  enqueue(recv_waiter_, std::move(p));
-  return fut;
+  return posted_recv(std::make_shared<pending>(std::move(p)));
 }
 
 void gloo_group::flush() {

@@ -44,33 +44,64 @@ void tensor_channel::send(direction d, int from_stage, int microbatch, const std
   net_.send(defined_tensors(tensors), dst, tag);
 }
 
+tensor_channel::posted_transfer tensor_channel::post(direction d, int from_stage, int microbatch, int src) {
+  posted_transfer p;
+  {
+    std::lock_guard lock(received_mu_);
+    if (auto it = received_.find({static_cast<int>(d), from_stage, microbatch, src}); it != received_.end())
+      p.last = it->second;
+  }
+  p.header = torch::empty({static_cast<int64_t>(header_words)}, torch::kLong);
+  p.header_recv = net_.post_recv({p.header}, src, header_tag(d, from_stage, microbatch));
+  if (!p.last.empty()) { // posted with the last shapes, before the header
+    p.ahead = receive_buffers(p.last, torch::TensorOptions());
+    p.ahead_recv = net_.post_recv(defined_tensors(p.ahead), src, tag_of(static_cast<int>(d), from_stage, microbatch));
+  }
+  return p;
+}
+
+void tensor_channel::post_ahead(direction d, int from_stage, int microbatch, int src) {
+  if (from_stage >= 1024 || microbatch >= 4096)
+    throw input_error("transport: stage or micro-batch index too large for the tag space");
+  const std::tuple key{static_cast<int>(d), from_stage, microbatch, src};
+  {
+    std::lock_guard lock(received_mu_);
+    if (posted_.count(key))
+      return;
+  }
+  posted_transfer p = post(d, from_stage, microbatch, src);
+  std::lock_guard lock(received_mu_);
+  posted_.emplace(key, std::move(p));
+}
+
 std::vector<torch::Tensor> tensor_channel::recv(direction d, int from_stage, int microbatch, int src) {
   const transfer_key due{static_cast<int>(d), from_stage, microbatch};
   const int tag = tag_of(static_cast<int>(d), from_stage, microbatch);
-  std::vector<tensor_header_entry> last;
+  posted_transfer p;
   {
     std::lock_guard lock(received_mu_);
-    if (auto it = received_.find({due.direction, from_stage, microbatch, src}); it != received_.end())
-      last = it->second;
+    if (auto it = posted_.find({due.direction, from_stage, microbatch, src}); it != posted_.end()) {
+      p = std::move(it->second);
+      posted_.erase(it);
+    }
   }
-  auto header = torch::empty({static_cast<int64_t>(header_words)}, torch::kLong);
-  auto header_arrived = net_.recv({header}, src, header_tag(d, from_stage, microbatch));
-  std::vector<torch::Tensor> ahead; // posted with the last shapes, before the header
+  if (!p.header_recv.posted())
+    p = post(d, from_stage, microbatch, src);
+  const bool ahead = p.ahead_recv.posted();
+  auto header_arrived = net_.await_recv(std::move(p.header_recv));
   std::shared_future<void> ahead_arrived;
-  if (!last.empty()) {
-    ahead = receive_buffers(last, torch::TensorOptions());
-    ahead_arrived = net_.recv(defined_tensors(ahead), src, tag);
-  }
+  if (ahead)
+    ahead_arrived = net_.await_recv(std::move(p.ahead_recv));
   header_arrived.get();
-  auto entries = read_header(header.data_ptr<int64_t>(), due, src);
+  auto entries = read_header(p.header.data_ptr<int64_t>(), due, src);
   {
     std::lock_guard lock(received_mu_);
     received_[{due.direction, from_stage, microbatch, src}] = entries;
   }
-  if (!last.empty()) {
+  if (ahead) {
     ahead_arrived.get();
-    if (entries == last)
-      return ahead;
+    if (entries == p.last)
+      return p.ahead;
     // the sender's filler: dropped
   }
   auto into = receive_buffers(entries, torch::TensorOptions());

@@ -728,6 +728,8 @@ int train_pipelined(const training_job& job, const dist_env& env) {
         exit_now(e.what(), dynamic_cast<const input_error*>(&e) ? 2 : 1);
       }
     } else {
+      if (actors && k + 1 < job.steps)
+        actors->another_step_follows();
       loss = engine ? engine->step(inputs, want) : actors->step(inputs, want);
     }
     if (job.forward_only && stages[static_cast<std::size_t>(S - 1)] && job.on_outputs) {

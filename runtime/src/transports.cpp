@@ -2,6 +2,8 @@
 
 #include <caf/all.hpp>
 
+#include <utility>
+
 #include "pippy/runtime/clock.hpp"
 #include "pippy/runtime/executors.hpp" // cpu_tensors
 
@@ -73,12 +75,18 @@ void gloo_transport::send(actors::payload p, const caf::actor&) {
                        .end_us = now_us(), .bytes = p.bytes, .peer = dst, .source = event_source::measured});
 }
 
+void gloo_transport::another_step_follows() {
+  std::lock_guard lock(step_mu_);
+  another_follows_ = true;
+}
+
 void gloo_transport::begin_step(const caf::actor& supervisor) {
   {
     std::lock_guard lock(step_mu_);
     supervisor_ = supervisor;
     step_posted_ = true;
     step_done_ = false;
+    post_ahead_ = std::exchange(another_follows_, false);
   }
   step_cv_.notify_all();
 }
@@ -86,6 +94,7 @@ void gloo_transport::begin_step(const caf::actor& supervisor) {
 void gloo_transport::receive_loop() {
   for (;;) {
     caf::actor supervisor;
+    bool post_ahead = false;
     {
       std::unique_lock lock(step_mu_);
       step_cv_.wait(lock, [&] { return stop_ || step_posted_; });
@@ -93,17 +102,41 @@ void gloo_transport::receive_loop() {
         return;
       step_posted_ = false;
       supervisor = supervisor_;
+      post_ahead = post_ahead_;
     }
-    receive_step(supervisor);
+    const bool received = receive_step(supervisor);
     {
       std::lock_guard lock(step_mu_);
       step_done_ = true;
     }
     step_cv_.notify_all();
+    if (received && post_ahead)
+      post_next_step_ahead();
   }
 }
 
-void gloo_transport::receive_step(const caf::actor& supervisor) {
+// A rank idle before its first compute action posts that action's receive when its step begins, after
+// its previous U; a peer already in that step has sent by then (GPT, an interleaved-zb plan whose rank 0
+// runs a step ahead: the forward waited 0.9 ms for rank 0's next forward to end, 0.09 ms when posted).
+// Receives later in the step follow the one before them as they did.
+void gloo_transport::post_next_step_ahead() {
+  for (const auto& a : plan_.ranks[static_cast<std::size_t>(rank_)]) {
+    if (is_compute(a.kind))
+      return;
+    if (!is_receive(a.kind))
+      continue;
+    const bool fwd = a.kind == action_kind::recv_f;
+    const int from = fwd ? a.stage - 1 : a.stage + 1;
+    try {
+      channel_.post_ahead(fwd ? tensor_channel::direction::forward : tensor_channel::direction::backward, from,
+                          a.microbatch, plan_.shape.rank_of(from));
+    } catch (const std::exception&) { // a lost peer: the step's own receive reports it
+      return;
+    }
+  }
+}
+
+bool gloo_transport::receive_step(const caf::actor& supervisor) {
   for (const auto& a : plan_.ranks[static_cast<std::size_t>(rank_)]) {
     if (!is_receive(a.kind))
       continue;
@@ -127,9 +160,10 @@ void gloo_transport::receive_step(const caf::actor& supervisor) {
                                           .bytes = bytes, .data = actors::payload_data::of<cpu_tensors>(std::move(t))});
     } catch (const std::exception& e) {
       caf::anon_send(supervisor, actors::stage_failed{rank_, a, transfer_failure(e, src)});
-      return;
+      return false;
     }
   }
+  return true;
 }
 
 std::optional<failure> gloo_transport::end_step() {

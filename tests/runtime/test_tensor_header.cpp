@@ -134,3 +134,46 @@ TEST_CASE("over Gloo, shapes may change from one transfer to the next", "[runtim
     CHECK(got[step][2].equal(torch::arange(seq).to(index_dtype(step))));
   }
 }
+
+// A receive posted ahead (tensor_channel::post_ahead, before the sender sends) is what the next recv of
+// that transfer takes: the first time with the header alone, then with the data posted at the last
+// shapes, and when the shapes change, through the sender's filler. A second post_ahead before that recv
+// posts nothing more, or the transfer after it would land in a receive nobody takes.
+TEST_CASE("over Gloo, a receive posted ahead takes the next transfer, whatever its shapes", "[runtime][header]") {
+  const int port = test::free_loopback_port();
+  const std::vector<int64_t> tokens{16, 16, 11, 11, 11};
+  const std::vector<int> posts{1, 2, 1, 0, 1}; // post_ahead calls before each transfer
+  auto run = [&](int rank) {
+    dist_env env;
+    env.rank = rank;
+    env.world_size = 2;
+    env.master_port = port;
+    gloo_group net(env, std::chrono::seconds(20));
+    tensor_channel channel(net);
+    std::vector<std::vector<torch::Tensor>> got;
+    for (std::size_t step = 0; step < tokens.size(); ++step) {
+      if (rank == 1)
+        for (int k = 0; k < posts[step]; ++k)
+          channel.post_ahead(tensor_channel::direction::backward, 1, 3, 0);
+      net.barrier(); // the receive is posted before the send
+      if (rank == 0) {
+        channel.send(tensor_channel::direction::backward, 1, 3, {torch::full({tokens[step], 4}, float(step))}, 1);
+        net.flush();
+      } else {
+        got.push_back(channel.recv(tensor_channel::direction::backward, 1, 3, 0));
+      }
+    }
+    net.barrier();
+    return got;
+  };
+  auto r0 = std::async(std::launch::async, run, 0);
+  auto r1 = std::async(std::launch::async, run, 1);
+  r0.get();
+  const auto got = r1.get();
+  REQUIRE(got.size() == tokens.size());
+  for (std::size_t step = 0; step < tokens.size(); ++step) {
+    INFO("step " << step);
+    REQUIRE(got[step].size() == 1);
+    CHECK(got[step][0].equal(torch::full({tokens[step], 4}, float(step))));
+  }
+}

@@ -36,6 +36,10 @@ public:
   // Before the step's first send: a transport that fails between sends (a lost peer) reports it to
   // `supervisor` as stage_failed.
   virtual void begin_step(const caf::actor& supervisor) = 0;
+  // Said before begin_step when another step will follow this one: a transport may then post the next
+  // step's first receives as soon as this step's are in, so that a peer already in the next step finds
+  // them posted. Without it nothing is posted past the step (a receive never matched would stay posted).
+  virtual void another_step_follows() {}
   // After every local rank finished the step: waits until this step's transfers are over; what failed.
   virtual std::optional<failure> end_step() = 0;
   // Starts carrying `p` to the actor of stage p.dst_stage and returns at once. The receiving actor

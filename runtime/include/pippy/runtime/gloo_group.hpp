@@ -49,6 +49,13 @@ public:
   // Posts receives into `into` (contiguous, preallocated with the agreed shapes); the future is ready
   // once all arrived, or holds a peer_error.
   std::shared_future<void> recv(std::vector<torch::Tensor> into, int src, int tag);
+  // The same in two halves: post_recv posts the receives (Gloo tells the sender they are there, so a
+  // send posted after it goes out at once), await_recv waits for them from then on, within the
+  // timeout, like recv. A posted receive never awaited is dropped with its buffers; its sender must
+  // not send to it.
+  class posted_recv;
+  posted_recv post_recv(std::vector<torch::Tensor> into, int src, int tag);
+  std::shared_future<void> await_recv(posted_recv&& posted);
   // Waits for every posted send; throws the first peer_error.
   void flush();
   // All ranks meet (through the process group).
@@ -99,6 +106,18 @@ private:
   std::mutex post_mu_; // posting (several threads may send/recv) and sends_
   std::vector<std::shared_future<void>> sends_;
   waiter send_waiter_, recv_waiter_;
+};
+
+// Held by pointer: c10d's Work is only declared here, and the pointer's deleter is made where it is whole.
+class gloo_group::posted_recv {
+public:
+  posted_recv() = default;
+  bool posted() const { return static_cast<bool>(p_); }
+
+private:
+  friend class gloo_group;
+  explicit posted_recv(std::shared_ptr<pending> p) : p_(std::move(p)) {}
+  std::shared_ptr<pending> p_;
 };
 
 } // namespace pippy

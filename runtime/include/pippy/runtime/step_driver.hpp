@@ -74,6 +74,9 @@ public:
   // for any other failure; the driver is unusable afterwards.
   std::optional<double> step(const std::vector<torch::Tensor>& inputs, const torch::Tensor& target,
                              const std::vector<chunk_spec>& specs = {});
+  // Before step(): another step will follow it, so the transport may post that step's first receives
+  // early (actors::transport::another_step_follows).
+  void another_step_follows() { transport_->another_step_follows(); }
   trace events() const { return measured_trace(plan_, log_, backend_.name); }
   // Forgets the events so far (between steps).
   void clear_events() { log_.clear(); }

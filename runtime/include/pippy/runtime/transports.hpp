@@ -40,6 +40,9 @@ public:
   // Starts the receiver thread on one step's receives (a thread started per step cost 40-140 us of the
   // step's start); a lost peer is reported to `supervisor` as stage_failed.
   void begin_step(const caf::actor& supervisor) override;
+  // Then the receiver posts the next step's receives that come before this rank's first compute action
+  // (tensor_channel::post_ahead) once this step's are in.
+  void another_step_follows() override;
   void send(actors::payload p, const caf::actor& sender) override;
   // Waits for the receiver's step and this step's sends: the first failure (peer_lost, naming the peer).
   std::optional<failure> end_step() override;
@@ -55,11 +58,13 @@ private:
   std::optional<failure> send_error_;
   // The receiver's steps: begin_step posts one, end_step waits until it is done.
   void receive_loop();
-  void receive_step(const caf::actor& supervisor);
+  bool receive_step(const caf::actor& supervisor); // false: a receive failed (reported)
+  void post_next_step_ahead();
   std::mutex step_mu_;
   std::condition_variable step_cv_;
   caf::actor supervisor_;
   bool step_posted_ = false, step_done_ = true, stop_ = false;
+  bool another_follows_ = false, post_ahead_ = false; // said for the next step; for the posted one
   std::thread receiver_; // started by the constructor, stopped and joined by the destructor
 };
 
