@@ -2,9 +2,7 @@
 // header's framing and checks, and a transfer over a real in-process Gloo pair whose shapes change.
 #include <catch2/catch.hpp>
 
-#include <future>
-
-#include "../support/loopback.hpp"
+#include "../support/gloo_pair.hpp"
 #include "pippy/core/error.hpp"
 #include "pippy/core/failure.hpp"
 #include "pippy/runtime/gloo_group.hpp"
@@ -95,17 +93,11 @@ TEST_CASE("a header of another transfer than the one due is refused, naming both
 // change its sequence length and its dtype (a filler of the old shapes goes first, dropped), and repeat
 // again.
 TEST_CASE("over Gloo, shapes may change from one transfer to the next", "[runtime][header]") {
-  const int port = test::free_loopback_port();
   const std::vector<int64_t> tokens{16, 16, 11, 11, 6, 6, 6};
   auto index_dtype = [](std::size_t step) { return step == 5 ? torch::kInt : torch::kLong; };
-  auto run = [&](int rank) {
-    dist_env env;
-    env.rank = rank;
-    env.world_size = 2;
-    env.master_port = port;
-    gloo_group net(env, std::chrono::seconds(20));
+  const auto got = test::on_two_ranks([&](int rank, gloo_group& net) {
     tensor_channel channel(net);
-    std::vector<std::vector<torch::Tensor>> got;
+    std::vector<std::vector<torch::Tensor>> received;
     for (std::size_t step = 0; step < tokens.size(); ++step) {
       const int64_t seq = tokens[step];
       if (rank == 0) {
@@ -113,16 +105,11 @@ TEST_CASE("over Gloo, shapes may change from one transfer to the next", "[runtim
                      {torch::full({2, seq}, float(step)), torch::Tensor(), torch::arange(seq).to(index_dtype(step))}, 1);
         net.flush();
       } else {
-        got.push_back(channel.recv(tensor_channel::direction::forward, 0, 1, 0));
+        received.push_back(channel.recv(tensor_channel::direction::forward, 0, 1, 0));
       }
     }
-    net.barrier();
-    return got;
-  };
-  auto r0 = std::async(std::launch::async, run, 0);
-  auto r1 = std::async(std::launch::async, run, 1);
-  r0.get();
-  const auto got = r1.get();
+    return received;
+  })[1];
   REQUIRE(got.size() == tokens.size());
   for (std::size_t step = 0; step < tokens.size(); ++step) {
     const int64_t seq = tokens[step];
@@ -140,17 +127,11 @@ TEST_CASE("over Gloo, shapes may change from one transfer to the next", "[runtim
 // shapes, and when the shapes change, through the sender's filler. A second post_ahead before that recv
 // posts nothing more, or the transfer after it would land in a receive nobody takes.
 TEST_CASE("over Gloo, a receive posted ahead takes the next transfer, whatever its shapes", "[runtime][header]") {
-  const int port = test::free_loopback_port();
   const std::vector<int64_t> tokens{16, 16, 11, 11, 11};
   const std::vector<int> posts{1, 2, 1, 0, 1}; // post_ahead calls before each transfer
-  auto run = [&](int rank) {
-    dist_env env;
-    env.rank = rank;
-    env.world_size = 2;
-    env.master_port = port;
-    gloo_group net(env, std::chrono::seconds(20));
+  const auto got = test::on_two_ranks([&](int rank, gloo_group& net) {
     tensor_channel channel(net);
-    std::vector<std::vector<torch::Tensor>> got;
+    std::vector<std::vector<torch::Tensor>> received;
     for (std::size_t step = 0; step < tokens.size(); ++step) {
       if (rank == 1)
         for (int k = 0; k < posts[step]; ++k)
@@ -160,16 +141,11 @@ TEST_CASE("over Gloo, a receive posted ahead takes the next transfer, whatever i
         channel.send(tensor_channel::direction::backward, 1, 3, {torch::full({tokens[step], 4}, float(step))}, 1);
         net.flush();
       } else {
-        got.push_back(channel.recv(tensor_channel::direction::backward, 1, 3, 0));
+        received.push_back(channel.recv(tensor_channel::direction::backward, 1, 3, 0));
       }
     }
-    net.barrier();
-    return got;
-  };
-  auto r0 = std::async(std::launch::async, run, 0);
-  auto r1 = std::async(std::launch::async, run, 1);
-  r0.get();
-  const auto got = r1.get();
+    return received;
+  })[1];
   REQUIRE(got.size() == tokens.size());
   for (std::size_t step = 0; step < tokens.size(); ++step) {
     INFO("step " << step);
