@@ -6,7 +6,9 @@ Gloo holds a send whose receive is not posted yet until the sender's I/O thread 
 notice; under `pippy run --bind-cores` that thread shares the rank's core with its compute at nice 19, so
 the data waits for the sender's next compute action to end. The simulator's link has one latency for both.
 Pairs each SEND event with the first RECV of the same transfer (peer, stage, micro-batch, direction) that
-completes after it. Prints, per direction and stage, the count and median of each case in microseconds."""
+completes after it. Prints, per direction and stage, the count and median of each case in microseconds.
+"Posted" is the RECV event's start, when the rank's receiver asked for it: a receive posted a step ahead
+(tensor_channel::post_ahead) is on the wire earlier than its event says."""
 import json
 import statistics
 import sys
