@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <sstream>
+#include <utility>
 
 #include "pippy/core/dependencies.hpp"
 #include "pippy/core/error.hpp"
@@ -37,6 +38,14 @@ pipeline_engine::pipeline_engine(const schedule& compute_only,
       local_ranks_.push_back(r);
   }
   validate(sched_);
+  for (int r : local_ranks_) {
+    const auto& acts = sched_.ranks[static_cast<std::size_t>(r)];
+    std::size_t last = acts.size();
+    for (std::size_t k = 0; k < acts.size(); ++k)
+      if (is_receive(acts[k].kind))
+        last = k;
+    last_receive_.push_back(last);
+  }
   for (int r : local_ranks_)
     for (int s : sched_.shape.stages_of(r))
       if (!stages_[static_cast<std::size_t>(s)])
@@ -167,6 +176,7 @@ std::optional<double> pipeline_engine::step(const std::vector<torch::Tensor>& in
     for (int s : shape.stages_of(r))
       stages_[static_cast<std::size_t>(s)]->begin_step();
   last_out_.clear();
+  const bool post_ahead = channel_ && std::exchange(another_step_follows_, false);
 
   std::vector<std::size_t> pos(local_ranks_.size(), 0);
   for (;;) {
@@ -177,6 +187,8 @@ std::optional<double> pipeline_engine::step(const std::vector<torch::Tensor>& in
       // Run this rank as far as it can go before giving the others a turn.
       while (pos[i] < acts.size() && ready(acts[pos[i]])) {
         run(r, acts[pos[i]]);
+        if (post_ahead && pos[i] == last_receive_[i])
+          channel_->post_step_ahead(sched_, r);
         ++pos[i];
         progress = true;
       }

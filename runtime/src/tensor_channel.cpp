@@ -74,6 +74,23 @@ void tensor_channel::post_ahead(direction d, int from_stage, int microbatch, int
   posted_.emplace(key, std::move(p));
 }
 
+bool tensor_channel::post_step_ahead(const schedule& lowered, int rank) {
+  for (const auto& a : lowered.ranks.at(static_cast<std::size_t>(rank))) {
+    if (is_compute(a.kind))
+      break;
+    if (!is_receive(a.kind))
+      continue;
+    const bool fwd = a.kind == action_kind::recv_f;
+    const int from = fwd ? a.stage - 1 : a.stage + 1;
+    try {
+      post_ahead(fwd ? direction::forward : direction::backward, from, a.microbatch, lowered.shape.rank_of(from));
+    } catch (const std::exception&) {
+      return false;
+    }
+  }
+  return true;
+}
+
 std::vector<torch::Tensor> tensor_channel::recv(direction d, int from_stage, int microbatch, int src) {
   const transfer_key due{static_cast<int>(d), from_stage, microbatch};
   const int tag = tag_of(static_cast<int>(d), from_stage, microbatch);

@@ -719,6 +719,12 @@ int train_pipelined(const training_job& job, const dist_env& env) {
       live->step_started(k, t0);
     const torch::Tensor want = job.forward_only ? torch::Tensor() : target;
     std::optional<double> loss;
+    if (k + 1 < job.steps) { // the transport may post the next step's first receives early
+      if (engine)
+        engine->another_step_follows();
+      if (actors)
+        actors->another_step_follows();
+    }
     if (engine && transport) {
       try {
         loss = engine->step(inputs, want);
@@ -728,8 +734,6 @@ int train_pipelined(const training_job& job, const dist_env& env) {
         exit_now(e.what(), dynamic_cast<const input_error*>(&e) ? 2 : 1);
       }
     } else {
-      if (actors && k + 1 < job.steps)
-        actors->another_step_follows();
       loss = engine ? engine->step(inputs, want) : actors->step(inputs, want);
     }
     if (job.forward_only && stages[static_cast<std::size_t>(S - 1)] && job.on_outputs) {

@@ -115,26 +115,10 @@ void gloo_transport::receive_loop() {
   }
 }
 
-// A rank idle before its first compute action posts that action's receive when its step begins, after
-// its previous U; a peer already in that step has sent by then (GPT, an interleaved-zb plan whose rank 0
-// runs a step ahead: the forward waited 0.9 ms for rank 0's next forward to end, 0.09 ms when posted).
-// Receives later in the step follow the one before them as they did.
-void gloo_transport::post_next_step_ahead() {
-  for (const auto& a : plan_.ranks[static_cast<std::size_t>(rank_)]) {
-    if (is_compute(a.kind))
-      return;
-    if (!is_receive(a.kind))
-      continue;
-    const bool fwd = a.kind == action_kind::recv_f;
-    const int from = fwd ? a.stage - 1 : a.stage + 1;
-    try {
-      channel_.post_ahead(fwd ? tensor_channel::direction::forward : tensor_channel::direction::backward, from,
-                          a.microbatch, plan_.shape.rank_of(from));
-    } catch (const std::exception&) { // a lost peer: the step's own receive reports it
-      return;
-    }
-  }
-}
+// A rank posted a step's receives when the step began, after its previous U; a peer already in that
+// step had sent by then (GPT, an interleaved-zb plan whose rank 0 runs a step ahead: the forward waited
+// 0.9 ms for rank 0's next forward to end).
+void gloo_transport::post_next_step_ahead() { channel_.post_step_ahead(plan_, rank_); }
 
 bool gloo_transport::receive_step(const caf::actor& supervisor) {
   for (const auto& a : plan_.ranks[static_cast<std::size_t>(rank_)]) {

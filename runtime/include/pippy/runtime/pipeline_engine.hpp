@@ -40,6 +40,10 @@ public:
   std::optional<double> step(const std::vector<torch::Tensor>& inputs, const torch::Tensor& target,
                              const std::vector<chunk_spec>& specs = {});
 
+  // Before step(): another step will follow it. Then each rank posts that step's first receives once its
+  // last receive of this step is in (tensor_channel::post_step_ahead), as the actors' transport does.
+  void another_step_follows() { another_step_follows_ = true; }
+
   // The last stage's outputs of the latest step, merged in micro-batch order (empty elsewhere).
   const std::vector<torch::Tensor>& outputs() const { return merged_outputs_; }
   // Everything measured so far (this process's ranks only), and per-stage activation bytes of one
@@ -70,6 +74,8 @@ private:
   std::vector<torch::Tensor> merged_outputs_;
 
   std::unique_ptr<tensor_channel> channel_; // with a transport
+  bool another_step_follows_ = false;
+  std::vector<std::size_t> last_receive_; // per local rank: the index of its last receive in its list (or none)
   std::map<int, std::uint64_t> activation_bytes_;
   trace trace_;
 };

@@ -6,6 +6,7 @@
 #include <tuple>
 #include <vector>
 
+#include "pippy/core/schedule.hpp"
 #include "pippy/runtime/gloo_group.hpp"
 #include "pippy/runtime/tensor_header.hpp" // bytes_of, and the shape handshake
 
@@ -39,6 +40,11 @@ public:
   // --bind-cores that thread waits for the sender's compute (a step's first forward: 0.9 ms against
   // 0.09). The next recv of it takes them. At most one is posted ahead per transfer.
   void post_ahead(direction d, int from_stage, int microbatch, int src);
+  // post_ahead for the receives `rank` runs before its first compute action in the lowered schedule: what
+  // a rank idle at its step's start waits for first, while a peer may already be in that step. Later
+  // receives follow the one before them. Returns false, posting no more, when a post failed (a lost
+  // peer: the step's own recv reports it).
+  bool post_step_ahead(const schedule& lowered, int rank);
 
   gloo_group& transport() { return net_; }
 
