@@ -16,14 +16,23 @@ int tag_of(int channel, int stage, int mb) { return ((channel * 1024 + stage) * 
 int header_tag(tensor_channel::direction d, int stage, int mb) {
   return tag_of(2, stage, mb) + static_cast<int>(d) * (max_tensors / 2);
 }
+void check_tag_space(int stage, int mb) {
+  if (stage >= 1024 || mb >= 4096)
+    throw input_error("transport: stage or micro-batch index too large for the tag space");
+}
 } // namespace
+
+tensor_channel::incoming tensor_channel::incoming_of(const action& recv, const pipeline_shape& shape) {
+  const bool fwd = recv.kind == action_kind::recv_f;
+  const int from = fwd ? recv.stage - 1 : recv.stage + 1;
+  return {.dir = fwd ? direction::forward : direction::backward, .from_stage = from, .src = shape.rank_of(from)};
+}
 
 void tensor_channel::send(direction d, int from_stage, int microbatch, const std::vector<torch::Tensor>& tensors,
                           int dst) {
   const transfer_key key{static_cast<int>(d), from_stage, microbatch};
   const auto words = frame_header(tensors, key);
-  if (from_stage >= 1024 || microbatch >= 4096)
-    throw input_error("transport: stage or micro-batch index too large for the tag space");
+  check_tag_space(from_stage, microbatch);
   auto header = torch::empty({static_cast<int64_t>(header_words)}, torch::kLong);
   std::copy(words.begin(), words.end(), header.data_ptr<int64_t>());
   const std::vector<tensor_header_entry> entries = read_header(words.data(), key, dst);
@@ -61,8 +70,7 @@ tensor_channel::posted_transfer tensor_channel::post(direction d, int from_stage
 }
 
 void tensor_channel::post_ahead(direction d, int from_stage, int microbatch, int src) {
-  if (from_stage >= 1024 || microbatch >= 4096)
-    throw input_error("transport: stage or micro-batch index too large for the tag space");
+  check_tag_space(from_stage, microbatch);
   const std::tuple key{static_cast<int>(d), from_stage, microbatch, src};
   {
     std::lock_guard lock(received_mu_);
@@ -74,21 +82,19 @@ void tensor_channel::post_ahead(direction d, int from_stage, int microbatch, int
   posted_.emplace(key, std::move(p));
 }
 
-bool tensor_channel::post_step_ahead(const schedule& lowered, int rank) {
+void tensor_channel::post_step_ahead(const schedule& lowered, int rank) {
   for (const auto& a : lowered.ranks.at(static_cast<std::size_t>(rank))) {
     if (is_compute(a.kind))
-      break;
+      return;
     if (!is_receive(a.kind))
       continue;
-    const bool fwd = a.kind == action_kind::recv_f;
-    const int from = fwd ? a.stage - 1 : a.stage + 1;
+    const incoming in = incoming_of(a, lowered.shape);
     try {
-      post_ahead(fwd ? direction::forward : direction::backward, from, a.microbatch, lowered.shape.rank_of(from));
+      post_ahead(in.dir, in.from_stage, a.microbatch, in.src);
     } catch (const std::exception&) {
-      return false;
+      return;
     }
   }
-  return true;
 }
 
 std::vector<torch::Tensor> tensor_channel::recv(direction d, int from_stage, int microbatch, int src) {

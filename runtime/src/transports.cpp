@@ -110,27 +110,22 @@ void gloo_transport::receive_loop() {
       step_done_ = true;
     }
     step_cv_.notify_all();
+    // A rank posted a step's receives when the step began, after its previous U; a peer already in that
+    // step had sent by then (GPT, an interleaved-zb plan whose rank 0 runs a step ahead: the forward waited
+    // 0.9 ms for rank 0's next forward to end).
     if (received && post_ahead)
-      post_next_step_ahead();
+      channel_.post_step_ahead(plan_, rank_);
   }
 }
-
-// A rank posted a step's receives when the step began, after its previous U; a peer already in that
-// step had sent by then (GPT, an interleaved-zb plan whose rank 0 runs a step ahead: the forward waited
-// 0.9 ms for rank 0's next forward to end).
-void gloo_transport::post_next_step_ahead() { channel_.post_step_ahead(plan_, rank_); }
 
 bool gloo_transport::receive_step(const caf::actor& supervisor) {
   for (const auto& a : plan_.ranks[static_cast<std::size_t>(rank_)]) {
     if (!is_receive(a.kind))
       continue;
-    const bool fwd = a.kind == action_kind::recv_f;
-    const int from = fwd ? a.stage - 1 : a.stage + 1;
-    const int src = plan_.shape.rank_of(from);
+    const auto [dir, from, src] = tensor_channel::incoming_of(a, plan_.shape);
     const double t0 = now_us();
     try {
-      auto t = channel_.recv(fwd ? tensor_channel::direction::forward : tensor_channel::direction::backward, from,
-                             a.microbatch, src);
+      auto t = channel_.recv(dir, from, a.microbatch, src);
       const auto bytes = bytes_of(t);
       log_.add(trace_event{.rank = rank_, .act = a, .start_us = t0, .end_us = now_us(), .bytes = bytes,
                            .peer = src, .source = event_source::measured});
@@ -140,7 +135,8 @@ bool gloo_transport::receive_step(const caf::actor& supervisor) {
         dst = stages_.at(static_cast<std::size_t>(a.stage));
       }
       caf::anon_send(dst, actors::payload{.src_stage = from, .dst_stage = a.stage, .microbatch = a.microbatch,
-                                          .kind = fwd ? action_kind::send_f : action_kind::send_b,
+                                          .kind = dir == tensor_channel::direction::forward ? action_kind::send_f
+                                                                                            : action_kind::send_b,
                                           .bytes = bytes, .data = actors::payload_data::of<cpu_tensors>(std::move(t))});
     } catch (const std::exception& e) {
       caf::anon_send(supervisor, actors::stage_failed{rank_, a, transfer_failure(e, src)});

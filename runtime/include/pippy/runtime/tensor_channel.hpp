@@ -29,6 +29,14 @@ public:
   enum class direction { forward = 0, backward = 1 };
   explicit tensor_channel(gloo_group& net) : net_(net) {}
 
+  // Where a RECV_F / RECV_B action's transfer comes from: its direction, the producing stage and its rank.
+  struct incoming {
+    direction dir;
+    int from_stage;
+    int src;
+  };
+  static incoming incoming_of(const action& recv, const pipeline_shape& shape);
+
   // Posts the sends and returns at once. `from_stage` is the producing stage.
   void send(direction d, int from_stage, int microbatch, const std::vector<torch::Tensor>& tensors, int dst);
   // Blocks until the tensors produced by `from_stage` for `microbatch` arrived from rank src; throws
@@ -42,9 +50,9 @@ public:
   void post_ahead(direction d, int from_stage, int microbatch, int src);
   // post_ahead for the receives `rank` runs before its first compute action in the lowered schedule: what
   // a rank idle at its step's start waits for first, while a peer may already be in that step. Later
-  // receives follow the one before them. Returns false, posting no more, when a post failed (a lost
-  // peer: the step's own recv reports it).
-  bool post_step_ahead(const schedule& lowered, int rank);
+  // receives follow the one before them. A post that fails (a lost peer) ends it quietly: the step's own
+  // recv reports the peer.
+  void post_step_ahead(const schedule& lowered, int rank);
 
   gloo_group& transport() { return net_; }
 

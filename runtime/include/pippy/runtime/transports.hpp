@@ -41,7 +41,7 @@ public:
   // step's start); a lost peer is reported to `supervisor` as stage_failed.
   void begin_step(const caf::actor& supervisor) override;
   // Then the receiver posts the next step's receives that come before this rank's first compute action
-  // (tensor_channel::post_ahead) once this step's are in.
+  // (tensor_channel::post_step_ahead) once this step's are in.
   void another_step_follows() override;
   void send(actors::payload p, const caf::actor& sender) override;
   // Waits for the receiver's step and this step's sends: the first failure (peer_lost, naming the peer).
@@ -59,7 +59,6 @@ private:
   // The receiver's steps: begin_step posts one, end_step waits until it is done.
   void receive_loop();
   bool receive_step(const caf::actor& supervisor); // false: a receive failed (reported)
-  void post_next_step_ahead();
   std::mutex step_mu_;
   std::condition_variable step_cv_;
   caf::actor supervisor_;
