@@ -8,10 +8,18 @@
 # each drawn with the profile's step-to-step noise) from the profile of a run of the same mode
 # before the rounds (stage costs measured with the 4 processes sharing the cores, parameter bytes, the
 # pipeline's links and the replicas' link from timed all-reduces).
+# The processes run under `pippy run --bind-cores` (round-robin: the same stage of both replicas on one
+# CPU, the binding `bench/dp_binding.sh` found fastest; each compute thread yields to its transport
+# threads), as bench/fidelity.sh runs 3 and 4 processes. BIND=0 leaves them unbound: the kernel then
+# moves 4 compute threads and their transport threads over 2 cores, a woken receiver waits for a time
+# slice (waits of 0.8-1.4 ms per transfer against 0.06 ms probed), and the simulator, which runs one
+# replica on cores of its own, predicted 10-42% under.
 set -euo pipefail
 build=$(cd "$1" && pwd)
 rounds=${2:-3}
 pippy=$build/tools/pippy mynetwork=$build/examples/mynetwork
+bind=(--bind-cores)
+[[ ${BIND:-1} == 0 ]] && bind=()
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 model=(--in-dim 512 --dims 1024,1024,1024 --microbatches 8 --steps 20 --threads 1 --seed 1)
@@ -25,14 +33,14 @@ for s in 1f1b interleaved-1f1b; do
   [[ $s == interleaved-1f1b ]] && v=2
   for mode in "${modes[@]}"; do # the profiles: a run of each mode
     # shellcheck disable=SC2046
-    "$pippy" run --nproc 4 -- "$mynetwork" "${model[@]}" --batch 128 --schedule "$s" --stages-per-rank $v --dp 2 \
+    "$pippy" run --nproc 4 "${bind[@]}" -- "$mynetwork" "${model[@]}" --batch 128 --schedule "$s" --stages-per-rank $v --dp 2 \
       $(flags $mode) --profile "$tmp/$s-$mode.json" >"$tmp/$s-$mode-profile.log" 2>&1
   done
   declare -A runs=()
   for ((k = 0; k < rounds; ++k)); do
     for mode in "${modes[@]}"; do
       # shellcheck disable=SC2046 # flags are words
-      "$pippy" run --nproc 4 -- "$mynetwork" "${model[@]}" --batch 128 --schedule "$s" --stages-per-rank $v --dp 2 \
+      "$pippy" run --nproc 4 "${bind[@]}" -- "$mynetwork" "${model[@]}" --batch 128 --schedule "$s" --stages-per-rank $v --dp 2 \
         $(flags $mode) >"$tmp/$s-$mode-$k.log" 2>&1
       runs[$mode]+="$(step_us "$tmp/$s-$mode-$k.log") "
     done
