@@ -22,6 +22,7 @@ bind=(--bind-cores)
 [[ ${BIND:-1} == 0 ]] && bind=()
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+# shellcheck disable=SC2054 # the commas are one argument's
 model=(--in-dim 512 --dims 1024,1024,1024 --microbatches 8 --steps 20 --threads 1 --seed 1)
 step_us() { sed -n 's/^measured step_us \([0-9.e+-]*\).*/\1/p' "$1"; }
 median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
@@ -34,21 +35,21 @@ for s in 1f1b interleaved-1f1b; do
   for mode in "${modes[@]}"; do # the profiles: a run of each mode
     # shellcheck disable=SC2046
     "$pippy" run --nproc 4 "${bind[@]}" -- "$mynetwork" "${model[@]}" --batch 128 --schedule "$s" --stages-per-rank $v --dp 2 \
-      $(flags $mode) --profile "$tmp/$s-$mode.json" >"$tmp/$s-$mode-profile.log" 2>&1
+      $(flags "$mode") --profile "$tmp/$s-$mode.json" >"$tmp/$s-$mode-profile.log" 2>&1
   done
   declare -A runs=()
   for ((k = 0; k < rounds; ++k)); do
     for mode in "${modes[@]}"; do
       # shellcheck disable=SC2046 # flags are words
       "$pippy" run --nproc 4 "${bind[@]}" -- "$mynetwork" "${model[@]}" --batch 128 --schedule "$s" --stages-per-rank $v --dp 2 \
-        $(flags $mode) >"$tmp/$s-$mode-$k.log" 2>&1
+        $(flags "$mode") >"$tmp/$s-$mode-$k.log" 2>&1
       runs[$mode]+="$(step_us "$tmp/$s-$mode-$k.log") "
     done
   done
   for mode in "${modes[@]}"; do
     # shellcheck disable=SC2046
     predicted=$("$pippy" sim --schedule "$s" --ranks 2 --stages-per-rank $v --microbatches 8 --cost-file "$tmp/$s-$mode.json" \
-      --dp 2 $(flags $mode) --json | awk -F': ' '/"expected_step_us"/ {gsub(/,/, "", $2); print $2 / 1000}')
+      --dp 2 $(flags "$mode") --json | awk -F': ' '/"expected_step_us"/ {gsub(/,/, "", $2); print $2 / 1000}')
     printf "| %s | %s | %.1f | %s| %.1f |\n" "$s" "$mode" "$(median <<<"${runs[$mode]}" | awk '{print $1 / 1000}')" \
       "$(for x in ${runs[$mode]}; do awk -v x="$x" 'BEGIN {printf "%.1f ", x / 1000}'; done)" "$predicted"
   done
