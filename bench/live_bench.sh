@@ -15,7 +15,7 @@ pippy=$build/tools/pippy mynetwork=$build/examples/mynetwork
 py=$("$(dirname "$0")"/../scripts/pyenv.sh)/bin/python
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"; kill $(jobs -p) 2>/dev/null || true' EXIT
-run_opts=(${PIPPY_RUN_OPTS:-})
+read -r -a run_opts <<<"${PIPPY_RUN_OPTS:-}" # words, as the shell would split them
 args=(--schedule 1f1b --microbatches 8 --batch 128 --steps "${LIVE_STEPS:-40}" --threads 1 --seed 1)
 step_us() { sed -n 's/^measured step_us \([0-9.e+-]*\).*/\1/p' "$1"; }
 # The feed's own threads' CPU a step, on its busiest rank, over the step: what publishing takes, read

@@ -13,6 +13,7 @@ steps=${STEPS:-12} batch=${BATCH:-128} mbs=${MICROBATCHES:-8}
 pippy=$build/tools/pippy mynetwork=$build/examples/mynetwork bench=$build/runtime/runtime_bench
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+# shellcheck disable=SC2054 # the commas are one argument's
 model=(--in-dim 512 --dims 512,512,512,512 --batch "$batch" --steps "$steps" --seed 1)
 step_us() { sed -n 's/^measured step_us \([0-9.e+-]*\).*/\1/p'; }
 
