@@ -45,7 +45,8 @@ void emit(const std::string& dir, const cost_table& profile, const plan_options&
 
 command add_plan_command(CLI::App& app) {
   struct options {
-    std::string cost_file, other_size, emit_dir;
+    std::vector<std::string> cost_files, other_sizes;
+    std::string emit_dir;
     int ranks = 0, processes = 0, top = 5;
     long long memory_cap = 0, global_batch = 0;
     std::vector<int> microbatches;
@@ -55,14 +56,16 @@ command add_plan_command(CLI::App& app) {
   };
   auto o = std::make_shared<options>();
   auto* sub = app.add_subcommand("plan", "Rank schedule x stages per rank x micro-batches x split for a profile");
-  sub->add_option("--cost-file", o->cost_file,
-                  "Profile (a cost file; with per-layer costs, \"layers\", the layers are split into stages)")
-      ->type_name("PROFILE");
-  sub->add_option("--other-size", o->other_size,
-                  "A profile of the same model from a run of another micro-batch size: each layer's time is taken "
-                  "from --cost-file's run at its size, from this one's at this one's, blended in rows in between "
-                  "(core's blend_profiles)")
-      ->type_name("PROFILE");
+  sub->add_option("--cost-file", o->cost_files,
+                  "Profile (a cost file; with per-layer costs, \"layers\", the layers are split into stages); "
+                  "several profiles of one configuration (its run repeated): each time the median of theirs "
+                  "(core's median_profile)")
+      ->type_name("PROFILE...");
+  sub->add_option("--other-size", o->other_sizes,
+                  "A profile of the same model from a run of another micro-batch size (several: their median): "
+                  "each layer's time is taken from --cost-file's run at its size, from this one's at this one's, "
+                  "blended in rows in between (core's blend_profiles)")
+      ->type_name("PROFILE...");
   auto* ranks = sub->add_option("--ranks", o->ranks, "Pipeline ranks R");
   auto* processes = sub->add_option("--processes", o->processes,
                                     "Plan pp x dp instead: every R x D = this many processes, D replicas of an R-rank "
@@ -84,7 +87,7 @@ command add_plan_command(CLI::App& app) {
   sub->add_option("--emit", o->emit_dir, "Write the best plan to DIR/schedule.csv, DIR/plan.json and DIR/costs.json (its per-stage costs)")->type_name("DIR");
   add_link_options(*sub, o->links);
   return {sub, [o, batch, mbs] {
-    if (o->cost_file.empty())
+    if (o->cost_files.empty())
       throw input_error("--cost-file is required: a profile (`pippy run ... --profile FILE` writes one)");
     if (o->ranks < 1 && o->processes < 1)
       throw input_error("--ranks (or --processes) is required: the number of pipeline ranks, at least 1 (got " +
@@ -100,10 +103,11 @@ command add_plan_command(CLI::App& app) {
     if (batch->count() > 0 && o->global_batch < 1)
       throw input_error("--global-batch must be at least 1 row (got " + std::to_string(o->global_batch) + ")");
     const cost_table profile =
-        o->other_size.empty()
-            ? load_cost_file(o->cost_file)
-            : blend_profiles(load_cost_file(o->cost_file), load_cost_file(o->other_size), "cost file '" + o->cost_file + "'",
-                             "cost file '" + o->other_size + "'");
+        o->other_sizes.empty()
+            ? load_profiles(o->cost_files)
+            : blend_profiles(load_profiles(o->cost_files), load_profiles(o->other_sizes), profiles_named(o->cost_files),
+                             profiles_named(o->other_sizes));
+    const std::string source = profiles_named(o->cost_files);
     plan_options po{.num_ranks = o->ranks, .schedules = o->schedules, .microbatches = o->microbatches,
                     .global_batch = o->global_batch, .links = make_link_model(o->links), .processes = o->processes};
     po.memory.cap_bytes = static_cast<std::uint64_t>(o->memory_cap);
@@ -148,11 +152,11 @@ command add_plan_command(CLI::App& app) {
       std::cout << out.dump(2) << "\n";
     } else {
       if (po.processes > 0)
-        std::printf("plan: %d processes as R x D, %d %s from '%s'", po.processes, plan.layers,
-                    plan.per_layer ? "layers" : "stages", o->cost_file.c_str());
+        std::printf("plan: %d processes as R x D, %d %s from %s", po.processes, plan.layers,
+                    plan.per_layer ? "layers" : "stages", source.c_str());
       else
-        std::printf("plan: %d ranks, %d %s from '%s'", po.num_ranks, plan.layers, plan.per_layer ? "layers" : "stages",
-                    o->cost_file.c_str());
+        std::printf("plan: %d ranks, %d %s from %s", po.num_ranks, plan.layers, plan.per_layer ? "layers" : "stages",
+                    source.c_str());
       if (po.global_batch > 0)
         std::printf(", global batch %lld rows", static_cast<long long>(po.global_batch));
       if (o->memory_cap > 0)

@@ -22,7 +22,8 @@ namespace pippy::cli {
 command add_sim_command(CLI::App& app) {
   struct options {
     schedule_options gen{.name = "1f1b", .num_ranks = 4, .num_microbatches = 8};
-    std::string from, cost, cost_file, trace_path, live;
+    std::string from, cost, trace_path, live;
+    std::vector<std::string> cost_files;
     double live_wait_s = 0, pace = 0;
     link_options links;
     long long activation_bytes = -1, memory_cap = 0, batch = 0;
@@ -41,10 +42,12 @@ command add_sim_command(CLI::App& app) {
   sub->add_option("--microbatches", o->gen.num_microbatches, "Micro-batches M")->capture_default_str();
   sub->add_option("--stages-per-rank", o->gen.stages_per_rank, "Stages per rank V");
   auto* cost = sub->add_option("--cost", o->cost, "Uniform costs, e.g. F=1,B=2 or F=1,I=1,W=1,U=0 (default F=1,B=2)");
-  auto* cost_file = sub->add_option("--cost-file", o->cost_file,
+  auto* cost_file = sub->add_option("--cost-file", o->cost_files,
                                     "JSON cost file {\"stages\":[{\"F\",\"I\",\"W\",\"B\",\"U\",\"activation_bytes\","
                                     "\"param_bytes\"}...]}; with \"device\":{\"peak_flops\",\"memory_bandwidth\"}, stages may give "
-                                    "\"forward_flops\"/\"forward_bytes\" (roofline)");
+                                    "\"forward_flops\"/\"forward_bytes\" (roofline); several profiles of one configuration: "
+                                    "each time the median of theirs")
+                        ->type_name("FILE...");
   cost->excludes(cost_file);
   add_link_options(*sub, o->links);
   sub->add_option("--activation-bytes", o->activation_bytes, "Activation bytes per stage and micro-batch (overrides the cost file)")
@@ -90,10 +93,11 @@ command add_sim_command(CLI::App& app) {
     const schedule s = schedule_for(*sub, o->gen, o->from); // simulate() validates
     const int S = s.shape.num_stages();
     sim::sim_options so;
-    if (!o->cost_file.empty()) {
-      so.costs = load_cost_file(o->cost_file);
-      so.costs.validate(S, "cost file '" + o->cost_file + "'");
-      so.costs.validate_links(s.shape.num_ranks, "cost file '" + o->cost_file + "'");
+    if (!o->cost_files.empty()) {
+      so.costs = load_profiles(o->cost_files);
+      const std::string source = profiles_named(o->cost_files);
+      so.costs.validate(S, source);
+      so.costs.validate_links(s.shape.num_ranks, source);
     } else {
       so.costs = uniform_costs(S, o->cost.empty() ? stage_cost{} : parse_cost_spec(o->cost));
     }

@@ -587,6 +587,128 @@ cost_table load_cost_file(const std::string& path) {
   return parse_cost_json(read_text_file(path, "cost file '" + path + "': cannot open it"), "cost file '" + path + "'");
 }
 
+namespace {
+double median_in_place(std::vector<double>& v) {
+  const std::size_t n = v.size(), mid = n / 2;
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(mid), v.end());
+  if (n % 2 == 1)
+    return v[mid];
+  const double upper = v[mid];
+  return (*std::max_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(mid)) + upper) / 2;
+}
+} // namespace
+
+cost_table median_profile(const std::vector<cost_table>& runs, const std::vector<std::string>& names) {
+  if (runs.empty())
+    throw input_error("median of profiles: no profile given");
+  if (names.size() != runs.size())
+    throw input_error("median of profiles: " + std::to_string(names.size()) + " names for " +
+                      std::to_string(runs.size()) + " profiles");
+  const cost_table& first = runs.front();
+  // The same configuration: what a run does not time must agree, field by field.
+  for (std::size_t k = 1; k < runs.size(); ++k) {
+    const cost_table& t = runs[k];
+    auto differs = [&](const std::string& field) {
+      return input_error(names[k] + ": " + field + " differs from " + names[0] +
+                         "'s (a median is taken over runs of one configuration)");
+    };
+    if (t.stages.size() != first.stages.size())
+      throw differs("the number of stages (" + std::to_string(t.stages.size()) + ")");
+    for (std::size_t s = 0; s < t.stages.size(); ++s) {
+      const stage_cost &a = first.stages[s], &b = t.stages[s];
+      if (a.activation_bytes != b.activation_bytes || a.weight_input_bytes != b.weight_input_bytes ||
+          a.param_bytes != b.param_bytes || a.output_bytes != b.output_bytes)
+        throw differs("stages[" + std::to_string(s) + "]'s bytes");
+    }
+    if (t.layers.size() != first.layers.size())
+      throw differs("the number of layers (" + std::to_string(t.layers.size()) + ")");
+    for (std::size_t i = 0; i < t.layers.size(); ++i) {
+      const layer_cost &a = first.layers[i], &b = t.layers[i];
+      const bool same_sizes = std::equal(a.other_sizes.begin(), a.other_sizes.end(), b.other_sizes.begin(),
+                                         b.other_sizes.end(), [](const layer_size& x, const layer_size& y) { return x.rows == y.rows; });
+      if (a.name != b.name || a.activation_bytes != b.activation_bytes || a.output_bytes != b.output_bytes ||
+          a.param_bytes != b.param_bytes || !same_sizes)
+        throw differs("layers[" + std::to_string(i) + "] ('" + b.name + "': its name, bytes or sizes)");
+    }
+    const bool same_links = std::equal(first.links.begin(), first.links.end(), t.links.begin(), t.links.end(),
+                                       [](const link_cost& x, const link_cost& y) { return x.src == y.src && x.dst == y.dst; });
+    if (!same_links)
+      throw differs("the set of links");
+    if (t.replica_link.has_value() != first.replica_link.has_value())
+      throw differs("replica_link (given in one, not in the other)");
+    if (t.stage_ranks != first.stage_ranks)
+      throw differs("stage_ranks");
+    if (t.shared_cpus != first.shared_cpus)
+      throw differs("shared_cpus");
+    if (t.microbatch_rows != first.microbatch_rows)
+      throw differs("microbatch_rows (" + std::to_string(t.microbatch_rows) + ")");
+    if (t.noise.size() != first.noise.size())
+      throw differs("the number of noise quantiles (" + std::to_string(t.noise.size()) + ")");
+  }
+  cost_table out = first;
+  std::vector<double> values(runs.size());
+  // Each time of `out` from the same field of every run: get(t) is that field in table t.
+  auto median_of = [&](auto get) {
+    for (std::size_t k = 0; k < runs.size(); ++k)
+      values[k] = get(runs[k]);
+    return median_in_place(values);
+  };
+  using stage_time = double stage_cost::*;
+  using layer_time = double layer_cost::*;
+  using size_time = double layer_size::*;
+  for (std::size_t s = 0; s < out.stages.size(); ++s)
+    for (const stage_time f : {&stage_cost::F, &stage_cost::I, &stage_cost::W, &stage_cost::B, &stage_cost::U})
+      out.stages[s].*f = median_of([&](const cost_table& t) { return t.stages[s].*f; });
+  for (std::size_t i = 0; i < out.layers.size(); ++i) {
+    for (const layer_time f : {&layer_cost::F, &layer_cost::I, &layer_cost::W, &layer_cost::B, &layer_cost::U})
+      out.layers[i].*f = median_of([&](const cost_table& t) { return t.layers[i].*f; });
+    for (std::size_t z = 0; z < out.layers[i].other_sizes.size(); ++z)
+      for (const size_time f : {&layer_size::F, &layer_size::I, &layer_size::W, &layer_size::B})
+        out.layers[i].other_sizes[z].*f = median_of([&](const cost_table& t) { return t.layers[i].other_sizes[z].*f; });
+  }
+  for (std::size_t l = 0; l < out.links.size(); ++l)
+    for (const auto f : {&link_cost::latency_us, &link_cost::bandwidth_gbps, &link_cost::probe_latency_us})
+      out.links[l].*f = median_of([&](const cost_table& t) { return t.links[l].*f; });
+  if (out.replica_link)
+    for (const auto f : {&link_class::latency_us, &link_class::bandwidth_gbps})
+      (*out.replica_link).*f = median_of([&](const cost_table& t) { return (*t.replica_link).*f; });
+  for (const auto f : {&link_class::latency_us, &link_class::bandwidth_gbps})
+    out.send_posting.*f = median_of([&](const cost_table& t) { return t.send_posting.*f; });
+  for (const auto f : {&cost_table::action_overhead_us, &cost_table::step_overhead_us, &cost_table::arrival_cost_us})
+    out.*f = median_of([&](const cost_table& t) { return t.*f; });
+  if (!out.noise.empty()) {
+    double sum = 0;
+    for (std::size_t q = 0; q < out.noise.size(); ++q)
+      sum += out.noise[q] = median_of([&](const cost_table& t) { return t.noise[q]; });
+    const double mean = sum / static_cast<double>(out.noise.size());
+    if (mean > 0)
+      for (double& x : out.noise)
+        x /= mean;
+  }
+  return out;
+}
+
+cost_table load_profiles(const std::vector<std::string>& paths) {
+  if (paths.empty())
+    throw input_error("no cost file given");
+  std::vector<cost_table> runs;
+  std::vector<std::string> names;
+  for (const auto& p : paths) {
+    runs.push_back(load_cost_file(p));
+    names.push_back("cost file '" + p + "'");
+  }
+  return runs.size() == 1 ? std::move(runs.front()) : median_profile(runs, names);
+}
+
+std::string profiles_named(const std::vector<std::string>& paths) {
+  if (paths.size() == 1)
+    return "cost file '" + paths.front() + "'";
+  std::string out = "cost files ";
+  for (std::size_t k = 0; k < paths.size(); ++k)
+    out += (k ? ", '" : "'") + paths[k] + "'";
+  return out + " (their median)";
+}
+
 std::string to_cost_json(const cost_table& t, std::string_view source) {
   nlohmann::json stages = nlohmann::json::array();
   for (const auto& c : t.stages)

@@ -387,3 +387,90 @@ TEST_CASE("cost file: stage_ranks round-trip, and a bad rank is named", "[core][
   CHECK_THROWS_WITH(parse_cost_json(R"({"stages":[{"F":1}],"stage_ranks":[-1]})", "c.json"),
                     Catch::StartsWith("c.json: stage_ranks[0] (a rank)"));
 }
+
+// The same profiled run three times (and twice): one run slowed by its machine does not decide the times.
+TEST_CASE("profiles of one configuration: each time the median of the runs', the rest checked alike",
+          "[core][cost][planner]") {
+  auto run = [](double f, double overhead, double latency, std::vector<double> noise) {
+    cost_table t = uniform_costs(2, stage_cost{.F = f, .I = 1, .W = 1, .B = 2 * f, .U = 3, .activation_bytes = 64});
+    t.microbatch_rows = 8;
+    t.stage_ranks = {0, 1};
+    t.action_overhead_us = overhead;
+    t.step_overhead_us = 10 * overhead;
+    t.arrival_cost_us = overhead / 2;
+    t.send_posting = {.latency_us = latency / 10, .bandwidth_gbps = 4};
+    t.links = {link_cost{.src = 0, .dst = 1, .latency_us = latency, .bandwidth_gbps = 2, .probe_latency_us = 40},
+               link_cost{.src = 1, .dst = 0, .latency_us = 2 * latency, .bandwidth_gbps = 2}};
+    t.layers = {layer_cost{.name = "a", .F = f / 2, .B = f, .other_sizes = {{.rows = 32, .F = 4 * f, .B = 8 * f}}},
+                layer_cost{.name = "b", .F = f / 2, .B = f, .other_sizes = {{.rows = 32, .F = 2 * f, .B = 4 * f}}}};
+    t.noise = std::move(noise);
+    return t;
+  };
+  // The second run was slow (F 150), the third quick in its links (latency 80).
+  const std::vector<cost_table> runs{run(100, 20, 200, {0.5, 1.0, 1.5}), run(150, 30, 210, {0.9, 1.0, 1.1}),
+                                     run(110, 10, 80, {0.8, 1.0, 1.4})};
+  const std::vector<std::string> names{"p1.json", "p2.json", "p3.json"};
+  const cost_table m = median_profile(runs, names);
+  CHECK(m.stages[1].F == 110);
+  CHECK(m.stages[0].B == 220);
+  CHECK(m.stages[0].U == 3);
+  CHECK(m.stages[0].activation_bytes == 64);
+  CHECK(m.layers[0].F == 55);
+  CHECK(m.layers[1].other_sizes[0].B == 440);
+  CHECK(m.layers[1].other_sizes[0].rows == 32);
+  CHECK(m.links[0].latency_us == 200);
+  CHECK(m.links[1].latency_us == 400);
+  CHECK(m.links[0].probe_latency_us == 40);
+  CHECK(m.send_posting.latency_us == 20);
+  CHECK(m.action_overhead_us == 20);
+  CHECK(m.step_overhead_us == 200);
+  CHECK(m.arrival_cost_us == 10);
+  CHECK(m.stage_ranks == std::vector<int>{0, 1});
+  // Quantile by quantile (0.8, 1.0, 1.4: mean 16/15), scaled back to a mean of 1.
+  REQUIRE(m.noise.size() == 3);
+  CHECK(m.noise[0] == Approx(0.8 * 15 / 16));
+  CHECK(m.noise[2] == Approx(1.4 * 15 / 16));
+  // Two runs: the mean of the two.
+  const cost_table two = median_profile({runs[0], runs[1]}, {"p1.json", "p2.json"});
+  CHECK(two.stages[0].F == 125);
+  CHECK(two.links[0].latency_us == 205);
+  // One run: itself.
+  CHECK(median_profile({runs[2]}, {"p3.json"}).stages[0].F == 110);
+
+  // Runs of another configuration are named with what differs.
+  auto refused = [&](cost_table other) {
+    return std::vector<cost_table>{runs[0], runs[1], std::move(other)};
+  };
+  cost_table other = runs[2];
+  other.stages.pop_back();
+  CHECK_THROWS_WITH(median_profile(refused(other), names),
+                    "p3.json: the number of stages (1) differs from p1.json's (a median is taken over runs of one configuration)");
+  other = runs[2];
+  other.stages[1].param_bytes = 5;
+  CHECK_THROWS_WITH(median_profile(refused(other), names), Catch::StartsWith("p3.json: stages[1]'s bytes differs from p1.json's"));
+  other = runs[2];
+  other.layers[1].name = "c";
+  CHECK_THROWS_WITH(median_profile(refused(other), names), Catch::StartsWith("p3.json: layers[1] ('c': its name, bytes or sizes)"));
+  other = runs[2];
+  other.layers[0].other_sizes[0].rows = 16;
+  CHECK_THROWS_WITH(median_profile(refused(other), names), Catch::StartsWith("p3.json: layers[0]"));
+  other = runs[2];
+  other.microbatch_rows = 16;
+  CHECK_THROWS_WITH(median_profile(refused(other), names), Catch::StartsWith("p3.json: microbatch_rows (16) differs"));
+  other = runs[2];
+  other.links.pop_back();
+  CHECK_THROWS_WITH(median_profile(refused(other), names), Catch::StartsWith("p3.json: the set of links differs"));
+  other = runs[2];
+  other.stage_ranks = {1, 0};
+  CHECK_THROWS_WITH(median_profile(refused(other), names), Catch::StartsWith("p3.json: stage_ranks differs"));
+  other = runs[2];
+  other.noise.clear();
+  CHECK_THROWS_WITH(median_profile(refused(other), names), Catch::StartsWith("p3.json: the number of noise quantiles (0)"));
+  other = runs[2];
+  other.replica_link = link_class{.latency_us = 1};
+  CHECK_THROWS_WITH(median_profile(refused(other), names), Catch::StartsWith("p3.json: replica_link"));
+  CHECK_THROWS_WITH(median_profile({}, {}), "median of profiles: no profile given");
+  CHECK_THROWS_WITH(median_profile(runs, {"p1.json"}), "median of profiles: 1 names for 3 profiles");
+  CHECK(profiles_named({"a.json"}) == "cost file 'a.json'");
+  CHECK(profiles_named({"a.json", "b.json"}) == "cost files 'a.json', 'b.json' (their median)");
+}

@@ -91,3 +91,29 @@ TEST_CASE("pippy plan --other-size: a second run's layers at its own size, and a
                                           "'plan_sizes_16.json''s: a second profile must come from a run of another "
                                           "micro-batch size"));
 }
+
+TEST_CASE("pippy plan and sim take several profiles of one run: each time the median of theirs") {
+  {
+    // Three runs of one configuration; the second was slow, the third's stage 1 quick.
+    std::ofstream("plan_run_1.json") << R"({"stages":[{"F":2,"B":4},{"F":2,"B":4}],"action_overhead_us":1})";
+    std::ofstream("plan_run_2.json") << R"({"stages":[{"F":6,"B":12},{"F":6,"B":12}],"action_overhead_us":5})";
+    std::ofstream("plan_run_3.json") << R"({"stages":[{"F":3,"B":6},{"F":1,"B":2}],"action_overhead_us":2})";
+    std::ofstream("plan_run_other.json") << R"({"stages":[{"F":2,"B":4}]})";
+  }
+  // The median: stages F 3, B 6 and F 2, B 4, overhead 2; GPipe with one micro-batch: (2 + 3) + (2 + 2) +
+  // (2 + 4) + (2 + 6) = 23.
+  const auto sim = run_pippy("sim --schedule gpipe --ranks 2 --microbatches 1 --cost-file plan_run_1.json "
+                             "plan_run_2.json --cost-file plan_run_3.json --json");
+  REQUIRE(sim.exit_code == 0);
+  CHECK(nlohmann::json::parse(sim.output)["step_us"] == 23.0);
+  const auto plan = run_pippy("plan --cost-file plan_run_1.json plan_run_2.json plan_run_3.json --ranks 2 "
+                              "--schedules gpipe --microbatches 1");
+  REQUIRE(plan.exit_code == 0);
+  CHECK_THAT(plan.output, Catch::Contains("from cost files 'plan_run_1.json', 'plan_run_2.json', 'plan_run_3.json' "
+                                          "(their median)"));
+  CHECK_THAT(plan.output, Catch::Contains("23.000"));
+  const auto mixed = run_pippy("sim --schedule gpipe --ranks 1 --microbatches 1 --cost-file plan_run_1.json plan_run_other.json");
+  CHECK(mixed.exit_code == 2);
+  CHECK_THAT(mixed.output, Catch::Contains("error: cost file 'plan_run_other.json': the number of stages (1) differs "
+                                           "from cost file 'plan_run_1.json''s"));
+}

@@ -346,6 +346,20 @@ stage_cost parse_cost_spec(std::string_view spec);
 // stage. Throws input_error naming the source and field ("stages[2].F").
 cost_table parse_cost_json(std::string_view text, const std::string& source);
 cost_table load_cost_file(const std::string& path);
+// Profiles of one configuration, its run repeated: every time is the median of the runs' (the mean of the
+// middle two for an even count), so that one run of a machine whose speed drifts does not decide a plan
+// (on the 2-core VM, a GPT stage's time moved by 20-50% between runs of one command). Everything else must
+// be the same in every run: the stages' and layers' bytes, the layers' names and sizes, the links' ranks,
+// replica_link given or not, stage_ranks, shared_cpus, microbatch_rows and the noise's length. The noise
+// is taken quantile by quantile (the median keeps them non-decreasing) and scaled back to a mean of 1.
+// Throws input_error naming the run (names[i]) and the field that differs, or when runs is empty or
+// names is not one per run.
+cost_table median_profile(const std::vector<cost_table>& runs, const std::vector<std::string>& names);
+// load_cost_file of each path, and with more than one their median_profile. Throws input_error when paths
+// is empty.
+cost_table load_profiles(const std::vector<std::string>& paths);
+// How messages name those paths: "cost file 'a'", or "cost files 'a', 'b' (their median)".
+std::string profiles_named(const std::vector<std::string>& paths);
 // `source` ("measured", "roofline", ...) is recorded in the file for the reader.
 std::string to_cost_json(const cost_table& t, std::string_view source = {});
 // Writes path.tmp then renames. Throws input_error when the file cannot be written.
