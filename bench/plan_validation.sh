@@ -14,6 +14,9 @@
 # A second run (GPipe, OTHER_MB micro-batches, default 1: the plans' largest micro-batch) is profiled too, and
 # the planner takes both (`pippy plan --other-size`: each layer's time blended in rows between the two runs'
 # sizes, and each link through both runs' times); OTHER_MB= (empty) plans from the first profile alone.
+# Each profile is the median of PROFILE_RUNS (3) runs of its command, in turn (`pippy plan --cost-file A B C`:
+# core's median_profile): on this VM one run's stage times move by 20-50% from the next one's, which no
+# prediction of a few percent survives. PROFILE_RUNS=1 profiles once, as before.
 set -euo pipefail
 build=$(cd "$1" && pwd)
 out=${2:-$(mktemp -d "${TMPDIR:-/tmp}/plan_validation.XXXXXX")}
@@ -29,17 +32,34 @@ case $model in
 esac
 common="--batch $batch --steps 40 --threads 1"
 profiled="--schedule 1f1b --microbatches $profile_mb" # the configuration profiled, and the plans' baseline
-if [[ ${REPORT_ONLY:-} != 1 ]]; then
-"$pippy" run --nproc 2 --bind-cores -- "$program" $profiled $common \
-  --profile "$out/profile.json" >"$out/profile.log" 2>&1
-other=()
+profile_runs=${PROFILE_RUNS:-3}
+((profile_runs >= 1)) || { echo "error: PROFILE_RUNS must be at least 1 (got $profile_runs)" >&2; exit 2; }
+profiles=() others=() # profile.json, profile-2.json, ...: the runs of each command
+for ((k = 1; k <= profile_runs; ++k)); do
+  suffix=$( ((k == 1)) || echo "-$k")
+  profiles+=("$out/profile$suffix.json")
+  others+=("$out/profile-other$suffix.json")
+done
 OTHER_MB=${OTHER_MB-1}
-if [[ -n $OTHER_MB ]]; then
-  "$pippy" run --nproc 2 --bind-cores -- "$program" --schedule gpipe --microbatches "$OTHER_MB" $common \
-    --profile "$out/profile-other.json" >"$out/profile-other.log" 2>&1
-  other=(--other-size "$out/profile-other.json")
+if [[ ${REPORT_ONLY:-} == 1 ]]; then # an earlier call's directory: the profiles it has
+  kept=()
+  for p in "${profiles[@]}"; do [[ -f $p ]] && kept+=("$p"); done
+  profiles=("${kept[@]}")
 fi
-"$pippy" plan --cost-file "$out/profile.json" "${other[@]}" --ranks 2 --global-batch $batch --top "$top" --json >"$out/plans.json"
+if [[ ${REPORT_ONLY:-} != 1 ]]; then
+for ((k = 0; k < profile_runs; ++k)); do # the two commands in turn, so that the VM's drift falls on both
+  # shellcheck disable=SC2086 # flags are words
+  "$pippy" run --nproc 2 --bind-cores -- "$program" $profiled $common \
+    --profile "${profiles[$k]}" >"${profiles[$k]%.json}.log" 2>&1
+  if [[ -n $OTHER_MB ]]; then
+    # shellcheck disable=SC2086
+    "$pippy" run --nproc 2 --bind-cores -- "$program" --schedule gpipe --microbatches "$OTHER_MB" $common \
+      --profile "${others[$k]}" >"${others[$k]%.json}.log" 2>&1
+  fi
+done
+other=()
+[[ -n $OTHER_MB ]] && other=(--other-size "${others[@]}")
+"$pippy" plan --cost-file "${profiles[@]}" "${other[@]}" --ranks 2 --global-batch $batch --top "$top" --json >"$out/plans.json"
 python3 - "$out" "$top" <<'PY'
 import json, os, sys
 out, top = sys.argv[1], int(sys.argv[2])
@@ -74,7 +94,8 @@ for round in $(seq 1 "$rounds"); do
   done
 done
 fi
-baseline_predicted=$("$pippy" sim $profiled --ranks 2 --cost-file "$out/profile.json" --json |
+# shellcheck disable=SC2086
+baseline_predicted=$("$pippy" sim $profiled --ranks 2 --cost-file "${profiles[@]}" --json |
   python3 -c "import json, sys; print(json.load(sys.stdin)['expected_step_us'])")
 python3 - "$out" "$rounds" "$profile_mb" "$baseline_predicted" <<'PY'
 import json, os, re, sys
