@@ -1,9 +1,11 @@
 // pippy plan: the planner's ranked table of schedule x V x M x split for a profile, the top ones
 // re-simulated with the actors to show that the prediction is the simulator's step time.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
 
@@ -130,6 +132,26 @@ command add_plan_command(CLI::App& app) {
       const schedule sched = plan_schedule(po, c);
       simulated.push_back(sim::simulate(sched, so).step_us);
     }
+    // With several profiles of a run, each top plan's step from each profile on its own (blended with the
+    // other size's profile of the same index, or with their median when there are not as many). A machine's
+    // drift moves every plan of a profile alike, so what tells whether two plans' order holds is each one's
+    // step over the first plan's from the same profile: a range that holds 0 is a tie within the runs.
+    std::vector<std::vector<double>> by_profile(K);
+    if (o->cost_files.size() > 1) {
+      const bool paired = o->other_sizes.size() == o->cost_files.size();
+      const cost_table other_median = o->other_sizes.empty() || paired ? cost_table{} : load_profiles(o->other_sizes);
+      flat_evaluator ev;
+      for (std::size_t i = 0; i < o->cost_files.size(); ++i) {
+        const cost_table own = load_cost_file(o->cost_files[i]);
+        const std::string name = profiles_named({o->cost_files[i]});
+        const cost_table single =
+            o->other_sizes.empty() ? own
+            : paired ? blend_profiles(own, load_cost_file(o->other_sizes[i]), name, profiles_named({o->other_sizes[i]}))
+                     : blend_profiles(own, other_median, name, profiles_named(o->other_sizes));
+        for (std::size_t k = 0; k < K; ++k)
+          by_profile[k].push_back(plan_expected_step_us(ev, single, po, plan.candidates[k]));
+      }
+    }
     const char* unit = plan.rows_known ? "rows/s" : "micro-batches/s";
     if (o->json) {
       nlohmann::json plans = nlohmann::json::array();
@@ -140,6 +162,8 @@ command add_plan_command(CLI::App& app) {
         j["expected_step_us"] = plan.candidates[k].expected_step_us;
         j["throughput"] = plan.candidates[k].throughput;
         j["throughput_unit"] = unit;
+        if (!by_profile[k].empty())
+          j["expected_step_us_by_profile"] = by_profile[k];
         plans.push_back(j);
       }
       const nlohmann::json out{{"ranks", po.num_ranks},          {"processes", po.processes},
@@ -170,14 +194,25 @@ command add_plan_command(CLI::App& app) {
         std::printf("note: the profile has no microbatch_rows, so its costs are used as they are for every M\n");
       // step_us: the prediction (steps back to back, with the noise); one_step_us: one step alone at the mean
       // times, by the actors.
-      std::printf("%4s  %-16s %5s %3s %5s %14s %14s %15s %8s %16s %5s\n", "#", "schedule", "RxD", "V", "M", "step_us",
-                  "one_step_us", unit, "bubble", "peak_mem_bytes", "fits");
+      // vs_1_by_profile: the lowest and highest of the plan's step over plan 1's, each from one profile.
+      const bool spread = o->cost_files.size() > 1;
+      std::printf("%4s  %-16s %5s %3s %5s %14s %14s %15s %8s %16s %5s%s\n", "#", "schedule", "RxD", "V", "M", "step_us",
+                  "one_step_us", unit, "bubble", "peak_mem_bytes", "fits", spread ? "   vs_1_by_profile" : "");
       for (std::size_t k = 0; k < K; ++k) {
         const plan_candidate& c = plan.candidates[k];
         const std::string shape = std::to_string(c.ranks) + "x" + std::to_string(c.replicas);
-        std::printf("%4zu  %-16s %5s %3d %5d %14.3f %14.3f %15.1f %8.4f %16llu %5s\n", k + 1, c.schedule.c_str(),
+        std::printf("%4zu  %-16s %5s %3d %5d %14.3f %14.3f %15.1f %8.4f %16llu %5s", k + 1, c.schedule.c_str(),
                     shape.c_str(), c.stages_per_rank, c.microbatches, c.expected_step_us, simulated[k], c.throughput, c.bubble_fraction,
                     static_cast<unsigned long long>(c.peak_memory_bytes), c.fits ? "yes" : "no");
+        if (spread) {
+          double lo = std::numeric_limits<double>::infinity(), hi = -lo;
+          for (std::size_t i = 0; i < by_profile[k].size(); ++i) {
+            const double over = 100 * (by_profile[k][i] / by_profile[0][i] - 1);
+            lo = std::min(lo, over), hi = std::max(hi, over);
+          }
+          std::printf("   %+.1f..%+.1f%%", lo, hi);
+        }
+        std::printf("\n");
       }
       const plan_candidate& best = plan.candidates.front();
       if (!best.split_points.empty())

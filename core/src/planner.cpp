@@ -232,11 +232,7 @@ void rank_by_expected_step(const cost_table& profile, const plan_options& o, pla
   flat_evaluator ev;
   for (std::size_t k = 0; k < pool; ++k) {
     plan_candidate& c = out.candidates[k];
-    cost_table costs = plan_costs(profile, o, c);
-    costs.noise = profile.noise;
-    c.expected_step_us = expected_step_us(ev, plan_schedule(o, c), costs, o.links, uncapped(o.memory),
-                                          {.replicas = c.replicas, .sync = o.data_parallel.sync, .zero1 = c.zero1})
-                             .step_us;
+    c.expected_step_us = plan_expected_step_us(ev, profile, o, c);
     c.throughput = throughput_of(o, out.rows_known, c.microbatches, c.expected_step_us);
   }
   std::stable_sort(out.candidates.begin(), out.candidates.begin() + static_cast<std::ptrdiff_t>(pool),
@@ -246,6 +242,14 @@ void rank_by_expected_step(const cost_table& profile, const plan_options& o, pla
                    });
 }
 } // namespace
+
+double plan_expected_step_us(flat_evaluator& ev, const cost_table& profile, const plan_options& o, const plan_candidate& c) {
+  cost_table costs = plan_costs(profile, o, c);
+  costs.noise = profile.noise;
+  return expected_step_us(ev, plan_schedule(o, c), costs, o.links, uncapped(o.memory),
+                          {.replicas = c.replicas, .sync = o.data_parallel.sync, .zero1 = c.zero1})
+      .step_us;
+}
 
 plan_result make_plan(const cost_table& profile, const plan_options& o) {
   plan_result out = o.processes <= 0 ? plan_one_shape(profile, o) : plan_meshes(profile, o);

@@ -85,6 +85,23 @@ TEST_CASE("pippy plan --other-size: a second run's layers at its own size, and a
   const auto both = run_pippy(plan + " --other-size plan_sizes_64.json");
   REQUIRE(both.exit_code == 0);
   CHECK(gpipe_one_microbatch(both.output) == Approx(28));
+  // Two runs of each size: each profile alone is blended with the other size's of the same index, or with
+  // their median where there are not as many (here all alike: 28 each).
+  auto by_profile = [](const std::string& output) {
+    const auto parsed = nlohmann::json::parse(output);
+    for (const auto& p : parsed["plans"])
+      if (p["microbatches"] == 1 && p["stages_per_rank"] == 1)
+        return p["expected_step_us_by_profile"];
+    return nlohmann::json();
+  };
+  const std::string twice = "plan --cost-file plan_sizes_16.json plan_sizes_16.json --ranks 2 --schedules gpipe "
+                            "--global-batch 64 --top 10 --json --other-size plan_sizes_64.json";
+  const auto paired = run_pippy(twice + " plan_sizes_64.json");
+  REQUIRE(paired.exit_code == 0);
+  CHECK(by_profile(paired.output) == nlohmann::json::array({28.0, 28.0}));
+  const auto unpaired = run_pippy(twice);
+  REQUIRE(unpaired.exit_code == 0);
+  CHECK(by_profile(unpaired.output) == nlohmann::json::array({28.0, 28.0}));
   const auto same = run_pippy("plan --cost-file plan_sizes_16.json --other-size plan_sizes_16.json --ranks 2");
   CHECK(same.exit_code != 0);
   CHECK_THAT(same.output, Catch::Contains("cost file 'plan_sizes_16.json': its microbatch_rows (16) are cost file "
@@ -112,6 +129,23 @@ TEST_CASE("pippy plan and sim take several profiles of one run: each time the me
   CHECK_THAT(plan.output, Catch::Contains("from cost files 'plan_run_1.json', 'plan_run_2.json', 'plan_run_3.json' "
                                           "(their median)"));
   CHECK_THAT(plan.output, Catch::Contains("23.000"));
+  // Beside it, each plan's step over plan 1's from each profile alone (plan 1 against itself: 0).
+  CHECK_THAT(plan.output, Catch::Contains("vs_1_by_profile"));
+  CHECK_THAT(plan.output, Catch::Contains("+0.0..+0.0%"));
+  // Steps back to back (expected_step_us) take one step and the next step's first overhead: the median's
+  // 23 + 2, and each profile alone (1 + 2) + (1 + 2) + (1 + 4) + (1 + 4) + 1 = 17, (5 + 6) * 2 +
+  // (5 + 12) * 2 + 5 = 61 and (2 + 3) + (2 + 1) + (2 + 2) + (2 + 6) + 2 = 22.
+  const auto json = run_pippy("plan --cost-file plan_run_1.json plan_run_2.json plan_run_3.json --ranks 2 "
+                              "--schedules gpipe --microbatches 1 --json");
+  REQUIRE(json.exit_code == 0);
+  const auto best = nlohmann::json::parse(json.output)["plans"][0];
+  CHECK(best["simulated_step_us"] == 23.0);
+  CHECK(best["expected_step_us"] == 25.0);
+  CHECK(best["expected_step_us_by_profile"] == nlohmann::json::array({17.0, 61.0, 22.0}));
+  // One profile: no such column.
+  const auto one = run_pippy("plan --cost-file plan_run_1.json --ranks 2 --schedules gpipe --microbatches 1");
+  REQUIRE(one.exit_code == 0);
+  CHECK_THAT(one.output, !Catch::Contains("vs_1_by_profile"));
   const auto mixed = run_pippy("sim --schedule gpipe --ranks 1 --microbatches 1 --cost-file plan_run_1.json plan_run_other.json");
   CHECK(mixed.exit_code == 2);
   CHECK_THAT(mixed.output, Catch::Contains("error: cost file 'plan_run_other.json': the number of stages (1) differs "

@@ -12,6 +12,8 @@
 
 namespace pippy {
 
+class flat_evaluator;
+
 struct plan_options {
   int num_ranks = 1;                 // pipeline ranks R
   std::vector<std::string> schedules; // names to try; empty: every generator (schedule_names())
@@ -80,6 +82,11 @@ plan_result make_plan(const cost_table& profile, const plan_options& options);
 // needs to run it, and `pippy plan --emit` writes).
 schedule plan_schedule(const plan_options& options, const plan_candidate& c);
 cost_table plan_costs(const cost_table& profile, const plan_options& options, const plan_candidate& c);
+// The step the runtime measures for candidate c planned from `profile` (core's expected_step_us of its
+// schedule and plan_costs, with the profile's noise): what make_plan ranks its rerank pool by, and what a
+// plan's step is from each of several profiles (`pippy plan` with several cost files).
+double plan_expected_step_us(flat_evaluator& ev, const cost_table& profile, const plan_options& options,
+                             const plan_candidate& c);
 
 // Boundaries (first index of each group, starting with 0) of `num_stages` contiguous, non-empty groups of
 // `times` whose largest sum is as small as possible: the linear-partition DP, O(L * S) with a monotone
