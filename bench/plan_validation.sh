@@ -107,20 +107,34 @@ def median(values):  # of an odd number: the middle one; else the mean of the mi
     v = sorted(values)
     return (v[(len(v) - 1) // 2] + v[len(v) // 2]) / 2
 baseline_steps = [step_ms(f"{out}/baseline/run{r}.log") for r in range(1, rounds + 1)]
-rows = []  # (index, plan, median step ms, median ratio to the baseline of the same round)
+def quartiles(values):  # the 25th and 75th percentiles, linear between the sorted values
+    v = sorted(values)
+    at = lambda q: v[int(q * (len(v) - 1))] + (q * (len(v) - 1) % 1) * (v[min(len(v) - 1, int(q * (len(v) - 1)) + 1)] - v[int(q * (len(v) - 1))])
+    return at(0.25), at(0.75)
+rows = []  # (index, plan, median step ms, median ratio to the baseline of the same round, steps per round)
 for k, p in enumerate(plans):
     logs = [f"{out}/plan{k}/run{r}.log" for r in range(1, rounds + 1)]
     if not all(os.path.exists(log) for log in logs):
         break
     steps = [step_ms(log) for log in logs]
-    rows.append((k, p, median(steps), median(s / b for s, b in zip(steps, baseline_steps))))
+    rows.append((k, p, median(steps), median(s / b for s, b in zip(steps, baseline_steps)), steps))
+# Beside each plan, against plan 1: predicted, the lowest and highest of its step over plan 1's from each
+# profile alone (`pippy plan` with several profiles); measured, the quartiles of its step over plan 1's in
+# the same round. A range that holds 0 is a tie within the profiles' runs, or within the rounds.
+def by_profile(p):
+    own, first = p.get("expected_step_us_by_profile"), rows[0][1].get("expected_step_us_by_profile") if rows else None
+    if not own or not first:
+        return "-"
+    over = [100 * (a / b - 1) for a, b in zip(own, first)]
+    return f"{min(over):+.1f}..{max(over):+.1f}%"
 print(f"{'#':>2} {'schedule':<18} {'V':>2} {'M':>3} {'split':<16} {'predicted_ms':>12} {'measured_ms':>11} "
-      f"{'predicted/baseline':>18} {'measured/baseline':>17}")
-for k, p, step, ratio in rows:
+      f"{'predicted/baseline':>18} {'measured/baseline':>17} {'vs_1_by_profile':>16} {'vs_1_rounds_p25..p75':>21}")
+for k, p, step, ratio, steps in rows:
     split = ",".join(map(str, p["boundaries"][1:]))
+    lo, hi = quartiles([100 * (a / b - 1) for a, b in zip(steps, rows[0][4])])
     print(f"{k + 1:>2} {p['schedule']:<18} {p['stages_per_rank']:>2} {p['microbatches']:>3} {split:<16} "
           f"{p['predicted_step_us'] / 1000:>12.3f} {step:>11.3f} {p['predicted_step_us'] / baseline_predicted:>18.3f} "
-          f"{ratio:>17.3f}")
+          f"{ratio:>17.3f} {by_profile(p):>16} {f'{lo:+.1f}..{hi:+.1f}%':>21}")
 def ranks(values):  # 1 for the least; equal values share the mean of their places
     order = sorted(range(len(values)), key=lambda i: values[i])
     r = [0.0] * len(values)
@@ -138,8 +152,8 @@ def pearson(x, y):
     sxy = sum((a - mx) * (b - my) for a, b in zip(x, y))
     sxx, syy = sum((a - mx) ** 2 for a in x), sum((b - my) ** 2 for b in y)
     return sxy / (sxx * syy) ** 0.5 if sxx > 0 and syy > 0 else 0.0
-pred = [p["predicted_step_us"] for _, p, _, _ in rows]
-meas = [ratio for _, _, _, ratio in rows]
+pred = [p["predicted_step_us"] for _, p, _, _, _ in rows]
+meas = [ratio for _, _, _, ratio, _ in rows]
 rho = pearson(ranks(pred), ranks(meas)) if len(rows) > 1 else 1.0  # Spearman: Pearson's on the ranks
 best_measured = min(meas)
 gap = 100 * (meas[0] - best_measured) / best_measured
