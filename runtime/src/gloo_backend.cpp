@@ -28,8 +28,11 @@ c10::intrusive_ptr<c10d::Backend> make_gloo_backend(const c10::intrusive_ptr<c10
   // The device starts Gloo's socket loop thread. When another thread holds a pair's lock, that thread
   // spins (it tries the lock and polls again, the socket still readable); on a rank bound to one core,
   // woken while the holder posts a transfer, it preempted the holder and spun through its whole time
-  // slice: 2-3 ms, in 4 of 39 zbv steps at a step's first transfer. At nice 19 it no longer preempts
-  // the holder, and still preempts the compute thread, which yields (SCHED_IDLE) under the same setting.
+  // slice: 2-3 ms, in 4 of 39 zbv steps at a step's first transfer. At nice 19 it still did after a long
+  // sleep (perf's sched_switch: a sender preempted mid-post, the loop thread on the core 4.5 ms, until the
+  // tick; 2-5 ms sends in 2-5 of 40 interleaved-1f1b steps). As SCHED_BATCH it waits for the tick instead
+  // of preempting the holder, and still preempts the compute thread, which yields (SCHED_IDLE) under the
+  // same setting.
   if (compute_yields())
     start_threads_at_lowest_normal_priority(make_device);
   else

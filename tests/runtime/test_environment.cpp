@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -103,7 +104,7 @@ TEST_CASE("A rank's own --bind-cores takes its local share of the CPUs and makes
   CHECK(yields);
 }
 
-// The threads started inside get nice 19 (Gloo's socket loop thread, under --bind-cores); the caller and
+// The threads started inside get SCHED_BATCH at nice 19 (Gloo's socket loop thread, under --bind-cores); the caller and
 // the threads that were there before keep theirs.
 TEST_CASE("threads started at the lowest normal priority: only the new ones", "[runtime][env]") {
   std::mutex mu;
@@ -132,6 +133,8 @@ TEST_CASE("threads started at the lowest normal priority: only the new ones", "[
     cv.wait(lock, [&] { return new_tid != 0; });
   });
   const int new_nice = ::getpriority(PRIO_PROCESS, static_cast<id_t>(new_tid));
+  const int new_policy = ::sched_getscheduler(static_cast<pid_t>(new_tid));
+  const int before_policy = ::sched_getscheduler(static_cast<pid_t>(before_tid));
   const int before_nice = ::getpriority(PRIO_PROCESS, static_cast<id_t>(before_tid));
   const int caller_after = ::getpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()));
   {
@@ -143,6 +146,8 @@ TEST_CASE("threads started at the lowest normal priority: only the new ones", "[
   started.join();
   CHECK(lowered == 1);
   CHECK(new_nice == 19);
+  CHECK(new_policy == SCHED_BATCH);
+  CHECK(before_policy == SCHED_OTHER);
   CHECK(before_nice == caller_nice);
   CHECK(caller_after == caller_nice);
 }

@@ -46,9 +46,9 @@ std::vector<int> bind_to_local_share(const dist_env& env);
 // the system refuses.
 bool yield_to_other_threads();
 // Calls `start`, then gives the threads it started (Linux: new entries of /proc/self/task) the lowest
-// priority of normal threads, nice 19: they no longer preempt a normal thread when they wake, but still
-// preempt a SCHED_IDLE one. Returns how many it lowered; a thread the system refuses to lower is left
-// as it is.
+// priority of normal threads, SCHED_BATCH at nice 19: they no longer preempt a normal thread when they
+// wake (Linux lets a batch thread wait for the tick), but still preempt a SCHED_IDLE one. Returns how
+// many it lowered; a thread the system refuses to lower is left as it is.
 int start_threads_at_lowest_normal_priority(const std::function<void()>& start);
 
 } // namespace pippy
