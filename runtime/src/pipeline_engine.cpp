@@ -146,17 +146,12 @@ void pipeline_engine::run(int rank, const action& a) {
     channel_->send(tensor_channel::direction::backward, a.stage, a.microbatch, g, peer);
     break;
   }
-  case action_kind::recv_f: {
-    const int src = sched_.shape.rank_of(a.stage - 1);
-    fwd_in_[k] = channel_->recv(tensor_channel::direction::forward, a.stage - 1, a.microbatch, src);
-    bytes = bytes_of(fwd_in_[k]);
-    peer = src;
-    break;
-  }
+  case action_kind::recv_f:
   case action_kind::recv_b: {
-    const int src = sched_.shape.rank_of(a.stage + 1);
-    bwd_in_[k] = channel_->recv(tensor_channel::direction::backward, a.stage + 1, a.microbatch, src);
-    bytes = bytes_of(bwd_in_[k]);
+    const auto [dir, from, src] = tensor_channel::incoming_of(a, sched_.shape);
+    auto& into = (dir == tensor_channel::direction::forward ? fwd_in_ : bwd_in_)[k];
+    into = channel_->recv(dir, from, a.microbatch, src);
+    bytes = bytes_of(into);
     peer = src;
     break;
   }
