@@ -7,6 +7,7 @@
 #include <iostream>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
@@ -104,12 +105,12 @@ command add_plan_command(CLI::App& app) {
       throw input_error("--global-batch and --microbatches exclude each other (M is taken from G's divisors or from the list)");
     if (batch->count() > 0 && o->global_batch < 1)
       throw input_error("--global-batch must be at least 1 row (got " + std::to_string(o->global_batch) + ")");
-    const cost_table profile =
-        o->other_sizes.empty()
-            ? load_profiles(o->cost_files)
-            : blend_profiles(load_profiles(o->cost_files), load_profiles(o->other_sizes), profiles_named(o->cost_files),
-                             profiles_named(o->other_sizes));
+    const loaded_profiles profiles = load_profiles(o->cost_files);
+    const std::optional<loaded_profiles> others =
+        o->other_sizes.empty() ? std::nullopt : std::optional(load_profiles(o->other_sizes));
     const std::string source = profiles_named(o->cost_files);
+    const cost_table profile =
+        others ? blend_profiles(profiles.median, others->median, source, profiles_named(o->other_sizes)) : profiles.median;
     plan_options po{.num_ranks = o->ranks, .schedules = o->schedules, .microbatches = o->microbatches,
                     .global_batch = o->global_batch, .links = make_link_model(o->links), .processes = o->processes};
     po.memory.cap_bytes = static_cast<std::uint64_t>(o->memory_cap);
@@ -137,17 +138,16 @@ command add_plan_command(CLI::App& app) {
     // drift moves every plan of a profile alike, so what tells whether two plans' order holds is each one's
     // step over the first plan's from the same profile: a range that holds 0 is a tie within the runs.
     std::vector<std::vector<double>> by_profile(K);
-    if (o->cost_files.size() > 1) {
-      const bool paired = o->other_sizes.size() == o->cost_files.size();
-      const cost_table other_median = o->other_sizes.empty() || paired ? cost_table{} : load_profiles(o->other_sizes);
+    if (profiles.runs.size() > 1) {
+      const bool paired = others && others->runs.size() == profiles.runs.size();
       flat_evaluator ev;
-      for (std::size_t i = 0; i < o->cost_files.size(); ++i) {
-        const cost_table own = load_cost_file(o->cost_files[i]);
+      for (std::size_t i = 0; i < profiles.runs.size(); ++i) {
+        const cost_table& own = profiles.runs[i];
         const std::string name = profiles_named({o->cost_files[i]});
         const cost_table single =
-            o->other_sizes.empty() ? own
-            : paired ? blend_profiles(own, load_cost_file(o->other_sizes[i]), name, profiles_named({o->other_sizes[i]}))
-                     : blend_profiles(own, other_median, name, profiles_named(o->other_sizes));
+            !others ? own
+            : paired ? blend_profiles(own, others->runs[i], name, profiles_named({o->other_sizes[i]}))
+                     : blend_profiles(own, others->median, name, profiles_named(o->other_sizes));
         for (std::size_t k = 0; k < K; ++k)
           by_profile[k].push_back(plan_expected_step_us(ev, single, po, plan.candidates[k]));
       }
@@ -195,7 +195,7 @@ command add_plan_command(CLI::App& app) {
       // step_us: the prediction (steps back to back, with the noise); one_step_us: one step alone at the mean
       // times, by the actors.
       // vs_1_by_profile: the lowest and highest of the plan's step over plan 1's, each from one profile.
-      const bool spread = o->cost_files.size() > 1;
+      const bool spread = profiles.runs.size() > 1;
       std::printf("%4s  %-16s %5s %3s %5s %14s %14s %15s %8s %16s %5s%s\n", "#", "schedule", "RxD", "V", "M", "step_us",
                   "one_step_us", unit, "bubble", "peak_mem_bytes", "fits", spread ? "   vs_1_by_profile" : "");
       for (std::size_t k = 0; k < K; ++k) {

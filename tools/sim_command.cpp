@@ -94,7 +94,7 @@ command add_sim_command(CLI::App& app) {
     const int S = s.shape.num_stages();
     sim::sim_options so;
     if (!o->cost_files.empty()) {
-      so.costs = load_profiles(o->cost_files);
+      so.costs = load_profiles(o->cost_files).median;
       const std::string source = profiles_named(o->cost_files);
       so.costs.validate(S, source);
       so.costs.validate_links(s.shape.num_ranks, source);

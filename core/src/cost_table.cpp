@@ -688,16 +688,17 @@ cost_table median_profile(const std::vector<cost_table>& runs, const std::vector
   return out;
 }
 
-cost_table load_profiles(const std::vector<std::string>& paths) {
+loaded_profiles load_profiles(const std::vector<std::string>& paths) {
   if (paths.empty())
     throw input_error("no cost file given");
-  std::vector<cost_table> runs;
+  loaded_profiles out;
   std::vector<std::string> names;
   for (const auto& p : paths) {
-    runs.push_back(load_cost_file(p));
-    names.push_back("cost file '" + p + "'");
+    out.runs.push_back(load_cost_file(p));
+    names.push_back(profiles_named({p}));
   }
-  return runs.size() == 1 ? std::move(runs.front()) : median_profile(runs, names);
+  out.median = out.runs.size() == 1 ? out.runs.front() : median_profile(out.runs, names);
+  return out;
 }
 
 std::string profiles_named(const std::vector<std::string>& paths) {

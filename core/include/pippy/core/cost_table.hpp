@@ -355,9 +355,13 @@ cost_table load_cost_file(const std::string& path);
 // Throws input_error naming the run (names[i]) and the field that differs, or when runs is empty or
 // names is not one per run.
 cost_table median_profile(const std::vector<cost_table>& runs, const std::vector<std::string>& names);
-// load_cost_file of each path, and with more than one their median_profile. Throws input_error when paths
-// is empty.
-cost_table load_profiles(const std::vector<std::string>& paths);
+// load_cost_file of each path (runs, in order), and with more than one their median_profile (else the one
+// run). Throws input_error when paths is empty.
+struct loaded_profiles {
+  std::vector<cost_table> runs;
+  cost_table median;
+};
+loaded_profiles load_profiles(const std::vector<std::string>& paths);
 // How messages name those paths: "cost file 'a'", or "cost files 'a', 'b' (their median)".
 std::string profiles_named(const std::vector<std::string>& paths);
 // `source` ("measured", "roofline", ...) is recorded in the file for the reader.
