@@ -98,7 +98,7 @@ fi
 baseline_predicted=$("$pippy" sim $profiled --ranks 2 --cost-file "${profiles[@]}" --json |
   python3 -c "import json, sys; print(json.load(sys.stdin)['expected_step_us'])")
 python3 - "$out" "$rounds" "$profile_mb" "$baseline_predicted" <<'PY'
-import json, os, re, sys
+import json, os, re, statistics, sys
 out, rounds, profile_mb, baseline_predicted = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
 plans = json.load(open(f"{out}/plans.json"))["plans"]
 def step_ms(log):
@@ -108,9 +108,10 @@ def median(values):  # of an odd number: the middle one; else the mean of the mi
     return (v[(len(v) - 1) // 2] + v[len(v) // 2]) / 2
 baseline_steps = [step_ms(f"{out}/baseline/run{r}.log") for r in range(1, rounds + 1)]
 def quartiles(values):  # the 25th and 75th percentiles, linear between the sorted values
-    v = sorted(values)
-    at = lambda q: v[int(q * (len(v) - 1))] + (q * (len(v) - 1) % 1) * (v[min(len(v) - 1, int(q * (len(v) - 1)) + 1)] - v[int(q * (len(v) - 1))])
-    return at(0.25), at(0.75)
+    if len(values) < 2:
+        return values[0], values[0]
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q3
 rows = []  # (index, plan, median step ms, median ratio to the baseline of the same round, steps per round)
 for k, p in enumerate(plans):
     logs = [f"{out}/plan{k}/run{r}.log" for r in range(1, rounds + 1)]
