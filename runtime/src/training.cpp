@@ -340,17 +340,20 @@ std::vector<layer_cost> measure_layers(const training_job& job, int repeats) {
   // alike. Timed one size after the other, a loaded moment (the test suite beside it) once made GPT's
   // whole batch faster in sum than its micro-batch. A size whose rounds have taken a second, after 3 of
   // them, takes no more: large micro-batches of a large model vary little, and would make the profile
-  // last minutes (small ones, where the rounds differ most, take all of theirs).
+  // last minutes (small ones, where the rounds differ most, take all of theirs). Each round starts one
+  // size further on, so that no size always follows the same one: the first layer's F meets caches the
+  // size before it left cold (GPT's layer 0 at 4 rows, always after 32, was timed slower than at 8).
   constexpr double enough_us = 1e6;
   constexpr int least_rounds = 3;
   std::vector<double> spent(sizes.size(), 0.0);
   for (int r = 0; r < repeats; ++r)
-    for (std::size_t i = 0; i < sizes.size(); ++i) {
+    for (std::size_t j = 0; j < sizes.size(); ++j) {
+      const std::size_t i = (j + static_cast<std::size_t>(r)) % sizes.size();
       auto& z = sizes[i];
       if (r >= least_rounds && spent[i] >= enough_us)
         continue;
       const double t0 = now_us();
-      z.rounds.push_back(time_layers(*z.layers, z.inputs, z.target, /*warm_up=*/r == 0 && i == 0));
+      z.rounds.push_back(time_layers(*z.layers, z.inputs, z.target, /*warm_up=*/r == 0 && j == 0));
       spent[i] += now_us() - t0;
     }
   const layer_times first = fastest_rounds(sizes.front().rounds);
