@@ -2,6 +2,8 @@
 // rank's other stage actors where the list switches stage. Identical in simulation and on hardware.
 #include <caf/all.hpp>
 
+#include <stdexcept>
+
 #include "detail.hpp"
 #include "pippy/core/dependencies.hpp"
 
@@ -106,6 +108,8 @@ private:
       case action_kind::recv_f:
       case action_kind::recv_b:
         break; // inputs_arrived: the message is here
+      case action_kind::reduce_grad:
+        throw std::logic_error("REDUCE_GRAD in a schedule (validate refuses it): " + to_string(a));
       }
       ++pos_;
     }

@@ -9,7 +9,7 @@ namespace pippy {
 namespace {
 
 constexpr std::array<std::string_view, num_action_kinds> kind_names = {
-    "F", "I", "W", "B", "U", "SEND_F", "RECV_F", "SEND_B", "RECV_B"};
+    "F", "I", "W", "B", "U", "SEND_F", "RECV_F", "SEND_B", "RECV_B", "REDUCE_GRAD"};
 
 // Digits at the front of text, removed from it; nullopt if there are none.
 std::optional<int> take_number(std::string_view& text) {
@@ -67,10 +67,10 @@ action parse_action(std::string_view text) {
     throw input_error(quoted + ": unknown kind; expected one of F, I, W, B, U, SEND_F, RECV_F, SEND_B, RECV_B");
   rest.remove_prefix(kind_len);
   action a{.stage = *stage, .kind = *kind, .microbatch = no_microbatch};
-  if (*kind == action_kind::optimizer_step) {
+  if (is_per_stage(*kind)) {
     if (!rest.empty())
-      throw input_error(quoted + ": U (optimizer step) takes no micro-batch (write it as " +
-                        std::to_string(*stage) + "U)");
+      throw input_error(quoted + ": " + (*kind == action_kind::optimizer_step ? "U (optimizer step)" : "REDUCE_GRAD") +
+                        " takes no micro-batch (write it as " + std::to_string(*stage) + std::string(to_string(*kind)) + ")");
     return a;
   }
   if (!rest.empty() && (rest.front() == '-' || rest.front() == '+'))

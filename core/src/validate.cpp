@@ -163,6 +163,9 @@ private:
         if (a.stage < 0 || a.stage >= S_)
           return at("stage " + std::to_string(a.stage) + " is out of range (the schedule has " + std::to_string(S_) +
                     " stages)");
+        if (a.kind == action_kind::reduce_grad)
+          return at("REDUCE_GRAD is not scheduled: the runtime sums a stage's gradients over its replicas itself "
+                    "(--dp) and traces record it");
         if (a.kind == action_kind::optimizer_step) {
           if (a.microbatch != no_microbatch)
             return at("U takes no micro-batch");

@@ -74,6 +74,9 @@ void LegendWidget::paintEvent(QPaintEvent*) {
         [&](const QRect& r) { TimelineView::paint_action_box(p, QRectF(r), a); });
   }
   row("transfer", "transfer (comm sub-lane)", [&](const QRect& r) { p.fillRect(r, TimelineView::transfer_color()); });
+  row("REDUCE_GRAD", "gradients summed over the replicas (comm sub-lane)", [&](const QRect& r) {
+    TimelineView::paint_action_box(p, QRectF(r), action{.stage = 0, .kind = action_kind::reduce_grad});
+  });
   y += 4;
   heading("Micro-batches (hue)");
   for (int mb = 0; mb < legend_microbatches; ++mb) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <sstream>
+#include <stdexcept>
 #include <utility>
 
 #include "pippy/core/dependencies.hpp"
@@ -155,6 +156,8 @@ void pipeline_engine::run(int rank, const action& a) {
     peer = src;
     break;
   }
+  case action_kind::reduce_grad:
+    throw std::logic_error("REDUCE_GRAD in a schedule (validate refuses it): " + to_string(a));
   }
   record(rank, a, t0, now_us(), bytes, peer);
 }

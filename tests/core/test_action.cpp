@@ -10,9 +10,10 @@ TEST_CASE("actions are spelled as PyTorch spells them and parse back") {
   CHECK(to_string(action{0, action_kind::send_f, 3}) == "0SEND_F3");
   CHECK(to_string(action{1, action_kind::recv_b, 12}) == "1RECV_B12");
   CHECK(to_string(action{3, action_kind::optimizer_step, no_microbatch}) == "3U");
+  CHECK(to_string(action{1, action_kind::reduce_grad, no_microbatch}) == "1REDUCE_GRAD");
   for (int k = 0; k < num_action_kinds; ++k) {
     const auto kind = static_cast<action_kind>(k);
-    const action a{7, kind, kind == action_kind::optimizer_step ? no_microbatch : 11};
+    const action a{7, kind, is_per_stage(kind) ? no_microbatch : 11};
     CHECK(parse_action(to_string(a)) == a);
   }
 }
@@ -32,6 +33,7 @@ TEST_CASE("malformed actions are rejected with the text and the reason") {
   CHECK(message("2F") == "action '2F': expected a micro-batch number after F");
   CHECK(message("2F0x") == "action '2F0x': unexpected trailing text 'x'");
   CHECK(message("2U3") == "action '2U3': U (optimizer step) takes no micro-batch (write it as 2U)");
+  CHECK(message("1REDUCE_GRAD0") == "action '1REDUCE_GRAD0': REDUCE_GRAD takes no micro-batch (write it as 1REDUCE_GRAD)");
   CHECK(message("-1F0") == "action '-1F0': the stage must be a non-negative number");
   CHECK(message("") == "empty action");
 }

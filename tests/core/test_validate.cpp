@@ -120,6 +120,13 @@ TEST_CASE("U takes no micro-batch") {
   CHECK(first_violation(s) == "rank 1, position 2 (1U0): U takes no micro-batch");
 }
 
+TEST_CASE("REDUCE_GRAD, which traces record, is refused in a schedule") {
+  auto s = csv("0F0,0B0,0U\n1F0,1B0,1U\n");
+  s.ranks[1].insert(s.ranks[1].begin() + 2, parse_action("1REDUCE_GRAD"));
+  CHECK(first_violation(s) == "rank 1, position 2 (1REDUCE_GRAD): REDUCE_GRAD is not scheduled: the runtime sums a "
+                              "stage's gradients over its replicas itself (--dp) and traces record it");
+}
+
 TEST_CASE("U must come after all backward work of its stage, B or W") {
   // U between the two backwards of stage 0.
   CHECK(first_violation(csv("0F0,0F1,0B0,0U,0B1\n1F0,1B0,1F1,1B1,1U\n")) ==

@@ -207,6 +207,30 @@ TEST_CASE("communication sub-lane and memory curve are laid out per rank", "[gui
   CHECK(view.tooltip_at(send->center()).contains("bytes 4096"));
 }
 
+TEST_CASE("a stage's REDUCE_GRAD is drawn on its rank's comm sub-lane in its own colour, not as a transfer", "[gui][render]") {
+  test::app();
+  trace t;
+  t.num_ranks = 2;
+  t.events = {{0, parse_action("0F0"), 0, 10}, {0, parse_action("0SEND_F0"), 10, 12, 4096, 1},
+              {1, parse_action("1F0"), 12, 20}, {1, parse_action("1B0"), 20, 30}, {0, parse_action("0B0"), 32, 50},
+              {0, parse_action("0REDUCE_GRAD"), 50, 70, 8192, -1}, {0, parse_action("0U"), 70, 75}};
+  TimelineView view;
+  view.add_trace(t, "pp x dp");
+  const QImage img = view.render_image(QSize(900, 300));
+  const auto& pn = *view.panels()[0];
+  REQUIRE(pn.lanes.size() == 3); // rank 0's compute and comm lanes, rank 1's compute lane
+  const auto sum = view.event_rect(0, 5);
+  REQUIRE(sum);
+  CHECK(sum->top() == Approx(pn.lanes[1].y + 1));
+  CHECK(pixel(img, QPointF(sum->center().x(), sum->top() + 1)) == rgb(QColor(150, 90, 190)));
+  CHECK(rgb(TimelineView::action_color(pn.t.events[5].act)) != rgb(TimelineView::transfer_color()));
+  const auto send = view.event_rect(0, 1);
+  REQUIRE(send);
+  CHECK(pixel(img, QPointF(send->center().x(), send->top() + 1)) == rgb(TimelineView::transfer_color()));
+  CHECK(view.tooltip_at(sum->center()).contains("0REDUCE_GRAD"));
+  CHECK(view.tooltip_at(sum->center()).contains("bytes 8192"));
+}
+
 TEST_CASE("a marker (the simulator's OOM) is a red tick on its rank's lanes with the detail in the tooltip", "[gui][render][markers]") {
   test::app();
   trace t;

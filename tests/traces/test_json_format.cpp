@@ -70,7 +70,7 @@ TEST_CASE("hand-rolled JSON lines parse to the values nlohmann wrote", "[traces]
     e.rank = i % 7 == 0 ? std::numeric_limits<int>::max() : small(rng);
     e.act.kind = static_cast<action_kind>(kind_d(rng));
     e.act.stage = i % 11 == 0 ? std::numeric_limits<int>::max() : small(rng);
-    e.act.microbatch = e.act.kind == action_kind::optimizer_step || i % 5 == 0 ? no_microbatch : small(rng) * 1000;
+    e.act.microbatch = is_per_stage(e.act.kind) || i % 5 == 0 ? no_microbatch : small(rng) * 1000;
     e.start_us = any_double();
     e.end_us = i % 3 == 0 ? e.start_us : e.start_us + any_double();
     e.bytes = i % 2 ? byte_edges[rng() % byte_edges.size()] : rng();

@@ -644,7 +644,12 @@ trace_metrics compute_metrics(const trace& t, metrics_depth depth) {
       m.kind_us[static_cast<std::size_t>(e.act.kind)] += e.duration_us();
     } else {
       comm[static_cast<std::size_t>(e.rank)].push_back({e.start_us, e.end_us});
-      ++(is_receive(e.act.kind) ? m.num_receives : m.num_sends);
+      if (is_receive(e.act.kind))
+        ++m.num_receives;
+      else if (is_send(e.act.kind))
+        ++m.num_sends;
+      else
+        ++m.num_reduce_grads;
     }
   }
   m.num_comm = std::max(m.num_sends, m.num_receives);
@@ -886,6 +891,8 @@ std::string format_summary(const trace& t, const trace_metrics& m, std::size_t m
   o << "ranks: " << m.ranks.size() << "  actions: " << m.num_compute << " compute, " << m.num_comm << " transfers";
   if (m.num_receives > 0)
     o << " (" << m.num_sends << " sends, " << m.num_receives << " receives)";
+  if (m.num_reduce_grads > 0)
+    o << ", " << m.num_reduce_grads << " gradient all-reduces over the replicas (REDUCE_GRAD)";
   o << "\n";
   if (const int k = steps_in(t); k > 1)
     o << "time of all " << k << " steps: " << fmt("%.3f", m.step_time_us) << " us\n";

@@ -18,9 +18,11 @@ enum class action_kind : std::uint8_t {
   recv_f,          // RECV_F: stage s receives its F input from stage s-1
   send_b,          // SEND_B: stage s sends its input gradient to stage s-1
   recv_b,          // RECV_B: stage s receives its output gradient from stage s+1
+  reduce_grad,     // REDUCE_GRAD: stage s's weight gradients summed over its data-parallel replicas (pp x dp);
+                   // traces record it on the communication stream, schedules never hold it
 };
 
-inline constexpr int num_action_kinds = 9;
+inline constexpr int num_action_kinds = 10;
 
 std::string_view to_string(action_kind kind);
 std::optional<action_kind> parse_action_kind(std::string_view text);
@@ -31,6 +33,8 @@ bool is_communication(action_kind kind);
 inline bool is_receive(action_kind k) { return k == action_kind::recv_f || k == action_kind::recv_b; }
 // SEND_F or SEND_B: the sending end of a transfer.
 inline bool is_send(action_kind k) { return k == action_kind::send_f || k == action_kind::send_b; }
+// U or REDUCE_GRAD: once per stage and step, without a micro-batch.
+inline bool is_per_stage(action_kind k) { return k == action_kind::optimizer_step || k == action_kind::reduce_grad; }
 // I or B: produces the gradient the previous stage waits for.
 inline bool is_input_backward(action_kind k) {
   return k == action_kind::backward_input || k == action_kind::full_backward;

@@ -76,6 +76,7 @@ inline dependencies inputs_of(const action& a, int num_stages, const pipeline_sh
     add(input_role::input_backward, s, m, action_kind::backward_input, action_kind::backward_input, 1);
     break;
   case action_kind::optimizer_step:
+  case action_kind::reduce_grad: // the replicas' sum of the step's weight gradients
     add(input_role::stage_backward, s, no_microbatch, action_kind::full_backward, action_kind::backward_weight, 2);
     break;
   case action_kind::send_f:

@@ -70,6 +70,7 @@ struct trace_metrics {
   // A transfer is one send and its receive. A simulated trace records the send alone (the link's time); a
   // measured one records both ends, each on its own rank, so the transfers are the larger of the two counts.
   std::size_t num_sends = 0, num_receives = 0, num_comm = 0;
+  std::size_t num_reduce_grads = 0; // REDUCE_GRAD: a stage's gradients summed over its replicas (pp x dp)
   std::vector<rank_metrics> ranks;
   std::vector<idle_gap> gaps;      // every idle gap of every rank longer than 0, by rank then time
   // Per action kind (index = action_kind): count and total duration of compute events.
