@@ -219,16 +219,22 @@ private:
   // The all-reduce of `stage`'s gradients over the replicas, posted at `at`: it runs once the link
   // between the replicas is free (one at a time, in posting order, as the runtime's process group does).
   void start_grad_sync(int stage, double at) {
-    replica_link_free_ = std::max(at, replica_link_free_) + grad_sync_time(costs_.param_bytes(stage), dp_, replica_link_);
-    grads_of(stage).synced = replica_link_free_;
+    grad_state& g = grads_of(stage);
+    g.sync_start = std::max(at, replica_link_free_);
+    replica_link_free_ = g.sync_start + grad_sync_time(costs_.param_bytes(stage), dp_, replica_link_);
+    g.synced = replica_link_free_;
   }
   // When U of `stage` may start (not before t0): once its all-reduce is over, posted at its last backward
-  // (overlap) or now (at_step).
+  // (overlap) or now (at_step). The trace records the all-reduce as the stage's REDUCE_GRAD on the rank's
+  // communication stream when U takes it, as the runtime's step gate does.
   double after_grad_sync(int stage, double t0) {
     if (dp_.sync == grad_sync_mode::at_step || grads_of(stage).weight_grads < microbatches_)
       start_grad_sync(stage, t0);
     grad_state& g = grads_of(stage);
     g.weight_grads = 0;
+    if (const std::uint64_t bytes = costs_.param_bytes(stage); bytes > 0) // else the runtime posts none
+      st_.record(trace_event{.rank = rank_, .act = {stage, action_kind::reduce_grad, no_microbatch},
+                             .start_us = g.sync_start, .end_us = g.synced, .bytes = bytes});
     return std::max(t0, g.synced);
   }
   // Per local stage (a rank runs a handful): not a table over every stage of the pipeline, which on
@@ -236,7 +242,8 @@ private:
   struct grad_state {
     int stage = 0;
     int weight_grads = 0; // micro-batches whose weight gradients are in, this step
-    double synced = 0;    // when its all-reduce is over
+    double sync_start = 0; // when its all-reduce began on the link
+    double synced = 0;     // when it is over
   };
   grad_state& grads_of(int stage) {
     for (auto& g : grads_)

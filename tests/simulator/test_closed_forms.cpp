@@ -1,6 +1,9 @@
 // Uniform costs, zero-latency links: the simulated makespan equals the closed forms, and core's
 // evaluate() (an independent dependency-only reference) agrees.
 #include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <map>
 #include <tuple>
 
 #include "pippy/core/error.hpp"
@@ -126,14 +129,47 @@ TEST_CASE("pp x dp: U waits for the ring all-reduce of the stage's parameters, o
     const auto v2 = make("interleaved-1f1b", 1, 1, 2);
     CHECK(with_dp(v2, grad_sync_mode::overlap) == Approx(std::max(2 * F + 2 * B, 2 * F + B + T) + T));
     CHECK(with_dp(v2, grad_sync_mode::at_step) == Approx(2 * F + 2 * B + 2 * T));
+    // The trace holds each all-reduce as its stage's REDUCE_GRAD, on the rank's communication stream.
+    auto sums = [&](grad_sync_mode mode) {
+      auto o = test::uniform_options(v2, F, I, W);
+      for (auto& c : o.costs.stages)
+        c.param_bytes = P;
+      o.links = sim::link_model::uniform(0, bw);
+      o.data_parallel = {.replicas = D, .sync = mode};
+      std::map<int, std::pair<double, double>> by_stage;
+      for (const auto& e : sim::simulate(v2, o).timeline.events)
+        if (e.act.kind == action_kind::reduce_grad) {
+          CHECK(e.bytes == P);
+          CHECK(e.act.microbatch == no_microbatch);
+          CHECK(by_stage.emplace(e.act.stage, std::pair{e.start_us, e.end_us}).second); // one per stage
+        }
+      return by_stage;
+    };
+    using window = std::map<int, std::pair<double, double>>;
+    const double second = std::max(2 * F + 2 * B, 2 * F + B + T); // stage 0's, behind stage 1's on the link
+    const auto overlapped = sums(grad_sync_mode::overlap);
+    CHECK(overlapped.size() == 2);
+    CHECK(overlapped.at(1).first == Approx(2 * F + B));
+    CHECK(overlapped.at(1).second == Approx(2 * F + B + T));
+    CHECK(overlapped.at(0).first == Approx(second));
+    CHECK(overlapped.at(0).second == Approx(second + T));
+    const window at_step = sums(grad_sync_mode::at_step); // 0U posts first, then 1U
+    CHECK(at_step.size() == 2);
+    CHECK(at_step.at(0).first == Approx(2 * F + 2 * B));
+    CHECK(at_step.at(0).second == Approx(2 * F + 2 * B + T));
+    CHECK(at_step.at(1).first == Approx(2 * F + 2 * B + T));
+    CHECK(at_step.at(1).second == Approx(2 * F + 2 * B + 2 * T));
     // 1F1B: each rank's U follows its last B, so both modes give (m+p-1)(F+B) + T (the first stage ends last).
     for (auto mode : {grad_sync_mode::overlap, grad_sync_mode::at_step})
       CHECK(with_dp(make("1f1b", 2, 4), mode) == Approx((4 + 2 - 1) * (F + B) + T));
   }
-  // One replica: nothing to wait for.
+  // One replica: nothing to wait for, and no REDUCE_GRAD.
   auto o = test::uniform_options(make("1f1b", 2, 4), F, I, W);
   o.data_parallel = {.replicas = 1};
-  CHECK(sim::simulate(make("1f1b", 2, 4), o).makespan_us == (4 + 2 - 1) * (F + B));
+  const auto alone = sim::simulate(make("1f1b", 2, 4), o);
+  CHECK(alone.makespan_us == (4 + 2 - 1) * (F + B));
+  CHECK(std::none_of(alone.timeline.events.begin(), alone.timeline.events.end(),
+                     [](const trace_event& e) { return e.act.kind == action_kind::reduce_grad; }));
 }
 
 TEST_CASE("pp x dp with ZeRO-1: a reduce-scatter before U, U on 1/D of the parameters, then the all-gather",
