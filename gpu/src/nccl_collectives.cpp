@@ -7,6 +7,7 @@
 
 #include "pippy/core/error.hpp"
 #include "pippy/core/failure.hpp" // peer_error
+#include "pippy/runtime/clock.hpp"
 
 namespace pippy::gpu {
 
@@ -37,7 +38,7 @@ void nccl_collectives::check(const torch::Tensor& t, const char* what) const {
   nccl_type_of(t.scalar_type());
 }
 
-std::shared_future<void> nccl_collectives::post(const std::vector<torch::Tensor>& tensors, const char* what,
+std::shared_future<double> nccl_collectives::post(const std::vector<torch::Tensor>& tensors, const char* what,
                                                 const std::function<void(ncclComm_t, cudaStream_t)>& collective) {
   for (const auto& t : tensors)
     check(t, what);
@@ -56,7 +57,8 @@ std::shared_future<void> nccl_collectives::post(const std::vector<torch::Tensor>
     done->record(stream_);
   }
   // Waited for by whoever calls get() first (U's gate), on its own thread: the host polls the event, so a
-  // lost replica's NCCL error or silence ends the wait instead of hanging it.
+  // lost replica's NCCL error or silence ends the wait instead of hanging it. The time it gives is when
+  // that poll saw the event: no earlier than the collective's end, and no later than the first get().
   return std::async(std::launch::deferred,
                     [this, done, keep = tensors, what = std::string(what)] {
                       const auto since = std::chrono::steady_clock::now();
@@ -76,11 +78,12 @@ std::shared_future<void> nccl_collectives::post(const std::vector<torch::Tensor>
                         std::this_thread::sleep_for(pause);
                         pause = std::min<std::chrono::microseconds>(2 * pause, std::chrono::milliseconds(1));
                       }
+                      return now_us();
                     })
       .share();
 }
 
-std::shared_future<void> nccl_collectives::allreduce_sum_async(std::vector<torch::Tensor> tensors) {
+std::shared_future<double> nccl_collectives::allreduce_sum_async(std::vector<torch::Tensor> tensors) {
   return post(tensors, "all-reduce", [&](ncclComm_t comm, cudaStream_t stream) {
     for (const auto& t : tensors)
       nccl_check(ncclAllReduce(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()), nccl_type_of(t.scalar_type()),
@@ -89,7 +92,7 @@ std::shared_future<void> nccl_collectives::allreduce_sum_async(std::vector<torch
   });
 }
 
-std::shared_future<void> nccl_collectives::reduce_scatter_sum_async(torch::Tensor input, torch::Tensor output) {
+std::shared_future<double> nccl_collectives::reduce_scatter_sum_async(torch::Tensor input, torch::Tensor output) {
   if (input.numel() != output.numel() * world_size() || input.scalar_type() != output.scalar_type())
     throw input_error("NCCL reduce-scatter: the input must hold " + std::to_string(world_size()) +
                       " parts of the output's size and dtype (got " + std::to_string(input.numel()) + " and " +

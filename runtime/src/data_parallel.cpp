@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "pippy/core/error.hpp"
+#include "pippy/runtime/clock.hpp"
 #include "pippy/runtime/collectives.hpp"
 
 namespace pippy {
@@ -74,7 +75,9 @@ void replica_grad_sync::before_step(const std::function<void()>& step) {
   if (!posted_)
     start();
   for (auto& f : pending_)
-    f.get();
+    window_.done_us = std::max(window_.done_us, f.get());
+  if (!pending_.empty())
+    windows_.push_back(window_);
   pending_.clear();
   posted_ = false;
   seen_ = 0;
@@ -96,10 +99,13 @@ void replica_grad_sync::before_step(const std::function<void()>& step) {
 }
 
 void replica_grad_sync::start() {
+  window_ = {.posted_us = now_us()};
   if (!slice_) {
     bucket_ = defined_grads(params_);
-    if (bucket_.defined()) // else nothing to sum (every replica agrees: the same stage)
+    if (bucket_.defined()) { // else nothing to sum (every replica agrees: the same stage)
       pending_.push_back(replicas_.allreduce_sum_async({bucket_}));
+      window_.bytes += bucket_.nbytes();
+    }
   } else {
     if (slice_->total > 0) {
       // The flattened parameters' gradients (zeros where one has none), padded to equal slices.
@@ -111,10 +117,13 @@ void replica_grad_sync::start() {
       });
       slice_sum_ = torch::empty({slice_->per}, flat.options());
       pending_.push_back(replicas_.reduce_scatter_sum_async(flat, slice_sum_));
+      window_.bytes += flat.nbytes();
     }
     whole_bucket_ = defined_grads(whole_);
-    if (whole_bucket_.defined())
+    if (whole_bucket_.defined()) {
       pending_.push_back(replicas_.allreduce_sum_async({whole_bucket_}));
+      window_.bytes += whole_bucket_.nbytes();
+    }
   }
   posted_ = true; // even with nothing to sum: before_step must not start again
 }

@@ -14,6 +14,7 @@
 
 #include "gloo_backend.hpp"
 #include "pippy/core/error.hpp"
+#include "pippy/runtime/clock.hpp"
 #include "pippy/runtime/store.hpp"
 
 namespace pippy {
@@ -181,13 +182,20 @@ void gloo_group::wait_loop(waiter& w) {
     try {
       for (auto& work : p.works)
         work->wait(timeout_);
-      p.done->set_value();
+      if (p.done_at)
+        p.done_at->set_value(now_us());
+      else
+        p.done->set_value();
     } catch (const std::exception& e) {
       const std::string me = "rank " + std::to_string(env_.rank) + ": ";
       const std::string peer = "rank " + std::to_string(p.peer);
-      p.done->set_exception(std::make_exception_ptr(peer_error(
+      auto failed = std::make_exception_ptr(peer_error(
           p.peer, p.peer < 0 ? me + p.what + " failed (a rank died or timed out): " + without_backtrace(e)
-                             : me + p.what + " " + peer + " failed (" + peer + " died or timed out): " + without_backtrace(e))));
+                             : me + p.what + " " + peer + " failed (" + peer + " died or timed out): " + without_backtrace(e)));
+      if (p.done_at)
+        p.done_at->set_exception(failed);
+      else
+        p.done->set_exception(failed);
     }
   }
 }
@@ -267,7 +275,7 @@ void gloo_group::barrier() {
 
 void gloo_group::allreduce_sum(std::vector<torch::Tensor>& tensors) { allreduce_sum_async(tensors).get(); }
 
-std::shared_future<void> gloo_group::allreduce_sum_async(std::vector<torch::Tensor> tensors) {
+std::shared_future<double> gloo_group::allreduce_sum_async(std::vector<torch::Tensor> tensors) {
   c10::intrusive_ptr<c10d::Work> work;
   {
     std::lock_guard lock(post_mu_);
@@ -276,7 +284,7 @@ std::shared_future<void> gloo_group::allreduce_sum_async(std::vector<torch::Tens
   return collective_done(std::move(work), std::move(tensors), "all-reduce");
 }
 
-std::shared_future<void> gloo_group::reduce_scatter_sum_async(torch::Tensor input, torch::Tensor output) {
+std::shared_future<double> gloo_group::reduce_scatter_sum_async(torch::Tensor input, torch::Tensor output) {
   c10::intrusive_ptr<c10d::Work> work;
   {
     std::lock_guard lock(post_mu_);
@@ -285,15 +293,15 @@ std::shared_future<void> gloo_group::reduce_scatter_sum_async(torch::Tensor inpu
   return collective_done(std::move(work), {std::move(input), std::move(output)}, "reduce-scatter");
 }
 
-std::shared_future<void> gloo_group::collective_done(c10::intrusive_ptr<c10d::Work> work,
-                                                     std::vector<torch::Tensor> keep_alive, const char* what) {
+std::shared_future<double> gloo_group::collective_done(c10::intrusive_ptr<c10d::Work> work,
+                                                       std::vector<torch::Tensor> keep_alive, const char* what) {
   pending p;
   p.works.push_back(std::move(work));
   p.peer = -1;
   p.what = what;
   p.keep_alive = std::move(keep_alive);
-  p.done = std::make_shared<std::promise<void>>();
-  std::shared_future<void> fut = p.done->get_future().share();
+  p.done_at = std::make_shared<std::promise<double>>();
+  std::shared_future<double> fut = p.done_at->get_future().share();
   enqueue(recv_waiter_, std::move(p));
   return fut;
 }

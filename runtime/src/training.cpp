@@ -563,7 +563,7 @@ int train_pipelined(const training_job& job, const dist_env& env) {
   // With --dp: a stage's gradients averaged over its D replicas before each U, in one bucket (with
   // ZeRO-1 only the slice its optimizer keeps, and tied copies whole); where the stage holds a tied copy,
   // before the copies' sum within the replica, so that sum spans the replicas too.
-  std::vector<std::unique_ptr<replica_grad_sync>> grad_syncs;
+  std::vector<std::pair<int, std::unique_ptr<replica_grad_sync>>> grad_syncs; // by stage
   if (replicas && !job.forward_only) {
     for (int s = 0; s < S; ++s) {
       auto& ex = stages[static_cast<std::size_t>(s)];
@@ -573,10 +573,11 @@ int train_pipelined(const training_job& job, const dist_env& env) {
       if (const auto* sharded = dynamic_cast<const zero1_optimizer*>(optimizers[static_cast<std::size_t>(s)].get()))
         shard = sharded->part();
       auto* sync = grad_syncs
-                       .emplace_back(std::make_unique<replica_grad_sync>(
-                           *replicas, unique_parameters(*mods[static_cast<std::size_t>(s)]), job.microbatches,
-                           job.grad_sync, shard, shard ? tied_copies[s] : std::vector<torch::Tensor>{}))
-                       .get();
+                       .emplace_back(s, std::make_unique<replica_grad_sync>(
+                                            *replicas, unique_parameters(*mods[static_cast<std::size_t>(s)]),
+                                            job.microbatches, job.grad_sync, shard,
+                                            shard ? tied_copies[s] : std::vector<torch::Tensor>{}))
+                       .second.get();
       ex->set_after_weight_grads([sync](int) { sync->weight_grads_in(); });
       // A tied copy's gradient is averaged over the replicas first, then summed with the other copies in
       // the replica: the same sum either way, and the all-reduce may have started at the last backward,
@@ -622,7 +623,24 @@ int train_pipelined(const training_job& job, const dist_env& env) {
                               [l = live.get()](const memory_sample& m) { l->publish(m); });
   // The plain loop has no log to forward: its events and samples go after each step.
   std::size_t engine_published = 0, engine_samples = 0;
-  auto events = [&] { return engine ? engine->events() : actors->events(); };
+  std::size_t sums_published = 0; // steps whose REDUCE_GRADs went to the live feed
+  // The steps' actions, and with --dp each stage's collectives over its replicas as its REDUCE_GRAD.
+  auto reduce_grads = [&](std::size_t from_step) {
+    std::vector<trace_event> out;
+    for (const auto& [s, sync] : grad_syncs)
+      for (std::size_t k = from_step; k < sync->windows().size(); ++k) {
+        const reduce_grad_window& w = sync->windows()[k];
+        out.push_back({.rank = sched.shape.rank_of(s), .act = {s, action_kind::reduce_grad, no_microbatch},
+                       .start_us = w.posted_us, .end_us = w.done_us, .bytes = w.bytes, .source = event_source::measured});
+      }
+    return out;
+  };
+  auto events = [&] {
+    trace t = engine ? engine->events() : actors->events();
+    const auto sums = reduce_grads(0);
+    t.events.insert(t.events.end(), sums.begin(), sums.end());
+    return t;
+  };
   auto activations = [&] { return engine ? engine->activation_bytes() : actors->activation_bytes(); };
   // The profile's links, measured before the steps so that nothing else is on the wire.
   std::vector<link_cost> links;
@@ -760,6 +778,11 @@ int train_pipelined(const training_job& job, const dist_env& env) {
         live->publish(t.events[engine_published]);
       for (; engine_samples < t.memory.size(); ++engine_samples)
         live->publish(t.memory[engine_samples]);
+    }
+    if (live && !grad_syncs.empty()) { // the collectives of a step are over by its end: each sync has its window
+      for (const trace_event& e : reduce_grads(sums_published))
+        live->publish(e);
+      sums_published = static_cast<std::size_t>(k - first_step + 1);
     }
   }
   if (live) // what publishing took, on the threads that run in the pipeline's idle time

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "../support/gloo_pair.hpp"
+#include "pippy/runtime/clock.hpp"
 #include "pippy/runtime/data_parallel.hpp"
 #include "pippy/runtime/gloo_group.hpp"
 
@@ -35,15 +36,25 @@ TEST_CASE("replica_grad_sync: the replicas' mean of every gradient before U", "[
     const auto got = test::on_two_ranks([mode](int rank, gloo_group& replicas) {
       const auto ps = stage_params(rank);
       replica_grad_sync sync(replicas, ps, 2, mode);
+      const double began = now_us();
       sync.weight_grads_in();
       sync.weight_grads_in(); // the last micro-batch: overlap posts the all-reduce here
+      const double gate = now_us();
       bool stepped = false;
       sync.before_step([&] { stepped = true; });
-      return std::pair{stepped, flat_grads(ps)};
+      return std::tuple{stepped, flat_grads(ps), sync.windows(), began, gate, now_us()};
     });
-    for (const auto& [stepped, g] : got) {
+    for (const auto& [stepped, g, windows, began, gate, after] : got) {
       CHECK(stepped);
       CHECK(g.equal(torch::arange(15.0f, 27.0f)));
+      // The step's all-reduce, as the trace's REDUCE_GRAD: 12 float gradients, posted at the last
+      // micro-batch's weight gradients (overlap) or at the gate (at the step), done before the step.
+      REQUIRE(windows.size() == 1);
+      CHECK(windows[0].bytes == 12 * sizeof(float));
+      CHECK(windows[0].posted_us >= (mode == grad_sync_mode::overlap ? began : gate));
+      CHECK(windows[0].posted_us <= (mode == grad_sync_mode::overlap ? gate : after));
+      CHECK(windows[0].done_us >= windows[0].posted_us);
+      CHECK(windows[0].done_us <= after);
     }
   }
 }

@@ -36,14 +36,14 @@ public:
   int rank() const override { return comm_.rank(); }
   int world_size() const override { return comm_.size(); }
   // Tensors on this object's device, contiguous, of one NCCL type each; else input_error.
-  std::shared_future<void> allreduce_sum_async(std::vector<torch::Tensor> tensors) override;
-  std::shared_future<void> reduce_scatter_sum_async(torch::Tensor input, torch::Tensor output) override;
+  std::shared_future<double> allreduce_sum_async(std::vector<torch::Tensor> tensors) override;
+  std::shared_future<double> reduce_scatter_sum_async(torch::Tensor input, torch::Tensor output) override;
   torch::Tensor allgather(const torch::Tensor& mine) override;
 
 private:
   // Posts `collective` (its NCCL calls, given the communicator and the stream) in one group behind the
   // caller's stream, and returns the future of its end.
-  std::shared_future<void> post(const std::vector<torch::Tensor>& tensors, const char* what,
+  std::shared_future<double> post(const std::vector<torch::Tensor>& tensors, const char* what,
                                 const std::function<void(ncclComm_t, cudaStream_t)>& collective);
   void check(const torch::Tensor& t, const char* what) const;
 

@@ -32,6 +32,13 @@ struct optimizer_shard {
   static optimizer_shard of(std::int64_t total, int replica, int replicas);
 };
 
+// One step's collectives of a stage's gradients over its replicas, as a trace records them (REDUCE_GRAD):
+// from their posting to when the last was seen done, and the bytes they carried from this replica.
+struct reduce_grad_window {
+  double posted_us = 0, done_us = 0;
+  std::uint64_t bytes = 0;
+};
+
 class replica_grad_sync {
 public:
   // Without `slice`, every gradient is all-reduced whole. With it (ZeRO-1), the gradients are
@@ -44,6 +51,8 @@ public:
   void weight_grads_in();
   // The stage's step gate: waits for (or runs) the collectives, averages, then `step`.
   void before_step(const std::function<void()>& step);
+  // Every step's collectives so far, one window per step that posted any; read between steps.
+  const std::vector<reduce_grad_window>& windows() const { return windows_; }
 
 private:
   void start();
@@ -56,7 +65,9 @@ private:
   const std::vector<torch::Tensor> whole_;
   int seen_ = 0;
   torch::Tensor bucket_, whole_bucket_, slice_sum_;
-  std::vector<std::shared_future<void>> pending_;
+  std::vector<std::shared_future<double>> pending_;
+  reduce_grad_window window_; // this step's, once posted
+  std::vector<reduce_grad_window> windows_;
   bool posted_ = false; // this step's collectives (possibly none) are posted
 };
 

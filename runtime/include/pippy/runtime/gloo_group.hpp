@@ -64,11 +64,11 @@ public:
   void allreduce_sum(std::vector<torch::Tensor>& tensors);
   // The same without waiting: the future is ready once the sums are in `tensors` (kept alive until
   // then), or holds a peer_error. Posting order must be the same on every rank of the group.
-  std::shared_future<void> allreduce_sum_async(std::vector<torch::Tensor> tensors) override;
+  std::shared_future<double> allreduce_sum_async(std::vector<torch::Tensor> tensors) override;
   // Sums `input` (CPU, contiguous, world_size equal parts) over the group's ranks and leaves this rank's
   // part of the sum in `output` (one part's size), without waiting, as allreduce_sum_async: each rank
   // sends and receives (world_size - 1) / world_size of the bytes, half an all-reduce's.
-  std::shared_future<void> reduce_scatter_sum_async(torch::Tensor input, torch::Tensor output) override;
+  std::shared_future<double> reduce_scatter_sum_async(torch::Tensor input, torch::Tensor output) override;
   // Every rank's `mine` (the same size everywhere) flattened and concatenated in rank order; throws
   // peer_error.
   torch::Tensor allgather(const torch::Tensor& mine) override;
@@ -81,6 +81,7 @@ private:
     std::vector<c10::intrusive_ptr<c10d::Work>> works;
     std::vector<torch::Tensor> keep_alive;
     std::shared_ptr<std::promise<void>> done;
+    std::shared_ptr<std::promise<double>> done_at; // instead of done: a collective, told when it was seen done
     int peer;
     std::string what;
   };
@@ -96,7 +97,7 @@ private:
   void connect(); // the process group over store_, and the waiters
   void wait_for(c10::intrusive_ptr<c10d::Work> work, const std::string& what);
   // The future of a posted collective, fulfilled by the receive waiter (in posting order).
-  std::shared_future<void> collective_done(c10::intrusive_ptr<c10d::Work> work, std::vector<torch::Tensor> keep_alive,
+  std::shared_future<double> collective_done(c10::intrusive_ptr<c10d::Work> work, std::vector<torch::Tensor> keep_alive,
                                            const char* what);
 
   dist_env env_;
