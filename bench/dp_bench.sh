@@ -8,6 +8,8 @@
 # each drawn with the profile's step-to-step noise) from the profile of a run of the same mode
 # before the rounds (stage costs measured with the 4 processes sharing the cores, parameter bytes, the
 # pipeline's links and the replicas' link from timed all-reduces).
+# The last two columns are the mean REDUCE_GRAD (a stage's collectives over its replicas, posted to done)
+# in the profile run's trace (steps after the first) and in the simulator's (bench/reduce_grad.py).
 # The processes run under `pippy run --bind-cores` (round-robin: the same stage of both replicas on one
 # CPU, the binding `bench/dp_binding.sh` found fastest; each compute thread yields to its transport
 # threads), as bench/fidelity.sh runs 3 and 4 processes. BIND=0 leaves them unbound: the kernel then
@@ -28,14 +30,15 @@ step_us() { sed -n 's/^measured step_us \([0-9.e+-]*\).*/\1/p' "$1"; }
 median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 modes=(overlap at-step zero1)
 flags() { case $1 in zero1) echo "--dp-sync overlap --zero1" ;; *) echo "--dp-sync $1" ;; esac; }
-printf "| schedule | mode | measured ms (median) | rounds | predicted ms |\n|---|---|---|---|---|\n"
+printf "| schedule | mode | measured ms (median) | rounds | predicted ms | REDUCE_GRAD ms measured | predicted |\n"
+printf "|---|---|---|---|---|---|---|\n"
 for s in 1f1b interleaved-1f1b; do
   v=1
   [[ $s == interleaved-1f1b ]] && v=2
   for mode in "${modes[@]}"; do # the profiles: a run of each mode
     # shellcheck disable=SC2046
     "$pippy" run --nproc 4 "${bind[@]}" -- "$mynetwork" "${model[@]}" --batch 128 --schedule "$s" --stages-per-rank $v --dp 2 \
-      $(flags "$mode") --profile "$tmp/$s-$mode.json" >"$tmp/$s-$mode-profile.log" 2>&1
+      $(flags "$mode") --profile "$tmp/$s-$mode.json" --trace "$tmp/$s-$mode-trace.json" >"$tmp/$s-$mode-profile.log" 2>&1
   done
   declare -A runs=()
   for ((k = 0; k < rounds; ++k)); do
@@ -49,9 +52,13 @@ for s in 1f1b interleaved-1f1b; do
   for mode in "${modes[@]}"; do
     # shellcheck disable=SC2046
     predicted=$("$pippy" sim --schedule "$s" --ranks 2 --stages-per-rank $v --microbatches 8 --cost-file "$tmp/$s-$mode.json" \
-      --dp 2 $(flags "$mode") --json | awk -F': ' '/"expected_step_us"/ {gsub(/,/, "", $2); print $2 / 1000}')
-    printf "| %s | %s | %.1f | %s| %.1f |\n" "$s" "$mode" "$(median <<<"${runs[$mode]}" | awk '{print $1 / 1000}')" \
-      "$(for x in ${runs[$mode]}; do awk -v x="$x" 'BEGIN {printf "%.1f ", x / 1000}'; done)" "$predicted"
+      --dp 2 $(flags "$mode") --json --trace "$tmp/$s-$mode-predicted.json" |
+      awk -F': ' '/"expected_step_us"/ {gsub(/,/, "", $2); print $2 / 1000}')
+    read -r sum_measured sum_predicted < <(python3 "$(dirname "$0")/reduce_grad.py" "$tmp/$s-$mode-trace.json" \
+      "$tmp/$s-$mode-predicted.json" | sed -n 's/^mean REDUCE_GRAD ms measured \(.*\) predicted \(.*\)/\1 \2/p')
+    printf "| %s | %s | %.1f | %s| %.1f | %.2f | %.2f |\n" "$s" "$mode" "$(median <<<"${runs[$mode]}" | awk '{print $1 / 1000}')" \
+      "$(for x in ${runs[$mode]}; do awk -v x="$x" 'BEGIN {printf "%.1f ", x / 1000}'; done)" "$predicted" \
+      "$sum_measured" "$sum_predicted"
   done
   unset runs
 done

@@ -19,7 +19,7 @@ def main():
     compute = [e for e in events if e["tid"] == 0]
     ends = {}
     for e in events:
-        if e["tid"] == 1:
+        if e["args"].get("kind") in ("SEND_F", "SEND_B", "RECV_F", "RECV_B"):  # transfers, not REDUCE_GRAD
             ends.setdefault(e["pid"], []).append(e["ts"] + e["dur"])
     for v in ends.values():
         v.sort()
