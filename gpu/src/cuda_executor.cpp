@@ -91,6 +91,8 @@ actors::completion cuda_executor::compute(const action& a, const actors::payload
     std::lock_guard lock(timed_mu_);
     timed_.push_back(std::move(t));
   }
+  if (!c.error)
+    recorded(a);
   return c;
 }
 

@@ -149,6 +149,8 @@ actors::completion torch_executor::compute(const action& a, const actors::payloa
                        .source = event_source::measured});
   if (sample_memory_)
     log_.add(memory_sample{.rank = rank_, .t_us = c.end_us, .bytes = cpu_tensor_bytes()});
+  if (!c.error)
+    recorded(a);
   return c;
 }
 

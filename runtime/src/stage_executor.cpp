@@ -344,8 +344,6 @@ void stage_executor::backward_weight(int mb) {
     }
   }
   state_.erase(mb);
-  if (after_weight_grads_)
-    after_weight_grads_(mb);
 }
 
 std::vector<torch::Tensor> stage_executor::full_backward(int mb,
@@ -373,8 +371,6 @@ std::vector<torch::Tensor> stage_executor::full_backward(int mb,
       result = input_grads(st, g, n_inputs);
   }
   state_.erase(mb);
-  if (after_weight_grads_)
-    after_weight_grads_(mb);
   return result;
 }
 

@@ -68,6 +68,8 @@ protected:
                                        const std::function<const std::vector<torch::Tensor>&()>& received) const;
   // The failure of action `a` that threw `e`: out_of_memory, type_mismatch or compute_error.
   failure failure_of(const action& a, const std::exception& e, const std::string& where = {}) const;
+  // Once `a` ran and its time was taken: stage_executor::weight_grads_recorded.
+  void recorded(const action& a) const { stages_.at(static_cast<std::size_t>(a.stage))->weight_grads_recorded(a); }
 
   const int rank_;
   const std::vector<std::shared_ptr<stage_executor>> stages_;

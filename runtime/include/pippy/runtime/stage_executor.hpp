@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "pippy/compiler/stage_module.hpp"
+#include "pippy/core/action.hpp"
 
 namespace pippy {
 
@@ -89,9 +90,17 @@ public:
   std::size_t split_weight_passes() const { return split_w_; }
   // U goes through `gate` (it calls the given step now or later), e.g. tied_sync::before_step.
   void set_step_gate(std::function<void(int stage, std::function<void()> step)> gate) { gate_ = std::move(gate); }
-  // Called after each micro-batch's weight gradients were accumulated (the end of its W, or of its B):
-  // e.g. to start the data-parallel all-reduce once the step's last one is in.
+  // Called after each micro-batch's weight gradients were accumulated (its W, or its B), once the
+  // runtime took the action's time (weight_grads_recorded): e.g. to start the data-parallel all-reduce
+  // once the step's last one is in. After the time, since what it starts may hold this core: a yielding
+  // compute thread waited behind Gloo's all-reduce of the twin replicas sharing it, and the last B of
+  // each step was timed 2-3x the others, all-reduce included.
   void set_after_weight_grads(std::function<void(int mb)> f) { after_weight_grads_ = std::move(f); }
+  // `a` ran on this stage and its time was taken: a B or W calls the after-weight-grads hook.
+  void weight_grads_recorded(const action& a) {
+    if (after_weight_grads_ && (a.kind == action_kind::full_backward || a.kind == action_kind::backward_weight))
+      after_weight_grads_(a.microbatch);
+  }
   // Off: W always makes the second pass (for comparisons; on by default).
   void set_split_weight(bool on) { split_enabled_ = on; }
   std::size_t fallback_weight_passes() const { return fallback_w_; }
