@@ -372,7 +372,8 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
     throw input_error(source + ": missing 'stages' array (expected {\"stages\": [{\"F\": .., \"B\": ..}, ...]})");
   // A misspelt field would silently fall back to its default: every key must be one this file knows.
   reject_unknown_keys(j, {"stages", "device", "unit", "source", "action_overhead_us", "step_overhead_us",
-                          "arrival_cost_us", "send_posting", "shared_cpus", "stage_ranks", "noise", "microbatch_rows", "links", "replica_link", "layers"},
+                          "arrival_cost_us", "send_posting", "shared_cpus", "stage_ranks", "noise", "microbatch_rows", "links", "replica_link",
+                          "replica_reduce_scatter", "layers"},
                       source + ": ");
   if (j.contains("unit") && j["unit"] != "us")
     throw input_error(source + ": 'unit' must be \"us\" (microseconds), got " + j["unit"].dump());
@@ -525,6 +526,12 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
           static_cast<int>(json_integer((*ranks)[s], source + ": stage_ranks[" + std::to_string(s) + "] (a rank)", 0, 1 << 20)));
   if (j.contains("replica_link"))
     t.replica_link = link_class_at("replica_link");
+  if (j.contains("replica_reduce_scatter")) {
+    const auto& v = j["replica_reduce_scatter"];
+    if (!v.is_string() || (v != "ring" && v != "allreduce"))
+      throw input_error(source + ": replica_reduce_scatter must be \"ring\" or \"allreduce\", got " + v.dump());
+    t.replica_reduce_scatter_by_allreduce = v == "allreduce";
+  }
   if (const auto* layers = array_of("layers")) {
     for (std::size_t i = 0; i < layers->size(); ++i) {
       const auto& e = (*layers)[i];
@@ -636,6 +643,8 @@ cost_table median_profile(const std::vector<cost_table>& runs, const std::vector
       throw differs("the set of links");
     if (t.replica_link.has_value() != first.replica_link.has_value())
       throw differs("replica_link (given in one, not in the other)");
+    if (t.replica_reduce_scatter_by_allreduce != first.replica_reduce_scatter_by_allreduce)
+      throw differs("replica_reduce_scatter");
     if (t.stage_ranks != first.stage_ranks)
       throw differs("stage_ranks");
     if (t.shared_cpus != first.shared_cpus)
@@ -750,6 +759,8 @@ std::string to_cost_json(const cost_table& t, std::string_view source) {
     j["stage_ranks"] = t.stage_ranks;
   if (t.replica_link)
     j["replica_link"] = link_class_json(*t.replica_link);
+  if (t.replica_reduce_scatter_by_allreduce)
+    j["replica_reduce_scatter"] = "allreduce";
   if (!t.layers.empty()) {
     auto& layers = j["layers"] = nlohmann::json::array();
     for (const auto& l : t.layers) {

@@ -215,7 +215,8 @@ void flat_evaluator::prepare(const schedule& s, const cost_table& costs, const l
     for (int st = 0; st < S; ++st) {
       const auto at = static_cast<std::size_t>(st);
       dp_bytes_[at] = costs.param_bytes(st);
-      dp_time_[at] = grad_sync_time(dp_bytes_[at], dp, dp_link_[static_cast<std::size_t>(shape.rank_of(st))]);
+      dp_time_[at] = grad_sync_time(dp_bytes_[at], dp, dp_link_[static_cast<std::size_t>(shape.rank_of(st))],
+                                    costs.replica_reduce_scatter_by_allreduce);
     }
   }
 }

@@ -103,6 +103,7 @@ cost_table stage_costs(const cost_table& profile, const plan_options& o, const s
     if (l.src < o.num_ranks && l.dst < o.num_ranks)
       c.links.push_back(l);
   c.replica_link = profile.replica_link;
+  c.replica_reduce_scatter_by_allreduce = profile.replica_reduce_scatter_by_allreduce;
   c.action_overhead_us = profile.action_overhead_us;
   c.step_overhead_us = profile.step_overhead_us;
   c.arrival_cost_us = profile.arrival_cost_us;

@@ -88,6 +88,7 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
     out.stage_ranks.clear(); // a stage that never ran: where it sat is unknown
   out.links = context.links;
   out.replica_link = context.replica_link;
+  out.replica_reduce_scatter_by_allreduce = context.replica_reduce_scatter_by_allreduce;
   // The probe times each link with nothing else running. In the pipeline the transport threads share
   // the ranks' cores with compute, and the waits for a transfer are longer (MyNetwork on 2 processes:
   // 3x the probe's latency). A link the run waited on takes the latency that gives back the run's median

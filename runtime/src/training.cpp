@@ -871,6 +871,9 @@ int train_pipelined(const training_job& job, const dist_env& env) {
     report_measured(ran, all, S,
                     {.activation_bytes = act, .param_bytes = params, .links = links, .send_posting = send_posting,
                      .replica_link = replica_link,
+                     // c10d's Gloo reduce-scatters by a whole all-reduce (ZeRO-1's measured windows
+                     // were an all-reduce's, not half)
+                     .replica_reduce_scatter_by_allreduce = replica_link.has_value(),
                      .arrival_cost_us = arrival_cost,
                      .data_parallel = {.replicas = D, .sync = job.grad_sync, .zero1 = job.zero1},
                      // Replicas sharing a CPU are not modelled: the table is one replica's.

@@ -221,7 +221,8 @@ private:
   void start_grad_sync(int stage, double at) {
     grad_state& g = grads_of(stage);
     g.sync_start = std::max(at, replica_link_free_);
-    replica_link_free_ = g.sync_start + grad_sync_time(costs_.param_bytes(stage), dp_, replica_link_);
+    replica_link_free_ = g.sync_start + grad_sync_time(costs_.param_bytes(stage), dp_, replica_link_,
+                                                       costs_.replica_reduce_scatter_by_allreduce);
     g.synced = replica_link_free_;
   }
   // When U of `stage` may start (not before t0): once its all-reduce is over, posted at its last backward

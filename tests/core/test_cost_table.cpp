@@ -25,6 +25,7 @@ TEST_CASE("cost file: layers, links, overhead and output bytes round-trip exactl
   t.microbatch_rows = 16;
   t.step_overhead_us = 600.5;
   t.replica_link = link_class{.latency_us = 80.5, .bandwidth_gbps = 1.25};
+  t.replica_reduce_scatter_by_allreduce = true;
   t.send_posting = link_class{.latency_us = 30.25, .bandwidth_gbps = 2.5};
   const auto back = parse_cost_json(to_cost_json(t, "measured"), "round trip");
   CHECK(back.send_posting.latency_us == 30.25);
@@ -33,6 +34,7 @@ TEST_CASE("cost file: layers, links, overhead and output bytes round-trip exactl
   REQUIRE(back.replica_link);
   CHECK(back.replica_link->latency_us == 80.5);
   CHECK(back.replica_link->bandwidth_gbps == 1.25);
+  CHECK(back.replica_reduce_scatter_by_allreduce);
   // The second stage gave no output bytes: the file says the activation bytes it falls back to.
   CHECK(back.stages[0] == t.stages[0]);
   CHECK(back.stages[1].output_bytes == 100);
@@ -54,6 +56,11 @@ TEST_CASE("cost file: layers, links, overhead and output bytes round-trip exactl
   CHECK(plain.find("action_overhead_us") == std::string::npos);
   CHECK(plain.find("replica_link") == std::string::npos);
   CHECK_FALSE(parse_cost_json(plain, "plain").replica_link);
+  CHECK(plain.find("replica_reduce_scatter") == std::string::npos);
+  CHECK_FALSE(parse_cost_json(plain, "plain").replica_reduce_scatter_by_allreduce);
+  CHECK_FALSE(parse_cost_json(R"({"stages":[{"F":1}],"replica_reduce_scatter":"ring"})", "c.json").replica_reduce_scatter_by_allreduce);
+  CHECK_THROWS_WITH(parse_cost_json(R"({"stages":[{"F":1}],"replica_reduce_scatter":"half"})", "c.json"),
+                    "c.json: replica_reduce_scatter must be \"ring\" or \"allreduce\", got \"half\"");
 }
 
 TEST_CASE("transfer sizes are the boundary tensor's, forward and as a gradient", "[core][cost]") {

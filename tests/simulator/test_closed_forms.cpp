@@ -215,6 +215,14 @@ TEST_CASE("pp x dp with ZeRO-1: a reduce-scatter before U, U on 1/D of the param
     o.costs.replica_link = link_class{.latency_us = lat, .bandwidth_gbps = bw};
     o.data_parallel = {.replicas = D, .sync = grad_sync_mode::overlap, .zero1 = true};
     CHECK(sim::simulate(s, o).makespan_us == Approx(body + pass + U / D + pass));
+    // A backend that reduce-scatters by a whole all-reduce (c10d's Gloo): two passes before U, and the
+    // trace's REDUCE_GRAD lasts them.
+    o.costs.replica_reduce_scatter_by_allreduce = true;
+    const auto gloo = sim::simulate(s, o);
+    CHECK(gloo.makespan_us == Approx(body + 2 * pass + U / D + pass));
+    for (const auto& e : gloo.timeline.events)
+      if (e.act.kind == action_kind::reduce_grad)
+        CHECK(e.duration_us() == Approx(2 * pass));
   }
 }
 

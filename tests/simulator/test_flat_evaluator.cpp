@@ -97,9 +97,10 @@ std::vector<configuration> configurations(const schedule& s, std::uint32_t seed)
     o.links.ranks_per_host = R;
     o.data_parallel = {.replicas = 4, .sync = grad_sync_mode::at_step, .zero1 = true};
   });
-  add("pp x dp with ZeRO-1, overlapped, arrivals cost compute", [](sim::sim_options& o) {
+  add("pp x dp with ZeRO-1, overlapped, arrivals cost compute, Gloo's reduce-scatter", [](sim::sim_options& o) {
     o.links = link_model::uniform(0.3, 0.6);
     o.costs.arrival_cost_us = 0.35;
+    o.costs.replica_reduce_scatter_by_allreduce = true;
     o.data_parallel = {.replicas = 2, .sync = grad_sync_mode::overlap, .zero1 = true};
   });
   add("blocking sends", [](sim::sim_options& o) {

@@ -127,9 +127,12 @@ inline double allreduce_time(std::uint64_t bytes, int replicas, const link_class
   return 2.0 * ring_pass_time(bytes, replicas, link);
 }
 // What a stage's gradients cost on the link to its replicas before its U: the all-reduce, or with
-// ZeRO-1 the reduce-scatter.
-inline double grad_sync_time(std::uint64_t param_bytes, const data_parallel_model& dp, const link_class& link) {
-  return dp.sharded() ? ring_pass_time(param_bytes, dp.replicas, link) : allreduce_time(param_bytes, dp.replicas, link);
+// ZeRO-1 the reduce-scatter: one ring pass, or where the backend runs it as a whole all-reduce and
+// keeps its slice (`reduce_scatter_by_allreduce`: c10d's Gloo), that all-reduce.
+inline double grad_sync_time(std::uint64_t param_bytes, const data_parallel_model& dp, const link_class& link,
+                             bool reduce_scatter_by_allreduce = false) {
+  return dp.sharded() && !reduce_scatter_by_allreduce ? ring_pass_time(param_bytes, dp.replicas, link)
+                                                      : allreduce_time(param_bytes, dp.replicas, link);
 }
 // ZeRO-1's U started at t0, where the whole stage's step takes step_us: the step of 1/D of the
 // parameters, then the all-gather of the updated slices once the link to the replicas is free
@@ -170,6 +173,9 @@ struct cost_table {
   // The link the replicas' collectives run on (pp x dp), as one step of their ring: fitted from timed
   // all-reduces (fit_ring_link). None: the link model's between rank r and R + r.
   std::optional<link_class> replica_link;
+  // How the replicas' backend reduce-scatters (ZeRO-1): one ring pass ("ring", NCCL's), or a whole
+  // all-reduce of which each replica keeps its slice ("allreduce", c10d's Gloo): grad_sync_time.
+  bool replica_reduce_scatter_by_allreduce = false;
   double action_overhead_us = 0;   // the runtime's own time per compute action, before the action starts
   double step_overhead_us = 0;     // the runtime's time on a rank between its last action of one step and its first of the next (traces' rank_step_gap_us)
   // What a transfer arriving on a rank takes from the compute action running there (core's shared_processor):

@@ -18,6 +18,7 @@ struct profile_context {
   std::vector<link_cost> links;
   std::optional<link_class> send_posting; // probe_links' fit of what a send call took, over its sizes
   std::optional<link_class> replica_link;
+  bool replica_reduce_scatter_by_allreduce = false; // cost_table's, for the replicas' backend
   // What an arrival takes from compute, as the run's transport measured it (probe_arrival_cost); without
   // one (ranks in one process), fitted from the trace.
   std::optional<double> arrival_cost_us;
