@@ -55,7 +55,7 @@ for s in 1f1b interleaved-1f1b; do
       --dp 2 $(flags "$mode") --json --trace "$tmp/$s-$mode-predicted.json" |
       awk -F': ' '/"expected_step_us"/ {gsub(/,/, "", $2); print $2 / 1000}')
     read -r sum_measured sum_predicted < <(python3 "$(dirname "$0")/reduce_grad.py" "$tmp/$s-$mode-trace.json" \
-      "$tmp/$s-$mode-predicted.json" | sed -n 's/^mean REDUCE_GRAD ms measured \(.*\) predicted \(.*\)/\1 \2/p')
+      "$tmp/$s-$mode-predicted.json" | awk '/^mean REDUCE_GRAD ms/ {print $5, $7}')
     printf "| %s | %s | %.1f | %s| %.1f | %.2f | %.2f |\n" "$s" "$mode" "$(median <<<"${runs[$mode]}" | awk '{print $1 / 1000}')" \
       "$(for x in ${runs[$mode]}; do awk -v x="$x" 'BEGIN {printf "%.1f ", x / 1000}'; done)" "$predicted" \
       "$sum_measured" "$sum_predicted"
