@@ -74,6 +74,7 @@ actors::completion cuda_executor::compute(const action& a, const actors::payload
     auto r = run_stage_action(a, [&]() -> const tensors& { return consume_on(unwrap(input), stream_); });
     c.loss = r.loss;
     t.end->record(stream_);
+    recorded(a); // after the end event, on this stream: the collective it posts follows the action's kernels
     if (r.output && !r.output->empty()) {
       c.output_bytes = bytes_of(*r.output);
       if (a.kind == action_kind::forward)
@@ -91,8 +92,6 @@ actors::completion cuda_executor::compute(const action& a, const actors::payload
     std::lock_guard lock(timed_mu_);
     timed_.push_back(std::move(t));
   }
-  if (!c.error)
-    recorded(a);
   return c;
 }
 

@@ -149,8 +149,13 @@ actors::completion torch_executor::compute(const action& a, const actors::payloa
                        .source = event_source::measured});
   if (sample_memory_)
     log_.add(memory_sample{.rank = rank_, .t_us = c.end_us, .bytes = cpu_tensor_bytes()});
-  if (!c.error)
-    recorded(a);
+  if (!c.error) {
+    try { // the hook allocates the gradients' bucket and posts the collective: its failure is the action's
+      recorded(a);
+    } catch (const std::exception& e) {
+      c.error = failure_of(a, e);
+    }
+  }
   return c;
 }
 

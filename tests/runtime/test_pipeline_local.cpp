@@ -252,6 +252,31 @@ TEST_CASE("a failed action reaches the caller as a failure value of its kind, an
   CHECK_THROWS_WITH(p.step(data.x, data.y), Catch::StartsWith("an earlier step failed: rank 1: 1F0"));
 }
 
+TEST_CASE("a failing after-weight-grads hook (where pp x dp posts its all-reduce) is its action's failure, on either "
+          "compute thread", "[runtime][pipeline]") {
+  auto s = make_schedule({.name = "1f1b", .num_ranks = 2, .num_microbatches = 2});
+  for (auto where : {compute_thread::caller, compute_thread::own}) {
+    INFO((where == compute_thread::own ? "own thread" : "caller's thread"));
+    auto p = make_pipelined(s, runtime::actors);
+    step_backend own = cpu_backend();
+    own.make_executor = [where](int rank, std::vector<std::shared_ptr<stage_executor>> stages, const step_batch& b,
+                                event_log& log) {
+      return std::make_unique<torch_executor>(rank, std::move(stages), b, log, where);
+    };
+    p.actors.reset();
+    p.actors = std::make_unique<step_driver>(*p.sys, s, p.stages, own, std::chrono::seconds(60));
+    p.stages[0]->set_after_weight_grads([](int) { throw std::bad_alloc(); }); // the bucket's allocation failing
+    auto data = synthetic_batch(seed, 0, batch, small.in_dim, small.classes);
+    try {
+      p.step(data.x, data.y);
+      FAIL("no error");
+    } catch (const failure_error& e) {
+      CHECK(e.what_failed().kind == failure_kind::out_of_memory);
+      CHECK_THAT(e.what(), Catch::StartsWith("rank 0: 0B0: "));
+    }
+  }
+}
+
 TEST_CASE("the actors live for the whole job: memory stays flat over 1,000 steps", "[runtime][pipeline]") {
   auto s = make_schedule({.name = "1f1b", .num_ranks = 2, .num_microbatches = 4});
   auto p = make_pipelined(s, runtime::actors);
