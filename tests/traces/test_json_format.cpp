@@ -156,6 +156,8 @@ TEST_CASE("a torch.profiler trace of torch.pp opens with its pipeline actions as
         {{"ph", "X"}, {"cat", "user_annotation"}, {"name", "PP:3SEND_F0"}, {"pid", 4242}, {"tid", 1}, {"ts", 15}, {"dur", 1}},
         {{"ph", "X"}, {"cat", "user_annotation"}, {"name", "Backward 2"}, {"pid", 4242}, {"tid", 1}, {"ts", 20}, {"dur", 7}},
         {{"ph", "X"}, {"cat", "user_annotation"}, {"name", "PP:UNSHARD"}, {"pid", 4242}, {"tid", 1}, {"ts", 30}, {"dur", 1}},
+        // torch's own REDUCE_GRAD range (its thread around the collective): not our REDUCE_GRAD window
+        {{"ph", "X"}, {"cat", "user_annotation"}, {"name", "PP:3REDUCE_GRAD"}, {"pid", 4242}, {"tid", 1}, {"ts", 32}, {"dur", 3}},
         {{"ph", "X"}, {"cat", "gpu_user_annotation"}, {"name", "PP:3F0"}, {"pid", 0}, {"tid", 7}, {"ts", 10}, {"dur", 5}},
         {{"ph", "i"}, {"name", "Iteration Start: PyTorch Profiler"}, {"pid", 4242}, {"tid", 1}, {"ts", 0}}}}};
   const trace t = parse_chrome_json(j.dump(), "rank1.json");

@@ -452,8 +452,11 @@ trace read_torch_profiler(const json& j, const std::string& source) {
         continue;
       }
     } catch (const input_error&) {
-      continue; // UNSHARD, RESHARD, REDUCE_GRAD, an overlapped (F;B) pair: not one action of ours
+      continue; // UNSHARD, RESHARD, an overlapped (F;B) pair: not one action of ours
     }
+    if (a.kind == action_kind::reduce_grad)
+      continue; // torch's REDUCE_GRAD range is its own thread's work around the collective, not our posting-to-done
+
     const std::string where = source + ": traceEvents[" + std::to_string(i) + "] (" + name + ")";
     if (!e.contains("ts") || !e.contains("dur"))
       throw input_error(where + ": fields \"ts\" and \"dur\" must be numbers of microseconds");
