@@ -6,6 +6,8 @@
 #include <caf/actor_system_config.hpp>
 
 #include <algorithm>
+#include <numeric>
+#include <random>
 #include <csignal>
 #include <cstdlib>
 #include <cstdio>
@@ -340,22 +342,28 @@ std::vector<layer_cost> measure_layers(const training_job& job, int repeats) {
   // alike. Timed one size after the other, a loaded moment (the test suite beside it) once made GPT's
   // whole batch faster in sum than its micro-batch. A size whose rounds have taken a second, after 3 of
   // them, takes no more: large micro-batches of a large model vary little, and would make the profile
-  // last minutes (small ones, where the rounds differ most, take all of theirs). Each round starts one
-  // size further on, so that no size always follows the same one: the first layer's F meets caches the
-  // size before it left cold (GPT's layer 0 at 4 rows, always after 32, was timed slower than at 8).
+  // last minutes (small ones, where the rounds differ most, take all of theirs). Each round takes the
+  // sizes in an order of its own (shuffled, seeded by the round), so that no size keeps one predecessor:
+  // the first layer's F meets caches the size before it left cold (GPT's layer 0 at 4 rows, always after
+  // 32, was timed slower than at 8).
   constexpr double enough_us = 1e6;
   constexpr int least_rounds = 3;
   std::vector<double> spent(sizes.size(), 0.0);
-  for (int r = 0; r < repeats; ++r)
-    for (std::size_t j = 0; j < sizes.size(); ++j) {
-      const std::size_t i = (j + static_cast<std::size_t>(r)) % sizes.size();
+  std::vector<std::size_t> order(sizes.size());
+  for (int r = 0; r < repeats; ++r) {
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    std::mt19937 seeded(static_cast<std::uint32_t>(r));
+    if (r > 0) // the first round in order: the run's own size warms its layers up first
+      std::shuffle(order.begin(), order.end(), seeded);
+    for (const std::size_t i : order) {
       auto& z = sizes[i];
       if (r >= least_rounds && spent[i] >= enough_us)
         continue;
       const double t0 = now_us();
-      z.rounds.push_back(time_layers(*z.layers, z.inputs, z.target, /*warm_up=*/r == 0 && j == 0));
+      z.rounds.push_back(time_layers(*z.layers, z.inputs, z.target, /*warm_up=*/r == 0 && i == 0));
       spent[i] += now_us() - t0;
     }
+  }
   const layer_times first = fastest_rounds(sizes.front().rounds);
   std::vector<layer_cost> out;
   for (std::size_t k = 0; k < static_cast<std::size_t>(L); ++k) {
