@@ -58,7 +58,8 @@ std::shared_future<double> nccl_collectives::post(const std::vector<torch::Tenso
   }
   // Waited for by whoever calls get() first (U's gate), on its own thread: the host polls the event, so a
   // lost replica's NCCL error or silence ends the wait instead of hanging it. The time it gives is when
-  // that poll saw the event: no earlier than the collective's end, and no later than the first get().
+  // that poll saw the event: no earlier than the collective's end nor than the first get() (U's gate),
+  // so an overlapped collective that ended before looks as long as the wait until U asked.
   return std::async(std::launch::deferred,
                     [this, done, keep = tensors, what = std::string(what)] {
                       const auto since = std::chrono::steady_clock::now();

@@ -98,7 +98,8 @@ enum class grad_sync_mode : std::uint8_t { overlap, at_step };
 // rank = replica x R + rank); before each U the stage's param_bytes are all-reduced over them
 // (allreduce_time on the link between ranks R apart), posted at the stage's last backward of the step
 // (overlap) or at U (at_step), one at a time per rank; U waits for it. With ZeRO-1 (zero1) that
-// all-reduce is a reduce-scatter, U updates 1/D of the parameters and then all-gathers them
+// all-reduce is a reduce-scatter (or, for a backend that runs one as a whole all-reduce, that all-reduce:
+// grad_sync_time), U updates 1/D of the parameters and then all-gathers them
 // (sharded_step_end), and each replica keeps 1/D of the optimizer state (per_replica).
 struct data_parallel_model {
   int replicas = 1;
@@ -356,7 +357,8 @@ cost_table load_cost_file(const std::string& path);
 // middle two for an even count), so that one run of a machine whose speed drifts does not decide a plan
 // (on the 2-core VM, a GPT stage's time moved by 20-50% between runs of one command). Everything else must
 // be the same in every run: the stages' and layers' bytes, the layers' names and sizes, the links' ranks,
-// replica_link given or not, stage_ranks, shared_cpus, microbatch_rows and the noise's length. The noise
+// replica_link given or not, replica_reduce_scatter, stage_ranks, shared_cpus, microbatch_rows and the
+// noise's length. The noise
 // is taken quantile by quantile (the median keeps them non-decreasing) and scaled back to a mean of 1.
 // Throws input_error naming the run (names[i]) and the field that differs, or when runs is empty or
 // names is not one per run.

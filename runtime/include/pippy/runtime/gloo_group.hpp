@@ -66,8 +66,8 @@ public:
   // then), or holds a peer_error. Posting order must be the same on every rank of the group.
   std::shared_future<double> allreduce_sum_async(std::vector<torch::Tensor> tensors) override;
   // Sums `input` (CPU, contiguous, world_size equal parts) over the group's ranks and leaves this rank's
-  // part of the sum in `output` (one part's size), without waiting, as allreduce_sum_async: each rank
-  // sends and receives (world_size - 1) / world_size of the bytes, half an all-reduce's.
+  // part of the sum in `output` (one part's size), without waiting, as allreduce_sum_async. c10d's Gloo
+  // runs it as a whole all-reduce of a copy of `input` (cost_table::replica_reduce_scatter_by_allreduce).
   std::shared_future<double> reduce_scatter_sum_async(torch::Tensor input, torch::Tensor output) override;
   // Every rank's `mine` (the same size everywhere) flattened and concatenated in rank order; throws
   // peer_error.

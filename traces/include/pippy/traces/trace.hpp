@@ -10,14 +10,16 @@ namespace pippy {
 enum class event_source : std::uint8_t { simulated, measured };
 
 // One action as it ran (or was predicted to run) on a rank. Compute actions sit on stream 0 of their
-// rank; a transfer (SEND_F/SEND_B) is recorded on the sending rank's stream 1 with its peer.
+// rank; a transfer (SEND_F/SEND_B) is recorded on the sending rank's stream 1 with its peer (a measured
+// trace also records each RECV on the receiver's), and a stage's collectives over its data-parallel
+// replicas (REDUCE_GRAD) on its rank's stream 1 without one.
 struct trace_event {
   int rank = 0;
   action act;
   double start_us = 0;
   double end_us = 0;
-  std::uint64_t bytes = 0; // payload of a transfer; 0 for compute
-  int peer = -1;           // receiving rank of a transfer
+  std::uint64_t bytes = 0; // payload of a transfer or of REDUCE_GRAD; 0 for compute
+  int peer = -1;           // receiving rank of a SEND (sending rank of a RECV); -1 otherwise
   event_source source = event_source::simulated;
 
   double duration_us() const { return end_us - start_us; }
