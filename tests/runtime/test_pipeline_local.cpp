@@ -54,7 +54,8 @@ struct pipelined {
   trace events() const { return engine ? engine->events() : actors->events(); }
 };
 
-pipelined make_pipelined(const schedule& s, runtime rt = runtime::engine) {
+// With the actors, `where` their compute runs: in the stage actors' threads or on one of the executor's own.
+pipelined make_pipelined(const schedule& s, runtime rt = runtime::engine, compute_thread where = compute_thread::caller) {
   pipelined p;
   p.model = make_mynetwork(seed, small);
   const int S = s.shape.num_stages();
@@ -69,7 +70,12 @@ pipelined make_pipelined(const schedule& s, runtime rt = runtime::engine) {
     p.cfg = std::make_unique<caf::actor_system_config>();
     configure_for_training(*p.cfg);
     p.sys = std::make_unique<caf::actor_system>(*p.cfg);
-    p.actors = std::make_unique<step_driver>(*p.sys, s, p.stages, cpu_backend(), std::chrono::seconds(60));
+    step_backend backend = cpu_backend();
+    backend.make_executor = [where](int rank, std::vector<std::shared_ptr<stage_executor>> stages, const step_batch& b,
+                                    event_log& log) {
+      return std::make_unique<torch_executor>(rank, std::move(stages), b, log, where);
+    };
+    p.actors = std::make_unique<step_driver>(*p.sys, s, p.stages, backend, std::chrono::seconds(60));
   }
   return p;
 }
@@ -220,14 +226,7 @@ TEST_CASE("the step driver computes in the stage actors' threads or on one of it
   auto s = make_schedule({.name = "interleaved-1f1b", .num_ranks = 2, .num_microbatches = 4, .stages_per_rank = 2});
   std::vector<double> losses[2];
   for (auto where : {compute_thread::caller, compute_thread::own}) {
-    auto p = make_pipelined(s, runtime::actors);
-    step_backend own = cpu_backend();
-    own.make_executor = [where](int rank, std::vector<std::shared_ptr<stage_executor>> stages, const step_batch& b,
-                                event_log& log) {
-      return std::make_unique<torch_executor>(rank, std::move(stages), b, log, where);
-    };
-    p.actors.reset();
-    p.actors = std::make_unique<step_driver>(*p.sys, s, p.stages, own, std::chrono::seconds(60));
+    auto p = make_pipelined(s, runtime::actors, where);
     for (int k = 0; k < 3; ++k) {
       auto data = synthetic_batch(seed, k, batch, small.in_dim, small.classes);
       losses[where == compute_thread::own].push_back(p.step(data.x, data.y).value());
@@ -257,14 +256,7 @@ TEST_CASE("a failing after-weight-grads hook (where pp x dp posts its all-reduce
   auto s = make_schedule({.name = "1f1b", .num_ranks = 2, .num_microbatches = 2});
   for (auto where : {compute_thread::caller, compute_thread::own}) {
     INFO((where == compute_thread::own ? "own thread" : "caller's thread"));
-    auto p = make_pipelined(s, runtime::actors);
-    step_backend own = cpu_backend();
-    own.make_executor = [where](int rank, std::vector<std::shared_ptr<stage_executor>> stages, const step_batch& b,
-                                event_log& log) {
-      return std::make_unique<torch_executor>(rank, std::move(stages), b, log, where);
-    };
-    p.actors.reset();
-    p.actors = std::make_unique<step_driver>(*p.sys, s, p.stages, own, std::chrono::seconds(60));
+    auto p = make_pipelined(s, runtime::actors, where);
     p.stages[0]->set_after_weight_grads([](int) { throw std::bad_alloc(); }); // the bucket's allocation failing
     auto data = synthetic_batch(seed, 0, batch, small.in_dim, small.classes);
     try {
