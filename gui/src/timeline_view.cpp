@@ -192,7 +192,7 @@ QColor TimelineView::action_color_hsv(const action& a) {
   case action_kind::backward_weight: return QColor::fromHsv(hue, 120, 200);
   case action_kind::optimizer_step: return QColor(70, 70, 70);
   case action_kind::reduce_grad: return QColor(150, 90, 190); // apart from the transfers' grey on the comm lane
-  default: return QColor(120, 120, 120);
+  default: return transfer_color(); // SEND and RECV
   }
 }
 
@@ -868,7 +868,7 @@ void TimelineView::draw_panel(QPainter& p, panel& pn, const QRect& area) {
       }
       ++drawn_;
       if (l.comm) {
-        p.fillRect(box, e.act.kind == action_kind::reduce_grad ? action_color(e.act) : transfer_color());
+        p.fillRect(box, action_color(e.act));
         if (e.peer >= 0 && arrows.size() < 5000) { // a thin arrow to the receiving rank's lanes
           for (const lane& to : pn.lanes)
             if (to.rank == e.peer && !to.comm) {
