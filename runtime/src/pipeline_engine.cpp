@@ -160,8 +160,7 @@ void pipeline_engine::run(int rank, const action& a) {
     throw std::logic_error("REDUCE_GRAD in a schedule (validate refuses it): " + to_string(a));
   }
   record(rank, a, t0, now_us(), bytes, peer);
-  if (is_compute(a.kind))
-    stages_[stage_idx]->weight_grads_recorded(a);
+  stages_[stage_idx]->weight_grads_recorded(a);
 }
 
 std::optional<double> pipeline_engine::step(const std::vector<torch::Tensor>& inputs,

@@ -444,8 +444,9 @@ spans_by_rank co_members_compute(const trace& t, const std::vector<std::vector<i
 // Adds the gaps between two compute actions of a rank whose inputs had all ended before the gap began
 // (not the wait before a rank's first action: that is the step's start), each less the rank's postings
 // within it. Not the gap before a U: its step gate may wait there for collectives (the replicas'
-// all-reduce, which a trace of pp x dp holds as REDUCE_GRAD; the tied copies' sum, which none holds). Not a gap in which another rank computed on the
-// rank's CPU (`contended`): it may have waited for the CPU, which the processor rule models apart.
+// all-reduce, which a trace of pp x dp holds as REDUCE_GRAD; the tied copies' sum, which none holds).
+// Not a gap in which another rank computed on the rank's CPU (`contended`): it may have waited for the
+// CPU, which the processor rule models apart.
 void add_overhead_gaps(const trace_metrics& m, const spans_by_rank& postings, const spans_by_rank& contended, double& sum,
                        std::size_t& n) {
   for (const auto& g : m.gaps) {

@@ -358,8 +358,8 @@ cost_table load_cost_file(const std::string& path);
 // (on the 2-core VM, a GPT stage's time moved by 20-50% between runs of one command). Everything else must
 // be the same in every run: the stages' and layers' bytes, the layers' names and sizes, the links' ranks,
 // replica_link given or not, replica_reduce_scatter, stage_ranks, shared_cpus, microbatch_rows and the
-// noise's length. The noise
-// is taken quantile by quantile (the median keeps them non-decreasing) and scaled back to a mean of 1.
+// noise's length. The noise is taken quantile by quantile (the median keeps them non-decreasing) and
+// scaled back to a mean of 1.
 // Throws input_error naming the run (names[i]) and the field that differs, or when runs is empty or
 // names is not one per run.
 cost_table median_profile(const std::vector<cost_table>& runs, const std::vector<std::string>& names);

@@ -29,8 +29,9 @@ struct link_probe_result {
 link_probe_result probe_links(tensor_channel& channel, const link_probe_options& options = {});
 
 // Collective over a group of replicas (pp x dp): all-reduces of the options' sizes (a fresh tensor each
-// time), the median of each size's repeats, fitted by core's fit_ring_link into the link one step of the ring takes (what the
-// simulator's allreduce_time adds up). Every rank of the group gets the same fit from its own timings.
+// time), the median of each size's repeats, fitted by core's fit_ring_link into the link one step of the
+// ring takes (what the simulator's allreduce_time adds up). Every rank of the group gets the same fit
+// from its own timings.
 link_class probe_replica_link(gloo_group& replicas, const link_probe_options& options = {});
 
 struct arrival_probe_options {
