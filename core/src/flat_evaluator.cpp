@@ -392,7 +392,7 @@ void flat_evaluator::run(bool blocking_send, double overhead_us, std::span<const
         start_[pc] = t0;
         double t1 = t0 + cost;
         if (charged) {
-          t1 = processors_.begin(static_cast<int>(r), t0, cost);
+          t1 = processors_.begin(static_cast<int>(r), t0, cost, overhead_us);
           // A shared CPU's actions wait for the clock: what starts inside them moves their end.
           if (processors_.shared(static_cast<int>(r)) || !settled(r, t1)) { // paused until the clock reaches its end
             set_paused_end(r, t1);

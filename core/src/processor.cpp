@@ -138,7 +138,7 @@ void shared_processor::settle() {
   }
 }
 
-std::vector<double> work_alone(const std::vector<processor_span>& spans) {
+std::vector<double> work_alone(const std::vector<processor_span>& spans, double lead_us) {
   std::vector<std::size_t> order(spans.size());
   for (std::size_t i = 0; i < order.size(); ++i)
     order[i] = i;
@@ -150,12 +150,14 @@ std::vector<double> work_alone(const std::vector<processor_span>& spans) {
   std::vector<double> out(spans.size(), 0.0);
   for (std::size_t k = 0; k < order.size(); ++k) {
     const processor_span& a = spans[order[k]];
-    double taken = 0, covered = a.start; // the union of what started inside it, merged in start order
-    for (std::size_t n = k + 1; n < order.size() && spans[order[n]].start < a.end; ++n) {
+    // The union of the jobs that started inside its job, merged in start order (every job starts
+    // lead_us before its span, so the order is the spans').
+    double taken = 0, covered = a.start - lead_us;
+    for (std::size_t n = k + 1; n < order.size() && spans[order[n]].start - lead_us < a.end; ++n) {
       const processor_span& b = spans[order[n]];
       if (b.member == a.member)
         continue;
-      const double from = std::max(b.start, covered), to = std::min(b.end, a.end);
+      const double from = std::max(b.start - lead_us, covered), to = std::min(b.end, a.end);
       if (to > from)
         taken += to - from, covered = to;
     }

@@ -12,7 +12,7 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
   // gaps and sends from the trace as it ran.
   const auto per_step = step_metrics(t, context.steps); // what the overhead and the waits are read from
   const double overhead_us = action_overhead_us(per_step, t, context.shared_cpus);
-  const trace alone = context.shared_cpus.empty() ? trace{} : work_alone(t, context.shared_cpus);
+  const trace alone = context.shared_cpus.empty() ? trace{} : work_alone(t, context.shared_cpus, overhead_us);
   const trace& compute = context.shared_cpus.empty() ? t : alone;
   const auto& activation_bytes = context.activation_bytes;
   const auto& param_bytes = context.param_bytes;

@@ -172,7 +172,7 @@ public:
     if (st_.processors.empty()) {
       finish(t0 + cost);
     } else { // arrivals, or actions starting beside it on a shared CPU, may still lengthen it: settle its end when the clock is there
-      st_.clock.post(st_.processors.begin(rank_, t0, cost), *this);
+      st_.clock.post(st_.processors.begin(rank_, t0, cost, costs_.action_overhead_us), *this);
     }
     return std::nullopt; // completes in virtual time
   }

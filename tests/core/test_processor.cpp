@@ -109,6 +109,25 @@ TEST_CASE("processor: work_alone reads the rule backwards", "[core][processor]")
         std::vector<double>{6, 6});
 }
 
+// The runtime's overhead before an action takes a shared CPU too (the job starts at the decision); a
+// rank alone has it as the engine's delay. work_alone reads it back with the same lead.
+TEST_CASE("processor: on a shared CPU the per-action overhead is the processor's work", "[core][processor]") {
+  cost_table c;
+  c.stages = {stage_cost{}, stage_cost{}, stage_cost{}};
+  c.shared_cpus = {{0, 1}};
+  rank_processors p(c, 3);
+  CHECK(p.begin(0, 10, 8, 2) == 18); // decided at 8: its job is [8, 18) while alone
+  CHECK(p.begin(1, 14, 4, 2) == 18); // decided at 12: its overhead and cost (6) nest in rank 0's
+  CHECK(p.end(0) == 24);              // which waits for them
+  CHECK(p.begin(2, 10, 8, 2) == 18);  // alone: the overhead is before `start`, not the processor's
+  CHECK(work_alone({{.start = 10, .end = 24, .member = 0}, {.start = 14, .end = 18, .member = 1}}, 2) ==
+        std::vector<double>{8, 4});
+  // A job that starts inside another's overhead (decided at 9, before rank 0's start at 10) takes
+  // its time from it too.
+  CHECK(work_alone({{.start = 10, .end = 21, .member = 0}, {.start = 11, .end = 14, .member = 1}}, 2) ==
+        std::vector<double>{6, 3});
+}
+
 TEST_CASE("processor: the cost file's shared_cpus round-trip, and a bad group names itself", "[core][processor][cost]") {
   cost_table t;
   t.stages = {stage_cost{}, stage_cost{}, stage_cost{}};
@@ -139,9 +158,9 @@ TEST_CASE("processor: rank_processors gives a shared CPU's ranks one processor",
   CHECK(p.shared(0));
   CHECK(!p.shared(1));
   CHECK(p.shared(2));
-  p.begin(0, 0, 10);
-  p.begin(1, 1, 5); // its own CPU
-  CHECK(p.begin(2, 2, 3) == 5);
+  p.begin(0, 0, 10, 0);
+  p.begin(1, 1, 5, 0); // its own CPU
+  CHECK(p.begin(2, 2, 3, 0) == 5);
   CHECK(p.end(0) == 13);
   CHECK(p.end(1) == 6);
 }

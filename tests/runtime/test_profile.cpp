@@ -284,10 +284,12 @@ TEST_CASE("layers timed alone are scaled to the run's stages, at every size they
   CHECK(z.layers[1].W == Approx(5 * 2.4));
 }
 
-// Two ranks bound to one CPU (forward only, times in us): 1F0 ran inside 0F1, which waited for it (the
-// newest action first), so 0F1's work alone is 7 of its 10. Rank 0's gap before 0F2 (22-25) held rank
-// 1's 1F1: it may have waited for the CPU there, so only the gap before 0F1 (10-12) gives the overhead.
-TEST_CASE("ranks that shared a CPU: each action's work alone, and the overhead from uncontended gaps",
+// Two ranks bound to one CPU (forward only, times in us). The overhead: rank 0's gaps before 0F1 (10-12)
+// and 0F2 (22-25, less rank 1's 1F1 inside it), (2 + 1) / 2. Each action's job on the CPU starts that
+// much before it, and the jobs that start inside it ran first (newest first): 0F1's job (10.5-22) held
+// 1F0's (12.5-17) and the start of 1F1's (21.5), so its work alone is 10 - 4.5 - 0.5; 1F1's (21.5-25)
+// held 0F2's from 23.5.
+TEST_CASE("ranks that shared a CPU: each action's work alone, and the overhead less the other rank's compute",
           "[runtime][profile][processor]") {
   trace t;
   t.num_ranks = 2;
@@ -299,9 +301,9 @@ TEST_CASE("ranks that shared a CPU: each action's work alone, and the overhead f
   CHECK(apart.action_overhead_us == Approx(2.5));
   CHECK(apart.shared_cpus.empty());
   const cost_table shared = measure_stage_costs(t, 2, {.shared_cpus = {{0, 1}}});
-  CHECK(shared.stages[0].F == Approx(19.0 / 3));
-  CHECK(shared.stages[1].F == Approx(6.5 / 3));
-  CHECK(shared.action_overhead_us == Approx(2));
+  CHECK(shared.action_overhead_us == Approx(1.5));
+  CHECK(shared.stages[0].F == Approx((10 + 5 + 1) / 3.0));
+  CHECK(shared.stages[1].F == Approx((3 + 0.5 + 1.5) / 3.0));
   CHECK(shared.shared_cpus == std::vector<std::vector<int>>{{0, 1}});
 }
 

@@ -286,7 +286,7 @@ TEST_CASE("ranks sharing a CPU: the step only grows, and work_alone gives each a
     CHECK(shared.makespan_us >= alone);
     slowed += shared.makespan_us > alone ? 1 : 0;
     ++runs;
-    const trace back = work_alone(shared.timeline, o.costs.shared_cpus);
+    const trace back = work_alone(shared.timeline, o.costs.shared_cpus, o.costs.action_overhead_us);
     for (const auto& e : back.events)
       if (is_compute(e.act.kind)) {
         INFO("rank " << e.rank << " " << to_string(e.act));

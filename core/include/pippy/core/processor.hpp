@@ -13,6 +13,14 @@
 //   lengthens that action by arrival_cost_us (the transport's threads share the rank's processor); one
 //   that arrives between actions costs nothing (a rank waiting for its input pays for the receive in the
 //   link's latency).
+// - On a shared CPU the runtime's own work before an action (cost_table::action_overhead_us: its actor
+//   and transport threads, which preempt the yielding compute threads) is the processor's work too: the
+//   action takes the processor from its decision, overhead and cost as one job (rank_processors::begin).
+//   A saturated core has no idle time to hide it in; MyNetwork on 3 processes (ranks 0 and 2 on core 0,
+//   85% busy over a whole run, a quarter of it in the kernel) left 4.8 ms a step on core 0 with neither
+//   rank computing against 3.3 ms simulated when it was only a delay, and each schedule's error followed
+//   its number of actions (zbv and dualpipev -8%, 1f1b -2%). A rank alone on its processor waits the
+//   same either way, so there it stays a delay.
 // Starts at the same time nest in member order (the higher member inside the lower). An action's end
 // depends only on what starts and arrives after its own start, whatever the order in which those become
 // known, provided every start and arrival before the end is known before the action is finished (engines
@@ -70,14 +78,14 @@ private:
 // The rule read backwards, for a measured trace: each compute action's work alone, given the actions of
 // the ranks that share its CPU (and its own rank's): its span less the time taken by the other members'
 // actions that started inside it (newest first: those ran while it waited), counted once where they
-// overlap. `spans` in any order; the result is in the same order. The runtime's per-action overhead
-// stays a delay before each action, not the processor's work: measured both ways on MyNetwork's
-// 3-process runs, charging it to the processor predicted every schedule 1-8% too slow, twice.
+// overlap. Each action's job on the processor starts lead_us (the per-action overhead) before its
+// span: a member's overhead inside another's span is taken from it too. `spans` in any order; the
+// result is in the same order.
 struct processor_span {
   double start = 0, end = 0;
   int member = 0;
 };
-std::vector<double> work_alone(const std::vector<processor_span>& spans);
+std::vector<double> work_alone(const std::vector<processor_span>& spans, double lead_us = 0);
 
 // The processors of a schedule's ranks: one per rank, except the ranks of a cost_table::shared_cpus
 // group, which share one. Empty when nothing can move an action's end (no arrival costs and no shared
@@ -90,7 +98,13 @@ public:
   // Whether rank r shares its processor with another rank.
   bool shared(int r) const { return shared_[static_cast<std::size_t>(r)] != 0; }
   void arrive(int r, double t) { of(r).arrive(member_[static_cast<std::size_t>(r)], t); }
-  double begin(int r, double start, double cost) { return of(r).begin(member_[static_cast<std::size_t>(r)], start, cost); }
+  // Rank r's compute action of `cost` starts at `start`, after the runtime's overhead_us: on a shared
+  // processor that overhead is processor work before it (shared_processor's rule), alone a delay the
+  // engine has already counted. Returns its end so far.
+  double begin(int r, double start, double cost, double overhead_us) {
+    const double lead = shared(r) ? overhead_us : 0.0;
+    return of(r).begin(member_[static_cast<std::size_t>(r)], start - lead, lead + cost);
+  }
   double end(int r) { return of(r).end(member_[static_cast<std::size_t>(r)]); }
   void finish(int r) { of(r).finish(member_[static_cast<std::size_t>(r)]); }
 

@@ -109,8 +109,9 @@ trace step_range(const trace& t, int steps, int first, int count = -1);
 trace merge_ranks(const std::vector<trace>& parts, const std::vector<std::string>& names);
 // A trace of ranks that shared CPUs (cost_table::shared_cpus, each group's ranks) as if each compute
 // action had run alone: it ends its work alone after its start (core's work_alone, the processor rule
-// read backwards); everything else as it was.
-trace work_alone(const trace& t, const std::vector<std::vector<int>>& shared_cpus);
+// read backwards, each action's job starting the per-action overhead_us before it); everything else as
+// it was.
+trace work_alone(const trace& t, const std::vector<std::vector<int>>& shared_cpus, double overhead_us);
 // How many steps a trace holds: k when every compute action of every rank occurs exactly k times (a
 // measured run of k steps), else 1.
 int steps_in(const trace& t);
@@ -154,7 +155,7 @@ double action_overhead_us(const trace& t);
 std::vector<trace_metrics> step_metrics(const trace& t, int steps);
 // The same over the steps' metrics of `t` (an action's inputs are found in its own step, not in an
 // earlier one's), or over a trace of `steps` steps. With ranks that shared CPUs (cost_table::shared_cpus),
-// only the gaps in which no other rank computed on the rank's CPU (all of them where there are none).
+// each gap also less the time another rank computed on the rank's CPU within it.
 double action_overhead_us(const std::vector<trace_metrics>& per_step, const trace& t,
                           const std::vector<std::vector<int>>& shared_cpus = {});
 double action_overhead_us(const trace& t, int steps);
