@@ -27,7 +27,7 @@
 #include "pippy/core/generators.hpp"
 #include "pippy/runtime/step_driver.hpp"
 #include "pippy/runtime/pipeline_engine.hpp"
-#include "pippy/runtime/profile.hpp"
+#include "pippy/traces/profile.hpp"
 #include "pippy/runtime/sequential_stage.hpp"
 #include "pippy/traces/metrics.hpp"
 

@@ -9,12 +9,15 @@
 #include "pippy/traces/chrome_trace.hpp"
 #include "pippy/traces/live.hpp"
 #include "pippy/traces/metrics.hpp"
+#include "pippy/traces/profile.hpp"
 
 namespace pippy::cli {
 
 command add_trace_command(CLI::App& app) {
   struct options {
-    std::string file, predicted, measured, out;
+    std::string file, predicted, measured, out, costs;
+    int dp = 1;
+    bool zero1 = false;
     std::vector<std::string> parts;
     std::size_t max_gaps = 20;
     schedule_options gen{.name = "1f1b", .num_ranks = 4, .num_microbatches = 8}; // as schedule and sim
@@ -47,12 +50,22 @@ command add_trace_command(CLI::App& app) {
   merge->add_option("FILES", o->parts, "Traces of different ranks (a torch.profiler file's rank is its distributedInfo.rank)")
       ->required();
   merge->add_option("-o,--output", o->out, "Chrome trace file to write")->required();
+  auto* profile = sub->add_subcommand("profile", "A run's cost file again from its trace and the cost file it wrote, under this "
+                                                 "build's rules (to compare a rule on runs already made)");
+  profile->add_option("TRACE", o->file, "The run's --trace file (every step)")->required();
+  profile->add_option("--cost-file", o->costs, "The cost file the same run wrote (--profile): sizes, probed links, layers")
+      ->required();
+  profile->add_option("--dp", o->dp, "Replicas the run had (pp x dp), for a ZeRO-1 run's U")
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  profile->add_flag("--zero1", o->zero1, "The run was ZeRO-1 (with --dp): its U is 1/DP of the step and the all-gather");
+  profile->add_option("-o,--output", o->out, "Cost file to write")->required();
   auto* publish = sub->add_subcommand("publish", "Replay a trace as a live JSON-lines stream (a stand-in for a running job)");
   publish->add_option("FILE", o->file, "Chrome trace-event JSON file")->required();
   publish->add_option("--port", o->port, "TCP port to serve on (0 = any free one, -1 = none)")->check(CLI::Range(0, 65535))->capture_default_str();
   publish->add_option("--jsonl", o->jsonl, "Write the lines to this file as well (replacing it)");
   publish->add_option("--delay-ms", o->delay_ms, "Pause between events")->check(within(0, 60000))->capture_default_str();
-  return {sub, [o, summary, diff, make, merge, publish] {
+  return {sub, [o, summary, diff, make, merge, profile, publish] {
     if (summary->parsed()) {
       const trace t = load_chrome_trace(o->file);
       std::cout << format_steps(t) << format_summary(t, compute_metrics(t), o->max_gaps);
@@ -74,6 +87,14 @@ command add_trace_command(CLI::App& app) {
       const trace t = merge_ranks(parts, o->parts);
       save_chrome_trace(t, o->out);
       std::cout << "merged " << t.events.size() << " events of " << t.num_ranks << " ranks into " << o->out << "\n";
+    } else if (profile->parsed()) {
+      if (o->zero1 && o->dp < 2)
+        throw input_error("--zero1 " + zero1_needs_replicas("--dp"));
+      const trace t = load_chrome_trace(o->file);
+      const cost_table again = profile_again(t, load_cost_file(o->costs), {.replicas = o->dp, .zero1 = o->zero1});
+      save_cost_file(again, o->out, "measured");
+      std::cout << "wrote " << o->out << ": " << again.stages.size() << " stages from " << std::max(1, steps_in(t) - 1)
+                << " steps, per-action overhead " << again.action_overhead_us << " us\n";
     } else if (publish->parsed()) {
       trace t = load_chrome_trace(o->file);
       std::stable_sort(t.events.begin(), t.events.end(), [](auto& a, auto& b) { return a.end_us < b.end_us; });

@@ -8,7 +8,7 @@
 #include "pippy/runtime/clock.hpp"
 #include "pippy/runtime/environment.hpp"
 #include "pippy/runtime/cpu_memory.hpp"
-#include "pippy/runtime/profile.hpp"
+#include "pippy/traces/profile.hpp"
 #include "pippy/runtime/tensor_channel.hpp"
 
 namespace pippy {

@@ -9,7 +9,7 @@
 #include "pippy/core/error.hpp"
 #include "pippy/core/validate.hpp"
 #include "pippy/runtime/cpu_memory.hpp"
-#include "pippy/runtime/profile.hpp"
+#include "pippy/traces/profile.hpp"
 
 namespace pippy {
 

@@ -36,7 +36,7 @@
 #include "pippy/runtime/live_feed.hpp"
 #include "pippy/runtime/microbatch.hpp"
 #include "pippy/runtime/pipeline_engine.hpp"
-#include "pippy/runtime/profile.hpp"
+#include "pippy/traces/profile.hpp"
 #include "pippy/runtime/step_driver.hpp"
 #include "pippy/runtime/store.hpp"
 #include "pippy/runtime/run_export.hpp"

@@ -23,3 +23,21 @@ act() { echo "$1=$((11 * $2 * 4))|$((10 * $2 * 4))"; }
   --activation-bytes "$(act 0 512)" --activation-bytes "$(act 1 1024)" --activation-bytes "$(act 2 256)" \
   --ranks 2 --microbatch-rows 10 \
   --layer-outputs $((11 * 512 * 4)),$((11 * 512 * 4)),$((11 * 1024 * 4)),$((11 * 1024 * 4)),$((11 * 256 * 4)),$((11 * 256 * 4)),$((11 * 10 * 4))
+# The same cost file again from the run's trace and that cost file (`pippy trace profile`): every field,
+# every number to 1e-9.
+"$pippy" trace profile "$tmp/trace.json" --cost-file "$tmp/costs.json" -o "$tmp/again.json"
+"$py" - "$tmp/costs.json" "$tmp/again.json" <<'PY'
+import json, sys
+first, again = (json.load(open(f)) for f in sys.argv[1:3])
+def differ(x, y, path):
+    if isinstance(x, dict) and isinstance(y, dict):
+        return [d for k in sorted(set(x) | set(y)) for d in (differ(x[k], y[k], f"{path}.{k}") if k in x and k in y else [f"{path}.{k}: in one file only"])]
+    if isinstance(x, list) and isinstance(y, list):
+        return [f"{path}: {len(x)} against {len(y)} items"] if len(x) != len(y) else [d for i, (u, v) in enumerate(zip(x, y)) for d in differ(u, v, f"{path}[{i}]")]
+    if isinstance(x, (int, float)) and isinstance(y, (int, float)) and not isinstance(x, bool):
+        return [] if abs(x - y) <= 1e-9 * max(1.0, abs(x)) else [f"{path}: {x} against {y}"]
+    return [] if x == y else [f"{path}: {x!r} against {y!r}"]
+bad = differ(first, again, "")
+assert not bad, "FAIL: pippy trace profile gave another cost file: " + "; ".join(bad[:10])
+print("PASS: pippy trace profile gives the run's cost file back")
+PY

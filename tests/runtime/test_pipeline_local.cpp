@@ -13,7 +13,7 @@
 #include <caf/atom.hpp>
 
 #include "pippy/runtime/cpu_memory.hpp"
-#include "pippy/runtime/profile.hpp"
+#include "pippy/traces/profile.hpp"
 #include "pippy/runtime/step_driver.hpp"
 #include "pippy/runtime/pipeline_engine.hpp"
 #include "pippy/runtime/reference_models.hpp"

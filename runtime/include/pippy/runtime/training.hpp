@@ -15,7 +15,7 @@
 #include "pippy/core/cost_table.hpp" // grad_sync_mode
 #include "pippy/core/schedule.hpp"
 #include "pippy/runtime/environment.hpp"
-#include "pippy/runtime/profile.hpp"
+#include "pippy/traces/profile.hpp"
 #include "pippy/runtime/stage_executor.hpp"
 #include "pippy/runtime/tied_weights.hpp"
 #include "pippy/traces/trace.hpp"

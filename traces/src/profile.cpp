@@ -1,4 +1,4 @@
-#include "pippy/runtime/profile.hpp"
+#include "pippy/traces/profile.hpp"
 
 #include <algorithm>
 
@@ -159,6 +159,37 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
   }
   out.microbatch_rows = context.microbatch_rows;
   return out;
+}
+
+cost_table profile_again(const trace& whole, const cost_table& run_profile, const data_parallel_model& data_parallel) {
+  const int num_stages = static_cast<int>(run_profile.stages.size());
+  for (const auto& e : whole.events)
+    if (is_compute(e.act.kind) && (e.act.stage < 0 || e.act.stage >= num_stages))
+      throw input_error("the trace has " + to_string(e.act) + " on rank " + std::to_string(e.rank) +
+                        ", a stage past the cost file's " + std::to_string(num_stages) + ": not the run that wrote it");
+  profile_context c;
+  for (int s = 0; s < num_stages; ++s) {
+    const stage_cost& st = run_profile.stages[static_cast<std::size_t>(s)];
+    c.activation_bytes[s] = st.activation_bytes;
+    c.param_bytes[s] = st.param_bytes;
+  }
+  for (link_cost l : run_profile.links) { // the probe's, before the run's waits refitted their latency
+    if (l.probe_latency_us > 0) // 0: never waited on, the latency is the probe's
+      l.latency_us = l.probe_latency_us;
+    l.probe_latency_us = 0;
+    c.links.push_back(l);
+  }
+  c.send_posting = run_profile.send_posting;
+  c.replica_link = run_profile.replica_link;
+  c.replica_reduce_scatter_by_allreduce = run_profile.replica_reduce_scatter_by_allreduce;
+  c.arrival_cost_us = run_profile.arrival_cost_us;
+  c.data_parallel = data_parallel;
+  c.shared_cpus = run_profile.shared_cpus;
+  c.layers = run_profile.layers;
+  c.microbatch_rows = run_profile.microbatch_rows;
+  const int steps = steps_in(whole);
+  c.steps = std::max(1, steps - 1);
+  return measure_stage_costs(steps > 1 ? step_range(whole, steps, 1) : whole, num_stages, c);
 }
 
 measured_summary summarize(const trace& t, int steps) {

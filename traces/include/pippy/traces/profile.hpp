@@ -46,6 +46,15 @@ struct profile_context {
 // has none.
 cost_table measure_stage_costs(const trace& t, int num_stages, const profile_context& context);
 
+// The profile of a run again, from its trace (every step, as `--trace` writes it) and the cost file that
+// run wrote (`--profile`), under this build's rules: what the trace does not hold comes from the cost
+// file (sizes, the probed links and send posting, the probed cost per arrival, the replicas' link, the
+// shared CPUs, the layers, the rows) and `data_parallel` (a ZeRO-1 run's U: the cost file does not say
+// how many replicas ran). The steps after the first are read, as the run read them. Under the rules that
+// wrote the cost file, the result is that cost file. Throws input_error when the trace's stages are not
+// the cost file's.
+cost_table profile_again(const trace& whole, const cost_table& run_profile, const data_parallel_model& data_parallel = {});
+
 // Step time and bubble of a measured trace, from traces' compute_metrics (the simulator's definitions).
 struct measured_summary {
   double step_us = 0;         // step time divided by the number of steps

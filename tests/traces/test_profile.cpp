@@ -4,10 +4,8 @@
 #include <algorithm>
 #include <cmath>
 
-#include <torch/torch.h>
-
-#include "pippy/runtime/profile.hpp"
 #include "pippy/traces/metrics.hpp"
+#include "pippy/traces/profile.hpp"
 
 using namespace pippy;
 
@@ -33,7 +31,7 @@ trace one_step(double shift = 0) {
 } // namespace
 
 TEST_CASE("the waits for transfers: consumer start minus producer end, the consumer idle in between",
-          "[runtime][profile]") {
+          "[traces][profile]") {
   // By consumer rank, then time; not rank 1's wait for 0F0 before its first action (steps overlap, so a
   // rank may have been busy with the step before then).
   const auto waits = transfer_waits(one_step(), 1);
@@ -49,7 +47,7 @@ TEST_CASE("the waits for transfers: consumer start minus producer end, the consu
 }
 
 TEST_CASE("the wait before a rank's first action of a step counts when the rank had ended the step before",
-          "[runtime][profile]") {
+          "[traces][profile]") {
   trace two; // two steps 1 ms apart: rank 1 ends step 0 at 470 us, long before 0F0 of step 1 ends at 1100
   two.num_ranks = 2;
   for (double shift : {0.0, 1000.0})
@@ -75,7 +73,7 @@ TEST_CASE("the wait before a rank's first action of a step counts when the rank 
 }
 
 TEST_CASE("a gap whose producer had ended but whose transfer arrived inside it waits for the transfer, not the order",
-          "[runtime][profile]") {
+          "[traces][profile]") {
   // 0B0 starts 40 us after 0B1 ends; its gradient's producer, 1B0, ended 30 us before 0B1 did.
   trace t = one_step();
   for (auto& e : t.events)
@@ -107,7 +105,7 @@ TEST_CASE("a gap whose producer had ended but whose transfer arrived inside it w
 }
 
 TEST_CASE("a link the run waited on takes the latency of its median wait (of all links' where it has few), and keeps the probe's bandwidth",
-          "[runtime][profile]") {
+          "[traces][profile]") {
   profile_context context;
   context.activation_bytes = {{0, 2000}, {1, 3000}}; // stage 0's output: 2000 bytes, 2 us at 1 GB/s
   context.links = {{.src = 0, .dst = 1, .latency_us = 5, .bandwidth_gbps = 1},
@@ -162,7 +160,7 @@ TEST_CASE("a link the run waited on takes the latency of its median wait (of all
 // strictly inside them, within F's median time (150 us) from their start. 0F1's input arriving at its
 // start and one arriving after its end are outside. That fits 50 us per arrival exactly, and F's base is 100.
 TEST_CASE("the cost of a receive landing inside compute is fitted, and the stage's time is without it",
-          "[runtime][profile][arrivals]") {
+          "[traces][profile][arrivals]") {
   trace t;
   t.num_ranks = 2;
   for (auto e : {ev(0, "0F0", 0, 100), ev(0, "0F1", 1000, 1100), ev(0, "0F2", 2000, 2150), ev(0, "0F3", 3000, 3200),
@@ -205,7 +203,7 @@ TEST_CASE("the cost of a receive landing inside compute is fitted, and the stage
 // pooled. 0F0 takes 80, 100 and 120 us in three steps: factors 0.8, 1, 1.2, widened by sqrt(3/2) to
 // 0.7551, 1, 1.2449; 0B0 takes 50 us each time: 1, 1, 1.
 TEST_CASE("the step-to-step noise: quantiles of each action's time over its mean across steps",
-          "[runtime][profile][noise]") {
+          "[traces][profile][noise]") {
   trace t;
   t.num_ranks = 1;
   for (int step = 0; step < 3; ++step) {
@@ -239,7 +237,7 @@ TEST_CASE("the step-to-step noise: quantiles of each action's time over its mean
 }
 
 TEST_CASE("layers timed alone are scaled to the run's stages, at every size they were timed at, and so is their U",
-          "[runtime][profile]") {
+          "[traces][profile]") {
   // one_step's stages: F 100 and 40, B 50 and 70 (full backwards: I = W = B / 2), no U; give each a U.
   trace t = one_step();
   t.events.push_back(ev(0, "0U", 570, 600)); // 30
@@ -290,7 +288,7 @@ TEST_CASE("layers timed alone are scaled to the run's stages, at every size they
 // 1F0's (12.5-17) and the start of 1F1's (21.5), so its work alone is 10 - 4.5 - 0.5; 1F1's (21.5-25)
 // held 0F2's from 23.5.
 TEST_CASE("ranks that shared a CPU: each action's work alone, and the overhead less the other rank's compute",
-          "[runtime][profile][processor]") {
+          "[traces][profile][processor]") {
   trace t;
   t.num_ranks = 2;
   for (auto e : {ev(0, "0F0", 0, 10), ev(0, "0F1", 12, 22), ev(0, "0F2", 25, 27), ev(1, "1F0", 14, 17),
@@ -307,7 +305,7 @@ TEST_CASE("ranks that shared a CPU: each action's work alone, and the overhead l
   CHECK(shared.shared_cpus == std::vector<std::vector<int>>{{0, 1}});
 }
 
-TEST_CASE("the profile records the rank each stage ran on, as the trace has it", "[runtime][profile]") {
+TEST_CASE("the profile records the rank each stage ran on, as the trace has it", "[traces][profile]") {
   trace v; // two stages per rank folded back (ZB-V): rank 0 holds stages 0 and 3, rank 1 stages 1 and 2
   v.num_ranks = 2;
   for (const auto& e : {ev(0, "0F0", 0, 10), ev(1, "1F0", 20, 30), ev(1, "2F0", 30, 40), ev(0, "3F0", 50, 60),
@@ -319,4 +317,30 @@ TEST_CASE("the profile records the rank each stage ran on, as the trace has it",
   CHECK(parse_cost_json(to_cost_json(costs), "profile").stage_ranks == costs.stage_ranks);
   // A stage that never ran sat nowhere the trace says: none is recorded.
   CHECK(measure_stage_costs(v, 5, {}).stage_ranks.empty());
+}
+
+// A run's cost file read again from its trace: what the trace does not hold comes from the cost file,
+// and under the rules that wrote it the result is that cost file.
+TEST_CASE("profile_again: a run's cost file from its trace and that cost file gives the cost file back",
+          "[traces][profile]") {
+  trace two;
+  two.num_ranks = 2;
+  for (double shift : {0.0, 1000.0})
+    for (const auto& e : one_step(shift).events)
+      two.events.push_back(e);
+  two.events.push_back(ev(0, "0SEND_F1", 1210, 1225));
+  profile_context context{.activation_bytes = {{0, 4096}, {1, 2048}}, .param_bytes = {{0, 1000}, {1, 3000}},
+                          .links = {link_cost{.src = 0, .dst = 1, .latency_us = 20, .bandwidth_gbps = 2},
+                                    link_cost{.src = 1, .dst = 0, .latency_us = 25, .bandwidth_gbps = 2}},
+                          .send_posting = link_class{.latency_us = 5, .bandwidth_gbps = 4},
+                          .arrival_cost_us = 7,
+                          .microbatch_rows = 16,
+                          .steps = 1};
+  const cost_table run = measure_stage_costs(step_range(two, 2, 1), 2, context);
+  REQUIRE(run.links.at(0).probe_latency_us == 20); // the run waited on both links: refitted
+  const cost_table again = profile_again(two, parse_cost_json(to_cost_json(run), "run.json"));
+  CHECK(to_cost_json(again) == to_cost_json(run));
+  cost_table one_stage = run;
+  one_stage.stages.pop_back();
+  CHECK_THROWS_WITH(profile_again(two, one_stage), Catch::Contains("the trace has 1F0 on rank 1, a stage past the cost file's 1: not the run that wrote it"));
 }
