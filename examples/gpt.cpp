@@ -110,8 +110,18 @@ int main(int argc, char** argv) {
   }
   // The layers of a per-layer profile: one block per stage (the embeddings go with the first, the head
   // with the last).
-  if (o.split == "manual")
+  if (o.split == "manual") {
     job.num_layers = static_cast<int>(o.config.n_layer);
+    job.stage_first_layers = [&](int num_stages) { // as make_stages splits
+      std::vector<int> first{0};
+      if (!planned_split.empty() && static_cast<int>(planned_split.size()) + 1 == num_stages)
+        first.insert(first.end(), planned_split.begin(), planned_split.end());
+      else
+        for (const auto b : models::gpt_stage_first_blocks(o.config, num_stages))
+          first.push_back(static_cast<int>(b));
+      return first;
+    };
+  }
 
   models::GPT model{nullptr}; // the stages share its tensors (replicate: copies)
   std::vector<tied_group> tied;

@@ -134,8 +134,15 @@ int main(int argc, char** argv) {
     auto model = make_mynetwork(o.seed, net);
     return split_sequential(model, boundaries_for(s.shape.num_stages()));
   };
-  if (o.split == "manual")
+  if (o.split == "manual") {
     job.num_layers = static_cast<int>(2 * net.dims.size() + 1); // the Sequential's modules
+    job.stage_first_layers = [&](int num_stages) {
+      std::vector<int> first{0};
+      for (const auto b : boundaries_for(num_stages))
+        first.push_back(static_cast<int>(b));
+      return first;
+    };
+  }
   job.make_optimizer = [&](std::vector<torch::Tensor> params) { return sgd(std::move(params), o.lr); };
   job.describe_model = [&](int num_stages) {
     nlohmann::json m{{"model", "mynetwork"}, {"in_dim", net.in_dim}, {"dims", net.dims}, {"classes", net.classes},

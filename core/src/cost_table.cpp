@@ -119,6 +119,17 @@ double cost_table::operator()(const action& a) const {
   return t * std::max(0.0, 1.0 + jitter * u);
 }
 
+double cost_table::received_input_us(const action& a, const pipeline_shape& shape) const {
+  // Scaled with the micro-batch (microbatch_scale), as its tensor is.
+  if (a.kind == action_kind::forward)
+    return a.stage > 0 && shape.rank_of(a.stage - 1) != shape.rank_of(a.stage) ? received_input.F * scale(a.microbatch) : 0.0;
+  if (is_input_backward(a.kind))
+    return a.stage + 1 < shape.num_stages() && shape.rank_of(a.stage + 1) != shape.rank_of(a.stage)
+               ? received_input.B * scale(a.microbatch)
+               : 0.0;
+  return 0.0;
+}
+
 std::uint64_t cost_table::transfer_bytes(action_kind kind, int stage, int microbatch) const {
   // The boundary between stage b and b+1 carries b's output forward and its gradient back.
   const int boundary = kind == action_kind::send_f || kind == action_kind::recv_b ? stage : stage - 1;
@@ -252,6 +263,19 @@ void cost_table::validate(int num_stages, const std::string& source) const {
         throw input_error(source + ": stages[" + std::to_string(i) + "]." + name +
                           " must be a non-negative number of microseconds (got " + num(v) + ")");
   }
+  if (!stage_first_layers.empty()) {
+    const std::string where = source + ": stage_first_layers";
+    if (static_cast<int>(stage_first_layers.size()) != num_stages)
+      throw input_error(where + " has " + std::to_string(stage_first_layers.size()) + " entries but the schedule has " +
+                        std::to_string(num_stages) + " stages");
+    for (std::size_t s = 0; s < stage_first_layers.size(); ++s) {
+      const int first = stage_first_layers[s];
+      if ((s == 0 && first != 0) || (s > 0 && first <= stage_first_layers[s - 1]) ||
+          (!layers.empty() && first >= static_cast<int>(layers.size())))
+        throw input_error(where + "[" + std::to_string(s) + "]: " + std::to_string(first) +
+                          " (they begin at 0 and rise, each below the " + std::to_string(layers.size()) + " layers)");
+    }
+  }
   if (!stage_ranks.empty() && static_cast<int>(stage_ranks.size()) != num_stages)
     throw input_error(source + ": 'stage_ranks' has " + std::to_string(stage_ranks.size()) +
                       " entries but the schedule has " + std::to_string(num_stages) + " stages");
@@ -271,6 +295,9 @@ void cost_table::validate(int num_stages, const std::string& source) const {
   if (replica_link)
     check_link_class("replica_link", *replica_link);
   check_link_class("send_posting", send_posting);
+  if (!(received_input.F >= 0) || !std::isfinite(received_input.F) || !(received_input.B >= 0) || !std::isfinite(received_input.B))
+    throw input_error(source + ": received_input_us's F and B must be finite non-negative numbers (got " +
+                      num(received_input.F) + ", " + num(received_input.B) + ")");
   if (!(arrival_cost_us >= 0) || !std::isfinite(arrival_cost_us))
     throw input_error(source + ": arrival_cost_us must be a finite non-negative number (got " +
                       num(arrival_cost_us) + ")");
@@ -372,7 +399,7 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
     throw input_error(source + ": missing 'stages' array (expected {\"stages\": [{\"F\": .., \"B\": ..}, ...]})");
   // A misspelt field would silently fall back to its default: every key must be one this file knows.
   reject_unknown_keys(j, {"stages", "device", "unit", "source", "action_overhead_us", "step_overhead_us",
-                          "arrival_cost_us", "send_posting", "shared_cpus", "stage_ranks", "noise", "microbatch_rows", "links", "replica_link",
+                          "arrival_cost_us", "send_posting", "received_input_us", "shared_cpus", "stage_ranks", "stage_first_layers", "noise", "microbatch_rows", "links", "replica_link",
                           "replica_reduce_scatter", "layers"},
                       source + ": ");
   if (j.contains("unit") && j["unit"] != "us")
@@ -508,6 +535,15 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
   };
   if (j.contains("send_posting"))
     t.send_posting = link_class_at("send_posting");
+  if (j.contains("received_input_us")) {
+    const auto& e = j["received_input_us"];
+    const std::string where = source + ": received_input_us.";
+    if (!e.is_object())
+      throw input_error(source + ": received_input_us must be an object {\"F\": us, \"B\": us}");
+    reject_unknown_keys(e, {"F", "B"}, where);
+    t.received_input = {.F = e.contains("F") ? number(e, where, "F", "number of microseconds") : 0.0,
+                        .B = e.contains("B") ? number(e, where, "B", "number of microseconds") : 0.0};
+  }
   if (const auto* groups = array_of("shared_cpus")) {
     for (std::size_t i = 0; i < groups->size(); ++i) {
       const auto& g = (*groups)[i];
@@ -520,6 +556,10 @@ cost_table parse_cost_json(std::string_view text, const std::string& source) {
       t.shared_cpus.push_back(std::move(ranks));
     }
   }
+  if (const auto* firsts = array_of("stage_first_layers"))
+    for (std::size_t s = 0; s < firsts->size(); ++s)
+      t.stage_first_layers.push_back(static_cast<int>(
+          json_integer((*firsts)[s], source + ": stage_first_layers[" + std::to_string(s) + "] (a layer)", 0, 1 << 20)));
   if (const auto* ranks = array_of("stage_ranks"))
     for (std::size_t s = 0; s < ranks->size(); ++s)
       t.stage_ranks.push_back(
@@ -647,6 +687,8 @@ cost_table median_profile(const std::vector<cost_table>& runs, const std::vector
       throw differs("replica_reduce_scatter");
     if (t.stage_ranks != first.stage_ranks)
       throw differs("stage_ranks");
+    if (t.stage_first_layers != first.stage_first_layers)
+      throw differs("stage_first_layers");
     if (t.shared_cpus != first.shared_cpus)
       throw differs("shared_cpus");
     if (t.microbatch_rows != first.microbatch_rows)
@@ -683,6 +725,8 @@ cost_table median_profile(const std::vector<cost_table>& runs, const std::vector
       (*out.replica_link).*f = median_of([&](const cost_table& t) { return (*t.replica_link).*f; });
   for (const auto f : {&link_class::latency_us, &link_class::bandwidth_gbps})
     out.send_posting.*f = median_of([&](const cost_table& t) { return t.send_posting.*f; });
+  for (const auto f : {&cost_table::received_input_cost::F, &cost_table::received_input_cost::B})
+    out.received_input.*f = median_of([&](const cost_table& t) { return t.received_input.*f; });
   for (const auto f : {&cost_table::action_overhead_us, &cost_table::step_overhead_us, &cost_table::arrival_cost_us})
     out.*f = median_of([&](const cost_table& t) { return t.*f; });
   if (!out.noise.empty()) {
@@ -753,10 +797,14 @@ std::string to_cost_json(const cost_table& t, std::string_view source) {
   };
   if (t.posting_costs())
     j["send_posting"] = link_class_json(t.send_posting);
+  if (t.received_input.F > 0 || t.received_input.B > 0)
+    j["received_input_us"] = nlohmann::json{{"F", t.received_input.F}, {"B", t.received_input.B}};
   if (!t.shared_cpus.empty())
     j["shared_cpus"] = t.shared_cpus;
   if (!t.stage_ranks.empty())
     j["stage_ranks"] = t.stage_ranks;
+  if (!t.stage_first_layers.empty())
+    j["stage_first_layers"] = t.stage_first_layers;
   if (t.replica_link)
     j["replica_link"] = link_class_json(*t.replica_link);
   if (t.replica_reduce_scatter_by_allreduce)

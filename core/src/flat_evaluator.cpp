@@ -139,7 +139,7 @@ void flat_evaluator::prepare(const schedule& s, const cost_table& costs, const l
         o.wait = in == 1 ? fwd(a.stage, a.microbatch) : bwd(a.stage, a.microbatch);
       if (is_compute(a.kind)) {
         o.cls = compute;
-        o.cost = costs(a);
+        o.cost = costs(a) + costs.received_input_us(a, shape);
         const memory_effect e = memory_effect_of(costs, a, forward_only);
         o.held = e.held_at_start, o.freed = e.freed_at_end;
         o.activations_at_start = static_cast<std::int8_t>(e.activations_at_start);

@@ -108,6 +108,7 @@ cost_table stage_costs(const cost_table& profile, const plan_options& o, const s
   c.step_overhead_us = profile.step_overhead_us;
   c.arrival_cost_us = profile.arrival_cost_us;
   c.send_posting = profile.send_posting;
+  c.received_input = profile.received_input;
   // shared_cpus stays behind: a plan is for ranks with processors of their own, the profile's CPUs were shared by its own ranks.
   c.microbatch_rows = profile.microbatch_rows;
   c.jitter = profile.jitter;
@@ -120,6 +121,9 @@ cost_table stage_costs(const cost_table& profile, const plan_options& o, const s
     const std::int64_t rows = std::max<std::int64_t>(1, o.global_batch / M);
     c.stages = group_layers(layers_at_rows(profile, rows), boundaries);
     share_optimizer_step(profile, c.stages);
+    // A received input's cost follows its tensor, which grows with the rows like the layers' times.
+    const double rows_ratio = static_cast<double>(rows) / static_cast<double>(profile.microbatch_rows);
+    c.received_input = {.F = profile.received_input.F * rows_ratio, .B = profile.received_input.B * rows_ratio};
     c.microbatch_rows = rows;
     c.scale_by_rows(o.global_batch, M);
     return c;

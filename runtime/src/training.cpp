@@ -840,10 +840,13 @@ int train_pipelined(const training_job& job, const dist_env& env) {
       say(std::string("warning: --profile: the layers were not measured: ") + e.what());
     }
   }
+  auto first_layers = [&] { // the run's split in the measured layers, for the profile
+    return !layer_costs.empty() && job.stage_first_layers ? job.stage_first_layers(S) : std::vector<int>{};
+  };
   if (!transport) {
     report_measured(ran, events(), S,
                     {.activation_bytes = activations(), .param_bytes = param_bytes, .layers = layer_costs,
-                     .microbatch_rows = rows});
+                     .stage_first_layers = first_layers(), .microbatch_rows = rows});
     if (job.time_steps)
       print_step_ms({step_us});
     return 0;
@@ -886,7 +889,7 @@ int train_pipelined(const training_job& job, const dist_env& env) {
                      .data_parallel = {.replicas = D, .sync = job.grad_sync, .zero1 = job.zero1},
                      // Replicas sharing a CPU are not modelled: the table is one replica's.
                      .shared_cpus = D == 1 ? ranks_sharing_cpus(where) : std::vector<std::vector<int>>{},
-                     .layers = layer_costs, .microbatch_rows = rows});
+                     .layers = layer_costs, .stage_first_layers = first_layers(), .microbatch_rows = rows});
     if (job.time_steps)
       print_step_ms(times);
   }

@@ -139,7 +139,7 @@ class sim_executor final : public actors::executor, engine::timer {
 public:
   // forward_only: the plan has no backward (inference), so F holds its activations only while it runs.
   sim_executor(shared_state& st, const sim_options& o, const pipeline_shape& shape, int rank, bool forward_only)
-      : st_(st), costs_(o.costs), rank_(rank), forward_only_(forward_only),
+      : st_(st), costs_(o.costs), shape_(shape), rank_(rank), forward_only_(forward_only),
         memory_(static_memory_bytes(o.costs, per_replica(o.memory, o.data_parallel), shape, rank), o.memory.cap_bytes),
         dp_(o.data_parallel), microbatches_(shape.num_microbatches),
         replica_link_(replica_link(o.costs, o.links, rank, shape.num_ranks)) {
@@ -164,7 +164,7 @@ public:
     if (effect.activations_at_start > 0)
       st_.record(memory_sample{rank_, t0, memory_.bytes()});
     running_ = running_action{.done = std::move(done), .effect = effect, .reply_to = reply_to};
-    double cost = costs_(a);
+    double cost = costs_(a) + costs_.received_input_us(a, shape_);
     if (a.kind == action_kind::optimizer_step && dp_.sharded()) { // then the all-gather
       replica_link_free_ = sharded_step_end(cost, costs_.param_bytes(a.stage), dp_.replicas, replica_link_, t0, replica_link_free_);
       cost = replica_link_free_ - t0;
@@ -255,6 +255,7 @@ private:
 
   shared_state& st_;
   const cost_table& costs_;
+  const pipeline_shape& shape_;
   const int rank_;
   const bool forward_only_;
   rank_memory memory_;

@@ -27,7 +27,11 @@ TEST_CASE("cost file: layers, links, overhead and output bytes round-trip exactl
   t.replica_link = link_class{.latency_us = 80.5, .bandwidth_gbps = 1.25};
   t.replica_reduce_scatter_by_allreduce = true;
   t.send_posting = link_class{.latency_us = 30.25, .bandwidth_gbps = 2.5};
+  t.received_input = {.F = 41.5, .B = 52.25};
+  t.stage_first_layers = {0, 1};
   const auto back = parse_cost_json(to_cost_json(t, "measured"), "round trip");
+  CHECK(back.received_input == t.received_input);
+  CHECK(back.stage_first_layers == t.stage_first_layers);
   CHECK(back.send_posting.latency_us == 30.25);
   CHECK(back.send_posting.bandwidth_gbps == 2.5);
   CHECK(back.send_posting_us(5000) == Approx(30.25 + 2)); // 5000 B at 2.5 GB/s: 2 us
@@ -48,7 +52,20 @@ TEST_CASE("cost file: layers, links, overhead and output bytes round-trip exactl
   const auto plain = to_cost_json(uniform_costs(2, stage_cost{}));
   CHECK(plain.find("links") == std::string::npos);
   CHECK(plain.find("send_posting") == std::string::npos);
-  CHECK_THROWS_WITH(parse_cost_json(R"({"stages":[{"F":1}],"send_posting":{"latency_us":-1,"bandwidth_gbps":1}})", "c.json"),
+  CHECK(plain.find("received_input_us") == std::string::npos);
+  CHECK(plain.find("stage_first_layers") == std::string::npos);
+  CHECK_THROWS_WITH(parse_cost_json(R"({"stages":[{"F":1}],"received_input_us":{"F":-1}})", "c.json"),
+                    Catch::StartsWith("c.json: received_input_us.F must be"));
+  CHECK_THROWS_WITH(parse_cost_json(R"({"stages":[{"F":1}],"received_input_us":{"I":1}})", "c.json"),
+                    Catch::StartsWith("c.json: received_input_us: unknown field \"I\""));
+  const std::string two = R"({"stages":[{"F":1},{"F":1}],"layers":[{"F":1,"I":1,"W":1,"B":2},{"F":1,"I":1,"W":1,"B":2},{"F":1,"I":1,"W":1,"B":2}],)";
+  CHECK_NOTHROW(parse_cost_json(two + R"("stage_first_layers":[0,2]})", "c.json").validate(2, "c.json"));
+  CHECK_THROWS_WITH(parse_cost_json(two + R"("stage_first_layers":[1,2]})", "c.json").validate(2, "c.json"),
+                    Catch::StartsWith("c.json: stage_first_layers[0]: 1 (they begin at 0 and rise, each below the 3 layers)"));
+  CHECK_THROWS_WITH(parse_cost_json(two + R"("stage_first_layers":[0,3]})", "c.json").validate(2, "c.json"),
+                    Catch::StartsWith("c.json: stage_first_layers[1]: 3"));
+  CHECK_THROWS_WITH(parse_cost_json(two + R"("stage_first_layers":[0]})", "c.json").validate(2, "c.json"),
+                    Catch::StartsWith("c.json: stage_first_layers has 1 entries but the schedule has 2 stages"));  CHECK_THROWS_WITH(parse_cost_json(R"({"stages":[{"F":1}],"send_posting":{"latency_us":-1,"bandwidth_gbps":1}})", "c.json"),
                     Catch::StartsWith("c.json: send_posting.latency_us must be"));
   CHECK_THROWS_WITH(parse_cost_json(R"({"stages":[{"F":1}],"send_posting":{"latency_us":1,"gbps":1}})", "c.json"),
                     Catch::StartsWith("c.json: send_posting: unknown field \"gbps\""));

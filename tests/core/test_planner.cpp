@@ -242,6 +242,31 @@ TEST_CASE("planner: micro-batches of G/M rows scale the profile's costs, without
   CHECK(per_mb.candidates.front().throughput == Approx(16 / (per_mb.candidates.front().step_us * 1e-6)));
 }
 
+// What an input received from another rank costs (cost_table::received_input) goes with the plan, at
+// its micro-batches' rows: the engines add it to stage 1's F and stage 0's B.
+TEST_CASE("planner: a received input's cost follows the plan's stages and rows", "[core][planner]") {
+  cost_table profile = layered_profile({1, 1, 1, 1});
+  profile.microbatch_rows = 4;
+  profile.received_input = {.F = 0.5, .B = 0.25};
+  plan_options o{.num_ranks = 2, .schedules = {"gpipe"}, .global_batch = 16};
+  const plan_candidate c{.schedule = "gpipe", .stages_per_rank = 1, .microbatches = 8, .boundaries = {0, 2}};
+  const cost_table eight = plan_costs(profile, o, c);
+  const schedule s = plan_schedule(o, c);
+  CHECK(eight.received_input_us({1, action_kind::forward, 0}, s.shape) == 0.25); // 2 rows of the measured 4
+  CHECK(eight.received_input_us({0, action_kind::forward, 0}, s.shape) == 0);
+  CHECK(eight.received_input_us({0, action_kind::full_backward, 0}, s.shape) == 0.125);
+  // GPipe, 2 stages of F = 1, B = 2 a micro-batch, stage 1's F 1.25 and stage 0's B 2.125: stage 1's
+  // forwards end at 1 + 8 x 1.25 = 11, its backwards at 11 + 8 x 2, and stage 0's from 13 on take
+  // 8 x 2.125: 30 (27 without).
+  for (const auto& cand : make_plan(profile, o).candidates)
+    if (cand.microbatches == 8 && cand.stages_per_rank == 1)
+      CHECK(cand.step_us == 30);
+  // Layers timed at other sizes: the plan's micro-batch of 8 rows receives twice the measured 4's.
+  profile.layers[0].other_sizes = {{.rows = 8, .F = 2, .I = 2, .W = 2, .B = 4}};
+  const plan_candidate two{.schedule = "gpipe", .stages_per_rank = 1, .microbatches = 2, .boundaries = {0, 2}};
+  CHECK(plan_costs(profile, o, two).received_input == cost_table::received_input_cost{.F = 1, .B = 0.5});
+}
+
 TEST_CASE("planner: a memory cap excludes exactly the candidates that run out of memory", "[core][planner]") {
   const cost_table profile = layered_profile({3, 1, 2, 2, 1, 3, 2, 2});
   plan_options o{.num_ranks = 2, .microbatches = {2, 4, 8}};

@@ -89,6 +89,18 @@ def main():
     for s, c in enumerate(stages[:n_stages]):
         want = {k: (sum(samples[(s, k)]) - per_arrival * sum(arrivals.get((s, k), []))) / len(samples[(s, k)])
                 for k in COMPUTE if samples[(s, k)]}
+        # An input received from another rank is the cost file's received_input_us, apart (the engines
+        # add it back where the stage before, or after for a gradient, is on another rank).
+        received, ranks = costs.get("received_input_us", {}), costs.get("stage_ranks", [])
+        if len(ranks) == len(stages):
+            if s > 0 and ranks[s - 1] != ranks[s] and "F" in want:
+                want["F"] = max(0.0, want["F"] - received.get("F", 0.0))
+            if s + 1 < len(stages) and ranks[s + 1] != ranks[s]:
+                for k in ("B", "I"):
+                    if k in want:
+                        want[k] = max(0.0, want[k] - received.get("B", 0.0))
+        elif received:
+            bad.append(f"received_input_us {received} without a stage_ranks entry per stage")
         if "B" not in want and "I" in want and "W" in want:
             want["B"] = want["I"] + want["W"]
         if "I" not in want and "W" not in want and "B" in want:

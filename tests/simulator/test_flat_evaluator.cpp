@@ -154,6 +154,12 @@ std::vector<configuration> configurations(const schedule& s, std::uint32_t seed)
     o.costs.arrival_cost_us = 0.3;
     o.costs.shared_cpus = ranks_on_cpus(R, 1);
   });
+  add("inputs received from another rank cost more, arrivals cost compute, uneven micro-batches", [&](sim::sim_options& o) {
+    o.links = link_model::uniform(0.3, 0.5);
+    o.costs.received_input = {.F = 0.35, .B = 0.6};
+    o.costs.arrival_cost_us = 0.2;
+    o.costs.scale_by_rows(2 * M + 1, M);
+  });
   add("ranks sharing 2 CPUs, noise, posting, blocking sends, pp x dp", [&](sim::sim_options& o) {
     o.links = link_model::uniform(0.4, 2);
     o.links.blocking_send = true;

@@ -344,3 +344,39 @@ TEST_CASE("profile_again: a run's cost file from its trace and that cost file gi
   one_stage.stages.pop_back();
   CHECK_THROWS_WITH(profile_again(two, one_stage), Catch::Contains("the trace has 1F0 on rank 1, a stage past the cost file's 1: not the run that wrote it"));
 }
+
+// Layers timed alone, and a run that split them [0] and [1, 2] over two ranks (GPipe, one micro-batch,
+// times in us). Stage 1's F and stage 0's B had their inputs from the other rank: each direction is
+// k x its layers + c there. F: 12 = k 10, 67 = k 50 + c (k 1.2, c 7); B: 110 = k 100, 31 = k 20 + c (k 1.1,
+// c 9).
+TEST_CASE("a profile with the run's split fits what an input received from another rank costs, and scales the layers by the rest",
+          "[traces][profile]") {
+  trace t;
+  t.num_ranks = 2;
+  for (auto e : {ev(0, "0F0", 0, 12), ev(1, "1F0", 20, 87), ev(1, "1B0", 87, 197), ev(0, "0B0", 205, 236)})
+    t.events.push_back(e);
+  const std::vector<layer_cost> layers{layer_cost{.name = "a", .F = 10, .B = 20}, layer_cost{.name = "b", .F = 20, .B = 40},
+                                       layer_cost{.name = "c", .F = 30, .B = 60}};
+  const cost_table fitted = measure_stage_costs(t, 2, {.layers = layers, .stage_first_layers = {0, 1}});
+  CHECK(fitted.received_input.F == Approx(7));
+  CHECK(fitted.received_input.B == Approx(9));
+  CHECK(fitted.stage_first_layers == std::vector<int>{0, 1});
+  CHECK(fitted.stages[0].F == Approx(12));
+  CHECK(fitted.stages[1].F == Approx(60));
+  CHECK(fitted.stages[0].B == Approx(22));
+  CHECK(fitted.stages[0].I == Approx(11));
+  CHECK(fitted.stages[1].B == Approx(110));
+  CHECK(fitted.layers[2].F == Approx(36));
+  CHECK(fitted.layers[1].B == Approx(44));
+  // The engines add it back where a stage's input comes from another rank: the run's own times.
+  const pipeline_shape two{.num_ranks = 2, .stages_per_rank = 1, .num_microbatches = 1};
+  CHECK(fitted.stages[1].F + fitted.received_input_us({1, action_kind::forward, 0}, two) == Approx(67));
+  CHECK(fitted.received_input_us({0, action_kind::forward, 0}, two) == 0);
+  CHECK(fitted.received_input_us({0, action_kind::full_backward, 0}, two) == Approx(9));
+  CHECK(fitted.received_input_us({1, action_kind::full_backward, 0}, two) == 0);
+  // Without the split nothing is fitted: the stages as measured, the layers scaled by the totals.
+  const cost_table plain = measure_stage_costs(t, 2, {.layers = layers});
+  CHECK(plain.received_input == cost_table::received_input_cost{});
+  CHECK(plain.stages[1].F == Approx(67));
+  CHECK(plain.layers[0].F == Approx(10 * 79.0 / 60));
+}

@@ -128,7 +128,7 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
   out.layers = context.layers;
   // The layers were timed alone in one process, the stages beside the other ranks: each kind's layer times
   // (at every size they were timed at) are scaled by the stages' measured total over the layers' total
-  // at the run's size, and so is U, so that layers regrouped
+  // at the run's size (or by the fit below), and so is U, so that layers regrouped
   // into the run's own split add up to what the run measured. A kind the run did not measure (I and W of
   // a schedule with full backwards, B of a zero-bubble one) takes the factor of what it makes up (B), or
   // of its parts (I + W), keeping the layers' own split between I and W. I and W measured apart share
@@ -145,12 +145,68 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
     return sum;
   };
   auto ratio = [](double stages, double layers) { return stages > 0 && layers > 0 ? stages / layers : 1.0; };
-  const double f_F = ratio(total(out.stages, &stage_cost::F), total(out.layers, &layer_cost::F));
   const bool have_b = measured_everywhere(action_kind::full_backward),
              have_iw = measured_everywhere(action_kind::backward_input) && measured_everywhere(action_kind::backward_weight);
+  // With the run's split in the layers and the rank of each stage, each direction's stages are fitted as
+  // k x their layers + c where their input came from another rank (least squares): c is what such an
+  // action takes beyond its layers (cost_table::received_input, which the engines add back), k scales the
+  // layers. The forward on F, the backward on B (or I + W), whose received gradient the engines charge
+  // to B and I. A fit with c or k not above 0, or stages that all received or none, keeps the totals.
+  out.stage_first_layers = context.stage_first_layers;
+  const auto S = static_cast<std::size_t>(num_stages);
+  const bool split_known = !out.layers.empty() && out.stage_first_layers.size() == S && out.stage_ranks.size() == S;
+  struct line {
+    double k = 0, c = 0;
+    bool fitted = false;
+  };
+  auto fit = [&](auto stage_time, auto layer_time, auto received) {
+    if (!split_known)
+      return line{};
+    double sxx = 0, sxz = 0, sz = 0, sxy = 0, szy = 0;
+    for (std::size_t st = 0; st < S; ++st) {
+      const auto end = st + 1 < S ? static_cast<std::size_t>(out.stage_first_layers[st + 1]) : out.layers.size();
+      double x = 0;
+      for (auto l = static_cast<std::size_t>(out.stage_first_layers[st]); l < end; ++l)
+        x += layer_time(out.layers[l]);
+      const double y = stage_time(out.stages[st]), z = received(st) ? 1.0 : 0.0;
+      sxx += x * x, sxz += x * z, sz += z, sxy += x * y, szy += z * y;
+    }
+    const double det = sxx * sz - sxz * sxz;
+    if (!(det > 1e-9 * sxx * std::max(sz, 1.0)))
+      return line{};
+    const line l{.k = (sxy * sz - sxz * szy) / det, .c = (sxx * szy - sxz * sxy) / det, .fitted = true};
+    return l.k > 0 && l.c > 0 ? l : line{};
+  };
+  auto received_forward = [&](std::size_t st) { return st > 0 && out.stage_ranks[st - 1] != out.stage_ranks[st]; };
+  auto received_gradient = [&](std::size_t st) { return st + 1 < S && out.stage_ranks[st + 1] != out.stage_ranks[st]; };
+  const line forward = fit([](const stage_cost& x) { return x.F; }, [](const layer_cost& x) { return x.F; }, received_forward);
+  const line backward = fit([&](const stage_cost& x) { return have_b || !have_iw ? x.B : x.I + x.W; },
+                            [&](const layer_cost& x) { return have_b || !have_iw ? x.B : x.I + x.W; }, received_gradient);
+  out.received_input = {.F = forward.c, .B = backward.c};
+  for (std::size_t st = 0; st < S; ++st) {
+    stage_cost& x = out.stages[st];
+    if (received_forward(st))
+      x.F = std::max(0.0, x.F - forward.c);
+    if (!received_gradient(st) || backward.c == 0)
+      continue;
+    const auto& n = a[st].n;
+    const bool b_measured = n[static_cast<std::size_t>(action_kind::full_backward)] > 0,
+               i_measured = n[static_cast<std::size_t>(action_kind::backward_input)] > 0;
+    if (b_measured)
+      x.B = std::max(0.0, x.B - backward.c);
+    if (i_measured)
+      x.I = std::max(0.0, x.I - backward.c);
+    if (!b_measured && i_measured) // derived, as above: B = I + W
+      x.B = x.I + x.W;
+    if (b_measured && !i_measured) // I = W = B / 2
+      x.I = x.W = x.B / 2;
+  }
+  const double f_F = forward.fitted ? forward.k : ratio(total(out.stages, &stage_cost::F), total(out.layers, &layer_cost::F));
   const double f_IW = ratio(total(out.stages, &stage_cost::I, &stage_cost::W), total(out.layers, &layer_cost::I, &layer_cost::W));
-  const double f_B = have_b || !have_iw ? ratio(total(out.stages, &stage_cost::B), total(out.layers, &layer_cost::B)) : f_IW;
-  const double f_I = have_iw ? f_IW : f_B, f_W = f_I;
+  const double f_B = backward.fitted ? backward.k
+                     : have_b || !have_iw ? ratio(total(out.stages, &stage_cost::B), total(out.layers, &layer_cost::B))
+                                          : f_IW;
+  const double f_I = backward.fitted ? backward.k : have_iw ? f_IW : f_B, f_W = f_I;
   const double f_U = ratio(total(out.stages, &stage_cost::U), total(out.layers, &layer_cost::U));
   for (auto& l : out.layers) {
     l.F *= f_F, l.I *= f_I, l.W *= f_W, l.B *= f_B, l.U *= f_U;
@@ -186,6 +242,7 @@ cost_table profile_again(const trace& whole, const cost_table& run_profile, cons
   c.data_parallel = data_parallel;
   c.shared_cpus = run_profile.shared_cpus;
   c.layers = run_profile.layers;
+  c.stage_first_layers = run_profile.stage_first_layers;
   c.microbatch_rows = run_profile.microbatch_rows;
   const int steps = steps_in(whole);
   c.steps = std::max(1, steps - 1);

@@ -188,6 +188,18 @@ struct cost_table {
   link_class send_posting;
   double send_posting_us(std::uint64_t bytes) const { return time_transfer(0, 0, bytes, send_posting).arrive; }
   bool posting_costs() const { return send_posting.latency_us > 0 || send_posting.bandwidth_gbps > 0; }
+  // What a compute action takes beyond its stage's time when its input came from another rank (F's
+  // activation, I's or B's gradient; not W's): the runtime's work on a received tensor, which layers timed
+  // alone in one process do not show. GPT's stages on 2 processes, side by side: the same layers in 4
+  // stages took 17-20% more than in 2. The engines add it (received_input_us); a profile fits it from its
+  // stages, and keeps it out of their times. {0, 0}: none.
+  struct received_input_cost {
+    double F = 0, B = 0;
+    bool operator==(const received_input_cost&) const = default;
+  } received_input;
+  // That extra for action `a` of a schedule of `shape`: received_input.F for an F whose stage's
+  // predecessor is on another rank, .B for an I or B whose successor is; else 0.
+  double received_input_us(const action& a, const pipeline_shape& shape) const;
   // Groups of ranks whose compute shares one CPU (`pippy run --bind-cores` with more ranks than CPUs:
   // core's cpu_share); the engines run each group's actions on one shared_processor. The compute times
   // are each action's work alone. Empty: every rank computes on a processor of its own.
@@ -195,6 +207,9 @@ struct cost_table {
   // The rank each stage ran on in the profiled run (its trace's), which tells which link each boundary's
   // transfers took there (blend_profiles). Empty: unknown, read as stage s on rank s mod R.
   std::vector<int> stage_ranks;
+  // Where each profiled stage's layers begin, in `layers` (the first 0, ascending): what the profile
+  // fitted the stages against its layers with. Empty: unknown.
+  std::vector<int> stage_first_layers;
   std::int64_t microbatch_rows = 0; // rows of the micro-batch the times were measured on (0 = unknown)
   double jitter = 0;       // each compute time scaled by (1 + jitter * u), u uniform in [-1, 1]
   std::uint64_t seed = 0;  // ... drawn from a hash of (seed, action): deterministic, order-free

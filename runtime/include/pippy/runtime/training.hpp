@@ -69,6 +69,9 @@ struct training_job {
   // The finest split make_stages accepts (the model's layers, one per stage); 0 = none. With a profile,
   // each layer is measured alone (measure_layers) so that a planner can regroup them.
   int num_layers = 0;
+  // Where each stage of a split into num_stages begins, in those layers (the first 0); empty function:
+  // unknown. A profile records it (cost_table::stage_first_layers).
+  std::function<std::vector<int>(int num_stages)> stage_first_layers;
   // Replicated tied weights of those stages (asked after make_stages; the name is the parameter's name
   // in each holder's named_parameters()). Their gradients are summed over the holders before U.
   std::function<std::vector<tied_group>()> tied_groups;

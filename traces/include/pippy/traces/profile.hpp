@@ -29,6 +29,7 @@ struct profile_context {
   // action's work alone (traces' work_alone) before anything is read from them.
   std::vector<std::vector<int>> shared_cpus;
   std::vector<layer_cost> layers;
+  std::vector<int> stage_first_layers; // where each stage's layers begin (cost_table's); empty: unknown
   std::int64_t microbatch_rows = 0;
   int steps = 1; // in the trace: the gap between them is the runtime's per-step overhead
 };
