@@ -374,7 +374,10 @@ TEST_CASE("a profile with the run's split fits what an input received from anoth
   CHECK(fitted.received_input_us({0, action_kind::forward, 0}, two) == 0);
   CHECK(fitted.received_input_us({0, action_kind::full_backward, 0}, two) == Approx(9));
   CHECK(fitted.received_input_us({1, action_kind::full_backward, 0}, two) == 0);
-  // Without the split nothing is fitted: the stages as measured, the layers scaled by the totals.
+  // Without the split (or with one the layers cannot hold) nothing is fitted: the stages as measured, the
+  // layers scaled by the totals.
+  CHECK(measure_stage_costs(t, 2, {.layers = layers, .stage_first_layers = {0, 3}}).received_input ==
+        cost_table::received_input_cost{});
   const cost_table plain = measure_stage_costs(t, 2, {.layers = layers});
   CHECK(plain.received_input == cost_table::received_input_cost{});
   CHECK(plain.stages[1].F == Approx(67));

@@ -154,7 +154,11 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
   // to B and I. A fit with c or k not above 0, or stages that all received or none, keeps the totals.
   out.stage_first_layers = context.stage_first_layers;
   const auto S = static_cast<std::size_t>(num_stages);
-  const bool split_known = !out.layers.empty() && out.stage_first_layers.size() == S && out.stage_ranks.size() == S;
+  const auto& first = out.stage_first_layers; // as cost_table::validate has it: from 0, rising, below the layers
+  bool split_known = S > 0 && !out.layers.empty() && first.size() == S && out.stage_ranks.size() == S && first[0] == 0 &&
+                     static_cast<std::size_t>(first.back()) < out.layers.size();
+  for (std::size_t st = 1; split_known && st < S; ++st)
+    split_known = first[st] > first[st - 1];
   struct line {
     double k = 0, c = 0;
     bool fitted = false;
