@@ -3,6 +3,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 
 #include <cstdlib>
+#include <mutex>
 
 #include "pippy/runtime/environment.hpp"
 
@@ -16,6 +17,14 @@ bool is_loopback(const std::string& addr) {
 
 c10::intrusive_ptr<c10d::Backend> make_gloo_backend(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
                                                     std::chrono::milliseconds timeout, const std::string& master_addr) {
+  // c10d 2.11's flight recorder (FlightRecorder::recordWithResetEnabled, which every Gloo collective and
+  // send calls) adds a group to its std::map before it takes its lock: two groups of one process making
+  // their first call at once corrupt the map. The tests' two ranks in one process segfaulted there (1
+  // in about 30 runs of a test that makes four pairs of groups), and a pp x dp process holds its
+  // pipeline's group and its replicas' group. We read none of its records: it is off unless the user
+  // set TORCH_FR_BUFFER_SIZE, before the first group reads it.
+  static std::once_flag recorder_off;
+  std::call_once(recorder_off, [] { ::setenv("TORCH_FR_BUFFER_SIZE", "0", /*overwrite=*/0); });
   auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
   auto make_device = [&] {
     if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"))
