@@ -120,14 +120,31 @@ double cost_table::operator()(const action& a) const {
 }
 
 double cost_table::received_input_us(const action& a, const pipeline_shape& shape) const {
-  // Scaled with the micro-batch (microbatch_scale), as its tensor is.
+  // Scaled with the micro-batch (microbatch_scale), as its tensor is. The costs are looked at before the
+  // ranks: the engines ask for every action, and most tables have none.
   if (a.kind == action_kind::forward)
-    return a.stage > 0 && shape.rank_of(a.stage - 1) != shape.rank_of(a.stage) ? received_input.F * scale(a.microbatch) : 0.0;
+    return received_input.F > 0 && a.stage > 0 && shape.rank_of(a.stage - 1) != shape.rank_of(a.stage)
+               ? received_input.F * scale(a.microbatch)
+               : 0.0;
   if (is_input_backward(a.kind))
-    return a.stage + 1 < shape.num_stages() && shape.rank_of(a.stage + 1) != shape.rank_of(a.stage)
+    return received_input.B > 0 && a.stage + 1 < shape.num_stages() && shape.rank_of(a.stage + 1) != shape.rank_of(a.stage)
                ? received_input.B * scale(a.microbatch)
                : 0.0;
   return 0.0;
+}
+
+std::string cost_table::stage_first_layers_problem(int num_stages) const {
+  if (static_cast<int>(stage_first_layers.size()) != num_stages)
+    return " has " + std::to_string(stage_first_layers.size()) + " entries but the schedule has " +
+           std::to_string(num_stages) + " stages";
+  for (std::size_t s = 0; s < stage_first_layers.size(); ++s) {
+    const int first = stage_first_layers[s];
+    if ((s == 0 && first != 0) || (s > 0 && first <= stage_first_layers[s - 1]) ||
+        (!layers.empty() && first >= static_cast<int>(layers.size())))
+      return "[" + std::to_string(s) + "]: " + std::to_string(first) + " (they begin at 0 and rise, each below the " +
+             std::to_string(layers.size()) + " layers)";
+  }
+  return "";
 }
 
 std::uint64_t cost_table::transfer_bytes(action_kind kind, int stage, int microbatch) const {
@@ -263,19 +280,9 @@ void cost_table::validate(int num_stages, const std::string& source) const {
         throw input_error(source + ": stages[" + std::to_string(i) + "]." + name +
                           " must be a non-negative number of microseconds (got " + num(v) + ")");
   }
-  if (!stage_first_layers.empty()) {
-    const std::string where = source + ": stage_first_layers";
-    if (static_cast<int>(stage_first_layers.size()) != num_stages)
-      throw input_error(where + " has " + std::to_string(stage_first_layers.size()) + " entries but the schedule has " +
-                        std::to_string(num_stages) + " stages");
-    for (std::size_t s = 0; s < stage_first_layers.size(); ++s) {
-      const int first = stage_first_layers[s];
-      if ((s == 0 && first != 0) || (s > 0 && first <= stage_first_layers[s - 1]) ||
-          (!layers.empty() && first >= static_cast<int>(layers.size())))
-        throw input_error(where + "[" + std::to_string(s) + "]: " + std::to_string(first) +
-                          " (they begin at 0 and rise, each below the " + std::to_string(layers.size()) + " layers)");
-    }
-  }
+  if (!stage_first_layers.empty())
+    if (const std::string why = stage_first_layers_problem(num_stages); !why.empty())
+      throw input_error(source + ": stage_first_layers" + why);
   if (!stage_ranks.empty() && static_cast<int>(stage_ranks.size()) != num_stages)
     throw input_error(source + ": 'stage_ranks' has " + std::to_string(stage_ranks.size()) +
                       " entries but the schedule has " + std::to_string(num_stages) + " stages");

@@ -130,7 +130,7 @@ void report_measured(const training_job& job, trace t, int num_stages, const pro
     last.run += " (last step)";
     save_chrome_trace(last, job.step_trace_file);
   }
-  auto steady = step_range(t, steps, steps > 1 ? 1 : 0);
+  auto steady = steps_after_first(t, steps);
   const auto sum = summarize(steady, std::max(1, steps - 1));
   std::cout << "measured step_us " << sum.step_us << " bubble " << sum.bubble_fraction
             << (steps > 1 ? " (steps after the first)" : " (the only step, its warm-up included)") << " median_step_us "

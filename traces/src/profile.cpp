@@ -154,11 +154,9 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
   // to B and I. A fit with c or k not above 0, or stages that all received or none, keeps the totals.
   out.stage_first_layers = context.stage_first_layers;
   const auto S = static_cast<std::size_t>(num_stages);
-  const auto& first = out.stage_first_layers; // as cost_table::validate has it: from 0, rising, below the layers
-  bool split_known = S > 0 && !out.layers.empty() && first.size() == S && out.stage_ranks.size() == S && first[0] == 0 &&
-                     static_cast<std::size_t>(first.back()) < out.layers.size();
-  for (std::size_t st = 1; split_known && st < S; ++st)
-    split_known = first[st] > first[st - 1];
+  const auto& first = out.stage_first_layers;
+  const bool split_known = S > 0 && !out.layers.empty() && out.stage_ranks.size() == S &&
+                           out.stage_first_layers_problem(num_stages).empty();
   struct line {
     double k = 0, c = 0;
     bool fitted = false;
@@ -168,9 +166,9 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
       return line{};
     double sxx = 0, sxz = 0, sz = 0, sxy = 0, szy = 0;
     for (std::size_t st = 0; st < S; ++st) {
-      const auto end = st + 1 < S ? static_cast<std::size_t>(out.stage_first_layers[st + 1]) : out.layers.size();
+      const auto end = st + 1 < S ? static_cast<std::size_t>(first[st + 1]) : out.layers.size();
       double x = 0;
-      for (auto l = static_cast<std::size_t>(out.stage_first_layers[st]); l < end; ++l)
+      for (auto l = static_cast<std::size_t>(first[st]); l < end; ++l)
         x += layer_time(out.layers[l]);
       const double y = stage_time(out.stages[st]), z = received(st) ? 1.0 : 0.0;
       sxx += x * x, sxz += x * z, sz += z, sxy += x * y, szy += z * y;
@@ -250,7 +248,7 @@ cost_table profile_again(const trace& whole, const cost_table& run_profile, cons
   c.microbatch_rows = run_profile.microbatch_rows;
   const int steps = steps_in(whole);
   c.steps = std::max(1, steps - 1);
-  return measure_stage_costs(steps > 1 ? step_range(whole, steps, 1) : whole, num_stages, c);
+  return measure_stage_costs(steps_after_first(whole, steps), num_stages, c);
 }
 
 measured_summary summarize(const trace& t, int steps) {

@@ -210,6 +210,9 @@ struct cost_table {
   // Where each profiled stage's layers begin, in `layers` (the first 0, ascending): what the profile
   // fitted the stages against its layers with. Empty: unknown.
   std::vector<int> stage_first_layers;
+  // What is wrong with stage_first_layers as a split of `layers` into num_stages stages ("": nothing;
+  // validate throws it, a profile then fits nothing).
+  std::string stage_first_layers_problem(int num_stages) const;
   std::int64_t microbatch_rows = 0; // rows of the micro-batch the times were measured on (0 = unknown)
   double jitter = 0;       // each compute time scaled by (1 + jitter * u), u uniform in [-1, 1]
   std::uint64_t seed = 0;  // ... drawn from a hash of (seed, action): deterministic, order-free

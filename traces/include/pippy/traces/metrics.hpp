@@ -103,6 +103,9 @@ std::string render_grid(const schedule& s, const evaluation& e);
 // kept event on.
 // `count` >= 0 keeps only that many steps from `first` on.
 trace step_range(const trace& t, int steps, int first, int count = -1);
+// What a run's numbers are read from: the steps after the first of a trace of `steps` (the first warms
+// up), or the only one.
+inline trace steps_after_first(const trace& t, int steps) { return step_range(t, steps, steps > 1 ? 1 : 0); }
 // One trace of the ranks that separate files hold (a process's torch.profiler trace each, or each rank's own
 // trace): events, memory and markers together, times as they are (one host's clock). `names` label the
 // parts in errors. Throws input_error when two parts hold the same rank.
