@@ -97,7 +97,7 @@ command add_sim_command(CLI::App& app) {
       so.costs = load_profiles(o->cost_files).median;
       const std::string source = profiles_named(o->cost_files);
       so.costs.validate(S, source);
-      so.costs.validate_links(s.shape.num_ranks, source);
+      so.costs.validate_links(s.shape.num_ranks, source, s.shape.num_ranks * std::max(1, o->dp)); // --dp: the mesh's ranks
     } else {
       so.costs = uniform_costs(S, o->cost.empty() ? stage_cost{} : parse_cost_spec(o->cost));
     }
@@ -172,11 +172,12 @@ command add_sim_command(CLI::App& app) {
     if (!o->trace_path.empty())
       save_chrome_trace(r.timeline, o->trace_path);
     // One count of actions everywhere (the trace's and the viewer's): compute actions, and transfers, each a
-    // send and its receive.
+    // send and its receive; with --dp every replica's (the mesh's ranks: replica x R + rank).
+    const int replicas = so.data_parallel.replicas;
     std::size_t compute_actions = 0;
     for (const auto& list : s.ranks)
       for (const auto& a : list)
-        compute_actions += is_compute(a.kind) ? 1 : 0;
+        compute_actions += is_compute(a.kind) ? static_cast<std::size_t>(replicas) : 0;
     const std::size_t transfers = r.actions > compute_actions ? (r.actions - compute_actions) / 2 : 0;
     if (o->json) {
       nlohmann::json ranks = nlohmann::json::array();
@@ -187,6 +188,7 @@ command add_sim_command(CLI::App& app) {
                          {"end_us", rs.end_us}});
       nlohmann::json j{{"schedule", s.name},
                        {"ranks", s.shape.num_ranks},
+                       {"replicas", replicas},
                        {"stages_per_rank", s.shape.stages_per_rank},
                        {"microbatches", s.shape.num_microbatches},
                        {"makespan_us", r.makespan_us},
@@ -207,8 +209,10 @@ command add_sim_command(CLI::App& app) {
                        : nlohmann::json(nullptr);
       std::cout << j.dump(2) << "\n";
     } else {
-      std::printf("%s: R=%d V=%d M=%d, %zu compute actions, %zu transfers\n", s.name.c_str(), s.shape.num_ranks,
-                  s.shape.stages_per_rank, s.shape.num_microbatches, compute_actions, transfers);
+      std::printf("%s: R=%d V=%d M=%d%s, %zu compute actions, %zu transfers\n", s.name.c_str(), s.shape.num_ranks,
+                  s.shape.stages_per_rank, s.shape.num_microbatches,
+                  replicas > 1 ? (" x " + std::to_string(replicas) + " replicas (rank = replica x R + its rank)").c_str() : "",
+                  compute_actions, transfers);
       std::printf("makespan %.3f us, bubble fraction %.4f\n", r.makespan_us, r.bubble_fraction);
       if (r.noise_samples > 0)
         std::printf("expected step %.3f us (standard error %.3f) over %d draws of the cost file's step-to-step noise "

@@ -99,7 +99,7 @@ double time_of(const stage_cost& c, action_kind kind) {
 
 } // namespace
 
-double cost_table::operator()(const action& a) const {
+double cost_table::operator()(const action& a, int replica) const {
   if (a.stage < 0 || a.stage >= static_cast<int>(stages.size()))
     throw input_error("cost model: stage " + std::to_string(a.stage) + " is out of range (" +
                       std::to_string(stages.size()) + " stages have costs)");
@@ -108,7 +108,10 @@ double cost_table::operator()(const action& a) const {
   double t = time_of(stages[static_cast<std::size_t>(a.stage)], a.kind) * scale(a.microbatch);
   if (jitter == 0 && noise.empty())
     return t; // what the draws below give without jitter or noise (a factor of exactly 1), without the hash
-  const std::uint64_t h = splitmix(seed ^ splitmix((static_cast<std::uint64_t>(a.stage) << 40) ^
+  // Replica 0 draws as a pipeline alone does; the others draw their own (seed, action) (the golden ratio's
+  // multiples keep them apart from the chain's seeds seed + k).
+  const std::uint64_t replica_seed = seed + static_cast<std::uint64_t>(replica) * 0x9e3779b97f4a7c15ULL;
+  const std::uint64_t h = splitmix(replica_seed ^ splitmix((static_cast<std::uint64_t>(a.stage) << 40) ^
                                                    (static_cast<std::uint64_t>(a.kind) << 32) ^
                                                    static_cast<std::uint32_t>(a.microbatch)));
   if (!noise.empty()) // the measured distribution, by linear interpolation between its quantiles
@@ -248,10 +251,10 @@ link_class fit_ring_link(const std::vector<std::pair<double, double>>& allreduce
   return fit_link(per_step);
 }
 
-link_class link_between(const cost_table& costs, const link_model& links, int src, int dst) {
+link_class link_between(const cost_table& costs, const link_model& links, int src, int dst, int mesh_base) {
   if (const link_cost* measured = costs.link(src, dst))
     return link_class{measured->latency_us, measured->bandwidth_gbps};
-  return links.between(src, dst);
+  return links.between(mesh_base + src, mesh_base + dst);
 }
 
 const link_cost* cost_table::link(int src, int dst) const {
@@ -317,7 +320,9 @@ void cost_table::validate(int num_stages, const std::string& source) const {
                         "] must be a finite factor from 0 to 1e6, no smaller than the one before (got " + num(noise[i]) + ")");
 }
 
-void cost_table::validate_links(int num_ranks, const std::string& source) const {
+void cost_table::validate_links(int num_ranks, const std::string& source, int mesh_ranks) const {
+  if (mesh_ranks < num_ranks)
+    mesh_ranks = num_ranks;
   for (std::size_t i = 0; i < links.size(); ++i) {
     const auto& l = links[i];
     const std::string where = source + ": links[" + std::to_string(i) + "].";
@@ -325,15 +330,17 @@ void cost_table::validate_links(int num_ranks, const std::string& source) const 
       throw input_error(where + "src/dst must be two different ranks below " + std::to_string(num_ranks) +
                         " (got " + std::to_string(l.src) + " -> " + std::to_string(l.dst) + ")");
   }
-  std::vector<char> seen(static_cast<std::size_t>(std::max(0, num_ranks)), 0);
+  std::vector<char> seen(static_cast<std::size_t>(std::max(0, mesh_ranks)), 0);
   for (std::size_t i = 0; i < shared_cpus.size(); ++i) {
     const std::string where = source + ": shared_cpus[" + std::to_string(i) + "]";
     if (shared_cpus[i].size() < 2)
       throw input_error(where + " must name at least two ranks that share a CPU (got " +
                         std::to_string(shared_cpus[i].size()) + ")");
     for (const int r : shared_cpus[i]) {
-      if (r < 0 || r >= num_ranks)
-        throw input_error(where + ": rank " + std::to_string(r) + " is not below " + std::to_string(num_ranks) + " ranks");
+      if (r < 0 || r >= mesh_ranks)
+        throw input_error(where + ": rank " + std::to_string(r) + " is not below " + std::to_string(mesh_ranks) +
+                          (mesh_ranks > num_ranks ? " ranks (pipeline ranks x replicas)"
+                                                  : " ranks (a pp x dp run's profile names every replica's ranks: give its --dp)"));
       if (seen[static_cast<std::size_t>(r)]++)
         throw input_error(where + ": rank " + std::to_string(r) + " is in more than one group");
     }
@@ -345,9 +352,9 @@ void cost_table::validate_links(int num_ranks, const std::string& source) const 
 }
 
 void validate_models(const pipeline_shape& shape, const cost_table& costs, const link_model& links,
-                     const memory_model& memory) {
+                     const memory_model& memory, int replicas) {
   costs.validate(shape.num_stages(), "costs");
-  costs.validate_links(shape.num_ranks, "costs");
+  costs.validate_links(shape.num_ranks, "costs", shape.num_ranks * std::max(1, replicas));
   auto link = [](const link_class& l, const std::string& name) {
     if (!(l.latency_us >= 0))
       throw input_error(name + ".latency_us must be non-negative (got " + std::to_string(l.latency_us) + ")");

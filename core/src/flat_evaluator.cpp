@@ -34,7 +34,7 @@ expected_step expected_step_us(flat_evaluator& ev, const schedule& s, const cost
   const bool noisy = !costs.noise.empty();
   // The runtime's gap holds the next first action's overhead, which the evaluator adds itself.
   const double gap = std::max(0.0, costs.step_overhead_us - costs.action_overhead_us);
-  std::vector<double> release(static_cast<std::size_t>(s.shape.num_ranks), 0.0);
+  std::vector<double> release(static_cast<std::size_t>(s.shape.num_ranks) * static_cast<std::size_t>(std::max(1, dp.replicas)), 0.0);
   cost_table draw = costs;
   double previous_start = 0, sum = 0, sum_sq = 0;
   std::vector<double> periods; // from the second step's start on
@@ -72,20 +72,21 @@ expected_step expected_step_us(flat_evaluator& ev, const schedule& s, const cost
 const flat_result& flat_evaluator::evaluate(const schedule& s, const cost_table& costs, const link_model& links,
                                             const memory_model& memory, const data_parallel_model& dp,
                                             std::span<const double> release_us) {
-  validate_models(s.shape, costs, links, memory);
   if (dp.replicas < 1)
     throw input_error("data parallel: replicas must be at least 1, got " + std::to_string(dp.replicas));
+  validate_models(s.shape, costs, links, memory, dp.replicas);
   if (s.has_communication()) {
     evaluated_ = &s;
   } else {
     lowered_ = add_communication(s);
     evaluated_ = &lowered_;
   }
-  if (!release_us.empty() && release_us.size() != static_cast<std::size_t>(s.shape.num_ranks))
-    throw input_error("release times: " + std::to_string(release_us.size()) + " for " +
-                      std::to_string(s.shape.num_ranks) + " ranks");
+  const auto mesh_ranks = static_cast<std::size_t>(s.shape.num_ranks) * static_cast<std::size_t>(dp.replicas);
+  if (!release_us.empty() && release_us.size() != mesh_ranks)
+    throw input_error("release times: " + std::to_string(release_us.size()) + " for " + std::to_string(mesh_ranks) +
+                      " ranks" + (dp.replicas > 1 ? " (pipeline ranks x replicas)" : ""));
   prepare(*evaluated_, costs, links, memory, dp);
-  processors_ = rank_processors(costs, evaluated_->shape.num_ranks);
+  processors_ = rank_processors(costs, static_cast<int>(mesh_ranks));
   run(links.blocking_send, costs.action_overhead_us, release_us);
   return result_;
 }
@@ -97,6 +98,7 @@ void flat_evaluator::prepare(const schedule& s, const cost_table& costs, const l
                              const memory_model& memory, const data_parallel_model& dp) {
   const pipeline_shape& shape = s.shape;
   const int R = shape.num_ranks, S = shape.num_stages(), M = shape.num_microbatches;
+  const int D = std::max(1, dp.replicas), Q = R * D; // the mesh's ranks: replica d's rank r is d x R + r
   if (static_cast<int>(s.ranks.size()) != R)
     throw input_error("schedule: " + std::to_string(s.ranks.size()) + " rank lists for " + std::to_string(R) + " ranks");
   const bool forward_only = runs_forward_only(s);
@@ -120,8 +122,8 @@ void flat_evaluator::prepare(const schedule& s, const cost_table& costs, const l
     stage_rank_[static_cast<std::size_t>(st)] = shape.rank_of(st);
   send_link_.assign(static_cast<std::size_t>(2 * S), -1);
   ops_.clear();
-  ops_.reserve(s.num_actions());
-  offset_.assign(static_cast<std::size_t>(R) + 1, 0);
+  ops_.reserve(s.num_actions() * static_cast<std::size_t>(D));
+  offset_.assign(static_cast<std::size_t>(Q) + 1, 0);
   for (int r = 0; r < R; ++r) {
     offset_[static_cast<std::size_t>(r)] = ops_.size();
     for (const action& a : s.ranks[static_cast<std::size_t>(r)]) {
@@ -162,7 +164,7 @@ void flat_evaluator::prepare(const schedule& s, const cost_table& costs, const l
         std::int32_t& link = send_link_[static_cast<std::size_t>((forward ? 0 : S) + a.stage)];
         if (link < 0) {
           const int src = stage_rank_[static_cast<std::size_t>(a.stage)];
-          const auto key = static_cast<std::uint64_t>(src) * static_cast<std::uint64_t>(R) +
+          const auto key = static_cast<std::uint64_t>(src) * static_cast<std::uint64_t>(Q) +
                            static_cast<std::uint64_t>(o.fill_rank);
           const auto [it, added] = link_index_.try_emplace(key, static_cast<std::int32_t>(link_.size()));
           if (added)
@@ -176,18 +178,54 @@ void flat_evaluator::prepare(const schedule& s, const cost_table& costs, const l
       ops_.push_back(o);
     }
   }
-  offset_[static_cast<std::size_t>(R)] = ops_.size();
+  // The other replicas (pp x dp): replica 0's ops on their own slots, ranks and links, each drawing its
+  // own jitter and noise.
+  const bool draws = costs.jitter != 0 || !costs.noise.empty();
+  const auto replica_slots = static_cast<std::int32_t>(2 * S * M);
+  for (int d = 1; d < D; ++d) {
+    std::vector<std::int32_t> links_of(link_.size(), -1); // replica 0's link -> this replica's
+    for (int r = 0; r < R; ++r) {
+      const int q = d * R + r;
+      offset_[static_cast<std::size_t>(q)] = ops_.size();
+      const auto& list = s.ranks[static_cast<std::size_t>(r)];
+      for (std::size_t i = 0; i < list.size(); ++i) {
+        op o = ops_[offset_[static_cast<std::size_t>(r)] + i];
+        if (o.wait >= 0)
+          o.wait += d * replica_slots;
+        if (o.fill >= 0) {
+          o.fill += d * replica_slots;
+          o.fill_rank += d * R;
+        }
+        if (o.cls == compute && draws)
+          o.cost = costs(list[i], d) + costs.received_input_us(list[i], shape);
+        if (o.cls == send) {
+          std::int32_t& link = links_of[static_cast<std::size_t>(o.link)];
+          if (link < 0) {
+            const int src = stage_rank_[static_cast<std::size_t>(list[i].stage)], dst = o.fill_rank - d * R;
+            const auto key = static_cast<std::uint64_t>(q) * static_cast<std::uint64_t>(Q) +
+                             static_cast<std::uint64_t>(o.fill_rank);
+            link = static_cast<std::int32_t>(link_.size());
+            link_index_.emplace(key, link);
+            link_.push_back(link_between(costs, links, src, dst, d * R));
+          }
+          o.link = link;
+        }
+        ops_.push_back(o);
+      }
+    }
+  }
+  offset_[static_cast<std::size_t>(Q)] = ops_.size();
   // For settling an action's end early (run): the ranks that send to each rank, and the rank that
   // fills each (direction, stage) group of slots across ranks (-1: none, or in memory).
-  into_offset_.assign(static_cast<std::size_t>(R) + 1, 0);
+  into_offset_.assign(static_cast<std::size_t>(Q) + 1, 0);
   for (const auto& [key, index] : link_index_)
-    ++into_offset_[key % static_cast<std::uint64_t>(R) + 1];
-  for (int r = 0; r < R; ++r)
-    into_offset_[static_cast<std::size_t>(r) + 1] += into_offset_[static_cast<std::size_t>(r)];
+    ++into_offset_[key % static_cast<std::uint64_t>(Q) + 1];
+  for (int q = 0; q < Q; ++q)
+    into_offset_[static_cast<std::size_t>(q) + 1] += into_offset_[static_cast<std::size_t>(q)];
   sender_.assign(link_index_.size(), 0);
   std::vector<std::size_t> next(into_offset_.begin(), into_offset_.end() - 1);
   for (const auto& [key, index] : link_index_)
-    sender_[next[key % static_cast<std::uint64_t>(R)]++] = static_cast<std::int32_t>(key / static_cast<std::uint64_t>(R));
+    sender_[next[key % static_cast<std::uint64_t>(Q)]++] = static_cast<std::int32_t>(key / static_cast<std::uint64_t>(Q));
   producer_.assign(static_cast<std::size_t>(2 * S), -1); // forward inputs of stage s come from s - 1, gradients from s + 1
   for (int st = 0; st < S; ++st) {
     const auto at = static_cast<std::size_t>(st);
@@ -198,27 +236,12 @@ void flat_evaluator::prepare(const schedule& s, const cost_table& costs, const l
   }
   link_free_.assign(link_.size(), 0.0);
   memory_.clear();
-  for (int r = 0; r < R; ++r) // stages_of lists a rank's V stages directly: linear in ranks
-    memory_.emplace_back(static_memory_bytes(costs, per_replica(memory, dp), shape, r), memory.cap_bytes);
-  slot_.assign(static_cast<std::size_t>(2 * S) * static_cast<std::size_t>(M), not_yet);
-  dp_ = dp;
-  microbatches_ = M;
-  dp_seen_.assign(static_cast<std::size_t>(S), 0);
-  dp_synced_.assign(static_cast<std::size_t>(S), 0.0);
-  dp_time_.assign(static_cast<std::size_t>(S), 0.0);
-  dp_bytes_.assign(static_cast<std::size_t>(S), 0);
-  dp_link_free_.assign(static_cast<std::size_t>(R), 0.0);
-  dp_link_.clear();
-  if (dp.replicas > 1) {
-    for (int r = 0; r < R; ++r)
-      dp_link_.push_back(replica_link(costs, links, r, R));
-    for (int st = 0; st < S; ++st) {
-      const auto at = static_cast<std::size_t>(st);
-      dp_bytes_[at] = costs.param_bytes(st);
-      dp_time_[at] = grad_sync_time(dp_bytes_[at], dp, dp_link_[static_cast<std::size_t>(shape.rank_of(st))],
-                                    costs.replica_reduce_scatter_by_allreduce);
-    }
-  }
+  for (int q = 0; q < Q; ++q) // stages_of lists a rank's V stages directly: linear in ranks
+    memory_.emplace_back(static_memory_bytes(costs, per_replica(memory, dp), shape, q % R), memory.cap_bytes);
+  slot_.assign(static_cast<std::size_t>(2 * S) * static_cast<std::size_t>(M) * static_cast<std::size_t>(D), not_yet);
+  sync_base_ = static_cast<std::int32_t>(slot_.size());
+  pipeline_ranks_ = R;
+  replicas_.reset(shape, costs, links, dp);
 }
 
 // Runs each rank's ops in order until one waits for an input that is not there yet; filling an input
@@ -260,17 +283,28 @@ void flat_evaluator::run(bool blocking_send, double overhead_us, std::span<const
     return memory_effect{.held_at_start = o.held, .freed_at_end = o.freed, .activations_at_start = o.activations_at_start,
                          .activations_freed_at_end = o.activations_freed_at_end};
   };
-  auto start_sync = [&](std::size_t r, const op& o, double at) { // the stage's all-reduce, on the rank's link to its replicas
-    const auto st = static_cast<std::size_t>(o.stage);
-    dp_link_free_[r] = std::max(at, dp_link_free_[r]) + dp_time_[st];
-    dp_synced_[st] = dp_link_free_[r];
+  const auto R_pipe = static_cast<std::size_t>(pipeline_ranks_);
+  const bool sharded = replicas_.sharded();
+  const auto S = static_cast<std::int32_t>(stage_rank_.size());
+  // The U's waiting for collectives that are now complete run on.
+  auto wake_synced = [&] {
+    for (const int st : replicas_.completed())
+      for (int d = 0; d < replicas_.replicas(); ++d) {
+        const auto q = static_cast<std::size_t>(d) * R_pipe + static_cast<std::size_t>(stage_rank_[static_cast<std::size_t>(st)]);
+        if (blocked[q] == sync_base_ + d * S + st) {
+          blocked[q] = -1;
+          ready_.push_back(static_cast<int>(q));
+        }
+      }
+    replicas_.clear_completed();
   };
   // Compute op pc of rank r ends at t1 (it started at start_[pc]).
   auto finish = [&](std::size_t r, std::size_t pc, double t1) {
     const op& o = ops[pc];
-    if (o.dp_role == 1 && ++dp_seen_[static_cast<std::size_t>(o.stage)] == microbatches_ &&
-        dp_.sync == grad_sync_mode::overlap)
-      start_sync(r, o, t1);
+    if (o.dp_role == 1) {
+      replicas_.weight_grads_in(static_cast<int>(r / R_pipe), o.stage, t1);
+      wake_synced();
+    }
     memory_[r].end(effect_of(o));
     end_[pc] = t1;
     flat_rank_result& rr = result_.ranks[r];
@@ -296,10 +330,12 @@ void flat_evaluator::run(bool blocking_send, double overhead_us, std::span<const
         return inf;
       if (b == -1)
         return now_[q];
+      if (b >= sync_base_) // a U waiting for its replicas
+        break;
       const std::int32_t p = producer_[static_cast<std::size_t>(b % groups)];
       if (p < 0)
         break;
-      q = static_cast<std::size_t>(p);
+      q = q / R_pipe * R_pipe + static_cast<std::size_t>(p); // the producer in the same replica
     }
     return -inf;
   };
@@ -369,20 +405,21 @@ void flat_evaluator::run(bool blocking_send, double overhead_us, std::span<const
       if (o.cls == compute) {
         double t0 = t + overhead_us;
         double cost = o.cost;
-        if (o.dp_role == 2) { // U waits for the all-reduce (posted now unless at the last backward)
-          const auto st = static_cast<std::size_t>(o.stage);
-          if (dp_.sync == grad_sync_mode::at_step || dp_seen_[st] < microbatches_)
-            start_sync(r, o, t0);
-          dp_seen_[st] = 0;
-          t0 = std::max(t0, dp_synced_[st]);
-          if (dp_.sharded()) { // then the all-gather
-            dp_link_free_[r] = sharded_step_end(cost, dp_bytes_[st], dp_.replicas, dp_link_[r], t0, dp_link_free_[r]);
-            cost = dp_link_free_[r] - t0;
+        if (o.dp_role == 2) { // U waits for the replicas' all-reduce (posted now unless at the last backward)
+          const int d = static_cast<int>(r / R_pipe);
+          replicas_.reach_step(d, o.stage, t0);
+          wake_synced();
+          if (const int w = replicas_.waiting_for(d, o.stage); w >= 0) {
+            blocked[r] = sync_base_ + d * S + w;
+            break;
           }
+          t0 = std::max(t0, replicas_.synced(d, o.stage));
+          if (sharded) // then the all-gather
+            cost = replicas_.step_end(d, o.stage, t0, cost) - t0;
         }
         const memory_effect effect = effect_of(o);
         if (!mem.start(effect)) {
-          const out_of_memory oom{static_cast<int>(r), evaluated_->ranks[r][pc - offset_[r]], mem.needed(effect),
+          const out_of_memory oom{static_cast<int>(r), evaluated_->ranks[r % R_pipe][pc - offset_[r]], mem.needed(effect),
                                   mem.cap_bytes(), t0};
           if (!result_.oom || oom.before(*result_.oom))
             result_.oom = oom;

@@ -853,24 +853,35 @@ int train_pipelined(const training_job& job, const dist_env& env) {
   }
   if (beat) // before the last barrier: a rank past it may exit, and must not be taken for a hung one
     beat->finished();
-  if (!first_replica) { // the first replica reports for all
+  // Every rank of every replica reports under its global rank (replica x R + rank: the mesh's, which the
+  // simulator's pp x dp runs too), through the job's store; the first replica's rank 0 gathers them all.
+  // The replicas are measured, not assumed alike: twins sharing a CPU post their all-reduce apart.
+  trace mine = events();
+  const int mesh_base = replica * ranks;
+  for (auto& e : mine.events) {
+    e.rank += mesh_base;
+    if (e.peer >= 0)
+      e.peer += mesh_base;
+  }
+  for (auto& m : mine.memory)
+    m.rank += mesh_base;
+  const std::string run_name = mine.run;
+  job_access.set("pippy/report/" + std::to_string(mesh_base + my_rank),
+                 to_report_json(rank_report{std::move(mine), activations(), param_bytes, step_us, this_process_cpus()}));
+  if (!first_replica) {
     transport->barrier();
     return 0;
   }
-  // Gather every rank's report on rank 0 through the rendezvous store.
-  trace mine = events();
-  const std::string run_name = mine.run;
-  transport->store_set("pippy/report/" + std::to_string(my_rank),
-                       to_report_json(rank_report{std::move(mine), activations(), param_bytes, step_us, this_process_cpus()}));
   if (my_rank == 0) {
     trace all;
-    all.num_ranks = ranks;
+    all.num_ranks = ranks * D;
+    all.replicas = D;
     all.run = run_name;
     std::map<int, std::uint64_t> act, params;
     std::vector<std::vector<double>> times;
     std::vector<rank_cpus> where;
-    for (int r = 0; r < ranks; ++r) {
-      rank_report got = parse_report_json(transport->store_get("pippy/report/" + std::to_string(r)),
+    for (int r = 0; r < ranks * D; ++r) {
+      rank_report got = parse_report_json(job_access.get("pippy/report/" + std::to_string(r)),
                                           "rank " + std::to_string(r) + "'s report");
       all.events.insert(all.events.end(), got.measured.events.begin(), got.measured.events.end());
       all.memory.insert(all.memory.end(), got.measured.memory.begin(), got.measured.memory.end());
@@ -887,8 +898,7 @@ int train_pipelined(const training_job& job, const dist_env& env) {
                      .replica_reduce_scatter_by_allreduce = replica_link.has_value(),
                      .arrival_cost_us = arrival_cost,
                      .data_parallel = {.replicas = D, .sync = job.grad_sync, .zero1 = job.zero1},
-                     // Replicas sharing a CPU are not modelled: the table is one replica's.
-                     .shared_cpus = D == 1 ? ranks_sharing_cpus(where) : std::vector<std::vector<int>>{},
+                     .shared_cpus = ranks_sharing_cpus(where), // the mesh's ranks
                      .layers = layer_costs, .stage_first_layers = first_layers(), .microbatch_rows = rows});
     if (job.time_steps)
       print_step_ms(times);

@@ -16,6 +16,7 @@
 #include "pippy/actors/pipeline.hpp"
 #include "pippy/core/error.hpp"
 #include "pippy/core/processor.hpp"
+#include "pippy/core/replicas.hpp"
 #include "pippy/core/validate.hpp"
 
 namespace pippy::sim {
@@ -120,6 +121,29 @@ struct shared_state {
   rank_processors processors; // empty when nothing moves an action's end (no arrival costs, no shared CPUs)
   std::optional<out_of_memory> oom;
   live_feed* live = nullptr; // set when the options have live hooks or pacing
+  // pp x dp: every replica runs (mesh rank d x R + r); their collectives are core's rule. A U waiting for
+  // one parks on its mesh rank until the collective it waits for is complete.
+  mesh_collectives replicas;
+  std::vector<int> stage_rank; // by stage, in its replica
+  struct parked_step {
+    engine::timer* resume = nullptr;
+    int stage = -1; // the stage whose all-reduce it waits for
+  };
+  std::vector<parked_step> parked; // by mesh rank
+
+  // The parked U's whose collective is now complete run on, at this time.
+  void wake_synced() {
+    const int R = static_cast<int>(parked.size()) / std::max(1, replicas.replicas());
+    for (const int st : replicas.completed())
+      for (int d = 0; d < replicas.replicas(); ++d) {
+        parked_step& p = parked[static_cast<std::size_t>(d * R + stage_rank[static_cast<std::size_t>(st)])];
+        if (p.resume && p.stage == st) {
+          clock.post(clock.now(), *p.resume);
+          p = {};
+        }
+      }
+    replicas.clear_completed();
+  }
 
   void record(const trace_event& e) {
     timeline.events.push_back(e);
@@ -138,42 +162,25 @@ struct shared_state {
 class sim_executor final : public actors::executor, engine::timer {
 public:
   // forward_only: the plan has no backward (inference), so F holds its activations only while it runs.
-  sim_executor(shared_state& st, const sim_options& o, const pipeline_shape& shape, int rank, bool forward_only)
-      : st_(st), costs_(o.costs), shape_(shape), rank_(rank), forward_only_(forward_only),
+  // Rank `rank` of replica `replica` (mesh rank replica x R + rank; replica 0 without pp x dp).
+  sim_executor(shared_state& st, const sim_options& o, const pipeline_shape& shape, int rank, int replica, bool forward_only)
+      : st_(st), costs_(o.costs), shape_(shape), rank_(replica * shape.num_ranks + rank), replica_(replica),
+        forward_only_(forward_only),
         memory_(static_memory_bytes(o.costs, per_replica(o.memory, o.data_parallel), shape, rank), o.memory.cap_bytes),
-        dp_(o.data_parallel), microbatches_(shape.num_microbatches),
-        replica_link_(replica_link(o.costs, o.links, rank, shape.num_ranks)) {
+        dp_(o.data_parallel), resume_(*this) {
     st_.record(memory_sample{rank_, 0.0, memory_.bytes()});
   }
 
   std::optional<actors::completion> run(const action& a, actors::payload_data, const caf::actor& reply_to) override {
-    double t0 = st_.clock.now() + (is_compute(a.kind) ? costs_.action_overhead_us : 0.0);
-    if (a.kind == action_kind::optimizer_step && dp_.replicas > 1)
-      t0 = after_grad_sync(a.stage, t0);
-    const memory_effect effect = memory_effect_of(costs_, a, forward_only_);
-    actors::completion done{.act = a, .start_us = t0, .end_us = t0};
-    if (!memory_.start(effect)) {
-      out_of_memory oom{rank_, a, memory_.needed(effect), memory_.cap_bytes(), t0};
-      if (!st_.oom || oom.before(*st_.oom))
-        st_.oom = oom;
-      done.error = failure{failure_kind::out_of_memory, oom.message()};
-      st_.timeline.markers.push_back({.rank = rank_, .t_us = t0, .name = "OOM", .detail = done.error->message});
-      st_.clock.post(t0, reply_to, caf::make_message(std::move(done)));
+    const double t0 = st_.clock.now() + (is_compute(a.kind) ? costs_.action_overhead_us : 0.0);
+    if (a.kind == action_kind::optimizer_step && dp_.replicas > 1) { // posts the all-reduce unless a backward did
+      st_.replicas.reach_step(replica_, a.stage, t0);
+      st_.wake_synced();
+      step_ = parked_step{a, reply_to, t0};
+      resume_step();
       return std::nullopt;
     }
-    if (effect.activations_at_start > 0)
-      st_.record(memory_sample{rank_, t0, memory_.bytes()});
-    running_ = running_action{.done = std::move(done), .effect = effect, .reply_to = reply_to};
-    double cost = costs_(a) + costs_.received_input_us(a, shape_);
-    if (a.kind == action_kind::optimizer_step && dp_.sharded()) { // then the all-gather
-      replica_link_free_ = sharded_step_end(cost, costs_.param_bytes(a.stage), dp_.replicas, replica_link_, t0, replica_link_free_);
-      cost = replica_link_free_ - t0;
-    }
-    if (st_.processors.empty()) {
-      finish(t0 + cost);
-    } else { // arrivals, or actions starting beside it on a shared CPU, may still lengthen it: settle its end when the clock is there
-      st_.clock.post(st_.processors.begin(rank_, t0, cost, costs_.action_overhead_us), *this);
-    }
+    begin(a, reply_to, t0);
     return std::nullopt; // completes in virtual time
   }
 
@@ -183,6 +190,58 @@ public:
   }
 
 private:
+  // U of pp x dp, due at t0: it starts once the collectives it waits for are complete (parked till then).
+  struct parked_step {
+    action act;
+    caf::actor reply_to;
+    double t0 = 0;
+  };
+  void resume_step() {
+    const action& a = step_.act;
+    if (const int w = st_.replicas.waiting_for(replica_, a.stage); w >= 0) {
+      st_.parked[static_cast<std::size_t>(rank_)] = {.resume = &resume_, .stage = w};
+      return;
+    }
+    const double t0 = std::max(step_.t0, st_.replicas.synced(replica_, a.stage));
+    // The all-reduce on the rank's communication stream, posted to done, as the runtime's step gate records it.
+    if (const std::uint64_t bytes = st_.replicas.bytes(a.stage); bytes > 0)
+      st_.record(trace_event{.rank = rank_, .act = {a.stage, action_kind::reduce_grad, no_microbatch},
+                             .start_us = st_.replicas.posted_at(replica_, a.stage),
+                             .end_us = st_.replicas.synced(replica_, a.stage), .bytes = bytes});
+    begin(a, step_.reply_to, t0);
+  }
+  struct resume_timer final : engine::timer {
+    explicit resume_timer(sim_executor& e) : owner(e) {}
+    void fire() override { owner.resume_step(); }
+    sim_executor& owner;
+  };
+
+  // Action `a` starts at t0 (after the overhead).
+  void begin(const action& a, const caf::actor& reply_to, double t0) {
+    const memory_effect effect = memory_effect_of(costs_, a, forward_only_);
+    actors::completion done{.act = a, .start_us = t0, .end_us = t0};
+    if (!memory_.start(effect)) {
+      out_of_memory oom{rank_, a, memory_.needed(effect), memory_.cap_bytes(), t0};
+      if (!st_.oom || oom.before(*st_.oom))
+        st_.oom = oom;
+      done.error = failure{failure_kind::out_of_memory, oom.message()};
+      st_.timeline.markers.push_back({.rank = rank_, .t_us = t0, .name = "OOM", .detail = done.error->message});
+      st_.clock.post(t0, reply_to, caf::make_message(std::move(done)));
+      return;
+    }
+    if (effect.activations_at_start > 0)
+      st_.record(memory_sample{rank_, t0, memory_.bytes()});
+    running_ = running_action{.done = std::move(done), .effect = effect, .reply_to = reply_to};
+    double cost = costs_(a, replica_) + costs_.received_input_us(a, shape_);
+    if (a.kind == action_kind::optimizer_step && dp_.sharded()) // then the all-gather
+      cost = st_.replicas.step_end(replica_, a.stage, t0, cost) - t0;
+    if (st_.processors.empty()) {
+      finish(t0 + cost);
+    } else { // arrivals, or actions starting beside it on a shared CPU, may still lengthen it: settle its end when the clock is there
+      st_.clock.post(st_.processors.begin(rank_, t0, cost, costs_.action_overhead_us), *this);
+    }
+  }
+
   struct running_action {
     actors::completion done;
     memory_effect effect;
@@ -202,9 +261,10 @@ private:
     actors::completion& done = running_.done;
     const action& a = done.act;
     done.end_us = t1;
-    if ((a.kind == action_kind::full_backward || a.kind == action_kind::backward_weight) && dp_.replicas > 1 &&
-        ++grads_of(a.stage).weight_grads == microbatches_ && dp_.sync == grad_sync_mode::overlap)
-      start_grad_sync(a.stage, t1); // the step's last weight gradients are in
+    if ((a.kind == action_kind::full_backward || a.kind == action_kind::backward_weight) && dp_.replicas > 1) {
+      st_.replicas.weight_grads_in(replica_, a.stage, t1); // the step's last posts the all-reduce (overlap)
+      st_.wake_synced();
+    }
     memory_.end(running_.effect);
     if (running_.effect.changes_at_end)
       st_.record(memory_sample{rank_, t1, memory_.bytes()});
@@ -216,64 +276,29 @@ private:
     st_.clock.post(t1, running_.reply_to, caf::make_message(std::move(done)));
   }
 
-  // The all-reduce of `stage`'s gradients over the replicas, posted at `at`: it runs once the link
-  // between the replicas is free (one at a time, in posting order, as the runtime's process group does).
-  void start_grad_sync(int stage, double at) {
-    grad_state& g = grads_of(stage);
-    g.sync_start = std::max(at, replica_link_free_);
-    replica_link_free_ = g.sync_start + grad_sync_time(costs_.param_bytes(stage), dp_, replica_link_,
-                                                       costs_.replica_reduce_scatter_by_allreduce);
-    g.synced = replica_link_free_;
-  }
-  // When U of `stage` may start (not before t0): once its all-reduce is over, posted at its last backward
-  // (overlap) or now (at_step). The trace records the all-reduce as the stage's REDUCE_GRAD on the rank's
-  // communication stream when U takes it, as the runtime's step gate does.
-  double after_grad_sync(int stage, double t0) {
-    if (dp_.sync == grad_sync_mode::at_step || grads_of(stage).weight_grads < microbatches_)
-      start_grad_sync(stage, t0);
-    grad_state& g = grads_of(stage);
-    g.weight_grads = 0;
-    if (const std::uint64_t bytes = costs_.param_bytes(stage); bytes > 0) // else the runtime posts none
-      st_.record(trace_event{.rank = rank_, .act = {stage, action_kind::reduce_grad, no_microbatch},
-                             .start_us = g.sync_start, .end_us = g.synced, .bytes = bytes});
-    return std::max(t0, g.synced);
-  }
-  // Per local stage (a rank runs a handful): not a table over every stage of the pipeline, which on
-  // every rank made ranks x stages.
-  struct grad_state {
-    int stage = 0;
-    int weight_grads = 0; // micro-batches whose weight gradients are in, this step
-    double sync_start = 0; // when its all-reduce began on the link
-    double synced = 0;     // when it is over
-  };
-  grad_state& grads_of(int stage) {
-    for (auto& g : grads_)
-      if (g.stage == stage)
-        return g;
-    return grads_.emplace_back(grad_state{.stage = stage});
-  }
-
   shared_state& st_;
   const cost_table& costs_;
   const pipeline_shape& shape_;
-  const int rank_;
+  const int rank_;    // in the mesh
+  const int replica_; // 0 without pp x dp
   const bool forward_only_;
   rank_memory memory_;
   const data_parallel_model dp_;
-  const int microbatches_;
-  const link_class replica_link_;
-  std::vector<grad_state> grads_; // the stages it has seen a B, W or U of
-  double replica_link_free_ = 0;
+  resume_timer resume_;
+  parked_step step_;
   running_action running_; // one at a time per rank
 };
 
 // Links in virtual time: latency + bytes / bandwidth; a directed link carries one transfer at a time.
 // Only the rank pairs that carry a transfer have an entry (a pipeline rank talks to a few neighbours):
 // memory linear in ranks, where an R x R table took 1 GB at R = 8000 and overflowed int at R = 46341.
+// pp x dp: one per replica, whose rank r is mesh rank mesh_base + r.
 class sim_transport final : public actors::transport {
 public:
-  sim_transport(shared_state& st, const link_model& links, const cost_table& costs, const pipeline_shape& shape)
-      : st_(st), links_(links), costs_(costs), shape_(shape), stages_(static_cast<std::size_t>(shape.num_stages())) {
+  sim_transport(shared_state& st, const link_model& links, const cost_table& costs, const pipeline_shape& shape,
+                int mesh_base = 0)
+      : st_(st), links_(links), costs_(costs), shape_(shape), mesh_base_(mesh_base),
+        stages_(static_cast<std::size_t>(shape.num_stages())) {
     link_free_.reserve(2 * static_cast<std::size_t>(shape.num_ranks)); // next and previous rank, in a pipeline
   }
 
@@ -287,17 +312,18 @@ public:
     const int src = shape_.rank_of(p.src_stage), dst = shape_.rank_of(p.dst_stage);
     double& free_at = link_free_[static_cast<std::uint64_t>(src) * static_cast<std::uint64_t>(shape_.num_ranks) +
                                  static_cast<std::uint64_t>(dst)]; // 0 (free) when first used
-    const transfer_time tt = time_transfer(st_.clock.now(), free_at, p.bytes, link_between(costs_, links_, src, dst));
+    const transfer_time tt =
+        time_transfer(st_.clock.now(), free_at, p.bytes, link_between(costs_, links_, src, dst, mesh_base_));
     free_at = tt.link_free;
     const double start = tt.start, arrive = tt.arrive;
     const action a{p.src_stage, p.kind, p.microbatch};
     const std::uint64_t bytes = p.bytes;
-    st_.record(
-        trace_event{.rank = src, .act = a, .start_us = start, .end_us = arrive, .bytes = bytes, .peer = dst});
+    st_.record(trace_event{.rank = mesh_base_ + src, .act = a, .start_us = start, .end_us = arrive, .bytes = bytes,
+                           .peer = mesh_base_ + dst});
     const caf::actor& to = stages_[static_cast<std::size_t>(p.dst_stage)];
     st_.clock.post(arrive, to, caf::make_message(std::move(p)));
     if (!st_.processors.empty())
-      st_.processors.arrive(dst, arrive);
+      st_.processors.arrive(mesh_base_ + dst, arrive);
     if (blocking()) {
       const double posted = st_.clock.now() + costs_.send_posting_us(bytes);
       const double done = links_.blocking_send ? std::max(arrive, posted) : posted;
@@ -310,6 +336,7 @@ private:
   const link_model& links_;
   const cost_table& costs_;
   const pipeline_shape& shape_;
+  const int mesh_base_;
   std::vector<caf::actor> stages_;
   std::unordered_map<std::uint64_t, double> link_free_; // src * R + dst -> when that link is free
 };
@@ -320,12 +347,15 @@ struct outcome {
   std::vector<std::string> failures;
 };
 
-caf::behavior collector(caf::event_based_actor*, std::shared_ptr<outcome> out) {
+// One per replica, whose ranks are mesh ranks mesh_base + r: a micro-batch is finished when every
+// replica has finished it.
+caf::behavior collector(caf::event_based_actor*, std::shared_ptr<outcome> out, int mesh_base) {
   return {
-      [out](const actors::rank_finished& f) { out->rank_done[static_cast<std::size_t>(f.rank)] = 1; },
+      [out, mesh_base](const actors::rank_finished& f) { out->rank_done[static_cast<std::size_t>(mesh_base + f.rank)] = 1; },
       [out](const actors::stage_failed& f) { out->failures.push_back(f.error.message); },
       [out](const actors::microbatch_finished& f) {
-        out->microbatch_end[static_cast<std::size_t>(f.microbatch)] = f.end_us;
+        double& end = out->microbatch_end[static_cast<std::size_t>(f.microbatch)];
+        end = std::max(end, f.end_us);
       },
   };
 }
@@ -335,10 +365,13 @@ caf::behavior collector(caf::event_based_actor*, std::shared_ptr<outcome> out) {
 sim_result simulate(const schedule& input, const sim_options& options) {
   const auto t_begin = std::chrono::steady_clock::now();
   validate(input);
-  validate_models(input.shape, options.costs, options.links, options.memory);
+  const int D = options.data_parallel.replicas;
+  if (D < 1)
+    throw input_error("data parallel: replicas must be at least 1, got " + std::to_string(D));
+  validate_models(input.shape, options.costs, options.links, options.memory, D);
   const schedule s = input.has_communication() ? input : add_communication(input);
   const auto& shape = s.shape;
-  const int R = shape.num_ranks;
+  const int R = shape.num_ranks, Q = R * D; // pp x dp: every replica, rank r of replica d as mesh rank d x R + r
   const auto t_run = std::chrono::steady_clock::now();
 
   caf::actor_system_config cfg;
@@ -354,25 +387,38 @@ sim_result simulate(const schedule& input, const sim_options& options) {
     if (options.on_event || options.on_memory || options.pace > 0)
       st.live = &feed;
     st.timeline.run = s.name + " R=" + std::to_string(R) + " M=" + std::to_string(shape.num_microbatches) + " simulated";
-    st.timeline.num_ranks = R;
-    st.processors = rank_processors(options.costs, R);
+    if (D > 1)
+      st.timeline.run += " x " + std::to_string(D) + " replicas";
+    st.timeline.num_ranks = Q;
+    st.timeline.replicas = D;
+    st.processors = rank_processors(options.costs, Q);
+    st.replicas.reset(shape, options.costs, options.links, options.data_parallel);
+    for (int stage = 0; stage < shape.num_stages(); ++stage)
+      st.stage_rank.push_back(shape.rank_of(stage));
+    st.parked.assign(static_cast<std::size_t>(Q), {});
     const bool forward_only = runs_forward_only(s);
     std::vector<std::unique_ptr<sim_executor>> execs;
-    std::vector<actors::executor*> exec_ptrs;
-    for (int r = 0; r < R; ++r) {
-      execs.push_back(std::make_unique<sim_executor>(st, options, shape, r, forward_only));
-      exec_ptrs.push_back(execs.back().get());
-    }
-    sim_transport net(st, options.links, options.costs, shape);
+    std::vector<std::unique_ptr<sim_transport>> nets;
+    std::vector<actors::pipeline_handles> replicas;
     auto out = std::make_shared<outcome>();
-    out->rank_done.assign(static_cast<std::size_t>(R), 0);
+    out->rank_done.assign(static_cast<std::size_t>(Q), 0);
     out->microbatch_end.assign(static_cast<std::size_t>(shape.num_microbatches), -1.0);
-    auto sup = sys.spawn(collector, out);
-    auto handles = actors::spawn_pipeline(
-        sys, actors::pipeline_setup{.plan = &s, .executors = exec_ptrs, .net = &net, .supervisor = sup,
-                                    .track_microbatches = options.track_microbatches});
-    net.begin_step(sup);
-    handles.start();
+    std::vector<caf::actor> sups;
+    for (int d = 0; d < D; ++d) {
+      std::vector<actors::executor*> exec_ptrs;
+      for (int r = 0; r < R; ++r) {
+        execs.push_back(std::make_unique<sim_executor>(st, options, shape, r, d, forward_only));
+        exec_ptrs.push_back(execs.back().get());
+      }
+      nets.push_back(std::make_unique<sim_transport>(st, options.links, options.costs, shape, d * R));
+      sups.push_back(sys.spawn(collector, out, d * R));
+      replicas.push_back(actors::spawn_pipeline(
+          sys, actors::pipeline_setup{.plan = &s, .executors = exec_ptrs, .net = nets.back().get(), .supervisor = sups.back(),
+                                      .track_microbatches = options.track_microbatches}));
+      nets.back()->begin_step(sups.back());
+    }
+    for (const auto& handles : replicas)
+      handles.start();
     result.actor_runs += sched.run();
     std::size_t next_report = options.progress_every;
     auto run_events = [&]<bool live>(std::bool_constant<live>) {
@@ -396,15 +442,18 @@ sim_result simulate(const schedule& input, const sim_options& options) {
     } catch (...) {
       hook_error = std::current_exception(); // shut the actors down first, then rethrow
     }
-    if (auto lost = net.end_step())
-      out->failures.push_back(lost->message);
-    handles.stop();
-    caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
+    for (auto& net : nets)
+      if (auto lost = net->end_step())
+        out->failures.push_back(lost->message);
+    for (const auto& handles : replicas)
+      handles.stop();
+    for (const auto& sup : sups)
+      caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
     sched.run();
     if (hook_error)
       std::rethrow_exception(hook_error);
 
-    result.actions = s.num_actions();
+    result.actions = s.num_actions() * static_cast<std::size_t>(D); // every replica's
     result.oom = st.oom;
     result.completed = std::all_of(out->rank_done.begin(), out->rank_done.end(), [](char c) { return c != 0; });
     result.microbatch_end_us = out->microbatch_end;
@@ -413,7 +462,7 @@ sim_result simulate(const schedule& input, const sim_options& options) {
       from_executors.push_back(e->stats());
     // Order the trace by rank, then start time (stable: ties keep the deterministic posting order).
     // Compute events of a rank are already in start order; only transfers need sorting.
-    std::vector<std::vector<trace_event>> by_rank(static_cast<std::size_t>(R));
+    std::vector<std::vector<trace_event>> by_rank(static_cast<std::size_t>(Q));
     for (auto& e : st.timeline.events)
       by_rank[static_cast<std::size_t>(e.rank)].push_back(e);
     st.timeline.events.clear();
@@ -433,7 +482,7 @@ sim_result simulate(const schedule& input, const sim_options& options) {
     result.step_us = m.step_time_us + options.costs.step_overhead_us;
     result.bubble_fraction = m.bubble_fraction;
     result.steady_bubble_fraction = m.steady_bubble_fraction;
-    for (int r = 0; r < R; ++r) {
+    for (int r = 0; r < Q; ++r) {
       const auto& rm = m.ranks[static_cast<std::size_t>(r)];
       rank_stats rs = from_executors[static_cast<std::size_t>(r)];
       rs.busy_us = rm.busy_us;

@@ -129,20 +129,29 @@ TEST_CASE("pp x dp: U waits for the ring all-reduce of the stage's parameters, o
     const auto v2 = make("interleaved-1f1b", 1, 1, 2);
     CHECK(with_dp(v2, grad_sync_mode::overlap) == Approx(std::max(2 * F + 2 * B, 2 * F + B + T) + T));
     CHECK(with_dp(v2, grad_sync_mode::at_step) == Approx(2 * F + 2 * B + 2 * T));
-    // The trace holds each all-reduce as its stage's REDUCE_GRAD, on the rank's communication stream.
+    // The trace holds each all-reduce as its stage's REDUCE_GRAD, on the rank's communication stream, from
+    // its posting to its end (as the runtime measures it).
     auto sums = [&](grad_sync_mode mode) {
       auto o = test::uniform_options(v2, F, I, W);
       for (auto& c : o.costs.stages)
         c.param_bytes = P;
       o.links = sim::link_model::uniform(0, bw);
       o.data_parallel = {.replicas = D, .sync = mode};
-      std::map<int, std::pair<double, double>> by_stage;
+      std::map<std::pair<int, int>, std::pair<double, double>> by_rank_stage; // (mesh rank, stage)
       for (const auto& e : sim::simulate(v2, o).timeline.events)
         if (e.act.kind == action_kind::reduce_grad) {
           CHECK(e.bytes == P);
           CHECK(e.act.microbatch == no_microbatch);
-          CHECK(by_stage.emplace(e.act.stage, std::pair{e.start_us, e.end_us}).second); // one per stage
+          CHECK(by_rank_stage.emplace(std::pair{e.rank, e.act.stage}, std::pair{e.start_us, e.end_us}).second); // one per stage
         }
+      // Every replica (mesh rank d, the one rank of replica d) records the same collective.
+      std::map<int, std::pair<double, double>> by_stage;
+      for (const auto& [key, w] : by_rank_stage)
+        if (key.first == 0)
+          by_stage.emplace(key.second, w);
+      CHECK(by_rank_stage.size() == by_stage.size() * static_cast<std::size_t>(D));
+      for (const auto& [key, w] : by_rank_stage)
+        CHECK(w == by_stage.at(key.second));
       return by_stage;
     };
     using window = std::map<int, std::pair<double, double>>;
@@ -151,7 +160,7 @@ TEST_CASE("pp x dp: U waits for the ring all-reduce of the stage's parameters, o
     CHECK(overlapped.size() == 2);
     CHECK(overlapped.at(1).first == Approx(2 * F + B));
     CHECK(overlapped.at(1).second == Approx(2 * F + B + T));
-    CHECK(overlapped.at(0).first == Approx(second));
+    CHECK(overlapped.at(0).first == Approx(2 * F + 2 * B)); // posted at 0B0's end, run behind stage 1's
     CHECK(overlapped.at(0).second == Approx(second + T));
     const window at_step = sums(grad_sync_mode::at_step); // 0U posts first, then 1U
     CHECK(at_step.size() == 2);
@@ -170,6 +179,65 @@ TEST_CASE("pp x dp: U waits for the ring all-reduce of the stage's parameters, o
   CHECK(alone.makespan_us == (4 + 2 - 1) * (F + B));
   CHECK(std::none_of(alone.timeline.events.begin(), alone.timeline.events.end(),
                      [](const trace_event& e) { return e.act.kind == action_kind::reduce_grad; }));
+}
+
+TEST_CASE("pp x dp: every replica runs, and the all-reduce waits for the last post of twin replicas sharing a CPU",
+          "[simulator][closed-form]") {
+  const double F = 3, I = 2, W = 2, B = I + W, u = 1.5;
+  const std::uint64_t P = 6'000'000;
+  const double bw = 2, T = 2.0 * (2 - 1) / 2 * static_cast<double>(P) / (bw * 1e3);
+  const int M = 2;
+  const auto s = make("gpipe", 1, M); // one rank, one stage: F0 F1 B0 B1 U
+  auto options = [&](bool one_cpu) {
+    auto o = test::uniform_options(s, F, I, W);
+    o.costs.stages[0].param_bytes = P, o.costs.stages[0].U = u;
+    o.links = sim::link_model::uniform(0, bw);
+    o.data_parallel = {.replicas = 2, .sync = grad_sync_mode::overlap};
+    if (one_cpu) // mesh ranks 0 and 1: the two replicas' rank 0, as --bind-cores puts them on 2 processes and 1 CPU
+      o.costs.shared_cpus = {{0, 1}};
+    return o;
+  };
+  const double work = M * (F + B);
+  // Each on a CPU of its own: the replicas run side by side and post at once.
+  const auto apart = sim::simulate(s, options(false));
+  CHECK(apart.makespan_us == Approx(work + T + u));
+  CHECK(apart.ranks.size() == 2);
+  CHECK(apart.actions == 2 * s.num_actions());
+  // On one CPU (the newest action first; starts at one time nest the higher member inside the lower):
+  // replica 1's actions all nest in replica 0's first F, so replica 1 posts at `work`, replica 0 at
+  // 2 work; the all-reduce starts at the last post, and both U's then share the CPU.
+  const auto shared = sim::simulate(s, options(true));
+  CHECK(shared.makespan_us == Approx(2 * work + T + 2 * u));
+  int sums = 0;
+  for (const auto& e : shared.timeline.events) {
+    if (e.act.kind == action_kind::reduce_grad) { // posted to done: replica 1 waits inside its own
+      ++sums;
+      CHECK(e.start_us == Approx(e.rank == 1 ? work : 2 * work));
+      CHECK(e.end_us == Approx(2 * work + T));
+    }
+    if (e.act.kind == action_kind::full_backward && e.act.microbatch == M - 1)
+      CHECK(e.end_us == Approx(e.rank == 1 ? work : 2 * work)); // the posts
+  }
+  CHECK(sums == 2); // one per replica
+  flat_evaluator ev;
+  const auto o = options(true);
+  CHECK(ev.evaluate(s, o.costs, o.links, o.memory, o.data_parallel).makespan_us == shared.makespan_us);
+  // With noise each replica draws its own times; replica 0 draws what a pipeline alone draws.
+  auto noisy = options(false);
+  noisy.costs.noise = {0.5, 1.0, 1.5};
+  noisy.costs.seed = 7;
+  auto alone = noisy;
+  alone.data_parallel = {};
+  std::map<std::pair<int, action>, double> took;
+  for (const auto& e : sim::simulate(s, noisy).timeline.events)
+    took[{e.rank, e.act}] = e.end_us - e.start_us;
+  int differ = 0;
+  for (const auto& e : sim::simulate(s, alone).timeline.events)
+    if (e.act.kind == action_kind::forward || e.act.kind == action_kind::full_backward) {
+      CHECK(took.at({0, e.act}) == e.end_us - e.start_us);
+      differ += took.at({1, e.act}) != took.at({0, e.act});
+    }
+  CHECK(differ > 0);
 }
 
 TEST_CASE("pp x dp with ZeRO-1: a reduce-scatter before U, U on 1/D of the parameters, then the all-gather",

@@ -170,6 +170,28 @@ std::vector<configuration> configurations(const schedule& s, std::uint32_t seed)
     o.costs.shared_cpus = ranks_on_cpus(R, 2);
     o.data_parallel = {.replicas = 2, .sync = grad_sync_mode::overlap};
   });
+  // The mesh as `pippy run --bind-cores` binds pp x dp on 2 CPUs: the replicas' ranks share them (the twin
+  // replicas of a stage on one CPU when R is even), each replica drawing its own noise.
+  add("pp x dp, the replicas' ranks sharing 2 CPUs, noise, overhead", [&](sim::sim_options& o) {
+    o.links = link_model::uniform(0.3, 1);
+    o.costs.noise = {0.6, 0.9, 1.0, 1.1, 1.8};
+    o.costs.seed = 5;
+    o.costs.action_overhead_us = 0.1;
+    o.costs.shared_cpus = ranks_on_cpus(2 * R, 2);
+    o.data_parallel = {.replicas = 2, .sync = grad_sync_mode::overlap};
+  });
+  add("pp x dp with ZeRO-1 on 3 replicas sharing 2 CPUs, at the step, arrivals cost compute", [&](sim::sim_options& o) {
+    o.links = link_model::uniform(0.2, 2);
+    o.costs.jitter = 0.25, o.costs.seed = 9;
+    o.costs.arrival_cost_us = 0.2;
+    o.costs.shared_cpus = ranks_on_cpus(3 * R, 2);
+    o.data_parallel = {.replicas = 3, .sync = grad_sync_mode::at_step, .zero1 = true};
+  });
+  add("pp x dp with ZeRO-1, overlapped, replicas on hosts of their own", [&](sim::sim_options& o) {
+    o.links = {.intra_host = {0.1, 4}, .inter_host = {0.8, 0.5}, .ranks_per_host = R};
+    o.costs.jitter = 0.2, o.costs.seed = 2;
+    o.data_parallel = {.replicas = 2, .sync = grad_sync_mode::overlap, .zero1 = true};
+  });
   return out;
 }
 
@@ -201,8 +223,10 @@ void check_same(const schedule& s, const sim::sim_options& o) {
   const schedule& lowered = ev.evaluated();
   REQUIRE(lowered == add_communication(s));
   std::size_t matched = 0;
-  for (int rank = 0; rank < s.shape.num_ranks; ++rank) {
-    const auto& list = lowered.ranks[static_cast<std::size_t>(rank)];
+  // pp x dp: every replica's ranks (mesh rank d x R + r runs rank r's list)
+  const int R = s.shape.num_ranks;
+  for (int rank = 0; rank < R * o.data_parallel.replicas; ++rank) {
+    const auto& list = lowered.ranks[static_cast<std::size_t>(rank % R)];
     for (std::size_t i = 0; i < list.size(); ++i) {
       const action& a = list[i];
       if (is_receive(a.kind))
@@ -300,6 +324,48 @@ TEST_CASE("ranks sharing a CPU: the step only grows, and work_alone gives each a
       }
   }
   CHECK(slowed > runs / 2);
+}
+
+// The mesh of pp x dp as --bind-cores puts it on 2 CPUs (the replicas' ranks round robin): read backwards,
+// the simulated trace of every replica gives each action its cost alone, and the all-reduce waits for
+// the replica that posts last.
+TEST_CASE("pp x dp on shared CPUs: every replica's actions give their cost back, and U waits for the last post",
+          "[simulator][flat][processor]") {
+  std::size_t runs = 0;
+  for (const auto& s : sweep()) {
+    if (s.ranks[0].empty() || s.ranks[0].back().kind != action_kind::optimizer_step)
+      continue; // pp x dp needs the step
+    INFO(s.name << " R=" << s.shape.num_ranks << " V=" << s.shape.stages_per_rank << " M=" << s.shape.num_microbatches);
+    sim::sim_options o{.costs = uniform_costs(s.shape.num_stages(), stage_cost{.F = 1, .I = 1.25, .W = 0.75, .B = 2, .U = 0.5,
+                                                                              .param_bytes = 4000})};
+    for (int st = 0; st < s.shape.num_stages(); ++st)
+      o.costs.stages[static_cast<std::size_t>(st)].F += 0.1 * st;
+    o.links = link_model::uniform(0.3, 2);
+    o.costs.action_overhead_us = 0.15;
+    o.data_parallel = {.replicas = 2, .sync = grad_sync_mode::overlap};
+    o.costs.shared_cpus = ranks_on_cpus(2 * s.shape.num_ranks, 2);
+    const sim::sim_result r = sim::simulate(s, o);
+    REQUIRE(r.timeline.num_ranks == 2 * s.shape.num_ranks);
+    CHECK(r.timeline.replicas == 2);
+    const trace back = work_alone(r.timeline, o.costs.shared_cpus, o.costs.action_overhead_us);
+    std::map<std::pair<int, int>, double> last_post, done; // (replica, stage) -> posted, and the sum's end
+    for (const auto& e : back.events) {
+      if (is_compute(e.act.kind)) {
+        INFO("rank " << e.rank << " " << to_string(e.act));
+        CHECK(e.duration_us() == Approx(o.costs(e.act, e.rank / s.shape.num_ranks)).margin(1e-9));
+      }
+      if (e.act.kind == action_kind::reduce_grad) {
+        last_post[{e.rank / s.shape.num_ranks, e.act.stage}] = e.start_us;
+        done[{e.rank / s.shape.num_ranks, e.act.stage}] = e.end_us;
+      }
+    }
+    for (int st = 0; st < s.shape.num_stages(); ++st) { // both replicas' sums end together, after both posted
+      CHECK(done.at({0, st}) == done.at({1, st}));
+      CHECK(done.at({0, st}) >= std::max(last_post.at({0, st}), last_post.at({1, st})));
+    }
+    ++runs;
+  }
+  CHECK(runs > 20);
 }
 
 // With an arrival cost the evaluator settles an action's end as soon as no sender can still land a

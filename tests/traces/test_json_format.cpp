@@ -115,6 +115,30 @@ TEST_CASE("JSON lines round-trip through the line parser and the chrome file rea
   CHECK(parse_chrome_json(" " + text, "general") == t);
 }
 
+TEST_CASE("a pp x dp trace keeps its replicas through a chrome file, and replicas that do not divide the ranks are named",
+          "[traces][chrome]") {
+  trace t;
+  t.run = "1f1b R=2 M=1 x 2 replicas";
+  t.num_ranks = 4;
+  t.replicas = 2;
+  for (int r = 0; r < 4; ++r)
+    t.events.push_back({.rank = r, .act = {r % 2, action_kind::forward, 0}, .start_us = 10.0 * r, .end_us = 10.0 * r + 5});
+  const std::string text = to_chrome_json(t);
+  CHECK(text.find("\"replicas\":2") != std::string::npos);
+  CHECK(parse_chrome_json(text, "mesh.json") == t);
+  CHECK(parse_chrome_json(" " + text, "mesh.json") == t); // the general reader too
+  trace one = t;
+  one.replicas = 1;
+  CHECK(to_chrome_json(one).find("\"replicas\"") == std::string::npos); // a pipeline alone writes what it always did
+  std::string bad = text;
+  bad.replace(bad.find("\"replicas\":2"), 12, "\"replicas\":3");
+  CHECK_THROWS_WITH(parse_chrome_json(bad, "mesh.json"),
+                    "mesh.json: otherData.replicas: 3 replicas do not divide 4 ranks (otherData.ranks)");
+  bad = text;
+  bad.replace(bad.find("\"replicas\":2"), 12, "\"replicas\":0");
+  CHECK_THROWS_WITH(parse_chrome_json(bad, "mesh.json"), Catch::Contains("mesh.json: otherData.replicas"));
+}
+
 TEST_CASE("markers are written as Chrome instant events and read back", "[traces][chrome][markers]") {
   trace t;
   t.run = "oom";

@@ -304,6 +304,25 @@ TEST_CASE("idle gaps: each cause, the dependency that arrived last, and the word
   CHECK(r2[1].cause == idle_cause::drain);
 }
 
+TEST_CASE("pp x dp: each replica's actions wait for their producers in the same replica", "[traces][metrics]") {
+  // Two stages on two ranks, one micro-batch, two replicas (ranks 0-1 and 2-3): replica 1 runs later.
+  trace t;
+  t.num_ranks = 4;
+  t.replicas = 2;
+  t.events = {ev(0, "0F0", 0, 10), ev(1, "1F0", 20, 30), ev(2, "0F0", 5, 35), ev(3, "1F0", 40, 50)};
+  const auto m = compute_metrics(t);
+  const auto r1 = gaps_of(m, 1), r3 = gaps_of(m, 3);
+  REQUIRE(!r1.empty());
+  REQUIRE(!r3.empty());
+  CHECK(r1[0].waited_rank == 0);
+  CHECK(r3[0].cause == idle_cause::activation);
+  CHECK(r3[0].waited_rank == 2); // replica 1's stage 0, not replica 0's
+  CHECK(r3[0].waited_end_us == 35);
+  // Read as one pipeline, rank 3's 1F0 would wait for the first 0F0 the trace holds.
+  t.replicas = 1;
+  CHECK(gaps_of(compute_metrics(t), 3)[0].waited_rank == 0);
+}
+
 TEST_CASE("idle gaps: with two dependencies inside a gap, the one that ended last names the cause", "[traces][metrics]") {
   // 1B0 on rank 0 (a stand-in lane) needs 1F0 and 2B0. Which arrived last decides gradient or local.
   auto gap = [](double f_end, double grad_end) {

@@ -319,6 +319,28 @@ TEST_CASE("the profile records the rank each stage ran on, as the trace has it",
   CHECK(measure_stage_costs(v, 5, {}).stage_ranks.empty());
 }
 
+TEST_CASE("a pp x dp run's profile reads every replica, its ranks a replica's and its CPUs the mesh's", "[traces][profile]") {
+  trace mesh; // one_step on ranks 0-1 (replica 0) and, 5 us later, on ranks 2-3 (replica 1)
+  mesh.num_ranks = 4;
+  mesh.replicas = 2;
+  for (double shift : {0.0, 5.0})
+    for (auto e : one_step(shift).events) {
+      e.rank += shift > 0 ? 2 : 0;
+      mesh.events.push_back(e);
+    }
+  const cost_table one = measure_stage_costs(one_step(), 2, {});
+  const cost_table both = measure_stage_costs(mesh, 2, {.shared_cpus = {{0, 2}, {1, 3}}});
+  CHECK(both.stage_ranks == std::vector<int>{0, 1});
+  CHECK(both.shared_cpus == std::vector<std::vector<int>>{{0, 2}, {1, 3}});
+  CHECK_NOTHROW(both.validate_links(2, "profile", 4));
+  CHECK_THROWS_WITH(both.validate_links(2, "profile"), Catch::Contains("shared_cpus[0]: rank 2 is not below 2 ranks (a pp x dp run's profile"));
+  // Apart (no shared CPUs), the twin replica's actions are the same as replica 0's: the same costs.
+  const cost_table apart = measure_stage_costs(mesh, 2, {});
+  CHECK(apart.stages[0].F == Approx(one.stages[0].F));
+  CHECK(apart.stages[1].B == Approx(one.stages[1].B));
+  CHECK(apart.stage_ranks == one.stage_ranks);
+}
+
 // A run's cost file read again from its trace: what the trace does not hold comes from the cost file,
 // and under the rules that wrote it the result is that cost file.
 TEST_CASE("profile_again: a run's cost file from its trace and that cost file gives the cost file back",

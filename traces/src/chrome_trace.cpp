@@ -202,7 +202,10 @@ std::string to_chrome_json(const trace& t) {
 
 void write_chrome_json(std::ostream& out, const trace& t) {
   // One event per line keeps large files diffable and lets a reader stream them.
-  out << "{\"displayTimeUnit\":\"ms\",\"otherData\":" << json{{"run", t.run}, {"ranks", t.num_ranks}}.dump()
+  json other{{"run", t.run}, {"ranks", t.num_ranks}};
+  if (t.replicas > 1)
+    other["replicas"] = t.replicas;
+  out << "{\"displayTimeUnit\":\"ms\",\"otherData\":" << other.dump()
       << ",\n\"traceEvents\":[\n";
   bool first = true;
   auto sep = [&] {
@@ -246,6 +249,12 @@ void read_other_data(const json& o, trace& t, const std::string& source) {
     t.run = o["run"].get<std::string>();
   if (o.contains("ranks") && o["ranks"].is_number_integer())
     t.num_ranks = static_cast<int>(json_integer(o["ranks"], source + ": otherData.ranks", 0, limits::max_ranks));
+  if (o.contains("replicas")) {
+    t.replicas = static_cast<int>(json_integer(o["replicas"], source + ": otherData.replicas", 1, limits::max_ranks));
+    if (t.num_ranks % t.replicas != 0)
+      throw input_error(source + ": otherData.replicas: " + std::to_string(t.replicas) + " replicas do not divide " +
+                        std::to_string(t.num_ranks) + " ranks (otherData.ranks)");
+  }
 }
 
 // Files written by write_chrome_json hold one event per line: parsing line by line keeps each DOM small

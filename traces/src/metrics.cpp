@@ -25,27 +25,36 @@ std::uint64_t act_key(action_kind k, int stage, int mb) {
          static_cast<std::uint64_t>(static_cast<std::uint32_t>(mb) & 0xffffffu);
 }
 
-// Where each compute action of a trace sits, for the dependency rules.
+// Where each compute action of a trace sits, for the dependency rules: per replica (trace::replicas),
+// whose actions repeat those of the others.
 struct action_index {
   std::unordered_map<std::uint64_t, std::size_t> by_action;
-  std::unordered_map<int, std::vector<std::size_t>> backward_of_stage; // B and W per stage, for U
+  std::unordered_map<int, std::vector<std::size_t>> backward_of_stage; // B and W per (replica, stage), for U
   std::unordered_map<std::uint64_t, std::vector<std::size_t>> receives; // RECV events, every step's
+  int replica_ranks = 0; // ranks of one replica (0: the trace is one)
   action_index() = default;
   explicit action_index(const trace& t) {
+    if (t.replicas > 1 && t.num_ranks % t.replicas == 0)
+      replica_ranks = t.num_ranks / t.replicas;
     by_action.reserve(t.events.size());
     for (std::size_t i = 0; i < t.events.size(); ++i) {
       const auto& a = t.events[i].act;
+      const int d = replica_of(t.events[i].rank);
       if (is_receive(a.kind))
-        receives[act_key(a.kind, a.stage, a.microbatch)].push_back(i);
+        receives[key(a.kind, a.stage, a.microbatch, d)].push_back(i);
       if (!is_compute(a.kind))
         continue;
-      by_action.emplace(act_key(a.kind, a.stage, a.microbatch), i);
+      by_action.emplace(key(a.kind, a.stage, a.microbatch, d), i);
       if (a.kind == action_kind::full_backward || a.kind == action_kind::backward_weight)
-        backward_of_stage[a.stage].push_back(i);
+        backward_of_stage[in_replica(a.stage, d)].push_back(i);
     }
   }
-  std::optional<std::size_t> find(action_kind k, int stage, int mb) const {
-    auto it = by_action.find(act_key(k, stage, mb));
+  int replica_of(int rank) const { return replica_ranks > 0 ? rank / replica_ranks : 0; }
+  // Stages are below 2^20 (limits::max_stages): the replica goes above them.
+  static int in_replica(int stage, int replica) { return stage | (replica << 20); }
+  static std::uint64_t key(action_kind k, int stage, int mb, int replica) { return act_key(k, in_replica(stage, replica), mb); }
+  std::optional<std::size_t> find(action_kind k, int stage, int mb, int replica) const {
+    auto it = by_action.find(key(k, stage, mb, replica));
     if (it == by_action.end())
       return std::nullopt;
     return it->second;
@@ -56,14 +65,15 @@ struct action_index {
     const action& a = t.events[i].act;
     if (!is_compute(a.kind))
       return out;
+    const int replica = replica_of(t.events[i].rank);
     for (const dependency& d : inputs_of(a, std::numeric_limits<int>::max())) {
       if (d.role == input_role::stage_backward) {
-        if (auto it = backward_of_stage.find(d.stage); it != backward_of_stage.end())
+        if (auto it = backward_of_stage.find(in_replica(d.stage, replica)); it != backward_of_stage.end())
           out.insert(out.end(), it->second.begin(), it->second.end());
         continue;
       }
       for (int k = 0; k < d.num_kinds; ++k)
-        if (auto j = find(d.kinds[static_cast<std::size_t>(k)], d.stage, d.microbatch))
+        if (auto j = find(d.kinds[static_cast<std::size_t>(k)], d.stage, d.microbatch, replica))
           out.push_back(*j);
     }
     return out;
@@ -77,7 +87,8 @@ struct action_index {
       if (!d.from_neighbour())
         continue;
       const auto recv = d.forward_data() ? action_kind::recv_f : action_kind::recv_b;
-      const auto it = receives.find(act_key(recv, e.act.stage, e.act.microbatch));
+      const int replica = replica_of(e.rank);
+      const auto it = receives.find(key(recv, e.act.stage, e.act.microbatch, replica));
       if (it == receives.end() ||
           std::none_of(it->second.begin(), it->second.end(), [&](std::size_t k) {
             const trace_event& r = t.events[k];
@@ -85,7 +96,7 @@ struct action_index {
           }))
         continue;
       for (int k = 0; k < d.num_kinds; ++k)
-        if (auto j = find(d.kinds[static_cast<std::size_t>(k)], d.stage, d.microbatch); j && t.events[*j].rank != e.rank)
+        if (auto j = find(d.kinds[static_cast<std::size_t>(k)], d.stage, d.microbatch, replica); j && t.events[*j].rank != e.rank)
           return j;
     }
     return std::nullopt;

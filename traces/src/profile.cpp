@@ -80,10 +80,13 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
   // noisy actions is longer than one with their means: the simulator draws from this to predict it.
   out.noise = fit_step_noise(compute, context.steps);
   out.shared_cpus = context.shared_cpus;
+  // pp x dp: the trace holds every replica (trace::replicas); the table's ranks are a replica's.
+  const int replica_ranks = t.replicas > 1 && t.num_ranks % t.replicas == 0 ? t.num_ranks / t.replicas : 0;
+  auto in_replica = [&](int rank) { return replica_ranks > 0 ? rank % replica_ranks : rank; };
   out.stage_ranks.assign(static_cast<std::size_t>(num_stages), -1);
   for (const auto& e : t.events)
     if (is_compute(e.act.kind) && e.act.stage >= 0 && e.act.stage < num_stages)
-      out.stage_ranks[static_cast<std::size_t>(e.act.stage)] = e.rank;
+      out.stage_ranks[static_cast<std::size_t>(e.act.stage)] = in_replica(e.rank);
   if (std::count(out.stage_ranks.begin(), out.stage_ranks.end(), -1) > 0)
     out.stage_ranks.clear(); // a stage that never ran: where it sat is unknown
   out.links = context.links;
@@ -104,7 +107,7 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
     for (std::size_t i = 0; i < out.links.size(); ++i) {
       const link_cost& l = out.links[i];
       for (const auto& w : waits) {
-        if (w.src != l.src || w.dst != l.dst || w.producer.stage < 0 || w.producer.stage >= num_stages)
+        if (in_replica(w.src) != l.src || in_replica(w.dst) != l.dst || w.producer.stage < 0 || w.producer.stage >= num_stages)
           continue;
         const auto kind = w.producer.kind == action_kind::forward ? action_kind::send_f : action_kind::send_b;
         if (kind == action_kind::send_b && w.producer.stage == 0)

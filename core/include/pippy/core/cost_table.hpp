@@ -251,13 +251,15 @@ struct cost_table {
   const link_cost* link(int src, int dst) const;
 
   // Cost of a compute action (0 for communication). Throws input_error if the stage is out of range.
-  double operator()(const action& a) const;
+  // With jitter or noise each replica of a pp x dp mesh draws its own (replica 0 as a pipeline alone).
+  double operator()(const action& a, int replica = 0) const;
   // Throws input_error naming the field when a value is negative or the size mismatches num_stages.
   void validate(int num_stages, const std::string& source) const;
   // Throws input_error naming links[i] when a link's ranks are not two different ranks below num_ranks,
-  // shared_cpus[i] when a group has fewer than two ranks, or a rank not below num_ranks or in two groups,
+  // shared_cpus[i] when a group has fewer than two ranks, or a rank not below mesh_ranks (pp x dp's
+  // pipeline ranks x replicas: shared_cpus names the mesh's ranks; at least num_ranks) or in two groups,
   // and stage_ranks[s] when a rank is not below num_ranks.
-  void validate_links(int num_ranks, const std::string& source) const;
+  void validate_links(int num_ranks, const std::string& source, int mesh_ranks = 0) const;
 
 private:
   std::uint64_t scaled(std::uint64_t bytes, int microbatch) const {
@@ -350,13 +352,16 @@ inline link_class replica_link(const cost_table& costs, const link_model& links,
 link_class fit_ring_link(const std::vector<std::pair<double, double>>& allreduce_bytes_us, int replicas);
 
 // The link a transfer from src to dst takes: the table's measured pair, else the model's class.
-link_class link_between(const cost_table& costs, const link_model& links, int src, int dst);
+// In a pp x dp mesh, ranks src and dst of the replica whose rank 0 is mesh rank mesh_base: the table's
+// links are the pipeline's (every replica's), the link model's hosts hold mesh ranks.
+link_class link_between(const cost_table& costs, const link_model& links, int src, int dst, int mesh_base = 0);
 
 // Throws input_error naming the field ("costs: stages[2].W", "links.inter_host.latency_us",
 // "memory.state_factor") when the models do not fit a schedule of this shape or hold impossible values.
 // The simulator and the flat evaluator both check their inputs so.
+// With replicas > 1 (pp x dp) shared_cpus may name every rank of the mesh.
 void validate_models(const pipeline_shape& shape, const cost_table& costs, const link_model& links,
-                     const memory_model& memory);
+                     const memory_model& memory, int replicas = 1);
 
 // The same costs for every stage.
 cost_table uniform_costs(int num_stages, const stage_cost& c);

@@ -16,6 +16,7 @@
 
 #include "pippy/core/cost_table.hpp"
 #include "pippy/core/processor.hpp"
+#include "pippy/core/replicas.hpp"
 #include "pippy/core/schedule.hpp"
 
 namespace pippy {
@@ -39,7 +40,7 @@ struct flat_result {
   // the simulator, its rank stops there and the others run on as far as their inputs allow.
   std::optional<out_of_memory> oom;
   bool completed = false; // every rank ran its whole list
-  std::size_t actions = 0; // actions of the lowered schedule
+  std::size_t actions = 0; // actions of the lowered schedule, times the replicas (pp x dp: every replica runs)
 
   std::uint64_t peak_memory_bytes() const; // max over ranks
 };
@@ -85,7 +86,8 @@ public:
   // The lowered schedule of the last call: `s` itself when it had communication actions (then valid
   // while `s` is), else the evaluator's own lowering.
   const schedule& evaluated() const { return *evaluated_; }
-  // Start and end of action i of rank r of evaluated(), as the simulator's trace has them: a compute
+  // Start and end of action i of rank r of evaluated() (pp x dp: mesh rank r, d x R + its rank in replica
+  // d, whose actions are those of its rank), as the simulator's trace has them: a compute
   // action after its overhead; a SEND its transfer, from leaving to arrival; a RECV the moment its
   // message was there (zero length; the simulator records no event for it). -1 for an action that never
   // ran (after an out-of-memory action, or behind one).
@@ -133,15 +135,12 @@ private:
   std::vector<rank_memory> memory_;
   std::vector<int> ready_;
   std::vector<double> start_, end_;   // per op; set for the ops a rank ran (before its pc_)
-  // pp x dp (data_parallel_model): per stage the micro-batches whose weight gradients are in and the end
-  // of its all-reduce; per rank the link to its replicas and when it is free.
-  data_parallel_model dp_;
-  int microbatches_ = 0;
-  std::vector<int> dp_seen_;
-  std::vector<double> dp_synced_, dp_time_;
-  std::vector<double> dp_link_free_;
-  std::vector<std::uint64_t> dp_bytes_; // per stage: its param_bytes
-  std::vector<link_class> dp_link_;     // per rank: the link to its replicas
+  // pp x dp (data_parallel_model): every replica runs, rank r of replica d as mesh rank d x R + r, on its
+  // own slots (replica d's from d x 2SM); their collectives follow core's mesh_collectives. A U
+  // waiting for one blocks on sync_base_ + d x S + (the stage it waits for).
+  mesh_collectives replicas_;
+  int pipeline_ranks_ = 1;
+  std::int32_t sync_base_ = 0;
   rank_processors processors_; // when an action's end may move: arrivals' costs, ranks sharing a CPU (else empty)
   // ... what settles an action's end early (run): the ranks that send to rank r (sender_[into_offset_[r]]
   // up to into_offset_[r + 1]) and the rank that fills each (direction, stage) group of slots (-1: none

@@ -76,7 +76,7 @@ struct sim_result {
   std::optional<out_of_memory> oom; // the first to run out (out_of_memory::before); each such rank stops there
   bool completed = false;              // every rank ran its whole list
   std::vector<double> microbatch_end_us; // when each micro-batch finished (tracked runs)
-  std::size_t actions = 0;             // actions of the lowered schedule
+  std::size_t actions = 0;             // actions of the lowered schedule, times the replicas (pp x dp)
   std::size_t events = 0;              // virtual-time events delivered
   std::size_t actor_runs = 0;          // actor activations run by the scheduler
   double validate_wall_s = 0;          // host time spent validating and lowering the schedule

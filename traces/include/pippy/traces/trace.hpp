@@ -48,6 +48,10 @@ struct trace_marker {
 struct trace {
   std::string run;  // a name for the run ("1f1b R=4 M=8 simulated")
   int num_ranks = 0;
+  // pp x dp: the data-parallel replicas whose ranks it holds, rank = replica x (num_ranks / replicas) + its
+  // rank in the replica (the runtime's global rank). Their actions repeat once per replica: the metrics'
+  // dependencies stay inside a replica. Divides num_ranks.
+  int replicas = 1;
   std::vector<trace_event> events;
   std::vector<memory_sample> memory;
   std::vector<trace_marker> markers;
