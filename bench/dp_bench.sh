@@ -5,16 +5,17 @@
 # batch 128, 8 micro-batches, 20 steps, as 2 pipeline ranks x 2 replicas on 4 processes, the three modes in
 # turn ROUNDS times (default 3); the median `measured step_us` of each. Beside it the simulator's
 # prediction of each (`pippy sim --dp 2 --dp-sync ... [--zero1]`'s expected_step_us: steps back to back,
-# each drawn with the profile's step-to-step noise) from the profile of a run of the same mode
-# before the rounds (stage costs measured with the 4 processes sharing the cores, parameter bytes, the
-# pipeline's links and the replicas' link from timed all-reduces).
+# each drawn with the profile's step-to-step noise, both replicas simulated) from the profile of a run of
+# the same mode before the rounds (every replica's trace: each action's work alone on the CPU it shared
+# with its twin replica, parameter bytes, the pipeline's links and the replicas' link from timed
+# all-reduces, and the mesh's shared CPUs).
 # The last two columns are the mean REDUCE_GRAD (a stage's collectives over its replicas, posted to done)
 # in the profile run's trace (steps after the first) and in the simulator's (bench/reduce_grad.py).
 # The processes run under `pippy run --bind-cores` (round-robin: the same stage of both replicas on one
 # CPU, the binding `bench/dp_binding.sh` found fastest; each compute thread yields to its transport
 # threads), as bench/fidelity.sh runs 3 and 4 processes. BIND=0 leaves them unbound: the kernel then
 # moves 4 compute threads and their transport threads over 2 cores, a woken receiver waits for a time
-# slice (waits of 0.8-1.4 ms per transfer against 0.06 ms probed), and the simulator, which runs one
+# slice (waits of 0.8-1.4 ms per transfer against 0.06 ms probed), and the simulator, which then ran one
 # replica on cores of its own, predicted 10-42% under.
 set -euo pipefail
 build=$(cd "$1" && pwd)
