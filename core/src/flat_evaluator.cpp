@@ -255,6 +255,7 @@ void flat_evaluator::run(bool blocking_send, double overhead_us, std::span<const
   const auto R = offset_.size() - 1;
   pc_.assign(offset_.begin(), offset_.end() - 1);
   blocked_.assign(R, -1);
+  gathering_.assign(R, 0);
   if (release_us.empty())
     now_.assign(R, 0.0);
   else
@@ -286,12 +287,17 @@ void flat_evaluator::run(bool blocking_send, double overhead_us, std::span<const
   const auto R_pipe = static_cast<std::size_t>(pipeline_ranks_);
   const bool sharded = replicas_.sharded();
   const auto S = static_cast<std::int32_t>(stage_rank_.size());
+  const int D = replicas_.replicas();
+  // What a U of replica d waits for, as its blocked_: its stage's all-reduce, or (ZeRO-1) its all-gather.
+  auto collective_slot = [&](int d, int stage, mesh_collectives::collective c) {
+    return sync_base_ + (c == mesh_collectives::collective::gather ? D + d : d) * S + stage;
+  };
   // The U's waiting for collectives that are now complete run on.
   auto wake_synced = [&] {
-    for (const int st : replicas_.completed())
-      for (int d = 0; d < replicas_.replicas(); ++d) {
+    for (const auto& [st, c] : replicas_.completed())
+      for (int d = 0; d < D; ++d) {
         const auto q = static_cast<std::size_t>(d) * R_pipe + static_cast<std::size_t>(stage_rank_[static_cast<std::size_t>(st)]);
-        if (blocked[q] == sync_base_ + d * S + st) {
+        if (blocked[q] == collective_slot(d, st, c)) {
           blocked[q] = -1;
           ready_.push_back(static_cast<int>(q));
         }
@@ -313,6 +319,23 @@ void flat_evaluator::run(bool blocking_send, double overhead_us, std::span<const
     first = std::min(first, start_[pc]), last = std::max(last, t1);
     if (o.fill >= 0)
       fill(o, t1);
+  };
+  // Compute op pc of rank r is done computing at t1: it ends then, or (ZeRO-1's U) once its all-gather is
+  // over. Returns its end, or -1 while it waits for the other replicas (rank r then blocks on it).
+  auto done_computing = [&](std::size_t r, std::size_t pc, double t1) {
+    const op& o = ops[pc];
+    if (o.dp_role == 2 && sharded) {
+      replicas_.post_gather(o.stage, t1);
+      wake_synced();
+      if (!replicas_.gathered(o.stage)) {
+        gathering_[r] = 1;
+        blocked[r] = collective_slot(static_cast<int>(r / R_pipe), o.stage, mesh_collectives::collective::gather);
+        return -1.0;
+      }
+      t1 = replicas_.gather_end(o.stage, t1);
+    }
+    finish(r, pc, t1);
+    return t1;
   };
   // With processors (rank_processors), a lower bound on when rank q can still post an arrival while rank `self`
   // runs an action to t1: a computing rank sends after its end so far, a ready one after its clock, a
@@ -376,10 +399,14 @@ void flat_evaluator::run(bool blocking_send, double overhead_us, std::span<const
         set_paused_end(ended, moved);
         continue;
       }
-      // Its leaf stays until it pauses again or stops, before the tree is read again: ready_ runs it first.
       processors_.finish(static_cast<int>(ended));
-      finish(ended, pc_[ended], t1);
-      now_[ended] = t1;
+      const double t_end = done_computing(ended, pc_[ended], t1);
+      if (t_end < 0) { // its U waits for the all-gather, off the processor
+        set_paused_end(ended, inf);
+        continue;
+      }
+      // Its leaf stays until it pauses again or stops, before the tree is read again: ready_ runs it first.
+      now_[ended] = t_end;
       ++pc_[ended];
       blocked[ended] = -1;
       ready_.push_back(static_cast<int>(ended));
@@ -393,6 +420,12 @@ void flat_evaluator::run(bool blocking_send, double overhead_us, std::span<const
     rank_memory& mem = memory_[r];
     for (; pc < end; ++pc) {
       const op& o = ops[pc];
+      if (gathering_[r]) { // ZeRO-1's U, computed, woken by its all-gather's end
+        gathering_[r] = 0;
+        now = replicas_.gather_end(o.stage, now);
+        finish(r, pc, now);
+        continue;
+      }
       double t = now; // when the rank decides to run it: its clock, or the arrival of its input
       if (o.wait >= 0) {
         const double in = slot[o.wait];
@@ -409,13 +442,12 @@ void flat_evaluator::run(bool blocking_send, double overhead_us, std::span<const
           const int d = static_cast<int>(r / R_pipe);
           replicas_.reach_step(d, o.stage, t0);
           wake_synced();
-          if (const int w = replicas_.waiting_for(d, o.stage); w >= 0) {
-            blocked[r] = sync_base_ + d * S + w;
+          if (!replicas_.summed(o.stage)) {
+            blocked[r] = collective_slot(d, o.stage, mesh_collectives::collective::sum);
             break;
           }
           t0 = std::max(t0, replicas_.synced(d, o.stage));
-          if (sharded) // then the all-gather
-            cost = replicas_.step_end(d, o.stage, t0, cost) - t0;
+          cost = replicas_.step_compute(cost); // ZeRO-1: its 1/D, then the all-gather (done_computing)
         }
         const memory_effect effect = effect_of(o);
         if (!mem.start(effect)) {
@@ -446,8 +478,12 @@ void flat_evaluator::run(bool blocking_send, double overhead_us, std::span<const
           }
           processors_.finish(static_cast<int>(r));
         }
-        finish(r, pc, t1);
-        now = t1;
+        if (const double t_end = done_computing(r, pc, t1); t_end >= 0) {
+          now = t_end;
+        } else {
+          now = t1;
+          break;
+        }
       } else if (o.cls == send) {
         double& free_at = link_free_[static_cast<std::size_t>(o.link)];
         const transfer_time tt = time_transfer(t, free_at, o.held, link_[static_cast<std::size_t>(o.link)]);

@@ -127,17 +127,18 @@ struct shared_state {
   std::vector<int> stage_rank; // by stage, in its replica
   struct parked_step {
     engine::timer* resume = nullptr;
-    int stage = -1; // the stage whose all-reduce it waits for
+    int stage = -1; // the stage whose collective it waits for
+    mesh_collectives::collective kind = mesh_collectives::collective::sum;
   };
   std::vector<parked_step> parked; // by mesh rank
 
   // The parked U's whose collective is now complete run on, at this time.
   void wake_synced() {
     const int R = static_cast<int>(parked.size()) / std::max(1, replicas.replicas());
-    for (const int st : replicas.completed())
+    for (const auto& [st, c] : replicas.completed())
       for (int d = 0; d < replicas.replicas(); ++d) {
         parked_step& p = parked[static_cast<std::size_t>(d * R + stage_rank[static_cast<std::size_t>(st)])];
-        if (p.resume && p.stage == st) {
+        if (p.resume && p.stage == st && p.kind == c) {
           clock.post(clock.now(), *p.resume);
           p = {};
         }
@@ -167,7 +168,7 @@ public:
       : st_(st), costs_(o.costs), shape_(shape), rank_(replica * shape.num_ranks + rank), replica_(replica),
         forward_only_(forward_only),
         memory_(static_memory_bytes(o.costs, per_replica(o.memory, o.data_parallel), shape, rank), o.memory.cap_bytes),
-        dp_(o.data_parallel), resume_(*this) {
+        dp_(o.data_parallel), resume_(*this, &sim_executor::resume_step), gathered_(*this, &sim_executor::end_gathered) {
     st_.record(memory_sample{rank_, 0.0, memory_.bytes()});
   }
 
@@ -198,8 +199,8 @@ private:
   };
   void resume_step() {
     const action& a = step_.act;
-    if (const int w = st_.replicas.waiting_for(replica_, a.stage); w >= 0) {
-      st_.parked[static_cast<std::size_t>(rank_)] = {.resume = &resume_, .stage = w};
+    if (!st_.replicas.summed(a.stage)) {
+      st_.parked[static_cast<std::size_t>(rank_)] = {.resume = &resume_, .stage = a.stage};
       return;
     }
     const double t0 = std::max(step_.t0, st_.replicas.synced(replica_, a.stage));
@@ -210,10 +211,13 @@ private:
                              .end_us = st_.replicas.synced(replica_, a.stage), .bytes = bytes});
     begin(a, step_.reply_to, t0);
   }
+  // ZeRO-1's U, computed at computed_: its all-gather is over.
+  void end_gathered() { complete(st_.replicas.gather_end(running_.done.act.stage, computed_)); }
   struct resume_timer final : engine::timer {
-    explicit resume_timer(sim_executor& e) : owner(e) {}
-    void fire() override { owner.resume_step(); }
+    resume_timer(sim_executor& e, void (sim_executor::*f)()) : owner(e), call(f) {}
+    void fire() override { (owner.*call)(); }
     sim_executor& owner;
+    void (sim_executor::*call)();
   };
 
   // Action `a` starts at t0 (after the overhead).
@@ -233,8 +237,8 @@ private:
       st_.record(memory_sample{rank_, t0, memory_.bytes()});
     running_ = running_action{.done = std::move(done), .effect = effect, .reply_to = reply_to};
     double cost = costs_(a, replica_) + costs_.received_input_us(a, shape_);
-    if (a.kind == action_kind::optimizer_step && dp_.sharded()) // then the all-gather
-      cost = st_.replicas.step_end(replica_, a.stage, t0, cost) - t0;
+    if (a.kind == action_kind::optimizer_step && dp_.replicas > 1)
+      cost = st_.replicas.step_compute(cost); // ZeRO-1: its 1/D, then the all-gather (finish)
     if (st_.processors.empty()) {
       finish(t0 + cost);
     } else { // arrivals, or actions starting beside it on a shared CPU, may still lengthen it: settle its end when the clock is there
@@ -256,8 +260,24 @@ private:
     st_.processors.finish(rank_);
     finish(t1);
   }
-  // The running action ends at t1.
+  // The running action is done computing at t1: it ends then, or (ZeRO-1's U) once its all-gather is over.
   void finish(double t1) {
+    const action& a = running_.done.act;
+    if (a.kind == action_kind::optimizer_step && dp_.sharded()) {
+      st_.replicas.post_gather(a.stage, t1);
+      st_.wake_synced();
+      if (!st_.replicas.gathered(a.stage)) { // off the processor, waiting for the other replicas
+        computed_ = t1;
+        st_.parked[static_cast<std::size_t>(rank_)] = {
+            .resume = &gathered_, .stage = a.stage, .kind = mesh_collectives::collective::gather};
+        return;
+      }
+      t1 = st_.replicas.gather_end(a.stage, t1);
+    }
+    complete(t1);
+  }
+  // The running action ends at t1.
+  void complete(double t1) {
     actors::completion& done = running_.done;
     const action& a = done.act;
     done.end_us = t1;
@@ -284,7 +304,8 @@ private:
   const bool forward_only_;
   rank_memory memory_;
   const data_parallel_model dp_;
-  resume_timer resume_;
+  resume_timer resume_, gathered_;
+  double computed_ = 0; // when a ZeRO-1 U that waits for its all-gather was done computing
   parked_step step_;
   running_action running_; // one at a time per rank
 };

@@ -222,6 +222,19 @@ TEST_CASE("pp x dp: every replica runs, and the all-reduce waits for the last po
   flat_evaluator ev;
   const auto o = options(true);
   CHECK(ev.evaluate(s, o.costs, o.links, o.memory, o.data_parallel).makespan_us == shared.makespan_us);
+  // ZeRO-1: a reduce-scatter (one ring pass), each U's 1/D (replica 1's nests in replica 0's), then the
+  // all-gather, which waits for both: both U's end together.
+  auto zero1 = options(true);
+  zero1.data_parallel.zero1 = true;
+  const double pass = T / 2;
+  const auto sharded = sim::simulate(s, zero1);
+  CHECK(sharded.makespan_us == Approx(2 * work + pass + u + pass));
+  for (const auto& e : sharded.timeline.events)
+    if (e.act.kind == action_kind::optimizer_step) {
+      CHECK(e.start_us == Approx(2 * work + pass));
+      CHECK(e.end_us == Approx(2 * work + pass + u + pass));
+    }
+  CHECK(ev.evaluate(s, zero1.costs, zero1.links, zero1.memory, zero1.data_parallel).makespan_us == sharded.makespan_us);
   // With noise each replica draws its own times; replica 0 draws what a pipeline alone draws.
   auto noisy = options(false);
   noisy.costs.noise = {0.5, 1.0, 1.5};

@@ -94,13 +94,14 @@ inline transfer_time time_transfer(double posted, double link_free, std::uint64_
 // at its optimizer step. Either way U waits for it.
 enum class grad_sync_mode : std::uint8_t { overlap, at_step };
 
-// pp x dp as the simulator and the flat evaluator model it: the pipeline is one of `replicas` (global
-// rank = replica x R + rank); before each U the stage's param_bytes are all-reduced over them
-// (allreduce_time on the link between ranks R apart), posted at the stage's last backward of the step
-// (overlap) or at U (at_step), one at a time per rank; U waits for it. With ZeRO-1 (zero1) that
-// all-reduce is a reduce-scatter (or, for a backend that runs one as a whole all-reduce, that all-reduce:
-// grad_sync_time), U updates 1/D of the parameters and then all-gathers them
-// (sharded_step_end), and each replica keeps 1/D of the optimizer state (per_replica).
+// pp x dp as the simulator and the flat evaluator model it (core's mesh_collectives): `replicas` copies of
+// the pipeline (global rank = replica x R + rank), all run; before each U the stage's param_bytes are
+// all-reduced over them (allreduce_time on the link between ranks R apart), posted at the stage's last
+// backward of the step (overlap) or at U (at_step), started by the last replica's post, one at a time
+// per pipeline rank's group; U waits for it. With ZeRO-1 (zero1) that all-reduce is a reduce-scatter
+// (or, for a backend that runs one as a whole all-reduce, that all-reduce: grad_sync_time), U updates
+// 1/D of the parameters and then all-gathers them (for one replica alone: sharded_step_end), and each
+// replica keeps 1/D of the optimizer state (per_replica).
 struct data_parallel_model {
   int replicas = 1;
   grad_sync_mode sync = grad_sync_mode::overlap;

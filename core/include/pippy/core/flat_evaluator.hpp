@@ -137,10 +137,12 @@ private:
   std::vector<double> start_, end_;   // per op; set for the ops a rank ran (before its pc_)
   // pp x dp (data_parallel_model): every replica runs, rank r of replica d as mesh rank d x R + r, on its
   // own slots (replica d's from d x 2SM); their collectives follow core's mesh_collectives. A U
-  // waiting for one blocks on sync_base_ + d x S + (the stage it waits for).
+  // waiting for its all-reduce blocks on sync_base_ + d x S + its stage, for its all-gather on
+  // sync_base_ + (D + d) x S + its stage.
   mesh_collectives replicas_;
   int pipeline_ranks_ = 1;
   std::int32_t sync_base_ = 0;
+  std::vector<char> gathering_; // per mesh rank: its ZeRO-1 U has computed and waits for the all-gather
   rank_processors processors_; // when an action's end may move: arrivals' costs, ranks sharing a CPU (else empty)
   // ... what settles an action's end early (run): the ranks that send to rank r (sender_[into_offset_[r]]
   // up to into_offset_[r + 1]) and the rank that fills each (direction, stage) group of slots (-1: none
