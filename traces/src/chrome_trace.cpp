@@ -250,7 +250,7 @@ void read_other_data(const json& o, trace& t, const std::string& source) {
   if (o.contains("ranks") && o["ranks"].is_number_integer())
     t.num_ranks = static_cast<int>(json_integer(o["ranks"], source + ": otherData.ranks", 0, limits::max_ranks));
   if (o.contains("replicas")) {
-    t.replicas = static_cast<int>(json_integer(o["replicas"], source + ": otherData.replicas", 1, limits::max_ranks));
+    t.replicas = static_cast<int>(json_integer(o["replicas"], source + ": otherData.replicas", 1, limits::max_trace_replicas));
     if (t.num_ranks % t.replicas != 0)
       throw input_error(source + ": otherData.replicas: " + std::to_string(t.replicas) + " replicas do not divide " +
                         std::to_string(t.num_ranks) + " ranks (otherData.ranks)");

@@ -29,7 +29,7 @@ std::uint64_t act_key(action_kind k, int stage, int mb) {
 // whose actions repeat those of the others.
 struct action_index {
   std::unordered_map<std::uint64_t, std::size_t> by_action;
-  std::unordered_map<int, std::vector<std::size_t>> backward_of_stage; // B and W per (replica, stage), for U
+  std::unordered_map<std::uint64_t, std::vector<std::size_t>> backward_of_stage; // B and W per (replica, stage), for U
   std::unordered_map<std::uint64_t, std::vector<std::size_t>> receives; // RECV events, every step's
   int replica_ranks = 0; // ranks of one replica (0: the trace is one)
   action_index() = default;
@@ -50,9 +50,14 @@ struct action_index {
     }
   }
   int replica_of(int rank) const { return replica_ranks > 0 ? rank / replica_ranks : 0; }
-  // Stages are below 2^20 (limits::max_stages): the replica goes above them.
-  static int in_replica(int stage, int replica) { return stage | (replica << 20); }
-  static std::uint64_t key(action_kind k, int stage, int mb, int replica) { return act_key(k, in_replica(stage, replica), mb); }
+  static std::uint64_t in_replica(int stage, int replica) {
+    return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(replica)) << 32) | static_cast<std::uint32_t>(stage);
+  }
+  // Stages are below 2^20 (limits::max_stages), act_key's bits 24..43; the replica (below
+  // limits::max_trace_replicas, 2^12) goes in bits 44..55, under the kind.
+  static std::uint64_t key(action_kind k, int stage, int mb, int replica) {
+    return act_key(k, stage, mb) | (static_cast<std::uint64_t>(static_cast<std::uint32_t>(replica) & 0xfffu) << 44);
+  }
   std::optional<std::size_t> find(action_kind k, int stage, int mb, int replica) const {
     auto it = by_action.find(key(k, stage, mb, replica));
     if (it == by_action.end())

@@ -9,6 +9,7 @@ namespace pippy::limits {
 
 inline constexpr std::int64_t max_ranks = std::int64_t{1} << 20;         // pipeline ranks of one schedule
 inline constexpr std::int64_t max_stages = std::int64_t{1} << 20;        // ranks x stages per rank
+inline constexpr std::int64_t max_trace_replicas = std::int64_t{1} << 12; // pp x dp replicas one trace holds
 inline constexpr std::int64_t max_microbatches = std::int64_t{1} << 20;  // per step
 // Stages x micro-batches: each pair is at least an F and a B, so this bounds a schedule's actions
 // (about 2^23 compute actions, a few hundred MB once lowered and timed).
