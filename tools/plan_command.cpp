@@ -50,7 +50,7 @@ command add_plan_command(CLI::App& app) {
   struct options {
     std::vector<std::string> cost_files, other_sizes;
     std::string emit_dir;
-    int ranks = 0, processes = 0, top = 5;
+    int ranks = 0, processes = 0, top = 5, cpus = 0;
     long long memory_cap = 0, global_batch = 0;
     std::vector<int> microbatches;
     std::vector<std::string> schedules;
@@ -78,6 +78,11 @@ command add_plan_command(CLI::App& app) {
   sub->add_flag("--zero1", o->zero1,
                 "With --processes: plans with D > 1 replicas are ZeRO-1 (reduce-scatter before U, all-gather after "
                 "it, 1/D of the optimizer state per replica)");
+  sub->add_option("--cpus", o->cpus,
+                  "The CPUs the ranks will be bound to (`pippy run --bind-cores` on a host of that many): where the "
+                  "ranks (R x D with --processes) outnumber them, ranks share a CPU, round robin, as that binds "
+                  "them (0: a CPU for each)")
+      ->check(CLI::Range(0, 1 << 16));
   sub->add_option("--memory-cap", o->memory_cap, "Memory per rank in bytes (0 = none): plans that exceed it rank last")
       ->type_name("BYTES");
   auto* batch = sub->add_option("--global-batch", o->global_batch,
@@ -115,6 +120,7 @@ command add_plan_command(CLI::App& app) {
                     .global_batch = o->global_batch, .links = make_link_model(o->links), .processes = o->processes};
     po.memory.cap_bytes = static_cast<std::uint64_t>(o->memory_cap);
     po.data_parallel.zero1 = o->zero1;
+    po.cpus = o->cpus;
     po.rerank_pool = std::max(po.rerank_pool, o->top);
     const auto t0 = std::chrono::steady_clock::now();
     const plan_result plan = make_plan(profile, po);

@@ -109,7 +109,9 @@ cost_table stage_costs(const cost_table& profile, const plan_options& o, const s
   c.arrival_cost_us = profile.arrival_cost_us;
   c.send_posting = profile.send_posting;
   c.received_input = profile.received_input;
-  // shared_cpus stays behind: a plan is for ranks with processors of their own, the profile's CPUs were shared by its own ranks.
+  // The profile's shared_cpus stay behind (its own ranks'); the plan's are the candidate's on o.cpus.
+  if (o.cpus > 0)
+    c.shared_cpus = ranks_sharing_bound_cpus(o.num_ranks * std::max(1, o.data_parallel.replicas), o.cpus);
   c.microbatch_rows = profile.microbatch_rows;
   c.jitter = profile.jitter;
   c.seed = profile.seed;
@@ -257,6 +259,8 @@ double plan_expected_step_us(flat_evaluator& ev, const cost_table& profile, cons
 }
 
 plan_result make_plan(const cost_table& profile, const plan_options& o) {
+  if (o.cpus < 0)
+    throw input_error("cpus must be at least 0 (0: a CPU for each rank; got " + num(o.cpus) + ")");
   plan_result out = o.processes <= 0 ? plan_one_shape(profile, o) : plan_meshes(profile, o);
   rank_by_expected_step(profile, o, out);
   return out;

@@ -89,6 +89,19 @@ std::vector<int> cpu_share(std::vector<int> allowed, int r, int n) {
   return {allowed.begin() + r * k / n, allowed.begin() + (r + 1) * k / n};
 }
 
+std::vector<std::vector<int>> ranks_sharing_bound_cpus(int num_ranks, int cpus) {
+  if (num_ranks < 1 || cpus < 1)
+    throw input_error("ranks on bound CPUs: " + std::to_string(num_ranks) + " ranks on " + std::to_string(cpus) +
+                      " CPUs (each at least 1)");
+  std::vector<int> all(static_cast<std::size_t>(std::min(cpus, num_ranks)));
+  for (std::size_t c = 0; c < all.size(); ++c)
+    all[c] = static_cast<int>(c);
+  std::vector<rank_cpus> ranks;
+  for (int r = 0; r < num_ranks; ++r)
+    ranks.push_back({"host", cpu_share(all, r, num_ranks)});
+  return ranks_sharing_cpus(ranks);
+}
+
 std::vector<std::vector<int>> ranks_sharing_cpus(const std::vector<rank_cpus>& ranks) {
   std::map<std::pair<std::string, int>, std::vector<int>> on; // (host, CPU) -> its ranks
   for (std::size_t r = 0; r < ranks.size(); ++r)

@@ -7,13 +7,16 @@
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <map>
 #include <random>
 #include <set>
+#include <tuple>
 
 #include "pippy/core/error.hpp"
 #include "pippy/core/flat_evaluator.hpp"
 #include "pippy/core/generators.hpp"
 #include "pippy/core/planner.hpp"
+#include "pippy/core/topology.hpp"
 
 using namespace pippy;
 
@@ -454,6 +457,40 @@ TEST_CASE("planner: pp x dp, every R x D of the processes, each replica a share 
   CHECK(plan.candidates.front().replicas < 4);
   o.global_batch = 0;
   CHECK_THROWS_WITH(make_plan(profile, o), Catch::StartsWith("processes: planning R x D needs the global batch"));
+}
+
+TEST_CASE("planner: on fewer CPUs than processes, each R x D is scored with its ranks sharing them as --bind-cores binds",
+          "[core][planner]") {
+  cost_table profile = layered_profile({1, 1, 1, 1, 1, 1, 1, 1});
+  profile.microbatch_rows = 4;
+  for (auto& l : profile.layers)
+    l.param_bytes = 1'000'000;
+  profile.shared_cpus = {{0, 1}}; // the profile's own ranks': not the plan's
+  plan_options o{.schedules = {"1f1b"}, .global_batch = 32, .links = link_model::uniform(1, 2), .processes = 4};
+  std::map<std::tuple<int, int, int, int>, double> apart;
+  for (const auto& c : make_plan(profile, o).candidates)
+    apart[{c.ranks, c.replicas, c.stages_per_rank, c.microbatches}] = c.step_us;
+  CHECK(plan_costs(profile, o, make_plan(profile, o).candidates.front()).shared_cpus.empty());
+  o.cpus = 2;
+  const plan_result shared = make_plan(profile, o);
+  flat_evaluator ev;
+  int slower = 0;
+  for (const auto& c : shared.candidates) {
+    INFO(c.ranks << "x" << c.replicas << " V=" << c.stages_per_rank << " M=" << c.microbatches);
+    const cost_table costs = plan_costs(profile, o, c);
+    // Mesh rank q on CPU q mod 2: pp=2 x dp=2 puts the twins of each stage on one CPU.
+    CHECK(costs.shared_cpus == ranks_sharing_bound_cpus(c.ranks * c.replicas, 2));
+    if (c.ranks == 2 && c.replicas == 2)
+      CHECK(costs.shared_cpus == std::vector<std::vector<int>>{{0, 2}, {1, 3}});
+    CHECK(ev.evaluate(plan_schedule(o, c), costs, o.links, {}, data_parallel_model{.replicas = c.replicas}).makespan_us ==
+          c.step_us);
+    const double alone = apart.at({c.ranks, c.replicas, c.stages_per_rank, c.microbatches});
+    CHECK(c.step_us >= alone - 1e-9); // sharing only slows
+    slower += c.step_us > alone ? 1 : 0;
+  }
+  CHECK(slower == static_cast<int>(shared.candidates.size())); // 4 processes on 2 CPUs: every one shares
+  o.cpus = -1;
+  CHECK_THROWS_WITH(make_plan(profile, o), Catch::StartsWith("cpus must be at least 0"));
 }
 
 TEST_CASE("planner: ZeRO-1 candidates are scored with the reduce-scatter, the all-gather and 1/D of the state",

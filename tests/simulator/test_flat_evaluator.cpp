@@ -43,17 +43,6 @@ cost_table random_table(const schedule& s, std::mt19937& rng) {
   return c;
 }
 
-// The groups of ranks that share a CPU when R ranks bind to `cpus` CPUs (`pippy run --bind-cores`).
-std::vector<std::vector<int>> ranks_on_cpus(int R, int cpus) {
-  std::vector<int> all(static_cast<std::size_t>(cpus));
-  for (int c = 0; c < cpus; ++c)
-    all[static_cast<std::size_t>(c)] = c;
-  std::vector<rank_cpus> ranks;
-  for (int r = 0; r < R; ++r)
-    ranks.push_back({"host", cpu_share(all, r, R)});
-  return ranks_sharing_cpus(ranks);
-}
-
 std::vector<configuration> configurations(const schedule& s, std::uint32_t seed) {
   std::mt19937 rng(seed);
   const int R = s.shape.num_ranks, M = s.shape.num_microbatches;
@@ -147,12 +136,12 @@ std::vector<configuration> configurations(const schedule& s, std::uint32_t seed)
   add("ranks sharing 2 CPUs, latency, overhead", [&](sim::sim_options& o) {
     o.links = link_model::uniform(0.3, 0);
     o.costs.action_overhead_us = 0.1;
-    o.costs.shared_cpus = ranks_on_cpus(R, 2);
+    o.costs.shared_cpus = ranks_sharing_bound_cpus(R, 2);
   });
   add("every rank on one CPU, arrivals cost compute, bandwidth", [&](sim::sim_options& o) {
     o.links = link_model::uniform(0.2, 1);
     o.costs.arrival_cost_us = 0.3;
-    o.costs.shared_cpus = ranks_on_cpus(R, 1);
+    o.costs.shared_cpus = ranks_sharing_bound_cpus(R, 1);
   });
   add("inputs received from another rank cost more, arrivals cost compute, uneven micro-batches", [&](sim::sim_options& o) {
     o.links = link_model::uniform(0.3, 0.5);
@@ -167,7 +156,7 @@ std::vector<configuration> configurations(const schedule& s, std::uint32_t seed)
     o.costs.seed = 3;
     o.costs.send_posting = {.latency_us = 0.2, .bandwidth_gbps = 4};
     o.costs.arrival_cost_us = 0.15;
-    o.costs.shared_cpus = ranks_on_cpus(R, 2);
+    o.costs.shared_cpus = ranks_sharing_bound_cpus(R, 2);
     o.data_parallel = {.replicas = 2, .sync = grad_sync_mode::overlap};
   });
   // The mesh as `pippy run --bind-cores` binds pp x dp on 2 CPUs: the replicas' ranks share them (the twin
@@ -177,14 +166,14 @@ std::vector<configuration> configurations(const schedule& s, std::uint32_t seed)
     o.costs.noise = {0.6, 0.9, 1.0, 1.1, 1.8};
     o.costs.seed = 5;
     o.costs.action_overhead_us = 0.1;
-    o.costs.shared_cpus = ranks_on_cpus(2 * R, 2);
+    o.costs.shared_cpus = ranks_sharing_bound_cpus(2 * R, 2);
     o.data_parallel = {.replicas = 2, .sync = grad_sync_mode::overlap};
   });
   add("pp x dp with ZeRO-1 on 3 replicas sharing 2 CPUs, at the step, arrivals cost compute", [&](sim::sim_options& o) {
     o.links = link_model::uniform(0.2, 2);
     o.costs.jitter = 0.25, o.costs.seed = 9;
     o.costs.arrival_cost_us = 0.2;
-    o.costs.shared_cpus = ranks_on_cpus(3 * R, 2);
+    o.costs.shared_cpus = ranks_sharing_bound_cpus(3 * R, 2);
     o.data_parallel = {.replicas = 3, .sync = grad_sync_mode::at_step, .zero1 = true};
   });
   add("pp x dp with ZeRO-1, overlapped, replicas on hosts of their own", [&](sim::sim_options& o) {
@@ -311,7 +300,7 @@ TEST_CASE("ranks sharing a CPU: the step only grows, and work_alone gives each a
     o.links = link_model::uniform(0.3, 0);
     o.costs.action_overhead_us = 0.15;
     const double alone = sim::simulate(s, o).makespan_us;
-    o.costs.shared_cpus = ranks_on_cpus(s.shape.num_ranks, 2);
+    o.costs.shared_cpus = ranks_sharing_bound_cpus(s.shape.num_ranks, 2);
     const sim::sim_result shared = sim::simulate(s, o);
     CHECK(shared.makespan_us >= alone);
     slowed += shared.makespan_us > alone ? 1 : 0;
@@ -343,7 +332,7 @@ TEST_CASE("pp x dp on shared CPUs: every replica's actions give their cost back,
     o.links = link_model::uniform(0.3, 2);
     o.costs.action_overhead_us = 0.15;
     o.data_parallel = {.replicas = 2, .sync = grad_sync_mode::overlap};
-    o.costs.shared_cpus = ranks_on_cpus(2 * s.shape.num_ranks, 2);
+    o.costs.shared_cpus = ranks_sharing_bound_cpus(2 * s.shape.num_ranks, 2);
     const sim::sim_result r = sim::simulate(s, o);
     REQUIRE(r.timeline.num_ranks == 2 * s.shape.num_ranks);
     CHECK(r.timeline.replicas == 2);

@@ -34,6 +34,11 @@ struct plan_options {
   // (a reduce-scatter before U, an all-gather after it, 1/D of the optimizer state per replica).
   int processes = 0;
   data_parallel_model data_parallel;
+  // The CPUs the processes run on, bound as `pippy run --bind-cores` binds them (core's
+  // ranks_sharing_bound_cpus over each candidate's R x D ranks; the profile's times are each action's
+  // work alone): where the processes outnumber them, ranks share a CPU (cost_table::shared_cpus), so
+  // that pp=2 x dp=2 and pp=4 on 2 cores are scored as they would run there. 0: a CPU for each.
+  int cpus = 0;
   // How many of the best candidates by one step alone (step_us) are ranked again by the step the
   // runtime measures (core's expected_step_us): steps back to back, where one step's tail overlaps the
   // next one's start, and with the profile's step-to-step noise (cost_table::noise) drawn step by step,

@@ -41,6 +41,10 @@ struct rank_cpus {
 // binds more ranks than CPUs (cpu_share): groups of two or more, each in increasing rank order, ordered
 // by their first rank. Ranks that may run on several CPUs share none (the OS moves them).
 std::vector<std::vector<int>> ranks_sharing_cpus(const std::vector<rank_cpus>& ranks);
+// The ranks that share a CPU when `num_ranks` processes of one host are bound to `cpus` CPUs as `pippy run
+// --bind-cores` binds them (cpu_share over CPUs 0..cpus-1; with pp x dp, the mesh's ranks): round robin
+// where the ranks outnumber the CPUs. Throws input_error unless num_ranks >= 1 and cpus >= 1.
+std::vector<std::vector<int>> ranks_sharing_bound_cpus(int num_ranks, int cpus);
 // The CPUs the calling thread may run on (sched_getaffinity), in increasing order; empty where unknown.
 std::vector<int> allowed_cpus();
 // Binds the calling thread, and the threads it starts from then on, to `cpus`. Returns 0, or the errno
