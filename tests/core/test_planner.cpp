@@ -425,11 +425,19 @@ TEST_CASE("planner: layers measured at several sizes cost at each candidate's mi
   }
 }
 
-TEST_CASE("planner: pp x dp, every R x D of the processes, each replica a share of the batch", "[core][planner]") {
+namespace {
+// Eight equal layers of 1 MB of parameters each, timed on 4-row micro-batches: the pp x dp cases'.
+cost_table replicated_profile() {
   cost_table profile = layered_profile({1, 1, 1, 1, 1, 1, 1, 1});
   profile.microbatch_rows = 4;
   for (auto& l : profile.layers)
     l.param_bytes = 1'000'000;
+  return profile;
+}
+} // namespace
+
+TEST_CASE("planner: pp x dp, every R x D of the processes, each replica a share of the batch", "[core][planner]") {
+  cost_table profile = replicated_profile();
   plan_options o{.schedules = {"1f1b"}, .global_batch = 32, .links = link_model::uniform(1, 0.5), .processes = 4};
   const plan_result plan = make_plan(profile, o);
   std::set<std::pair<int, int>> shapes;
@@ -461,10 +469,7 @@ TEST_CASE("planner: pp x dp, every R x D of the processes, each replica a share 
 
 TEST_CASE("planner: on fewer CPUs than processes, each R x D is scored with its ranks sharing them as --bind-cores binds",
           "[core][planner]") {
-  cost_table profile = layered_profile({1, 1, 1, 1, 1, 1, 1, 1});
-  profile.microbatch_rows = 4;
-  for (auto& l : profile.layers)
-    l.param_bytes = 1'000'000;
+  cost_table profile = replicated_profile();
   profile.shared_cpus = {{0, 1}}; // the profile's own ranks': not the plan's
   plan_options o{.schedules = {"1f1b"}, .global_batch = 32, .links = link_model::uniform(1, 2), .processes = 4};
   std::map<std::tuple<int, int, int, int>, double> apart;
@@ -495,10 +500,7 @@ TEST_CASE("planner: on fewer CPUs than processes, each R x D is scored with its 
 
 TEST_CASE("planner: ZeRO-1 candidates are scored with the reduce-scatter, the all-gather and 1/D of the state",
           "[core][planner]") {
-  cost_table profile = layered_profile({1, 1, 1, 1, 1, 1, 1, 1});
-  profile.microbatch_rows = 4;
-  for (auto& l : profile.layers)
-    l.param_bytes = 1'000'000;
+  cost_table profile = replicated_profile();
   plan_options o{.schedules = {"1f1b"}, .global_batch = 32, .links = link_model::uniform(1, 0.5), .processes = 4};
   o.data_parallel.zero1 = true;
   const plan_result plan = make_plan(profile, o);
