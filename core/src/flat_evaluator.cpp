@@ -141,7 +141,7 @@ void flat_evaluator::prepare(const schedule& s, const cost_table& costs, const l
         o.wait = in == 1 ? fwd(a.stage, a.microbatch) : bwd(a.stage, a.microbatch);
       if (is_compute(a.kind)) {
         o.cls = compute;
-        o.cost = costs(a) + costs.received_input_us(a, shape);
+        o.cost = costs.engine_us(a, shape);
         const memory_effect e = memory_effect_of(costs, a, forward_only);
         o.held = e.held_at_start, o.freed = e.freed_at_end;
         o.activations_at_start = static_cast<std::int8_t>(e.activations_at_start);
@@ -197,7 +197,7 @@ void flat_evaluator::prepare(const schedule& s, const cost_table& costs, const l
           o.fill_rank += d * R;
         }
         if (o.cls == compute && draws)
-          o.cost = costs(list[i], d) + costs.received_input_us(list[i], shape);
+          o.cost = costs.engine_us(list[i], shape, d);
         if (o.cls == send) {
           std::int32_t& link = links_of[static_cast<std::size_t>(o.link)];
           if (link < 0) {
@@ -296,7 +296,7 @@ void flat_evaluator::run(bool blocking_send, double overhead_us, std::span<const
   auto wake_synced = [&] {
     for (const auto& [st, c] : replicas_.completed())
       for (int d = 0; d < D; ++d) {
-        const auto q = static_cast<std::size_t>(d) * R_pipe + static_cast<std::size_t>(stage_rank_[static_cast<std::size_t>(st)]);
+        const auto q = static_cast<std::size_t>(replicas_.mesh_rank(d, st));
         if (blocked[q] == collective_slot(d, st, c)) {
           blocked[q] = -1;
           ready_.push_back(static_cast<int>(q));

@@ -7,8 +7,7 @@ namespace pippy {
 void mesh_collectives::reset(const pipeline_shape& shape, const cost_table& costs, const link_model& links,
                              const data_parallel_model& dp) {
   dp_ = dp;
-  S_ = shape.num_stages(), M_ = shape.num_microbatches;
-  const int R = shape.num_ranks;
+  R_ = shape.num_ranks, S_ = shape.num_stages(), M_ = shape.num_microbatches;
   const auto S = static_cast<std::size_t>(S_);
   const std::size_t D = static_cast<std::size_t>(std::max(1, dp.replicas));
   stage_rank_.resize(S);
@@ -19,19 +18,18 @@ void mesh_collectives::reset(const pipeline_shape& shape, const cost_table& cost
     const auto s = static_cast<std::size_t>(st);
     stage_rank_[s] = shape.rank_of(st);
     bytes_[s] = costs.param_bytes(st);
-    const link_class link = replica_link(costs, links, stage_rank_[s], R);
+    const link_class link = replica_link(costs, links, stage_rank_[s], R_);
     sum_time_[s] = grad_sync_time(bytes_[s], dp, link, costs.replica_reduce_scatter_by_allreduce);
     gather_time_[s] = ring_pass_time(bytes_[s], dp.replicas, link);
   }
-  group_free_.assign(static_cast<std::size_t>(R), 0.0);
+  group_free_.assign(static_cast<std::size_t>(R_), 0.0);
   weight_grads_.assign(S * D, 0);
   posted_.assign(S * D, 0);
   posted_at_.assign(S * D, 0.0);
   posts_.assign(2 * S, 0);
   latest_.assign(2 * S, 0.0);
   complete_.assign(2 * S, 0);
-  end_.assign(S, 0.0);
-  gather_end_.assign(S, 0.0);
+  end_.assign(2 * S, 0.0);
   completed_.clear();
 }
 
@@ -67,7 +65,7 @@ void mesh_collectives::arrive(int stage, collective c, double t) {
   double& free = group_free_[static_cast<std::size_t>(stage_rank_[s])];
   const double start = std::max(latest_[i], free);
   free = start + (c == collective::gather ? gather_time_[s] : sum_time_[s]);
-  (c == collective::gather ? gather_end_ : end_)[s] = free;
+  end_[i] = free;
   complete_[i] = 1;
   completed_.push_back({stage, c});
 }

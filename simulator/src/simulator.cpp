@@ -124,7 +124,6 @@ struct shared_state {
   // pp x dp: every replica runs (mesh rank d x R + r); their collectives are core's rule. A U waiting for
   // one parks on its mesh rank until the collective it waits for is complete.
   mesh_collectives replicas;
-  std::vector<int> stage_rank; // by stage, in its replica
   struct parked_step {
     engine::timer* resume = nullptr;
     int stage = -1; // the stage whose collective it waits for
@@ -134,10 +133,9 @@ struct shared_state {
 
   // The parked U's whose collective is now complete run on, at this time.
   void wake_synced() {
-    const int R = static_cast<int>(parked.size()) / std::max(1, replicas.replicas());
     for (const auto& [st, c] : replicas.completed())
       for (int d = 0; d < replicas.replicas(); ++d) {
-        parked_step& p = parked[static_cast<std::size_t>(d * R + stage_rank[static_cast<std::size_t>(st)])];
+        parked_step& p = parked[static_cast<std::size_t>(replicas.mesh_rank(d, st))];
         if (p.resume && p.stage == st && p.kind == c) {
           clock.post(clock.now(), *p.resume);
           p = {};
@@ -236,7 +234,7 @@ private:
     if (effect.activations_at_start > 0)
       st_.record(memory_sample{rank_, t0, memory_.bytes()});
     running_ = running_action{.done = std::move(done), .effect = effect, .reply_to = reply_to};
-    double cost = costs_(a, replica_) + costs_.received_input_us(a, shape_);
+    double cost = costs_.engine_us(a, shape_, replica_);
     if (a.kind == action_kind::optimizer_step && dp_.replicas > 1)
       cost = st_.replicas.step_compute(cost); // ZeRO-1: its 1/D, then the all-gather (finish)
     if (st_.processors.empty()) {
@@ -414,8 +412,6 @@ sim_result simulate(const schedule& input, const sim_options& options) {
     st.timeline.replicas = D;
     st.processors = rank_processors(options.costs, Q);
     st.replicas.reset(shape, options.costs, options.links, options.data_parallel);
-    for (int stage = 0; stage < shape.num_stages(); ++stage)
-      st.stage_rank.push_back(shape.rank_of(stage));
     st.parked.assign(static_cast<std::size_t>(Q), {});
     const bool forward_only = runs_forward_only(s);
     std::vector<std::unique_ptr<sim_executor>> execs;

@@ -223,7 +223,7 @@ TEST_CASE("the replicas' link is fitted to all-reduce times as one step of their
   // A stage without parameters posts no collective; ZeRO-1's U measured with its all-gather gives the
   // whole step back.
   CHECK(ring_pass_time(0, 3, truth) == 0);
-  CHECK(whole_step_us(sharded_step_end(600, 2097152, 3, truth, 0, 0), 2097152, 3, truth) == Approx(600));
+  CHECK(whole_step_us(600.0 / 3 + ring_pass_time(2097152, 3, truth), 2097152, 3, truth) == Approx(600));
   // The table's replica link, where it has one, is what the collectives take; else the link model's.
   cost_table t;
   const link_model model = link_model::uniform(5, 0);

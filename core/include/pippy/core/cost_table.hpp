@@ -100,7 +100,7 @@ enum class grad_sync_mode : std::uint8_t { overlap, at_step };
 // backward of the step (overlap) or at U (at_step), started by the last replica's post, one at a time
 // per pipeline rank's group; U waits for it. With ZeRO-1 (zero1) that all-reduce is a reduce-scatter
 // (or, for a backend that runs one as a whole all-reduce, that all-reduce: grad_sync_time), U updates
-// 1/D of the parameters and then all-gathers them (for one replica alone: sharded_step_end), and each
+// 1/D of the parameters and then all-gathers them (mesh_collectives, whole_step_us), and each
 // replica keeps 1/D of the optimizer state (per_replica).
 struct data_parallel_model {
   int replicas = 1;
@@ -136,15 +136,8 @@ inline double grad_sync_time(std::uint64_t param_bytes, const data_parallel_mode
   return dp.sharded() && !reduce_scatter_by_allreduce ? ring_pass_time(param_bytes, dp.replicas, link)
                                                       : allreduce_time(param_bytes, dp.replicas, link);
 }
-// ZeRO-1's U started at t0, where the whole stage's step takes step_us: the step of 1/D of the
-// parameters, then the all-gather of the updated slices once the link to the replicas is free
-// (link_free: after the collectives posted before it). Its end, which is also when that link is free.
-inline double sharded_step_end(double step_us, std::uint64_t param_bytes, int replicas, const link_class& link,
-                               double t0, double link_free) {
-  return std::max(t0 + step_us / replicas, link_free) + ring_pass_time(param_bytes, replicas, link);
-}
-// The whole stage's step from a ZeRO-1 run's measured U (its 1/D and the all-gather, the link free):
-// what a profile of such a run records, so that sharded_step_end gives the measured U back.
+// The whole stage's step from a ZeRO-1 run's measured U (its 1/D, then the all-gather on a free link:
+// mesh_collectives' U): what a profile of such a run records, so that the engines give the measured U back.
 inline double whole_step_us(double measured_us, std::uint64_t param_bytes, int replicas, const link_class& link) {
   return std::max(0.0, measured_us - ring_pass_time(param_bytes, replicas, link)) * replicas;
 }
@@ -201,6 +194,11 @@ struct cost_table {
   // That extra for action `a` of a schedule of `shape`: received_input.F for an F whose stage's
   // predecessor is on another rank, .B for an I or B whose successor is; else 0.
   double received_input_us(const action& a, const pipeline_shape& shape) const;
+  // What the engines charge compute action `a` of `replica` (pp x dp) in a schedule of `shape`: its
+  // cost and a received input's.
+  double engine_us(const action& a, const pipeline_shape& shape, int replica = 0) const {
+    return (*this)(a, replica) + received_input_us(a, shape);
+  }
   // Groups of ranks whose compute shares one CPU (`pippy run --bind-cores` with more ranks than CPUs:
   // core's cpu_share); the engines run each group's actions on one shared_processor. The compute times
   // are each action's work alone. Empty: every rank computes on a processor of its own.

@@ -38,6 +38,8 @@ public:
              const data_parallel_model& dp);
   int replicas() const { return dp_.replicas; }
   bool sharded() const { return dp_.sharded(); }
+  // The mesh rank that runs `stage` in `replica` (replica x R + the stage's rank).
+  int mesh_rank(int replica, int stage) const { return replica * R_ + stage_rank_[static_cast<std::size_t>(stage)]; }
   // A B or W of `stage` in `replica` ended at t: one more micro-batch's weight gradients are in. The
   // step's last one posts the all-reduce (overlap).
   void weight_grads_in(int replica, int stage, double t);
@@ -48,7 +50,7 @@ public:
   // earlier than synced (the post time where the stage has no parameters); the trace's REDUCE_GRAD spans
   // posted_at to synced, as the runtime measures it (a replica that posts first waits inside it).
   bool summed(int stage) const { return no_collective(stage) || complete_[index(stage, collective::sum)] != 0; }
-  double synced(int replica, int stage) const { return bytes(stage) ? end_[static_cast<std::size_t>(stage)] : posted_at(replica, stage); }
+  double synced(int replica, int stage) const { return bytes(stage) ? end_[index(stage, collective::sum)] : posted_at(replica, stage); }
   double posted_at(int replica, int stage) const { return posted_at_[at(replica, stage)]; }
   std::uint64_t bytes(int stage) const { return bytes_[static_cast<std::size_t>(stage)]; }
   // ZeRO-1: what U computes of `cost` (its 1/D), and once that is done at t, its all-gather's post.
@@ -56,7 +58,7 @@ public:
   void post_gather(int stage, double t);
   // Whether the all-gather of `stage` is complete (or there is none), and when U ends then.
   bool gathered(int stage) const { return no_collective(stage) || complete_[index(stage, collective::gather)] != 0; }
-  double gather_end(int stage, double t) const { return no_collective(stage) ? t : gather_end_[static_cast<std::size_t>(stage)]; }
+  double gather_end(int stage, double t) const { return no_collective(stage) ? t : end_[index(stage, collective::gather)]; }
   // The collectives complete since clear_completed (to wake the U's that wait for them).
   const std::vector<completed_collective>& completed() const { return completed_; }
   void clear_completed() { completed_.clear(); }
@@ -74,7 +76,7 @@ private:
   void arrive(int stage, collective c, double t);
 
   data_parallel_model dp_;
-  int S_ = 0, M_ = 0;
+  int R_ = 0, S_ = 0, M_ = 0;
   std::vector<int> stage_rank_;
   std::vector<std::uint64_t> bytes_; // per stage
   std::vector<double> sum_time_, gather_time_; // per stage: its all-reduce's and all-gather's times
@@ -83,11 +85,11 @@ private:
   std::vector<int> weight_grads_;
   std::vector<char> posted_;
   std::vector<double> posted_at_;
-  // per (collective, stage): replicas that posted it, the latest post, whether it is complete
+  // per (collective, stage): replicas that posted it, the latest post, whether it is complete, its end
   std::vector<int> posts_;
   std::vector<double> latest_;
   std::vector<char> complete_;
-  std::vector<double> end_, gather_end_; // per stage
+  std::vector<double> end_;
   std::vector<completed_collective> completed_;
 };
 
