@@ -34,8 +34,7 @@ struct action_index {
   int replica_ranks = 0; // ranks of one replica (0: the trace is one)
   action_index() = default;
   explicit action_index(const trace& t) {
-    if (t.replicas > 1 && t.num_ranks % t.replicas == 0)
-      replica_ranks = t.num_ranks / t.replicas;
+    replica_ranks = t.replica_ranks();
     by_action.reserve(t.events.size());
     for (std::size_t i = 0; i < t.events.size(); ++i) {
       const auto& a = t.events[i].act;

@@ -81,7 +81,7 @@ cost_table measure_stage_costs(const trace& t, int num_stages, const profile_con
   out.noise = fit_step_noise(compute, context.steps);
   out.shared_cpus = context.shared_cpus;
   // pp x dp: the trace holds every replica (trace::replicas); the table's ranks are a replica's.
-  const int replica_ranks = t.replicas > 1 && t.num_ranks % t.replicas == 0 ? t.num_ranks / t.replicas : 0;
+  const int replica_ranks = t.replica_ranks();
   auto in_replica = [&](int rank) { return replica_ranks > 0 ? rank % replica_ranks : rank; };
   out.stage_ranks.assign(static_cast<std::size_t>(num_stages), -1);
   for (const auto& e : t.events)

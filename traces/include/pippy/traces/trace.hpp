@@ -52,6 +52,8 @@ struct trace {
   // rank in the replica (the runtime's global rank). Their actions repeat once per replica: the metrics'
   // dependencies stay inside a replica. Divides num_ranks.
   int replicas = 1;
+  // The ranks of one replica, 0 when the trace is one pipeline (or its replicas do not divide its ranks).
+  int replica_ranks() const { return replicas > 1 && num_ranks % replicas == 0 ? num_ranks / replicas : 0; }
   std::vector<trace_event> events;
   std::vector<memory_sample> memory;
   std::vector<trace_marker> markers;
