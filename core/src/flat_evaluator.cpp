@@ -420,7 +420,7 @@ void flat_evaluator::run(bool blocking_send, double overhead_us, std::span<const
     rank_memory& mem = memory_[r];
     for (; pc < end; ++pc) {
       const op& o = ops[pc];
-      if (gathering_[r]) { // ZeRO-1's U, computed, woken by its all-gather's end
+      if (o.dp_role == 2 && gathering_[r]) { // ZeRO-1's U, computed, woken by its all-gather's end
         gathering_[r] = 0;
         now = replicas_.gather_end(o.stage, now);
         finish(r, pc, now);
